@@ -1,0 +1,102 @@
+//! `airlock.json`: the bundle's table of contents, the thing signatures cover.
+
+use serde::{Deserialize, Serialize};
+
+use crate::oci::{Digest, Platform};
+
+/// The bundle manifest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BundleManifest {
+    /// Always [`super::BUNDLE_FORMAT`].
+    pub format: String,
+    /// Bundle name (from the spec).
+    pub name: String,
+    /// Creation time, RFC 3339 UTC (from the lock or `SOURCE_DATE_EPOCH`: reproducible).
+    pub created: String,
+    /// The tool that wrote it (`airlock 0.1.0`).
+    pub tool: String,
+    /// Digest of the lockfile it was collected from.
+    pub lock_digest: Digest,
+    /// Every artifact.
+    pub artifacts: Vec<Artifact>,
+    /// Every blob in entry order, manifests first.
+    pub blobs: Vec<BlobEntry>,
+}
+
+/// What an artifact is.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ArtifactKind {
+    /// A container image (or index).
+    Image,
+    /// A Helm chart as an OCI artifact.
+    Chart,
+}
+
+/// One artifact: a root manifest and where it came from.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Artifact {
+    /// Image or chart.
+    pub kind: ArtifactKind,
+    /// Where it came from, for people and the ledger (reference or chart URL).
+    pub source: String,
+    /// Source registry host, when it came from a registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry: Option<String>,
+    /// Repository path the importer maps under its prefix (`library/nginx`, `charts/podinfo`).
+    pub repository: String,
+    /// Tag to set at the target, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<String>,
+    /// Root manifest digest (what signatures cover).
+    pub digest: Digest,
+    /// Root manifest media type.
+    pub media_type: String,
+    /// Platforms asked for (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<Platform>,
+    /// Children of an index, with whether each is carried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<Child>,
+}
+
+/// A child of an index.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Child {
+    /// Manifest digest.
+    pub digest: Digest,
+    /// Media type.
+    pub media_type: String,
+    /// Platform when known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Whether the bundle carries it.
+    pub included: bool,
+}
+
+/// A blob in the bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct BlobEntry {
+    /// Digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Media type (manifests are recognized by it).
+    pub media_type: String,
+}
+
+impl BundleManifest {
+    /// Total bytes of all blobs.
+    pub fn total_blob_bytes(&self) -> u64 {
+        self.blobs.iter().map(|b| b.size).sum()
+    }
+
+    /// True when the artifact's children list leaves some out (a platform subset).
+    pub fn is_subset(artifact: &Artifact) -> bool {
+        artifact.children.iter().any(|c| !c.included)
+    }
+}

@@ -1,0 +1,40 @@
+//! The bundle format: one `.tar.zst` whose first entry, `airlock.json`, lists every artifact and
+//! blob, followed by an OCI image layout (`oci-layout`, `index.json`, `blobs/sha256/…`).
+//!
+//! Entry order is fixed and checked: `airlock.json`, optional `airlock.json.sig`, `oci-layout`,
+//! `index.json`, then the blobs exactly in the order `airlock.json` lists them (manifests first,
+//! then the rest by size and digest). So a reader learns the whole plan, and every manifest,
+//! before the first layer byte, and a missing, extra or duplicated entry is named precisely.
+
+pub mod manifest;
+pub mod reader;
+pub mod writer;
+
+pub use manifest::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child};
+pub use reader::{read_bundle, BlobVisitor, BundleContents, BundleError};
+
+/// Name of the bundle manifest entry.
+pub const MANIFEST_ENTRY: &str = "airlock.json";
+/// Name of the signature entry.
+pub const SIGNATURE_ENTRY: &str = "airlock.json.sig";
+/// Name of the OCI layout marker entry.
+pub const LAYOUT_ENTRY: &str = "oci-layout";
+/// Name of the OCI index entry.
+pub const INDEX_ENTRY: &str = "index.json";
+/// Content of `oci-layout`.
+pub const LAYOUT_CONTENT: &[u8] = br#"{"imageLayoutVersion":"1.0.0"}"#;
+/// Format identifier in `airlock.json`.
+pub const BUNDLE_FORMAT: &str = "airlock.bundle/v1";
+/// The largest `airlock.json` accepted.
+pub const MAX_MANIFEST_ENTRY: u64 = 64 * 1024 * 1024;
+/// The largest `index.json` / signature file accepted.
+pub const MAX_SMALL_ENTRY: u64 = 16 * 1024 * 1024;
+/// zstd level used for bundles (fixed, part of reproducibility).
+pub const ZSTD_LEVEL: i32 = 3;
+/// zstd workers (fixed: the output depends on it).
+pub const ZSTD_WORKERS: u32 = 2;
+
+/// The path of a blob inside the layout.
+pub fn blob_path(digest: &crate::oci::Digest) -> String {
+    format!("blobs/sha256/{}", digest.hex())
+}

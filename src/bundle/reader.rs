@@ -1,0 +1,731 @@
+//! Reads a bundle as one stream: checks structure, order, sizes and every digest as the bytes go
+//! past, and hands blobs to a visitor (`verify` drains them, `import` pushes them). Nothing is
+//! extracted to disk; no entry is trusted before it has been checked.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::io::{self, Read};
+use std::path::{Component, Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::{
+    blob_path, BlobEntry, BundleManifest, BUNDLE_FORMAT, INDEX_ENTRY, LAYOUT_ENTRY, MANIFEST_ENTRY,
+    MAX_MANIFEST_ENTRY, MAX_SMALL_ENTRY, SIGNATURE_ENTRY,
+};
+use crate::oci::digest::Hasher;
+use crate::oci::manifest::MAX_MANIFEST_BYTES;
+use crate::oci::{media, Digest, ManifestError, ManifestKind, ParsedManifest};
+
+/// What is wrong with a bundle. Every variant names the bundle and, where there is one, the entry.
+#[derive(Debug, thiserror::Error)]
+pub enum BundleError {
+    /// Cannot open or read the file.
+    #[error("bundle `{path}`: {source}")]
+    Io {
+        /// The bundle.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// The compressed stream or tar structure is broken (truncated, corrupt).
+    #[error("bundle `{path}`: {where_}: the archive is truncated or corrupt ({why})")]
+    Corrupt {
+        /// The bundle.
+        path: PathBuf,
+        /// Where (after which entry).
+        where_: String,
+        /// Decoder message.
+        why: String,
+    },
+    /// An entry that must never be in a bundle (path escape, link, device…).
+    #[error("bundle `{path}`: entry {index} `{entry}`: {why}")]
+    UnsafeEntry {
+        /// The bundle.
+        path: PathBuf,
+        /// Entry number (0-based).
+        index: usize,
+        /// Entry name as stored.
+        entry: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// An entry that is not where the format says it must be.
+    #[error("bundle `{path}`: entry {index} `{entry}`: {why}")]
+    UnexpectedEntry {
+        /// The bundle.
+        path: PathBuf,
+        /// Entry number (0-based).
+        index: usize,
+        /// Entry name.
+        entry: String,
+        /// What was expected instead.
+        why: String,
+    },
+    /// `airlock.json` does not parse or breaks a rule.
+    #[error("bundle `{path}`: airlock.json: {why}")]
+    BadManifest {
+        /// The bundle.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// An entry's bytes do not hash to its name.
+    #[error(
+        "bundle `{path}`: entry `{entry}`: digest mismatch: expected {expected}, got {actual}"
+    )]
+    DigestMismatch {
+        /// The bundle.
+        path: PathBuf,
+        /// Entry name.
+        entry: String,
+        /// Expected digest.
+        expected: Digest,
+        /// Actual digest.
+        actual: Digest,
+    },
+    /// An entry's size differs from what `airlock.json` lists.
+    #[error("bundle `{path}`: entry `{entry}`: size {actual} differs from the {expected} bytes airlock.json lists")]
+    SizeMismatch {
+        /// The bundle.
+        path: PathBuf,
+        /// Entry name.
+        entry: String,
+        /// Listed size.
+        expected: u64,
+        /// Size in the tar header.
+        actual: u64,
+    },
+    /// A manifest blob that cannot be used.
+    #[error("bundle `{path}`: {source}")]
+    BadBlobManifest {
+        /// The bundle.
+        path: PathBuf,
+        /// The manifest problem.
+        source: ManifestError,
+    },
+    /// Something a manifest needs is not in the bundle.
+    #[error("bundle `{path}`: incomplete: {why}")]
+    Incomplete {
+        /// The bundle.
+        path: PathBuf,
+        /// What is missing and who needs it.
+        why: String,
+    },
+}
+
+/// Everything small in a bundle, available before the first layer is read.
+#[derive(Debug, Clone)]
+pub struct BundleContents {
+    /// Parsed `airlock.json`.
+    pub manifest: BundleManifest,
+    /// Its exact bytes (what signatures cover).
+    pub manifest_bytes: Vec<u8>,
+    /// `airlock.json.sig`, if present.
+    pub signature: Option<Vec<u8>>,
+    /// Every manifest blob, verified, by digest.
+    pub manifests: BTreeMap<Digest, (Bytes, ParsedManifest)>,
+}
+
+/// Receives a bundle's content as it streams. The error type lets callers add their own failures.
+pub trait BlobVisitor {
+    /// The visitor's error type.
+    type Error: From<BundleError>;
+
+    /// `airlock.json` (and signature) parsed, before anything else is read. Refuse here to stop
+    /// before a single blob is read (an unsigned or untrusted bundle).
+    fn manifest(&mut self, _contents: &BundleContents) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// All manifests read, verified and checked for completeness, before the first other blob.
+    fn before_blobs(&mut self, _contents: &BundleContents) -> Result<(), Self::Error> {
+        Ok(())
+    }
+
+    /// A non-manifest blob. `data` yields exactly its bytes and fails with an error at the end if
+    /// they do not match the digest, so a visitor that commits only after reading to the end
+    /// commits only verified bytes. Whatever the visitor leaves unread is drained and checked.
+    fn blob(&mut self, _entry: &BlobEntry, data: &mut dyn Read) -> Result<(), Self::Error> {
+        io::copy(data, &mut io::sink()).map(|_| ()).map_err(|e| {
+            BundleError::Corrupt {
+                path: PathBuf::new(),
+                where_: "blob".into(),
+                why: e.to_string(),
+            }
+            .into()
+        })
+    }
+}
+
+/// A visitor that only verifies.
+pub struct VerifyOnly;
+
+impl BlobVisitor for VerifyOnly {
+    type Error = BundleError;
+}
+
+/// Counts of what was read.
+#[derive(Debug, Clone)]
+pub struct ReadSummary {
+    /// The small contents.
+    pub contents: BundleContents,
+    /// Blob bytes read (uncompressed).
+    pub blob_bytes: u64,
+    /// Blobs read.
+    pub blobs: usize,
+}
+
+struct Verifying<'a, R: Read> {
+    inner: R,
+    hasher: Hasher,
+    expected: &'a Digest,
+    size: u64,
+    mismatch: Option<Digest>,
+    progress: &'a dyn crate::progress::Reporter,
+}
+
+impl<R: Read> Read for Verifying<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            if self.hasher.len() != self.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "blob {} ends after {} of {} bytes",
+                        self.expected,
+                        self.hasher.len(),
+                        self.size
+                    ),
+                ));
+            }
+            let actual = self.hasher.clone().finish();
+            if &actual != self.expected {
+                self.mismatch = Some(actual.clone());
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("digest mismatch: expected {}, got {actual}", self.expected),
+                ));
+            }
+            return Ok(0);
+        }
+        self.hasher.update(&buf[..n]);
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
+/// Checks an entry's path and type without trusting anything in it.
+fn check_entry_safety(
+    path: &Path,
+    index: usize,
+    name: &str,
+    kind: tar::EntryType,
+) -> Result<(), BundleError> {
+    let unsafe_entry = |why: &str| BundleError::UnsafeEntry {
+        path: path.to_path_buf(),
+        index,
+        entry: name.to_string(),
+        why: why.to_string(),
+    };
+    let p = Path::new(name);
+    if p.is_absolute() || name.starts_with('/') {
+        return Err(unsafe_entry(
+            "absolute path; bundles hold relative paths only",
+        ));
+    }
+    if p.components().any(|c| matches!(c, Component::ParentDir)) {
+        return Err(unsafe_entry(
+            "path contains `..` and would escape the bundle",
+        ));
+    }
+    match kind {
+        tar::EntryType::Regular | tar::EntryType::Continuous => Ok(()),
+        tar::EntryType::Symlink => Err(unsafe_entry(
+            "is a symlink; bundles contain regular files only",
+        )),
+        tar::EntryType::Link => Err(unsafe_entry(
+            "is a hard link; bundles contain regular files only",
+        )),
+        other => Err(unsafe_entry(&format!(
+            "has tar type {other:?}; bundles contain regular files only"
+        ))),
+    }
+}
+
+fn read_small<R: Read>(r: R, cap: u64) -> io::Result<Vec<u8>> {
+    let mut buf = Vec::new();
+    r.take(cap + 1).read_to_end(&mut buf)?;
+    if buf.len() as u64 > cap {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("larger than {cap} bytes"),
+        ));
+    }
+    Ok(buf)
+}
+
+/// Opens a bundle file and reads it through `visitor`.
+pub fn read_bundle<V: BlobVisitor>(
+    path: &Path,
+    visitor: &mut V,
+    progress: &dyn crate::progress::Reporter,
+) -> Result<ReadSummary, V::Error> {
+    let file = fs_err::File::open(path).map_err(|source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    read_bundle_from(
+        io::BufReader::with_capacity(1 << 20, file),
+        path,
+        visitor,
+        progress,
+    )
+}
+
+/// Checks that `airlock.json` is internally sound: format, unique blobs, manifests first.
+fn check_manifest(path: &Path, m: &BundleManifest) -> Result<(), BundleError> {
+    let bad = |why: String| BundleError::BadManifest {
+        path: path.to_path_buf(),
+        why,
+    };
+    if m.format != BUNDLE_FORMAT {
+        return Err(bad(format!(
+            "format `{}` is not `{BUNDLE_FORMAT}`; this airlock reads only that",
+            m.format
+        )));
+    }
+    let mut seen = HashSet::new();
+    let mut in_manifests = true;
+    for b in &m.blobs {
+        if !seen.insert(&b.digest) {
+            return Err(bad(format!("blob {} is listed twice", b.digest)));
+        }
+        let is_m = media::is_manifest(&b.media_type);
+        if is_m && !in_manifests {
+            return Err(bad(format!(
+                "manifest blob {} is listed after non-manifest blobs",
+                b.digest
+            )));
+        }
+        in_manifests &= is_m;
+        if is_m && b.size > MAX_MANIFEST_BYTES as u64 {
+            return Err(bad(format!(
+                "manifest blob {} is {} bytes, over the {MAX_MANIFEST_BYTES} limit",
+                b.digest, b.size
+            )));
+        }
+    }
+    if m.artifacts.is_empty() {
+        return Err(bad("lists no artifacts".into()));
+    }
+    Ok(())
+}
+
+/// Checks that every artifact's manifests are present and everything they reference is listed.
+fn check_complete(path: &Path, c: &BundleContents) -> Result<(), BundleError> {
+    let incomplete = |why: String| BundleError::Incomplete {
+        path: path.to_path_buf(),
+        why,
+    };
+    let listed: HashMap<&Digest, &BlobEntry> =
+        c.manifest.blobs.iter().map(|b| (&b.digest, b)).collect();
+    let mut referenced: HashSet<&Digest> = HashSet::new();
+    let need_image = |digest: &Digest, who: &str| -> Result<(), BundleError> {
+        let Some((_, parsed)) = c.manifests.get(digest) else {
+            return Err(incomplete(format!(
+                "{who}: manifest {digest} is not in the bundle"
+            )));
+        };
+        if parsed.kind != ManifestKind::Image {
+            return Err(incomplete(format!(
+                "{who}: {digest} is an index where an image manifest was expected"
+            )));
+        }
+        for d in parsed.blobs() {
+            match listed.get(&d.digest) {
+                None => {
+                    return Err(incomplete(format!(
+                        "{who}: blob {} needed by manifest {digest} is missing",
+                        d.digest
+                    )))
+                }
+                Some(b) if b.size != d.size => {
+                    return Err(incomplete(format!(
+                        "{who}: blob {} is {} bytes in airlock.json but {} in manifest {digest}",
+                        d.digest, b.size, d.size
+                    )))
+                }
+                Some(_) => {}
+            }
+        }
+        Ok(())
+    };
+    for a in &c.manifest.artifacts {
+        let who = a.source.as_str();
+        let Some((_, root)) = c.manifests.get(&a.digest) else {
+            return Err(incomplete(format!(
+                "{who}: root manifest {} is not in the bundle",
+                a.digest
+            )));
+        };
+        referenced.insert(&a.digest);
+        match root.kind {
+            ManifestKind::Image => {
+                need_image(&a.digest, who)?;
+                for d in root.blobs() {
+                    referenced.insert(&d.digest);
+                }
+            }
+            ManifestKind::Index => {
+                let in_index: HashSet<&Digest> = root.manifests.iter().map(|d| &d.digest).collect();
+                let in_list: HashSet<&Digest> = a.children.iter().map(|d| &d.digest).collect();
+                if in_index != in_list {
+                    return Err(incomplete(format!(
+                        "{who}: the children listed in airlock.json differ from those of index {}",
+                        a.digest
+                    )));
+                }
+                for child in a.children.iter().filter(|c| c.included) {
+                    referenced.insert(&child.digest);
+                    if media::is_index(&child.media_type) {
+                        return Err(incomplete(format!(
+                            "{who}: nested index {} is not supported",
+                            child.digest
+                        )));
+                    }
+                    need_image(&child.digest, who)?;
+                    if let Some((_, m)) = c.manifests.get(&child.digest) {
+                        for d in m.blobs() {
+                            referenced.insert(&d.digest);
+                        }
+                    }
+                }
+            }
+        }
+    }
+    for b in &c.manifest.blobs {
+        if !referenced.contains(&b.digest) {
+            return Err(incomplete(format!(
+                "blob {} is listed but no artifact references it",
+                b.digest
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a bundle from any byte stream (a file, or split parts read in sequence).
+pub fn read_bundle_from<R: Read, V: BlobVisitor>(
+    input: R,
+    path: &Path,
+    visitor: &mut V,
+    progress: &dyn crate::progress::Reporter,
+) -> Result<ReadSummary, V::Error> {
+    let p = || path.to_path_buf();
+    let corrupt = |where_: String, e: &dyn std::fmt::Display| BundleError::Corrupt {
+        path: p(),
+        where_,
+        why: e.to_string(),
+    };
+    let dec = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt("start".into(), &e))?;
+    let mut archive = tar::Archive::new(dec);
+    let entries = archive.entries().map_err(|e| corrupt("start".into(), &e))?;
+
+    let mut contents: Option<BundleContents> = None;
+    let mut layout_seen = false;
+    let mut index_seen = false;
+    let mut next_blob = 0usize;
+    let mut blobs_started = false;
+    let mut blob_bytes = 0u64;
+    let mut last_name = String::from("(start)");
+    let mut seen_names: HashSet<String> = HashSet::new();
+
+    for (index, entry) in entries.enumerate() {
+        let mut entry = entry.map_err(|e| corrupt(format!("after entry `{last_name}`"), &e))?;
+        let name = entry
+            .path()
+            .map_err(|e| corrupt(format!("entry {index}"), &e))?
+            .to_string_lossy()
+            .into_owned();
+        let kind = entry.header().entry_type();
+        // Directory entries for the layout are harmless; anything else is checked strictly.
+        if kind == tar::EntryType::Directory && (name == "blobs/" || name == "blobs/sha256/") {
+            continue;
+        }
+        check_entry_safety(path, index, &name, kind)?;
+        if !seen_names.insert(name.clone()) {
+            return Err(BundleError::UnexpectedEntry {
+                path: p(),
+                index,
+                entry: name,
+                why: "duplicate entry".into(),
+            }
+            .into());
+        }
+        let unexpected = |why: String| BundleError::UnexpectedEntry {
+            path: p(),
+            index,
+            entry: name.clone(),
+            why,
+        };
+        let size = entry.size();
+        last_name = name.clone();
+        if index == 0 {
+            if name != MANIFEST_ENTRY {
+                return Err(
+                    unexpected(format!("the first entry must be `{MANIFEST_ENTRY}`")).into(),
+                );
+            }
+            let bytes = read_small(&mut entry, MAX_MANIFEST_ENTRY)
+                .map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
+            let manifest: BundleManifest =
+                serde_json::from_slice(&bytes).map_err(|e| BundleError::BadManifest {
+                    path: p(),
+                    why: e.to_string(),
+                })?;
+            check_manifest(path, &manifest)?;
+            contents = Some(BundleContents {
+                manifest,
+                manifest_bytes: bytes,
+                signature: None,
+                manifests: BTreeMap::new(),
+            });
+            continue;
+        }
+        let Some(c) = contents.as_mut() else {
+            return Err(unexpected("no airlock.json before it".into()).into());
+        };
+        if name == SIGNATURE_ENTRY {
+            if index != 1 {
+                return Err(unexpected(format!(
+                    "`{SIGNATURE_ENTRY}` must directly follow `{MANIFEST_ENTRY}`"
+                ))
+                .into());
+            }
+            let bytes = read_small(&mut entry, MAX_SMALL_ENTRY)
+                .map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
+            c.signature = Some(bytes);
+            continue;
+        }
+        if name == LAYOUT_ENTRY {
+            if index_seen || next_blob > 0 {
+                return Err(unexpected(
+                    "`oci-layout` must come before index.json and blobs".into(),
+                )
+                .into());
+            }
+            read_small(&mut entry, 4096).map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
+            layout_seen = true;
+            // The signature decision happens once we know whether a signature entry exists.
+            visitor.manifest(c)?;
+            continue;
+        }
+        if name == INDEX_ENTRY {
+            if !layout_seen || next_blob > 0 {
+                return Err(unexpected(
+                    "`index.json` must follow `oci-layout` and precede blobs".into(),
+                )
+                .into());
+            }
+            let bytes = read_small(&mut entry, MAX_SMALL_ENTRY)
+                .map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
+            serde_json::from_slice::<serde_json::Value>(&bytes)
+                .map_err(|e| unexpected(format!("index.json is not JSON: {e}")))?;
+            index_seen = true;
+            continue;
+        }
+        if !name.starts_with("blobs/sha256/") {
+            return Err(unexpected("unknown entry; a bundle holds airlock.json, airlock.json.sig, oci-layout, index.json and blobs/sha256/<hex>".into()).into());
+        }
+        if !index_seen {
+            return Err(unexpected("blob before `oci-layout` and `index.json`".into()).into());
+        }
+        let Some(expected) = c.manifest.blobs.get(next_blob).cloned() else {
+            return Err(unexpected("blob not listed in airlock.json".into()).into());
+        };
+        if name != blob_path(&expected.digest) {
+            let digest = Digest::from_hex(name.trim_start_matches("blobs/sha256/"));
+            let why = match digest {
+                Err(_) => "not a valid blob name".to_string(),
+                Ok(d) if c.manifest.blobs[..next_blob].iter().any(|b| b.digest == d) => {
+                    "duplicate blob".to_string()
+                }
+                Ok(d) if c.manifest.blobs.iter().any(|b| b.digest == d) => format!(
+                    "out of order: blob {} (listed at position {next_blob}) is missing before it",
+                    expected.digest
+                ),
+                Ok(_) => "blob not listed in airlock.json".to_string(),
+            };
+            return Err(unexpected(why).into());
+        }
+        if size != expected.size {
+            return Err(BundleError::SizeMismatch {
+                path: p(),
+                entry: name,
+                expected: expected.size,
+                actual: size,
+            }
+            .into());
+        }
+        next_blob += 1;
+        if media::is_manifest(&expected.media_type) {
+            let bytes = read_small(&mut entry, MAX_MANIFEST_BYTES as u64)
+                .map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
+            let actual = Digest::of(&bytes);
+            if actual != expected.digest {
+                return Err(BundleError::DigestMismatch {
+                    path: p(),
+                    entry: name,
+                    expected: expected.digest,
+                    actual,
+                }
+                .into());
+            }
+            let parsed = ParsedManifest::parse(&bytes, Some(&expected.media_type))
+                .map_err(|source| BundleError::BadBlobManifest { path: p(), source })?;
+            if parsed.media_type != expected.media_type {
+                return Err(unexpected(format!(
+                    "manifest says media type `{}` but airlock.json lists `{}`",
+                    parsed.media_type, expected.media_type
+                ))
+                .into());
+            }
+            blob_bytes += bytes.len() as u64;
+            c.manifests
+                .insert(expected.digest.clone(), (Bytes::from(bytes), parsed));
+            continue;
+        }
+        if !blobs_started {
+            blobs_started = true;
+            check_complete(path, c)?;
+            visitor.before_blobs(c)?;
+        }
+        let mut reader = Verifying {
+            inner: &mut entry,
+            hasher: Hasher::new(),
+            expected: &expected.digest,
+            size: expected.size,
+            mismatch: None,
+            progress,
+        };
+        let visited = visitor.blob(&expected, &mut reader);
+        // Whatever the visitor left unread is read and checked here.
+        let drained = io::copy(&mut reader, &mut io::sink());
+        if let Some(actual) = reader.mismatch.take() {
+            return Err(BundleError::DigestMismatch {
+                path: p(),
+                entry: name,
+                expected: expected.digest,
+                actual,
+            }
+            .into());
+        }
+        if let Err(e) = drained {
+            return Err(corrupt(format!("entry `{name}`"), &e).into());
+        }
+        visited?;
+        blob_bytes += expected.size;
+    }
+    let Some(c) = contents else {
+        return Err(BundleError::Corrupt {
+            path: p(),
+            where_: "start".into(),
+            why: "no entries (empty or not a bundle)".into(),
+        }
+        .into());
+    };
+    if !layout_seen || !index_seen {
+        return Err(BundleError::Incomplete {
+            path: p(),
+            why: "oci-layout or index.json is missing".into(),
+        }
+        .into());
+    }
+    if next_blob < c.manifest.blobs.len() {
+        let missing = &c.manifest.blobs[next_blob];
+        return Err(BundleError::Incomplete {
+            path: p(),
+            why: format!(
+                "blob {} ({} bytes) and {} more listed in airlock.json are missing (truncated bundle?)",
+                missing.digest,
+                missing.size,
+                c.manifest.blobs.len() - next_blob - 1
+            ),
+        }
+        .into());
+    }
+    if !blobs_started {
+        check_complete(path, &c)?;
+        visitor.before_blobs(&c)?;
+    }
+    Ok(ReadSummary {
+        blobs: next_blob,
+        blob_bytes,
+        contents: c,
+    })
+}
+
+/// Reads only `airlock.json` (the first entry) and the signature if present: what `inspect`
+/// shows, without touching a blob.
+pub fn read_table_of_contents(path: &Path) -> Result<BundleContents, BundleError> {
+    let file = fs_err::File::open(path).map_err(|source| BundleError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    let corrupt = |where_: &str, e: &dyn std::fmt::Display| BundleError::Corrupt {
+        path: path.to_path_buf(),
+        where_: where_.to_string(),
+        why: e.to_string(),
+    };
+    let dec = zstd::stream::read::Decoder::new(io::BufReader::new(file))
+        .map_err(|e| corrupt("start", &e))?;
+    let mut archive = tar::Archive::new(dec);
+    let mut entries = archive.entries().map_err(|e| corrupt("start", &e))?;
+    let mut first = entries
+        .next()
+        .ok_or_else(|| corrupt("start", &"no entries (empty or not a bundle)"))?
+        .map_err(|e| corrupt("start", &e))?;
+    let name = first
+        .path()
+        .map_err(|e| corrupt("entry 0", &e))?
+        .to_string_lossy()
+        .into_owned();
+    check_entry_safety(path, 0, &name, first.header().entry_type())?;
+    if name != MANIFEST_ENTRY {
+        return Err(BundleError::UnexpectedEntry {
+            path: path.to_path_buf(),
+            index: 0,
+            entry: name,
+            why: format!("the first entry must be `{MANIFEST_ENTRY}`"),
+        });
+    }
+    let bytes = read_small(&mut first, MAX_MANIFEST_ENTRY)
+        .map_err(|e| corrupt("entry `airlock.json`", &e))?;
+    drop(first);
+    let manifest: BundleManifest =
+        serde_json::from_slice(&bytes).map_err(|e| BundleError::BadManifest {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+    check_manifest(path, &manifest)?;
+    let mut signature = None;
+    if let Some(Ok(mut second)) = entries.next() {
+        if second
+            .path()
+            .map(|p| p == Path::new(SIGNATURE_ENTRY))
+            .unwrap_or(false)
+        {
+            signature = Some(
+                read_small(&mut second, MAX_SMALL_ENTRY)
+                    .map_err(|e| corrupt("entry `airlock.json.sig`", &e))?,
+            );
+        }
+    }
+    Ok(BundleContents {
+        manifest,
+        manifest_bytes: bytes,
+        signature,
+        manifests: BTreeMap::new(),
+    })
+}

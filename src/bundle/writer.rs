@@ -1,0 +1,213 @@
+//! Writes a bundle: deterministic tar (fixed order, mtime, uid/gid 0) in fixed-parameter zstd,
+//! to a temporary file renamed into place only when complete.
+
+use std::collections::HashMap;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+
+use super::{
+    blob_path, BundleManifest, INDEX_ENTRY, LAYOUT_CONTENT, LAYOUT_ENTRY, MANIFEST_ENTRY,
+    SIGNATURE_ENTRY, ZSTD_LEVEL, ZSTD_WORKERS,
+};
+use crate::oci::{Digest, DigestWriter};
+use crate::progress::Reporter;
+
+/// Where a blob's bytes are while packing.
+#[derive(Debug, Clone)]
+pub enum BlobData {
+    /// Small content built or fetched in memory (manifests, configs).
+    Memory(Bytes),
+    /// A verified file in the cache.
+    File(PathBuf),
+}
+
+/// Why a bundle could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum WriteError {
+    /// I/O on the output or a cached blob.
+    #[error("writing bundle `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A cached blob changed since it was verified.
+    #[error("blob {digest} from `{path}` no longer matches its digest (got {actual}); the cache is corrupt, delete it and collect again")]
+    CacheCorrupt {
+        /// Expected digest.
+        digest: Digest,
+        /// The cache file.
+        path: PathBuf,
+        /// What it hashes to now.
+        actual: Digest,
+    },
+    /// A blob listed in the manifest has no data.
+    #[error("internal: no data for blob {0}")]
+    NoData(Digest),
+}
+
+/// The summary of a written bundle.
+#[derive(Debug, Clone)]
+pub struct Written {
+    /// sha256 of the whole `.tar.zst` file.
+    pub digest: Digest,
+    /// Its size.
+    pub size: u64,
+}
+
+/// Writes `manifest_bytes` (the exact `airlock.json`), an optional signature, the OCI layout
+/// and every blob listed in `manifest.blobs`, in that order, to `path`.
+pub fn write_bundle(
+    path: &Path,
+    manifest: &BundleManifest,
+    manifest_bytes: &[u8],
+    signature: Option<&[u8]>,
+    index_json: &[u8],
+    data: &HashMap<Digest, BlobData>,
+    reporter: &dyn Reporter,
+) -> Result<Written, WriteError> {
+    let tmp = path.with_file_name(format!(
+        ".{}.partial",
+        path.file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    ));
+    let result = write_to(
+        &tmp,
+        manifest,
+        manifest_bytes,
+        signature,
+        index_json,
+        data,
+        reporter,
+    );
+    match result {
+        Ok(w) => {
+            fs_err::rename(&tmp, path).map_err(|source| WriteError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            Ok(w)
+        }
+        Err(e) => {
+            let _ = fs_err::remove_file(&tmp);
+            Err(e)
+        }
+    }
+}
+
+fn mtime_of(created: &str) -> u64 {
+    humantime::parse_rfc3339(created)
+        .ok()
+        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
+    let mut h = tar::Header::new_gnu();
+    h.set_path(name)?;
+    h.set_size(size);
+    h.set_mode(0o644);
+    h.set_uid(0);
+    h.set_gid(0);
+    h.set_mtime(mtime);
+    h.set_entry_type(tar::EntryType::Regular);
+    h.set_cksum();
+    Ok(h)
+}
+
+#[allow(clippy::too_many_arguments)]
+fn write_to(
+    tmp: &Path,
+    manifest: &BundleManifest,
+    manifest_bytes: &[u8],
+    signature: Option<&[u8]>,
+    index_json: &[u8],
+    data: &HashMap<Digest, BlobData>,
+    reporter: &dyn Reporter,
+) -> Result<Written, WriteError> {
+    let io_err = |source| WriteError::Io {
+        path: tmp.to_path_buf(),
+        source,
+    };
+    let file = fs_err::File::create(tmp).map_err(io_err)?;
+    let out = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+    let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(io_err)?;
+    enc.multithread(ZSTD_WORKERS).map_err(io_err)?;
+    enc.include_checksum(true).map_err(io_err)?;
+    let mut tar = tar::Builder::new(enc);
+    tar.mode(tar::HeaderMode::Deterministic);
+    let mtime = mtime_of(&manifest.created);
+    let small = |tar: &mut tar::Builder<_>, name: &str, bytes: &[u8]| -> Result<(), WriteError> {
+        let h = header(name, bytes.len() as u64, mtime).map_err(io_err)?;
+        tar.append(&h, bytes).map_err(io_err)
+    };
+    small(&mut tar, MANIFEST_ENTRY, manifest_bytes)?;
+    if let Some(sig) = signature {
+        small(&mut tar, SIGNATURE_ENTRY, sig)?;
+    }
+    small(&mut tar, LAYOUT_ENTRY, LAYOUT_CONTENT)?;
+    small(&mut tar, INDEX_ENTRY, index_json)?;
+    reporter.phase("pack", manifest.total_blob_bytes());
+    for blob in &manifest.blobs {
+        let h = header(&blob_path(&blob.digest), blob.size, mtime).map_err(io_err)?;
+        match data.get(&blob.digest) {
+            Some(BlobData::Memory(b)) => {
+                tar.append(&h, &b[..]).map_err(io_err)?;
+                reporter.advance(b.len() as u64);
+            }
+            Some(BlobData::File(p)) => {
+                let f = fs_err::File::open(p).map_err(|source| WriteError::Io {
+                    path: p.clone(),
+                    source,
+                })?;
+                // Hash what we copy: the cache is only trusted as far as this check.
+                let mut reader = HashingRead {
+                    inner: f.take(blob.size),
+                    hasher: crate::oci::digest::Hasher::new(),
+                    reporter,
+                };
+                tar.append(&h, &mut reader)
+                    .map_err(|source| WriteError::Io {
+                        path: p.clone(),
+                        source,
+                    })?;
+                let actual = reader.hasher.finish();
+                if actual != blob.digest {
+                    return Err(WriteError::CacheCorrupt {
+                        digest: blob.digest.clone(),
+                        path: p.clone(),
+                        actual,
+                    });
+                }
+            }
+            None => return Err(WriteError::NoData(blob.digest.clone())),
+        }
+    }
+    reporter.finish_phase();
+    let enc = tar.into_inner().map_err(io_err)?;
+    let out = enc.finish().map_err(io_err)?;
+    let (buf, digest, size) = out.finish();
+    let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+    file.sync_all().map_err(io_err)?;
+    Ok(Written { digest, size })
+}
+
+struct HashingRead<'a, R> {
+    inner: R,
+    hasher: crate::oci::digest::Hasher,
+    reporter: &'a dyn Reporter,
+}
+
+impl<R: Read> Read for HashingRead<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.reporter.advance(n as u64);
+        Ok(n)
+    }
+}

@@ -1,0 +1,88 @@
+//! `airlock collect LOCK -o BUNDLE`: pull by digest and pack.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use airlock::lock::Lock;
+use airlock::spec::Spec;
+
+use super::{human_bytes, print_json, print_table, Global, Output, RegistryArgs};
+
+/// Arguments of `airlock collect`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// A lockfile (`NAME.lock`), or a spec whose every reference is pinned by digest.
+    pub input: PathBuf,
+    /// Bundle to write (`NAME.tar.zst`).
+    #[arg(short = 'o', long = "out")]
+    pub out: PathBuf,
+    /// Blob cache (default: `$XDG_CACHE_HOME/airlock` or `~/.cache/airlock`).
+    #[arg(long)]
+    pub cache: Option<PathBuf>,
+    /// Blobs downloaded at once.
+    #[arg(long, default_value_t = 6)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Runs `airlock collect`.
+pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let registry = args.registry.client(None)?;
+    let bars = super::progress::Bars::new(g.quiet);
+    let is_spec = matches!(
+        args.input.extension().and_then(|e| e.to_str()),
+        Some("yaml") | Some("yml")
+    );
+    let (lock, lock_digest) = if is_spec {
+        let (spec, spec_digest) = Spec::load(&args.input)?;
+        let lock = airlock::collect::lock_pinned_spec(&spec, spec_digest, &registry, &bars).await?;
+        let d = airlock::oci::Digest::of(&lock.to_bytes());
+        (lock, d)
+    } else {
+        Lock::load(&args.input)?
+    };
+    let opts = airlock::collect::CollectOptions {
+        output: args.out.clone(),
+        cache: args.cache.clone().unwrap_or_else(super::default_cache_dir),
+        jobs: args.jobs,
+    };
+    let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)
+        .await
+        .with_context(|| format!("collecting `{}`", args.input.display()))?;
+    match g.output {
+        Output::Json => print_json(&report)?,
+        Output::Human => {
+            let rows: Vec<Vec<String>> = report
+                .artifacts
+                .iter()
+                .map(|a| {
+                    vec![
+                        format!("{:?}", a.kind).to_lowercase(),
+                        a.source.clone(),
+                        a.digest.short().to_string(),
+                        if a.platforms.is_empty() {
+                            "-".into()
+                        } else {
+                            a.platforms.join(",")
+                        },
+                        human_bytes(a.size),
+                    ]
+                })
+                .collect();
+            print_table(&["KIND", "SOURCE", "DIGEST", "PLATFORMS", "SIZE"], &rows);
+            println!(
+                "wrote {} ({}, {} blobs, {} of content, {} downloaded) sha256:{}",
+                report.bundle.display(),
+                human_bytes(report.bundle_size),
+                report.blobs,
+                human_bytes(report.blob_bytes),
+                human_bytes(report.downloaded_bytes),
+                report.bundle_digest.hex()
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,105 @@
+//! `airlock import BUNDLE --to HOST[/PREFIX]`: verify and push.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use airlock::import::{ImportOptions, Mapping, Target};
+
+use super::{human_bytes, print_json, print_table, Global, Output, RegistryArgs};
+
+/// Arguments of `airlock import`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The bundle (`.tar.zst`).
+    pub bundle: PathBuf,
+    /// Target registry and optional prefix: `HOST[:PORT][/PREFIX]`.
+    #[arg(long)]
+    pub to: String,
+    /// Keep the source registry as a path component (`PREFIX/ghcr.io/org/app`).
+    #[arg(long)]
+    pub keep_source_host: bool,
+    /// One path component under the prefix (`PREFIX/org-app`), for registries that limit nesting.
+    #[arg(long)]
+    pub flatten: bool,
+    /// YAML file of explicit rewrites: `rewrites: [{from: SRC/REPO, to: TARGET/PATH}]`.
+    #[arg(long, value_name = "FILE")]
+    pub mapping: Option<PathBuf>,
+    /// Registry checks in flight at once.
+    #[arg(long, default_value_t = 8)]
+    pub jobs: usize,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// Runs `airlock import`.
+pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let target: Target = args.to.parse()?;
+    let rewrites = match &args.mapping {
+        Some(p) => Mapping::load_rewrites(p)?,
+        None => Vec::new(),
+    };
+    let mapping = Mapping {
+        prefix: target.prefix.clone(),
+        keep_source_host: args.keep_source_host,
+        flatten: args.flatten,
+        rewrites,
+    };
+    let registry = args.registry.client(Some(&target.registry))?;
+    let bars = super::progress::Bars::new(g.quiet);
+    let toc = airlock::bundle::reader::read_table_of_contents(&args.bundle)?;
+    airlock::progress::Reporter::phase(&bars, "import", toc.manifest.total_blob_bytes());
+    let opts = ImportOptions {
+        target,
+        mapping,
+        jobs: args.jobs,
+    };
+    let report = airlock::import::import(&args.bundle, &registry, &opts, &bars)
+        .await
+        .with_context(|| format!("importing `{}` into {}", args.bundle.display(), args.to));
+    airlock::progress::Reporter::finish_phase(&bars);
+    let report = report?;
+    match g.output {
+        Output::Json => print_json(&report)?,
+        Output::Human => {
+            let rows: Vec<Vec<String>> = report
+                .artifacts
+                .iter()
+                .map(|a| {
+                    let target = match &a.tag {
+                        Some(t) => format!("{}:{t}", a.target),
+                        None => a.target.clone(),
+                    };
+                    let digest = match &a.derived_digest {
+                        Some(d) => format!(
+                            "{} (derived {}; original {})",
+                            d,
+                            d.short(),
+                            a.digest.short()
+                        ),
+                        None => a.digest.to_string(),
+                    };
+                    vec![
+                        a.source.clone(),
+                        format!("→ {target}"),
+                        format!("@ {digest}"),
+                    ]
+                })
+                .collect();
+            print_table(&["SOURCE", "TARGET", "DIGEST"], &rows);
+            println!(
+                "blobs: {} pushed ({}), {} mounted, {} already present; manifests: {} pushed, {} present; tags: {} set, {} unchanged",
+                report.blobs_pushed,
+                human_bytes(report.bytes_pushed),
+                report.blobs_mounted,
+                report.blobs_skipped,
+                report.manifests_pushed,
+                report.manifests_skipped,
+                report.tags_set,
+                report.tags_unchanged
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

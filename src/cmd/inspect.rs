@@ -1,0 +1,106 @@
+//! `airlock inspect BUNDLE`: what a bundle holds, from its table of contents alone.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use serde::Serialize;
+
+use airlock::bundle::reader::read_table_of_contents;
+use airlock::bundle::BundleManifest;
+
+use super::{human_bytes, print_json, print_table, Global, Output};
+
+/// Arguments of `airlock inspect`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The bundle (`.tar.zst`).
+    pub bundle: PathBuf,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    bundle: &'a PathBuf,
+    signed: bool,
+    total_bytes: u64,
+    manifest: &'a BundleManifest,
+}
+
+/// Runs `airlock inspect`.
+pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let c = read_table_of_contents(&args.bundle)?;
+    let m = &c.manifest;
+    match g.output {
+        Output::Json => print_json(&Report {
+            bundle: &args.bundle,
+            signed: c.signature.is_some(),
+            total_bytes: m.total_blob_bytes(),
+            manifest: m,
+        })?,
+        Output::Human => {
+            println!("bundle   {} ({})", m.name, args.bundle.display());
+            println!("created  {} by {}", m.created, m.tool);
+            println!("lock     {}", m.lock_digest);
+            println!(
+                "signed   {}",
+                if c.signature.is_some() { "yes" } else { "no" }
+            );
+            println!(
+                "content  {} blobs, {}",
+                m.blobs.len(),
+                human_bytes(m.total_blob_bytes())
+            );
+            println!();
+            let size_of = |d: &airlock::oci::Digest| {
+                m.blobs
+                    .iter()
+                    .find(|b| &b.digest == d)
+                    .map(|b| b.size)
+                    .unwrap_or(0)
+            };
+            let rows: Vec<Vec<String>> = m
+                .artifacts
+                .iter()
+                .map(|a| {
+                    let platforms: Vec<String> = a
+                        .children
+                        .iter()
+                        .filter(|c| c.included)
+                        .map(|c| {
+                            c.platform
+                                .as_ref()
+                                .map(|p| p.to_string())
+                                .unwrap_or_else(|| "?".into())
+                        })
+                        .collect();
+                    let mut size = 0;
+                    let mut digests = vec![a.digest.clone()];
+                    digests.extend(
+                        a.children
+                            .iter()
+                            .filter(|c| c.included)
+                            .map(|c| c.digest.clone()),
+                    );
+                    for d in &digests {
+                        size += size_of(d);
+                    }
+                    vec![
+                        format!("{:?}", a.kind).to_lowercase(),
+                        a.source.clone(),
+                        a.digest.short().to_string(),
+                        if platforms.is_empty() {
+                            "-".into()
+                        } else {
+                            platforms.join(",")
+                        },
+                        human_bytes(size),
+                    ]
+                })
+                .collect();
+            print_table(
+                &["KIND", "SOURCE", "DIGEST", "PLATFORMS", "MANIFESTS"],
+                &rows,
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}

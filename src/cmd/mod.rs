@@ -1,0 +1,220 @@
+//! Subcommands, one file each. Every command builds a result struct from the library and prints
+//! it either as a table for people or as JSON (`--output json`); errors leave from `main` once.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use serde::Serialize;
+
+pub mod collect;
+pub mod import;
+pub mod inspect;
+pub mod key;
+pub mod lock;
+pub mod progress;
+pub mod verify;
+
+/// The operation failed: bad input, a verification failure, a registry error.
+pub const EXIT_FAILURE: u8 = 1;
+/// `lock --check` found drift.
+pub const EXIT_DRIFT: u8 = 3;
+
+/// airlock carries container images, Helm charts and files into air-gapped sites and proves
+/// what crossed.
+///
+/// Exit codes: 0 success; 1 failure (bad input, verification failed, registry error);
+/// 2 usage error; 3 `lock --check` found drift.
+#[derive(Parser, Debug)]
+#[command(name = "airlock", version, about, long_about)]
+pub struct Cli {
+    /// Flags every command takes.
+    #[command(flatten)]
+    pub global: Global,
+    /// The command.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Flags every command takes.
+#[derive(Args, Debug, Clone)]
+pub struct Global {
+    /// Output format for reports on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
+    pub output: Output,
+    /// No progress bars and no informational messages on stderr.
+    #[arg(long, short, global = true)]
+    pub quiet: bool,
+}
+
+/// How reports are printed.
+#[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Output {
+    /// Tables and sentences for people.
+    Human,
+    /// One JSON document on stdout.
+    Json,
+}
+
+/// How to reach registries; shared by every command that talks to one.
+#[derive(Args, Debug, Clone)]
+pub struct RegistryArgs {
+    /// Registry (HOST:PORT) that may be reached over plain HTTP. Repeatable. Nothing else is,
+    /// not even localhost.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    pub insecure: Vec<String>,
+    /// Extra CA certificates (PEM) to trust for registries and chart repositories. Repeatable.
+    #[arg(long = "ca-file", value_name = "PEM")]
+    pub ca_files: Vec<PathBuf>,
+    /// Credentials: USER:PASSWORD or HOST=USER:PASSWORD. Repeatable. Otherwise
+    /// `$REGISTRY_AUTH_FILE`, containers `auth.json` and `~/.docker/config.json` are used.
+    #[arg(long, value_name = "[HOST=]USER:PASSWORD")]
+    pub creds: Vec<String>,
+    /// Attempts per request on connection errors, 5xx and 429 (with back-off, honouring
+    /// Retry-After).
+    #[arg(long, default_value_t = 5, value_name = "N")]
+    pub retries: u32,
+}
+
+impl RegistryArgs {
+    /// Builds the registry client. `default_host` receives `--creds` without `HOST=`.
+    pub fn client(
+        &self,
+        default_host: Option<&str>,
+    ) -> anyhow::Result<airlock::registry::Registry> {
+        let credentials = airlock::registry::CredentialStore::load(&self.creds, default_host)?;
+        let options = airlock::registry::RegistryOptions {
+            insecure: self.insecure.clone(),
+            ca_files: self.ca_files.clone(),
+            credentials,
+            retry: airlock::registry::RetryPolicy {
+                attempts: self.retries.max(1),
+                ..Default::default()
+            },
+        };
+        Ok(airlock::registry::Registry::new(options)?)
+    }
+}
+
+/// The commands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Resolve a spec's tags to digests and write the lockfile.
+    Lock(lock::Args),
+    /// Pull everything a lockfile pins and write a bundle.
+    Collect(collect::Args),
+    /// Show what a bundle holds (reads only its table of contents).
+    Inspect(inspect::Args),
+    /// Check a bundle: structure, completeness and every digest.
+    Verify(verify::Args),
+    /// Verify a bundle and push it into a registry: blobs, then manifests, then tags.
+    Import(import::Args),
+    /// Signing keys (cosign-compatible ECDSA P-256).
+    Key(key::Args),
+}
+
+/// Runs the parsed command.
+pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let g = &cli.global;
+    match cli.command {
+        Command::Lock(a) => runtime()?.block_on(lock::run(a, g)),
+        Command::Collect(a) => runtime()?.block_on(collect::run(a, g)),
+        Command::Inspect(a) => inspect::run(a, g),
+        Command::Verify(a) => verify::run(a, g),
+        Command::Import(a) => runtime()?.block_on(import::run(a, g)),
+        Command::Key(a) => key::run(a, g),
+    }
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?)
+}
+
+/// Prints a report as pretty JSON on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// Human-readable byte count (binary units).
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
+}
+
+/// Prints rows as an aligned table.
+pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut s = String::new();
+        for (i, c) in cells.iter().enumerate() {
+            if i + 1 == cells.len() {
+                s.push_str(c);
+            } else {
+                s.push_str(&format!("{c:<w$}  ", w = widths[i]));
+            }
+        }
+        println!("{}", s.trim_end());
+    };
+    line(header.iter().map(|s| s.to_string()).collect());
+    for r in rows {
+        line(r.clone());
+    }
+}
+
+/// `RUST_LOG` drives tracing on stderr; off by default so output stays clean.
+pub fn init_tracing(_global: &Global) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+/// Prints the error chain on one line, the way users read it: what failed, then why.
+pub fn print_error(err: &anyhow::Error) {
+    let mut msg = format!("error: {err}");
+    for cause in err.chain().skip(1) {
+        let c = cause.to_string();
+        if !msg.contains(&c) {
+            msg.push_str(&format!(": {c}"));
+        }
+    }
+    eprintln!("{msg}");
+}
+
+/// Maps an error to the documented exit code.
+pub fn exit_code_for(_err: &anyhow::Error) -> ExitCode {
+    ExitCode::from(EXIT_FAILURE)
+}
+
+/// The default blob cache: `$XDG_CACHE_HOME/airlock` or `~/.cache/airlock`.
+pub fn default_cache_dir() -> PathBuf {
+    if let Some(x) = std::env::var_os("XDG_CACHE_HOME") {
+        return PathBuf::from(x).join("airlock");
+    }
+    if let Some(h) = std::env::var_os("HOME") {
+        return PathBuf::from(h).join(".cache/airlock");
+    }
+    std::env::temp_dir().join("airlock-cache")
+}

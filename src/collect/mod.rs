@@ -1,0 +1,783 @@
+//! The connected side: resolve a spec to a lock (`lock`), then pull everything the lock pins and
+//! pack it into a bundle (`collect`).
+
+pub mod chart;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
+use serde::Serialize;
+
+use crate::bundle::writer::{write_bundle, BlobData, WriteError};
+use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, BUNDLE_FORMAT};
+use crate::lock::{Lock, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
+use crate::oci::{
+    media, Descriptor, Digest, ManifestError, ManifestKind, ParsedManifest, Platform,
+};
+use crate::progress::Reporter;
+use crate::reference::Reference;
+use crate::registry::{Registry, RegistryError, Repo};
+use crate::spec::{parse_oci_chart_ref, ChartSpec, Spec};
+
+pub use chart::ChartError;
+
+/// What can go wrong on the connected side. Each names the artifact.
+#[derive(Debug, thiserror::Error)]
+pub enum CollectError {
+    /// Registry trouble.
+    #[error("{artifact}: {source}")]
+    Registry {
+        /// The artifact.
+        artifact: String,
+        /// The error.
+        source: RegistryError,
+    },
+    /// A manifest that cannot be carried.
+    #[error("{artifact}: {source}")]
+    Manifest {
+        /// The artifact.
+        artifact: String,
+        /// The error.
+        source: ManifestError,
+    },
+    /// Chart repository trouble.
+    #[error("{artifact}: {source}")]
+    Chart {
+        /// The artifact.
+        artifact: String,
+        /// The error.
+        source: ChartError,
+    },
+    /// The lock and what the registry serves disagree.
+    #[error("{artifact}: {why}")]
+    Mismatch {
+        /// The artifact.
+        artifact: String,
+        /// What differs.
+        why: String,
+    },
+    /// Content airlock will not carry.
+    #[error("{artifact}: {why}")]
+    Unsupported {
+        /// The artifact.
+        artifact: String,
+        /// What and why.
+        why: String,
+    },
+    /// A spec reference that is not pinned.
+    #[error("{reference} is not pinned to a digest; run `airlock lock` on the spec and collect the lockfile")]
+    Unpinned {
+        /// The reference.
+        reference: String,
+    },
+    /// Writing the bundle.
+    #[error(transparent)]
+    Write(#[from] WriteError),
+    /// Local I/O.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// Now, or `SOURCE_DATE_EPOCH` when set, as RFC 3339.
+pub fn now_rfc3339() -> String {
+    let t = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .map(|s| std::time::UNIX_EPOCH + std::time::Duration::from_secs(s))
+        .unwrap_or_else(std::time::SystemTime::now);
+    humantime::format_rfc3339_seconds(t).to_string()
+}
+
+fn reg_err(artifact: &str) -> impl Fn(RegistryError) -> CollectError + '_ {
+    move |source| CollectError::Registry {
+        artifact: artifact.to_string(),
+        source,
+    }
+}
+
+fn repo_of(r: &Reference) -> Repo {
+    Repo::new(r.registry.clone(), r.repository.clone())
+}
+
+fn children_of(index: &ParsedManifest, wanted: &[Platform]) -> Vec<LockedChild> {
+    index
+        .manifests
+        .iter()
+        .map(|d| {
+            let platform = d.platform.as_ref().map(|p| p.to_platform());
+            let selected = wanted.is_empty()
+                || platform
+                    .as_ref()
+                    .is_some_and(|p| wanted.iter().any(|w| p.selected_by(w)));
+            LockedChild {
+                digest: d.digest.clone(),
+                media_type: d.media_type.clone(),
+                platform,
+                selected,
+            }
+        })
+        .collect()
+}
+
+async fn resolve_manifest(
+    registry: &Registry,
+    r: &Reference,
+    wanted: &[Platform],
+) -> Result<LockedImage, CollectError> {
+    let name = r.to_string();
+    let raw = registry
+        .get_manifest(&repo_of(r), &r.reference_part())
+        .await
+        .map_err(reg_err(&name))?;
+    let parsed =
+        ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(|source| {
+            CollectError::Manifest {
+                artifact: name.clone(),
+                source,
+            }
+        })?;
+    let children = if parsed.kind == ManifestKind::Index {
+        let c = children_of(&parsed, wanted);
+        if !c.iter().any(|c| c.selected) {
+            let have: Vec<String> = c
+                .iter()
+                .filter_map(|c| c.platform.as_ref().map(|p| p.to_string()))
+                .collect();
+            return Err(CollectError::Mismatch {
+                artifact: name,
+                why: format!(
+                    "no child matches platforms [{}]; the index has [{}]",
+                    wanted
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                    have.join(", ")
+                ),
+            });
+        }
+        c
+    } else {
+        Vec::new()
+    };
+    Ok(LockedImage {
+        source: r.clone(),
+        digest: raw.digest,
+        media_type: parsed.media_type,
+        platforms: wanted.to_vec(),
+        children,
+    })
+}
+
+/// Resolves every reference of a spec to digests. `previous` keeps the creation time when
+/// nothing changed, so re-locking an unchanged spec gives the same lockfile.
+pub async fn lock_spec(
+    spec: &Spec,
+    spec_digest: Digest,
+    registry: &Registry,
+    previous: Option<&Lock>,
+    reporter: &dyn Reporter,
+) -> Result<Lock, CollectError> {
+    let mut images = Vec::new();
+    for img in &spec.images {
+        images.push(resolve_manifest(registry, &img.reference, &img.platforms).await?);
+        reporter.item(&img.reference.to_string());
+    }
+    let mut charts = Vec::new();
+    let tmp = tempfile::tempdir().map_err(|source| CollectError::Io {
+        path: std::env::temp_dir(),
+        source,
+    })?;
+    for c in &spec.charts {
+        match c {
+            ChartSpec::Oci { reference } => {
+                let r = parse_oci_chart_ref(reference).map_err(|why| CollectError::Mismatch {
+                    artifact: reference.clone(),
+                    why,
+                })?;
+                let locked = resolve_manifest(registry, &r, &[]).await?;
+                charts.push(LockedChart::Oci {
+                    source: r,
+                    digest: locked.digest,
+                    media_type: locked.media_type,
+                });
+            }
+            ChartSpec::Http {
+                repo,
+                name,
+                version,
+                sha256,
+            } => {
+                let artifact = format!("{repo} {name}:{version}");
+                let chart_err = |source| CollectError::Chart {
+                    artifact: artifact.clone(),
+                    source,
+                };
+                let (url, claimed) = chart::resolve(registry.http(), repo, name, version)
+                    .await
+                    .map_err(chart_err)?;
+                let pinned = sha256.as_deref().and_then(|s| Digest::from_hex(s).ok());
+                let expected = pinned.as_ref().or(claimed.as_ref());
+                let (digest, _) = chart::download(
+                    registry.http(),
+                    &url,
+                    &tmp.path().join("chart.tgz"),
+                    expected,
+                )
+                .await
+                .map_err(chart_err)?;
+                charts.push(LockedChart::Http {
+                    repo: repo.clone(),
+                    name: name.clone(),
+                    version: version.clone(),
+                    url,
+                    sha256: digest,
+                });
+            }
+        }
+        reporter.item(&format!("{c:?}"));
+    }
+    let mut lock = Lock {
+        format: LOCK_FORMAT.to_string(),
+        name: spec.name.clone(),
+        spec_digest,
+        created: now_rfc3339(),
+        images,
+        charts,
+    };
+    if let Some(prev) = previous {
+        if prev.same_content(&lock) {
+            lock.created = prev.created.clone();
+        }
+    }
+    Ok(lock)
+}
+
+/// Refuses a spec with unpinned references and turns a fully pinned one into a lock, so that
+/// `collect SPEC` works only when the spec itself pins everything.
+pub async fn lock_pinned_spec(
+    spec: &Spec,
+    spec_digest: Digest,
+    registry: &Registry,
+    reporter: &dyn Reporter,
+) -> Result<Lock, CollectError> {
+    for img in &spec.images {
+        if !img.reference.is_pinned() {
+            return Err(CollectError::Unpinned {
+                reference: img.reference.to_string(),
+            });
+        }
+    }
+    for c in &spec.charts {
+        match c {
+            ChartSpec::Oci { reference } if !reference.contains('@') => {
+                return Err(CollectError::Unpinned {
+                    reference: reference.clone(),
+                })
+            }
+            ChartSpec::Http {
+                sha256: None,
+                name,
+                version,
+                ..
+            } => {
+                return Err(CollectError::Unpinned {
+                    reference: format!("chart {name}:{version} (no sha256)"),
+                })
+            }
+            _ => {}
+        }
+    }
+    let mut lock = lock_spec(spec, spec_digest, registry, None, reporter).await?;
+    // A pinned spec is its own source of truth: the creation time comes from the environment
+    // (SOURCE_DATE_EPOCH) or the epoch, never the clock, so the bundle is reproducible.
+    if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
+        lock.created = "1970-01-01T00:00:00Z".into();
+    }
+    Ok(lock)
+}
+
+/// Options for `collect`.
+#[derive(Debug, Clone)]
+pub struct CollectOptions {
+    /// Output bundle path.
+    pub output: PathBuf,
+    /// Content-addressed cache of pulled blobs (kept across runs; completed blobs are not
+    /// downloaded again).
+    pub cache: PathBuf,
+    /// Blobs in flight at once.
+    pub jobs: usize,
+}
+
+/// One artifact in a collect report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectedArtifact {
+    /// Image or chart.
+    pub kind: ArtifactKind,
+    /// Source.
+    pub source: String,
+    /// Root digest.
+    pub digest: Digest,
+    /// Platforms carried.
+    pub platforms: Vec<String>,
+    /// Bytes of its blobs (shared blobs count for each artifact).
+    pub size: u64,
+}
+
+/// What `collect` did.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectReport {
+    /// Bundle path.
+    pub bundle: PathBuf,
+    /// sha256 of the bundle file.
+    pub bundle_digest: Digest,
+    /// Bundle file size.
+    pub bundle_size: u64,
+    /// Artifacts.
+    pub artifacts: Vec<CollectedArtifact>,
+    /// Distinct blobs.
+    pub blobs: usize,
+    /// Bytes of distinct blobs.
+    pub blob_bytes: u64,
+    /// Bytes downloaded in this run (the rest came from the cache).
+    pub downloaded_bytes: u64,
+}
+
+/// One registry artifact as the lock pins it.
+struct Pinned<'a> {
+    kind: ArtifactKind,
+    source: &'a Reference,
+    digest: &'a Digest,
+    media_type: &'a str,
+    platforms: &'a [Platform],
+    children: &'a [LockedChild],
+}
+
+struct Plan {
+    artifacts: Vec<Artifact>,
+    manifests: BTreeMap<Digest, (Bytes, String)>,
+    /// Blobs to pull: digest → (descriptor, source repo).
+    pulls: BTreeMap<Digest, (Descriptor, Repo)>,
+    /// Blobs built locally (chart configs, chart archives).
+    local: HashMap<Digest, (BlobData, BlobEntry)>,
+    sizes: Vec<u64>,
+}
+
+impl Plan {
+    fn add_image_blobs(
+        &mut self,
+        artifact: &str,
+        m: &ParsedManifest,
+        repo: &Repo,
+    ) -> Result<u64, CollectError> {
+        let mut total = 0;
+        for d in m.blobs() {
+            if !d.urls.is_empty() || media::is_foreign_layer(&d.media_type) {
+                return Err(CollectError::Unsupported {
+                    artifact: artifact.to_string(),
+                    why: format!(
+                        "layer {} is a foreign (non-distributable) layer fetched from {}; airlock does not carry foreign layers",
+                        d.digest,
+                        d.urls.first().map(String::as_str).unwrap_or("an external URL")
+                    ),
+                });
+            }
+            total += d.size;
+            self.pulls
+                .entry(d.digest.clone())
+                .or_insert_with(|| (d.clone(), repo.clone()));
+        }
+        Ok(total)
+    }
+
+    async fn fetch_manifest(
+        &mut self,
+        registry: &Registry,
+        artifact: &str,
+        repo: &Repo,
+        digest: &Digest,
+        media_type: &str,
+    ) -> Result<ParsedManifest, CollectError> {
+        let raw = registry
+            .get_manifest(repo, digest.as_str())
+            .await
+            .map_err(reg_err(artifact))?;
+        let parsed = ParsedManifest::parse(&raw.bytes, Some(media_type)).map_err(|source| {
+            CollectError::Manifest {
+                artifact: artifact.to_string(),
+                source,
+            }
+        })?;
+        if parsed.media_type != media_type {
+            return Err(CollectError::Mismatch {
+                artifact: artifact.to_string(),
+                why: format!(
+                    "manifest {digest} is `{}` but the lock says `{media_type}`",
+                    parsed.media_type
+                ),
+            });
+        }
+        self.manifests
+            .insert(digest.clone(), (raw.bytes, parsed.media_type.clone()));
+        Ok(parsed)
+    }
+
+    async fn add_registry_artifact(
+        &mut self,
+        registry: &Registry,
+        pin: Pinned<'_>,
+    ) -> Result<(), CollectError> {
+        let Pinned {
+            kind,
+            source,
+            digest,
+            media_type,
+            platforms,
+            children: locked_children,
+        } = pin;
+        let name = source.to_string();
+        let repo = repo_of(source);
+        let root = self
+            .fetch_manifest(registry, &name, &repo, digest, media_type)
+            .await?;
+        let mut children = Vec::new();
+        let mut size = root.blobs().map(|d| d.size).sum::<u64>();
+        if root.kind == ManifestKind::Index {
+            let want: BTreeMap<&Digest, &LockedChild> =
+                locked_children.iter().map(|c| (&c.digest, c)).collect();
+            let have: BTreeMap<&Digest, &Descriptor> =
+                root.manifests.iter().map(|d| (&d.digest, d)).collect();
+            if want.keys().collect::<Vec<_>>() != have.keys().collect::<Vec<_>>() {
+                return Err(CollectError::Mismatch {
+                    artifact: name,
+                    why: format!("index {digest} has other children than the lock lists; run `airlock lock` again"),
+                });
+            }
+            for c in locked_children {
+                if c.selected {
+                    if media::is_index(&c.media_type) {
+                        return Err(CollectError::Unsupported {
+                            artifact: name,
+                            why: format!(
+                                "child {} is itself an index; nested indexes are not supported",
+                                c.digest
+                            ),
+                        });
+                    }
+                    let m = self
+                        .fetch_manifest(registry, &name, &repo, &c.digest, &c.media_type)
+                        .await?;
+                    size += self.add_image_blobs(&name, &m, &repo)?;
+                }
+                children.push(Child {
+                    digest: c.digest.clone(),
+                    media_type: c.media_type.clone(),
+                    platform: c.platform.clone(),
+                    included: c.selected,
+                });
+            }
+        } else {
+            self.add_image_blobs(&name, &root, &repo)?;
+        }
+        self.sizes.push(size);
+        self.artifacts.push(Artifact {
+            kind,
+            source: name,
+            registry: Some(source.registry.clone()),
+            repository: source.repository.clone(),
+            tag: source.tag.clone(),
+            digest: digest.clone(),
+            media_type: media_type.to_string(),
+            platforms: platforms.to_vec(),
+            children,
+        });
+        Ok(())
+    }
+}
+
+fn cache_path(cache: &Path, digest: &Digest) -> PathBuf {
+    cache.join("sha256").join(digest.hex())
+}
+
+/// Pulls everything a lock pins and writes the bundle.
+pub async fn collect(
+    lock: &Lock,
+    lock_digest: &Digest,
+    registry: &Registry,
+    opts: &CollectOptions,
+    reporter: &dyn Reporter,
+) -> Result<CollectReport, CollectError> {
+    let io_err = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source| CollectError::Io { path, source }
+    };
+    fs_err::create_dir_all(opts.cache.join("sha256")).map_err(io_err(&opts.cache))?;
+    let mut plan = Plan {
+        artifacts: Vec::new(),
+        manifests: BTreeMap::new(),
+        pulls: BTreeMap::new(),
+        local: HashMap::new(),
+        sizes: Vec::new(),
+    };
+    for img in &lock.images {
+        let pin = Pinned {
+            kind: ArtifactKind::Image,
+            source: &img.source,
+            digest: &img.digest,
+            media_type: &img.media_type,
+            platforms: &img.platforms,
+            children: &img.children,
+        };
+        plan.add_registry_artifact(registry, pin).await?;
+    }
+    for c in &lock.charts {
+        match c {
+            LockedChart::Oci {
+                source,
+                digest,
+                media_type,
+            } => {
+                let pin = Pinned {
+                    kind: ArtifactKind::Chart,
+                    source,
+                    digest,
+                    media_type,
+                    platforms: &[],
+                    children: &[],
+                };
+                plan.add_registry_artifact(registry, pin).await?;
+            }
+            LockedChart::Http {
+                repo,
+                name,
+                version,
+                url,
+                sha256,
+            } => {
+                let artifact = format!("{repo} {name}:{version}");
+                let chart_err = |source| CollectError::Chart {
+                    artifact: artifact.clone(),
+                    source,
+                };
+                let tgz = cache_path(&opts.cache, sha256);
+                let size = match fs_err::metadata(&tgz) {
+                    Ok(m) => m.len(),
+                    Err(_) => {
+                        chart::download(registry.http(), url, &tgz, Some(sha256))
+                            .await
+                            .map_err(chart_err)?
+                            .1
+                    }
+                };
+                let config =
+                    Bytes::from(chart::chart_config(&tgz, name, version).map_err(chart_err)?);
+                let manifest = chart::chart_manifest(&config, sha256, size, name, version);
+                let mdigest = Digest::of(&manifest);
+                let config_digest = Digest::of(&config);
+                plan.local.insert(
+                    config_digest.clone(),
+                    (
+                        BlobData::Memory(config.clone()),
+                        BlobEntry {
+                            digest: config_digest,
+                            size: config.len() as u64,
+                            media_type: media::HELM_CONFIG.into(),
+                        },
+                    ),
+                );
+                plan.local.insert(
+                    sha256.clone(),
+                    (
+                        BlobData::File(tgz),
+                        BlobEntry {
+                            digest: sha256.clone(),
+                            size,
+                            media_type: media::HELM_CHART.into(),
+                        },
+                    ),
+                );
+                plan.manifests
+                    .insert(mdigest.clone(), (manifest, media::OCI_MANIFEST.into()));
+                plan.sizes.push(size + config.len() as u64);
+                plan.artifacts.push(Artifact {
+                    kind: ArtifactKind::Chart,
+                    source: url.clone(),
+                    registry: None,
+                    repository: format!("charts/{name}"),
+                    tag: Some(version.clone()),
+                    digest: mdigest,
+                    media_type: media::OCI_MANIFEST.into(),
+                    platforms: Vec::new(),
+                    children: Vec::new(),
+                });
+            }
+        }
+    }
+
+    // Pull what the cache lacks, several at a time.
+    let missing: Vec<(Digest, Descriptor, Repo)> = plan
+        .pulls
+        .iter()
+        .filter(|(d, (desc, _))| {
+            fs_err::metadata(cache_path(&opts.cache, d))
+                .map(|m| m.len() != desc.size)
+                .unwrap_or(true)
+        })
+        .map(|(d, (desc, repo))| (d.clone(), desc.clone(), repo.clone()))
+        .collect();
+    let to_download: u64 = missing.iter().map(|(_, d, _)| d.size).sum();
+    reporter.phase("pull", to_download);
+    stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
+        let dest = cache_path(&opts.cache, &digest);
+        async move {
+            registry
+                .download_blob(&repo, &digest, desc.size, &dest, reporter)
+                .await
+                .map_err(|source| CollectError::Registry {
+                    artifact: format!("{repo}"),
+                    source,
+                })?;
+            reporter.item(digest.short());
+            Ok::<(), CollectError>(())
+        }
+    }))
+    .buffer_unordered(opts.jobs.max(1))
+    .try_collect::<Vec<()>>()
+    .await?;
+    reporter.finish_phase();
+
+    // Order: manifests by digest, then every other blob by (size, digest).
+    let mut data: HashMap<Digest, BlobData> = HashMap::new();
+    let mut blobs: Vec<BlobEntry> = Vec::new();
+    for (d, (bytes, mt)) in &plan.manifests {
+        blobs.push(BlobEntry {
+            digest: d.clone(),
+            size: bytes.len() as u64,
+            media_type: mt.clone(),
+        });
+        data.insert(d.clone(), BlobData::Memory(bytes.clone()));
+    }
+    let mut rest: Vec<BlobEntry> = Vec::new();
+    for (d, (desc, _)) in &plan.pulls {
+        rest.push(BlobEntry {
+            digest: d.clone(),
+            size: desc.size,
+            media_type: desc.media_type.clone(),
+        });
+        data.insert(d.clone(), BlobData::File(cache_path(&opts.cache, d)));
+    }
+    for (d, (bd, entry)) in &plan.local {
+        if !data.contains_key(d) {
+            rest.push(entry.clone());
+            data.insert(d.clone(), bd.clone());
+        }
+    }
+    rest.sort_by(|a, b| (a.size, &a.digest).cmp(&(b.size, &b.digest)));
+    rest.dedup_by(|a, b| a.digest == b.digest);
+    blobs.extend(rest);
+
+    let created = std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|s| s.trim().parse::<u64>().is_ok())
+        .map(|_| now_rfc3339())
+        .unwrap_or_else(|| lock.created.clone());
+    let manifest = BundleManifest {
+        format: BUNDLE_FORMAT.into(),
+        name: lock.name.clone(),
+        created,
+        tool: format!("airlock {}", env!("CARGO_PKG_VERSION")),
+        lock_digest: lock_digest.clone(),
+        artifacts: plan.artifacts.clone(),
+        blobs,
+    };
+    let mut manifest_bytes =
+        serde_json::to_vec_pretty(&manifest).map_err(|e| CollectError::Io {
+            path: opts.output.clone(),
+            source: e.into(),
+        })?;
+    manifest_bytes.push(b'\n');
+    let index_json = layout_index(&manifest);
+    let out = opts.output.clone();
+    let written = tokio::task::block_in_place(|| {
+        write_bundle(
+            &out,
+            &manifest,
+            &manifest_bytes,
+            None,
+            &index_json,
+            &data,
+            reporter,
+        )
+    })?;
+    let artifacts = plan
+        .artifacts
+        .iter()
+        .zip(plan.sizes.iter())
+        .map(|(a, size)| CollectedArtifact {
+            kind: a.kind,
+            source: a.source.clone(),
+            digest: a.digest.clone(),
+            platforms: a
+                .children
+                .iter()
+                .filter(|c| c.included)
+                .filter_map(|c| c.platform.as_ref().map(|p| p.to_string()))
+                .collect(),
+            size: *size,
+        })
+        .collect();
+    Ok(CollectReport {
+        bundle: opts.output.clone(),
+        bundle_digest: written.digest,
+        bundle_size: written.size,
+        artifacts,
+        blobs: manifest.blobs.len(),
+        blob_bytes: manifest.total_blob_bytes(),
+        downloaded_bytes: to_download,
+    })
+}
+
+/// The OCI layout `index.json`: one entry per artifact, named so `skopeo copy
+/// oci-archive:BUNDLE.tar:NAME` finds it (NAME is the source reference without digest).
+pub fn layout_index(m: &BundleManifest) -> Vec<u8> {
+    let manifests: Vec<serde_json::Value> = m
+        .artifacts
+        .iter()
+        .map(|a| {
+            let size = m
+                .blobs
+                .iter()
+                .find(|b| b.digest == a.digest)
+                .map(|b| b.size)
+                .unwrap_or(0);
+            let ref_name = match (&a.registry, &a.tag) {
+                (Some(reg), Some(tag)) => format!("{reg}/{}:{tag}", a.repository),
+                (Some(reg), None) => format!("{reg}/{}", a.repository),
+                (None, Some(tag)) => format!("{}:{tag}", a.repository),
+                (None, None) => a.repository.clone(),
+            };
+            serde_json::json!({
+                "mediaType": a.media_type,
+                "digest": a.digest,
+                "size": size,
+                "annotations": {
+                    "org.opencontainers.image.ref.name": ref_name,
+                    "io.airlock.source": a.source,
+                }
+            })
+        })
+        .collect();
+    let v = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_INDEX,
+        "manifests": manifests,
+    });
+    serde_json::to_vec(&v).unwrap_or_default()
+}

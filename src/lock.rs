@@ -1,0 +1,294 @@
+//! The lockfile: every artifact of a spec pinned by digest. `collect` reads only this.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::oci::{Digest, Platform};
+use crate::reference::Reference;
+
+/// Format identifier written in every lockfile.
+pub const LOCK_FORMAT: &str = "airlock.lock/v1";
+/// The largest lockfile accepted.
+pub const MAX_LOCK_BYTES: u64 = 16 * 1024 * 1024;
+
+/// A lockfile.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct Lock {
+    /// Always [`LOCK_FORMAT`].
+    pub format: String,
+    /// Bundle name, from the spec.
+    pub name: String,
+    /// Digest of the spec file bytes this lock was made from.
+    pub spec_digest: Digest,
+    /// When the pinned content last changed (RFC 3339, UTC). Bundles made from this lock take
+    /// it as their creation time unless `SOURCE_DATE_EPOCH` is set, so they are reproducible.
+    pub created: String,
+    /// Images.
+    #[serde(default)]
+    pub images: Vec<LockedImage>,
+    /// Charts.
+    #[serde(default)]
+    pub charts: Vec<LockedChart>,
+}
+
+/// An image pinned by digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedImage {
+    /// The reference as the spec wrote it, normalized (keeps the tag for the target).
+    pub source: Reference,
+    /// The digest the tag resolved to.
+    pub digest: Digest,
+    /// Media type of that manifest.
+    pub media_type: String,
+    /// Platforms asked for (empty: all).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub platforms: Vec<Platform>,
+    /// For an index: every child with its platform and whether it is carried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<LockedChild>,
+}
+
+/// A child of an index.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedChild {
+    /// Digest of the child manifest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its platform, when the index gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<Platform>,
+    /// Whether the bundle carries it.
+    pub selected: bool,
+}
+
+/// A chart pinned by digest.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum LockedChart {
+    /// A chart in an OCI registry.
+    Oci {
+        /// The reference (without `oci://`).
+        source: Reference,
+        /// Manifest digest.
+        digest: Digest,
+        /// Manifest media type.
+        media_type: String,
+    },
+    /// A chart from an HTTP chart repository.
+    Http {
+        /// Repository URL.
+        repo: String,
+        /// Chart name.
+        name: String,
+        /// Chart version.
+        version: String,
+        /// The `.tgz` URL.
+        url: String,
+        /// sha256 of the `.tgz`.
+        sha256: Digest,
+    },
+}
+
+/// Why a lockfile is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum LockError {
+    /// Cannot read.
+    #[error("cannot read lockfile `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Malformed.
+    #[error("lockfile `{path}`: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        message: String,
+    },
+}
+
+/// One difference between two locks, for `airlock lock` to print.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+pub struct Change {
+    /// The artifact (source reference or chart name).
+    pub artifact: String,
+    /// Digest before (`None`: new).
+    pub old: Option<Digest>,
+    /// Digest after (`None`: removed).
+    pub new: Option<Digest>,
+}
+
+impl Lock {
+    /// Parses a lockfile's bytes.
+    pub fn parse(bytes: &[u8], path: &str) -> Result<Lock, LockError> {
+        let lock: Lock = serde_json::from_slice(bytes).map_err(|e| LockError::Invalid {
+            path: path.to_string(),
+            message: e.to_string(),
+        })?;
+        if lock.format != LOCK_FORMAT {
+            return Err(LockError::Invalid {
+                path: path.to_string(),
+                message: format!("format `{}` is not `{LOCK_FORMAT}`", lock.format),
+            });
+        }
+        for img in &lock.images {
+            if img.source.digest.as_ref().is_some_and(|d| d != &img.digest) {
+                return Err(LockError::Invalid {
+                    path: path.to_string(),
+                    message: format!(
+                        "image {} is pinned in its reference to a different digest than {}",
+                        img.source, img.digest
+                    ),
+                });
+            }
+        }
+        Ok(lock)
+    }
+
+    /// Reads a lockfile.
+    pub fn load(path: &Path) -> Result<(Lock, Digest), LockError> {
+        let p = path.display().to_string();
+        let bytes = crate::spec::read_capped(path, MAX_LOCK_BYTES).map_err(|e| match e {
+            crate::spec::CappedReadError::TooLarge => LockError::Invalid {
+                path: p.clone(),
+                message: format!("larger than {MAX_LOCK_BYTES} bytes"),
+            },
+            crate::spec::CappedReadError::Io(source) => LockError::Read {
+                path: p.clone(),
+                source,
+            },
+        })?;
+        Ok((Lock::parse(&bytes, &p)?, Digest::of(&bytes)))
+    }
+
+    /// The canonical bytes of a lockfile: pretty JSON with a trailing newline, so it diffs well.
+    pub fn to_bytes(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).unwrap_or_default();
+        v.push(b'\n');
+        v
+    }
+
+    fn pins(&self) -> Vec<(String, Digest)> {
+        let mut out: Vec<(String, Digest)> = self
+            .images
+            .iter()
+            .map(|i| (i.source.to_string(), i.digest.clone()))
+            .collect();
+        for c in &self.charts {
+            match c {
+                LockedChart::Oci { source, digest, .. } => {
+                    out.push((format!("oci://{source}"), digest.clone()))
+                }
+                LockedChart::Http {
+                    repo,
+                    name,
+                    version,
+                    sha256,
+                    ..
+                } => out.push((format!("{repo} {name}:{version}"), sha256.clone())),
+            }
+        }
+        out
+    }
+
+    /// What changed from `old` to `self`: artifacts whose digest moved, appeared or vanished.
+    /// Children selection changes show as the parent's digest staying put, so they are listed
+    /// through the content comparison in [`Lock::same_content`].
+    pub fn changes_from(&self, old: &Lock) -> Vec<Change> {
+        let old_pins = old.pins();
+        let new_pins = self.pins();
+        let mut out = Vec::new();
+        for (name, d) in &new_pins {
+            match old_pins.iter().find(|(n, _)| n == name) {
+                Some((_, od)) if od == d => {}
+                Some((_, od)) => out.push(Change {
+                    artifact: name.clone(),
+                    old: Some(od.clone()),
+                    new: Some(d.clone()),
+                }),
+                None => out.push(Change {
+                    artifact: name.clone(),
+                    old: None,
+                    new: Some(d.clone()),
+                }),
+            }
+        }
+        for (name, od) in &old_pins {
+            if !new_pins.iter().any(|(n, _)| n == name) {
+                out.push(Change {
+                    artifact: name.clone(),
+                    old: Some(od.clone()),
+                    new: None,
+                });
+            }
+        }
+        out
+    }
+
+    /// True when two locks pin the same content (ignoring `created` and `spec_digest`).
+    pub fn same_content(&self, other: &Lock) -> bool {
+        self.name == other.name && self.images == other.images && self.charts == other.charts
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn d(n: u8) -> Digest {
+        Digest::of(&[n])
+    }
+
+    fn lock(images: Vec<(&str, Digest)>) -> Lock {
+        Lock {
+            format: LOCK_FORMAT.into(),
+            name: "t".into(),
+            spec_digest: d(0),
+            created: "2026-01-01T00:00:00Z".into(),
+            images: images
+                .into_iter()
+                .map(|(r, dg)| LockedImage {
+                    source: r.parse().expect("ref"),
+                    digest: dg,
+                    media_type: crate::oci::media::OCI_MANIFEST.into(),
+                    platforms: vec![],
+                    children: vec![],
+                })
+                .collect(),
+            charts: vec![],
+        }
+    }
+
+    #[test]
+    fn reports_moved_new_and_removed() {
+        let old = lock(vec![("a:1", d(1)), ("b:1", d(2))]);
+        let new = lock(vec![("a:1", d(3)), ("c:1", d(4))]);
+        let ch = new.changes_from(&old);
+        assert_eq!(ch.len(), 3);
+        assert_eq!(ch[0].old, Some(d(1)));
+        assert_eq!(ch[0].new, Some(d(3)));
+        assert_eq!(ch[1].old, None);
+        assert_eq!(ch[2].new, None);
+        assert!(new.changes_from(&new).is_empty());
+    }
+
+    #[test]
+    fn round_trips_and_rejects_garbage() {
+        let l = lock(vec![("a:1", d(1))]);
+        let back = Lock::parse(&l.to_bytes(), "x.lock").expect("parse");
+        assert_eq!(back, l);
+        let err = Lock::parse(b"{}", "x.lock").expect_err("empty").to_string();
+        assert!(err.starts_with("lockfile `x.lock`"), "{err}");
+        let mut wrong = l.clone();
+        wrong.format = "other".into();
+        assert!(Lock::parse(&wrong.to_bytes(), "x.lock").is_err());
+    }
+}

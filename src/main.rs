@@ -1,0 +1,19 @@
+//! The `airlock` command line: parse, call the library, print. Nothing else lives here.
+
+mod cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = cmd::Cli::parse();
+    cmd::init_tracing(&cli.global);
+    match cmd::run(cli) {
+        Ok(code) => code,
+        Err(err) => {
+            cmd::print_error(&err);
+            cmd::exit_code_for(&err)
+        }
+    }
+}

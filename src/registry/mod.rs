@@ -1,0 +1,998 @@
+//! Registry client over the OCI distribution API.
+//!
+//! Why not `oci-client`: airlock needs, per request, bounded retries that honour `Retry-After`
+//! with bodies that can be re-sent; HEAD for blobs and tags; cross-repository mounts; chunked
+//! uploads with bounded memory; and the raw bytes of every manifest with our own digest check.
+//! `oci-client` has no retry hook and hides the request, so the handful of distribution calls
+//! airlock makes are written here directly on `reqwest` (rustls).
+
+pub mod auth;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, ACCEPT, AUTHORIZATION, CONTENT_LENGTH, CONTENT_TYPE, LOCATION};
+use reqwest::{Method, StatusCode};
+use tokio::io::AsyncWriteExt;
+
+use crate::oci::digest::Hasher;
+use crate::oci::{media, Digest};
+use crate::progress::Reporter;
+
+pub use auth::{CredentialStore, Credentials};
+
+/// The largest manifest we read from a registry.
+pub const MAX_MANIFEST_BYTES: usize = crate::oci::manifest::MAX_MANIFEST_BYTES;
+
+/// How often and how patiently to retry.
+#[derive(Debug, Clone)]
+pub struct RetryPolicy {
+    /// Attempts in all, including the first.
+    pub attempts: u32,
+    /// First back-off delay; doubles each time.
+    pub base_delay: Duration,
+    /// Longest single wait (also caps `Retry-After`).
+    pub max_delay: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            attempts: 5,
+            base_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+        }
+    }
+}
+
+/// How to reach registries: TLS roots, plain-HTTP exceptions, credentials, retries.
+#[derive(Debug, Clone, Default)]
+pub struct RegistryOptions {
+    /// `HOST:PORT` names that may be reached over plain HTTP (nothing else is, not even localhost).
+    pub insecure: Vec<String>,
+    /// Extra PEM CA bundles to trust.
+    pub ca_files: Vec<PathBuf>,
+    /// Credentials by host.
+    pub credentials: CredentialStore,
+    /// Retry policy.
+    pub retry: RetryPolicy,
+}
+
+/// Everything that can go wrong talking to a registry. Each names the URL or registry.
+#[derive(Debug, thiserror::Error)]
+pub enum RegistryError {
+    /// Could not build the HTTP client (a bad CA file, usually).
+    #[error("cannot use CA file `{path}`: {why}")]
+    CaFile {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// Network-level failure after all retries.
+    #[error("{method} {url}: {source} (after {attempts} attempt(s))")]
+    Transport {
+        /// HTTP method.
+        method: Method,
+        /// URL.
+        url: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// The registry answered with an unexpected status.
+    #[error("{method} {url}: {status}{detail}")]
+    Status {
+        /// HTTP method.
+        method: Method,
+        /// URL.
+        url: String,
+        /// Status.
+        status: StatusCode,
+        /// Error text from the registry, prefixed with ": " when present.
+        detail: String,
+    },
+    /// The registry kept failing with 5xx/429.
+    #[error(
+        "{method} {url}: registry still answering {status} after {attempts} attempts; giving up"
+    )]
+    RetriesExhausted {
+        /// HTTP method.
+        method: Method,
+        /// URL.
+        url: String,
+        /// Last status.
+        status: StatusCode,
+        /// Attempts made.
+        attempts: u32,
+    },
+    /// Authentication required and refused or impossible.
+    #[error("{registry}: authentication failed ({why}); hint: pass --creds {registry}=USER:PASSWORD or log in with `docker login`/`skopeo login`")]
+    Unauthorized {
+        /// Registry host.
+        registry: String,
+        /// What happened.
+        why: String,
+    },
+    /// Content did not hash to what was asked for or announced.
+    #[error("{what}: digest mismatch: expected {expected}, got {actual}")]
+    DigestMismatch {
+        /// What was fetched.
+        what: String,
+        /// Expected digest.
+        expected: Digest,
+        /// Actual digest.
+        actual: Digest,
+    },
+    /// Content was shorter or longer than its descriptor says.
+    #[error("{what}: size mismatch: expected {expected} bytes, got {actual}")]
+    SizeMismatch {
+        /// What was fetched.
+        what: String,
+        /// Expected size.
+        expected: u64,
+        /// Actual size.
+        actual: u64,
+    },
+    /// A manifest over the size limit.
+    #[error("{url}: manifest larger than {limit} bytes")]
+    TooLarge {
+        /// URL.
+        url: String,
+        /// The limit.
+        limit: usize,
+    },
+    /// A response that breaks the protocol.
+    #[error("{url}: {why}")]
+    Protocol {
+        /// URL.
+        url: String,
+        /// What is wrong.
+        why: String,
+    },
+    /// Local file trouble while downloading.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A manifest exactly as the registry served it.
+#[derive(Debug, Clone)]
+pub struct RawManifest {
+    /// The bytes, never re-serialized.
+    pub bytes: Bytes,
+    /// SHA-256 of the bytes.
+    pub digest: Digest,
+    /// The `Content-Type` the registry sent (the document's own `mediaType` wins when parsed).
+    pub content_type: Option<String>,
+}
+
+/// A repository on a registry: where requests go.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Repo {
+    /// Registry host (as users write it, `docker.io` for Docker Hub).
+    pub registry: String,
+    /// Repository path.
+    pub name: String,
+}
+
+impl Repo {
+    /// Builds a repo.
+    pub fn new(registry: impl Into<String>, name: impl Into<String>) -> Self {
+        Repo {
+            registry: registry.into(),
+            name: name.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for Repo {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.registry, self.name)
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+enum HostAuth {
+    Basic,
+    Bearer {
+        realm: String,
+        service: Option<String>,
+    },
+}
+
+/// The registry client. Cheap to share behind an `Arc`; tokens are cached per host and scope.
+pub struct Registry {
+    http: reqwest::Client,
+    options: RegistryOptions,
+    hosts: Mutex<HashMap<String, HostAuth>>,
+    tokens: Mutex<HashMap<(String, String), String>>,
+}
+
+/// An upload session for one blob.
+pub struct BlobUpload<'a> {
+    registry: &'a Registry,
+    repo: Repo,
+    location: String,
+    offset: u64,
+}
+
+fn error_detail(body: &str) -> String {
+    let body = body.trim();
+    if body.is_empty() {
+        return String::new();
+    }
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body) {
+        if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
+            let parts: Vec<String> = errs
+                .iter()
+                .map(|e| {
+                    format!(
+                        "{} {}",
+                        e.get("code").and_then(|c| c.as_str()).unwrap_or(""),
+                        e.get("message").and_then(|c| c.as_str()).unwrap_or("")
+                    )
+                    .trim()
+                    .to_string()
+                })
+                .collect();
+            return format!(" ({})", parts.join("; "));
+        }
+    }
+    let first: String = body
+        .lines()
+        .next()
+        .unwrap_or("")
+        .chars()
+        .take(200)
+        .collect();
+    format!(" ({first})")
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let v = headers.get(reqwest::header::RETRY_AFTER)?.to_str().ok()?;
+    v.trim().parse::<u64>().ok().map(Duration::from_secs)
+}
+
+impl Registry {
+    /// Builds a client. CA files are read here so a bad one fails early and clearly.
+    pub fn new(options: RegistryOptions) -> Result<Registry, RegistryError> {
+        let mut builder = reqwest::Client::builder()
+            .use_rustls_tls()
+            .connect_timeout(Duration::from_secs(30))
+            .read_timeout(Duration::from_secs(300))
+            .pool_max_idle_per_host(16)
+            .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
+            .redirect(reqwest::redirect::Policy::limited(5));
+        for path in &options.ca_files {
+            let pem = fs_err::read(path).map_err(|e| RegistryError::CaFile {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            let certs =
+                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::CaFile {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
+            if certs.is_empty() {
+                return Err(RegistryError::CaFile {
+                    path: path.clone(),
+                    why: "no PEM certificate in the file".into(),
+                });
+            }
+            for c in certs {
+                builder = builder.add_root_certificate(c);
+            }
+        }
+        let http = builder.build().map_err(|e| RegistryError::CaFile {
+            path: options.ca_files.first().cloned().unwrap_or_default(),
+            why: e.to_string(),
+        })?;
+        Ok(Registry {
+            http,
+            options,
+            hosts: Mutex::new(HashMap::new()),
+            tokens: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The HTTP client, for plain downloads (chart repositories) with the same TLS roots.
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    /// The retry policy in force.
+    pub fn retry_policy(&self) -> &RetryPolicy {
+        &self.options.retry
+    }
+
+    fn base_url(&self, registry: &str) -> String {
+        let host = if registry == crate::reference::DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            registry
+        };
+        if self.options.insecure.iter().any(|h| h == registry) {
+            format!("http://{host}")
+        } else {
+            format!("https://{host}")
+        }
+    }
+
+    fn url(&self, repo: &Repo, tail: &str) -> String {
+        format!(
+            "{}/v2/{}/{}",
+            self.base_url(&repo.registry),
+            repo.name,
+            tail
+        )
+    }
+
+    fn resolve_location(&self, repo: &Repo, location: &str) -> String {
+        if location.starts_with("http://") || location.starts_with("https://") {
+            location.to_string()
+        } else {
+            format!("{}{}", self.base_url(&repo.registry), location)
+        }
+    }
+
+    fn auth_header(&self, registry: &str, scope: &str) -> Option<String> {
+        let hosts = self.hosts.lock().ok()?;
+        match hosts.get(registry)? {
+            HostAuth::Basic => self
+                .options
+                .credentials
+                .get(registry)
+                .map(|c| c.basic_header()),
+            HostAuth::Bearer { .. } => {
+                let tokens = self.tokens.lock().ok()?;
+                tokens
+                    .get(&(registry.to_string(), scope.to_string()))
+                    .map(|t| format!("Bearer {t}"))
+            }
+        }
+    }
+
+    async fn authenticate(
+        &self,
+        registry: &str,
+        scope: &str,
+        headers: &HeaderMap,
+    ) -> Result<(), RegistryError> {
+        let unauthorized = |why: String| RegistryError::Unauthorized {
+            registry: registry.to_string(),
+            why,
+        };
+        let challenge = headers
+            .get(reqwest::header::WWW_AUTHENTICATE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(auth::parse_challenge)
+            .ok_or_else(|| {
+                unauthorized("401 without a usable WWW-Authenticate challenge".into())
+            })?;
+        let creds = self.options.credentials.get(registry);
+        match challenge {
+            auth::Challenge::Basic => {
+                if creds.is_none() {
+                    return Err(unauthorized(
+                        "registry asks for basic auth and no credentials are known".into(),
+                    ));
+                }
+                if let Ok(mut h) = self.hosts.lock() {
+                    h.insert(registry.to_string(), HostAuth::Basic);
+                }
+                Ok(())
+            }
+            auth::Challenge::Bearer { realm, service } => {
+                let mut req = self.http.get(&realm);
+                let mut query: Vec<(&str, &str)> = Vec::new();
+                if let Some(s) = &service {
+                    query.push(("service", s));
+                }
+                for s in scope.split(' ') {
+                    query.push(("scope", s));
+                }
+                req = req.query(&query);
+                if let Some(c) = creds {
+                    req = req.basic_auth(&c.username, Some(c.password()));
+                }
+                let resp = req
+                    .send()
+                    .await
+                    .map_err(|e| unauthorized(format!("token request to {realm}: {e}")))?;
+                let status = resp.status();
+                if !status.is_success() {
+                    return Err(unauthorized(format!(
+                        "token endpoint {realm} answered {status}"
+                    )));
+                }
+                let body: serde_json::Value = resp
+                    .json_bytes()
+                    .await
+                    .map_err(|e| unauthorized(format!("token endpoint {realm}: {e}")))?;
+                let token = body
+                    .get("token")
+                    .or_else(|| body.get("access_token"))
+                    .and_then(|t| t.as_str())
+                    .ok_or_else(|| unauthorized(format!("token endpoint {realm} sent no token")))?;
+                if let Ok(mut h) = self.hosts.lock() {
+                    h.insert(registry.to_string(), HostAuth::Bearer { realm, service });
+                }
+                if let Ok(mut t) = self.tokens.lock() {
+                    t.insert((registry.to_string(), scope.to_string()), token.to_string());
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Sends a request with auth and retries. `make` rebuilds the request for each attempt, so
+    /// bodies must be cheap to clone (`Bytes`). Returns any non-retryable response; the caller
+    /// judges its status.
+    async fn execute(
+        &self,
+        registry: &str,
+        scope: &str,
+        method: Method,
+        url: &str,
+        make: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Sync),
+    ) -> Result<reqwest::Response, RegistryError> {
+        let policy = &self.options.retry;
+        let mut attempt = 0u32;
+        let mut authed = false;
+        loop {
+            attempt += 1;
+            let mut req = make(self.http.request(method.clone(), url));
+            if let Some(h) = self.auth_header(registry, scope) {
+                req = req.header(AUTHORIZATION, h);
+            }
+            let delay = policy
+                .base_delay
+                .saturating_mul(1 << (attempt - 1).min(16))
+                .min(policy.max_delay);
+            match req.send().await {
+                Err(source) => {
+                    let retryable = source.is_connect()
+                        || source.is_timeout()
+                        || source.is_request()
+                        || source.is_body();
+                    if retryable && attempt < policy.attempts {
+                        tracing::debug!(%url, %source, attempt, "retrying after transport error");
+                        tokio::time::sleep(delay).await;
+                        continue;
+                    }
+                    return Err(RegistryError::Transport {
+                        method,
+                        url: url.to_string(),
+                        attempts: attempt,
+                        source,
+                    });
+                }
+                Ok(resp) => {
+                    let status = resp.status();
+                    if status == StatusCode::UNAUTHORIZED && !authed {
+                        authed = true;
+                        attempt -= 1;
+                        self.authenticate(registry, scope, resp.headers()).await?;
+                        continue;
+                    }
+                    if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
+                        let detail = error_detail(&resp.text().await.unwrap_or_default());
+                        return Err(RegistryError::Unauthorized {
+                            registry: registry.to_string(),
+                            why: format!("{method} {url} answered {status}{detail}"),
+                        });
+                    }
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() {
+                        if attempt < policy.attempts {
+                            let wait = retry_after(resp.headers())
+                                .map(|d| d.min(policy.max_delay))
+                                .unwrap_or(delay);
+                            tracing::debug!(%url, %status, attempt, ?wait, "retrying");
+                            tokio::time::sleep(wait).await;
+                            continue;
+                        }
+                        return Err(RegistryError::RetriesExhausted {
+                            method,
+                            url: url.to_string(),
+                            status,
+                            attempts: attempt,
+                        });
+                    }
+                    return Ok(resp);
+                }
+            }
+        }
+    }
+
+    async fn status_error(method: Method, url: &str, resp: reqwest::Response) -> RegistryError {
+        let status = resp.status();
+        let detail = error_detail(&resp.text().await.unwrap_or_default());
+        RegistryError::Status {
+            method,
+            url: url.to_string(),
+            status,
+            detail,
+        }
+    }
+
+    fn pull_scope(repo: &Repo) -> String {
+        format!("repository:{}:pull", repo.name)
+    }
+
+    fn push_scope(repo: &Repo) -> String {
+        format!("repository:{}:pull,push", repo.name)
+    }
+
+    /// Checks that the registry answers the API at all (`GET /v2/`).
+    pub async fn ping(&self, registry: &str) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", self.base_url(registry));
+        let resp = self
+            .execute(registry, "", Method::GET, &url, &|r| r)
+            .await?;
+        if resp.status().is_success() {
+            Ok(())
+        } else {
+            Err(Self::status_error(Method::GET, &url, resp).await)
+        }
+    }
+
+    /// Fetches a manifest by tag or digest, byte-exact. When asked by digest, the bytes must hash
+    /// to it; when the registry sends `Docker-Content-Digest`, the bytes must hash to that too.
+    pub async fn get_manifest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+    ) -> Result<RawManifest, RegistryError> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let accept = media::MANIFEST_ACCEPT.join(", ");
+        let resp = self
+            .execute(
+                &repo.registry,
+                &Self::pull_scope(repo),
+                Method::GET,
+                &url,
+                &|r| r.header(ACCEPT, accept.as_str()),
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::status_error(Method::GET, &url, resp).await);
+        }
+        let content_type = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        let announced = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
+        if resp
+            .content_length()
+            .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
+        {
+            return Err(RegistryError::TooLarge {
+                url,
+                limit: MAX_MANIFEST_BYTES,
+            });
+        }
+        let mut body = Vec::new();
+        let mut stream = resp.bytes_stream();
+        while let Some(chunk) = stream.next().await {
+            let chunk = chunk.map_err(|source| RegistryError::Transport {
+                method: Method::GET,
+                url: url.clone(),
+                attempts: 1,
+                source,
+            })?;
+            if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
+                return Err(RegistryError::TooLarge {
+                    url,
+                    limit: MAX_MANIFEST_BYTES,
+                });
+            }
+            body.extend_from_slice(&chunk);
+        }
+        let digest = Digest::of(&body);
+        if let Ok(expected) = reference.parse::<Digest>() {
+            if expected != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest {repo}@{expected}"),
+                    expected,
+                    actual: digest,
+                });
+            }
+        }
+        if let Some(announced) = announced {
+            let announced: Digest = announced.parse().map_err(|e| RegistryError::Protocol {
+                url: url.clone(),
+                why: format!("bad Docker-Content-Digest header: {e}"),
+            })?;
+            if announced != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest {repo}:{reference} (Docker-Content-Digest header)"),
+                    expected: announced,
+                    actual: digest,
+                });
+            }
+        }
+        Ok(RawManifest {
+            bytes: Bytes::from(body),
+            digest,
+            content_type,
+        })
+    }
+
+    /// The digest a tag points at, or `None` when the tag does not exist.
+    pub async fn head_manifest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+    ) -> Result<Option<Digest>, RegistryError> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let accept = media::MANIFEST_ACCEPT.join(", ");
+        let resp = self
+            .execute(
+                &repo.registry,
+                &Self::pull_scope(repo),
+                Method::HEAD,
+                &url,
+                &|r| r.header(ACCEPT, accept.as_str()),
+            )
+            .await?;
+        match resp.status() {
+            StatusCode::NOT_FOUND => Ok(None),
+            s if s.is_success() => {
+                let d = resp
+                    .headers()
+                    .get("docker-content-digest")
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<Digest>().ok());
+                match d {
+                    Some(d) => Ok(Some(d)),
+                    // No header: fall back to fetching and hashing.
+                    None => Ok(Some(self.get_manifest(repo, reference).await?.digest)),
+                }
+            }
+            _ => Err(Self::status_error(Method::HEAD, &url, resp).await),
+        }
+    }
+
+    /// Pushes manifest bytes exactly as given under `reference` (a digest or a tag). Checks that
+    /// the registry computed the same digest.
+    pub async fn put_manifest(
+        &self,
+        repo: &Repo,
+        reference: &str,
+        bytes: &Bytes,
+        media_type: &str,
+    ) -> Result<Digest, RegistryError> {
+        let url = self.url(repo, &format!("manifests/{reference}"));
+        let digest = Digest::of(bytes);
+        let resp = self
+            .execute(
+                &repo.registry,
+                &Self::push_scope(repo),
+                Method::PUT,
+                &url,
+                &|r| r.header(CONTENT_TYPE, media_type).body(bytes.clone()),
+            )
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::status_error(Method::PUT, &url, resp).await);
+        }
+        if let Some(got) = resp
+            .headers()
+            .get("docker-content-digest")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<Digest>().ok())
+        {
+            if got != digest {
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("manifest pushed to {repo}:{reference} (registry's digest)"),
+                    expected: digest,
+                    actual: got,
+                });
+            }
+        }
+        Ok(digest)
+    }
+
+    /// Whether the repository holds a blob.
+    pub async fn blob_exists(&self, repo: &Repo, digest: &Digest) -> Result<bool, RegistryError> {
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let resp = self
+            .execute(
+                &repo.registry,
+                &Self::pull_scope(repo),
+                Method::HEAD,
+                &url,
+                &|r| r,
+            )
+            .await?;
+        match resp.status() {
+            s if s.is_success() => Ok(true),
+            StatusCode::NOT_FOUND => Ok(false),
+            _ => Err(Self::status_error(Method::HEAD, &url, resp).await),
+        }
+    }
+
+    /// Downloads a blob into `dest`, hashing while writing; the file is written as
+    /// `dest.partial` and renamed only when size and digest match. A body cut short is retried
+    /// from the start within the retry policy.
+    pub async fn download_blob(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        size: u64,
+        dest: &Path,
+        reporter: &dyn Reporter,
+    ) -> Result<(), RegistryError> {
+        let url = self.url(repo, &format!("blobs/{digest}"));
+        let partial = dest.with_extension("partial");
+        let io_err = |source| RegistryError::Io {
+            path: partial.clone(),
+            source,
+        };
+        let attempts = self.options.retry.attempts.max(1);
+        let mut last_err = None;
+        for attempt in 1..=attempts {
+            let resp = self
+                .execute(
+                    &repo.registry,
+                    &Self::pull_scope(repo),
+                    Method::GET,
+                    &url,
+                    &|r| r,
+                )
+                .await?;
+            if !resp.status().is_success() {
+                return Err(Self::status_error(Method::GET, &url, resp).await);
+            }
+            let mut file = tokio::fs::File::create(&partial).await.map_err(io_err)?;
+            let mut hasher = Hasher::new();
+            let mut stream = resp.bytes_stream();
+            let mut failed = None;
+            while let Some(chunk) = stream.next().await {
+                match chunk {
+                    Ok(chunk) => {
+                        if hasher.len() + chunk.len() as u64 > size {
+                            // Longer than the descriptor: never write past what was promised.
+                            hasher.update(&chunk);
+                            break;
+                        }
+                        hasher.update(&chunk);
+                        file.write_all(&chunk).await.map_err(io_err)?;
+                        reporter.advance(chunk.len() as u64);
+                    }
+                    Err(e) => {
+                        failed = Some(e);
+                        break;
+                    }
+                }
+            }
+            file.flush().await.map_err(io_err)?;
+            drop(file);
+            let got = hasher.len();
+            if let Some(e) = failed {
+                reporter.rewind(got.min(size));
+                last_err = Some(RegistryError::Transport {
+                    method: Method::GET,
+                    url: url.clone(),
+                    attempts: attempt,
+                    source: e,
+                });
+                tokio::time::sleep(self.options.retry.base_delay * attempt).await;
+                continue;
+            }
+            if got != size {
+                reporter.rewind(got.min(size));
+                last_err = Some(RegistryError::SizeMismatch {
+                    what: format!("blob {repo}@{digest}"),
+                    expected: size,
+                    actual: got,
+                });
+                if got < size {
+                    tokio::time::sleep(self.options.retry.base_delay * attempt).await;
+                    continue;
+                }
+                break;
+            }
+            let actual = hasher.finish();
+            if &actual != digest {
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(RegistryError::DigestMismatch {
+                    what: format!("blob {repo}@{digest}"),
+                    expected: digest.clone(),
+                    actual,
+                });
+            }
+            tokio::fs::rename(&partial, dest)
+                .await
+                .map_err(|source| RegistryError::Io {
+                    path: dest.to_path_buf(),
+                    source,
+                })?;
+            return Ok(());
+        }
+        let _ = tokio::fs::remove_file(&partial).await;
+        Err(last_err.unwrap_or(RegistryError::Protocol {
+            url,
+            why: "download failed".into(),
+        }))
+    }
+
+    /// Asks the registry to mount a blob from another repository of the same registry. Returns
+    /// true when mounted; false when the registry declined (the caller uploads instead).
+    pub async fn mount_blob(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        from: &str,
+    ) -> Result<bool, RegistryError> {
+        let url = self.url(repo, "blobs/uploads/");
+        let scope = format!("{} repository:{from}:pull", Self::push_scope(repo));
+        let q = [("mount", digest.as_str()), ("from", from)];
+        let resp = self
+            .execute(&repo.registry, &scope, Method::POST, &url, &|r| {
+                r.query(&q).header(CONTENT_LENGTH, "0")
+            })
+            .await?;
+        match resp.status() {
+            StatusCode::CREATED => Ok(true),
+            StatusCode::ACCEPTED => {
+                // The registry opened an upload instead; cancel it so it does not linger.
+                if let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+                    let loc = self.resolve_location(repo, loc);
+                    let _ = self
+                        .execute(
+                            &repo.registry,
+                            &Self::push_scope(repo),
+                            Method::DELETE,
+                            &loc,
+                            &|r| r,
+                        )
+                        .await;
+                }
+                Ok(false)
+            }
+            _ => Err(Self::status_error(Method::POST, &url, resp).await),
+        }
+    }
+
+    /// Opens an upload session.
+    pub async fn start_upload(&self, repo: &Repo) -> Result<BlobUpload<'_>, RegistryError> {
+        let url = self.url(repo, "blobs/uploads/");
+        let resp = self
+            .execute(
+                &repo.registry,
+                &Self::push_scope(repo),
+                Method::POST,
+                &url,
+                &|r| r.header(CONTENT_LENGTH, "0"),
+            )
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(Self::status_error(Method::POST, &url, resp).await);
+        }
+        let location = resp
+            .headers()
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| RegistryError::Protocol {
+                url: url.clone(),
+                why: "upload started without a Location header".into(),
+            })?;
+        Ok(BlobUpload {
+            registry: self,
+            location: self.resolve_location(repo, location),
+            repo: repo.clone(),
+            offset: 0,
+        })
+    }
+
+    /// Uploads a blob held in memory (small blobs and fixtures).
+    pub async fn push_blob_bytes(
+        &self,
+        repo: &Repo,
+        digest: &Digest,
+        bytes: Bytes,
+    ) -> Result<(), RegistryError> {
+        self.start_upload(repo).await?.finish(bytes, digest).await
+    }
+}
+
+impl BlobUpload<'_> {
+    /// Sends one chunk (`PATCH` with `Content-Range`). Bodies are `Bytes` so a retry re-sends the
+    /// same chunk; the registry's digest check at `finish` catches any duplication.
+    pub async fn patch(&mut self, chunk: Bytes) -> Result<(), RegistryError> {
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        let end = self.offset + chunk.len() as u64 - 1;
+        let range = format!("{}-{}", self.offset, end);
+        let url = self.location.clone();
+        let scope = Registry::push_scope(&self.repo);
+        let resp = self
+            .registry
+            .execute(&self.repo.registry, &scope, Method::PATCH, &url, &|r| {
+                r.header(CONTENT_TYPE, "application/octet-stream")
+                    .header("Content-Range", range.as_str())
+                    .header(CONTENT_LENGTH, chunk.len().to_string())
+                    .body(chunk.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::ACCEPTED {
+            return Err(Registry::status_error(Method::PATCH, &url, resp).await);
+        }
+        if let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+            self.location = self.registry.resolve_location(&self.repo, loc);
+        }
+        self.offset = end + 1;
+        Ok(())
+    }
+
+    /// Completes the upload with the last bytes; the registry checks the digest.
+    pub async fn finish(self, last: Bytes, digest: &Digest) -> Result<(), RegistryError> {
+        let sep = if self.location.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        let url = format!("{}{sep}digest={}", self.location, digest);
+        let scope = Registry::push_scope(&self.repo);
+        let resp = self
+            .registry
+            .execute(&self.repo.registry, &scope, Method::PUT, &url, &|r| {
+                r.header(CONTENT_TYPE, "application/octet-stream")
+                    .header(CONTENT_LENGTH, last.len().to_string())
+                    .body(last.clone())
+            })
+            .await?;
+        if resp.status() != StatusCode::CREATED {
+            let err = Registry::status_error(Method::PUT, &url, resp).await;
+            return Err(err);
+        }
+        Ok(())
+    }
+
+    /// Abandons the upload (best effort).
+    pub async fn cancel(self) {
+        let scope = Registry::push_scope(&self.repo);
+        let _ = self
+            .registry
+            .execute(
+                &self.repo.registry,
+                &scope,
+                Method::DELETE,
+                &self.location,
+                &|r| r,
+            )
+            .await;
+    }
+}
+
+trait JsonBytes {
+    async fn json_bytes(self) -> Result<serde_json::Value, String>;
+}
+
+impl JsonBytes for reqwest::Response {
+    async fn json_bytes(self) -> Result<serde_json::Value, String> {
+        let b = self.bytes().await.map_err(|e| e.to_string())?;
+        if b.len() > 1024 * 1024 {
+            return Err("token response over 1 MiB".into());
+        }
+        serde_json::from_slice(&b).map_err(|e| e.to_string())
+    }
+}

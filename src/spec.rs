@@ -1,0 +1,245 @@
+//! The spec (`bundles/*.yaml`): what a release engineer wants carried, by tag or digest.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::oci::{Digest, Platform};
+use crate::reference::Reference;
+
+/// The largest spec file accepted.
+pub const MAX_SPEC_BYTES: u64 = 4 * 1024 * 1024;
+
+/// A spec as written.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Spec {
+    /// Bundle name (used for the bundle and in reports).
+    pub name: String,
+    /// Container images.
+    #[serde(default)]
+    pub images: Vec<ImageSpec>,
+    /// Helm charts.
+    #[serde(default)]
+    pub charts: Vec<ChartSpec>,
+}
+
+/// One image.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct ImageSpec {
+    /// Image reference, by tag and/or digest.
+    #[serde(rename = "ref")]
+    pub reference: Reference,
+    /// Platforms to carry from an index; empty means all.
+    #[serde(default)]
+    pub platforms: Vec<Platform>,
+}
+
+/// One Helm chart: an OCI reference (`oci://host/repo:version[@digest]`) or an HTTP chart
+/// repository entry.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
+#[serde(untagged, deny_unknown_fields)]
+pub enum ChartSpec {
+    /// `ref: oci://…`
+    Oci {
+        /// The `oci://` reference.
+        #[serde(rename = "ref")]
+        reference: String,
+    },
+    /// `repo:`, `name:`, `version:`.
+    Http {
+        /// Chart repository URL (the directory holding `index.yaml`).
+        repo: String,
+        /// Chart name.
+        name: String,
+        /// Exact chart version.
+        version: String,
+        /// Optional pin: sha256 of the `.tgz`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        sha256: Option<String>,
+    },
+}
+
+/// Why a spec is unusable.
+#[derive(Debug, thiserror::Error)]
+pub enum SpecError {
+    /// Cannot read the file.
+    #[error("cannot read spec `{path}`: {source}")]
+    Read {
+        /// The file.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Over the size limit.
+    #[error("spec `{path}` is larger than {MAX_SPEC_BYTES} bytes")]
+    TooLarge {
+        /// The file.
+        path: String,
+    },
+    /// YAML or schema error (serde_yaml's message carries line and column).
+    #[error("spec `{path}`: {message}")]
+    Invalid {
+        /// The file.
+        path: String,
+        /// What is wrong, with its location.
+        message: String,
+    },
+}
+
+impl Spec {
+    /// Parses spec text. `path` is only for messages.
+    pub fn parse(text: &str, path: &str) -> Result<Spec, SpecError> {
+        let invalid = |message: String| SpecError::Invalid {
+            path: path.to_string(),
+            message,
+        };
+        let spec: Spec = serde_yaml::from_str(text).map_err(|e| invalid(e.to_string()))?;
+        if spec.name.is_empty()
+            || !spec
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
+        {
+            return Err(invalid(format!(
+                "name `{}` must be non-empty and use only letters, digits, `.`, `_`, `-`",
+                spec.name
+            )));
+        }
+        if spec.images.is_empty() && spec.charts.is_empty() {
+            return Err(invalid("lists no images and no charts".into()));
+        }
+        for c in &spec.charts {
+            match c {
+                ChartSpec::Oci { reference } => {
+                    parse_oci_chart_ref(reference)
+                        .map_err(|e| invalid(format!("chart `{reference}`: {e}")))?;
+                }
+                ChartSpec::Http {
+                    repo,
+                    name,
+                    version,
+                    sha256,
+                } => {
+                    let u = url::Url::parse(repo)
+                        .map_err(|e| invalid(format!("chart repo `{repo}`: {e}")))?;
+                    if u.scheme() != "http" && u.scheme() != "https" {
+                        return Err(invalid(format!(
+                            "chart repo `{repo}` must be an http(s) URL"
+                        )));
+                    }
+                    if name.is_empty() || version.is_empty() || name.contains('/') {
+                        return Err(invalid(format!(
+                            "chart `{name}` in `{repo}` needs a plain name and a version"
+                        )));
+                    }
+                    if let Some(s) = sha256 {
+                        Digest::from_hex(s)
+                            .map_err(|e| invalid(format!("chart `{name}` sha256: {e}")))?;
+                    }
+                }
+            }
+        }
+        Ok(spec)
+    }
+
+    /// Reads and parses a spec file.
+    pub fn load(path: &Path) -> Result<(Spec, Digest), SpecError> {
+        let p = path.display().to_string();
+        let bytes = read_capped(path, MAX_SPEC_BYTES).map_err(|e| match e {
+            CappedReadError::TooLarge => SpecError::TooLarge { path: p.clone() },
+            CappedReadError::Io(source) => SpecError::Read {
+                path: p.clone(),
+                source,
+            },
+        })?;
+        let text = String::from_utf8(bytes.clone()).map_err(|_| SpecError::Invalid {
+            path: p.clone(),
+            message: "not UTF-8".into(),
+        })?;
+        Ok((Spec::parse(&text, &p)?, Digest::of(&bytes)))
+    }
+}
+
+/// Parses `oci://host/repo:version[@digest]` into a reference.
+pub fn parse_oci_chart_ref(s: &str) -> Result<Reference, String> {
+    let rest = s
+        .strip_prefix("oci://")
+        .ok_or_else(|| "OCI chart references start with oci://".to_string())?;
+    let r: Reference = rest
+        .parse()
+        .map_err(|e: crate::reference::ReferenceError| e.to_string())?;
+    if r.tag.is_none() && r.digest.is_none() {
+        return Err("needs a version tag or a digest".into());
+    }
+    Ok(r)
+}
+
+/// Errors of [`read_capped`].
+#[derive(Debug)]
+pub enum CappedReadError {
+    /// Over the cap.
+    TooLarge,
+    /// I/O.
+    Io(std::io::Error),
+}
+
+/// Reads a whole small file, refusing one over `cap` bytes before reading it all.
+pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, CappedReadError> {
+    use std::io::Read;
+    let f = fs_err::File::open(path).map_err(CappedReadError::Io)?;
+    let mut buf = Vec::new();
+    f.take(cap + 1)
+        .read_to_end(&mut buf)
+        .map_err(CappedReadError::Io)?;
+    if buf.len() as u64 > cap {
+        return Err(CappedReadError::TooLarge);
+    }
+    Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_full_spec() {
+        let s = Spec::parse(
+            "name: platform\nimages:\n  - ref: 127.0.0.1:5000/app:1.0\n    platforms: [linux/amd64, linux/arm64/v8]\ncharts:\n  - ref: oci://127.0.0.1:5000/charts/web:1.2.3\n  - repo: http://127.0.0.1:8080/charts\n    name: podinfo\n    version: 6.4.0\n",
+            "t.yaml",
+        )
+        .expect("parse");
+        assert_eq!(s.images[0].platforms.len(), 2);
+        assert_eq!(s.charts.len(), 2);
+        assert!(matches!(s.charts[1], ChartSpec::Http { .. }));
+    }
+
+    #[test]
+    fn rejects_bad_specs_with_location() {
+        let cases = [
+            ("name: x\nimages:\n  - ref: UPPER/x\n", "lowercase"),
+            (
+                "name: x\nimages:\n  - ref: a\n    platform: [linux/amd64]\n",
+                "unknown field",
+            ),
+            (
+                "name: x\nimages:\n  - ref: a\n    platforms: [linux]\n",
+                "not a platform",
+            ),
+            ("name: x\n", "no images"),
+            ("name: 'a b'\nimages:\n  - ref: a\n", "name"),
+            ("name: x\ncharts:\n  - ref: 127.0.0.1:5000/c:1\n", "oci://"),
+            (
+                "name: x\ncharts:\n  - repo: ftp://x\n    name: a\n    version: '1'\n",
+                "http(s)",
+            ),
+            ("name: x\nimages: {", "t.yaml"),
+        ];
+        for (text, want) in cases {
+            let err = Spec::parse(text, "t.yaml").expect_err(text).to_string();
+            assert!(err.contains(want), "{text:?}: {err}");
+            assert!(err.starts_with("spec `t.yaml`"), "{err}");
+        }
+    }
+}

@@ -1,0 +1,403 @@
+//! Test harness: real registries (the CNCF distribution registry, Debian's `docker-registry`)
+//! started per test on 127.0.0.1 with a random port and their own storage; a static HTTP server
+//! for chart repositories; a fault-injecting proxy for what real registries never do; and
+//! deterministic fixture images.
+#![allow(dead_code)]
+
+pub mod fixtures;
+pub mod proxy;
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use airlock::registry::{CredentialStore, Credentials, Registry, RegistryOptions, RetryPolicy};
+
+/// A free port on 127.0.0.1 (bound then released).
+pub fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
+    l.local_addr().expect("addr").port()
+}
+
+/// TLS material made for one test: a throwaway CA and a server certificate for 127.0.0.1.
+pub struct Tls {
+    /// CA certificate PEM file.
+    pub ca_file: PathBuf,
+    cert_file: PathBuf,
+    key_file: PathBuf,
+}
+
+impl Tls {
+    pub fn new(dir: &Path) -> Tls {
+        use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, KeyPair, SanType};
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("ca params");
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        ca_params
+            .distinguished_name
+            .push(DnType::CommonName, "airlock test CA");
+        let ca_key = KeyPair::generate().expect("ca key");
+        let ca = ca_params.self_signed(&ca_key).expect("ca cert");
+        let mut params = CertificateParams::new(vec!["localhost".to_string()]).expect("params");
+        params
+            .subject_alt_names
+            .push(SanType::IpAddress("127.0.0.1".parse().expect("ip")));
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "127.0.0.1");
+        let key = KeyPair::generate().expect("key");
+        let cert = params.signed_by(&key, &ca, &ca_key).expect("cert");
+        let ca_file = dir.join("ca.pem");
+        let cert_file = dir.join("server.pem");
+        let key_file = dir.join("server.key");
+        std::fs::write(&ca_file, ca.pem()).expect("write ca");
+        std::fs::write(&cert_file, cert.pem()).expect("write cert");
+        std::fs::write(&key_file, key.serialize_pem()).expect("write key");
+        Tls {
+            ca_file,
+            cert_file,
+            key_file,
+        }
+    }
+}
+
+/// How to start a registry.
+#[derive(Default)]
+pub struct RegistryConfig {
+    pub tls: bool,
+    pub basic_auth: Option<(String, String)>,
+}
+
+/// A running `docker-registry`, killed on drop.
+pub struct TestRegistry {
+    child: Child,
+    pub host: String,
+    pub dir: tempfile::TempDir,
+    pub tls: Option<Tls>,
+    pub auth: Option<(String, String)>,
+}
+
+impl TestRegistry {
+    pub fn start() -> TestRegistry {
+        Self::start_with(RegistryConfig::default())
+    }
+
+    pub fn start_with(cfg: RegistryConfig) -> TestRegistry {
+        let bin = which("docker-registry").expect(
+            "docker-registry not found: install the Debian package `docker-registry` (scripts/test.sh does)",
+        );
+        // A port picked free may be taken before the registry binds it: try a few.
+        for _attempt in 0..5 {
+            let dir = tempfile::tempdir().expect("tmp");
+            let tls = cfg.tls.then(|| Tls::new(dir.path()));
+            let host = format!("127.0.0.1:{}", free_port());
+            let mut config = format!(
+                "version: 0.1\nlog:\n  level: error\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {host}\n",
+                dir.path().join("storage").display()
+            );
+            if let Some(t) = &tls {
+                config.push_str(&format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    t.cert_file.display(),
+                    t.key_file.display()
+                ));
+            }
+            if let Some((user, pass)) = &cfg.basic_auth {
+                let hash = bcrypt::hash(pass, 4).expect("bcrypt");
+                let htpasswd = dir.path().join("htpasswd");
+                std::fs::write(&htpasswd, format!("{user}:{hash}\n")).expect("htpasswd");
+                config.push_str(&format!(
+                    "auth:\n  htpasswd:\n    realm: airlock-test\n    path: {}\n",
+                    htpasswd.display()
+                ));
+            }
+            let cfg_path = dir.path().join("config.yml");
+            std::fs::write(&cfg_path, config).expect("config");
+            let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+            let child = Command::new(&bin)
+                .arg("serve")
+                .arg(&cfg_path)
+                .stdout(log.try_clone().expect("log"))
+                .stderr(log)
+                .spawn()
+                .expect("start docker-registry");
+            let mut reg = TestRegistry {
+                child,
+                host,
+                dir,
+                tls,
+                auth: cfg.basic_auth.clone(),
+            };
+            if reg.wait_ready() {
+                return reg;
+            }
+        }
+        panic!("docker-registry did not start after 5 attempts");
+    }
+
+    fn wait_ready(&mut self) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return false;
+            }
+            if std::net::TcpStream::connect(&self.host).is_ok() {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        false
+    }
+
+    /// The registry's access log (for request counting).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Registry flags for the airlock CLI to reach this registry.
+    pub fn cli_flags(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        match &self.tls {
+            Some(t) => {
+                v.push("--ca-file".into());
+                v.push(t.ca_file.display().to_string());
+            }
+            None => {
+                v.push("--insecure-registry".into());
+                v.push(self.host.clone());
+            }
+        }
+        if let Some((u, p)) = &self.auth {
+            v.push("--creds".into());
+            v.push(format!("{}={u}:{p}", self.host));
+        }
+        v
+    }
+
+    /// skopeo flags for this registry.
+    pub fn skopeo_flags(&self) -> Vec<String> {
+        let mut v = Vec::new();
+        match &self.tls {
+            Some(t) => {
+                let certs = self.dir.path().join("skopeo-certs");
+                std::fs::create_dir_all(&certs).expect("certs dir");
+                std::fs::copy(&t.ca_file, certs.join("ca.crt")).expect("copy ca");
+                v.push("--cert-dir".into());
+                v.push(certs.display().to_string());
+            }
+            None => v.push("--tls-verify=false".into()),
+        }
+        if let Some((u, p)) = &self.auth {
+            v.push("--creds".into());
+            v.push(format!("{u}:{p}"));
+        }
+        v
+    }
+
+    /// A library client for this registry.
+    pub fn client(&self) -> Registry {
+        client_for(self, RetryPolicy::default())
+    }
+
+    /// The tags of a repository (empty when the repository does not exist).
+    pub fn tags(&self, repo: &str) -> Vec<String> {
+        let out = skopeo(
+            &[
+                &["list-tags".to_string()][..],
+                &self.skopeo_flags(),
+                &[format!("docker://{}/{repo}", self.host)],
+            ]
+            .concat(),
+        );
+        if !out.status.success() {
+            return Vec::new();
+        }
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("tags json");
+        v["Tags"]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|t| t.as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// Raw manifest bytes as skopeo (an independent client) reads them.
+    pub fn skopeo_raw(&self, reference: &str) -> Vec<u8> {
+        let out = skopeo(
+            &[
+                &["inspect".to_string(), "--raw".to_string()][..],
+                &self.skopeo_flags(),
+                &[format!("docker://{}/{reference}", self.host)],
+            ]
+            .concat(),
+        );
+        assert!(
+            out.status.success(),
+            "skopeo inspect --raw {reference}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        out.stdout
+    }
+}
+
+impl Drop for TestRegistry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+pub fn client_for(reg: &TestRegistry, retry: RetryPolicy) -> Registry {
+    let mut credentials = CredentialStore::empty();
+    if let Some((u, p)) = &reg.auth {
+        credentials.insert(&reg.host, Credentials::new(u.clone(), p.clone()));
+    }
+    Registry::new(RegistryOptions {
+        insecure: if reg.tls.is_none() {
+            vec![reg.host.clone()]
+        } else {
+            vec![]
+        },
+        ca_files: reg.tls.iter().map(|t| t.ca_file.clone()).collect(),
+        credentials,
+        retry,
+    })
+    .expect("client")
+}
+
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Runs skopeo (an independent OCI client); panics with a clear message if it is not installed.
+pub fn skopeo(args: &[String]) -> Output {
+    let bin = which("skopeo")
+        .expect("skopeo not found: install the Debian package `skopeo` (scripts/test.sh does)");
+    Command::new(bin)
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("run skopeo")
+}
+
+/// Runs the airlock binary with `args` in `dir`, with no credentials leaking from the host.
+pub fn airlock(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .stdin(Stdio::null())
+        .output()
+        .expect("run airlock")
+}
+
+/// Asserts success and returns stdout.
+pub fn ok(out: &Output) -> String {
+    assert!(
+        out.status.success(),
+        "airlock failed ({:?})\nstdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Asserts failure with exit code 1 and a one-line error containing `needle`; returns stderr.
+pub fn fails_with(out: &Output, needle: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "expected exit 1; stdout: {}\nstderr: {stderr}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
+    assert!(
+        errors[0].contains(needle),
+        "error line lacks `{needle}`: {}",
+        errors[0]
+    );
+    stderr
+}
+
+/// A static HTTP file server (for chart repositories), stopped on drop.
+pub struct FileServer {
+    pub url: String,
+    rt: tokio::runtime::Runtime,
+}
+
+impl FileServer {
+    pub fn serve(root: PathBuf) -> FileServer {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let root = root.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(
+                        move |req: hyper::Request<hyper::body::Incoming>| {
+                            let root = root.clone();
+                            async move {
+                                let path = req.uri().path().trim_start_matches('/').to_string();
+                                let resp = if path.contains("..") {
+                                    hyper::Response::builder()
+                                        .status(400)
+                                        .body(http_body_util::Full::new(bytes::Bytes::new()))
+                                } else {
+                                    match std::fs::read(root.join(&path)) {
+                                        Ok(b) => hyper::Response::builder()
+                                            .status(200)
+                                            .body(http_body_util::Full::new(bytes::Bytes::from(b))),
+                                        Err(_) => hyper::Response::builder()
+                                            .status(404)
+                                            .body(http_body_util::Full::new(bytes::Bytes::new())),
+                                    }
+                                };
+                                Ok::<_, std::convert::Infallible>(resp.expect("response"))
+                            }
+                        },
+                    );
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        FileServer {
+            url: format!("http://{addr}"),
+            rt,
+        }
+    }
+}
+
+/// sha256 hex of a file.
+pub fn sha256_file(path: &Path) -> String {
+    use sha2::Digest as _;
+    let mut f = std::fs::File::open(path).expect("open");
+    let mut h = sha2::Sha256::new();
+    std::io::copy(&mut f, &mut h).expect("hash");
+    hex::encode(h.finalize())
+}

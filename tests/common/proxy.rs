@@ -1,0 +1,225 @@
+//! A fault-injecting HTTP proxy in front of a real registry, for what real registries never do:
+//! bursts of 503, bodies cut off, lying digest headers, odd content types.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use http_body_util::{BodyExt, StreamBody};
+use hyper::body::Frame;
+
+/// What the proxy does wrong.
+#[derive(Clone, Debug)]
+pub enum Fault {
+    /// Pass everything through.
+    None,
+    /// Answer the first `n` requests with 503 (with `Retry-After: 0`), then pass through.
+    Fail503 { n: usize },
+    /// Answer every request with 503.
+    Always503,
+    /// Cut the body of the first `n` blob GETs after `after` bytes.
+    CutBlobBody { n: usize, after: usize },
+    /// Replace `Docker-Content-Digest` on manifest GETs with a wrong digest.
+    LieDigest,
+    /// Replace `Content-Type` on manifest GETs.
+    ContentType(String),
+    /// Pass through, then answer 503 to every request after the first `n` blob uploads
+    /// (`PUT .../blobs/uploads/...`) have gone through.
+    DieAfterUploads { n: usize },
+}
+
+/// A running proxy; `host` is what clients use instead of the registry's.
+pub struct Proxy {
+    pub host: String,
+    pub requests: Arc<AtomicUsize>,
+    pub log: Arc<Mutex<Vec<String>>>,
+    rt: tokio::runtime::Runtime,
+}
+
+type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
+
+fn full(b: Bytes) -> Body {
+    BodyExt::boxed(http_body_util::Full::new(b).map_err(|never| match never {}))
+}
+
+impl Proxy {
+    pub fn start(upstream: &str, fault: Fault) -> Proxy {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let requests = Arc::new(AtomicUsize::new(0));
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let state = Arc::new(State {
+            upstream: format!("http://{upstream}"),
+            fault,
+            requests: requests.clone(),
+            cuts: AtomicUsize::new(0),
+            uploads: AtomicUsize::new(0),
+            log: log.clone(),
+            client: reqwest::Client::new(),
+            proxy_host: addr.to_string(),
+            upstream_host: upstream.to_string(),
+        });
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                let state = state.clone();
+                tokio::spawn(async move {
+                    let svc = hyper::service::service_fn(move |req| {
+                        let state = state.clone();
+                        async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+        Proxy {
+            host: addr.to_string(),
+            requests,
+            log,
+            rt,
+        }
+    }
+
+    /// Requests seen whose line contains `needle`.
+    pub fn count(&self, needle: &str) -> usize {
+        self.log
+            .lock()
+            .expect("log")
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // The runtime is dropped with the proxy; nothing else to stop.
+        let _ = &self.rt;
+    }
+}
+
+struct State {
+    upstream: String,
+    fault: Fault,
+    requests: Arc<AtomicUsize>,
+    cuts: AtomicUsize,
+    uploads: AtomicUsize,
+    log: Arc<Mutex<Vec<String>>>,
+    client: reqwest::Client,
+    proxy_host: String,
+    upstream_host: String,
+}
+
+fn unavailable() -> hyper::Response<Body> {
+    hyper::Response::builder()
+        .status(503)
+        .header("Retry-After", "0")
+        .body(full(Bytes::from_static(
+            b"{\"errors\":[{\"code\":\"UNAVAILABLE\",\"message\":\"injected\"}]}",
+        )))
+        .expect("response")
+}
+
+impl State {
+    async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Body> {
+        let n = self.requests.fetch_add(1, Ordering::SeqCst);
+        let method = req.method().clone();
+        let path = req
+            .uri()
+            .path_and_query()
+            .map(|p| p.to_string())
+            .unwrap_or_default();
+        self.log
+            .lock()
+            .expect("log")
+            .push(format!("{method} {path}"));
+        match &self.fault {
+            Fault::Fail503 { n: k } if n < *k => return unavailable(),
+            Fault::Always503 => return unavailable(),
+            Fault::DieAfterUploads { n: k } if self.uploads.load(Ordering::SeqCst) >= *k => {
+                return unavailable()
+            }
+            _ => {}
+        }
+        let is_upload_put = method == hyper::Method::PUT && path.contains("/blobs/uploads/");
+        let mut rb = self
+            .client
+            .request(method.clone(), format!("{}{path}", self.upstream));
+        for (k, v) in req.headers() {
+            if k != hyper::header::HOST {
+                rb = rb.header(k, v);
+            }
+        }
+        let body_stream = req
+            .into_body()
+            .into_data_stream()
+            .map(|r| r.map_err(std::io::Error::other));
+        rb = rb.body(reqwest::Body::wrap_stream(body_stream));
+        let resp = match rb.send().await {
+            Ok(r) => r,
+            Err(_) => return unavailable(),
+        };
+        if is_upload_put && resp.status().as_u16() == 201 {
+            self.uploads.fetch_add(1, Ordering::SeqCst);
+        }
+        let mut out = hyper::Response::builder().status(resp.status().as_u16());
+        let is_manifest_get = method == hyper::Method::GET && path.contains("/manifests/");
+        let is_blob_get = method == hyper::Method::GET && path.contains("/blobs/sha256:");
+        for (k, v) in resp.headers() {
+            let mut v = v.to_str().unwrap_or("").to_string();
+            if k == "location" {
+                v = v.replace(&self.upstream_host, &self.proxy_host);
+            }
+            if is_manifest_get && k == "docker-content-digest" {
+                if let Fault::LieDigest = self.fault {
+                    v = airlock::oci::Digest::of(b"a lie").to_string();
+                }
+            }
+            if is_manifest_get && k == "content-type" {
+                if let Fault::ContentType(ct) = &self.fault {
+                    v = ct.clone();
+                }
+            }
+            out = out.header(k.as_str(), v);
+        }
+        let cut = match self.fault {
+            Fault::CutBlobBody { n: k, after }
+                if is_blob_get && self.cuts.fetch_add(1, Ordering::SeqCst) < k =>
+            {
+                Some(after)
+            }
+            _ => None,
+        };
+        let stream = resp
+            .bytes_stream()
+            .map(|r| r.map_err(std::io::Error::other));
+        let body: Body = match cut {
+            None => BodyExt::boxed(StreamBody::new(stream.map(|r| r.map(Frame::data)))),
+            Some(after) => {
+                let mut sent = 0usize;
+                let s = stream.map(move |r| {
+                    let chunk = r?;
+                    if sent + chunk.len() > after {
+                        return Err(std::io::Error::other("injected cut"));
+                    }
+                    sent += chunk.len();
+                    Ok(Frame::data(chunk))
+                });
+                BodyExt::boxed(StreamBody::new(s))
+            }
+        };
+        out.body(body).expect("response")
+    }
+}

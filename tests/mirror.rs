@@ -1,0 +1,378 @@
+//! The mirror path end to end against real registries: spec → lock → collect → verify → import,
+//! checked with skopeo as an independent client.
+
+mod common;
+
+use std::path::Path;
+
+use airlock::registry::Repo;
+use common::fixtures::{self, Compression, Image};
+use common::{airlock, ok, TestRegistry};
+
+/// Everything pushed to the source registry, for later comparison.
+struct Source {
+    single: Image,
+    multi: Vec<Image>,
+    multi_index: fixtures::Blob,
+    docker: Image,
+    docker_list_images: Vec<Image>,
+    docker_list: fixtures::Blob,
+    zstd: Image,
+    shared_a: Image,
+    shared_b: Image,
+    oci_chart: airlock::oci::Digest,
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+/// Builds the fixture set in `reg`: single-arch OCI, multi-arch index, Docker schema2 image and
+/// manifest list, zstd layer, two images sharing a layer, an OCI Helm chart.
+fn populate(reg: &TestRegistry) -> Source {
+    let client = reg.client();
+    let single = fixtures::image(
+        vec![
+            fixtures::layer(1, 3000, Compression::Gzip, false),
+            fixtures::layer(2, 70_000, Compression::Gzip, false),
+        ],
+        "linux/amd64",
+        false,
+    );
+    let multi = vec![
+        fixtures::image(
+            vec![fixtures::layer(10, 5000, Compression::Gzip, false)],
+            "linux/amd64",
+            false,
+        ),
+        fixtures::image(
+            vec![fixtures::layer(11, 6000, Compression::Gzip, false)],
+            "linux/arm64/v8",
+            false,
+        ),
+    ];
+    let multi_index = fixtures::index(&multi, false);
+    let docker = fixtures::image(
+        vec![fixtures::layer(20, 4000, Compression::Gzip, true)],
+        "linux/amd64",
+        true,
+    );
+    let docker_list_images = vec![
+        fixtures::image(
+            vec![fixtures::layer(21, 4100, Compression::Gzip, true)],
+            "linux/amd64",
+            true,
+        ),
+        fixtures::image(
+            vec![fixtures::layer(22, 4200, Compression::Gzip, true)],
+            "linux/arm64/v8",
+            true,
+        ),
+    ];
+    let docker_list = fixtures::index(&docker_list_images, true);
+    let zstd = fixtures::image(
+        vec![fixtures::layer(30, 20_000, Compression::Zstd, false)],
+        "linux/amd64",
+        false,
+    );
+    let shared_layer = fixtures::layer(40, 50_000, Compression::Gzip, false);
+    let shared_a = fixtures::image(
+        vec![
+            shared_layer.clone(),
+            fixtures::layer(41, 100, Compression::None, false),
+        ],
+        "linux/amd64",
+        false,
+    );
+    let shared_b = fixtures::image(
+        vec![
+            shared_layer,
+            fixtures::layer(42, 200, Compression::Gzip, false),
+        ],
+        "linux/amd64",
+        false,
+    );
+    let oci_chart = rt().block_on(async {
+        let h = &reg.host;
+        fixtures::push_image(&client, &Repo::new(h, "apps/single"), &single, Some("1.0")).await;
+        fixtures::push_index(
+            &client,
+            &Repo::new(h, "apps/multi"),
+            &multi,
+            &multi_index,
+            "2.0",
+        )
+        .await;
+        fixtures::push_image(&client, &Repo::new(h, "legacy/docker"), &docker, Some("v1")).await;
+        fixtures::push_index(
+            &client,
+            &Repo::new(h, "legacy/list"),
+            &docker_list_images,
+            &docker_list,
+            "v2",
+        )
+        .await;
+        fixtures::push_image(&client, &Repo::new(h, "apps/zstd"), &zstd, Some("1")).await;
+        fixtures::push_image(
+            &client,
+            &Repo::new(h, "apps/shared-a"),
+            &shared_a,
+            Some("1"),
+        )
+        .await;
+        fixtures::push_image(
+            &client,
+            &Repo::new(h, "apps/shared-b"),
+            &shared_b,
+            Some("1"),
+        )
+        .await;
+        fixtures::push_oci_chart(&client, &Repo::new(h, "charts/web"), "web", "1.2.3").await
+    });
+    Source {
+        single,
+        multi,
+        multi_index,
+        docker,
+        docker_list_images,
+        docker_list,
+        zstd,
+        shared_a,
+        shared_b,
+        oci_chart,
+    }
+}
+
+fn write_spec(dir: &Path, src: &TestRegistry, chart_repo: &str) -> std::path::PathBuf {
+    let h = &src.host;
+    let spec = format!(
+        "name: platform\nimages:\n  - ref: {h}/apps/single:1.0\n  - ref: {h}/apps/multi:2.0\n  - ref: {h}/legacy/docker:v1\n  - ref: {h}/legacy/list:v2\n    platforms: [linux/arm64]\n  - ref: {h}/apps/zstd:1\n  - ref: {h}/apps/shared-a:1\n  - ref: {h}/apps/shared-b:1\ncharts:\n  - ref: oci://{h}/charts/web:1.2.3\n  - repo: {chart_repo}/charts\n    name: podinfo\n    version: 6.4.0\n"
+    );
+    let p = dir.join("platform.yaml");
+    std::fs::write(&p, spec).expect("spec");
+    p
+}
+
+fn args<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = base.to_vec();
+    v.extend(extra.iter().map(String::as_str));
+    v
+}
+
+#[test]
+fn mirror_end_to_end_byte_exact_and_idempotent() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let source = populate(&src);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let charts_dir = dir.join("www/charts");
+    let chart_digest = fixtures::write_chart_repo(&charts_dir, "podinfo", "6.4.0");
+    let www = common::FileServer::serve(dir.join("www"));
+    let spec = write_spec(dir, &src, &www.url);
+    let sflags = src.cli_flags();
+
+    // lock
+    let out = airlock(dir, &args(&["lock", "platform.yaml"], &sflags));
+    let stdout = ok(&out);
+    assert!(stdout.contains("wrote"), "{stdout}");
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("platform.lock")).expect("lock"))
+            .expect("json");
+    assert_eq!(lock["images"].as_array().map(Vec::len), Some(7));
+    assert_eq!(
+        lock["images"][1]["digest"],
+        source.multi_index.digest().to_string()
+    );
+    let list_children = lock["images"][3]["children"].as_array().expect("children");
+    assert_eq!(list_children.len(), 2);
+    assert_eq!(list_children[0]["selected"], false, "amd64 not asked for");
+    assert_eq!(list_children[1]["selected"], true);
+    assert_eq!(list_children[1]["platform"], "linux/arm64/v8");
+    assert_eq!(lock["charts"][0]["digest"], source.oci_chart.to_string());
+    assert_eq!(lock["charts"][1]["sha256"], chart_digest.to_string());
+    assert!(lock["charts"][1]["url"]
+        .as_str()
+        .expect("url")
+        .ends_with("/charts/podinfo-6.4.0.tgz"));
+
+    // re-lock: unchanged, exit 0, file untouched
+    let before = std::fs::read(dir.join("platform.lock")).expect("lock");
+    let out = airlock(dir, &args(&["lock", "platform.yaml", "--check"], &sflags));
+    ok(&out);
+    assert_eq!(
+        std::fs::read(dir.join("platform.lock")).expect("lock"),
+        before
+    );
+
+    // collect twice: byte-identical bundles
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "collect",
+                "platform.lock",
+                "-o",
+                "b1.tar.zst",
+                "--cache",
+                "c1",
+            ],
+            &sflags,
+        ),
+    );
+    ok(&out);
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "collect",
+                "platform.lock",
+                "-o",
+                "b2.tar.zst",
+                "--cache",
+                "c2",
+            ],
+            &sflags,
+        ),
+    );
+    ok(&out);
+    assert_eq!(
+        common::sha256_file(&dir.join("b1.tar.zst")),
+        common::sha256_file(&dir.join("b2.tar.zst")),
+        "same lock must give a byte-identical bundle"
+    );
+
+    // every blob once, even when shared
+    let out = airlock(dir, &["inspect", "b1.tar.zst", "--output", "json"]);
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    let blobs = inspect["manifest"]["blobs"].as_array().expect("blobs");
+    let shared = source.shared_a.layers[0].digest().to_string();
+    assert_eq!(blobs.iter().filter(|b| b["digest"] == shared).count(), 1);
+    let amd64_list_child = source.docker_list_images[0].manifest.digest().to_string();
+    assert_eq!(
+        blobs
+            .iter()
+            .filter(|b| b["digest"] == amd64_list_child)
+            .count(),
+        0,
+        "unselected platform carried"
+    );
+
+    // verify
+    let out = airlock(dir, &["verify", "b1.tar.zst"]);
+    assert!(ok(&out).contains("OK"));
+
+    // import
+    let dflags = dst.cli_flags();
+    let to = format!("{}/mirror", dst.host);
+    let out = airlock(
+        dir,
+        &args(
+            &["import", "b1.tar.zst", "--to", &to, "--output", "json"],
+            &dflags,
+        ),
+    );
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(report["artifacts"].as_array().map(Vec::len), Some(9));
+    assert!(
+        report["blobs_mounted"].as_u64().expect("mounted") >= 1,
+        "shared layer mounted: {report}"
+    );
+
+    // skopeo reads byte-identical manifests at the same digests
+    let check = |repo: &str, tag: &str, img_bytes: &[u8]| {
+        let by_tag = dst.skopeo_raw(&format!("mirror/{repo}:{tag}"));
+        assert_eq!(by_tag, img_bytes, "{repo}:{tag}");
+        let d = airlock::oci::Digest::of(img_bytes);
+        assert_eq!(dst.skopeo_raw(&format!("mirror/{repo}@{d}")), img_bytes);
+    };
+    check("apps/single", "1.0", &source.single.manifest.bytes);
+    check("apps/multi", "2.0", &source.multi_index.bytes);
+    for child in &source.multi {
+        let d = child.manifest.digest();
+        assert_eq!(
+            dst.skopeo_raw(&format!("mirror/apps/multi@{d}")),
+            child.manifest.bytes
+        );
+    }
+    check("legacy/docker", "v1", &source.docker.manifest.bytes);
+    check("apps/zstd", "1", &source.zstd.manifest.bytes);
+    check("apps/shared-a", "1", &source.shared_a.manifest.bytes);
+    check("apps/shared-b", "1", &source.shared_b.manifest.bytes);
+    // The platform subset: the original index if the registry took it, else a derived one.
+    let list = &report["artifacts"][3];
+    assert_eq!(list["digest"], source.docker_list.digest().to_string());
+    let tagged = dst.skopeo_raw("mirror/legacy/list:v2");
+    match list["derived_digest"].as_str() {
+        None => assert_eq!(tagged, source.docker_list.bytes),
+        Some(d) => {
+            assert_eq!(airlock::oci::Digest::of(&tagged).to_string(), d);
+            let v: serde_json::Value = serde_json::from_slice(&tagged).expect("json");
+            assert_eq!(v["manifests"].as_array().map(Vec::len), Some(1));
+            assert_eq!(v["manifests"][0]["platform"]["architecture"], "arm64");
+        }
+    }
+    // Charts: OCI chart as-is; HTTP chart as an OCI Helm chart under charts/<name>.
+    let chart_manifest = dst.skopeo_raw("mirror/charts/web:1.2.3");
+    assert_eq!(airlock::oci::Digest::of(&chart_manifest), source.oci_chart);
+    let podinfo: serde_json::Value =
+        serde_json::from_slice(&dst.skopeo_raw("mirror/charts/podinfo:6.4.0")).expect("json");
+    assert_eq!(
+        podinfo["config"]["mediaType"],
+        "application/vnd.cncf.helm.config.v1+json"
+    );
+    assert_eq!(
+        podinfo["layers"][0]["mediaType"],
+        "application/vnd.cncf.helm.chart.content.v1.tar+gzip"
+    );
+    assert_eq!(podinfo["layers"][0]["digest"], chart_digest.to_string());
+
+    // a re-run of a completed import pushes nothing new
+    let out = airlock(
+        dir,
+        &args(
+            &["import", "b1.tar.zst", "--to", &to, "--output", "json"],
+            &dflags,
+        ),
+    );
+    let again: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(again["blobs_pushed"], 0, "{again}");
+    assert_eq!(again["blobs_mounted"], 0, "{again}");
+    assert_eq!(again["manifests_pushed"], 0, "{again}");
+    assert_eq!(again["tags_set"], 0, "{again}");
+
+    // skopeo reads every image from the decompressed bundle as an oci-archive
+    let tar = dir.join("b1.tar");
+    let st = std::process::Command::new("zstd")
+        .args(["-q", "-d", "-f", "b1.tar.zst", "-o", "b1.tar"])
+        .current_dir(dir)
+        .status()
+        .expect("zstd");
+    assert!(st.success());
+    for (name, want) in [
+        (
+            format!("{}/apps/single:1.0", src.host),
+            source.single.manifest.digest(),
+        ),
+        (
+            format!("{}/apps/zstd:1", src.host),
+            source.zstd.manifest.digest(),
+        ),
+    ] {
+        let out = common::skopeo(&[
+            "inspect".into(),
+            "--raw".into(),
+            format!("oci-archive:{}:{name}", tar.display()),
+        ]);
+        assert!(
+            out.status.success(),
+            "skopeo oci-archive {name}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert_eq!(airlock::oci::Digest::of(&out.stdout), want);
+    }
+    drop(spec);
+}
