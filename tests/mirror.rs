@@ -376,3 +376,134 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     }
     drop(spec);
 }
+
+#[test]
+fn tls_and_basic_auth_on_both_sides() {
+    let cfg = || common::RegistryConfig {
+        tls: true,
+        basic_auth: Some(("alice".into(), "s3cret-pw".into())),
+    };
+    let src = TestRegistry::start_with(cfg());
+    let dst = TestRegistry::start_with(cfg());
+    let img = fixtures::image(
+        vec![fixtures::layer(7, 9000, Compression::Gzip, false)],
+        "linux/amd64",
+        false,
+    );
+    rt().block_on(fixtures::push_image(
+        &src.client(),
+        &Repo::new(&src.host, "secure/app"),
+        &img,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!("name: s\nimages:\n  - ref: {}/secure/app:1\n", src.host),
+    )
+    .expect("spec");
+
+    // No credentials: a clear auth error naming the registry, with a hint.
+    let ca = src.tls.as_ref().expect("tls").ca_file.display().to_string();
+    let out = airlock(dir, &["lock", "s.yaml", "--ca-file", &ca]);
+    let err = common::fails_with(&out, "authentication failed");
+    assert!(err.contains(&src.host) && err.contains("--creds"), "{err}");
+    // No CA: TLS refuses the throwaway certificate.
+    let creds = format!("{}=alice:s3cret-pw", src.host);
+    let out = airlock(dir, &["lock", "s.yaml", "--creds", &creds]);
+    common::fails_with(&out, &src.host);
+
+    let sflags = src.cli_flags();
+    ok(&airlock(dir, &args(&["lock", "s.yaml"], &sflags)));
+    let out = airlock(
+        dir,
+        &args(&["collect", "s.lock", "-o", "s.tar.zst"], &sflags),
+    );
+    let stdout = ok(&out);
+    assert!(!stdout.contains("s3cret-pw"));
+    let dflags = dst.cli_flags();
+    let to = format!("{}/m", dst.host);
+    let out = airlock(dir, &args(&["import", "s.tar.zst", "--to", &to], &dflags));
+    let all = format!("{}{}", ok(&out), String::from_utf8_lossy(&out.stderr));
+    assert!(!all.contains("s3cret-pw"), "password leaked: {all}");
+    assert_eq!(dst.skopeo_raw("m/secure/app:1"), img.manifest.bytes);
+}
+
+#[test]
+fn lock_reports_drift_and_collect_refuses_unpinned_specs() {
+    let src = TestRegistry::start();
+    let client = src.client();
+    let v1 = fixtures::image(
+        vec![fixtures::layer(50, 1000, Compression::Gzip, false)],
+        "linux/amd64",
+        false,
+    );
+    let v2 = fixtures::image(
+        vec![fixtures::layer(51, 1000, Compression::Gzip, false)],
+        "linux/amd64",
+        false,
+    );
+    let repo = Repo::new(&src.host, "drift/app");
+    rt().block_on(fixtures::push_image(&client, &repo, &v1, Some("1")));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("d.yaml"),
+        format!("name: d\nimages:\n  - ref: {}/drift/app:1\n", src.host),
+    )
+    .expect("spec");
+    let flags = src.cli_flags();
+    ok(&airlock(dir, &args(&["lock", "d.yaml"], &flags)));
+
+    // collect refuses the unpinned spec itself, naming the reference
+    let out = airlock(
+        dir,
+        &args(&["collect", "d.yaml", "-o", "x.tar.zst"], &flags),
+    );
+    common::fails_with(&out, &format!("{}/drift/app:1 is not pinned", src.host));
+    assert!(!dir.join("x.tar.zst").exists());
+
+    rt().block_on(fixtures::push_image(&client, &repo, &v2, Some("1")));
+    let out = airlock(dir, &args(&["lock", "d.yaml", "--check"], &flags));
+    assert_eq!(out.status.code(), Some(3), "drift must exit 3");
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout.contains(v1.manifest.digest().short())
+            && stdout.contains(v2.manifest.digest().short()),
+        "{stdout}"
+    );
+    let lock = std::fs::read_to_string(dir.join("d.lock")).expect("lock");
+    assert!(
+        lock.contains(v1.manifest.digest().as_str()),
+        "--check must not write"
+    );
+
+    let out = airlock(dir, &args(&["lock", "d.yaml", "--output", "json"], &flags));
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(
+        report["changes"][0]["old"],
+        v1.manifest.digest().to_string()
+    );
+    assert_eq!(
+        report["changes"][0]["new"],
+        v2.manifest.digest().to_string()
+    );
+    ok(&airlock(dir, &args(&["lock", "d.yaml", "--check"], &flags)));
+
+    // a pinned spec collects directly
+    std::fs::write(
+        dir.join("p.yaml"),
+        format!(
+            "name: p\nimages:\n  - ref: {}/drift/app:1@{}\n",
+            src.host,
+            v2.manifest.digest()
+        ),
+    )
+    .expect("spec");
+    ok(&airlock(
+        dir,
+        &args(&["collect", "p.yaml", "-o", "p.tar.zst"], &flags),
+    ));
+    ok(&airlock(dir, &["verify", "p.tar.zst"]));
+}

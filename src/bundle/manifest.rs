@@ -60,6 +60,9 @@ pub struct Artifact {
     /// Children of an index, with whether each is carried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<Child>,
+    /// Bytes of everything it carries (manifests, configs, layers; shared blobs counted for
+    /// each artifact that uses them).
+    pub size: u64,
 }
 
 /// A child of an index.

@@ -50,13 +50,6 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 human_bytes(m.total_blob_bytes())
             );
             println!();
-            let size_of = |d: &airlock::oci::Digest| {
-                m.blobs
-                    .iter()
-                    .find(|b| &b.digest == d)
-                    .map(|b| b.size)
-                    .unwrap_or(0)
-            };
             let rows: Vec<Vec<String>> = m
                 .artifacts
                 .iter()
@@ -72,17 +65,6 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                                 .unwrap_or_else(|| "?".into())
                         })
                         .collect();
-                    let mut size = 0;
-                    let mut digests = vec![a.digest.clone()];
-                    digests.extend(
-                        a.children
-                            .iter()
-                            .filter(|c| c.included)
-                            .map(|c| c.digest.clone()),
-                    );
-                    for d in &digests {
-                        size += size_of(d);
-                    }
                     vec![
                         format!("{:?}", a.kind).to_lowercase(),
                         a.source.clone(),
@@ -92,14 +74,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                         } else {
                             platforms.join(",")
                         },
-                        human_bytes(size),
+                        human_bytes(a.size),
                     ]
                 })
                 .collect();
-            print_table(
-                &["KIND", "SOURCE", "DIGEST", "PLATFORMS", "MANIFESTS"],
-                &rows,
-            );
+            print_table(&["KIND", "SOURCE", "DIGEST", "PLATFORMS", "SIZE"], &rows);
         }
     }
     Ok(ExitCode::SUCCESS)

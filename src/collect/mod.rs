@@ -367,7 +367,6 @@ struct Plan {
     pulls: BTreeMap<Digest, (Descriptor, Repo)>,
     /// Blobs built locally (chart configs, chart archives).
     local: HashMap<Digest, (BlobData, BlobEntry)>,
-    sizes: Vec<u64>,
 }
 
 impl Plan {
@@ -448,7 +447,8 @@ impl Plan {
             .fetch_manifest(registry, &name, &repo, digest, media_type)
             .await?;
         let mut children = Vec::new();
-        let mut size = root.blobs().map(|d| d.size).sum::<u64>();
+        let mut size =
+            root.blobs().map(|d| d.size).sum::<u64>() + self.manifests[digest].0.len() as u64;
         if root.kind == ManifestKind::Index {
             let want: BTreeMap<&Digest, &LockedChild> =
                 locked_children.iter().map(|c| (&c.digest, c)).collect();
@@ -474,7 +474,8 @@ impl Plan {
                     let m = self
                         .fetch_manifest(registry, &name, &repo, &c.digest, &c.media_type)
                         .await?;
-                    size += self.add_image_blobs(&name, &m, &repo)?;
+                    size += self.add_image_blobs(&name, &m, &repo)?
+                        + self.manifests[&c.digest].0.len() as u64;
                 }
                 children.push(Child {
                     digest: c.digest.clone(),
@@ -486,8 +487,8 @@ impl Plan {
         } else {
             self.add_image_blobs(&name, &root, &repo)?;
         }
-        self.sizes.push(size);
         self.artifacts.push(Artifact {
+            size,
             kind,
             source: name,
             registry: Some(source.registry.clone()),
@@ -524,7 +525,6 @@ pub async fn collect(
         manifests: BTreeMap::new(),
         pulls: BTreeMap::new(),
         local: HashMap::new(),
-        sizes: Vec::new(),
     };
     for img in &lock.images {
         let pin = Pinned {
@@ -580,6 +580,7 @@ pub async fn collect(
                     Bytes::from(chart::chart_config(&tgz, name, version).map_err(chart_err)?);
                 let manifest = chart::chart_manifest(&config, sha256, size, name, version);
                 let mdigest = Digest::of(&manifest);
+                let manifest_len = manifest.len() as u64;
                 let config_digest = Digest::of(&config);
                 plan.local.insert(
                     config_digest.clone(),
@@ -605,8 +606,8 @@ pub async fn collect(
                 );
                 plan.manifests
                     .insert(mdigest.clone(), (manifest, media::OCI_MANIFEST.into()));
-                plan.sizes.push(size + config.len() as u64);
                 plan.artifacts.push(Artifact {
+                    size: size + config.len() as u64 + manifest_len,
                     kind: ArtifactKind::Chart,
                     source: url.clone(),
                     registry: None,
@@ -719,8 +720,7 @@ pub async fn collect(
     let artifacts = plan
         .artifacts
         .iter()
-        .zip(plan.sizes.iter())
-        .map(|(a, size)| CollectedArtifact {
+        .map(|a| CollectedArtifact {
             kind: a.kind,
             source: a.source.clone(),
             digest: a.digest.clone(),
@@ -730,7 +730,7 @@ pub async fn collect(
                 .filter(|c| c.included)
                 .filter_map(|c| c.platform.as_ref().map(|p| p.to_string()))
                 .collect(),
-            size: *size,
+            size: a.size,
         })
         .collect();
     Ok(CollectReport {

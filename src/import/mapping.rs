@@ -203,6 +203,7 @@ mod tests {
             media_type: crate::oci::media::OCI_MANIFEST.into(),
             platforms: vec![],
             children: vec![],
+            size: 0,
         }
     }
 

@@ -1,0 +1,105 @@
+//! Builds sample content for `scripts/demo.sh` and the benchmark: deterministic images pushed to
+//! a registry, and an HTTP Helm chart repository written to a directory.
+//!
+//! `cargo run --example samples -- demo REGISTRY CHART_DIR`
+//! `cargo run --example samples -- bench REGISTRY [BIG_LAYER_MIB]`
+
+#[path = "../tests/common/fixtures.rs"]
+#[allow(dead_code)]
+mod fixtures;
+
+use airlock::registry::{Registry, RegistryOptions, Repo};
+use fixtures::Compression;
+
+fn client(host: &str) -> Registry {
+    Registry::new(RegistryOptions {
+        insecure: vec![host.to_string()],
+        ..Default::default()
+    })
+    .expect("client")
+}
+
+async fn demo(host: &str, chart_dir: &str) {
+    let reg = client(host);
+    let web = vec![
+        fixtures::image(
+            vec![
+                fixtures::layer(1, 2 << 20, Compression::Gzip, false),
+                fixtures::layer(2, 512 << 10, Compression::Gzip, false),
+            ],
+            "linux/amd64",
+            false,
+        ),
+        fixtures::image(
+            vec![
+                fixtures::layer(3, 2 << 20, Compression::Gzip, false),
+                fixtures::layer(2, 512 << 10, Compression::Gzip, false),
+            ],
+            "linux/arm64/v8",
+            false,
+        ),
+    ];
+    let idx = fixtures::index(&web, false);
+    fixtures::push_index(&reg, &Repo::new(host, "platform/web"), &web, &idx, "1.0").await;
+    let api = fixtures::image(
+        vec![
+            fixtures::layer(2, 512 << 10, Compression::Gzip, false),
+            fixtures::layer(4, 1 << 20, Compression::Zstd, false),
+        ],
+        "linux/amd64",
+        false,
+    );
+    fixtures::push_image(&reg, &Repo::new(host, "platform/api"), &api, Some("2.3")).await;
+    fixtures::push_oci_chart(&reg, &Repo::new(host, "charts/web"), "web", "1.0.0").await;
+    fixtures::write_chart_repo(std::path::Path::new(chart_dir), "podinfo", "6.4.0");
+    println!("pushed platform/web:1.0 (amd64+arm64), platform/api:2.3, charts/web:1.0.0; chart repo in {chart_dir}");
+}
+
+/// 20 images, about 1 GiB in all, layers from 1 KiB to 300 MiB, some shared.
+async fn bench(host: &str, big_mib: usize) {
+    let reg = client(host);
+    let shared = fixtures::layer(1000, 8 << 20, Compression::None, false);
+    let mut total = 0usize;
+    for i in 0..20u64 {
+        let mut layers = vec![
+            shared.clone(),
+            fixtures::layer(2000 + i, 1 << 10, Compression::None, false),
+        ];
+        let size = match i {
+            0 => big_mib << 20,
+            1 => 150 << 20,
+            2..=5 => 64 << 20,
+            6..=11 => 24 << 20,
+            _ => 4 << 20,
+        };
+        layers.push(fixtures::layer(3000 + i, size, Compression::None, false));
+        total += layers.iter().map(|(b, _)| b.bytes.len()).sum::<usize>();
+        let img = fixtures::image(layers, "linux/amd64", false);
+        fixtures::push_image(
+            &reg,
+            &Repo::new(host, format!("bench/img{i:02}")),
+            &img,
+            Some("1"),
+        )
+        .await;
+    }
+    println!("{total}");
+}
+
+#[tokio::main]
+async fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    match args.get(1).map(String::as_str) {
+        Some("demo") if args.len() == 4 => demo(&args[2], &args[3]).await,
+        Some("bench") if args.len() >= 3 => {
+            let big = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(300);
+            bench(&args[2], big).await
+        }
+        _ => {
+            eprintln!(
+                "usage: samples demo REGISTRY CHART_DIR | samples bench REGISTRY [BIG_LAYER_MIB]"
+            );
+            std::process::exit(2);
+        }
+    }
+}

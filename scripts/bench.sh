@@ -1,0 +1,79 @@
+#!/usr/bin/env bash
+# Benchmark: airlock vs skopeo and zstd|openssl on 20 images (~1 GiB, layers 1 KiB..300 MiB,
+# some shared) in local registries. Prints a markdown table (MB/s, ratios, peak RSS), then
+# repeats the airlock runs with one layer grown to 2 GiB to show memory stays flat.
+# Usage: scripts/bench.sh [BIG_LAYER_MIB_FOR_FLATNESS_RUN (default 2048; 0 to skip)]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_apt docker-registry:docker-registry skopeo:skopeo zstd:zstd openssl:openssl python3:python3
+[ -x /usr/bin/time ] || ensure_apt gnu-time-missing:time
+FLAT_MIB=${1:-2048}
+
+cargo build --release --quiet --bin airlock --example samples
+AIRLOCK=$PWD/target/release/airlock
+SAMPLES=$PWD/target/release/examples/samples
+WORK=$(mktemp -d -t airlock-bench.XXXXXX)
+trap 'stop_registries "$WORK"; rm -rf "$WORK"' EXIT
+
+# measure NAME CMD...: runs CMD under /usr/bin/time, records seconds and peak RSS (KiB).
+declare -A SECS RSS
+measure() {
+  local name=$1; shift
+  /usr/bin/time -f '%e %M' -o "$WORK/time.$name" "$@" >"$WORK/out.$name" 2>"$WORK/err.$name" || {
+    echo "$name failed:" >&2; cat "$WORK/err.$name" >&2; exit 1; }
+  read -r SECS[$name] RSS[$name] <"$WORK/time.$name"
+}
+
+run_set() {  # run_set LABEL BIG_MIB -> fills SECS/RSS with LABEL-prefixed names
+  local label=$1 big=$2
+  local src dst1 dst2
+  src=$(start_registry "$WORK/$label-src")
+  dst1=$(start_registry "$WORK/$label-dst1")
+  dst2=$(start_registry "$WORK/$label-dst2")
+  BYTES=$("$SAMPLES" bench "$src" "$big" | tail -n 1)
+  { echo "name: bench"; echo "images:"; for i in $(seq -w 0 19); do echo "  - ref: $src/bench/img$i:1"; done; } >"$WORK/$label.yaml"
+  "$AIRLOCK" lock "$WORK/$label.yaml" -o "$WORK/$label.lock" --insecure-registry "$src" --quiet >/dev/null
+  sync
+  measure "$label-collect" "$AIRLOCK" collect "$WORK/$label.lock" -o "$WORK/$label.tar.zst" \
+    --cache "$WORK/$label-cache" --insecure-registry "$src" --quiet
+  measure "$label-verify" "$AIRLOCK" verify "$WORK/$label.tar.zst" --quiet
+  measure "$label-import" "$AIRLOCK" import "$WORK/$label.tar.zst" --to "$dst1/bench" --insecure-registry "$dst1" --quiet
+  if [ "$label" = base ]; then
+    measure "$label-skopeo-pull" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --src-tls-verify=false docker://$src/bench/img\$i:1 oci:$WORK/layout:img\$i >/dev/null; done"
+    measure "$label-skopeo-push" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --dest-tls-verify=false oci:$WORK/layout:img\$i docker://$dst2/bench/img\$i:1 >/dev/null; done"
+    measure "$label-zstd-openssl" bash -c "zstd -dc $WORK/$label.tar.zst | openssl dgst -sha256 >/dev/null"
+  fi
+  rm -rf "$WORK/$label-cache"
+  stop_registries "$WORK"
+}
+
+mbs() { python3 -c "print(f'{$1/1e6/max($2,0.001):.0f}')"; }
+ratio() { python3 -c "print(f'{$2/max($1,0.001):.2f}x')"; }
+mib() { python3 -c "print(f'{$1/1024:.0f}')"; }
+
+run_set base 300
+B=$BYTES
+echo
+echo "Content: 20 images, $(python3 -c "print(f'{$B/2**20:.0f}')") MiB of blobs; machine: $(nproc) cores; $(date -u +%F)"
+echo
+echo "| operation | airlock s | airlock MB/s | airlock peak RSS MiB | baseline | baseline s | baseline MB/s | speed-up |"
+echo "|---|---|---|---|---|---|---|---|"
+row() {  # row OP AIRLOCK_NAME BASE_LABEL BASE_NAME
+  echo "| $1 | ${SECS[$2]} | $(mbs "$B" "${SECS[$2]}") | $(mib "${RSS[$2]}") | $3 | ${SECS[$4]} | $(mbs "$B" "${SECS[$4]}") | $(ratio "${SECS[$2]}" "${SECS[$4]}") |"
+}
+row collect base-collect "skopeo copy --all → oci: (per image)" base-skopeo-pull
+row import base-import "skopeo copy --all oci: → registry (per image)" base-skopeo-push
+row verify base-verify "zstd -dc \| openssl dgst -sha256" base-zstd-openssl
+
+if [ "$FLAT_MIB" -gt 0 ]; then
+  run_set flat "$FLAT_MIB"
+  echo
+  echo "Memory with one layer grown from 300 MiB to $FLAT_MIB MiB ($(python3 -c "print(f'{$BYTES/2**20:.0f}')") MiB in all):"
+  echo
+  echo "| operation | peak RSS MiB (300 MiB layer) | peak RSS MiB ($FLAT_MIB MiB layer) |"
+  echo "|---|---|---|"
+  for op in collect import verify; do
+    echo "| $op | $(mib "${RSS[base-$op]}") | $(mib "${RSS[flat-$op]}") |"
+  done
+fi

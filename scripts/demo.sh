@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# The whole job end to end on an embedded sample: two local registries (the "connected" source
+# and the "isolated" internal one), sample images and charts, then lock → collect (signed) →
+# verify → import → check with skopeo. Installs what it needs (idempotent).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+. scripts/lib.sh
+ensure_apt docker-registry:docker-registry skopeo:skopeo zstd:zstd python3:python3
+
+say() { printf '\n\033[1m== %s\033[0m\n' "$*"; }
+
+say "building airlock (release)"
+cargo build --release --quiet --bin airlock --example samples
+AIRLOCK=$PWD/target/release/airlock
+SAMPLES=$PWD/target/release/examples/samples
+
+WORK=$(mktemp -d -t airlock-demo.XXXXXX)
+cleanup() { stop_registries "$WORK"; [ -n "${HTTP_PID:-}" ] && kill "$HTTP_PID" 2>/dev/null || true; }
+trap cleanup EXIT
+
+say "starting two registries"
+SRC=$(start_registry "$WORK/source")
+DST=$(start_registry "$WORK/internal")
+echo "connected side: $SRC    isolated side: $DST    work dir: $WORK"
+
+say "building sample content in $SRC"
+"$SAMPLES" demo "$SRC" "$WORK/www/charts"
+HTTP_PORT=$(free_port)
+python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1 --directory "$WORK/www" >/dev/null 2>&1 &
+HTTP_PID=$!
+sleep 0.5
+
+cat >"$WORK/platform.yaml" <<YAML
+name: platform
+images:
+  - ref: $SRC/platform/web:1.0
+    platforms: [linux/amd64, linux/arm64]
+  - ref: $SRC/platform/api:2.3
+charts:
+  - ref: oci://$SRC/charts/web:1.0.0
+  - repo: http://127.0.0.1:$HTTP_PORT/charts
+    name: podinfo
+    version: 6.4.0
+YAML
+cd "$WORK"
+
+say "airlock lock platform.yaml"
+"$AIRLOCK" lock platform.yaml --insecure-registry "$SRC"
+
+say "airlock collect platform.lock -o platform.tar.zst"
+"$AIRLOCK" collect platform.lock -o platform.tar.zst --cache cache --insecure-registry "$SRC"
+
+say "airlock inspect platform.tar.zst"
+"$AIRLOCK" inspect platform.tar.zst
+
+say "airlock verify platform.tar.zst"
+"$AIRLOCK" verify platform.tar.zst
+
+say "airlock import platform.tar.zst --to $DST/mirror"
+"$AIRLOCK" import platform.tar.zst --to "$DST/mirror" --insecure-registry "$DST"
+
+say "what the internal registry serves (skopeo, an independent client)"
+for ref in mirror/platform/web:1.0 mirror/platform/api:2.3 mirror/charts/web:1.0.0 mirror/charts/podinfo:6.4.0; do
+  d=$(skopeo inspect --tls-verify=false --raw "docker://$DST/$ref" | sha256sum | cut -d' ' -f1)
+  echo "$DST/$ref  sha256:$d"
+done
+
+say "re-running the import pushes nothing new"
+"$AIRLOCK" import platform.tar.zst --to "$DST/mirror" --insecure-registry "$DST" --quiet | tail -n 1
+
+say "done"
