@@ -30,7 +30,7 @@ pub const MAX_MANIFEST_ENTRY: u64 = 64 * 1024 * 1024;
 /// The largest `index.json` / signature file accepted.
 pub const MAX_SMALL_ENTRY: u64 = 16 * 1024 * 1024;
 /// zstd level used for bundles (fixed, part of reproducibility).
-pub const ZSTD_LEVEL: i32 = 3;
+pub const ZSTD_LEVEL: i32 = 1;
 /// zstd workers (fixed: the output depends on it).
 pub const ZSTD_WORKERS: u32 = 2;
 

@@ -283,6 +283,18 @@ pub fn read_bundle<V: BlobVisitor>(
     )
 }
 
+/// Parses `airlock.json`, saying whether it is not JSON at all or JSON of the wrong shape.
+fn parse_manifest(path: &Path, bytes: &[u8]) -> Result<BundleManifest, BundleError> {
+    serde_json::from_slice(bytes).map_err(|e| BundleError::BadManifest {
+        path: path.to_path_buf(),
+        why: if e.is_data() {
+            format!("not a bundle manifest: {e}")
+        } else {
+            format!("not valid JSON: {e}")
+        },
+    })
+}
+
 /// Checks that `airlock.json` is internally sound: format, unique blobs, manifests first.
 fn check_manifest(path: &Path, m: &BundleManifest) -> Result<(), BundleError> {
     let bad = |why: String| BundleError::BadManifest {
@@ -415,6 +427,20 @@ fn check_complete(path: &Path, c: &BundleContents) -> Result<(), BundleError> {
     Ok(())
 }
 
+/// Reads what follows the tar end-of-archive marker: only zero padding, up to a clean end of
+/// the zstd stream (which checks the frame checksum).
+fn check_end<R: Read>(mut rest: R) -> Result<(), String> {
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        match rest.read(&mut buf) {
+            Ok(0) => return Ok(()),
+            Ok(n) if buf[..n].iter().all(|&b| b == 0) => {}
+            Ok(_) => return Err("data follows the end-of-archive marker".into()),
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 /// Reads a bundle from any byte stream (a file, or split parts read in sequence).
 pub fn read_bundle_from<R: Read, V: BlobVisitor>(
     input: R,
@@ -479,11 +505,7 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
             }
             let bytes = read_small(&mut entry, MAX_MANIFEST_ENTRY)
                 .map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
-            let manifest: BundleManifest =
-                serde_json::from_slice(&bytes).map_err(|e| BundleError::BadManifest {
-                    path: p(),
-                    why: e.to_string(),
-                })?;
+            let manifest = parse_manifest(path, &bytes)?;
             check_manifest(path, &manifest)?;
             contents = Some(BundleContents {
                 manifest,
@@ -655,6 +677,13 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
         }
         .into());
     }
+    // The end-of-archive marker is not the end of the file: read the rest too, so a bundle cut
+    // short after its last entry, or with anything appended, is refused like any other.
+    check_end(archive.into_inner()).map_err(|why| BundleError::Corrupt {
+        path: p(),
+        where_: format!("after the last entry `{last_name}`"),
+        why,
+    })?;
     if !blobs_started {
         check_complete(path, &c)?;
         visitor.before_blobs(&c)?;
@@ -703,11 +732,7 @@ pub fn read_table_of_contents(path: &Path) -> Result<BundleContents, BundleError
     let bytes = read_small(&mut first, MAX_MANIFEST_ENTRY)
         .map_err(|e| corrupt("entry `airlock.json`", &e))?;
     drop(first);
-    let manifest: BundleManifest =
-        serde_json::from_slice(&bytes).map_err(|e| BundleError::BadManifest {
-            path: path.to_path_buf(),
-            why: e.to_string(),
-        })?;
+    let manifest = parse_manifest(path, &bytes)?;
     check_manifest(path, &manifest)?;
     let mut signature = None;
     if let Some(Ok(mut second)) = entries.next() {

@@ -11,7 +11,7 @@ use super::{
     blob_path, BundleManifest, INDEX_ENTRY, LAYOUT_CONTENT, LAYOUT_ENTRY, MANIFEST_ENTRY,
     SIGNATURE_ENTRY, ZSTD_LEVEL, ZSTD_WORKERS,
 };
-use crate::oci::{Digest, DigestWriter};
+use crate::oci::Digest;
 use crate::progress::Reporter;
 
 /// Where a blob's bytes are while packing.
@@ -19,8 +19,14 @@ use crate::progress::Reporter;
 pub enum BlobData {
     /// Small content built or fetched in memory (manifests, configs).
     Memory(Bytes),
-    /// A verified file in the cache.
-    File(PathBuf),
+    /// A file in the cache. `verified` is true when this run downloaded and checked it;
+    /// otherwise it is hashed again while packed, so a cache changed on disk is caught.
+    File {
+        /// The file.
+        path: PathBuf,
+        /// Already checked against its digest in this run.
+        verified: bool,
+    },
 }
 
 /// Why a bundle could not be written.
@@ -52,9 +58,7 @@ pub enum WriteError {
 /// The summary of a written bundle.
 #[derive(Debug, Clone)]
 pub struct Written {
-    /// sha256 of the whole `.tar.zst` file.
-    pub digest: Digest,
-    /// Its size.
+    /// Size of the `.tar.zst` file.
     pub size: u64,
 }
 
@@ -135,7 +139,10 @@ fn write_to(
         source,
     };
     let file = fs_err::File::create(tmp).map_err(io_err)?;
-    let out = DigestWriter::new(io::BufWriter::with_capacity(1 << 20, file));
+    let out = CountingWriter {
+        inner: io::BufWriter::with_capacity(1 << 20, file),
+        written: 0,
+    };
     let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(io_err)?;
     enc.multithread(ZSTD_WORKERS).map_err(io_err)?;
     enc.include_checksum(true).map_err(io_err)?;
@@ -160,7 +167,7 @@ fn write_to(
                 tar.append(&h, &b[..]).map_err(io_err)?;
                 reporter.advance(b.len() as u64);
             }
-            Some(BlobData::File(p)) => {
+            Some(BlobData::File { path: p, verified }) => {
                 let f = fs_err::File::open(p).map_err(|source| WriteError::Io {
                     path: p.clone(),
                     source,
@@ -168,7 +175,7 @@ fn write_to(
                 // Hash what we copy: the cache is only trusted as far as this check.
                 let mut reader = HashingRead {
                     inner: f.take(blob.size),
-                    hasher: crate::oci::digest::Hasher::new(),
+                    hasher: (!*verified).then(crate::oci::digest::Hasher::new),
                     reporter,
                 };
                 tar.append(&h, &mut reader)
@@ -176,8 +183,11 @@ fn write_to(
                         path: p.clone(),
                         source,
                     })?;
-                let actual = reader.hasher.finish();
-                if actual != blob.digest {
+                if let Some(actual) = reader
+                    .hasher
+                    .map(|h| h.finish())
+                    .filter(|a| a != &blob.digest)
+                {
                     return Err(WriteError::CacheCorrupt {
                         digest: blob.digest.clone(),
                         path: p.clone(),
@@ -191,22 +201,46 @@ fn write_to(
     reporter.finish_phase();
     let enc = tar.into_inner().map_err(io_err)?;
     let out = enc.finish().map_err(io_err)?;
-    let (buf, digest, size) = out.finish();
-    let file = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
-    file.sync_all().map_err(io_err)?;
-    Ok(Written { digest, size })
+    let CountingWriter {
+        inner: buf,
+        written: size,
+    } = out;
+    // No fsync: the bundle is only renamed into place once fully written, and `verify` (run
+    // before media leave, and again on import) checks every byte; forcing a GiB to disk here
+    // would double the time of a collect for no added guarantee.
+    buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+    Ok(Written { size })
 }
 
 struct HashingRead<'a, R> {
     inner: R,
-    hasher: crate::oci::digest::Hasher,
+    hasher: Option<crate::oci::digest::Hasher>,
     reporter: &'a dyn Reporter,
+}
+
+struct CountingWriter<W> {
+    inner: W,
+    written: u64,
+}
+
+impl<W: io::Write> io::Write for CountingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.written += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 impl<R: Read> Read for HashingRead<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(&buf[..n]);
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(&buf[..n]);
+        }
         self.reporter.advance(n as u64);
         Ok(n)
     }

@@ -74,13 +74,13 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 .collect();
             print_table(&["KIND", "SOURCE", "DIGEST", "PLATFORMS", "SIZE"], &rows);
             println!(
-                "wrote {} ({}, {} blobs, {} of content, {} downloaded) sha256:{}",
+                "wrote {} ({}, {} blobs, {} of content, {} downloaded); bundle {}",
                 report.bundle.display(),
                 human_bytes(report.bundle_size),
                 report.blobs,
                 human_bytes(report.blob_bytes),
                 human_bytes(report.downloaded_bytes),
-                report.bundle_digest.hex()
+                report.bundle_digest
             );
         }
     }

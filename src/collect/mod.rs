@@ -336,7 +336,8 @@ pub struct CollectedArtifact {
 pub struct CollectReport {
     /// Bundle path.
     pub bundle: PathBuf,
-    /// sha256 of the bundle file.
+    /// Digest of the bundle's `airlock.json`: what identifies the bundle and what its
+    /// signatures cover.
     pub bundle_digest: Digest,
     /// Bundle file size.
     pub bundle_size: u64,
@@ -567,13 +568,13 @@ pub async fn collect(
                     source,
                 };
                 let tgz = cache_path(&opts.cache, sha256);
-                let size = match fs_err::metadata(&tgz) {
-                    Ok(m) => m.len(),
+                let (size, fresh_tgz) = match fs_err::metadata(&tgz) {
+                    Ok(m) => (m.len(), false),
                     Err(_) => {
-                        chart::download(registry.http(), url, &tgz, Some(sha256))
+                        let (_, n) = chart::download(registry.http(), url, &tgz, Some(sha256))
                             .await
-                            .map_err(chart_err)?
-                            .1
+                            .map_err(chart_err)?;
+                        (n, true)
                     }
                 };
                 let config =
@@ -596,7 +597,10 @@ pub async fn collect(
                 plan.local.insert(
                     sha256.clone(),
                     (
-                        BlobData::File(tgz),
+                        BlobData::File {
+                            path: tgz,
+                            verified: fresh_tgz,
+                        },
                         BlobEntry {
                             digest: sha256.clone(),
                             size,
@@ -634,6 +638,8 @@ pub async fn collect(
         .map(|(d, (desc, repo))| (d.clone(), desc.clone(), repo.clone()))
         .collect();
     let to_download: u64 = missing.iter().map(|(_, d, _)| d.size).sum();
+    let fresh: std::collections::HashSet<Digest> =
+        missing.iter().map(|(d, _, _)| d.clone()).collect();
     reporter.phase("pull", to_download);
     stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
         let dest = cache_path(&opts.cache, &digest);
@@ -672,7 +678,13 @@ pub async fn collect(
             size: desc.size,
             media_type: desc.media_type.clone(),
         });
-        data.insert(d.clone(), BlobData::File(cache_path(&opts.cache, d)));
+        data.insert(
+            d.clone(),
+            BlobData::File {
+                path: cache_path(&opts.cache, d),
+                verified: fresh.contains(d),
+            },
+        );
     }
     for (d, (bd, entry)) in &plan.local {
         if !data.contains_key(d) {
@@ -735,7 +747,7 @@ pub async fn collect(
         .collect();
     Ok(CollectReport {
         bundle: opts.output.clone(),
-        bundle_digest: written.digest,
+        bundle_digest: Digest::of(&manifest_bytes),
         bundle_size: written.size,
         artifacts,
         blobs: manifest.blobs.len(),

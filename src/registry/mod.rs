@@ -447,8 +447,32 @@ impl Registry {
         url: &str,
         make: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Sync),
     ) -> Result<reqwest::Response, RegistryError> {
-        let policy = &self.options.retry;
-        let mut attempt = 0u32;
+        let attempts = self.options.retry.attempts;
+        self.execute_within(registry, scope, method, url, make, 0, attempts)
+            .await
+            .map(|(resp, _)| resp)
+    }
+
+    /// [`Self::execute`] for callers that retry on their own too (a body cut off mid-download):
+    /// `used` attempts are already spent, at most `attempts` are made in all, and the total
+    /// spent is returned with the response, so the retries never multiply.
+    #[allow(clippy::too_many_arguments)]
+    async fn execute_within(
+        &self,
+        registry: &str,
+        scope: &str,
+        method: Method,
+        url: &str,
+        make: &(dyn Fn(reqwest::RequestBuilder) -> reqwest::RequestBuilder + Sync),
+        used: u32,
+        attempts: u32,
+    ) -> Result<(reqwest::Response, u32), RegistryError> {
+        let policy = RetryPolicy {
+            attempts,
+            ..self.options.retry.clone()
+        };
+        let policy = &policy;
+        let mut attempt = used;
         let mut authed = false;
         loop {
             attempt += 1;
@@ -509,7 +533,7 @@ impl Registry {
                             attempts: attempt,
                         });
                     }
-                    return Ok(resp);
+                    return Ok((resp, attempt));
                 }
             }
         }
@@ -621,7 +645,15 @@ impl Registry {
             })?;
             if announced != digest {
                 return Err(RegistryError::DigestMismatch {
-                    what: format!("manifest {repo}:{reference} (Docker-Content-Digest header)"),
+                    // `repo@digest` or `repo:tag`, as users write references.
+                    what: format!(
+                        "manifest {repo}{}{reference} (Docker-Content-Digest header)",
+                        if reference.parse::<Digest>().is_ok() {
+                            '@'
+                        } else {
+                            ':'
+                        }
+                    ),
                     expected: announced,
                     actual: digest,
                 });
@@ -745,18 +777,24 @@ impl Registry {
             path: partial.clone(),
             source,
         };
+        // One budget for the whole download: the request's own retries (connection errors,
+        // 5xx) and the re-downloads after a body cut off count against the same attempts.
         let attempts = self.options.retry.attempts.max(1);
+        let mut attempt = 0u32;
         let mut last_err = None;
-        for attempt in 1..=attempts {
-            let resp = self
-                .execute(
+        while attempt < attempts {
+            let (resp, used) = self
+                .execute_within(
                     &repo.registry,
                     &Self::pull_scope(repo),
                     Method::GET,
                     &url,
                     &|r| r,
+                    attempt,
+                    attempts,
                 )
                 .await?;
+            attempt = used;
             if !resp.status().is_success() {
                 return Err(Self::status_error(Method::GET, &url, resp).await);
             }
@@ -793,7 +831,9 @@ impl Registry {
                     attempts: attempt,
                     source: e,
                 });
-                tokio::time::sleep(self.options.retry.base_delay * attempt).await;
+                if attempt < attempts {
+                    tokio::time::sleep(self.options.retry.base_delay * attempt).await;
+                }
                 continue;
             }
             if got != size {
@@ -804,7 +844,9 @@ impl Registry {
                     actual: got,
                 });
                 if got < size {
-                    tokio::time::sleep(self.options.retry.base_delay * attempt).await;
+                    if attempt < attempts {
+                        tokio::time::sleep(self.options.retry.base_delay * attempt).await;
+                    }
                     continue;
                 }
                 break;
