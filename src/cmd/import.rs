@@ -55,7 +55,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         mapping,
         jobs: args.jobs,
     };
-    let report = airlock::import::import(&args.bundle, &registry, &opts, &bars)
+    let report = airlock::import::import(&args.bundle, std::sync::Arc::new(registry), &opts, &bars)
         .await
         .with_context(|| format!("importing `{}` into {}", args.bundle.display(), args.to));
     airlock::progress::Reporter::finish_phase(&bars);

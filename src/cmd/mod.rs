@@ -11,6 +11,7 @@ pub mod collect;
 pub mod import;
 pub mod inspect;
 pub mod key;
+pub mod ledger;
 pub mod lock;
 pub mod progress;
 pub mod verify;
@@ -111,6 +112,8 @@ pub enum Command {
     Import(import::Args),
     /// Signing keys (cosign-compatible ECDSA P-256).
     Key(key::Args),
+    /// The provenance ledger: init, verify, show, prove, consistency, cosign, export.
+    Ledger(ledger::Args),
 }
 
 /// Runs the parsed command.
@@ -123,6 +126,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a, g),
         Command::Import(a) => runtime()?.block_on(import::run(a, g)),
         Command::Key(a) => key::run(a, g),
+        Command::Ledger(a) => ledger::run(a, g),
     }
 }
 

@@ -6,6 +6,7 @@ pub mod mapping;
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
+use std::sync::Arc;
 
 use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
@@ -19,8 +20,12 @@ use crate::registry::{Registry, RegistryError, Repo};
 
 pub use mapping::{Mapping, MappingError, Target};
 
-/// Upload chunk size: the most of one blob held in memory at once.
-pub const CHUNK_SIZE: usize = 16 * 1024 * 1024;
+/// Upload chunk size: a blob up to this size is read whole and sent in one request; larger
+/// ones go in chunks of this size. Bounds memory: see [`MAX_INFLIGHT`].
+pub const CHUNK_SIZE: usize = 8 * 1024 * 1024;
+/// Blob uploads in flight at once. With the channel depths below, at most about
+/// `(MAX_INFLIGHT + 4) * CHUNK_SIZE` bytes of blob data are in memory.
+pub const MAX_INFLIGHT: usize = 4;
 
 /// What can go wrong importing.
 #[derive(Debug, thiserror::Error)]
@@ -98,18 +103,6 @@ pub struct ImportOptions {
     pub jobs: usize,
 }
 
-struct Importer<'a> {
-    registry: &'a Registry,
-    opts: &'a ImportOptions,
-    rt: tokio::runtime::Handle,
-    repos: Vec<Repo>,
-    /// Which target repositories need each blob.
-    needs: HashMap<Digest, Vec<Repo>>,
-    /// (repo, digest) pairs the target already has.
-    present: HashSet<(Repo, Digest)>,
-    report: ImportReport,
-}
-
 fn reg<'e>(what: impl Into<String> + 'e) -> impl FnOnce(RegistryError) -> ImportError + 'e {
     move |source| ImportError::Registry {
         what: what.into(),
@@ -117,159 +110,361 @@ fn reg<'e>(what: impl Into<String> + 'e) -> impl FnOnce(RegistryError) -> Import
     }
 }
 
-impl Importer<'_> {
-    fn needs_of(contents: &BundleContents, artifact: &Artifact) -> Vec<Digest> {
-        let mut out = Vec::new();
-        let add_image = |d: &Digest, out: &mut Vec<Digest>| {
-            if let Some((_, m)) = contents.manifests.get(d) {
-                out.extend(m.blobs().map(|b| b.digest.clone()));
-            }
-        };
-        add_image(&artifact.digest, &mut out);
-        for c in artifact.children.iter().filter(|c| c.included) {
-            add_image(&c.digest, &mut out);
-        }
-        out
-    }
-
-    /// Reads a blob into chunks and uploads it; the final PUT happens only after the reader
-    /// reached the end, which is where the bundle reader checks the digest.
-    fn upload(
-        &mut self,
-        repo: &Repo,
-        entry: &BlobEntry,
-        data: &mut dyn Read,
-    ) -> Result<Option<Bytes>, ImportError> {
-        let rt = self.rt.clone();
-        let registry = self.registry;
-        let mut upload = rt
-            .block_on(registry.start_upload(repo))
-            .map_err(reg(format!(
-                "starting upload of {} to {repo}",
-                entry.digest
-            )))?;
-        // One byte more than a small blob needs, so a blob that fits is sent in the final PUT.
-        let mut buf = vec![0u8; CHUNK_SIZE.min(entry.size as usize) + 1];
-        let mut filled = 0usize;
-        let mut sent = 0u64;
-        loop {
-            if filled == buf.len() {
-                let chunk = Bytes::copy_from_slice(&buf[..filled]);
-                if let Err(e) = rt.block_on(upload.patch(chunk)) {
-                    rt.block_on(upload.cancel());
-                    return Err(reg(format!("uploading {} to {repo}", entry.digest))(e));
-                }
-                sent += filled as u64;
-                filled = 0;
-            }
-            // The bundle reader checks the digest when the entry ends: a mismatch surfaces
-            // here as an error, before the upload is completed.
-            match data.read(&mut buf[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) => {
-                    rt.block_on(upload.cancel());
-                    return Err(BundleError::Corrupt {
-                        path: Default::default(),
-                        where_: format!("blob {}", entry.digest),
-                        why: e.to_string(),
-                    }
-                    .into());
-                }
-            }
-        }
-        let last = Bytes::copy_from_slice(&buf[..filled]);
-        let kept = (sent == 0).then(|| last.clone());
-        rt.block_on(upload.finish(last, &entry.digest))
-            .map_err(reg(format!(
-                "completing upload of {} to {repo}",
-                entry.digest
-            )))?;
-        self.report.bytes_pushed += entry.size;
-        Ok(kept)
-    }
+/// From the bundle reader (a thread) to the uploaders (tasks).
+enum Msg {
+    /// All manifests are read: which repositories need which blob. Answered on `reply`
+    /// with the ones the target lacks.
+    Plan {
+        needs: HashMap<Digest, Vec<Repo>>,
+        reply: std::sync::mpsc::SyncSender<HashMap<Digest, Vec<Repo>>>,
+    },
+    /// A small blob, read whole and verified.
+    Whole {
+        entry: BlobEntry,
+        repos: Vec<Repo>,
+        bytes: Bytes,
+    },
+    /// A large blob starts; its chunks follow.
+    Start { entry: BlobEntry, repos: Vec<Repo> },
+    /// The next chunk of the large blob.
+    Chunk(Bytes),
+    /// The large blob ended; `verified` is false when the reader found it bad.
+    End { verified: bool },
 }
 
-impl BlobVisitor for Importer<'_> {
+/// The reader side: maps names, then feeds blobs the target lacks to the uploaders.
+struct Feeder<'a> {
+    mapping: &'a Mapping,
+    target: &'a Target,
+    tx: tokio::sync::mpsc::Sender<Msg>,
+    repos: Vec<Repo>,
+    missing: HashMap<Digest, Vec<Repo>>,
+    skipped: usize,
+}
+
+fn stopped() -> ImportError {
+    ImportError::Refused("the upload side stopped".into())
+}
+
+fn read_error(entry: &BlobEntry, e: std::io::Error) -> ImportError {
+    BundleError::Corrupt {
+        path: Default::default(),
+        where_: format!("blob {}", entry.digest),
+        why: e.to_string(),
+    }
+    .into()
+}
+
+fn needs_of(contents: &BundleContents, artifact: &Artifact) -> Vec<Digest> {
+    let mut out = Vec::new();
+    let roots = std::iter::once(&artifact.digest).chain(
+        artifact
+            .children
+            .iter()
+            .filter(|c| c.included)
+            .map(|c| &c.digest),
+    );
+    for d in roots {
+        if let Some((_, m)) = contents.manifests.get(d) {
+            out.extend(m.blobs().map(|b| b.digest.clone()));
+        }
+    }
+    out
+}
+
+impl BlobVisitor for Feeder<'_> {
     type Error = ImportError;
 
     fn manifest(&mut self, contents: &BundleContents) -> Result<(), ImportError> {
-        let names = self.opts.mapping.map_all(&contents.manifest.artifacts)?;
+        let names = self.mapping.map_all(&contents.manifest.artifacts)?;
         self.repos = names
             .into_iter()
-            .map(|n| Repo::new(self.opts.target.registry.clone(), n))
+            .map(|n| Repo::new(self.target.registry.clone(), n))
             .collect();
         Ok(())
     }
 
     fn before_blobs(&mut self, contents: &BundleContents) -> Result<(), ImportError> {
+        let mut needs: HashMap<Digest, Vec<Repo>> = HashMap::new();
         for (a, repo) in contents.manifest.artifacts.iter().zip(self.repos.iter()) {
-            for d in Self::needs_of(contents, a) {
-                let v = self.needs.entry(d).or_default();
+            for d in needs_of(contents, a) {
+                let v = needs.entry(d).or_default();
                 if !v.contains(repo) {
                     v.push(repo.clone());
                 }
             }
         }
-        let pairs: Vec<(Repo, Digest)> = self
-            .needs
-            .iter()
-            .flat_map(|(d, repos)| repos.iter().map(move |r| (r.clone(), d.clone())))
-            .collect();
-        let registry = self.registry;
-        let jobs = self.opts.jobs.max(1);
-        let present = self.rt.block_on(async move {
-            stream::iter(pairs.into_iter().map(|(repo, d)| async move {
-                let has = registry
-                    .blob_exists(&repo, &d)
-                    .await
-                    .map_err(reg(format!("checking {d} in {repo}")))?;
-                Ok::<_, ImportError>(has.then_some((repo, d)))
-            }))
-            .buffer_unordered(jobs)
-            .try_collect::<Vec<_>>()
-            .await
-        })?;
-        self.present = present.into_iter().flatten().collect();
+        let (reply, answer) = std::sync::mpsc::sync_channel(1);
+        self.tx
+            .blocking_send(Msg::Plan { needs, reply })
+            .map_err(|_| stopped())?;
+        self.missing = answer.recv().map_err(|_| stopped())?;
         Ok(())
     }
 
     fn blob(&mut self, entry: &BlobEntry, data: &mut dyn Read) -> Result<(), ImportError> {
-        let repos = self.needs.get(&entry.digest).cloned().unwrap_or_default();
-        let missing: Vec<Repo> = repos
-            .into_iter()
-            .filter(|r| !self.present.contains(&(r.clone(), entry.digest.clone())))
-            .collect();
-        let Some(first) = missing.first() else {
-            self.report.blobs_skipped += 1;
+        let Some(repos) = self.missing.get(&entry.digest).cloned() else {
+            // The target has it everywhere it is needed; the reader still checks the bytes.
+            self.skipped += 1;
             return Ok(());
         };
-        let kept = self.upload(first, entry, data)?;
-        self.report.blobs_pushed += 1;
-        for other in &missing[1..] {
-            let mounted = self
-                .rt
-                .block_on(self.registry.mount_blob(other, &entry.digest, &first.name))
-                .map_err(reg(format!("mounting {} into {other}", entry.digest)))?;
-            if mounted {
-                self.report.blobs_mounted += 1;
-            } else if let Some(bytes) = &kept {
-                self.rt
-                    .block_on(
-                        self.registry
-                            .push_blob_bytes(other, &entry.digest, bytes.clone()),
-                    )
-                    .map_err(reg(format!("uploading {} to {other}", entry.digest)))?;
-                self.report.blobs_pushed += 1;
-            } else {
-                return Err(ImportError::Refused(format!(
-                    "{other}: the registry refused to mount blob {} from {}; re-run the import with a mapping that puts both artifacts in one repository",
-                    entry.digest, first.name
-                )));
+        if entry.size <= CHUNK_SIZE as u64 {
+            let mut buf = Vec::with_capacity(entry.size as usize);
+            // The reader checks the digest at the end of the entry: read_to_end fails on a
+            // mismatch, so only verified bytes are sent.
+            data.read_to_end(&mut buf)
+                .map_err(|e| read_error(entry, e))?;
+            let msg = Msg::Whole {
+                entry: entry.clone(),
+                repos,
+                bytes: Bytes::from(buf),
+            };
+            return self.tx.blocking_send(msg).map_err(|_| stopped());
+        }
+        let start = Msg::Start {
+            entry: entry.clone(),
+            repos,
+        };
+        self.tx.blocking_send(start).map_err(|_| stopped())?;
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let mut filled = 0;
+        loop {
+            match data.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) => {
+                    let _ = self.tx.blocking_send(Msg::End { verified: false });
+                    return Err(read_error(entry, e));
+                }
+            }
+            if filled == CHUNK_SIZE {
+                let chunk = Bytes::copy_from_slice(&buf);
+                self.tx
+                    .blocking_send(Msg::Chunk(chunk))
+                    .map_err(|_| stopped())?;
+                filled = 0;
             }
         }
-        Ok(())
+        if filled > 0 {
+            let chunk = Bytes::copy_from_slice(&buf[..filled]);
+            self.tx
+                .blocking_send(Msg::Chunk(chunk))
+                .map_err(|_| stopped())?;
+        }
+        self.tx
+            .blocking_send(Msg::End { verified: true })
+            .map_err(|_| stopped())
     }
+}
+
+/// What one blob upload did.
+#[derive(Default)]
+struct Pushed {
+    pushed: usize,
+    mounted: usize,
+    bytes: u64,
+}
+
+/// Mounts a blob uploaded to `first` into the other repositories; uploads `bytes` where the
+/// registry declines a mount and the bytes are at hand.
+async fn spread(
+    registry: &Registry,
+    entry: &BlobEntry,
+    first: &Repo,
+    others: &[Repo],
+    bytes: Option<&Bytes>,
+    out: &mut Pushed,
+) -> Result<(), ImportError> {
+    for other in others {
+        let mounted = registry
+            .mount_blob(other, &entry.digest, &first.name)
+            .await
+            .map_err(reg(format!("mounting {} into {other}", entry.digest)))?;
+        if mounted {
+            out.mounted += 1;
+            continue;
+        }
+        let Some(b) = bytes else {
+            return Err(ImportError::Refused(format!(
+                "{other}: the registry refused to mount blob {} from {}; re-run the import with a mapping that puts both artifacts in one repository",
+                entry.digest, first.name
+            )));
+        };
+        registry
+            .push_blob_bytes(other, &entry.digest, b.clone())
+            .await
+            .map_err(reg(format!("uploading {} to {other}", entry.digest)))?;
+        out.pushed += 1;
+        out.bytes += entry.size;
+    }
+    Ok(())
+}
+
+async fn upload_whole(
+    registry: Arc<Registry>,
+    entry: BlobEntry,
+    repos: Vec<Repo>,
+    bytes: Bytes,
+) -> Result<Pushed, ImportError> {
+    let mut out = Pushed::default();
+    let Some((first, others)) = repos.split_first() else {
+        return Ok(out);
+    };
+    registry
+        .push_blob_bytes(first, &entry.digest, bytes.clone())
+        .await
+        .map_err(reg(format!("uploading {} to {first}", entry.digest)))?;
+    out.pushed += 1;
+    out.bytes += entry.size;
+    spread(&registry, &entry, first, others, Some(&bytes), &mut out).await?;
+    Ok(out)
+}
+
+/// Streams a large blob in one request; the final `PUT` is sent only once the reader says the
+/// whole blob verified.
+async fn upload_stream(
+    registry: Arc<Registry>,
+    entry: BlobEntry,
+    repos: Vec<Repo>,
+    chunks: tokio::sync::mpsc::Receiver<Option<Bytes>>,
+) -> Result<Pushed, ImportError> {
+    let mut out = Pushed::default();
+    let Some((first, others)) = repos.split_first() else {
+        return Ok(out);
+    };
+    let what = || format!("uploading {} to {first}", entry.digest);
+    let mut upload = registry.start_upload(first).await.map_err(reg(what()))?;
+    // The body ends cleanly only when the reader has verified the whole blob; otherwise it
+    // fails, which aborts the request, and the upload is cancelled.
+    let body = futures_util::stream::unfold(Some(chunks), |state| async move {
+        let mut chunks = state?;
+        match chunks.recv().await {
+            Some(Some(chunk)) => Some((Ok(chunk), Some(chunks))),
+            Some(None) => None,
+            None => Some((Err(std::io::Error::other("blob did not verify")), None)),
+        }
+    });
+    if let Err(e) = upload.patch_stream(body, entry.size).await {
+        upload.cancel().await;
+        return Err(reg(what())(e));
+    }
+    upload
+        .finish(Bytes::new(), &entry.digest)
+        .await
+        .map_err(reg(format!(
+            "completing upload of {} to {first}",
+            entry.digest
+        )))?;
+    out.pushed += 1;
+    out.bytes += entry.size;
+    spread(&registry, &entry, first, others, None, &mut out).await?;
+    Ok(out)
+}
+
+async fn head_missing(
+    registry: &Registry,
+    needs: HashMap<Digest, Vec<Repo>>,
+    jobs: usize,
+) -> Result<HashMap<Digest, Vec<Repo>>, ImportError> {
+    let pairs: Vec<(Repo, Digest)> = needs
+        .iter()
+        .flat_map(|(d, repos)| repos.iter().map(move |r| (r.clone(), d.clone())))
+        .collect();
+    let present: HashSet<(Repo, Digest)> =
+        stream::iter(pairs.into_iter().map(|(repo, d)| async move {
+            let has = registry
+                .blob_exists(&repo, &d)
+                .await
+                .map_err(reg(format!("checking {d} in {repo}")))?;
+            Ok::<_, ImportError>(has.then_some((repo, d)))
+        }))
+        .buffer_unordered(jobs.max(1))
+        .try_collect::<Vec<_>>()
+        .await?
+        .into_iter()
+        .flatten()
+        .collect();
+    Ok(needs
+        .into_iter()
+        .filter_map(|(d, repos)| {
+            let lacking: Vec<Repo> = repos
+                .into_iter()
+                .filter(|r| !present.contains(&(r.clone(), d.clone())))
+                .collect();
+            (!lacking.is_empty()).then_some((d, lacking))
+        })
+        .collect())
+}
+
+/// The upload side: answers the plan, runs up to [`MAX_INFLIGHT`] uploads at once.
+async fn drive(
+    registry: Arc<Registry>,
+    mut rx: tokio::sync::mpsc::Receiver<Msg>,
+    jobs: usize,
+) -> Result<Pushed, ImportError> {
+    let mut total = Pushed::default();
+    let mut tasks: tokio::task::JoinSet<Result<Pushed, ImportError>> = tokio::task::JoinSet::new();
+    let mut stream_tx: Option<tokio::sync::mpsc::Sender<Option<Bytes>>> = None;
+    let mut add = |r: Result<Result<Pushed, ImportError>, tokio::task::JoinError>| -> Result<(), ImportError> {
+        let p = r.map_err(|e| ImportError::Refused(format!("upload task failed: {e}")))??;
+        total.pushed += p.pushed;
+        total.mounted += p.mounted;
+        total.bytes += p.bytes;
+        Ok(())
+    };
+    while let Some(msg) = rx.recv().await {
+        while let Some(r) = tasks.try_join_next() {
+            add(r)?;
+        }
+        match msg {
+            Msg::Plan { needs, reply } => {
+                let missing = head_missing(&registry, needs, jobs).await?;
+                reply.send(missing).map_err(|_| stopped())?;
+            }
+            Msg::Whole {
+                entry,
+                repos,
+                bytes,
+            } => {
+                while tasks.len() >= MAX_INFLIGHT {
+                    if let Some(r) = tasks.join_next().await {
+                        add(r)?;
+                    }
+                }
+                tasks.spawn(upload_whole(registry.clone(), entry, repos, bytes));
+            }
+            Msg::Start { entry, repos } => {
+                while tasks.len() >= MAX_INFLIGHT {
+                    if let Some(r) = tasks.join_next().await {
+                        add(r)?;
+                    }
+                }
+                let (tx, chunks) = tokio::sync::mpsc::channel(2);
+                stream_tx = Some(tx);
+                tasks.spawn(upload_stream(registry.clone(), entry, repos, chunks));
+            }
+            Msg::Chunk(chunk) => {
+                if let Some(tx) = &stream_tx {
+                    if tx.send(Some(chunk)).await.is_err() {
+                        // The upload failed; its error comes out of the join below.
+                        stream_tx = None;
+                    }
+                }
+            }
+            Msg::End { verified } => {
+                if let Some(tx) = stream_tx.take() {
+                    if verified {
+                        let _ = tx.send(None).await;
+                    }
+                }
+            }
+        }
+    }
+    drop(stream_tx);
+    while let Some(r) = tasks.join_next().await {
+        add(r)?;
+    }
+    Ok(total)
 }
 
 /// Pushes a manifest unless the target has it. Returns true when pushed.
@@ -303,26 +498,57 @@ pub fn derived_index(original: &[u8], included: &HashSet<&Digest>) -> Option<Byt
     serde_json::to_vec(&v).ok().map(Bytes::from)
 }
 
-/// Imports a bundle into the target registry.
+/// Imports a bundle into the target registry. The bundle is read once, by a thread, while
+/// uploads run concurrently; manifests and tags follow only once every blob verified.
 pub async fn import(
     bundle: &Path,
-    registry: &Registry,
+    registry: Arc<Registry>,
     opts: &ImportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ImportReport, ImportError> {
-    let mut importer = Importer {
-        registry,
-        opts,
-        rt: tokio::runtime::Handle::current(),
+    let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(2);
+    let mut feeder = Feeder {
+        mapping: &opts.mapping,
+        target: &opts.target,
+        tx,
         repos: Vec::new(),
-        needs: HashMap::new(),
-        present: HashSet::new(),
-        report: ImportReport::default(),
+        missing: HashMap::new(),
+        skipped: 0,
     };
-    let summary = tokio::task::block_in_place(|| read_bundle(bundle, &mut importer, reporter))?;
+    let rt = tokio::runtime::Handle::current();
+    let (read, uploaded) = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let reader = scope.spawn(move || {
+                let summary = read_bundle(bundle, &mut feeder, reporter);
+                (summary, feeder.repos, feeder.skipped)
+            });
+            let uploaded = rt.block_on(drive(registry.clone(), rx, opts.jobs));
+            let read = reader
+                .join()
+                .map_err(|_| ImportError::Refused("the bundle reader panicked".into()));
+            (read, uploaded)
+        })
+    });
+    let (summary, repos, skipped) = read?;
+    // A bundle error explains an upload side that stopped; otherwise the upload error stands.
+    let summary = match (summary, uploaded) {
+        (Err(e @ ImportError::Bundle(_)), _) | (Err(e @ ImportError::Mapping(_)), _) => {
+            return Err(e)
+        }
+        (_, Err(e)) => return Err(e),
+        (Err(e), Ok(_)) => return Err(e),
+        (Ok(s), Ok(p)) => (s, p),
+    };
+    let (summary, pushed) = summary;
     let contents = summary.contents;
-    let mut report = importer.report;
-    let repos = importer.repos;
+    let mut report = ImportReport {
+        blobs_pushed: pushed.pushed,
+        blobs_mounted: pushed.mounted,
+        blobs_skipped: skipped,
+        bytes_pushed: pushed.bytes,
+        ..Default::default()
+    };
+    let registry: &Registry = &registry;
     report.bundle = contents.manifest.name.clone();
 
     // Every blob is verified and present. Manifests next, children before their index.
@@ -335,7 +561,6 @@ pub async fn import(
             count(&mut report, pushed);
         }
         let (bytes, parsed) = &contents.manifests[&a.digest];
-        let mut tagged = a.digest.clone();
         let mut derived = None;
         match ensure_manifest(registry, repo, &a.digest, bytes, &parsed.media_type).await {
             Ok(pushed) => count(&mut report, pushed),
@@ -365,7 +590,6 @@ pub async fn import(
                     .await
                     .map_err(reg(format!("{}: pushing derived index {d}", a.source)))?;
                 count(&mut report, pushed);
-                tagged = d.clone();
                 derived = Some(d);
             }
             Err(e) => {
@@ -382,7 +606,6 @@ pub async fn import(
             digest: a.digest.clone(),
             derived_digest: derived,
         });
-        let _ = tagged;
     }
 
     // Tags last.

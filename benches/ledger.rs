@@ -1,0 +1,155 @@
+//! Ledger benchmark (not a test): append cost at 1 000 and 100 000 entries, and `verify` of a
+//! 100 000-entry ledger with a checkpoint per entry. Run with `cargo bench --bench ledger`;
+//! prints a Markdown table. `LEDGER_BENCH_N` overrides the large size.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use airlock::ledger::{
+    self, ArtifactRecord, Durability, Entry, Ledger, LedgerSigner, OpenOptions, Outcome,
+    SignatureResult, Verdict, VerifyOptions,
+};
+use sha2::Digest as _;
+
+fn sha(s: &str) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(s.as_bytes())))
+}
+
+fn entry(n: u64) -> Entry {
+    let mut e = Entry::new(
+        "bench",
+        &sha(&format!("bundle {n}")),
+        "registry.internal/mirror",
+        Outcome::Admitted,
+    );
+    e.bundle.signatures = vec![SignatureResult {
+        signer: sha("key"),
+        verdict: Verdict::Verified,
+        detail: None,
+    }];
+    e.policy_digest = Some(sha("policy"));
+    e.artifacts = (0..3)
+        .map(|a| ArtifactRecord {
+            kind: "image".into(),
+            source_ref: format!("registry.example/team/app-{a}:1.{n}"),
+            target_ref: Some(format!("registry.internal/mirror/team/app-{a}:1.{n}")),
+            digest: sha(&format!("artifact {n} {a}")),
+            media_type: Some("application/vnd.oci.image.index.v1+json".into()),
+            signatures: vec![SignatureResult {
+                signer: sha("key"),
+                verdict: Verdict::Verified,
+                detail: None,
+            }],
+            scan: Some(serde_json::json!({"critical": 0, "high": 1, "medium": 4})),
+        })
+        .collect();
+    e
+}
+
+fn open(dir: &Path, durability: Durability) -> Ledger {
+    Ledger::open_with(
+        dir,
+        &OpenOptions {
+            durability,
+            ..Default::default()
+        },
+    )
+    .expect("open")
+}
+
+/// Mean time of `count` appends starting at the current size.
+fn time_appends(dir: &Path, signer: &LedgerSigner, durability: Durability, count: u64) -> Duration {
+    let mut l = open(dir, durability);
+    let base = l.size();
+    let start = Instant::now();
+    for i in 0..count {
+        l.append(&entry(base + i), signer).expect("append");
+    }
+    start.elapsed() / count as u32
+}
+
+fn grow(dir: &Path, signer: &LedgerSigner, to: u64) {
+    let mut l = open(dir, Durability::DangerousNoSync);
+    while l.size() < to {
+        let n = l.size();
+        l.append(&entry(n), signer).expect("append");
+    }
+}
+
+fn main() {
+    let big: u64 = std::env::var("LEDGER_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let tmp = tempfile::tempdir_in(env!("CARGO_TARGET_TMPDIR")).expect("tempdir");
+    let dir = tmp.path().join("ledger");
+    ledger::init(&dir, "bench.example/ledger", b"bench").expect("init");
+    let signer = LedgerSigner::load(&dir, b"bench").expect("key");
+    let mut rows: Vec<(String, String)> = Vec::new();
+
+    for size in [1_000, big] {
+        let t = Instant::now();
+        grow(&dir, &signer, size);
+        eprintln!("grew to {size} in {:.1?}", t.elapsed());
+        let cpu = time_appends(&dir, &signer, Durability::DangerousNoSync, 200);
+        let full = time_appends(&dir, &signer, Durability::Full, 30);
+        rows.push((
+            format!("append at {size} entries, no fsync (CPU + page cache), mean of 200"),
+            format!("{cpu:.1?}"),
+        ));
+        rows.push((
+            format!("append at {size} entries, full fsync, mean of 30"),
+            format!("{full:.1?}"),
+        ));
+        let t = Instant::now();
+        drop(open(&dir, Durability::Full));
+        rows.push((
+            format!("open (lock, checkpoint, cached tree state) at {size}"),
+            format!("{:.1?}", t.elapsed()),
+        ));
+    }
+    let t = Instant::now();
+    let report = ledger::verify(
+        &dir,
+        &VerifyOptions {
+            vkey: Some(signer.verifier()),
+            ..Default::default()
+        },
+    )
+    .expect("verify");
+    let elapsed = t.elapsed();
+    assert!(
+        report.is_ok(),
+        "{:?}",
+        report.problems.first().map(|p| p.full_message())
+    );
+    rows.push((
+        format!(
+            "verify {} entries, {} checkpoints",
+            report.entries, report.checkpoints_verified
+        ),
+        format!("{elapsed:.2?}"),
+    ));
+    let t = Instant::now();
+    ledger::prove_inclusion(&dir, report.entries / 2, None).expect("prove");
+    rows.push((
+        format!(
+            "prove inclusion at {} entries (reads and hashes the log)",
+            report.entries
+        ),
+        format!("{:.1?}", t.elapsed()),
+    ));
+    let bytes = std::fs::metadata(dir.join("entries.jsonl"))
+        .map(|m| m.len())
+        .unwrap_or(0);
+
+    println!("| measurement | time |");
+    println!("|---|---|");
+    for (k, v) in rows {
+        println!("| {k} | {v} |");
+    }
+    println!(
+        "\nentries.jsonl: {bytes} bytes ({} bytes per entry)",
+        bytes / report.entries.max(1)
+    );
+}

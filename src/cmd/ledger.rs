@@ -1,0 +1,573 @@
+//! `airlock ledger …`: the provenance ledger (format in `docs/LEDGER.md`).
+//!
+//! Parses, calls `airlock::ledger`, prints. `verify` exits 1 when it finds a problem and
+//! prints every problem, first bad index first.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use airlock::ledger::{self, LedgerSigner, Query, VerifierKey, VerifyOptions};
+use airlock::trust::read_password;
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::{Global, Output, EXIT_FAILURE};
+
+/// Arguments of `airlock ledger`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    #[command(subcommand)]
+    command: LedgerCommand,
+}
+
+#[derive(clap::Subcommand, Debug)]
+enum LedgerCommand {
+    /// Make a new ledger directory and its Ed25519 key pair.
+    ///
+    /// The private key is encrypted with a password from --password-file, else
+    /// AIRLOCK_PASSWORD (or COSIGN_PASSWORD), else a prompt (asked twice).
+    Init(InitArgs),
+    /// Recompute the tree from the entries and check every checkpoint against it.
+    ///
+    /// Reports every problem (edited, removed, reordered, truncated or torn entries, forged or
+    /// edited checkpoints, an older checkpoint presented as the newest, forks), first bad index
+    /// first, and exits 1 if there is any. Accepts a ledger directory or an export file.
+    Verify(VerifyArgs),
+    /// Where a digest, reference or bundle came from: source, bundle, signers, policy, when, who.
+    Show(ShowArgs),
+    /// Write an inclusion proof (C2SP tlog-proof) for one entry.
+    Prove(ProveArgs),
+    /// Check an inclusion proof with nothing but the proof and the log's key.
+    VerifyProof(VerifyProofArgs),
+    /// Prove the ledger grew append-only since an older checkpoint.
+    Consistency(ConsistencyArgs),
+    /// Cosign the latest checkpoint with a witness key, after checking it extends the last one
+    /// this witness cosigned.
+    Cosign(CosignArgs),
+    /// Make a witness (cosignature/v1) key pair: OUT.key (encrypted) and OUT.vkey.
+    WitnessKey(WitnessKeyArgs),
+    /// Write one file an auditor takes away: entries, checkpoints, verifier keys.
+    Export(ExportArgs),
+}
+
+#[derive(clap::Args, Debug)]
+struct InitArgs {
+    /// The ledger directory to create (must not exist or be empty).
+    dir: PathBuf,
+    /// The log's name, a schema-less URL such as `registry.example/airlock-ledger`.
+    #[arg(long)]
+    origin: String,
+    /// Read the password for the new private key from this file.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct VerifyArgs {
+    /// Ledger directory, or a file made by `airlock ledger export`.
+    path: PathBuf,
+    /// The log's verifier key (a file or the `name+hash+base64` text) from a source you trust.
+    #[arg(long, value_name = "KEY")]
+    vkey: Option<String>,
+    /// A checkpoint you kept earlier: the ledger must still extend it.
+    #[arg(long, value_name = "FILE")]
+    trusted_checkpoint: Option<PathBuf>,
+    /// A witness verifier key whose cosignatures are checked (repeatable).
+    #[arg(long, value_name = "KEY")]
+    witness_vkey: Vec<String>,
+}
+
+#[derive(clap::Args, Debug)]
+#[command(group(clap::ArgGroup::new("query").multiple(false)))]
+struct ShowArgs {
+    /// Ledger directory.
+    dir: PathBuf,
+    /// An artifact or bundle digest, `sha256:<hex>`.
+    #[arg(long, group = "query")]
+    digest: Option<String>,
+    /// A source or target reference, as recorded.
+    #[arg(long = "ref", group = "query", value_name = "REF")]
+    reference: Option<String>,
+    /// A bundle digest or name.
+    #[arg(long, group = "query")]
+    bundle: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ProveArgs {
+    /// Ledger directory.
+    dir: PathBuf,
+    /// Entry index.
+    #[arg(long)]
+    index: u64,
+    /// Write the proof here (default: stdout).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: Option<PathBuf>,
+    /// Check the ledger's checkpoint with this key instead of the directory's own.
+    #[arg(long, value_name = "KEY")]
+    vkey: Option<String>,
+}
+
+#[derive(clap::Args, Debug)]
+struct VerifyProofArgs {
+    /// The proof file.
+    proof: PathBuf,
+    /// The log's verifier key (file or text).
+    #[arg(long, value_name = "KEY")]
+    vkey: String,
+    /// A witness verifier key whose cosignature must verify if present (repeatable).
+    #[arg(long, value_name = "KEY")]
+    witness_vkey: Vec<String>,
+    /// The entry line, when the proof carries none.
+    #[arg(long, value_name = "FILE")]
+    entry: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ConsistencyArgs {
+    /// Ledger directory.
+    dir: PathBuf,
+    /// The older checkpoint (a signed note).
+    #[arg(long, value_name = "FILE")]
+    from: PathBuf,
+    /// The log's verifier key (file or text); default: the directory's own.
+    #[arg(long, value_name = "KEY")]
+    vkey: Option<String>,
+    /// Write the proof (`old N`, hashes, the new checkpoint) here.
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct CosignArgs {
+    /// Ledger directory.
+    dir: PathBuf,
+    /// The witness private key (its verifier key is read from the same path with `.vkey`).
+    #[arg(long, value_name = "WITNESS.key")]
+    key: PathBuf,
+    /// The witness state file (default: the key path with `.state`).
+    #[arg(long, value_name = "FILE")]
+    state: Option<PathBuf>,
+    /// The log key to pin on first use (default: the ledger directory's, trusted on first use).
+    #[arg(long, value_name = "KEY")]
+    log_vkey: Option<String>,
+    /// Read the witness key password from this file.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct WitnessKeyArgs {
+    /// The witness name, e.g. `witness.example/w1`.
+    #[arg(long)]
+    name: String,
+    /// Path without extension: writes OUT.key and OUT.vkey.
+    #[arg(long, value_name = "OUT")]
+    out: PathBuf,
+    /// Read the password for the new private key from this file.
+    #[arg(long, value_name = "FILE")]
+    password_file: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Debug)]
+struct ExportArgs {
+    /// Ledger directory.
+    dir: PathBuf,
+    /// The export file (a tar).
+    #[arg(long, short = 'o', value_name = "FILE")]
+    out: PathBuf,
+    /// Include the evidence store.
+    #[arg(long)]
+    with_evidence: bool,
+    /// Witness verifier keys to include (repeatable).
+    #[arg(long, value_name = "KEY")]
+    witness_vkey: Vec<String>,
+}
+
+/// Runs `airlock ledger`.
+pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
+    match args.command {
+        LedgerCommand::Init(a) => init(a, global),
+        LedgerCommand::Verify(a) => verify(a, global),
+        LedgerCommand::Show(a) => show(a, global),
+        LedgerCommand::Prove(a) => prove(a, global),
+        LedgerCommand::VerifyProof(a) => verify_proof(a, global),
+        LedgerCommand::Consistency(a) => consistency(a, global),
+        LedgerCommand::Cosign(a) => cosign(a, global),
+        LedgerCommand::WitnessKey(a) => witness_key(a, global),
+        LedgerCommand::Export(a) => export(a, global),
+    }
+}
+
+fn print_json<T: Serialize>(v: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(v)?);
+    Ok(())
+}
+
+fn vkeys(args: &[String]) -> anyhow::Result<Vec<VerifierKey>> {
+    args.iter()
+        .map(|a| ledger::vkey_from_arg(a).map_err(anyhow::Error::from))
+        .collect()
+}
+
+fn opt_vkey(arg: Option<&String>) -> anyhow::Result<Option<VerifierKey>> {
+    arg.map(|a| ledger::vkey_from_arg(a))
+        .transpose()
+        .map_err(Into::into)
+}
+
+fn init(a: InitArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let purpose = format!("the new ledger key `{}`", a.dir.join(ledger::KEY).display());
+    let password = read_password(a.password_file.as_deref(), &purpose, true)?;
+    let report = ledger::init(&a.dir, &a.origin, password.as_bytes())
+        .with_context(|| format!("cannot make ledger `{}`", a.dir.display()))?;
+    match global.output {
+        Output::Json => print_json(&report)?,
+        Output::Human => {
+            println!("ledger       {}", report.dir.display());
+            println!("origin       {}", report.origin);
+            println!("verifier key {}", report.vkey);
+            println!("private key  {}", report.key.display());
+            if !global.quiet {
+                eprintln!();
+                eprintln!(
+                    "hint: give the verifier key to auditors (`airlock ledger verify --vkey`); \
+                     keep `{}` and its password secret",
+                    report.key.display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let mut opts = VerifyOptions {
+        vkey: opt_vkey(a.vkey.as_ref())?,
+        trusted_checkpoint: None,
+        witnesses: vkeys(&a.witness_vkey)?,
+    };
+    if let Some(p) = &a.trusted_checkpoint {
+        let bytes = fs_err::read(p)?;
+        opts.trusted_checkpoint = Some((p.clone(), bytes));
+    }
+    let _tmp;
+    let dir = if a.path.is_file() {
+        let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
+        let carried = ledger::import_export(&a.path, tmp.path())?;
+        if opts.witnesses.is_empty() {
+            opts.witnesses = carried;
+        }
+        let d = tmp.path().to_owned();
+        _tmp = tmp;
+        d
+    } else {
+        a.path.clone()
+    };
+    let mut report = ledger::verify(&dir, &opts)
+        .with_context(|| format!("cannot verify ledger `{}`", a.path.display()))?;
+    report.dir = a.path.clone();
+    match global.output {
+        Output::Json => print_json(&report)?,
+        Output::Human => {
+            println!("ledger       {}", report.dir.display());
+            println!("origin       {}", report.origin);
+            println!(
+                "key          {} ({})",
+                report.vkey,
+                if report.vkey_given {
+                    "given"
+                } else {
+                    "from the ledger directory"
+                }
+            );
+            println!("entries      {}", report.entries);
+            println!("root         {}", report.root);
+            println!(
+                "checkpoints  {} verified, latest size {}",
+                report.checkpoints_verified,
+                report
+                    .checkpoint_size
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string())
+            );
+            if !report.cosigned_by.is_empty() {
+                println!("cosigned by  {}", report.cosigned_by.join(", "));
+            }
+            if let Some(t) = report.trusted_checkpoint {
+                println!("trusted      checkpoint of size {t}");
+            }
+            if report.is_ok() {
+                println!("OK: the ledger verifies");
+            } else {
+                println!("FAIL: {} problem(s)", report.problems.len());
+                for p in &report.problems {
+                    println!("  {}", p.full_message());
+                }
+            }
+            if !global.quiet {
+                for w in &report.warnings {
+                    eprintln!("warning: {w}");
+                }
+            }
+        }
+    }
+    if let Some(first) = report.first_problem() {
+        eprintln!(
+            "error: ledger `{}` does not verify: {}",
+            a.path.display(),
+            first.full_message()
+        );
+        return Ok(ExitCode::from(EXIT_FAILURE));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let query = match (a.digest, a.reference, a.bundle) {
+        (Some(d), _, _) => Query::Digest(d),
+        (_, Some(r), _) => Query::Ref(r),
+        (_, _, Some(b)) => Query::Bundle(b),
+        _ => Query::All,
+    };
+    let found = ledger::find(&a.dir, &query)
+        .with_context(|| format!("cannot read ledger `{}`", a.dir.display()))?;
+    match global.output {
+        Output::Json => print_json(&found)?,
+        Output::Human => {
+            for m in &found.matches {
+                let result = match &m.result {
+                    ledger::Outcome::Admitted => "admitted".to_owned(),
+                    ledger::Outcome::Rejected { reason } => format!("rejected: {reason}"),
+                };
+                println!(
+                    "entry {}  {}  by {}  ({})",
+                    m.index, m.time, m.operator, m.importer
+                );
+                println!(
+                    "  bundle   {}{}",
+                    m.bundle,
+                    m.bundle_name
+                        .as_ref()
+                        .map_or_else(String::new, |n| format!(" ({n})"))
+                );
+                for s in &m.bundle_signatures {
+                    println!("  signer   {} {:?}", s.signer, s.verdict);
+                }
+                if let Some(p) = &m.policy_digest {
+                    println!("  policy   {p}");
+                }
+                println!("  target   {}", m.target_registry);
+                println!("  result   {result}");
+                for art in &m.artifacts {
+                    println!(
+                        "  {} {} -> {} {}",
+                        art.kind,
+                        art.source_ref,
+                        art.target_ref.as_deref().unwrap_or("-"),
+                        art.digest
+                    );
+                    for s in &art.signatures {
+                        println!("      signature {} {:?}", s.signer, s.verdict);
+                    }
+                }
+            }
+            if found.matches.is_empty() {
+                println!("no entry matches");
+            }
+            if !global.quiet {
+                if let Some(r) = &found.unverified_reason {
+                    eprintln!("warning: the entries do not match the latest checkpoint: {r}");
+                    eprintln!();
+                    eprintln!("hint: run `airlock ledger verify {}`", a.dir.display());
+                }
+            }
+        }
+    }
+    Ok(if found.matches.is_empty() {
+        ExitCode::from(EXIT_FAILURE)
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+fn write_or_print(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
+    match out {
+        Some(p) => fs_err::write(p, text)?,
+        None => print!("{text}"),
+    }
+    Ok(())
+}
+
+#[derive(Serialize)]
+struct Written<'a> {
+    file: Option<&'a Path>,
+    index: u64,
+    tree_size: u64,
+    proof: &'a str,
+}
+
+fn prove(a: ProveArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let vkey = opt_vkey(a.vkey.as_ref())?;
+    let proof = ledger::prove_inclusion(&a.dir, a.index, vkey.as_ref())
+        .with_context(|| format!("cannot prove entry {} of `{}`", a.index, a.dir.display()))?;
+    let text = proof.to_text();
+    let size = proof.tree_size().unwrap_or(0);
+    match global.output {
+        Output::Json => {
+            if let Some(p) = &a.out {
+                fs_err::write(p, &text)?;
+            }
+            print_json(&Written {
+                file: a.out.as_deref(),
+                index: a.index,
+                tree_size: size,
+                proof: &text,
+            })?;
+        }
+        Output::Human => {
+            write_or_print(a.out.as_deref(), &text)?;
+            if let (Some(p), false) = (&a.out, global.quiet) {
+                eprintln!(
+                    "wrote inclusion proof of entry {} in tree of size {size} to `{}`",
+                    a.index,
+                    p.display()
+                );
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn verify_proof(a: VerifyProofArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let vkey = ledger::vkey_from_arg(&a.vkey)?;
+    let witnesses = vkeys(&a.witness_vkey)?;
+    let text = fs_err::read(&a.proof)?;
+    let entry = a.entry.as_ref().map(fs_err::read).transpose()?;
+    let entry = entry.as_deref().map(|e| e.strip_suffix(b"\n").unwrap_or(e));
+    let v = ledger::verify_inclusion_proof(&a.proof, &text, &vkey, &witnesses, entry)
+        .with_context(|| format!("proof `{}` does not verify", a.proof.display()))?;
+    match global.output {
+        Output::Json => print_json(&v)?,
+        Output::Human => {
+            println!(
+                "OK: entry {} is in {} at tree size {} (root {})",
+                v.index, v.origin, v.tree_size, v.root
+            );
+            if !v.cosigned_by.is_empty() {
+                println!("cosigned by {}", v.cosigned_by.join(", "));
+            }
+            if let Some(e) = &v.entry {
+                println!("{}", serde_json::to_string_pretty(e)?);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn consistency(a: ConsistencyArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let vkey = opt_vkey(a.vkey.as_ref())?;
+    let old = fs_err::read(&a.from)?;
+    let p = ledger::prove_consistency(&a.dir, &a.from, &old, vkey.as_ref()).with_context(|| {
+        format!(
+            "ledger `{}` does not extend `{}`",
+            a.dir.display(),
+            a.from.display()
+        )
+    })?;
+    if let Some(out) = &a.out {
+        fs_err::write(out, p.to_text())?;
+    }
+    match global.output {
+        Output::Json => print_json(&p)?,
+        Output::Human => {
+            println!(
+                "OK: the ledger grew append-only from size {} to {} ({} proof hashes)",
+                p.old_size,
+                p.new_size,
+                p.proof.len()
+            );
+            if a.out.is_none() {
+                print!("{}", p.to_text());
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn cosign(a: CosignArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let vkey_path = a.key.with_extension("vkey");
+    let state = a
+        .state
+        .clone()
+        .unwrap_or_else(|| ledger::witness::default_state_path(&a.key));
+    let log_vkey = opt_vkey(a.log_vkey.as_ref())?;
+    let purpose = format!("the witness key `{}`", a.key.display());
+    let password = read_password(a.password_file.as_deref(), &purpose, false)?;
+    let witness = LedgerSigner::load_pair(&a.key, &vkey_path, password.as_bytes())?;
+    let r = ledger::witness::cosign(&a.dir, &witness, &state, log_vkey.as_ref()).with_context(
+        || {
+            format!(
+                "witness {} refuses to cosign `{}`",
+                witness.name(),
+                a.dir.display()
+            )
+        },
+    )?;
+    match global.output {
+        Output::Json => print_json(&r)?,
+        Output::Human => {
+            println!("cosigned     {} size {} root {}", r.origin, r.size, r.root);
+            println!("witness      {}", r.witness);
+            match r.previous_size {
+                Some(p) => println!("previous     size {p} (consistent)"),
+                None => println!("previous     none: first cosignature, log key pinned"),
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn witness_key(a: WitnessKeyArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let key = a.out.with_extension("key");
+    let vkey = a.out.with_extension("vkey");
+    let purpose = format!("the new witness key `{}`", key.display());
+    let password = read_password(a.password_file.as_deref(), &purpose, true)?;
+    let v = ledger::witness::generate(&a.name, &key, &vkey, password.as_bytes())?;
+    #[derive(Serialize)]
+    struct Made {
+        private_key: PathBuf,
+        verifier_key_file: PathBuf,
+        verifier_key: String,
+    }
+    let made = Made {
+        private_key: key,
+        verifier_key_file: vkey,
+        verifier_key: v.to_string(),
+    };
+    match global.output {
+        Output::Json => print_json(&made)?,
+        Output::Human => {
+            println!("private key  {}", made.private_key.display());
+            println!("verifier key {}", made.verifier_key);
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn export(a: ExportArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let witnesses = vkeys(&a.witness_vkey)?;
+    let r = ledger::export(&a.dir, &a.out, &witnesses, a.with_evidence)
+        .with_context(|| format!("cannot export ledger `{}`", a.dir.display()))?;
+    match global.output {
+        Output::Json => print_json(&r)?,
+        Output::Human => println!(
+            "wrote `{}`: {} entries, {} checkpoints, {} evidence files, {} bytes",
+            r.file.display(),
+            r.entries,
+            r.checkpoints,
+            r.evidence,
+            r.bytes
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}
