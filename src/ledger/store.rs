@@ -515,7 +515,7 @@ pub(crate) fn evidence_path(dir: &Path, digest: &str) -> Option<PathBuf> {
 
 /// Takes the lock file's lock: exclusive (creating the file) for writers, shared for
 /// readers. Readers get `None` when the file cannot be opened (read-only copies).
-// `File::try_lock` is std since Rust 1.89 (flock / LockFileEx, no extra crate); the crate's
+// `File::try_lock` is std since Rust 1.89 (flock / LockFileEx, no extra crate).
 pub(crate) fn acquire_lock(
     path: &Path,
     exclusive: bool,
