@@ -174,6 +174,41 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     let www = common::FileServer::serve(dir.join("www"));
     let spec = write_spec(dir, &src, &www.url);
     let sflags = src.cli_flags();
+    std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
+    ok(&airlock(
+        dir,
+        &[
+            "key",
+            "generate",
+            "--out",
+            "keys/release",
+            "--password-file",
+            "pw",
+        ],
+    ));
+    ok(&airlock(
+        dir,
+        &[
+            "key",
+            "generate",
+            "--out",
+            "keys/other",
+            "--password-file",
+            "pw",
+        ],
+    ));
+    ok(&airlock(
+        dir,
+        &[
+            "ledger",
+            "init",
+            "ledger",
+            "--origin",
+            "test.invalid/airlock",
+            "--password-file",
+            "pw",
+        ],
+    ));
 
     // lock
     let out = airlock(dir, &args(&["lock", "platform.yaml"], &sflags));
@@ -219,6 +254,10 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
                 "b1.tar.zst",
                 "--cache",
                 "c1",
+                "--sign",
+                "keys/release.key",
+                "--password-file",
+                "pw",
             ],
             &sflags,
         ),
@@ -234,6 +273,10 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
                 "b2.tar.zst",
                 "--cache",
                 "c2",
+                "--sign",
+                "keys/release.key",
+                "--password-file",
+                "pw",
             ],
             &sflags,
         ),
@@ -261,21 +304,85 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
         "unselected platform carried"
     );
 
-    // verify
-    let out = airlock(dir, &["verify", "b1.tar.zst"]);
+    // verify: the signature gate first
+    let out = airlock(
+        dir,
+        &["verify", "b1.tar.zst", "--trust", "keys/release.pub"],
+    );
     assert!(ok(&out).contains("OK"));
+    let out = airlock(dir, &["verify", "b1.tar.zst"]);
+    common::fails_with(&out, "no trusted key given");
+    let out = airlock(dir, &["verify", "b1.tar.zst", "--trust", "keys/other.pub"]);
+    common::fails_with(&out, "refused before reading any blob");
+    let out = airlock(
+        dir,
+        &[
+            "verify",
+            "b1.tar.zst",
+            "--trust",
+            "keys/release.pub",
+            "--trust",
+            "keys/other.pub",
+            "--require",
+            "2",
+        ],
+    );
+    common::fails_with(&out, "refused before reading any blob");
 
     // import
     let dflags = dst.cli_flags();
     let to = format!("{}/mirror", dst.host);
+    // An untrusted signer is refused before any blob is read, recorded as rejected.
+    let ledger_flags = [
+        "--ledger",
+        "ledger",
+        "--ledger-password-file",
+        "pw",
+        "--operator",
+        "tester",
+    ];
     let out = airlock(
         dir,
         &args(
-            &["import", "b1.tar.zst", "--to", &to, "--output", "json"],
+            &[
+                &[
+                    "import",
+                    "b1.tar.zst",
+                    "--to",
+                    &to,
+                    "--trust",
+                    "keys/other.pub",
+                ][..],
+                &ledger_flags,
+            ]
+            .concat(),
+            &dflags,
+        ),
+    );
+    common::fails_with(&out, "refused before reading any blob");
+    assert!(dst.tags("mirror/apps/single").is_empty());
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                &[
+                    "import",
+                    "b1.tar.zst",
+                    "--to",
+                    &to,
+                    "--output",
+                    "json",
+                    "--trust",
+                    "keys/release.pub",
+                ][..],
+                &ledger_flags,
+            ]
+            .concat(),
             &dflags,
         ),
     );
     let report: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(report["signature"]["status"], "verified", "{report}");
     assert_eq!(report["artifacts"].as_array().map(Vec::len), Some(9));
     assert!(
         report["blobs_mounted"].as_u64().expect("mounted") >= 1,
@@ -334,7 +441,16 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     let out = airlock(
         dir,
         &args(
-            &["import", "b1.tar.zst", "--to", &to, "--output", "json"],
+            &[
+                "import",
+                "b1.tar.zst",
+                "--to",
+                &to,
+                "--output",
+                "json",
+                "--trust",
+                "keys/release.pub",
+            ],
             &dflags,
         ),
     );
@@ -343,6 +459,48 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     assert_eq!(again["blobs_mounted"], 0, "{again}");
     assert_eq!(again["manifests_pushed"], 0, "{again}");
     assert_eq!(again["tags_set"], 0, "{again}");
+
+    // The ledger answers where a digest came from, and verifies.
+    let single = source.single.manifest.digest().to_string();
+    let out = airlock(
+        dir,
+        &[
+            "ledger", "show", "ledger", "--digest", &single, "--output", "json",
+        ],
+    );
+    let shown = ok(&out);
+    assert!(
+        shown.contains(&format!("{}/apps/single:1.0", src.host)),
+        "{shown}"
+    );
+    assert!(shown.contains("tester"), "{shown}");
+    assert!(shown.contains("admitted"), "{shown}");
+    // A bundle too broken to read is still recorded, by the sha256 of the file.
+    std::fs::write(dir.join("garbage.tar.zst"), b"not a bundle at all").expect("garbage");
+    let mut garbage_import = vec![
+        "import",
+        "garbage.tar.zst",
+        "--to",
+        &to,
+        "--trust",
+        "keys/release.pub",
+    ];
+    garbage_import.extend(ledger_flags);
+    let out = airlock(dir, &args(&garbage_import, &dflags));
+    common::fails_with(&out, "garbage.tar.zst");
+    let out = airlock(dir, &["ledger", "verify", "ledger"]);
+    ok(&out);
+    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("entries");
+    let lines: Vec<&str> = entries.lines().collect();
+    assert_eq!(lines.len(), 3, "rejected, admitted, rejected: {entries}");
+    assert!(lines[0].contains("rejected") && lines[0].contains("refused before reading any blob"));
+    assert!(lines[1].contains("admitted"));
+    let garbage_digest = airlock::oci::Digest::of(b"not a bundle at all").to_string();
+    assert!(
+        lines[2].contains("rejected") && lines[2].contains(&garbage_digest),
+        "{}",
+        lines[2]
+    );
 
     // skopeo reads every image from the decompressed bundle as an oci-archive
     let tar = dir.join("b1.tar");
@@ -424,7 +582,13 @@ fn tls_and_basic_auth_on_both_sides() {
     assert!(!stdout.contains("s3cret-pw"));
     let dflags = dst.cli_flags();
     let to = format!("{}/m", dst.host);
-    let out = airlock(dir, &args(&["import", "s.tar.zst", "--to", &to], &dflags));
+    let out = airlock(
+        dir,
+        &args(
+            &["import", "s.tar.zst", "--to", &to, "--allow-unsigned"],
+            &dflags,
+        ),
+    );
     let all = format!("{}{}", ok(&out), String::from_utf8_lossy(&out.stderr));
     assert!(!all.contains("s3cret-pw"), "password leaked: {all}");
     assert_eq!(dst.skopeo_raw("m/secure/app:1"), img.manifest.bytes);
@@ -505,5 +669,5 @@ fn lock_reports_drift_and_collect_refuses_unpinned_specs() {
         dir,
         &args(&["collect", "p.yaml", "-o", "p.tar.zst"], &flags),
     ));
-    ok(&airlock(dir, &["verify", "p.tar.zst"]));
+    ok(&airlock(dir, &["verify", "p.tar.zst", "--allow-unsigned"]));
 }

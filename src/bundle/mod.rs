@@ -8,6 +8,7 @@
 
 pub mod manifest;
 pub mod reader;
+pub mod signature;
 pub mod writer;
 
 pub use manifest::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child};

@@ -95,6 +95,14 @@ pub enum BundleError {
         /// Size in the tar header.
         actual: u64,
     },
+    /// The signature gate refused the bundle; nothing past `airlock.json` was read.
+    #[error("bundle `{path}`: refused before reading any blob: {why}")]
+    Untrusted {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
     /// A manifest blob that cannot be used.
     #[error("bundle `{path}`: {source}")]
     BadBlobManifest {
@@ -157,11 +165,23 @@ pub trait BlobVisitor {
     }
 }
 
-/// A visitor that only verifies.
-pub struct VerifyOnly;
+/// A visitor that checks the signature gate, then only verifies.
+pub struct VerifyOnly<'a> {
+    /// The bundle path, for messages.
+    pub path: &'a Path,
+    /// The signature policy.
+    pub policy: &'a super::signature::SignaturePolicy,
+    /// The gate's outcome, once `airlock.json` was read.
+    pub status: Option<super::signature::SignatureStatus>,
+}
 
-impl BlobVisitor for VerifyOnly {
+impl BlobVisitor for VerifyOnly<'_> {
     type Error = BundleError;
+
+    fn manifest(&mut self, contents: &BundleContents) -> Result<(), BundleError> {
+        self.status = Some(super::signature::check(self.path, contents, self.policy)?);
+        Ok(())
+    }
 }
 
 /// Counts of what was read.

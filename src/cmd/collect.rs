@@ -24,12 +24,29 @@ pub struct Args {
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 6)]
     pub jobs: usize,
+    /// Sign `airlock.json` with this key (cosign format). Repeatable: several signers.
+    #[arg(long, value_name = "KEY")]
+    pub sign: Vec<PathBuf>,
+    /// File holding the signing keys' password (else `AIRLOCK_PASSWORD`, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
 /// Runs `airlock collect`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let mut signers = Vec::new();
+    if !args.sign.is_empty() {
+        let pw = airlock::trust::password::read_password(
+            args.password_file.as_deref(),
+            "signing key",
+            false,
+        )?;
+        for k in &args.sign {
+            signers.push(airlock::trust::keys::SigningKey::load(k, pw.as_bytes())?);
+        }
+    }
     let registry = args.registry.client(None)?;
     let bars = super::progress::Bars::new(g.quiet);
     let is_spec = matches!(
@@ -48,6 +65,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         output: args.out.clone(),
         cache: args.cache.clone().unwrap_or_else(super::default_cache_dir),
         jobs: args.jobs,
+        signers,
     };
     let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)
         .await
@@ -74,13 +92,18 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 .collect();
             print_table(&["KIND", "SOURCE", "DIGEST", "PLATFORMS", "SIZE"], &rows);
             println!(
-                "wrote {} ({}, {} blobs, {} of content, {} downloaded); bundle {}",
+                "wrote {} ({}, {} blobs, {} of content, {} downloaded); bundle {}{}",
                 report.bundle.display(),
                 human_bytes(report.bundle_size),
                 report.blobs,
                 human_bytes(report.blob_bytes),
                 human_bytes(report.downloaded_bytes),
-                report.bundle_digest
+                report.bundle_digest,
+                if report.signers.is_empty() {
+                    ", UNSIGNED".to_string()
+                } else {
+                    format!(", signed by {}", report.signers.join(", "))
+                }
             );
         }
     }

@@ -7,7 +7,7 @@ use anyhow::Context;
 
 use airlock::import::{ImportOptions, Mapping, Target};
 
-use super::{human_bytes, print_json, print_table, Global, Output, RegistryArgs};
+use super::{human_bytes, print_json, print_table, Global, Output, RegistryArgs, TrustArgs};
 
 /// Arguments of `airlock import`.
 #[derive(clap::Args, Debug)]
@@ -29,6 +29,17 @@ pub struct Args {
     /// Registry checks in flight at once.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
+    /// Append a signed entry for this import (admitted or rejected) to this ledger.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: Option<PathBuf>,
+    /// File holding the ledger key's password (else `AIRLOCK_PASSWORD`, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub ledger_password_file: Option<PathBuf>,
+    /// Who runs the import, for the ledger (default: `$USER`).
+    #[arg(long)]
+    pub operator: Option<String>,
+    #[command(flatten)]
+    pub trust: TrustArgs,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -46,20 +57,76 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         flatten: args.flatten,
         rewrites,
     };
+    let policy = args.trust.policy()?;
     let registry = args.registry.client(Some(&target.registry))?;
+    // Load the ledger key first: an import that cannot be recorded does not start.
+    let ledger_signer = match &args.ledger {
+        Some(dir) => {
+            let pw = airlock::trust::password::read_password(
+                args.ledger_password_file.as_deref(),
+                "ledger key",
+                false,
+            )?;
+            Some(airlock::ledger::LedgerSigner::load(dir, pw.as_bytes())?)
+        }
+        None => None,
+    };
     let bars = super::progress::Bars::new(g.quiet);
-    let toc = airlock::bundle::reader::read_table_of_contents(&args.bundle)?;
-    airlock::progress::Reporter::phase(&bars, "import", toc.manifest.total_blob_bytes());
+    let toc = airlock::bundle::reader::read_table_of_contents(&args.bundle);
+    let total = toc
+        .as_ref()
+        .map(|t| t.manifest.total_blob_bytes())
+        .unwrap_or(0);
+    airlock::progress::Reporter::phase(&bars, "import", total);
     let opts = ImportOptions {
         target,
         mapping,
         jobs: args.jobs,
+        signature: policy,
     };
-    let report = airlock::import::import(&args.bundle, std::sync::Arc::new(registry), &opts, &bars)
-        .await
-        .with_context(|| format!("importing `{}` into {}", args.bundle.display(), args.to));
+    let report = match &toc {
+        Ok(_) => airlock::import::import(&args.bundle, std::sync::Arc::new(registry), &opts, &bars)
+            .await
+            .with_context(|| format!("importing `{}` into {}", args.bundle.display(), args.to)),
+        Err(e) => Err(anyhow::anyhow!("{e}")),
+    };
     airlock::progress::Reporter::finish_phase(&bars);
+    if let (Some(dir), Some(signer)) = (&args.ledger, &ledger_signer) {
+        let operator = args
+            .operator
+            .clone()
+            .or_else(|| std::env::var("USER").ok())
+            .unwrap_or_else(|| "unknown".into());
+        let outcome = match &report {
+            Ok(r) => Ok(r),
+            Err(e) => Err(format!("{e:#}")),
+        };
+        let entry = airlock::import::record::ledger_entry(
+            &args.bundle,
+            toc.as_ref().ok(),
+            &args.to,
+            &operator,
+            outcome,
+        )?;
+        let mut ledger = airlock::ledger::Ledger::open(dir)?;
+        if let Some(r) = ledger.recovery() {
+            eprintln!(
+                "warning: ledger `{}` was repaired on open: {r:?}",
+                dir.display()
+            );
+        }
+        let receipt = ledger.append(&entry, signer)?;
+        if !g.quiet {
+            eprintln!(
+                "ledger: entry {} appended to `{}` (tree size {})",
+                receipt.index,
+                dir.display(),
+                receipt.count
+            );
+        }
+    }
     let report = report?;
+    super::warn_unsigned(&report.signature);
     match g.output {
         Output::Json => print_json(&report)?,
         Output::Human => {

@@ -97,6 +97,47 @@ impl RegistryArgs {
     }
 }
 
+/// Which signatures a bundle must carry (verify, import).
+#[derive(Args, Debug, Clone)]
+pub struct TrustArgs {
+    /// Public key (PEM) whose signature on a bundle counts. Repeatable.
+    #[arg(long, value_name = "KEY.pub")]
+    pub trust: Vec<PathBuf>,
+    /// How many distinct trusted keys must have signed (M of N).
+    #[arg(long, default_value_t = 1, value_name = "M")]
+    pub require: usize,
+    /// Accept a bundle with no (checked) signature. For labs only: said loudly in output and
+    /// recorded in the ledger.
+    #[arg(long)]
+    pub allow_unsigned: bool,
+}
+
+impl TrustArgs {
+    /// Loads the keys into a policy.
+    pub fn policy(&self) -> anyhow::Result<airlock::bundle::signature::SignaturePolicy> {
+        let trusted = self
+            .trust
+            .iter()
+            .map(|p| airlock::trust::keys::PublicKey::load(p))
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(airlock::bundle::signature::SignaturePolicy {
+            trusted,
+            require: self.require,
+            allow_unsigned: self.allow_unsigned,
+        })
+    }
+}
+
+/// Says loudly that a bundle was accepted without a signature check.
+pub fn warn_unsigned(status: &Option<airlock::bundle::signature::SignatureStatus>) {
+    if matches!(
+        status,
+        Some(airlock::bundle::signature::SignatureStatus::UncheckedAllowed)
+    ) {
+        eprintln!("WARNING: the bundle's signature was NOT checked (--allow-unsigned); its origin is unproven");
+    }
+}
+
 /// The commands.
 #[derive(Subcommand, Debug)]
 pub enum Command {

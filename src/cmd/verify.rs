@@ -7,13 +7,15 @@ use serde::Serialize;
 
 use airlock::bundle::reader::{read_bundle, VerifyOnly};
 
-use super::{human_bytes, print_json, Global, Output};
+use super::{human_bytes, print_json, Global, Output, TrustArgs};
 
 /// Arguments of `airlock verify`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
     /// The bundle (`.tar.zst`).
     pub bundle: PathBuf,
+    #[command(flatten)]
+    pub trust: TrustArgs,
 }
 
 #[derive(Serialize)]
@@ -25,6 +27,7 @@ struct Report<'a> {
     blobs: usize,
     bytes: u64,
     signed: bool,
+    signature: Option<airlock::bundle::signature::SignatureStatus>,
 }
 
 /// Runs `airlock verify`.
@@ -32,7 +35,13 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let bars = super::progress::Bars::new(g.quiet);
     let toc = airlock::bundle::reader::read_table_of_contents(&args.bundle)?;
     airlock::progress::Reporter::phase(&bars, "verify", toc.manifest.total_blob_bytes());
-    let summary = read_bundle(&args.bundle, &mut VerifyOnly, &bars);
+    let policy = args.trust.policy()?;
+    let mut visitor = VerifyOnly {
+        path: &args.bundle,
+        policy: &policy,
+        status: None,
+    };
+    let summary = read_bundle(&args.bundle, &mut visitor, &bars);
     airlock::progress::Reporter::finish_phase(&bars);
     let summary = summary?;
     let m = &summary.contents.manifest;
@@ -44,16 +53,26 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         blobs: summary.blobs,
         bytes: summary.blob_bytes,
         signed: summary.contents.signature.is_some(),
+        signature: visitor.status.clone(),
     };
+    super::warn_unsigned(&visitor.status);
     match g.output {
         Output::Json => print_json(&report)?,
-        Output::Human => println!(
-            "{}: OK — {} artifacts, {} blobs, {} verified",
-            args.bundle.display(),
-            report.artifacts,
-            report.blobs,
-            human_bytes(report.bytes)
-        ),
+        Output::Human => {
+            let signed = match &report.signature {
+                Some(airlock::bundle::signature::SignatureStatus::Verified { signers }) => {
+                    format!("signed by {}", signers.join(", "))
+                }
+                _ => "signature NOT checked".to_string(),
+            };
+            println!(
+                "{}: OK — {} artifacts, {} blobs, {} verified; {signed}",
+                args.bundle.display(),
+                report.artifacts,
+                report.blobs,
+                human_bytes(report.bytes)
+            )
+        }
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -305,7 +305,7 @@ pub async fn lock_pinned_spec(
 }
 
 /// Options for `collect`.
-#[derive(Debug, Clone)]
+#[derive(Debug)]
 pub struct CollectOptions {
     /// Output bundle path.
     pub output: PathBuf,
@@ -314,6 +314,8 @@ pub struct CollectOptions {
     pub cache: PathBuf,
     /// Blobs in flight at once.
     pub jobs: usize,
+    /// Keys that sign `airlock.json` (none: an unsigned bundle).
+    pub signers: Vec<crate::trust::keys::SigningKey>,
 }
 
 /// One artifact in a collect report.
@@ -349,6 +351,8 @@ pub struct CollectReport {
     pub blob_bytes: u64,
     /// Bytes downloaded in this run (the rest came from the cache).
     pub downloaded_bytes: u64,
+    /// Key ids that signed the bundle.
+    pub signers: Vec<String>,
 }
 
 /// One registry artifact as the lock pins it.
@@ -718,12 +722,14 @@ pub async fn collect(
     manifest_bytes.push(b'\n');
     let index_json = layout_index(&manifest);
     let out = opts.output.clone();
+    let signature = (!opts.signers.is_empty())
+        .then(|| crate::trust::bundle_sig::sign_manifest(&manifest_bytes, &opts.signers).to_vec());
     let written = tokio::task::block_in_place(|| {
         write_bundle(
             &out,
             &manifest,
             &manifest_bytes,
-            None,
+            signature.as_deref(),
             &index_json,
             &data,
             reporter,
@@ -753,6 +759,11 @@ pub async fn collect(
         blobs: manifest.blobs.len(),
         blob_bytes: manifest.total_blob_bytes(),
         downloaded_bytes: to_download,
+        signers: opts
+            .signers
+            .iter()
+            .map(|k| k.key_id().to_string())
+            .collect(),
     })
 }
 

@@ -2,6 +2,7 @@
 //! then tags. Nothing is tagged unless the whole bundle verified.
 
 pub mod mapping;
+pub mod record;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -90,11 +91,15 @@ pub struct ImportReport {
     pub tags_set: usize,
     /// Tags that already pointed at the right digest.
     pub tags_unchanged: usize,
+    /// The bundle signature gate's outcome.
+    pub signature: Option<crate::bundle::signature::SignatureStatus>,
 }
 
 /// Options for `import`.
 #[derive(Debug, Clone)]
 pub struct ImportOptions {
+    /// What the bundle's signatures must satisfy.
+    pub signature: crate::bundle::signature::SignaturePolicy,
     /// The target registry and prefix.
     pub target: Target,
     /// How names map.
@@ -134,6 +139,9 @@ enum Msg {
 
 /// The reader side: maps names, then feeds blobs the target lacks to the uploaders.
 struct Feeder<'a> {
+    path: &'a Path,
+    policy: &'a crate::bundle::signature::SignaturePolicy,
+    status: Option<crate::bundle::signature::SignatureStatus>,
     mapping: &'a Mapping,
     target: &'a Target,
     tx: tokio::sync::mpsc::Sender<Msg>,
@@ -176,6 +184,11 @@ impl BlobVisitor for Feeder<'_> {
     type Error = ImportError;
 
     fn manifest(&mut self, contents: &BundleContents) -> Result<(), ImportError> {
+        self.status = Some(crate::bundle::signature::check(
+            self.path,
+            contents,
+            self.policy,
+        )?);
         let names = self.mapping.map_all(&contents.manifest.artifacts)?;
         self.repos = names
             .into_iter()
@@ -508,6 +521,9 @@ pub async fn import(
 ) -> Result<ImportReport, ImportError> {
     let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(2);
     let mut feeder = Feeder {
+        path: bundle,
+        policy: &opts.signature,
+        status: None,
         mapping: &opts.mapping,
         target: &opts.target,
         tx,
@@ -520,7 +536,7 @@ pub async fn import(
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
                 let summary = read_bundle(bundle, &mut feeder, reporter);
-                (summary, feeder.repos, feeder.skipped)
+                (summary, feeder.repos, feeder.skipped, feeder.status)
             });
             let uploaded = rt.block_on(drive(registry.clone(), rx, opts.jobs));
             let read = reader
@@ -529,7 +545,7 @@ pub async fn import(
             (read, uploaded)
         })
     });
-    let (summary, repos, skipped) = read?;
+    let (summary, repos, skipped, status) = read?;
     // A bundle error explains an upload side that stopped; otherwise the upload error stands.
     let summary = match (summary, uploaded) {
         (Err(e @ ImportError::Bundle(_)), _) | (Err(e @ ImportError::Mapping(_)), _) => {
@@ -546,6 +562,7 @@ pub async fn import(
         blobs_mounted: pushed.mounted,
         blobs_skipped: skipped,
         bytes_pushed: pushed.bytes,
+        signature: status,
         ..Default::default()
     };
     let registry: &Registry = &registry;

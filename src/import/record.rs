@@ -1,0 +1,86 @@
+//! What an import leaves in the provenance ledger: one entry per import, admitted or rejected.
+
+use std::path::Path;
+
+use crate::bundle::reader::BundleContents;
+use crate::bundle::signature::SignatureStatus;
+use crate::ledger::{ArtifactRecord, Entry, Outcome, SignatureResult, Verdict};
+use crate::oci::Digest;
+
+use super::ImportReport;
+
+/// Builds the ledger entry for an import of `bundle`, whose table of contents is `toc` when it
+/// could be read. `outcome` is the report of an admitted import or the one-line reason it was
+/// refused. The bundle digest is that of its `airlock.json`; for a bundle too broken to have
+/// one, the sha256 of the whole file, so even that rejection names what was offered.
+pub fn ledger_entry(
+    bundle: &Path,
+    toc: Option<&BundleContents>,
+    target: &str,
+    operator: &str,
+    outcome: Result<&ImportReport, String>,
+) -> Result<Entry, std::io::Error> {
+    let bundle_digest = match toc {
+        Some(t) => Digest::of(&t.manifest_bytes),
+        None => {
+            let mut f = fs_err::File::open(bundle)?;
+            let mut w = crate::oci::DigestWriter::new(std::io::sink());
+            std::io::copy(&mut f, &mut w)?;
+            w.finish().1
+        }
+    };
+    let result = match &outcome {
+        Ok(_) => Outcome::Admitted,
+        Err(reason) => Outcome::Rejected {
+            reason: reason.clone(),
+        },
+    };
+    let mut entry = Entry::new(operator, bundle_digest.as_str(), target, result);
+    let Some(toc) = toc else {
+        return Ok(entry);
+    };
+    entry.bundle.name = Some(toc.manifest.name.clone());
+    if let Ok(report) = &outcome {
+        entry.bundle.signatures = match &report.signature {
+            Some(SignatureStatus::Verified { signers }) => signers
+                .iter()
+                .map(|s| SignatureResult {
+                    signer: s.clone(),
+                    verdict: Verdict::Verified,
+                    detail: None,
+                })
+                .collect(),
+            Some(SignatureStatus::UncheckedAllowed) | None => vec![SignatureResult {
+                signer: "none".into(),
+                verdict: Verdict::Missing,
+                detail: Some("imported with --allow-unsigned".into()),
+            }],
+        };
+    }
+    let report = outcome.ok();
+    entry.artifacts = toc
+        .manifest
+        .artifacts
+        .iter()
+        .enumerate()
+        .map(|(i, a)| {
+            let target_ref = report.and_then(|r| r.artifacts.get(i)).map(|t| {
+                let digest = t.derived_digest.as_ref().unwrap_or(&t.digest);
+                match &t.tag {
+                    Some(tag) => format!("{}:{tag}@{digest}", t.target),
+                    None => format!("{}@{digest}", t.target),
+                }
+            });
+            ArtifactRecord {
+                kind: format!("{:?}", a.kind).to_lowercase(),
+                source_ref: a.source.clone(),
+                target_ref,
+                digest: a.digest.to_string(),
+                media_type: Some(a.media_type.clone()),
+                signatures: Vec::new(),
+                scan: None,
+            }
+        })
+        .collect();
+    Ok(entry)
+}
