@@ -43,21 +43,28 @@ charts:
     version: 6.4.0
 YAML
 cd "$WORK"
+export AIRLOCK_PASSWORD=demo-only-password   # a real site keeps keys and passwords elsewhere
+
+say "airlock key generate --out keys/release   (the release engineer's signing key)"
+"$AIRLOCK" key generate --out keys/release
+say "airlock ledger init ledger   (the isolated side's provenance ledger)"
+"$AIRLOCK" ledger init ledger --origin demo.invalid/airlock-ledger
 
 say "airlock lock platform.yaml"
 "$AIRLOCK" lock platform.yaml --insecure-registry "$SRC"
 
 say "airlock collect platform.lock -o platform.tar.zst"
-"$AIRLOCK" collect platform.lock -o platform.tar.zst --cache cache --insecure-registry "$SRC"
+"$AIRLOCK" collect platform.lock -o platform.tar.zst --cache cache --insecure-registry "$SRC" --sign keys/release.key
 
 say "airlock inspect platform.tar.zst"
 "$AIRLOCK" inspect platform.tar.zst
 
-say "airlock verify platform.tar.zst"
-"$AIRLOCK" verify platform.tar.zst
+say "airlock verify platform.tar.zst --trust keys/release.pub"
+"$AIRLOCK" verify platform.tar.zst --trust keys/release.pub
 
-say "airlock import platform.tar.zst --to $DST/mirror"
-"$AIRLOCK" import platform.tar.zst --to "$DST/mirror" --insecure-registry "$DST"
+say "airlock import platform.tar.zst --to $DST/mirror --trust keys/release.pub --ledger ledger"
+"$AIRLOCK" import platform.tar.zst --to "$DST/mirror" --insecure-registry "$DST" \
+  --trust keys/release.pub --ledger ledger --operator demo
 
 say "what the internal registry serves (skopeo, an independent client)"
 for ref in mirror/platform/web:1.0 mirror/platform/api:2.3 mirror/charts/web:1.0.0 mirror/charts/podinfo:6.4.0; do
@@ -66,6 +73,14 @@ for ref in mirror/platform/web:1.0 mirror/platform/api:2.3 mirror/charts/web:1.0
 done
 
 say "re-running the import pushes nothing new"
-"$AIRLOCK" import platform.tar.zst --to "$DST/mirror" --insecure-registry "$DST" --quiet | tail -n 1
+"$AIRLOCK" import platform.tar.zst --to "$DST/mirror" --insecure-registry "$DST" --trust keys/release.pub \
+  --ledger ledger --operator demo --quiet | tail -n 1
+
+say "the auditor: airlock ledger verify ledger"
+"$AIRLOCK" ledger verify ledger
+
+WEB=$(skopeo inspect --tls-verify=false --raw "docker://$DST/mirror/platform/web:1.0" | sha256sum | cut -d' ' -f1)
+say "the auditor: where did sha256:$WEB come from?"
+"$AIRLOCK" ledger show ledger --digest "sha256:$WEB"
 
 say "done"
