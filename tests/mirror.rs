@@ -580,14 +580,29 @@ fn tls_and_basic_auth_on_both_sides() {
     );
     let stdout = ok(&out);
     assert!(!stdout.contains("s3cret-pw"));
-    let dflags = dst.cli_flags();
+    // The target's credentials come from a docker config.json (HOME is the test dir), not
+    // from --creds: the way operators already keep them.
+    use base64::Engine as _;
+    let auth = base64::engine::general_purpose::STANDARD.encode("alice:s3cret-pw");
+    std::fs::create_dir_all(dir.join(".docker")).expect("dir");
+    std::fs::write(
+        dir.join(".docker/config.json"),
+        format!(r#"{{"auths":{{"{}":{{"auth":"{auth}"}}}}}}"#, dst.host),
+    )
+    .expect("docker config");
+    let dst_ca = dst.tls.as_ref().expect("tls").ca_file.display().to_string();
     let to = format!("{}/m", dst.host);
     let out = airlock(
         dir,
-        &args(
-            &["import", "s.tar.zst", "--to", &to, "--allow-unsigned"],
-            &dflags,
-        ),
+        &[
+            "import",
+            "s.tar.zst",
+            "--to",
+            &to,
+            "--allow-unsigned",
+            "--ca-file",
+            &dst_ca,
+        ],
     );
     let all = format!("{}{}", ok(&out), String::from_utf8_lossy(&out.stderr));
     assert!(!all.contains("s3cret-pw"), "password leaked: {all}");
