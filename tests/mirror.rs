@@ -540,6 +540,7 @@ fn tls_and_basic_auth_on_both_sides() {
     let cfg = || common::RegistryConfig {
         tls: true,
         basic_auth: Some(("alice".into(), "s3cret-pw".into())),
+        ..Default::default()
     };
     let src = TestRegistry::start_with(cfg());
     let dst = TestRegistry::start_with(cfg());
@@ -685,4 +686,63 @@ fn lock_reports_drift_and_collect_refuses_unpinned_specs() {
         &args(&["collect", "p.yaml", "-o", "p.tar.zst"], &flags),
     ));
     ok(&airlock(dir, &["verify", "p.tar.zst", "--allow-unsigned"]));
+}
+
+#[test]
+fn bearer_token_auth() {
+    // The registry delegates auth to a token server (as Docker Hub, Harbor and GitLab do):
+    // airlock must follow the challenge, fetch a scoped token with its credentials, and use it.
+    let cfg = || common::RegistryConfig {
+        token_auth: Some(("alice".into(), "t0ken-pw".into())),
+        ..Default::default()
+    };
+    let src = TestRegistry::start_with(cfg());
+    let dst = TestRegistry::start_with(cfg());
+    let img = fixtures::image(
+        vec![fixtures::layer(8, 5000, Compression::Gzip, false)],
+        "linux/amd64",
+        false,
+    );
+    rt().block_on(fixtures::push_image(
+        &src.client(),
+        &Repo::new(&src.host, "tok/app"),
+        &img,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("t.yaml"),
+        format!("name: t\nimages:\n  - ref: {}/tok/app:1\n", src.host),
+    )
+    .expect("spec");
+    // Wrong password: the token server refuses, and the error says so.
+    let bad = format!("{}=alice:wrong", src.host);
+    let out = airlock(
+        dir,
+        &[
+            "lock",
+            "t.yaml",
+            "--insecure-registry",
+            &src.host,
+            "--creds",
+            &bad,
+        ],
+    );
+    common::fails_with(&out, "token endpoint");
+    let sflags = src.cli_flags();
+    ok(&airlock(dir, &args(&["lock", "t.yaml"], &sflags)));
+    ok(&airlock(
+        dir,
+        &args(&["collect", "t.lock", "-o", "t.tar.zst"], &sflags),
+    ));
+    let to = format!("{}/m", dst.host);
+    ok(&airlock(
+        dir,
+        &args(
+            &["import", "t.tar.zst", "--to", &to, "--allow-unsigned"],
+            &dst.cli_flags(),
+        ),
+    ));
+    assert_eq!(dst.skopeo_raw("m/tok/app:1"), img.manifest.bytes);
 }

@@ -6,6 +6,7 @@
 
 pub mod fixtures;
 pub mod proxy;
+pub mod token;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};
@@ -66,6 +67,8 @@ impl Tls {
 pub struct RegistryConfig {
     pub tls: bool,
     pub basic_auth: Option<(String, String)>,
+    /// Bearer-token auth through a token server that accepts these credentials.
+    pub token_auth: Option<(String, String)>,
 }
 
 /// A running `docker-registry`, killed on drop.
@@ -75,6 +78,7 @@ pub struct TestRegistry {
     pub dir: tempfile::TempDir,
     pub tls: Option<Tls>,
     pub auth: Option<(String, String)>,
+    pub token: Option<token::TokenServer>,
 }
 
 impl TestRegistry {
@@ -111,6 +115,19 @@ impl TestRegistry {
                     htpasswd.display()
                 ));
             }
+            let mut token_server = None;
+            if let Some((user, pass)) = &cfg.token_auth {
+                let cert = dir.path().join("token-issuer.pem");
+                let t = token::TokenServer::start(&cert, user, pass);
+                config.push_str(&format!(
+                    "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
+                    t.realm,
+                    t.service,
+                    t.issuer,
+                    cert.display()
+                ));
+                token_server = Some(t);
+            }
             let cfg_path = dir.path().join("config.yml");
             std::fs::write(&cfg_path, config).expect("config");
             let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
@@ -126,7 +143,8 @@ impl TestRegistry {
                 host,
                 dir,
                 tls,
-                auth: cfg.basic_auth.clone(),
+                auth: cfg.basic_auth.clone().or_else(|| cfg.token_auth.clone()),
+                token: token_server,
             };
             if reg.wait_ready() {
                 return reg;

@@ -1,0 +1,138 @@
+//! A token server for the distribution registry's bearer-token auth: it checks basic
+//! credentials and issues ES256 JWTs (x5c chain to a certificate the registry trusts) for the
+//! scopes asked, as Docker Hub's and Harbor's token services do.
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use base64::Engine as _;
+use p256::ecdsa::signature::Signer as _;
+
+pub struct TokenServer {
+    pub realm: String,
+    pub service: String,
+    pub issuer: String,
+    rt: tokio::runtime::Runtime,
+}
+
+fn b64url(b: &[u8]) -> String {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
+}
+
+impl TokenServer {
+    /// Starts the server; writes the signing certificate to `cert_path` for the registry's
+    /// `rootcertbundle`. Only `user:password` gets a token.
+    pub fn start(cert_path: &Path, user: &str, password: &str) -> TokenServer {
+        let key = rcgen::KeyPair::generate().expect("key");
+        let mut params =
+            rcgen::CertificateParams::new(vec!["token-issuer".to_string()]).expect("params");
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "airlock test token issuer");
+        let cert = params.self_signed(&key).expect("cert");
+        std::fs::write(cert_path, cert.pem()).expect("write cert");
+        let x5c = base64::engine::general_purpose::STANDARD.encode(cert.der());
+        let pkcs8 = key.serialize_der();
+        let signing: p256::ecdsa::SigningKey =
+            p256::pkcs8::DecodePrivateKey::from_pkcs8_der(&pkcs8).expect("p256 key");
+        let expected = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
+        );
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .expect("rt");
+        let listener = rt
+            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        let service = "airlock-test-registry".to_string();
+        let issuer = "airlock-test-issuer".to_string();
+        let (svc_name, iss) = (service.clone(), issuer.clone());
+        rt.spawn(async move {
+            loop {
+                let Ok((stream, _)) = listener.accept().await else { return };
+                let (signing, x5c, expected, svc_name, iss) =
+                    (signing.clone(), x5c.clone(), expected.clone(), svc_name.clone(), iss.clone());
+                tokio::spawn(async move {
+                    let handler = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                        let ok = req
+                            .headers()
+                            .get("authorization")
+                            .and_then(|v| v.to_str().ok())
+                            .is_some_and(|v| v == expected);
+                        let query: HashMap<String, Vec<String>> = req
+                            .uri()
+                            .query()
+                            .unwrap_or("")
+                            .split('&')
+                            .filter_map(|kv| kv.split_once('='))
+                            .fold(HashMap::new(), |mut m, (k, v)| {
+                                let v = url::form_urlencoded::parse(format!("x={v}").as_bytes())
+                                    .next()
+                                    .map(|(_, v)| v.into_owned())
+                                    .unwrap_or_default();
+                                m.entry(k.to_string()).or_default().push(v);
+                                m
+                            });
+                        let body = if ok {
+                            let access: Vec<serde_json::Value> = query
+                                .get("scope")
+                                .into_iter()
+                                .flatten()
+                                .filter_map(|s| {
+                                    let mut p = s.splitn(3, ':');
+                                    let (t, name, actions) = (p.next()?, p.next()?, p.next()?);
+                                    Some(serde_json::json!({"type": t, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
+                                })
+                                .collect();
+                            let now = std::time::SystemTime::now()
+                                .duration_since(std::time::UNIX_EPOCH)
+                                .map(|d| d.as_secs())
+                                .unwrap_or(0);
+                            let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+                            let claims = serde_json::json!({
+                                "iss": iss, "sub": "alice", "aud": svc_name,
+                                "exp": now + 300, "nbf": now - 10, "iat": now,
+                                "jti": format!("{now}-{}", access.len()), "access": access,
+                            });
+                            let input = format!(
+                                "{}.{}",
+                                b64url(header.to_string().as_bytes()),
+                                b64url(claims.to_string().as_bytes())
+                            );
+                            let sig: p256::ecdsa::Signature = signing.sign(input.as_bytes());
+                            let token = format!("{input}.{}", b64url(&sig.to_bytes()));
+                            Some(serde_json::json!({"token": token, "expires_in": 300}).to_string())
+                        } else {
+                            None
+                        };
+                        async move {
+                            let resp = match body {
+                                Some(b) => hyper::Response::builder()
+                                    .status(200)
+                                    .header("content-type", "application/json")
+                                    .body(http_body_util::Full::new(bytes::Bytes::from(b))),
+                                None => hyper::Response::builder()
+                                    .status(401)
+                                    .body(http_body_util::Full::new(bytes::Bytes::new())),
+                            };
+                            Ok::<_, std::convert::Infallible>(resp.expect("response"))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+                        .await;
+                });
+            }
+        });
+        TokenServer {
+            realm: format!("http://{addr}/token"),
+            service,
+            issuer,
+            rt,
+        }
+    }
+}
