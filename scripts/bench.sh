@@ -15,6 +15,9 @@ AIRLOCK=$PWD/target/release/airlock
 SAMPLES=$PWD/target/release/examples/samples
 WORK=$(mktemp -d -t airlock-bench.XXXXXX)
 trap 'stop_registries "$WORK"; rm -rf "$WORK"' EXIT
+# Bundles are signed and checked as in real use (the signature costs microseconds).
+export AIRLOCK_PASSWORD=bench-only
+"$AIRLOCK" key generate --out "$WORK/keys/bench" --quiet >/dev/null
 
 # measure NAME CMD...: runs CMD under /usr/bin/time, records seconds and peak RSS (KiB).
 declare -A SECS RSS
@@ -36,9 +39,10 @@ run_set() {  # run_set LABEL BIG_MIB -> fills SECS/RSS with LABEL-prefixed names
   "$AIRLOCK" lock "$WORK/$label.yaml" -o "$WORK/$label.lock" --insecure-registry "$src" --quiet >/dev/null
   sync
   measure "$label-collect" "$AIRLOCK" collect "$WORK/$label.lock" -o "$WORK/$label.tar.zst" \
-    --cache "$WORK/$label-cache" --insecure-registry "$src" --quiet
-  measure "$label-verify" "$AIRLOCK" verify "$WORK/$label.tar.zst" --quiet
-  measure "$label-import" "$AIRLOCK" import "$WORK/$label.tar.zst" --to "$dst1/bench" --insecure-registry "$dst1" --quiet
+    --cache "$WORK/$label-cache" --insecure-registry "$src" --quiet --sign "$WORK/keys/bench.key"
+  measure "$label-verify" "$AIRLOCK" verify "$WORK/$label.tar.zst" --quiet --trust "$WORK/keys/bench.pub"
+  measure "$label-import" "$AIRLOCK" import "$WORK/$label.tar.zst" --to "$dst1/bench" --insecure-registry "$dst1" --quiet \
+    --trust "$WORK/keys/bench.pub"
   if [ "$label" = base ]; then
     measure "$label-skopeo-pull" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --src-tls-verify=false docker://$src/bench/img\$i:1 oci:$WORK/layout:img\$i >/dev/null; done"
     measure "$label-skopeo-push" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --dest-tls-verify=false oci:$WORK/layout:img\$i docker://$dst2/bench/img\$i:1 >/dev/null; done"
