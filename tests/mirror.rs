@@ -535,13 +535,13 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     drop(spec);
 }
 
-#[test]
-fn tls_and_basic_auth_on_both_sides() {
-    let cfg = || common::RegistryConfig {
-        tls: true,
-        basic_auth: Some(("alice".into(), "s3cret-pw".into())),
-        ..Default::default()
-    };
+/// Two registries started with `cfg`, one single-layer image pushed to `repo:1` on the first,
+/// and a work dir holding the spec `NAME.yaml` for it.
+fn pair_with_one_image(
+    cfg: impl Fn() -> common::RegistryConfig,
+    repo: &str,
+    name: &str,
+) -> (TestRegistry, TestRegistry, Image, tempfile::TempDir) {
     let src = TestRegistry::start_with(cfg());
     let dst = TestRegistry::start_with(cfg());
     let img = fixtures::image(
@@ -551,17 +551,28 @@ fn tls_and_basic_auth_on_both_sides() {
     );
     rt().block_on(fixtures::push_image(
         &src.client(),
-        &Repo::new(&src.host, "secure/app"),
+        &Repo::new(&src.host, repo),
         &img,
         Some("1"),
     ));
     let work = tempfile::tempdir().expect("tmp");
-    let dir = work.path();
     std::fs::write(
-        dir.join("s.yaml"),
-        format!("name: s\nimages:\n  - ref: {}/secure/app:1\n", src.host),
+        work.path().join(format!("{name}.yaml")),
+        format!("name: {name}\nimages:\n  - ref: {}/{repo}:1\n", src.host),
     )
     .expect("spec");
+    (src, dst, img, work)
+}
+
+#[test]
+fn tls_and_basic_auth_on_both_sides() {
+    let cfg = || common::RegistryConfig {
+        tls: true,
+        basic_auth: Some(("alice".into(), "s3cret-pw".into())),
+        ..Default::default()
+    };
+    let (src, dst, img, work) = pair_with_one_image(cfg, "secure/app", "s");
+    let dir = work.path();
 
     // No credentials: a clear auth error naming the registry, with a hint.
     let ca = src.tls.as_ref().expect("tls").ca_file.display().to_string();
@@ -696,26 +707,8 @@ fn bearer_token_auth() {
         token_auth: Some(("alice".into(), "t0ken-pw".into())),
         ..Default::default()
     };
-    let src = TestRegistry::start_with(cfg());
-    let dst = TestRegistry::start_with(cfg());
-    let img = fixtures::image(
-        vec![fixtures::layer(8, 5000, Compression::Gzip, false)],
-        "linux/amd64",
-        false,
-    );
-    rt().block_on(fixtures::push_image(
-        &src.client(),
-        &Repo::new(&src.host, "tok/app"),
-        &img,
-        Some("1"),
-    ));
-    let work = tempfile::tempdir().expect("tmp");
+    let (src, dst, img, work) = pair_with_one_image(cfg, "tok/app", "t");
     let dir = work.path();
-    std::fs::write(
-        dir.join("t.yaml"),
-        format!("name: t\nimages:\n  - ref: {}/tok/app:1\n", src.host),
-    )
-    .expect("spec");
     // Wrong password: the token server refuses, and the error says so.
     let bad = format!("{}=alice:wrong", src.host);
     let out = airlock(

@@ -359,49 +359,21 @@ pub struct FileServer {
 
 impl FileServer {
     pub fn serve(root: PathBuf) -> FileServer {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        rt.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
+        let (addr, rt) = serve_http(move |_| {
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                let path = req.uri().path().trim_start_matches('/').to_string();
+                let found = (!path.contains(".."))
+                    .then(|| std::fs::read(root.join(&path)).ok())
+                    .flatten();
+                let resp = match found {
+                    Some(b) => hyper::Response::builder()
+                        .status(200)
+                        .body(full(bytes::Bytes::from(b))),
+                    None => hyper::Response::builder()
+                        .status(404)
+                        .body(full(bytes::Bytes::new())),
                 };
-                let root = root.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(
-                        move |req: hyper::Request<hyper::body::Incoming>| {
-                            let root = root.clone();
-                            async move {
-                                let path = req.uri().path().trim_start_matches('/').to_string();
-                                let resp = if path.contains("..") {
-                                    hyper::Response::builder()
-                                        .status(400)
-                                        .body(http_body_util::Full::new(bytes::Bytes::new()))
-                                } else {
-                                    match std::fs::read(root.join(&path)) {
-                                        Ok(b) => hyper::Response::builder()
-                                            .status(200)
-                                            .body(http_body_util::Full::new(bytes::Bytes::from(b))),
-                                        Err(_) => hyper::Response::builder()
-                                            .status(404)
-                                            .body(http_body_util::Full::new(bytes::Bytes::new())),
-                                    }
-                                };
-                                Ok::<_, std::convert::Infallible>(resp.expect("response"))
-                            }
-                        },
-                    );
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
+                async move { resp.expect("response") }
             }
         });
         FileServer {
@@ -409,6 +381,54 @@ impl FileServer {
             rt,
         }
     }
+}
+
+/// A body from bytes, boxed so every test server has one body type.
+pub type Body = http_body_util::combinators::BoxBody<bytes::Bytes, std::io::Error>;
+
+/// A whole body.
+pub fn full(b: bytes::Bytes) -> Body {
+    use http_body_util::BodyExt;
+    BodyExt::boxed(http_body_util::Full::new(b).map_err(|never| match never {}))
+}
+
+/// Serves HTTP/1.1 on 127.0.0.1 (a random port) with the handler `make(address)` returns,
+/// until the returned runtime is dropped: the one server loop behind the chart repository,
+/// the token server and the proxy.
+pub fn serve_http<M, F, Fut>(make: M) -> (std::net::SocketAddr, tokio::runtime::Runtime)
+where
+    M: FnOnce(std::net::SocketAddr) -> F,
+    F: Fn(hyper::Request<hyper::body::Incoming>) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = hyper::Response<Body>> + Send + 'static,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("rt");
+    let listener = rt
+        .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let handler = make(addr);
+    rt.spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let handler = handler.clone();
+            tokio::spawn(async move {
+                let svc = hyper::service::service_fn(move |req| {
+                    let fut = handler(req);
+                    async move { Ok::<_, std::convert::Infallible>(fut.await) }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
+                    .await;
+            });
+        }
+    });
+    (addr, rt)
 }
 
 /// sha256 hex of a file.

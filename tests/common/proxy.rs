@@ -37,51 +37,29 @@ pub struct Proxy {
     rt: tokio::runtime::Runtime,
 }
 
-type Body = http_body_util::combinators::BoxBody<Bytes, std::io::Error>;
-
-fn full(b: Bytes) -> Body {
-    BodyExt::boxed(http_body_util::Full::new(b).map_err(|never| match never {}))
-}
+use super::{full, Body};
 
 impl Proxy {
     pub fn start(upstream: &str, fault: Fault) -> Proxy {
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let requests = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let state = Arc::new(State {
-            upstream: format!("http://{upstream}"),
-            fault,
-            requests: requests.clone(),
-            cuts: AtomicUsize::new(0),
-            uploads: AtomicUsize::new(0),
-            log: log.clone(),
-            client: reqwest::Client::new(),
-            proxy_host: addr.to_string(),
-            upstream_host: upstream.to_string(),
-        });
-        rt.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    return;
-                };
+        let (r, l) = (requests.clone(), log.clone());
+        let upstream = upstream.to_string();
+        let (addr, rt) = super::serve_http(move |addr| {
+            let state = Arc::new(State {
+                upstream: format!("http://{upstream}"),
+                fault,
+                requests: r,
+                cuts: AtomicUsize::new(0),
+                uploads: AtomicUsize::new(0),
+                log: l,
+                client: reqwest::Client::new(),
+                proxy_host: addr.to_string(),
+                upstream_host: upstream,
+            });
+            move |req| {
                 let state = state.clone();
-                tokio::spawn(async move {
-                    let svc = hyper::service::service_fn(move |req| {
-                        let state = state.clone();
-                        async move { Ok::<_, std::convert::Infallible>(state.handle(req).await) }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
+                async move { state.handle(req).await }
             }
         });
         Proxy {

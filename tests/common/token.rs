@@ -39,46 +39,32 @@ impl TokenServer {
             "Basic {}",
             base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
         );
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(1)
-            .enable_all()
-            .build()
-            .expect("rt");
-        let listener = rt
-            .block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
         let service = "airlock-test-registry".to_string();
         let issuer = "airlock-test-issuer".to_string();
         let (svc_name, iss) = (service.clone(), issuer.clone());
-        rt.spawn(async move {
-            loop {
-                let Ok((stream, _)) = listener.accept().await else { return };
-                let (signing, x5c, expected, svc_name, iss) =
-                    (signing.clone(), x5c.clone(), expected.clone(), svc_name.clone(), iss.clone());
-                tokio::spawn(async move {
-                    let handler = hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
-                        let ok = req
-                            .headers()
-                            .get("authorization")
-                            .and_then(|v| v.to_str().ok())
-                            .is_some_and(|v| v == expected);
-                        let query: HashMap<String, Vec<String>> = req
-                            .uri()
-                            .query()
-                            .unwrap_or("")
-                            .split('&')
-                            .filter_map(|kv| kv.split_once('='))
-                            .fold(HashMap::new(), |mut m, (k, v)| {
-                                let v = url::form_urlencoded::parse(format!("x={v}").as_bytes())
-                                    .next()
-                                    .map(|(_, v)| v.into_owned())
-                                    .unwrap_or_default();
-                                m.entry(k.to_string()).or_default().push(v);
-                                m
-                            });
-                        let body = if ok {
-                            let access: Vec<serde_json::Value> = query
+        let (addr, rt) = super::serve_http(move |_| {
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                let ok = req
+                    .headers()
+                    .get("authorization")
+                    .and_then(|v| v.to_str().ok())
+                    .is_some_and(|v| v == expected);
+                let query: HashMap<String, Vec<String>> = req
+                    .uri()
+                    .query()
+                    .unwrap_or("")
+                    .split('&')
+                    .filter_map(|kv| kv.split_once('='))
+                    .fold(HashMap::new(), |mut m, (k, v)| {
+                        let v = url::form_urlencoded::parse(format!("x={v}").as_bytes())
+                            .next()
+                            .map(|(_, v)| v.into_owned())
+                            .unwrap_or_default();
+                        m.entry(k.to_string()).or_default().push(v);
+                        m
+                    });
+                let body = if ok {
+                    let access: Vec<serde_json::Value> = query
                                 .get("scope")
                                 .into_iter()
                                 .flatten()
@@ -88,44 +74,37 @@ impl TokenServer {
                                     Some(serde_json::json!({"type": t, "name": name, "actions": actions.split(',').collect::<Vec<_>>()}))
                                 })
                                 .collect();
-                            let now = std::time::SystemTime::now()
-                                .duration_since(std::time::UNIX_EPOCH)
-                                .map(|d| d.as_secs())
-                                .unwrap_or(0);
-                            let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
-                            let claims = serde_json::json!({
-                                "iss": iss, "sub": "alice", "aud": svc_name,
-                                "exp": now + 300, "nbf": now - 10, "iat": now,
-                                "jti": format!("{now}-{}", access.len()), "access": access,
-                            });
-                            let input = format!(
-                                "{}.{}",
-                                b64url(header.to_string().as_bytes()),
-                                b64url(claims.to_string().as_bytes())
-                            );
-                            let sig: p256::ecdsa::Signature = signing.sign(input.as_bytes());
-                            let token = format!("{input}.{}", b64url(&sig.to_bytes()));
-                            Some(serde_json::json!({"token": token, "expires_in": 300}).to_string())
-                        } else {
-                            None
-                        };
-                        async move {
-                            let resp = match body {
-                                Some(b) => hyper::Response::builder()
-                                    .status(200)
-                                    .header("content-type", "application/json")
-                                    .body(http_body_util::Full::new(bytes::Bytes::from(b))),
-                                None => hyper::Response::builder()
-                                    .status(401)
-                                    .body(http_body_util::Full::new(bytes::Bytes::new())),
-                            };
-                            Ok::<_, std::convert::Infallible>(resp.expect("response"))
-                        }
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .map(|d| d.as_secs())
+                        .unwrap_or(0);
+                    let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
+                    let claims = serde_json::json!({
+                        "iss": iss, "sub": "alice", "aud": svc_name,
+                        "exp": now + 300, "nbf": now - 10, "iat": now,
+                        "jti": format!("{now}-{}", access.len()), "access": access,
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
-                        .await;
-                });
+                    let input = format!(
+                        "{}.{}",
+                        b64url(header.to_string().as_bytes()),
+                        b64url(claims.to_string().as_bytes())
+                    );
+                    let sig: p256::ecdsa::Signature = signing.sign(input.as_bytes());
+                    let token = format!("{input}.{}", b64url(&sig.to_bytes()));
+                    Some(serde_json::json!({"token": token, "expires_in": 300}).to_string())
+                } else {
+                    None
+                };
+                let resp = match body {
+                    Some(b) => hyper::Response::builder()
+                        .status(200)
+                        .header("content-type", "application/json")
+                        .body(super::full(bytes::Bytes::from(b))),
+                    None => hyper::Response::builder()
+                        .status(401)
+                        .body(super::full(bytes::Bytes::new())),
+                };
+                async move { resp.expect("response") }
             }
         });
         TokenServer {
