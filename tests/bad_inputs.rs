@@ -114,16 +114,17 @@ impl Env {
     /// The shared layer's digest and its position in pull order (collect pulls by digest).
     fn shared_layer(&self) -> (Digest, usize) {
         let shared = self.a.layers[0].digest();
-        let mut blobs: Vec<String> = [&self.a, &self.b]
+        // Collect downloads in pack order: by (size, digest).
+        let mut blobs: Vec<(usize, String)> = [&self.a, &self.b]
             .iter()
             .flat_map(|i| std::iter::once(&i.config).chain(i.layers.iter()))
-            .map(|b| b.digest().to_string())
+            .map(|b| (b.bytes.len(), b.digest().to_string()))
             .collect();
         blobs.sort();
         blobs.dedup();
         let pos = blobs
             .iter()
-            .position(|d| *d == shared.to_string())
+            .position(|(_, d)| *d == shared.to_string())
             .expect("shared layer");
         (shared, pos)
     }
@@ -772,7 +773,7 @@ fn survives_transient_registry_faults() {
             4,
         ),
         (
-            // Collect pulls one blob at a time in digest order (`--jobs 1`): the first `pos`
+            // Collect pulls one blob at a time in pack order (`--jobs 1`): the first `pos`
             // blob GETs are other blobs, the next is the shared layer, cut once mid-body.
             "the shared layer's body cut off once",
             Fault::CutBlobBody {

@@ -53,6 +53,9 @@ pub enum WriteError {
     /// A blob listed in the manifest has no data.
     #[error("internal: no data for blob {0}")]
     NoData(Digest),
+    /// Writing stopped because the content it waited for will not come.
+    #[error("bundle not written: {0}")]
+    Aborted(String),
 }
 
 /// The summary of a written bundle.
@@ -62,8 +65,13 @@ pub struct Written {
     pub size: u64,
 }
 
+/// Waits until a blob's data is in place (collect packs while it still downloads).
+pub type Ready<'a> = &'a (dyn Fn(&Digest) -> Result<(), WriteError> + Sync);
+
 /// Writes `manifest_bytes` (the exact `airlock.json`), an optional signature, the OCI layout
-/// and every blob listed in `manifest.blobs`, in that order, to `path`.
+/// and every blob listed in `manifest.blobs`, in that order, to `path`. `ready` is asked before
+/// each cached blob is read.
+#[allow(clippy::too_many_arguments)]
 pub fn write_bundle(
     path: &Path,
     manifest: &BundleManifest,
@@ -71,6 +79,7 @@ pub fn write_bundle(
     signature: Option<&[u8]>,
     index_json: &[u8],
     data: &HashMap<Digest, BlobData>,
+    ready: Ready<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Written, WriteError> {
     let tmp = path.with_file_name(format!(
@@ -86,6 +95,7 @@ pub fn write_bundle(
         signature,
         index_json,
         data,
+        ready,
         reporter,
     );
     match result {
@@ -132,6 +142,7 @@ fn write_to(
     signature: Option<&[u8]>,
     index_json: &[u8],
     data: &HashMap<Digest, BlobData>,
+    ready: Ready<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Written, WriteError> {
     let io_err = |source| WriteError::Io {
@@ -159,7 +170,6 @@ fn write_to(
     }
     small(&mut tar, LAYOUT_ENTRY, LAYOUT_CONTENT)?;
     small(&mut tar, INDEX_ENTRY, index_json)?;
-    reporter.phase("pack", manifest.total_blob_bytes());
     for blob in &manifest.blobs {
         let h = header(&blob_path(&blob.digest), blob.size, mtime).map_err(io_err)?;
         match data.get(&blob.digest) {
@@ -168,6 +178,7 @@ fn write_to(
                 reporter.advance(b.len() as u64);
             }
             Some(BlobData::File { path: p, verified }) => {
+                ready(&blob.digest)?;
                 let f = fs_err::File::open(p).map_err(|source| WriteError::Io {
                     path: p.clone(),
                     source,
@@ -198,7 +209,6 @@ fn write_to(
             None => return Err(WriteError::NoData(blob.digest.clone())),
         }
     }
-    reporter.finish_phase();
     let enc = tar.into_inner().map_err(io_err)?;
     let out = enc.finish().map_err(io_err)?;
     let CountingWriter {

@@ -508,6 +508,95 @@ impl Plan {
     }
 }
 
+/// Which downloads have finished, for the writer to wait on.
+#[derive(Default)]
+struct Arrivals {
+    state: std::sync::Mutex<(std::collections::HashSet<Digest>, bool)>,
+    cv: std::sync::Condvar,
+}
+
+impl Arrivals {
+    fn arrived(&self, d: Digest) {
+        if let Ok(mut g) = self.state.lock() {
+            g.0.insert(d);
+        }
+        self.cv.notify_all();
+    }
+
+    fn abort(&self) {
+        if let Ok(mut g) = self.state.lock() {
+            g.1 = true;
+        }
+        self.cv.notify_all();
+    }
+
+    fn aborted(&self) -> bool {
+        self.state.lock().map(|g| g.1).unwrap_or(true)
+    }
+
+    /// Blocks until `d` has been downloaded (when this run downloads it at all).
+    fn wait(
+        &self,
+        d: &Digest,
+        downloading: &std::collections::HashSet<Digest>,
+    ) -> Result<(), WriteError> {
+        if !downloading.contains(d) {
+            return Ok(());
+        }
+        let mut g = self
+            .state
+            .lock()
+            .map_err(|_| WriteError::Aborted("download state poisoned".into()))?;
+        loop {
+            if g.0.contains(d) {
+                return Ok(());
+            }
+            if g.1 {
+                return Err(WriteError::Aborted(format!("blob {d} was not downloaded")));
+            }
+            g = self
+                .cv
+                .wait(g)
+                .map_err(|_| WriteError::Aborted("download state poisoned".into()))?;
+        }
+    }
+}
+
+/// Downloads blobs into the cache, `jobs` at a time, in the order given.
+async fn pull_all(
+    registry: &Registry,
+    cache: &Path,
+    missing: Vec<(Digest, Descriptor, Repo)>,
+    jobs: usize,
+    arrivals: &Arrivals,
+    reporter: &dyn Reporter,
+) -> Result<(), CollectError> {
+    stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
+        let dest = cache_path(cache, &digest);
+        async move {
+            if arrivals.aborted() {
+                return Err(CollectError::Write(WriteError::Aborted(
+                    "the bundle writer stopped".into(),
+                )));
+            }
+            registry
+                .download_blob(&repo, &digest, desc.size, &dest, reporter)
+                .await
+                .map_err(|source| CollectError::Registry {
+                    artifact: format!("{repo}"),
+                    source,
+                })?;
+            reporter.item(digest.short());
+            arrivals.arrived(digest);
+            Ok::<(), CollectError>(())
+        }
+    }))
+    .buffer_unordered(jobs.max(1))
+    .try_collect::<Vec<()>>()
+    .await
+    .map(|_| ())
+}
+
 fn cache_path(cache: &Path, digest: &Digest) -> PathBuf {
     cache.join("sha256").join(digest.hex())
 }
@@ -630,7 +719,7 @@ pub async fn collect(
         }
     }
 
-    // Pull what the cache lacks, several at a time.
+    // Which blobs the cache lacks.
     let missing: Vec<(Digest, Descriptor, Repo)> = plan
         .pulls
         .iter()
@@ -644,25 +733,6 @@ pub async fn collect(
     let to_download: u64 = missing.iter().map(|(_, d, _)| d.size).sum();
     let fresh: std::collections::HashSet<Digest> =
         missing.iter().map(|(d, _, _)| d.clone()).collect();
-    reporter.phase("pull", to_download);
-    stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
-        let dest = cache_path(&opts.cache, &digest);
-        async move {
-            registry
-                .download_blob(&repo, &digest, desc.size, &dest, reporter)
-                .await
-                .map_err(|source| CollectError::Registry {
-                    artifact: format!("{repo}"),
-                    source,
-                })?;
-            reporter.item(digest.short());
-            Ok::<(), CollectError>(())
-        }
-    }))
-    .buffer_unordered(opts.jobs.max(1))
-    .try_collect::<Vec<()>>()
-    .await?;
-    reporter.finish_phase();
 
     // Order: manifests by digest, then every other blob by (size, digest).
     let mut data: HashMap<Digest, BlobData> = HashMap::new();
@@ -724,17 +794,58 @@ pub async fn collect(
     let out = opts.output.clone();
     let signature = (!opts.signers.is_empty())
         .then(|| crate::trust::bundle_sig::sign_manifest(&manifest_bytes, &opts.signers).to_vec());
-    let written = tokio::task::block_in_place(|| {
-        write_bundle(
-            &out,
-            &manifest,
-            &manifest_bytes,
-            signature.as_deref(),
-            &index_json,
-            &data,
-            reporter,
-        )
-    })?;
+    // Pull and pack at once: downloads start in pack order, several at a time, and the writer
+    // waits for each blob only when its turn comes, so the bundle is written while the rest
+    // still downloads.
+    let mut order: HashMap<&Digest, usize> = HashMap::new();
+    for (i, b) in manifest.blobs.iter().enumerate() {
+        order.insert(&b.digest, i);
+    }
+    let mut missing = missing;
+    missing.sort_by_key(|(d, _, _)| order.get(d).copied().unwrap_or(usize::MAX));
+    let arrivals = Arrivals::default();
+    reporter.phase("collect", to_download + manifest.total_blob_bytes());
+    let rt = tokio::runtime::Handle::current();
+    let (written, pulled) = tokio::task::block_in_place(|| {
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| {
+                let ready = |d: &Digest| arrivals.wait(d, &fresh);
+                let r = write_bundle(
+                    &out,
+                    &manifest,
+                    &manifest_bytes,
+                    signature.as_deref(),
+                    &index_json,
+                    &data,
+                    &ready,
+                    reporter,
+                );
+                if r.is_err() {
+                    arrivals.abort();
+                }
+                r
+            });
+            let pulled = rt.block_on(pull_all(
+                registry,
+                &opts.cache,
+                missing,
+                opts.jobs,
+                &arrivals,
+                reporter,
+            ));
+            if pulled.is_err() {
+                arrivals.abort();
+            }
+            let written = writer
+                .join()
+                .unwrap_or_else(|_| Err(WriteError::Aborted("the bundle writer panicked".into())));
+            (written, pulled)
+        })
+    });
+    reporter.finish_phase();
+    // A download failure explains a writer that stopped waiting for it.
+    pulled?;
+    let written = written?;
     let artifacts = plan
         .artifacts
         .iter()
