@@ -15,7 +15,12 @@ pub mod bundle_sig;
 pub mod keys;
 pub mod password;
 mod pem;
+pub mod policy;
 pub mod sealed;
+pub mod sigstore_bundle;
+pub mod simple_signing;
+pub mod trusted_root;
+pub mod verify;
 
 pub use bundle_sig::{sign_manifest, verify_manifest, SigFile, SigFileError, VerifiedSigner};
 pub use keys::{KeyError, KeyId, PublicKey, SigningKey};

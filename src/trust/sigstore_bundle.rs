@@ -1,0 +1,255 @@
+//! Offline verification of Sigstore bundles (`application/vnd.dev.sigstore.bundle…`, v0.1 to
+//! v0.3), the form cosign v3 and the `sigstore-*` clients attach to images as OCI referrers.
+//!
+//! A bundle carries the signature (a `messageSignature` over the artifact or a DSSE envelope
+//! whose in-toto subject names the artifact), the verification material (a Fulcio certificate,
+//! or a hint of a managed public key) and the transparency-log entries (Rekor v1 or v2 with
+//! their inclusion proof to a signed checkpoint and/or the signed entry timestamp). Everything
+//! is checked against a [`TrustedRoot`] read from a file; nothing is fetched.
+//!
+//! The checks are those of the `sigstore-verify` crate (the Sigstore client specification's
+//! steps: certificate chain at the signing time, SCT, Rekor inclusion proof and checkpoint
+//! signature, SET, integrated time within the certificate validity, signature, and the log
+//! entry's consistency with the bundle). This module picks the policy, and reports what was
+//! verified: who signed (key id, or certificate identity and issuer) and at which log index.
+//! Matching the identity against a trust policy is [`super::verify`]'s job.
+
+use sigstore_verify::types::{Bundle, Sha256Hash};
+use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
+
+use super::trusted_root::TrustedRoot;
+use super::{KeyId, PublicKey};
+use crate::oci::Digest;
+
+/// Largest bundle accepted (real bundles are a few KiB; DSSE attestations can be larger).
+pub const MAX_BUNDLE_BYTES: usize = 4 * 1024 * 1024;
+
+/// Media types of Sigstore bundles, as layers or `artifactType` of referrers.
+pub const BUNDLE_MEDIA_TYPES: &[&str] = &[
+    "application/vnd.dev.sigstore.bundle+json;version=0.1",
+    "application/vnd.dev.sigstore.bundle+json;version=0.2",
+    "application/vnd.dev.sigstore.bundle+json;version=0.3",
+    "application/vnd.dev.sigstore.bundle.v0.3+json",
+];
+
+/// True for a media type that names a Sigstore bundle of a version we read.
+pub fn is_bundle_media_type(media_type: &str) -> bool {
+    BUNDLE_MEDIA_TYPES.contains(&media_type)
+}
+
+/// Why a bundle was refused.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BundleError {
+    /// The bundle is larger than [`MAX_BUNDLE_BYTES`].
+    #[error("the Sigstore bundle is {len} bytes, more than {max}")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The cap.
+        max: usize,
+    },
+    /// The bundle is not valid JSON or not a bundle of a known version.
+    #[error("malformed Sigstore bundle: {detail}")]
+    Malformed {
+        /// What the parser said.
+        detail: String,
+    },
+    /// The artifact digest is not a sha256 digest.
+    #[error("cannot verify a Sigstore bundle over {digest}: only sha256 digests are supported")]
+    UnsupportedDigest {
+        /// The digest given.
+        digest: Digest,
+    },
+    /// No trusted root was given: bundles cannot be verified without one.
+    #[error("a trusted root is needed to verify Sigstore bundles, and none was given")]
+    NoTrustedRoot,
+    /// The bundle is signed by a kind of signer the rule does not name.
+    #[error("the bundle is signed {found}, and the rule names no {wanted}")]
+    SignerKind {
+        /// `with a managed key` or `keyless (with a certificate)`.
+        found: &'static str,
+        /// `keys` or `keyless signers`.
+        wanted: &'static str,
+    },
+    /// A check failed (signature, certificate, log entry, timestamp, …).
+    #[error("Sigstore bundle verification failed: {source}")]
+    Verification {
+        /// What failed, as the verifier says it.
+        #[source]
+        source: Box<sigstore_verify::Error>,
+    },
+}
+
+/// What a bundle is checked against.
+#[derive(Debug, Clone, Copy)]
+pub enum BundleSigner<'a> {
+    /// A managed key: the bundle must be signed by this key.
+    Key(&'a PublicKey),
+    /// Keyless: a Fulcio certificate chaining to the trusted root. The identity and issuer are
+    /// returned in [`VerifiedBundle`] for the caller to match.
+    Keyless,
+}
+
+/// The artifact a bundle signs.
+#[derive(Debug, Clone, Copy)]
+pub enum BundleArtifact<'a> {
+    /// The artifact bytes.
+    Bytes(&'a [u8]),
+    /// The artifact's digest (an image manifest digest): used for `messageSignature`
+    /// digests and DSSE in-toto subjects.
+    Digest(&'a Digest),
+}
+
+/// What a verified bundle proves.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedBundle {
+    /// The bundle's media type.
+    pub media_type: String,
+    /// The managed key that signed, for [`BundleSigner::Key`].
+    pub key_id: Option<KeyId>,
+    /// The certificate's subject alternative name (email or URI), for keyless bundles.
+    pub identity: Option<String>,
+    /// The certificate's OIDC issuer (Fulcio extension 1.3.6.1.4.1.57264.1.8, or .1.1).
+    pub issuer: Option<String>,
+    /// The Rekor log index of the (first) transparency-log entry.
+    pub rekor_log_index: Option<u64>,
+    /// The Rekor integrated time (seconds since the epoch), when a SET or checkpoint gave one.
+    pub integrated_time: Option<i64>,
+}
+
+/// Parses a bundle strictly: JSON, known media type, structural rules of its version.
+pub fn parse_bundle(json: &[u8]) -> Result<Bundle, BundleError> {
+    if json.len() > MAX_BUNDLE_BYTES {
+        return Err(BundleError::TooLarge {
+            len: json.len(),
+            max: MAX_BUNDLE_BYTES,
+        });
+    }
+    let text = std::str::from_utf8(json).map_err(|_| BundleError::Malformed {
+        detail: "not UTF-8 text".into(),
+    })?;
+    Bundle::from_json(text).map_err(|e| BundleError::Malformed {
+        detail: e.to_string(),
+    })
+}
+
+/// Verifies a Sigstore bundle over `artifact` against `root`, signed by `signer`.
+///
+/// Transparency-log inclusion is always required; the certificate's SCT is checked when the
+/// trusted root lists CT logs ([`TrustedRoot::has_ct_logs`]).
+pub fn verify_bundle(
+    json: &[u8],
+    artifact: BundleArtifact<'_>,
+    root: &TrustedRoot,
+    signer: BundleSigner<'_>,
+) -> Result<VerifiedBundle, BundleError> {
+    let bundle = parse_bundle(json)?;
+    verify_parsed_bundle(&bundle, artifact, root, signer)
+}
+
+/// [`verify_bundle`] for an already parsed bundle.
+pub fn verify_parsed_bundle(
+    bundle: &Bundle,
+    artifact: BundleArtifact<'_>,
+    root: &TrustedRoot,
+    signer: BundleSigner<'_>,
+) -> Result<VerifiedBundle, BundleError> {
+    super::trusted_root::ensure_crypto_provider();
+    let verifier = root.verifier();
+    let verification = |source| BundleError::Verification {
+        source: Box::new(source),
+    };
+    let result = match (artifact, signer) {
+        (BundleArtifact::Bytes(bytes), BundleSigner::Keyless) => verifier
+            .verify(bytes, bundle, &keyless_policy(root))
+            .map_err(verification)?,
+        (BundleArtifact::Bytes(bytes), BundleSigner::Key(key)) => verifier
+            .verify(bytes, bundle, &key_policy(key))
+            .map_err(verification)?,
+        (BundleArtifact::Digest(digest), signer) => {
+            let hash = sha256_of(digest)?;
+            match signer {
+                BundleSigner::Keyless => verifier
+                    .verify(hash, bundle, &keyless_policy(root))
+                    .map_err(verification)?,
+                BundleSigner::Key(key) => verifier
+                    .verify(hash, bundle, &key_policy(key))
+                    .map_err(verification)?,
+            }
+        }
+    };
+    let rekor_log_index = bundle
+        .verification_material
+        .tlog_entries
+        .first()
+        .map(|e| e.log_index.get());
+    Ok(VerifiedBundle {
+        media_type: bundle.media_type.as_str().to_owned(),
+        key_id: match signer {
+            BundleSigner::Key(key) => Some(key.key_id().clone()),
+            BundleSigner::Keyless => None,
+        },
+        identity: result.identity().map(|san| san.as_str().to_owned()),
+        issuer: result.issuer().map(str::to_owned),
+        rekor_log_index,
+        integrated_time: result.integrated_time().map(|t| t.as_second()),
+    })
+}
+
+fn keyless_policy(root: &TrustedRoot) -> VerificationPolicy {
+    let policy = VerificationPolicy::any_identity();
+    if root.has_ct_logs() {
+        policy
+    } else {
+        policy.skip_sct()
+    }
+}
+
+fn key_policy(key: &PublicKey) -> PublicKeyVerificationPolicy {
+    PublicKeyVerificationPolicy::new(sigstore_verify::types::DerPublicKey::new(
+        key.spki_der().to_vec(),
+    ))
+}
+
+fn sha256_of(digest: &Digest) -> Result<Sha256Hash, BundleError> {
+    match digest.as_str().strip_prefix("sha256:") {
+        Some(hex) => Sha256Hash::from_hex(hex).map_err(|_| BundleError::UnsupportedDigest {
+            digest: digest.clone(),
+        }),
+        None => Err(BundleError::UnsupportedDigest {
+            digest: digest.clone(),
+        }),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rejects_oversized_and_non_json_bundles() {
+        assert!(matches!(
+            parse_bundle(&vec![b' '; MAX_BUNDLE_BYTES + 1]),
+            Err(BundleError::TooLarge { .. })
+        ));
+        assert!(matches!(
+            parse_bundle(b"{\"mediaType\":"),
+            Err(BundleError::Malformed { .. })
+        ));
+        assert!(matches!(
+            parse_bundle(&[0xff, 0xfe]),
+            Err(BundleError::Malformed { .. })
+        ));
+    }
+
+    #[test]
+    fn knows_the_bundle_media_types() {
+        assert!(is_bundle_media_type(
+            "application/vnd.dev.sigstore.bundle.v0.3+json"
+        ));
+        assert!(!is_bundle_media_type(
+            "application/vnd.dev.sigstore.bundle+json;version=99.9"
+        ));
+    }
+}
