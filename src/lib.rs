@@ -12,5 +12,6 @@ pub mod oci;
 pub mod progress;
 pub mod reference;
 pub mod registry;
+pub mod scan;
 pub mod spec;
 pub mod trust;

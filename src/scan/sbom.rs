@@ -1,0 +1,122 @@
+//! A CycloneDX 1.5 JSON SBOM per image and platform: the image as the metadata component,
+//! the OS as an `operating-system` component and every package as a `library` with its purl.
+//! Deterministic: the serial number derives from the image digest and platform, the timestamp
+//! is the caller's (e.g. `SOURCE_DATE_EPOCH`), components are sorted.
+
+use std::collections::BTreeSet;
+use std::time::SystemTime;
+
+use serde_json::{json, Value};
+use sha2::{Digest as _, Sha256};
+
+use super::Inventory;
+use crate::oci::{Digest, Platform};
+
+/// What the SBOM describes.
+#[derive(Debug, Clone)]
+pub struct Subject<'a> {
+    /// The image reference (`docker.io/library/alpine:3.18`).
+    pub name: &'a str,
+    /// The image manifest digest.
+    pub digest: &'a Digest,
+    /// Its platform.
+    pub platform: Option<&'a Platform>,
+}
+
+/// A deterministic RFC 4122 (version 5 style) UUID from bytes.
+fn uuid_from(bytes: &[u8]) -> String {
+    let h = Sha256::digest(bytes);
+    let mut b = [0u8; 16];
+    b.copy_from_slice(&h[..16]);
+    b[6] = (b[6] & 0x0f) | 0x50;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let x = hex::encode(b);
+    format!(
+        "{}-{}-{}-{}-{}",
+        &x[0..8],
+        &x[8..12],
+        &x[12..16],
+        &x[16..20],
+        &x[20..32]
+    )
+}
+
+/// Builds the SBOM document.
+pub fn cyclonedx(subject: &Subject<'_>, inventory: &Inventory, timestamp: SystemTime) -> Value {
+    let platform = subject.platform.map(|p| p.to_string()).unwrap_or_default();
+    let serial = uuid_from(format!("{}\n{}", subject.digest, platform).as_bytes());
+    let mut components = Vec::new();
+    if let Some(os) = &inventory.os {
+        let mut c = json!({
+            "type": "operating-system",
+            "bom-ref": format!("os:{}@{}", os.id, os.version_id.clone().unwrap_or_default()),
+            "name": os.id,
+        });
+        if let Some(v) = &os.version_id {
+            c["version"] = json!(v);
+        }
+        if let Some(p) = &os.pretty_name {
+            c["description"] = json!(p);
+        }
+        components.push(c);
+    }
+    let mut refs = BTreeSet::new();
+    for p in &inventory.packages {
+        let mut bom_ref = p.purl.clone();
+        let mut n = 1;
+        while !refs.insert(bom_ref.clone()) {
+            n += 1;
+            bom_ref = format!("{}#{n}", p.purl);
+        }
+        let mut props = vec![
+            json!({"name": "airlock:package:type", "value": match p.kind { super::PackageKind::Deb => "deb", super::PackageKind::Apk => "apk" }}),
+            json!({"name": "airlock:package:source-name", "value": p.source_name}),
+            json!({"name": "airlock:package:source-version", "value": p.source_version}),
+            json!({"name": "airlock:package:location", "value": p.location}),
+        ];
+        if let Some(a) = &p.arch {
+            props.push(json!({"name": "airlock:package:arch", "value": a}));
+        }
+        let mut c = json!({
+            "type": "library",
+            "bom-ref": bom_ref,
+            "name": p.name,
+            "version": p.version,
+            "purl": p.purl,
+            "properties": props,
+        });
+        if let Some(m) = &p.maintainer {
+            c["publisher"] = json!(m);
+        }
+        if let Some(l) = &p.license {
+            c["licenses"] = json!([{"license": {"name": l}}]);
+        }
+        components.push(c);
+    }
+    let mut image = json!({
+        "type": "container",
+        "bom-ref": subject.digest.to_string(),
+        "name": subject.name,
+        "version": subject.digest.to_string(),
+    });
+    if !platform.is_empty() {
+        image["properties"] = json!([{"name": "airlock:image:platform", "value": platform}]);
+    }
+    json!({
+        "$schema": "http://cyclonedx.org/schema/bom-1.5.schema.json",
+        "bomFormat": "CycloneDX",
+        "specVersion": "1.5",
+        "serialNumber": format!("urn:uuid:{serial}"),
+        "version": 1,
+        "metadata": {
+            "timestamp": humantime::format_rfc3339_seconds(timestamp).to_string(),
+            "tools": {"components": [{
+                "type": "application",
+                "name": "airlock",
+                "version": env!("CARGO_PKG_VERSION"),
+            }]},
+            "component": image,
+        },
+        "components": components,
+    })
+}
