@@ -697,6 +697,69 @@ fn lock_reports_drift_and_collect_refuses_unpinned_specs() {
         &args(&["collect", "p.yaml", "-o", "p.tar.zst"], &flags),
     ));
     ok(&airlock(dir, &["verify", "p.tar.zst", "--allow-unsigned"]));
+
+    // Path mapping at import: default, --flatten, --keep-source-host, and a mapping file.
+    let dst = TestRegistry::start();
+    std::fs::write(
+        dir.join("map.yaml"),
+        format!(
+            "rewrites:\n  - from: {}/drift\n    to: platform/base\n",
+            src.host
+        ),
+    )
+    .expect("mapping");
+    let host_part = src.host.replace(':', "_");
+    let cases: [(&str, &[&str], String); 4] = [
+        ("d", &[], "d/drift/app".to_string()),
+        ("f", &["--flatten"], "f/drift-app".to_string()),
+        (
+            "k",
+            &["--keep-source-host"],
+            format!("k/{host_part}/drift/app"),
+        ),
+        (
+            "m",
+            &["--mapping", "map.yaml"],
+            "platform/base/app".to_string(),
+        ),
+    ];
+    for (prefix, extra, want) in cases {
+        let to = format!("{}/{prefix}", dst.host);
+        let mut a = vec!["import", "p.tar.zst", "--to", &to, "--allow-unsigned"];
+        a.extend_from_slice(extra);
+        let out = airlock(dir, &args(&a, &dst.cli_flags()));
+        let stdout = ok(&out);
+        assert!(
+            stdout.contains(&format!("{}/{want}", dst.host)),
+            "{extra:?}: {stdout}"
+        );
+        assert_eq!(dst.tags(&want), vec!["1".to_string()], "{extra:?}");
+        assert_eq!(
+            dst.skopeo_raw(&format!("{want}:1")),
+            v2.manifest.bytes,
+            "{extra:?}"
+        );
+    }
+    // A mapping file that does not parse is a clear error, and nothing is pushed.
+    std::fs::write(dir.join("bad-map.yaml"), "rewrites: [{from: x}]\n").expect("bad mapping");
+    let to = format!("{}/bad", dst.host);
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "import",
+                "p.tar.zst",
+                "--to",
+                &to,
+                "--allow-unsigned",
+                "--mapping",
+                "bad-map.yaml",
+            ],
+            &dst.cli_flags(),
+        ),
+    );
+    common::fails_with(&out, "mapping file `bad-map.yaml`");
+    assert!(dst.tags("bad/drift/app").is_empty());
 }
 
 #[test]

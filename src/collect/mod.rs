@@ -242,7 +242,10 @@ pub async fn lock_spec(
                 });
             }
         }
-        reporter.item(&format!("{c:?}"));
+        reporter.item(&match c {
+            ChartSpec::Oci { reference } => reference.clone(),
+            ChartSpec::Http { name, version, .. } => format!("{name}:{version}"),
+        });
     }
     let mut lock = Lock {
         format: LOCK_FORMAT.to_string(),
