@@ -49,6 +49,24 @@ pub struct LockedImage {
     /// For an index: every child with its platform and whether it is carried.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub children: Vec<LockedChild>,
+    /// Signatures, attestations and SBOMs found for the image and its carried children
+    /// (cosign tags `sha256-<hex>.sig|.att|.sbom`, and the OCI referrers tag `sha256-<hex>`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<LockedAttachment>,
+}
+
+/// A signature, attestation or SBOM attached to an image by tag.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct LockedAttachment {
+    /// The digest it is attached to.
+    pub subject: Digest,
+    /// The tag it lives under (`sha256-<hex>.sig`, or `sha256-<hex>` for referrers).
+    pub tag: String,
+    /// Its manifest digest.
+    pub digest: Digest,
+    /// Its manifest media type.
+    pub media_type: String,
 }
 
 /// A child of an index.
@@ -261,6 +279,7 @@ mod tests {
                     media_type: crate::oci::media::OCI_MANIFEST.into(),
                     platforms: vec![],
                     children: vec![],
+                    attachments: vec![],
                 })
                 .collect(),
             charts: vec![],

@@ -21,6 +21,8 @@ struct Source {
     shared_a: Image,
     shared_b: Image,
     oci_chart: airlock::oci::Digest,
+    single_sig: Image,
+    zstd_referrers: (Image, fixtures::Blob),
 }
 
 fn rt() -> tokio::runtime::Runtime {
@@ -95,7 +97,7 @@ fn populate(reg: &TestRegistry) -> Source {
         "linux/amd64",
         false,
     );
-    let oci_chart = rt().block_on(async {
+    let (oci_chart, single_sig, zstd_referrers) = rt().block_on(async {
         let h = &reg.host;
         fixtures::push_image(&client, &Repo::new(h, "apps/single"), &single, Some("1.0")).await;
         fixtures::push_index(
@@ -130,7 +132,14 @@ fn populate(reg: &TestRegistry) -> Source {
             Some("1"),
         )
         .await;
-        fixtures::push_oci_chart(&client, &Repo::new(h, "charts/web"), "web", "1.2.3").await
+        let single_repo = Repo::new(h, "apps/single");
+        let sig =
+            fixtures::push_signature(&client, &single_repo, &single.manifest.digest(), None).await;
+        let refs =
+            fixtures::push_referrer(&client, &Repo::new(h, "apps/zstd"), &zstd.manifest).await;
+        let chart =
+            fixtures::push_oci_chart(&client, &Repo::new(h, "charts/web"), "web", "1.2.3").await;
+        (chart, sig, refs)
     });
     Source {
         single,
@@ -143,6 +152,8 @@ fn populate(reg: &TestRegistry) -> Source {
         shared_a,
         shared_b,
         oci_chart,
+        single_sig,
+        zstd_referrers,
     }
 }
 
@@ -228,6 +239,18 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     assert_eq!(list_children[1]["selected"], true);
     assert_eq!(list_children[1]["platform"], "linux/arm64/v8");
     assert_eq!(lock["charts"][0]["digest"], source.oci_chart.to_string());
+    let sig_tag = format!("sha256-{}.sig", source.single.manifest.digest().hex());
+    assert_eq!(lock["images"][0]["attachments"][0]["tag"], sig_tag);
+    assert_eq!(
+        lock["images"][0]["attachments"][0]["digest"],
+        source.single_sig.manifest.digest().to_string()
+    );
+    let ref_tag = format!("sha256-{}", source.zstd.manifest.digest().hex());
+    assert_eq!(lock["images"][4]["attachments"][0]["tag"], ref_tag);
+    assert_eq!(
+        lock["images"][4]["attachments"][0]["media_type"],
+        "application/vnd.oci.image.index.v1+json"
+    );
     assert_eq!(lock["charts"][1]["sha256"], chart_digest.to_string());
     assert!(lock["charts"][1]["url"]
         .as_str()
@@ -383,7 +406,9 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     );
     let report: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
     assert_eq!(report["signature"]["status"], "verified", "{report}");
-    assert_eq!(report["artifacts"].as_array().map(Vec::len), Some(9));
+    // 9 artifacts from the spec, plus the signature of apps/single and the referrers index of
+    // apps/zstd found at lock time.
+    assert_eq!(report["artifacts"].as_array().map(Vec::len), Some(11));
     assert!(
         report["blobs_mounted"].as_u64().expect("mounted") >= 1,
         "shared layer mounted: {report}"
@@ -410,7 +435,16 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     check("apps/shared-a", "1", &source.shared_a.manifest.bytes);
     check("apps/shared-b", "1", &source.shared_b.manifest.bytes);
     // The platform subset: the original index if the registry took it, else a derived one.
-    let list = &report["artifacts"][3];
+    let list = report["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .find(|a| {
+            a["source"]
+                .as_str()
+                .is_some_and(|s| s.ends_with("/legacy/list:v2"))
+        })
+        .expect("legacy/list");
     assert_eq!(list["digest"], source.docker_list.digest().to_string());
     let tagged = dst.skopeo_raw("mirror/legacy/list:v2");
     match list["derived_digest"].as_str() {
@@ -422,6 +456,21 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
             assert_eq!(v["manifests"][0]["platform"]["architecture"], "arm64");
         }
     }
+    // Signatures and referrers crossed too, at the same tags, byte-exact.
+    assert_eq!(
+        dst.skopeo_raw(&format!("mirror/apps/single:{sig_tag}")),
+        source.single_sig.manifest.bytes
+    );
+    assert_eq!(
+        dst.skopeo_raw(&format!("mirror/apps/zstd:{ref_tag}")),
+        source.zstd_referrers.1.bytes
+    );
+    let referrer = source.zstd_referrers.0.manifest.digest();
+    assert_eq!(
+        dst.skopeo_raw(&format!("mirror/apps/zstd@{referrer}")),
+        source.zstd_referrers.0.manifest.bytes
+    );
+
     // Charts: OCI chart as-is; HTTP chart as an OCI Helm chart under charts/<name>.
     let chart_manifest = dst.skopeo_raw("mirror/charts/web:1.2.3");
     assert_eq!(airlock::oci::Digest::of(&chart_manifest), source.oci_chart);
@@ -801,4 +850,38 @@ fn bearer_token_auth() {
         ),
     ));
     assert_eq!(dst.skopeo_raw("m/tok/app:1"), img.manifest.bytes);
+}
+
+#[test]
+fn refuses_oversized_signature_material_before_download() {
+    let src = TestRegistry::start();
+    let client = src.client();
+    let img = fixtures::image(
+        vec![fixtures::layer(60, 1000, Compression::Gzip, false)],
+        "linux/amd64",
+        false,
+    );
+    let repo = Repo::new(&src.host, "sig/app");
+    rt().block_on(async {
+        fixtures::push_image(&client, &repo, &img, Some("1")).await;
+        // A signature manifest declaring a 1 GiB layer.
+        fixtures::push_signature(&client, &repo, &img.manifest.digest(), Some(1 << 30)).await;
+    });
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("g.yaml"),
+        format!("name: g\nimages:\n  - ref: {}/sig/app:1\n", src.host),
+    )
+    .expect("spec");
+    let out = airlock(dir, &args(&["lock", "g.yaml"], &src.cli_flags()));
+    let err = common::fails_with(&out, "over the 16777216-byte limit for signature material");
+    assert!(
+        err.contains(&format!(
+            "sig/app:sha256-{}.sig",
+            img.manifest.digest().hex()
+        )),
+        "{err}"
+    );
+    assert!(!dir.join("g.lock").exists());
 }

@@ -32,6 +32,8 @@ pub enum ArtifactKind {
     Image,
     /// A Helm chart as an OCI artifact.
     Chart,
+    /// A signature, attestation, SBOM or referrers index attached to an image by tag.
+    Attachment,
 }
 
 /// One artifact: a root manifest and where it came from.

@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use crate::bundle::writer::{write_bundle, BlobData, WriteError};
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, BUNDLE_FORMAT};
-use crate::lock::{Lock, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
+use crate::lock::{Lock, LockedAttachment, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
 use crate::oci::{
     media, Descriptor, Digest, ManifestError, ManifestKind, ParsedManifest, Platform,
 };
@@ -84,6 +84,13 @@ pub enum CollectError {
         source: std::io::Error,
     },
 }
+
+/// The most content an attachment (signature, attestation, SBOM, referrers index) may carry:
+/// checked from its manifest before any of its blobs is downloaded.
+pub const MAX_ATTACHMENT_BYTES: u64 = 16 * 1024 * 1024;
+
+/// The cosign tag suffixes airlock carries.
+pub const ATTACHMENT_SUFFIXES: &[&str] = &[".sig", ".att", ".sbom", ""];
 
 /// Now, or `SOURCE_DATE_EPOCH` when set, as RFC 3339.
 pub fn now_rfc3339() -> String {
@@ -173,7 +180,63 @@ async fn resolve_manifest(
         media_type: parsed.media_type,
         platforms: wanted.to_vec(),
         children,
+        attachments: Vec::new(),
     })
+}
+
+/// Finds what is attached to `subjects` in `repo` by tag: cosign's `sha256-<hex>.sig`, `.att`,
+/// `.sbom`, and the OCI referrers tag schema's `sha256-<hex>` index (the distribution registry
+/// has no referrers API). Refuses an attachment whose content exceeds
+/// [`MAX_ATTACHMENT_BYTES`] before anything of it is downloaded.
+async fn discover_attachments(
+    registry: &Registry,
+    r: &Reference,
+    subjects: &[Digest],
+) -> Result<Vec<LockedAttachment>, CollectError> {
+    let repo = repo_of(r);
+    let mut out = Vec::new();
+    for subject in subjects {
+        for suffix in ATTACHMENT_SUFFIXES {
+            let tag = format!("sha256-{}{suffix}", subject.hex());
+            let what = format!("{}/{}:{tag}", r.registry, r.repository);
+            if registry
+                .head_manifest(&repo, &tag)
+                .await
+                .map_err(reg_err(&what))?
+                .is_none()
+            {
+                continue;
+            }
+            let raw = registry
+                .get_manifest(&repo, &tag)
+                .await
+                .map_err(reg_err(&what))?;
+            let parsed = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(
+                |source| CollectError::Manifest {
+                    artifact: what.clone(),
+                    source,
+                },
+            )?;
+            let size: u64 = parsed.blobs().map(|d| d.size).sum::<u64>()
+                + parsed.manifests.iter().map(|d| d.size).sum::<u64>();
+            if size > MAX_ATTACHMENT_BYTES {
+                return Err(CollectError::Unsupported {
+                    artifact: what,
+                    why: format!(
+                        "attachment {} declares {size} bytes of content, over the {MAX_ATTACHMENT_BYTES}-byte limit for signature material; refused before download",
+                        raw.digest
+                    ),
+                });
+            }
+            out.push(LockedAttachment {
+                subject: subject.clone(),
+                tag,
+                digest: raw.digest,
+                media_type: parsed.media_type,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// Resolves every reference of a spec to digests. `previous` keeps the creation time when
@@ -187,7 +250,18 @@ pub async fn lock_spec(
 ) -> Result<Lock, CollectError> {
     let mut images = Vec::new();
     for img in &spec.images {
-        images.push(resolve_manifest(registry, &img.reference, &img.platforms).await?);
+        let mut locked = resolve_manifest(registry, &img.reference, &img.platforms).await?;
+        let subjects: Vec<Digest> = std::iter::once(locked.digest.clone())
+            .chain(
+                locked
+                    .children
+                    .iter()
+                    .filter(|c| c.selected)
+                    .map(|c| c.digest.clone()),
+            )
+            .collect();
+        locked.attachments = discover_attachments(registry, &img.reference, &subjects).await?;
+        images.push(locked);
         reporter.item(&img.reference.to_string());
     }
     let mut charts = Vec::new();
@@ -457,6 +531,21 @@ impl Plan {
         let mut children = Vec::new();
         let mut size =
             root.blobs().map(|d| d.size).sum::<u64>() + self.manifests[digest].0.len() as u64;
+        // An attachment's index (referrers) carries every child; the lock does not list them.
+        let all_children: Vec<LockedChild>;
+        let locked_children = if kind == ArtifactKind::Attachment {
+            let declared = size + root.manifests.iter().map(|d| d.size).sum::<u64>();
+            if declared > MAX_ATTACHMENT_BYTES {
+                return Err(CollectError::Unsupported {
+                    artifact: name,
+                    why: format!("attachment {digest} declares {declared} bytes, over the {MAX_ATTACHMENT_BYTES}-byte limit for signature material; refused before download"),
+                });
+            }
+            all_children = children_of(&root, &[]);
+            &all_children[..]
+        } else {
+            locked_children
+        };
         if root.kind == ManifestKind::Index {
             let want: BTreeMap<&Digest, &LockedChild> =
                 locked_children.iter().map(|c| (&c.digest, c)).collect();
@@ -633,6 +722,22 @@ pub async fn collect(
             children: &img.children,
         };
         plan.add_registry_artifact(registry, pin).await?;
+        for att in &img.attachments {
+            let source = Reference {
+                tag: Some(att.tag.clone()),
+                digest: None,
+                ..img.source.clone()
+            };
+            let pin = Pinned {
+                kind: ArtifactKind::Attachment,
+                source: &source,
+                digest: &att.digest,
+                media_type: &att.media_type,
+                platforms: &[],
+                children: &[],
+            };
+            plan.add_registry_artifact(registry, pin).await?;
+        }
     }
     for c in &lock.charts {
         match c {

@@ -266,3 +266,90 @@ pub async fn push_oci_chart(reg: &Registry, repo: &Repo, name: &str, version: &s
     push_image(reg, repo, &img, Some(version)).await;
     img.manifest.digest()
 }
+
+/// A cosign-style signature manifest for `subject` (simple-signing payload layer with the
+/// signature annotation), pushed under the tag `sha256-<hex>.sig`. `claimed_size` overrides the
+/// layer size the manifest declares (to test limits on signature material).
+pub async fn push_signature(
+    reg: &Registry,
+    repo: &Repo,
+    subject: &Digest,
+    claimed_size: Option<u64>,
+) -> Image {
+    let payload = json!({
+        "critical": {
+            "identity": {"docker-reference": format!("{repo}")},
+            "image": {"docker-manifest-digest": subject},
+            "type": "cosign container image signature"
+        },
+        "optional": null
+    });
+    let layer = Blob::new(
+        serde_json::to_vec(&payload).expect("json"),
+        "application/vnd.dev.cosign.simplesigning.v1+json",
+    );
+    let config = Blob::new(
+        br#"{"architecture":"","os":"","rootfs":{"type":"layers","diff_ids":[]}}"#.to_vec(),
+        media::OCI_CONFIG,
+    );
+    let mut layer_desc = layer.descriptor();
+    if let Some(n) = claimed_size {
+        layer_desc["size"] = json!(n);
+    }
+    layer_desc["annotations"] = json!({"dev.cosignproject.cosign/signature": "MEUCIQDtest"});
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "config": config.descriptor(),
+        "layers": [layer_desc],
+    });
+    let img = Image {
+        manifest: Blob::new(serde_json::to_vec(&m).expect("json"), media::OCI_MANIFEST),
+        config,
+        layers: vec![layer],
+        platform: ("".into(), "".into(), None),
+    };
+    let tag = format!("sha256-{}.sig", subject.hex());
+    push_image(reg, repo, &img, Some(&tag)).await;
+    img
+}
+
+/// An OCI 1.1 referrer (an SBOM artifact whose `subject` is `subject`) and the referrers tag
+/// schema's fallback index `sha256-<hex>` listing it, as registries without the referrers API
+/// hold them.
+pub async fn push_referrer(reg: &Registry, repo: &Repo, subject: &Blob) -> (Image, Blob) {
+    let sbom = Blob::new(
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#.to_vec(),
+        "application/vnd.cyclonedx+json",
+    );
+    let config = Blob::new(b"{}".to_vec(), media::OCI_EMPTY);
+    let m = json!({
+        "schemaVersion": 2,
+        "mediaType": media::OCI_MANIFEST,
+        "artifactType": "application/vnd.cyclonedx+json",
+        "config": config.descriptor(),
+        "layers": [sbom.descriptor()],
+        "subject": subject.descriptor(),
+    });
+    let art = Image {
+        manifest: Blob::new(serde_json::to_vec(&m).expect("json"), media::OCI_MANIFEST),
+        config,
+        layers: vec![sbom],
+        platform: ("".into(), "".into(), None),
+    };
+    push_image(reg, repo, &art, None).await;
+    let mut d = art.manifest.descriptor();
+    d["artifactType"] = json!("application/vnd.cyclonedx+json");
+    let idx = Blob::new(
+        serde_json::to_vec(
+            &json!({"schemaVersion": 2, "mediaType": media::OCI_INDEX, "manifests": [d]}),
+        )
+        .expect("json"),
+        media::OCI_INDEX,
+    );
+    let tag = format!("sha256-{}", subject.digest().hex());
+    reg.put_manifest(repo, &tag, &idx.bytes, &idx.media_type)
+        .await
+        .expect("push referrers index");
+    (art, idx)
+}
