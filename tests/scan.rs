@@ -1194,3 +1194,52 @@ fn advisory_folded_into_per_cve_finding() {
         v.reasons
     );
 }
+
+#[test]
+fn db_build_cli_compiles_osv_and_names_a_malformed_record() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["db", "build", "--output", "json", "-o"])
+        .arg(dir.path().join("vuln.db"))
+        .arg("--osv")
+        .arg(data.join("alpine"))
+        .arg("--osv")
+        .arg(data.join("debian"))
+        .output()
+        .expect("run airlock");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let header: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let ecosystems = header["ecosystems"].as_object().expect("ecosystems");
+    assert!(
+        ecosystems.keys().any(|k| k.starts_with("Alpine:")),
+        "{header}"
+    );
+    assert!(
+        ecosystems.keys().any(|k| k.starts_with("Debian:")),
+        "{header}"
+    );
+    airlock::scan::db::Database::open(&dir.path().join("vuln.db")).expect("the file opens");
+
+    let bad = dir.path().join("bad");
+    std::fs::create_dir_all(&bad).expect("dir");
+    std::fs::write(bad.join("BROKEN-1.json"), b"{\"id\": 42,").expect("write");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(["db", "build", "-o"])
+        .arg(dir.path().join("bad.db"))
+        .arg("--osv")
+        .arg(&bad)
+        .output()
+        .expect("run airlock");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("BROKEN-1.json"), "{stderr}");
+    assert!(
+        !dir.path().join("bad.db").exists(),
+        "no database from bad input"
+    );
+}

@@ -8,6 +8,7 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 pub mod collect;
+pub mod db;
 pub mod import;
 pub mod inspect;
 pub mod key;
@@ -153,6 +154,8 @@ pub enum Command {
     Import(import::Args),
     /// Signing keys (cosign-compatible ECDSA P-256).
     Key(key::Args),
+    /// The offline vulnerability database.
+    Db(db::Args),
     /// The provenance ledger: init, verify, show, prove, consistency, cosign, export.
     Ledger(ledger::Args),
 }
@@ -167,6 +170,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Verify(a) => verify::run(a, g),
         Command::Import(a) => runtime()?.block_on(import::run(a, g)),
         Command::Key(a) => key::run(a, g),
+        Command::Db(a) => db::run(a, g),
         Command::Ledger(a) => ledger::run(a, g),
     }
 }

@@ -1,0 +1,54 @@
+//! `airlock db build`: compile OSV records into the offline vulnerability database.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use super::{print_json, Global, Output};
+
+/// Arguments of `airlock db`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: DbCommand,
+}
+
+/// `airlock db` subcommands.
+#[derive(clap::Subcommand, Debug)]
+pub enum DbCommand {
+    /// Compile OSV records (directories of JSON, or osv.dev `all.zip` dumps) for Debian and
+    /// Alpine into one indexed, checksummed file to carry across the gap.
+    Build {
+        /// OSV sources: directories of `.json` records or `all.zip` files. Repeatable.
+        #[arg(long = "osv", required = true, value_name = "PATH")]
+        osv: Vec<PathBuf>,
+        /// The database file to write.
+        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        out: PathBuf,
+    },
+}
+
+/// Runs `airlock db`.
+pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    match args.command {
+        DbCommand::Build { osv, out } => {
+            let header = airlock::scan::db::build(&osv, &out, std::time::SystemTime::now())?;
+            match g.output {
+                Output::Json => print_json(&header)?,
+                Output::Human => {
+                    println!(
+                        "wrote {} ({} records read, {} skipped) built {}",
+                        out.display(),
+                        header.records,
+                        header.skipped_records,
+                        header.built_at
+                    );
+                    for (eco, n) in &header.ecosystems {
+                        println!("  {eco:<16} {n} advisories");
+                    }
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
