@@ -31,6 +31,9 @@ pub struct Lock {
     /// Charts.
     #[serde(default)]
     pub charts: Vec<LockedChart>,
+    /// The spec's trust policy, with its keys inlined (so the lock pins the keys too).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<crate::trust::policy::TrustPolicy>,
 }
 
 /// An image pinned by digest.
@@ -253,7 +256,10 @@ impl Lock {
 
     /// True when two locks pin the same content (ignoring `created` and `spec_digest`).
     pub fn same_content(&self, other: &Lock) -> bool {
-        self.name == other.name && self.images == other.images && self.charts == other.charts
+        self.name == other.name
+            && self.images == other.images
+            && self.charts == other.charts
+            && self.trust == other.trust
     }
 }
 
@@ -283,6 +289,7 @@ mod tests {
                 })
                 .collect(),
             charts: vec![],
+            trust: None,
         }
     }
 

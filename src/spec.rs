@@ -22,6 +22,9 @@ pub struct Spec {
     /// Helm charts.
     #[serde(default)]
     pub charts: Vec<ChartSpec>,
+    /// Which signatures images must carry, by repository pattern (checked at collect).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trust: Option<crate::trust::policy::TrustPolicy>,
 }
 
 /// One image.
@@ -106,6 +109,9 @@ impl Spec {
                 "name `{}` must be non-empty and use only letters, digits, `.`, `_`, `-`",
                 spec.name
             )));
+        }
+        if let Some(t) = &spec.trust {
+            t.validate().map_err(|e| invalid(format!("trust: {e}")))?;
         }
         if spec.images.is_empty() && spec.charts.is_empty() {
             return Err(invalid("lists no images and no charts".into()));

@@ -889,3 +889,109 @@ fn refuses_oversized_signature_material_before_download() {
     );
     assert!(!dir.join("g.lock").exists());
 }
+
+#[test]
+fn collect_verifies_image_signatures_against_the_spec_policy() {
+    use airlock::trust::keys::SigningKey;
+    let src = TestRegistry::start();
+    let client = src.client();
+    let release = SigningKey::generate().expect("key");
+    let other = SigningKey::generate().expect("key");
+    let signed = fixtures::image(
+        vec![fixtures::layer(70, 1000, Compression::Gzip, false)],
+        "linux/amd64",
+        false,
+    );
+    let unsigned = fixtures::image(
+        vec![fixtures::layer(71, 1000, Compression::Gzip, false)],
+        "linux/amd64",
+        false,
+    );
+    rt().block_on(async {
+        let repo = Repo::new(&src.host, "signed/app");
+        fixtures::push_image(&client, &repo, &signed, Some("1")).await;
+        fixtures::push_signed(
+            &client,
+            &repo,
+            &signed.manifest.digest(),
+            None,
+            Some(&release),
+        )
+        .await;
+        fixtures::push_image(
+            &client,
+            &Repo::new(&src.host, "unsigned/app"),
+            &unsigned,
+            Some("1"),
+        )
+        .await;
+    });
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::create_dir_all(dir.join("keys")).expect("keys");
+    std::fs::write(dir.join("keys/release.pub"), release.public_key().to_pem()).expect("pub");
+    std::fs::write(dir.join("keys/other.pub"), other.public_key().to_pem()).expect("pub");
+    let flags = src.cli_flags();
+    let spec = |name: &str, repo: &str, key: &str| {
+        std::fs::write(
+            dir.join(format!("{name}.yaml")),
+            format!(
+                "name: {name}\nimages:\n  - ref: {h}/{repo}:1\ntrust:\n  rules:\n    - pattern: {h}/*/app\n      keys: [keys/{key}.pub]\n",
+                h = src.host
+            ),
+        )
+        .expect("spec");
+    };
+
+    // Signed by the trusted key: collected, and the result is in airlock.json.
+    spec("good", "signed/app", "release");
+    ok(&airlock(dir, &args(&["lock", "good.yaml"], &flags)));
+    let lock = std::fs::read_to_string(dir.join("good.lock")).expect("lock");
+    assert!(
+        lock.contains("BEGIN PUBLIC KEY"),
+        "the lock pins the key itself: {lock}"
+    );
+    ok(&airlock(
+        dir,
+        &args(&["collect", "good.lock", "-o", "good.tar.zst"], &flags),
+    ));
+    let out = airlock(dir, &["inspect", "good.tar.zst", "--output", "json"]);
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    let v = &inspect["manifest"]["artifacts"][0]["verification"][0];
+    assert_eq!(
+        v["signer"]["key"]["key_id"],
+        release.key_id().to_string(),
+        "{inspect}"
+    );
+
+    // The policy trusts another key: refused, naming image, rule and why; no bundle written.
+    spec("wrong", "signed/app", "other");
+    ok(&airlock(dir, &args(&["lock", "wrong.yaml"], &flags)));
+    let out = airlock(
+        dir,
+        &args(&["collect", "wrong.lock", "-o", "wrong.tar.zst"], &flags),
+    );
+    let err = common::fails_with(&out, "fails trust rule");
+    assert!(
+        err.contains("signed/app") && err.contains("0 of 1"),
+        "{err}"
+    );
+    assert!(!dir.join("wrong.tar.zst").exists());
+
+    // No signature at all where the policy wants one: refused.
+    spec("missing", "unsigned/app", "release");
+    ok(&airlock(dir, &args(&["lock", "missing.yaml"], &flags)));
+    let out = airlock(
+        dir,
+        &args(
+            &["collect", "missing.lock", "-o", "missing.tar.zst"],
+            &flags,
+        ),
+    );
+    let err = common::fails_with(&out, "fails trust rule");
+    assert!(
+        err.contains("unsigned/app") && err.contains("0 signature(s) found"),
+        "{err}"
+    );
+    assert!(!dir.join("missing.tar.zst").exists());
+}

@@ -65,6 +65,10 @@ pub struct Artifact {
     /// Bytes of everything it carries (manifests, configs, layers; shared blobs counted for
     /// each artifact that uses them).
     pub size: u64,
+    /// Image signatures verified at collect against the spec's trust policy: signer, Rekor
+    /// log index, signature artifact.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub verification: Vec<serde_json::Value>,
 }
 
 /// A child of an index.

@@ -55,7 +55,13 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     );
     let (lock, lock_digest) = if is_spec {
         let (spec, spec_digest) = Spec::load(&args.input)?;
-        let lock = airlock::collect::lock_pinned_spec(&spec, spec_digest, &registry, &bars).await?;
+        let dir = args
+            .input
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default();
+        let lock =
+            airlock::collect::lock_pinned_spec(&spec, spec_digest, &dir, &registry, &bars).await?;
         let d = airlock::oci::Digest::of(&lock.to_bytes());
         (lock, d)
     } else {
@@ -66,6 +72,11 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         cache: args.cache.clone().unwrap_or_else(super::default_cache_dir),
         jobs: args.jobs,
         signers,
+        base_dir: args
+            .input
+            .parent()
+            .map(|p| p.to_path_buf())
+            .unwrap_or_default(),
     };
     let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)
         .await

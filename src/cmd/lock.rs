@@ -50,9 +50,21 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let registry = args.registry.client(None)?;
     let bars = super::progress::Bars::new(g.quiet);
-    let lock = airlock::collect::lock_spec(&spec, spec_digest, &registry, previous.as_ref(), &bars)
-        .await
-        .with_context(|| format!("locking `{}`", args.spec.display()))?;
+    let spec_dir = args
+        .spec
+        .parent()
+        .map(|p| p.to_path_buf())
+        .unwrap_or_default();
+    let lock = airlock::collect::lock_spec(
+        &spec,
+        spec_digest,
+        &spec_dir,
+        &registry,
+        previous.as_ref(),
+        &bars,
+    )
+    .await
+    .with_context(|| format!("locking `{}`", args.spec.display()))?;
     let changes = match &previous {
         Some(p) => lock.changes_from(p),
         None => lock.changes_from(&Lock {

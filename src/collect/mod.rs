@@ -66,6 +66,17 @@ pub enum CollectError {
         /// What and why.
         why: String,
     },
+    /// An image's signatures do not satisfy the trust policy.
+    #[error("{artifact}: {source}")]
+    Untrusted {
+        /// The artifact.
+        artifact: String,
+        /// Which rule, which digest, why (boxed: it lists every failed signature).
+        source: Box<crate::trust::verify::VerifyError>,
+    },
+    /// The trust policy cannot be used (a key or trusted root that does not load).
+    #[error("trust policy: {0}")]
+    Policy(String),
     /// A spec reference that is not pinned.
     #[error("{reference} is not pinned to a digest; run `airlock lock` on the spec and collect the lockfile")]
     Unpinned {
@@ -184,6 +195,141 @@ async fn resolve_manifest(
     })
 }
 
+/// The policy with every key file replaced by its PEM text, so a lock pins the keys it was
+/// made with and collect does not depend on files beside it.
+fn inline_keys(
+    policy: &crate::trust::policy::TrustPolicy,
+    dir: &Path,
+) -> Result<crate::trust::policy::TrustPolicy, CollectError> {
+    use crate::trust::policy::KeyRef;
+    let mut p = policy.clone();
+    for rule in &mut p.rules {
+        for key in &mut rule.keys {
+            if let KeyRef::Path(_) = key {
+                let loaded = key
+                    .load(dir)
+                    .map_err(|e| CollectError::Policy(error_chain(&e)))?;
+                *key = KeyRef::Pem(loaded.to_pem());
+            }
+        }
+    }
+    Ok(p)
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}
+
+/// Reads a blob of at most [`MAX_ATTACHMENT_BYTES`] through the cache (downloading it when
+/// missing). The caller checks its digest.
+async fn small_blob(
+    registry: &Registry,
+    repo: &Repo,
+    d: &Descriptor,
+    cache: &Path,
+) -> Result<Vec<u8>, CollectError> {
+    let path = cache_path(cache, &d.digest);
+    if !path.exists() {
+        registry
+            .download_blob(repo, &d.digest, d.size, &path, &crate::progress::NoProgress)
+            .await
+            .map_err(reg_err(&format!("{repo}")))?;
+    }
+    crate::spec::read_capped(&path, MAX_ATTACHMENT_BYTES).map_err(|e| CollectError::Io {
+        path: path.clone(),
+        source: match e {
+            crate::spec::CappedReadError::Io(e) => e,
+            crate::spec::CappedReadError::TooLarge => {
+                std::io::Error::other("over the attachment size limit")
+            }
+        },
+    })
+}
+
+/// Checks every image a rule of the lock's trust policy covers against its carried
+/// signatures; records what verified in the artifact.
+async fn verify_signatures(
+    lock: &Lock,
+    plan: &mut Plan,
+    registry: &Registry,
+    opts: &CollectOptions,
+) -> Result<(), CollectError> {
+    let Some(policy) = &lock.trust else {
+        return Ok(());
+    };
+    let root = policy
+        .load_trusted_root(&opts.base_dir)
+        .map_err(|e| CollectError::Policy(error_chain(&e)))?;
+    for img in &lock.images {
+        let repo_name = format!("{}/{}", img.source.registry, img.source.repository);
+        let Some(rule) = policy.rule_for(&repo_name) else {
+            continue;
+        };
+        let resolved = rule
+            .resolve(&opts.base_dir)
+            .map_err(|e| CollectError::Policy(error_chain(&e)))?;
+        let repo = repo_of(&img.source);
+        let mut artifacts = Vec::new();
+        for att in img.attachments.iter().filter(|a| a.subject == img.digest) {
+            let mut manifests = vec![att.digest.clone()];
+            if let Some((bytes, _)) = plan.manifests.get(&att.digest) {
+                if let Ok(p) = ParsedManifest::parse(bytes, Some(&att.media_type)) {
+                    manifests.extend(p.manifests.iter().map(|d| d.digest.clone()));
+                }
+            }
+            for m in manifests {
+                let Some((bytes, media_type)) = plan.manifests.get(&m).cloned() else {
+                    continue;
+                };
+                let Ok(parsed) = ParsedManifest::parse(&bytes, Some(&media_type)) else {
+                    continue;
+                };
+                let mut blobs = BTreeMap::new();
+                for d in parsed.blobs() {
+                    blobs.insert(
+                        d.digest.clone(),
+                        small_blob(registry, &repo, d, &opts.cache).await?,
+                    );
+                }
+                artifacts.push(crate::trust::verify::SignatureArtifact {
+                    media_type,
+                    manifest: bytes.to_vec(),
+                    blobs,
+                });
+            }
+        }
+        let results = crate::trust::verify::verify_image(
+            &img.digest,
+            &repo_name,
+            &artifacts,
+            &resolved,
+            root.as_ref(),
+        )
+        .map_err(|source| CollectError::Untrusted {
+            artifact: img.source.to_string(),
+            source: Box::new(source),
+        })?;
+        if let Some(a) = plan.artifacts.iter_mut().find(|a| {
+            a.kind == ArtifactKind::Image
+                && a.digest == img.digest
+                && a.source == img.source.to_string()
+        }) {
+            a.verification = results
+                .iter()
+                .filter_map(|r| serde_json::to_value(r).ok())
+                .collect();
+        }
+    }
+    Ok(())
+}
+
 /// Finds what is attached to `subjects` in `repo` by tag: cosign's `sha256-<hex>.sig`, `.att`,
 /// `.sbom`, and the OCI referrers tag schema's `sha256-<hex>` index (the distribution registry
 /// has no referrers API). Refuses an attachment whose content exceeds
@@ -244,10 +390,16 @@ async fn discover_attachments(
 pub async fn lock_spec(
     spec: &Spec,
     spec_digest: Digest,
+    spec_dir: &Path,
     registry: &Registry,
     previous: Option<&Lock>,
     reporter: &dyn Reporter,
 ) -> Result<Lock, CollectError> {
+    let trust = spec
+        .trust
+        .as_ref()
+        .map(|t| inline_keys(t, spec_dir))
+        .transpose()?;
     let mut images = Vec::new();
     for img in &spec.images {
         let mut locked = resolve_manifest(registry, &img.reference, &img.platforms).await?;
@@ -328,6 +480,7 @@ pub async fn lock_spec(
         created: now_rfc3339(),
         images,
         charts,
+        trust,
     };
     if let Some(prev) = previous {
         if prev.same_content(&lock) {
@@ -342,6 +495,7 @@ pub async fn lock_spec(
 pub async fn lock_pinned_spec(
     spec: &Spec,
     spec_digest: Digest,
+    spec_dir: &Path,
     registry: &Registry,
     reporter: &dyn Reporter,
 ) -> Result<Lock, CollectError> {
@@ -372,7 +526,7 @@ pub async fn lock_pinned_spec(
             _ => {}
         }
     }
-    let mut lock = lock_spec(spec, spec_digest, registry, None, reporter).await?;
+    let mut lock = lock_spec(spec, spec_digest, spec_dir, registry, None, reporter).await?;
     // A pinned spec is its own source of truth: the creation time comes from the environment
     // (SOURCE_DATE_EPOCH) or the epoch, never the clock, so the bundle is reproducible.
     if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {
@@ -393,6 +547,8 @@ pub struct CollectOptions {
     pub jobs: usize,
     /// Keys that sign `airlock.json` (none: an unsigned bundle).
     pub signers: Vec<crate::trust::keys::SigningKey>,
+    /// Where the lock lives: the trust policy's `trusted_root` path is relative to it.
+    pub base_dir: PathBuf,
 }
 
 /// One artifact in a collect report.
@@ -585,6 +741,7 @@ impl Plan {
             self.add_image_blobs(&name, &root, &repo)?;
         }
         self.artifacts.push(Artifact {
+            verification: Vec::new(),
             size,
             kind,
             source: name,
@@ -812,6 +969,7 @@ pub async fn collect(
                 plan.manifests
                     .insert(mdigest.clone(), (manifest, media::OCI_MANIFEST.into()));
                 plan.artifacts.push(Artifact {
+                    verification: Vec::new(),
                     size: size + config.len() as u64 + manifest_len,
                     kind: ArtifactKind::Chart,
                     source: url.clone(),
@@ -826,6 +984,9 @@ pub async fn collect(
             }
         }
     }
+
+    // Image signatures first: a missing or bad one stops the collect before any layer moves.
+    verify_signatures(lock, &mut plan, registry, opts).await?;
 
     // Which blobs the cache lacks.
     let missing: Vec<(Digest, Descriptor, Repo)> = plan

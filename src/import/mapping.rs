@@ -204,6 +204,7 @@ mod tests {
             platforms: vec![],
             children: vec![],
             size: 0,
+            verification: vec![],
         }
     }
 

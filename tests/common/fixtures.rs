@@ -276,6 +276,17 @@ pub async fn push_signature(
     subject: &Digest,
     claimed_size: Option<u64>,
 ) -> Image {
+    push_signed(reg, repo, subject, claimed_size, None).await
+}
+
+/// [`push_signature`] with a real ECDSA signature over the payload when `key` is given.
+pub async fn push_signed(
+    reg: &Registry,
+    repo: &Repo,
+    subject: &Digest,
+    claimed_size: Option<u64>,
+    key: Option<&airlock::trust::keys::SigningKey>,
+) -> Image {
     let payload = json!({
         "critical": {
             "identity": {"docker-reference": format!("{repo}")},
@@ -296,7 +307,14 @@ pub async fn push_signature(
     if let Some(n) = claimed_size {
         layer_desc["size"] = json!(n);
     }
-    layer_desc["annotations"] = json!({"dev.cosignproject.cosign/signature": "MEUCIQDtest"});
+    let sig = match key {
+        Some(k) => {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(k.sign(&layer.bytes))
+        }
+        None => "MEUCIQDtest".to_string(),
+    };
+    layer_desc["annotations"] = json!({"dev.cosignproject.cosign/signature": sig});
     let m = json!({
         "schemaVersion": 2,
         "mediaType": media::OCI_MANIFEST,
