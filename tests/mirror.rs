@@ -964,6 +964,38 @@ fn collect_verifies_image_signatures_against_the_spec_policy() {
         "{inspect}"
     );
 
+    // The isolated side's ledger keeps who signed each image, as checked at collect.
+    let dst = TestRegistry::start();
+    std::fs::write(dir.join("pw"), "pw\n").expect("pw");
+    ok(&airlock(
+        dir,
+        &[
+            "ledger",
+            "init",
+            "ledger",
+            "--origin",
+            "test.invalid/l",
+            "--password-file",
+            "pw",
+        ],
+    ));
+    let to = format!("{}/m", dst.host);
+    let import = [
+        "import",
+        "good.tar.zst",
+        "--to",
+        &to,
+        "--allow-unsigned",
+        "--ledger",
+        "ledger",
+        "--ledger-password-file",
+        "pw",
+    ];
+    ok(&airlock(dir, &args(&import, &dst.cli_flags())));
+    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("entries");
+    assert!(entries.contains("verified at collect"), "{entries}");
+    assert!(entries.contains(release.key_id().as_str()), "{entries}");
+
     // The policy trusts another key: refused, naming image, rule and why; no bundle written.
     spec("wrong", "signed/app", "other");
     ok(&airlock(dir, &args(&["lock", "wrong.yaml"], &flags)));

@@ -77,10 +77,36 @@ pub fn ledger_entry(
                 target_ref,
                 digest: a.digest.to_string(),
                 media_type: Some(a.media_type.clone()),
-                signatures: Vec::new(),
+                signatures: a.verification.iter().map(collect_time_result).collect(),
                 scan: None,
             }
         })
         .collect();
     Ok(entry)
+}
+
+/// A signature check made at collect (recorded in `airlock.json`, covered by the bundle
+/// signature) as a ledger result: the signer (key id, or identity from issuer) and where the
+/// check happened.
+fn collect_time_result(v: &serde_json::Value) -> SignatureResult {
+    let signer = &v["signer"];
+    let who = if let Some(k) = signer["key"]["key_id"].as_str() {
+        k.to_string()
+    } else if let (Some(i), Some(iss)) = (
+        signer["keyless"]["identity"].as_str(),
+        signer["keyless"]["issuer"].as_str(),
+    ) {
+        format!("{iss}|{i}")
+    } else {
+        "unknown".to_string()
+    };
+    let mut detail = "verified at collect".to_string();
+    if let Some(n) = v["rekor_log_index"].as_u64() {
+        detail.push_str(&format!("; rekor log index {n}"));
+    }
+    SignatureResult {
+        signer: who,
+        verdict: Verdict::Verified,
+        detail: Some(detail),
+    }
 }
