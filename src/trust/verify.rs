@@ -26,7 +26,7 @@ use super::sigstore_bundle::{
 };
 use super::simple_signing::{self, SigLayer, SimpleSigningError, SIMPLE_SIGNING_MEDIA_TYPE};
 use super::trusted_root::TrustedRoot;
-use super::KeyId;
+use super::{KeyId, PublicKey};
 use crate::oci::{Digest, ParsedManifest};
 
 /// A signature artifact found for an image: a `.sig` image or a referrer.
@@ -360,21 +360,16 @@ impl LayerCtx<'_> {
                 self.root,
                 self.rule.require_tlog,
             ) {
-                Ok(v) => {
-                    record(
-                        satisfied,
-                        i,
-                        SignatureResult {
-                            signer: Signer::Key {
-                                key_id: key.key_id().clone(),
-                            },
-                            rekor_log_index: v.rekor_log_index,
-                            integrated_time: v.integrated_time,
-                            kind: SignatureKind::SimpleSigning,
-                            artifact: self.artifact.clone(),
-                        },
-                    );
-                }
+                Ok(v) => record(
+                    satisfied,
+                    i,
+                    self.key_result(
+                        key,
+                        v.rekor_log_index,
+                        v.integrated_time,
+                        SignatureKind::SimpleSigning,
+                    ),
+                ),
                 Err(e) => failures.push(fail(Some(key.key_id().clone()), e)),
             }
         }
@@ -398,6 +393,25 @@ impl LayerCtx<'_> {
                 failures,
             ),
             Err(e) => failures.push(fail(None, e)),
+        }
+    }
+
+    /// The result of a key signature that verified.
+    fn key_result(
+        &self,
+        key: &PublicKey,
+        rekor_log_index: Option<u64>,
+        integrated_time: Option<i64>,
+        kind: SignatureKind,
+    ) -> SignatureResult {
+        SignatureResult {
+            signer: Signer::Key {
+                key_id: key.key_id().clone(),
+            },
+            rekor_log_index,
+            integrated_time,
+            kind,
+            artifact: self.artifact.clone(),
         }
     }
 
@@ -434,21 +448,16 @@ impl LayerCtx<'_> {
                     root,
                     BundleSigner::Key(key),
                 ) {
-                    Ok(v) => {
-                        record(
-                            satisfied,
-                            i,
-                            SignatureResult {
-                                signer: Signer::Key {
-                                    key_id: key.key_id().clone(),
-                                },
-                                rekor_log_index: v.rekor_log_index,
-                                integrated_time: v.integrated_time,
-                                kind: SignatureKind::SigstoreBundle,
-                                artifact: self.artifact.clone(),
-                            },
-                        );
-                    }
+                    Ok(v) => record(
+                        satisfied,
+                        i,
+                        self.key_result(
+                            key,
+                            v.rekor_log_index,
+                            v.integrated_time,
+                            SignatureKind::SigstoreBundle,
+                        ),
+                    ),
                     Err(e) => failures.push(fail(Some(key.key_id().clone()), e)),
                 }
             }
