@@ -15,3 +15,16 @@ pub mod registry;
 pub mod scan;
 pub mod spec;
 pub mod trust;
+
+/// An error and its causes on one line (`what: why: why`), for errors that are embedded as text
+/// in another error's message.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut s = e.to_string();
+    let mut cur = e.source();
+    while let Some(c) = cur {
+        s.push_str(": ");
+        s.push_str(&c.to_string());
+        cur = c.source();
+    }
+    s
+}

@@ -1,6 +1,5 @@
 //! The bundle signature gate: checked on `airlock.json` before a single blob is read.
 
-use std::fmt::Write as _;
 use std::path::Path;
 
 use serde::Serialize;
@@ -31,16 +30,6 @@ pub enum SignatureStatus {
     },
     /// No check was made because `--allow-unsigned` was given and no key was trusted.
     UncheckedAllowed,
-}
-
-fn chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        let _ = write!(s, ": {c}");
-        cur = c.source();
-    }
-    s
 }
 
 /// Checks `contents` against `policy`. Fails closed: an unsigned bundle, a bundle with no
@@ -74,14 +63,14 @@ pub fn check(
         ));
     };
     let sigs = SigFile::from_slice(sig_bytes)
-        .map_err(|e| refuse(format!("airlock.json.sig: {}", chain(&e))))?;
+        .map_err(|e| refuse(format!("airlock.json.sig: {}", crate::error_chain(&e))))?;
     let verified = verify_manifest(
         &contents.manifest_bytes,
         &sigs,
         &policy.trusted,
         policy.require.max(1),
     )
-    .map_err(|e| refuse(chain(&e)))?;
+    .map_err(|e| refuse(crate::error_chain(&e)))?;
     Ok(SignatureStatus::Verified {
         signers: verified.into_iter().map(|v| v.key_id.to_string()).collect(),
     })

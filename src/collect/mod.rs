@@ -208,23 +208,12 @@ fn inline_keys(
             if let KeyRef::Path(_) = key {
                 let loaded = key
                     .load(dir)
-                    .map_err(|e| CollectError::Policy(error_chain(&e)))?;
+                    .map_err(|e| CollectError::Policy(crate::error_chain(&e)))?;
                 *key = KeyRef::Pem(loaded.to_pem());
             }
         }
     }
     Ok(p)
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut s = e.to_string();
-    let mut cur = e.source();
-    while let Some(c) = cur {
-        s.push_str(": ");
-        s.push_str(&c.to_string());
-        cur = c.source();
-    }
-    s
 }
 
 /// Reads a blob of at most [`MAX_ATTACHMENT_BYTES`] through the cache (downloading it when
@@ -266,7 +255,7 @@ async fn verify_signatures(
     };
     let root = policy
         .load_trusted_root(&opts.base_dir)
-        .map_err(|e| CollectError::Policy(error_chain(&e)))?;
+        .map_err(|e| CollectError::Policy(crate::error_chain(&e)))?;
     for img in &lock.images {
         let repo_name = format!("{}/{}", img.source.registry, img.source.repository);
         let Some(rule) = policy.rule_for(&repo_name) else {
@@ -274,7 +263,7 @@ async fn verify_signatures(
         };
         let resolved = rule
             .resolve(&opts.base_dir)
-            .map_err(|e| CollectError::Policy(error_chain(&e)))?;
+            .map_err(|e| CollectError::Policy(crate::error_chain(&e)))?;
         let repo = repo_of(&img.source);
         let mut artifacts = Vec::new();
         for att in img.attachments.iter().filter(|a| a.subject == img.digest) {

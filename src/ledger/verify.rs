@@ -249,7 +249,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
     }
     names.sort();
     let opened = par_map(&names, |(_, path)| {
-        read_signed_checkpoint_any(path, &vkey, &opts.witnesses)
+        super::store::read_signed_checkpoint(path, &vkey, &opts.witnesses)
     });
     for ((size, path), cp) in names.into_iter().zip(opened) {
         let cp = match cp {
@@ -486,15 +486,6 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         problems: all,
         warnings,
     })
-}
-
-fn read_signed_checkpoint_any(
-    path: &Path,
-    vkey: &VerifierKey,
-    witnesses: &[VerifierKey],
-) -> Result<SignedCheckpoint, LedgerError> {
-    let bytes = read_capped(path, MAX_CHECKPOINT_BYTES)?;
-    open_checkpoint_bytes(path, &bytes, vkey, witnesses)
 }
 
 /// The `index` member of a line that is not a valid entry, if it has one.

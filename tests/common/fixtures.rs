@@ -148,6 +148,15 @@ pub fn image(layers: Vec<(Blob, Digest)>, platform: &str, docker: bool) -> Image
     }
 }
 
+/// A linux/amd64 OCI image of one gzip layer of `size` noise bytes from `seed`.
+pub fn small_image(seed: u64, size: usize) -> Image {
+    image(
+        vec![layer(seed, size, Compression::Gzip, false)],
+        "linux/amd64",
+        false,
+    )
+}
+
 /// An index (or Docker manifest list) over images.
 pub fn index(images: &[Image], docker: bool) -> Blob {
     let mt = if docker {
