@@ -241,6 +241,11 @@ mod tests {
                 "http(s)",
             ),
             ("name: x\nimages: {", "t.yaml"),
+            (
+                "name: x\nimages:\n  - ref: a\ntrust:\n  rules:\n    - pattern: a/*\n      keys: [k.pub]\n      require: 0\n",
+                "trust",
+            ),
+            ("name: x\nimages:\n  - ref: a\ntrust:\n  rulez: []\n", "unknown field"),
         ];
         for (text, want) in cases {
             let err = Spec::parse(text, "t.yaml").expect_err(text).to_string();

@@ -45,11 +45,7 @@ fn populate(reg: &TestRegistry) -> Source {
         false,
     );
     let multi = vec![
-        fixtures::image(
-            vec![fixtures::layer(10, 5000, Compression::Gzip, false)],
-            "linux/amd64",
-            false,
-        ),
+        fixtures::small_image(10, 5000),
         fixtures::image(
             vec![fixtures::layer(11, 6000, Compression::Gzip, false)],
             "linux/arm64/v8",
@@ -597,11 +593,7 @@ fn pair_with_one_image(
 ) -> (TestRegistry, TestRegistry, Image, tempfile::TempDir) {
     let src = TestRegistry::start_with(cfg());
     let dst = TestRegistry::start_with(cfg());
-    let img = fixtures::image(
-        vec![fixtures::layer(7, 9000, Compression::Gzip, false)],
-        "linux/amd64",
-        false,
-    );
+    let img = fixtures::small_image(7, 9000);
     rt().block_on(fixtures::push_image(
         &src.client(),
         &Repo::new(&src.host, repo),
@@ -678,16 +670,8 @@ fn tls_and_basic_auth_on_both_sides() {
 fn lock_reports_drift_and_collect_refuses_unpinned_specs() {
     let src = TestRegistry::start();
     let client = src.client();
-    let v1 = fixtures::image(
-        vec![fixtures::layer(50, 1000, Compression::Gzip, false)],
-        "linux/amd64",
-        false,
-    );
-    let v2 = fixtures::image(
-        vec![fixtures::layer(51, 1000, Compression::Gzip, false)],
-        "linux/amd64",
-        false,
-    );
+    let v1 = fixtures::small_image(50, 1000);
+    let v2 = fixtures::small_image(51, 1000);
     let repo = Repo::new(&src.host, "drift/app");
     rt().block_on(fixtures::push_image(&client, &repo, &v1, Some("1")));
     let work = tempfile::tempdir().expect("tmp");
@@ -860,11 +844,7 @@ fn bearer_token_auth() {
 fn refuses_oversized_signature_material_before_download() {
     let src = TestRegistry::start();
     let client = src.client();
-    let img = fixtures::image(
-        vec![fixtures::layer(60, 1000, Compression::Gzip, false)],
-        "linux/amd64",
-        false,
-    );
+    let img = fixtures::small_image(60, 1000);
     let repo = Repo::new(&src.host, "sig/app");
     rt().block_on(async {
         fixtures::push_image(&client, &repo, &img, Some("1")).await;
@@ -897,16 +877,8 @@ fn collect_verifies_image_signatures_against_the_spec_policy() {
     let client = src.client();
     let release = SigningKey::generate().expect("key");
     let other = SigningKey::generate().expect("key");
-    let signed = fixtures::image(
-        vec![fixtures::layer(70, 1000, Compression::Gzip, false)],
-        "linux/amd64",
-        false,
-    );
-    let unsigned = fixtures::image(
-        vec![fixtures::layer(71, 1000, Compression::Gzip, false)],
-        "linux/amd64",
-        false,
-    );
+    let signed = fixtures::small_image(70, 1000);
+    let unsigned = fixtures::small_image(71, 1000);
     rt().block_on(async {
         let repo = Repo::new(&src.host, "signed/app");
         fixtures::push_image(&client, &repo, &signed, Some("1")).await;
@@ -1009,6 +981,13 @@ fn collect_verifies_image_signatures_against_the_spec_policy() {
         "{err}"
     );
     assert!(!dir.join("wrong.tar.zst").exists());
+
+    // A key file the policy names but that does not exist: the lock says which, writes nothing.
+    spec("nokey", "signed/app", "absent");
+    let out = airlock(dir, &args(&["lock", "nokey.yaml"], &flags));
+    let err = common::fails_with(&out, "trust policy");
+    assert!(err.contains("absent.pub"), "{err}");
+    assert!(!dir.join("nokey.lock").exists());
 
     // No signature at all where the policy wants one: refused.
     spec("missing", "unsigned/app", "release");
