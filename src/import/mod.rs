@@ -1,6 +1,7 @@
 //! The isolated side: stream a bundle, verify every byte, push blobs, then manifests by digest,
 //! then tags. Nothing is tagged unless the whole bundle verified.
 
+pub mod gate;
 pub mod mapping;
 pub mod record;
 pub mod referrers;
@@ -49,6 +50,9 @@ pub enum ImportError {
     /// The bundle was refused before any blob was read.
     #[error("refused: {0}")]
     Refused(String),
+    /// The isolated side's image policy refused the bundle before anything was pushed.
+    #[error("refused: {0}")]
+    Gate(#[from] gate::GateError),
 }
 
 /// One artifact as imported.
@@ -67,6 +71,12 @@ pub struct ImportedArtifact {
     /// When the target refused an index with missing children: the derived index of the carried
     /// children that was pushed and tagged instead.
     pub derived_digest: Option<Digest>,
+    /// Signatures verified at import against the isolated side's policy (`--policy`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::trust::verify::SignatureResult>,
+    /// Why the artifact was left out (`--on-untrusted skip-artifact`); nothing of it was pushed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
 }
 
 /// What `import` did.
@@ -113,6 +123,8 @@ pub struct ImportOptions {
     pub mapping: Mapping,
     /// Concurrent registry checks.
     pub jobs: usize,
+    /// The isolated side's image-signature policy, checked before anything is pushed.
+    pub image_policy: Option<gate::ImagePolicy>,
 }
 
 fn reg<'e>(what: impl Into<String> + 'e) -> impl FnOnce(RegistryError) -> ImportError + 'e {
@@ -155,6 +167,8 @@ struct Feeder<'a> {
     repos: Vec<Repo>,
     missing: HashMap<Digest, Vec<Repo>>,
     skipped: usize,
+    image_policy: Option<&'a gate::ImagePolicy>,
+    gate: gate::GateOutcome,
 }
 
 fn stopped() -> ImportError {
@@ -205,8 +219,21 @@ impl BlobVisitor for Feeder<'_> {
     }
 
     fn before_blobs(&mut self, contents: &BundleContents) -> Result<(), ImportError> {
+        // Every manifest and all evidence is in; nothing is pushed yet.
+        if let Some(policy) = self.image_policy {
+            self.gate = gate::check(contents, policy)?;
+        }
         let mut needs: HashMap<Digest, Vec<Repo>> = HashMap::new();
-        for (a, repo) in contents.manifest.artifacts.iter().zip(self.repos.iter()) {
+        for (i, (a, repo)) in contents
+            .manifest
+            .artifacts
+            .iter()
+            .zip(self.repos.iter())
+            .enumerate()
+        {
+            if self.gate.skipped.contains_key(&i) {
+                continue;
+            }
             for d in needs_of(contents, a) {
                 let v = needs.entry(d).or_default();
                 if !v.contains(repo) {
@@ -537,13 +564,21 @@ pub async fn import(
         repos: Vec::new(),
         missing: HashMap::new(),
         skipped: 0,
+        image_policy: opts.image_policy.as_ref(),
+        gate: gate::GateOutcome::default(),
     };
     let rt = tokio::runtime::Handle::current();
     let (read, uploaded) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
                 let summary = read_bundle(bundle, &mut feeder, reporter);
-                (summary, feeder.repos, feeder.skipped, feeder.status)
+                (
+                    summary,
+                    feeder.repos,
+                    feeder.skipped,
+                    feeder.status,
+                    feeder.gate,
+                )
             });
             let uploaded = rt.block_on(drive(registry.clone(), rx, opts.jobs));
             let read = reader
@@ -552,12 +587,12 @@ pub async fn import(
             (read, uploaded)
         })
     });
-    let (summary, repos, skipped, status) = read?;
+    let (summary, repos, skipped, status, mut gate) = read?;
     // A bundle error explains an upload side that stopped; otherwise the upload error stands.
     let summary = match (summary, uploaded) {
-        (Err(e @ ImportError::Bundle(_)), _) | (Err(e @ ImportError::Mapping(_)), _) => {
-            return Err(e)
-        }
+        (Err(e @ ImportError::Bundle(_)), _)
+        | (Err(e @ ImportError::Mapping(_)), _)
+        | (Err(e @ ImportError::Gate(_)), _) => return Err(e),
         (_, Err(e)) => return Err(e),
         (Err(e), Ok(_)) => return Err(e),
         (Ok(s), Ok(p)) => (s, p),
@@ -576,7 +611,28 @@ pub async fn import(
     report.bundle = contents.manifest.name.clone();
 
     // Every blob is verified and present. Manifests next, children before their index.
-    for (a, repo) in contents.manifest.artifacts.iter().zip(repos.iter()) {
+    for (i, (a, repo)) in contents
+        .manifest
+        .artifacts
+        .iter()
+        .zip(repos.iter())
+        .enumerate()
+    {
+        let signatures = gate.verified.remove(&i).unwrap_or_default();
+        if let Some(why) = gate.skipped.get(&i) {
+            reporter.warn(&format!("{}: left out: {why}", a.source));
+            report.artifacts.push(ImportedArtifact {
+                kind: a.kind,
+                source: a.source.clone(),
+                target: repo.to_string(),
+                tag: a.tag.clone(),
+                digest: a.digest.clone(),
+                derived_digest: None,
+                signatures,
+                skipped: Some(why.clone()),
+            });
+            continue;
+        }
         for c in a.children.iter().filter(|c| c.included) {
             let (bytes, parsed) = &contents.manifests[&c.digest];
             let pushed = ensure_manifest(registry, repo, &c.digest, bytes, &parsed.media_type)
@@ -629,6 +685,8 @@ pub async fn import(
             tag: a.tag.clone(),
             digest: a.digest.clone(),
             derived_digest: derived,
+            signatures,
+            skipped: None,
         });
     }
 
@@ -645,6 +703,9 @@ pub async fn import(
     for (i, digest) in tag_plan {
         let art = &report.artifacts[i];
         let Some(tag) = art.tag.clone() else { continue };
+        if art.skipped.is_some() {
+            continue;
+        }
         if referrers::carried_fallback_subject(&contents.manifest.artifacts[i], &contents).is_some()
         {
             // A referrers index: merged with what the target has, below.
@@ -684,7 +745,12 @@ pub async fn import(
     }
 
     // Referrers: listed through the API, or merged into the fallback index.
-    for ((repo, subject), wanted) in referrers::wanted(&contents, &repos) {
+    let kept: Vec<Option<&Repo>> = repos
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (!gate.skipped.contains_key(&i)).then_some(r))
+        .collect();
+    for ((repo, subject), wanted) in referrers::wanted(&contents, &kept) {
         match referrers::update(registry, &repo, &subject, &wanted).await? {
             referrers::Outcome::Api => report.referrers_via_api += 1,
             referrers::Outcome::Updated => report.referrer_indexes_updated += 1,
