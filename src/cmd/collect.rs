@@ -24,6 +24,11 @@ pub struct Args {
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 6)]
     pub jobs: usize,
+    /// Replay sequence recorded in `airlock.json` (default: the lock's creation time in Unix
+    /// seconds). Importers with a ledger refuse a bundle lower than the last admitted one of
+    /// the same name and signer.
+    #[arg(long, value_name = "N")]
+    pub sequence: Option<u64>,
     /// Sign `airlock.json` with this key (cosign format). Repeatable: several signers.
     #[arg(long, value_name = "KEY")]
     pub sign: Vec<PathBuf>,
@@ -77,6 +82,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             .parent()
             .map(|p| p.to_path_buf())
             .unwrap_or_default(),
+        sequence: args.sequence,
     };
     let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)
         .await

@@ -56,6 +56,10 @@ pub struct Args {
     /// attached to it.
     #[arg(long, value_enum, default_value_t = OnUntrusted::RejectBundle, requires = "policy")]
     pub on_untrusted: OnUntrusted,
+    /// Import a signed bundle even when the ledger has admitted a newer one (higher
+    /// `sequence`) of the same name from the same signer: a deliberate rollback.
+    #[arg(long)]
+    pub allow_older: bool,
     #[command(flatten)]
     pub trust: TrustArgs,
     #[command(flatten)]
@@ -93,6 +97,12 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    // Replay protection reads the ledger before the bundle: a rolled-back bundle is refused
+    // before a blob is read.
+    let replay = match (&args.ledger, args.allow_older) {
+        (Some(dir), false) => Some(airlock::import::replay::ReplayGuard::load(dir)?),
+        _ => None,
+    };
     let bars = super::progress::Bars::new(g.quiet);
     let toc = airlock::bundle::reader::read_table_of_contents(&args.bundle);
     let total = toc
@@ -106,6 +116,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         jobs: args.jobs,
         signature: policy,
         image_policy,
+        replay,
     };
     let report = match &toc {
         Ok(_) => airlock::import::import(&args.bundle, std::sync::Arc::new(registry), &opts, &bars)

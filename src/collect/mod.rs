@@ -538,6 +538,8 @@ pub struct CollectOptions {
     pub signers: Vec<crate::trust::keys::SigningKey>,
     /// Where the lock lives: the trust policy's `trusted_root` path is relative to it.
     pub base_dir: PathBuf,
+    /// The bundle's replay sequence; `None`: the creation time in Unix seconds.
+    pub sequence: Option<u64>,
 }
 
 /// One artifact in a collect report.
@@ -1051,10 +1053,18 @@ pub async fn collect(
         .filter(|s| s.trim().parse::<u64>().is_ok())
         .map(|_| now_rfc3339())
         .unwrap_or_else(|| lock.created.clone());
+    let sequence = opts.sequence.unwrap_or_else(|| {
+        humantime::parse_rfc3339(&created)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT.into(),
         name: lock.name.clone(),
         created,
+        sequence,
         tool: format!("airlock {}", env!("CARGO_PKG_VERSION")),
         lock_digest: lock_digest.clone(),
         artifacts: plan.artifacts.clone(),

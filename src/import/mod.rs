@@ -5,6 +5,7 @@ pub mod gate;
 pub mod mapping;
 pub mod record;
 pub mod referrers;
+pub mod replay;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -53,6 +54,9 @@ pub enum ImportError {
     /// The isolated side's image policy refused the bundle before anything was pushed.
     #[error("refused: {0}")]
     Gate(#[from] gate::GateError),
+    /// The bundle is older than one the ledger says was admitted.
+    #[error("refused: {0}")]
+    Replay(#[from] replay::ReplayError),
 }
 
 /// One artifact as imported.
@@ -125,6 +129,9 @@ pub struct ImportOptions {
     pub jobs: usize,
     /// The isolated side's image-signature policy, checked before anything is pushed.
     pub image_policy: Option<gate::ImagePolicy>,
+    /// What the ledger says was admitted last; `None`: no replay check (no ledger, or
+    /// `--allow-older`).
+    pub replay: Option<replay::ReplayGuard>,
 }
 
 fn reg<'e>(what: impl Into<String> + 'e) -> impl FnOnce(RegistryError) -> ImportError + 'e {
@@ -169,6 +176,7 @@ struct Feeder<'a> {
     skipped: usize,
     image_policy: Option<&'a gate::ImagePolicy>,
     gate: gate::GateOutcome,
+    replay: Option<&'a replay::ReplayGuard>,
 }
 
 fn stopped() -> ImportError {
@@ -205,11 +213,17 @@ impl BlobVisitor for Feeder<'_> {
     type Error = ImportError;
 
     fn manifest(&mut self, contents: &BundleContents) -> Result<(), ImportError> {
-        self.status = Some(crate::bundle::signature::check(
-            self.path,
-            contents,
-            self.policy,
-        )?);
+        let status = crate::bundle::signature::check(self.path, contents, self.policy)?;
+        if let (Some(guard), crate::bundle::signature::SignatureStatus::Verified { signers }) =
+            (self.replay, &status)
+        {
+            guard.check(
+                &contents.manifest,
+                &Digest::of(&contents.manifest_bytes),
+                signers,
+            )?;
+        }
+        self.status = Some(status);
         let names = self.mapping.map_all(&contents.manifest.artifacts)?;
         self.repos = names
             .into_iter()
@@ -566,6 +580,7 @@ pub async fn import(
         skipped: 0,
         image_policy: opts.image_policy.as_ref(),
         gate: gate::GateOutcome::default(),
+        replay: opts.replay.as_ref(),
     };
     let rt = tokio::runtime::Handle::current();
     let (read, uploaded) = tokio::task::block_in_place(|| {
@@ -592,7 +607,8 @@ pub async fn import(
     let summary = match (summary, uploaded) {
         (Err(e @ ImportError::Bundle(_)), _)
         | (Err(e @ ImportError::Mapping(_)), _)
-        | (Err(e @ ImportError::Gate(_)), _) => return Err(e),
+        | (Err(e @ ImportError::Gate(_)), _)
+        | (Err(e @ ImportError::Replay(_)), _) => return Err(e),
         (_, Err(e)) => return Err(e),
         (Err(e), Ok(_)) => return Err(e),
         (Ok(s), Ok(p)) => (s, p),

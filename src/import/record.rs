@@ -40,6 +40,7 @@ pub fn ledger_entry(
         return Ok(entry);
     };
     entry.bundle.name = Some(toc.manifest.name.clone());
+    entry.bundle.sequence = Some(toc.manifest.sequence);
     if let Ok(report) = &outcome {
         entry.bundle.signatures = match &report.signature {
             Some(SignatureStatus::Verified { signers }) => signers
