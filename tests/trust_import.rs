@@ -65,10 +65,12 @@ impl World {
         let dir = work.path();
         std::fs::create_dir_all(dir.join("keys")).expect("keys");
         std::fs::write(dir.join("keys/isolated.pub"), release.public_key().to_pem()).expect("pub");
+        std::fs::write(dir.join("keys/rogue.pub"), rogue.public_key().to_pem()).expect("pub");
+        // The connected side's policy trusts both keys: collect verifies and records both.
         std::fs::write(
             dir.join("b.yaml"),
             format!(
-                "name: b\nimages:\n  - ref: {h}/signed/app:1\n  - ref: {h}/rogue/app:1\n",
+                "name: b\nimages:\n  - ref: {h}/signed/app:1\n  - ref: {h}/rogue/app:1\ntrust:\n  rules:\n    - pattern: {h}/*/app\n      keys: [keys/isolated.pub, keys/rogue.pub]\n",
                 h = src.host
             ),
         )
@@ -84,6 +86,22 @@ impl World {
         };
         run(&["lock", "b.yaml"]);
         run(&["collect", "b.lock", "-o", "b.tar.zst"]);
+        let out = airlock(dir, &["inspect", "b.tar.zst", "--output", "json"]);
+        let inspect: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+        let images: Vec<&serde_json::Value> = inspect["manifest"]["artifacts"]
+            .as_array()
+            .expect("artifacts")
+            .iter()
+            .filter(|a| a["kind"] == "image")
+            .collect();
+        assert_eq!(images.len(), 2);
+        for a in images {
+            assert!(
+                a["verification"][0]["signer"]["key"]["key_id"].is_string(),
+                "collect verified {}: {inspect}",
+                a["source"]
+            );
+        }
         World {
             src,
             work,
