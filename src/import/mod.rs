@@ -83,6 +83,27 @@ pub struct ImportedArtifact {
     pub skipped: Option<String>,
 }
 
+impl ImportedArtifact {
+    fn new(
+        a: &Artifact,
+        repo: &Repo,
+        derived_digest: Option<Digest>,
+        signatures: Vec<crate::trust::verify::SignatureResult>,
+        skipped: Option<String>,
+    ) -> Self {
+        ImportedArtifact {
+            kind: a.kind,
+            source: a.source.clone(),
+            target: repo.to_string(),
+            tag: a.tag.clone(),
+            digest: a.digest.clone(),
+            derived_digest,
+            signatures,
+            skipped,
+        }
+    }
+}
+
 /// What `import` did.
 #[derive(Debug, Clone, Serialize, Default)]
 pub struct ImportReport {
@@ -637,16 +658,13 @@ pub async fn import(
         let signatures = gate.verified.remove(&i).unwrap_or_default();
         if let Some(why) = gate.skipped.get(&i) {
             reporter.warn(&format!("{}: left out: {why}", a.source));
-            report.artifacts.push(ImportedArtifact {
-                kind: a.kind,
-                source: a.source.clone(),
-                target: repo.to_string(),
-                tag: a.tag.clone(),
-                digest: a.digest.clone(),
-                derived_digest: None,
+            report.artifacts.push(ImportedArtifact::new(
+                a,
+                repo,
+                None,
                 signatures,
-                skipped: Some(why.clone()),
-            });
+                Some(why.clone()),
+            ));
             continue;
         }
         for c in a.children.iter().filter(|c| c.included) {
@@ -694,16 +712,9 @@ pub async fn import(
                 ))
             }
         }
-        report.artifacts.push(ImportedArtifact {
-            kind: a.kind,
-            source: a.source.clone(),
-            target: repo.to_string(),
-            tag: a.tag.clone(),
-            digest: a.digest.clone(),
-            derived_digest: derived,
-            signatures,
-            skipped: None,
-        });
+        report
+            .artifacts
+            .push(ImportedArtifact::new(a, repo, derived, signatures, None));
     }
 
     // Tags last.
