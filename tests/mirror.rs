@@ -1006,3 +1006,68 @@ fn collect_verifies_image_signatures_against_the_spec_policy() {
     );
     assert!(!dir.join("missing.tar.zst").exists());
 }
+
+#[test]
+fn referrers_merge_into_the_targets_fallback_index() {
+    let (src, dst, img, work) = pair_with_one_image(Default::default, "ref/app", "r");
+    let dir = work.path();
+    // At the source: one referrer (an SBOM) listed by the referrers tag schema.
+    let (carried, _) = rt().block_on(fixtures::push_referrer(
+        &src.client(),
+        &Repo::new(&src.host, "ref/app"),
+        &img.manifest,
+    ));
+    // At the target, before the import: another tool already listed its own referrer.
+    let (theirs, _) = rt().block_on(fixtures::push_referrer_numbered(
+        &dst.client(),
+        &Repo::new(&dst.host, "m/ref/app"),
+        &img.manifest,
+        2,
+    ));
+    let sflags = src.cli_flags();
+    ok(&airlock(dir, &args(&["lock", "r.yaml"], &sflags)));
+    ok(&airlock(
+        dir,
+        &args(&["collect", "r.lock", "-o", "r.tar.zst"], &sflags),
+    ));
+    let to = format!("{}/m", dst.host);
+    let import = [
+        "import",
+        "r.tar.zst",
+        "--to",
+        &to,
+        "--allow-unsigned",
+        "--output",
+        "json",
+    ];
+    let out = airlock(dir, &args(&import, &dst.cli_flags()));
+    let report: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(report["referrer_indexes_updated"], 1, "{report}");
+    let tag = format!("m/ref/app:sha256-{}", img.manifest.digest().hex());
+    let index: serde_json::Value =
+        serde_json::from_slice(&dst.skopeo_raw(&tag)).expect("index json");
+    let listed: Vec<&str> = index["manifests"]
+        .as_array()
+        .expect("manifests")
+        .iter()
+        .filter_map(|d| d["digest"].as_str())
+        .collect();
+    let (t, c) = (
+        theirs.manifest.digest().to_string(),
+        carried.manifest.digest().to_string(),
+    );
+    assert_eq!(
+        listed,
+        vec![t.as_str(), c.as_str()],
+        "existing entry kept first"
+    );
+    assert_eq!(
+        dst.skopeo_raw(&format!("m/ref/app@{c}")),
+        carried.manifest.bytes
+    );
+    // Importing again changes nothing.
+    let out = airlock(dir, &args(&import, &dst.cli_flags()));
+    let again: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    assert_eq!(again["referrer_indexes_updated"], 0, "{again}");
+    assert_eq!(again["referrer_indexes_unchanged"], 1, "{again}");
+}

@@ -34,6 +34,16 @@ pub enum ArtifactKind {
     Chart,
     /// A signature, attestation, SBOM or referrers index attached to an image by tag.
     Attachment,
+    /// An OCI artifact whose manifest names a `subject` (an SBOM, a scan report): pushed by
+    /// digest and listed in the subject's referrers (API or `sha256-<hex>` fallback index).
+    Referrer,
+}
+
+impl ArtifactKind {
+    /// Evidence kinds: small, read whole and checked before anything is pushed.
+    pub fn is_evidence(self) -> bool {
+        matches!(self, ArtifactKind::Attachment | ArtifactKind::Referrer)
+    }
 }
 
 /// One artifact: a root manifest and where it came from.
@@ -69,6 +79,12 @@ pub struct Artifact {
     /// log index, signature artifact.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub verification: Vec<serde_json::Value>,
+    /// For a referrer: the manifest it refers to (its `subject`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<Digest>,
+    /// For a referrer: its `artifactType` (`application/vnd.cyclonedx+json`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
 }
 
 /// A child of an index.

@@ -3,9 +3,11 @@
 //!
 //! Entry order is fixed and checked: `airlock.json`, optional `airlock.json.sig`, `oci-layout`,
 //! `index.json`, then the blobs exactly in the order `airlock.json` lists them (manifests first,
-//! then the rest by size and digest). So a reader learns the whole plan, and every manifest,
+//! then the blobs of evidence artifacts (signatures, SBOMs, reports: see [`evidence`]), then
+//! the rest, each group by size and digest). So a reader learns the whole plan, and every manifest,
 //! before the first layer byte, and a missing, extra or duplicated entry is named precisely.
 
+pub mod evidence;
 pub mod manifest;
 pub mod reader;
 pub mod signature;

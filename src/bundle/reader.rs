@@ -8,6 +8,7 @@ use std::path::{Component, Path, PathBuf};
 
 use bytes::Bytes;
 
+use super::evidence::{evidence_blobs, MAX_EVIDENCE_ARTIFACT, MAX_EVIDENCE_TOTAL};
 use super::{
     blob_path, BlobEntry, BundleManifest, BUNDLE_FORMAT, INDEX_ENTRY, LAYOUT_ENTRY, MANIFEST_ENTRY,
     MAX_MANIFEST_ENTRY, MAX_SMALL_ENTRY, SIGNATURE_ENTRY,
@@ -132,6 +133,9 @@ pub struct BundleContents {
     pub signature: Option<Vec<u8>>,
     /// Every manifest blob, verified, by digest.
     pub manifests: BTreeMap<Digest, (Bytes, ParsedManifest)>,
+    /// Every evidence blob (of signatures, attestations, SBOMs, reports), verified, by digest:
+    /// complete when [`BlobVisitor::before_blobs`] runs.
+    pub evidence: BTreeMap<Digest, Bytes>,
 }
 
 /// Receives a bundle's content as it streams. The error type lets callers add their own failures.
@@ -145,7 +149,9 @@ pub trait BlobVisitor {
         Ok(())
     }
 
-    /// All manifests read, verified and checked for completeness, before the first other blob.
+    /// All manifests and evidence blobs read, verified and checked for completeness, before
+    /// the first other blob is handed to [`BlobVisitor::blob`]. Gates run here: refusing here
+    /// means no blob was seen by the visitor. Evidence blobs are then passed to `blob` too.
     fn before_blobs(&mut self, _contents: &BundleContents) -> Result<(), Self::Error> {
         Ok(())
     }
@@ -447,6 +453,54 @@ fn check_complete(path: &Path, c: &BundleContents) -> Result<(), BundleError> {
     Ok(())
 }
 
+/// Checks that the blobs of evidence artifacts are listed right after the manifests (from
+/// position `start`) and fit in memory. Returns how many there are.
+fn check_evidence(path: &Path, c: &BundleContents, start: usize) -> Result<usize, BundleError> {
+    let bad = |why: String| BundleError::BadManifest {
+        path: path.to_path_buf(),
+        why,
+    };
+    let wanted = evidence_blobs(&c.manifest.artifacts, |d| {
+        c.manifests.get(d).map(|(_, m)| m)
+    });
+    let listed = c
+        .manifest
+        .blobs
+        .get(start..start + wanted.len())
+        .unwrap_or_default();
+    if let Some(out_of_place) = wanted
+        .iter()
+        .find(|d| !listed.iter().any(|b| &b.digest == *d))
+    {
+        return Err(bad(format!(
+            "evidence blob {out_of_place} (of a signature, SBOM or report) must be listed right after the manifests, before any layer"
+        )));
+    }
+    let total: u64 = listed.iter().map(|b| b.size).sum();
+    if total > MAX_EVIDENCE_TOTAL {
+        return Err(bad(format!(
+            "evidence blobs total {total} bytes, over the {MAX_EVIDENCE_TOTAL}-byte limit"
+        )));
+    }
+    Ok(listed.len())
+}
+
+/// Runs the visitor's gate once all evidence is in memory, then hands it the evidence blobs.
+fn release_evidence<V: BlobVisitor>(
+    c: &BundleContents,
+    evidence_end: usize,
+    visitor: &mut V,
+) -> Result<(), V::Error> {
+    visitor.before_blobs(c)?;
+    let start = evidence_end - c.evidence.len();
+    for entry in &c.manifest.blobs[start..evidence_end] {
+        if let Some(bytes) = c.evidence.get(&entry.digest) {
+            visitor.blob(entry, &mut io::Cursor::new(bytes.as_ref()))?;
+        }
+    }
+    Ok(())
+}
+
 /// Reads what follows the tar end-of-archive marker: only zero padding, up to a clean end of
 /// the zstd stream (which checks the frame checksum).
 fn check_end<R: Read>(mut rest: R) -> Result<(), String> {
@@ -483,6 +537,9 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
     let mut index_seen = false;
     let mut next_blob = 0usize;
     let mut blobs_started = false;
+    // Blobs listed before this position are evidence, read whole before the gate.
+    let mut evidence_end = 0usize;
+    let mut gate_done = false;
     let mut blob_bytes = 0u64;
     let mut last_name = String::from("(start)");
     let mut seen_names: HashSet<String> = HashSet::new();
@@ -532,6 +589,7 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
                 manifest_bytes: bytes,
                 signature: None,
                 manifests: BTreeMap::new(),
+                evidence: BTreeMap::new(),
             });
             continue;
         }
@@ -611,19 +669,23 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
             .into());
         }
         next_blob += 1;
-        if media::is_manifest(&expected.media_type) {
-            let bytes = read_small(&mut entry, MAX_MANIFEST_BYTES as u64)
-                .map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
+        // Reads a small blob whole and checks its digest.
+        let mut read_whole = |cap: u64| -> Result<Vec<u8>, BundleError> {
+            let bytes =
+                read_small(&mut entry, cap).map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
             let actual = Digest::of(&bytes);
             if actual != expected.digest {
                 return Err(BundleError::DigestMismatch {
                     path: p(),
-                    entry: name,
-                    expected: expected.digest,
+                    entry: name.clone(),
+                    expected: expected.digest.clone(),
                     actual,
-                }
-                .into());
+                });
             }
+            Ok(bytes)
+        };
+        if media::is_manifest(&expected.media_type) {
+            let bytes = read_whole(MAX_MANIFEST_BYTES as u64)?;
             let parsed = ParsedManifest::parse(&bytes, Some(&expected.media_type))
                 .map_err(|source| BundleError::BadBlobManifest { path: p(), source })?;
             if parsed.media_type != expected.media_type {
@@ -641,6 +703,22 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
         if !blobs_started {
             blobs_started = true;
             check_complete(path, c)?;
+            evidence_end = next_blob - 1 + check_evidence(path, c, next_blob - 1)?;
+        }
+        if next_blob <= evidence_end {
+            let bytes = read_whole(MAX_EVIDENCE_ARTIFACT)?;
+            progress.advance(bytes.len() as u64);
+            blob_bytes += bytes.len() as u64;
+            c.evidence
+                .insert(expected.digest.clone(), Bytes::from(bytes));
+            if next_blob == evidence_end {
+                gate_done = true;
+                release_evidence(c, evidence_end, visitor)?;
+            }
+            continue;
+        }
+        if !gate_done {
+            gate_done = true;
             visitor.before_blobs(c)?;
         }
         let mut reader = Verifying {
@@ -706,6 +784,8 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
     })?;
     if !blobs_started {
         check_complete(path, &c)?;
+    }
+    if !gate_done {
         visitor.before_blobs(&c)?;
     }
     Ok(ReadSummary {
@@ -772,5 +852,6 @@ pub fn read_table_of_contents(path: &Path) -> Result<BundleContents, BundleError
         manifest_bytes: bytes,
         signature,
         manifests: BTreeMap::new(),
+        evidence: BTreeMap::new(),
     })
 }

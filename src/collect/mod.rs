@@ -98,7 +98,7 @@ pub enum CollectError {
 
 /// The most content an attachment (signature, attestation, SBOM, referrers index) may carry:
 /// checked from its manifest before any of its blobs is downloaded.
-pub const MAX_ATTACHMENT_BYTES: u64 = 16 * 1024 * 1024;
+pub const MAX_ATTACHMENT_BYTES: u64 = crate::bundle::evidence::MAX_EVIDENCE_ARTIFACT;
 
 /// The cosign tag suffixes airlock carries.
 pub const ATTACHMENT_SUFFIXES: &[&str] = &[".sig", ".att", ".sbom", ""];
@@ -731,6 +731,8 @@ impl Plan {
         }
         self.artifacts.push(Artifact {
             verification: Vec::new(),
+            subject: None,
+            artifact_type: None,
             size,
             kind,
             source: name,
@@ -959,6 +961,8 @@ pub async fn collect(
                     .insert(mdigest.clone(), (manifest, media::OCI_MANIFEST.into()));
                 plan.artifacts.push(Artifact {
                     verification: Vec::new(),
+                    subject: None,
+                    artifact_type: None,
                     size: size + config.len() as u64 + manifest_len,
                     kind: ArtifactKind::Chart,
                     source: url.clone(),
@@ -1024,7 +1028,21 @@ pub async fn collect(
             data.insert(d.clone(), bd.clone());
         }
     }
-    rest.sort_by(|a, b| (a.size, &a.digest).cmp(&(b.size, &b.digest)));
+    // Evidence (signatures, SBOMs, reports) right after the manifests, so an importer can
+    // check it before pushing anything; then everything else. Each group by (size, digest).
+    let parsed: BTreeMap<&Digest, ParsedManifest> = plan
+        .manifests
+        .iter()
+        .filter_map(|(d, (bytes, mt))| Some((d, ParsedManifest::parse(bytes, Some(mt)).ok()?)))
+        .collect();
+    let evidence = crate::bundle::evidence::evidence_blobs(&plan.artifacts, |d| parsed.get(d));
+    rest.sort_by(|a, b| {
+        (!evidence.contains(&a.digest), a.size, &a.digest).cmp(&(
+            !evidence.contains(&b.digest),
+            b.size,
+            &b.digest,
+        ))
+    });
     rest.dedup_by(|a, b| a.digest == b.digest);
     blobs.extend(rest);
 

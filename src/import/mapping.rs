@@ -205,6 +205,8 @@ mod tests {
             children: vec![],
             size: 0,
             verification: vec![],
+            subject: None,
+            artifact_type: None,
         }
     }
 

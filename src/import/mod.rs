@@ -3,6 +3,7 @@
 
 pub mod mapping;
 pub mod record;
+pub mod referrers;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -93,6 +94,12 @@ pub struct ImportReport {
     pub tags_unchanged: usize,
     /// The bundle signature gate's outcome.
     pub signature: Option<crate::bundle::signature::SignatureStatus>,
+    /// Referrers fallback indexes (`sha256-<hex>` tags) created or extended.
+    pub referrer_indexes_updated: usize,
+    /// Referrers fallback indexes that already listed everything.
+    pub referrer_indexes_unchanged: usize,
+    /// Subjects whose referrers the target's referrers API lists by itself.
+    pub referrers_via_api: usize,
 }
 
 /// Options for `import`.
@@ -638,6 +645,11 @@ pub async fn import(
     for (i, digest) in tag_plan {
         let art = &report.artifacts[i];
         let Some(tag) = art.tag.clone() else { continue };
+        if referrers::carried_fallback_subject(&contents.manifest.artifacts[i], &contents).is_some()
+        {
+            // A referrers index: merged with what the target has, below.
+            continue;
+        }
         let repo = &repos[i];
         let current = registry
             .head_manifest(repo, &tag)
@@ -669,6 +681,15 @@ pub async fn import(
             .await
             .map_err(reg(format!("{repo}:{tag}: setting tag")))?;
         report.tags_set += 1;
+    }
+
+    // Referrers: listed through the API, or merged into the fallback index.
+    for ((repo, subject), wanted) in referrers::wanted(&contents, &repos) {
+        match referrers::update(registry, &repo, &subject, &wanted).await? {
+            referrers::Outcome::Api => report.referrers_via_api += 1,
+            referrers::Outcome::Updated => report.referrer_indexes_updated += 1,
+            referrers::Outcome::Unchanged => report.referrer_indexes_unchanged += 1,
+        }
     }
     Ok(report)
 }

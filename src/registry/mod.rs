@@ -178,7 +178,7 @@ pub struct RawManifest {
 }
 
 /// A repository on a registry: where requests go.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Repo {
     /// Registry host (as users write it, `docker.io` for Docker Hub).
     pub registry: String,
@@ -757,6 +757,36 @@ impl Registry {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
             _ => Err(Self::status_error(Method::HEAD, &url, resp).await),
+        }
+    }
+
+    /// Whether the registry serves the OCI 1.1 referrers API for `repo`. Per the distribution
+    /// spec a registry that has it never answers 404 there; the distribution registry 2.x
+    /// does, so airlock then keeps the `sha256-<hex>` fallback index itself.
+    pub async fn supports_referrers(
+        &self,
+        repo: &Repo,
+        subject: &Digest,
+    ) -> Result<bool, RegistryError> {
+        let url = self.url(repo, &format!("referrers/{subject}"));
+        let resp = self
+            .execute(
+                &repo.registry,
+                &Self::pull_scope(repo),
+                Method::GET,
+                &url,
+                &|r| r.header(ACCEPT, media::OCI_INDEX),
+            )
+            .await?;
+        let is_index = resp
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| ct.starts_with(media::OCI_INDEX));
+        match resp.status() {
+            s if s.is_success() => Ok(is_index),
+            s if s.is_client_error() => Ok(false),
+            _ => Err(Self::status_error(Method::GET, &url, resp).await),
         }
     }
 

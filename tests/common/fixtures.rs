@@ -345,8 +345,20 @@ pub async fn push_signed(
 /// schema's fallback index `sha256-<hex>` listing it, as registries without the referrers API
 /// hold them.
 pub async fn push_referrer(reg: &Registry, repo: &Repo, subject: &Blob) -> (Image, Blob) {
+    push_referrer_numbered(reg, repo, subject, 1).await
+}
+
+/// Like [`push_referrer`], with an SBOM whose `version` is `n`: distinct referrers of one
+/// subject, as several tools would leave them.
+pub async fn push_referrer_numbered(
+    reg: &Registry,
+    repo: &Repo,
+    subject: &Blob,
+    n: u32,
+) -> (Image, Blob) {
     let sbom = Blob::new(
-        br#"{"bomFormat":"CycloneDX","specVersion":"1.5","components":[]}"#.to_vec(),
+        format!(r#"{{"bomFormat":"CycloneDX","specVersion":"1.5","version":{n},"components":[]}}"#)
+            .into_bytes(),
         "application/vnd.cyclonedx+json",
     );
     let config = Blob::new(b"{}".to_vec(), media::OCI_EMPTY);
