@@ -470,6 +470,7 @@ pub async fn lock_spec(
         images,
         charts,
         trust,
+        scan: spec.scan.clone(),
     };
     if let Some(prev) = previous {
         if prev.same_content(&lock) {

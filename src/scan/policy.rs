@@ -28,11 +28,15 @@ use super::osv::Severity;
 use super::vex::{self, ImageContext, VexDocument, VexError, VexMatch};
 
 /// The `scan:` section of a spec.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScanPolicy {
     /// The lowest severity that fails the gate; `None`: findings never fail it.
-    #[serde(default, deserialize_with = "de_level")]
+    #[serde(
+        default,
+        deserialize_with = "de_level",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fail_on: Option<Severity>,
     /// Unfixed findings never fail the gate.
     #[serde(default)]
