@@ -526,3 +526,236 @@ fn bad_inputs_are_clear_errors() {
     );
     fails_with(&out, "--scanner trivy: no `trivy` executable on PATH");
 }
+
+/// Lists a bundle's entries (`zstd -d | tar t`, i.e. what any OCI tool sees).
+fn bundle_entries(path: &Path) -> Vec<String> {
+    let f = std::fs::File::open(path).expect("bundle");
+    let dec = zstd::stream::read::Decoder::new(f).expect("zstd");
+    let mut a = tar::Archive::new(dec);
+    a.entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Reads one blob of a bundle.
+fn bundle_blob(path: &Path, digest: &str) -> Vec<u8> {
+    use std::io::Read as _;
+    let want = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let f = std::fs::File::open(path).expect("bundle");
+    let dec = zstd::stream::read::Decoder::new(f).expect("zstd");
+    let mut a = tar::Archive::new(dec);
+    for e in a.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        if e.path().expect("path").display().to_string() == want {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).expect("read");
+            return v;
+        }
+    }
+    panic!("{want} not in bundle");
+}
+
+#[test]
+fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
+    let reg = TestRegistry::start();
+    let (alpine, debian) = push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let flags = reg.cli_flags();
+    let spec = |scan: &str| {
+        std::fs::write(
+            dir.join("s.yaml"),
+            format!(
+                "name: s\nimages:\n  - ref: {}/scan/multi:1\nscan:\n{scan}",
+                reg.host
+            ),
+        )
+        .expect("spec");
+        ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    };
+
+    // fail_on: high → no bundle, the error names image, platform, ID, package and version.
+    spec("  fail_on: high\n  db: vuln.db\n");
+    let lock = std::fs::read_to_string(dir.join("s.lock")).expect("lock");
+    assert!(lock.contains("\"fail_on\": \"HIGH\""), "{lock}");
+    let out = airlock(
+        dir,
+        &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
+    );
+    let stderr = fails_with(&out, "scan gate failed, no bundle written");
+    assert!(
+        stderr.contains(&format!(
+            "{}/scan/multi:1 (linux/amd64): ALPINE-CVE-2025-26519 in musl 1.2.4-r0 (HIGH, fixed in 1.2.4-r3)",
+            reg.host
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("musl-utils 1.2.4-r0"), "{stderr}");
+    assert!(!dir.join("s.tar.zst").exists());
+    assert!(
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .all(|e| !e.file_name().to_string_lossy().contains("s.tar.zst")),
+        "no partial bundle left"
+    );
+
+    // A passing gate (allow entry): SBOM and report per platform as referrers.
+    spec("  fail_on: high\n  allow:\n    - {id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}\n");
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "collect",
+                "s.lock",
+                "-o",
+                "s.tar.zst",
+                "--db",
+                "vuln.db",
+                "--carry-db",
+                "--output",
+                "json",
+            ],
+            &flags,
+        ),
+    );
+    let report = json(&out);
+    ok(&out);
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("s.lock")).expect("lock")).expect("json");
+    let lock_created = lock["created"].as_str().expect("created").to_string();
+    let scans = report["scans"].as_array().expect("scans");
+    assert_eq!(scans.len(), 2);
+    assert_eq!(scans[0]["summary"]["suppressed"], 2);
+    assert_eq!(scans[1]["summary"]["findings"]["unknown"], 1);
+
+    let out = airlock(dir, &["inspect", "s.tar.zst", "--output", "json"]);
+    let inspect = json(&out);
+    let arts = inspect["manifest"]["artifacts"]
+        .as_array()
+        .expect("artifacts");
+    let referrers: Vec<&serde_json::Value> =
+        arts.iter().filter(|a| a["kind"] == "referrer").collect();
+    assert_eq!(referrers.len(), 4, "SBOM + report for each of 2 platforms");
+    let db_digest =
+        airlock::oci::Digest::of(&std::fs::read(dir.join("vuln.db")).expect("db")).to_string();
+    for (img, platform) in [(&alpine, "linux/amd64"), (&debian, "linux/arm64")] {
+        let subject = img.manifest.digest().to_string();
+        let mine: Vec<_> = referrers
+            .iter()
+            .filter(|a| a["subject"] == subject.as_str())
+            .collect();
+        assert_eq!(mine.len(), 2, "{platform}");
+        let sbom = mine
+            .iter()
+            .find(|a| a["artifact_type"] == "application/vnd.cyclonedx+json")
+            .expect("sbom");
+        let rep = mine
+            .iter()
+            .find(|a| a["artifact_type"] == "application/vnd.airlock.scan-report.v1+json")
+            .expect("report");
+        assert_eq!(rep["scan"]["database"]["digest"], db_digest.as_str());
+        assert_eq!(rep["scan"]["passed"], true);
+        // The referrer manifests, SBOM and report are in the bundle's blobs.
+        let bundle = dir.join("s.tar.zst");
+        let m: serde_json::Value = serde_json::from_slice(&bundle_blob(
+            &bundle,
+            sbom["digest"].as_str().expect("digest"),
+        ))
+        .expect("manifest");
+        assert_eq!(m["subject"]["digest"], subject.as_str());
+        assert_eq!(m["artifactType"], "application/vnd.cyclonedx+json");
+        let doc: serde_json::Value = serde_json::from_slice(&bundle_blob(
+            &bundle,
+            m["layers"][0]["digest"].as_str().expect("layer"),
+        ))
+        .expect("sbom json");
+        assert_eq!(doc["bomFormat"], "CycloneDX");
+        assert_eq!(doc["metadata"]["component"]["version"], subject.as_str());
+        assert_eq!(
+            doc["metadata"]["timestamp"], lock_created,
+            "the lock's time, not the clock"
+        );
+        let m: serde_json::Value = serde_json::from_slice(&bundle_blob(
+            &bundle,
+            rep["digest"].as_str().expect("digest"),
+        ))
+        .expect("manifest");
+        let r: serde_json::Value = serde_json::from_slice(&bundle_blob(
+            &bundle,
+            m["layers"][0]["digest"].as_str().expect("layer"),
+        ))
+        .expect("report json");
+        assert_eq!(r["SchemaVersion"], 2);
+        assert_eq!(r["Airlock"]["Database"]["Digest"], db_digest.as_str());
+    }
+    // The database travels too, byte for byte.
+    let db_art = arts
+        .iter()
+        .find(|a| a["artifact_type"] == "application/vnd.airlock.vulndb.v1")
+        .expect("db artifact");
+    assert_eq!(db_art["repository"], "airlock/vulndb");
+    let m: serde_json::Value = serde_json::from_slice(&bundle_blob(
+        &dir.join("s.tar.zst"),
+        db_art["digest"].as_str().expect("digest"),
+    ))
+    .expect("manifest");
+    assert_eq!(m["layers"][0]["digest"], db_digest.as_str());
+    assert!(bundle_entries(&dir.join("s.tar.zst")).contains(&format!(
+        "blobs/sha256/{}",
+        db_digest.trim_start_matches("sha256:")
+    )));
+
+    // Reproducible: the same lock and database give the same bytes.
+    let first = std::fs::read(dir.join("s.tar.zst")).expect("bundle");
+    ok(&airlock(
+        dir,
+        &args(
+            &[
+                "collect",
+                "s.lock",
+                "-o",
+                "s2.tar.zst",
+                "--db",
+                "vuln.db",
+                "--carry-db",
+            ],
+            &flags,
+        ),
+    ));
+    assert!(first == std::fs::read(dir.join("s2.tar.zst")).expect("bundle"));
+
+    // Import: the SBOMs and reports become the platform manifests' referrers at the target,
+    // the database an artifact of its own.
+    let dst = TestRegistry::start();
+    let to = format!("{}/m", dst.host);
+    ok(&airlock(
+        dir,
+        &args(
+            &["import", "s.tar.zst", "--to", &to, "--allow-unsigned"],
+            &dst.cli_flags(),
+        ),
+    ));
+    let tags = dst.tags(&format!("m/{}", "scan/multi"));
+    for img in [&alpine, &debian] {
+        let t = format!("sha256-{}", img.manifest.digest().hex());
+        assert!(tags.contains(&t), "{t} not in {tags:?}");
+    }
+    assert_eq!(dst.tags("m/airlock/vulndb").len(), 1);
+
+    // `airlock scan` of the bundle skips the carried database and scans both platforms.
+    let out = airlock(
+        dir,
+        &["scan", "s.tar.zst", "--db", "vuln.db", "--output", "json"],
+    );
+    ok(&out);
+    assert_eq!(findings(&json(&out)), expected_two_platforms());
+}

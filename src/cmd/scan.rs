@@ -6,6 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
+use airlock::scan::image::ScanSummary;
 use airlock::scan::policy::{ScanPolicy, Suppression};
 use airlock::scan::run::{ScanInput, ScanOutcome, ScanRequest};
 
@@ -114,15 +115,15 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::from(EXIT_FAILURE))
 }
 
-fn print_human(o: &ScanOutcome) {
-    let rows: Vec<Vec<String>> = o
-        .images
-        .iter()
-        .map(|i| {
-            let s = &i.summary;
+/// The per-image table: image, platform, OS, packages, counts by severity, gate.
+pub fn print_summaries<'a>(
+    rows: impl Iterator<Item = (&'a str, Option<&'a str>, &'a ScanSummary, bool)>,
+) {
+    let rows: Vec<Vec<String>> = rows
+        .map(|(image, platform, s, passed)| {
             vec![
-                i.image.clone(),
-                i.platform.clone().unwrap_or_else(|| "-".into()),
+                image.to_string(),
+                platform.unwrap_or("-").to_string(),
                 s.os.clone().unwrap_or_else(|| "unknown".into()),
                 s.packages.to_string(),
                 s.findings.critical.to_string(),
@@ -131,7 +132,7 @@ fn print_human(o: &ScanOutcome) {
                 s.findings.low.to_string(),
                 s.findings.unknown.to_string(),
                 s.suppressed.to_string(),
-                if i.gate.passed { "pass" } else { "FAIL" }.into(),
+                if passed { "pass" } else { "FAIL" }.into(),
             ]
         })
         .collect();
@@ -151,6 +152,17 @@ fn print_human(o: &ScanOutcome) {
         ],
         &rows,
     );
+}
+
+fn print_human(o: &ScanOutcome) {
+    print_summaries(o.images.iter().map(|i| {
+        (
+            i.image.as_str(),
+            i.platform.as_deref(),
+            &i.summary,
+            i.gate.passed,
+        )
+    }));
     let mut findings = Vec::new();
     for i in &o.images {
         for d in &i.decisions {

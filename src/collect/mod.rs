@@ -2,6 +2,7 @@
 //! pack it into a bundle (`collect`).
 
 pub mod chart;
+pub mod scan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -86,6 +87,16 @@ pub enum CollectError {
     /// Writing the bundle.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The scan policy, database or an image scan cannot be used.
+    #[error("scan: {0}")]
+    Scan(String),
+    /// An image fails the lock's scan policy: every failing finding, with image, ID, package
+    /// and version.
+    #[error("scan gate failed, no bundle written: {}", failures.join("; "))]
+    ScanGate {
+        /// `image (platform): ID in package version (severity, fixed in …)` per finding.
+        failures: Vec<String>,
+    },
     /// Local I/O.
     #[error("{path}: {source}")]
     Io {
@@ -539,6 +550,10 @@ pub struct CollectOptions {
     pub signers: Vec<crate::trust::keys::SigningKey>,
     /// Where the lock lives: the trust policy's `trusted_root` path is relative to it.
     pub base_dir: PathBuf,
+    /// The vulnerability database for the lock's scan policy (else the policy's `db`).
+    pub scan_db: Option<PathBuf>,
+    /// Carry the vulnerability database in the bundle as an OCI artifact.
+    pub carry_db: bool,
 }
 
 /// One artifact in a collect report.
@@ -576,6 +591,9 @@ pub struct CollectReport {
     pub downloaded_bytes: u64,
     /// Key ids that signed the bundle.
     pub signers: Vec<String>,
+    /// Every image platform scanned (when the lock has a scan policy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scans: Vec<scan::CollectedScan>,
 }
 
 /// One registry artifact as the lock pins it.
@@ -734,6 +752,7 @@ impl Plan {
             verification: Vec::new(),
             subject: None,
             artifact_type: None,
+            scan: None,
             size,
             kind,
             source: name,
@@ -964,6 +983,7 @@ pub async fn collect(
                     verification: Vec::new(),
                     subject: None,
                     artifact_type: None,
+                    scan: None,
                     size: size + config.len() as u64 + manifest_len,
                     kind: ArtifactKind::Chart,
                     source: url.clone(),
@@ -981,6 +1001,10 @@ pub async fn collect(
 
     // Image signatures first: a missing or bad one stops the collect before any layer moves.
     verify_signatures(lock, &mut plan, registry, opts).await?;
+
+    let created = bundle_created(lock);
+    // Then the scan gate: a failing image stops the collect before the bundle is written.
+    let scans = scan::scan_plan(lock, &mut plan, registry, opts, &created, reporter).await?;
 
     // Which blobs the cache lacks.
     let missing: Vec<(Digest, Descriptor, Repo)> = plan
@@ -1047,11 +1071,6 @@ pub async fn collect(
     rest.dedup_by(|a, b| a.digest == b.digest);
     blobs.extend(rest);
 
-    let created = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .filter(|s| s.trim().parse::<u64>().is_ok())
-        .map(|_| now_rfc3339())
-        .unwrap_or_else(|| lock.created.clone());
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT.into(),
         name: lock.name.clone(),
@@ -1152,7 +1171,17 @@ pub async fn collect(
             .iter()
             .map(|k| k.key_id().to_string())
             .collect(),
+        scans,
     })
+}
+
+/// The bundle's creation time: `SOURCE_DATE_EPOCH` when set, else the lock's (never the clock).
+fn bundle_created(lock: &Lock) -> String {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|s| s.trim().parse::<u64>().is_ok())
+        .map(|_| now_rfc3339())
+        .unwrap_or_else(|| lock.created.clone())
 }
 
 /// The OCI layout `index.json`: one entry per artifact, named so `skopeo copy

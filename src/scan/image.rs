@@ -14,6 +14,7 @@ use std::time::SystemTime;
 use serde::Serialize;
 
 use super::db::{Database, DbError};
+use super::evidence::DatabaseRecord;
 use super::flatten::{Compression, Layer, Limits};
 use super::matcher::{self, Matches};
 use super::osv::Severity;
@@ -173,6 +174,7 @@ impl<R: Read> Read for CheckedReader<R> {
 
 /// Findings counted by severity (active ones: suppressed findings are counted apart).
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct SeverityCounts {
     /// CRITICAL.
     pub critical: usize,
@@ -200,6 +202,7 @@ impl SeverityCounts {
 
 /// What one image's scan amounts to, small enough for `airlock.json` and the ledger.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct ScanSummary {
     /// The OS (`alpine 3.18.0`), if detected.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -212,6 +215,8 @@ pub struct ScanSummary {
     pub suppressed: usize,
     /// Whether the gate passed.
     pub passed: bool,
+    /// The database the packages were matched against.
+    pub database: DatabaseRecord,
 }
 
 /// One image's scan.
@@ -229,6 +234,8 @@ pub struct ImageScan {
     pub report: Report,
     /// The CycloneDX SBOM.
     pub sbom: serde_json::Value,
+    /// The database used.
+    pub database: DatabaseRecord,
 }
 
 impl ImageScan {
@@ -260,6 +267,7 @@ impl ImageScan {
             findings,
             suppressed,
             passed: self.verdict.passed,
+            database: self.database.clone(),
         }
     }
 }
@@ -367,6 +375,10 @@ pub fn evaluate_inventory(
         verdict,
         report,
         sbom,
+        database: DatabaseRecord {
+            digest: ctx.db.digest().clone(),
+            built_at: ctx.db.header().built_at.clone(),
+        },
     })
 }
 

@@ -12,6 +12,7 @@
 pub mod apk;
 pub mod db;
 pub mod dpkg;
+pub mod evidence;
 pub mod flatten;
 pub mod image;
 pub mod matcher;

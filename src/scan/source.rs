@@ -97,7 +97,7 @@ fn platforms_text(ps: &[Option<Platform>]) -> String {
 
 /// An index child that is an image of a real platform (buildx attaches attestation manifests
 /// as `unknown/unknown` children: they have no filesystem to scan).
-fn is_scannable_child(p: Option<&Platform>, media_type: &str) -> bool {
+pub(crate) fn is_scannable_child(p: Option<&Platform>, media_type: &str) -> bool {
     media::is_manifest(media_type)
         && !media::is_index(media_type)
         && p.is_none_or(|p| p.os != "unknown")
@@ -237,7 +237,8 @@ impl Spooler<'_> {
             source,
         };
         for a in &contents.manifest.artifacts {
-            if a.kind != ArtifactKind::Image {
+            // Images only: not charts, evidence, or a carried database (`artifact_type` set).
+            if a.kind != ArtifactKind::Image || a.artifact_type.is_some() {
                 continue;
             }
             let Some((_, root)) = contents.manifests.get(&a.digest) else {
