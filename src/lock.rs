@@ -34,6 +34,10 @@ pub struct Lock {
     /// The spec's trust policy, with its keys inlined (so the lock pins the keys too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<crate::trust::policy::TrustPolicy>,
+    /// The spec's scan policy, as written (`vex` and `db` paths relative to the lock's
+    /// directory); collect scans every image against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::scan::policy::ScanPolicy>,
 }
 
 /// An image pinned by digest.
@@ -260,6 +264,7 @@ impl Lock {
             && self.images == other.images
             && self.charts == other.charts
             && self.trust == other.trust
+            && self.scan == other.scan
     }
 }
 
@@ -290,6 +295,7 @@ mod tests {
                 .collect(),
             charts: vec![],
             trust: None,
+            scan: None,
         }
     }
 

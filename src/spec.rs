@@ -25,6 +25,9 @@ pub struct Spec {
     /// Which signatures images must carry, by repository pattern (checked at collect).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<crate::trust::policy::TrustPolicy>,
+    /// The vulnerability gate collect applies to every image (see `docs/SCAN.md`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::scan::policy::ScanPolicy>,
 }
 
 /// One image.
@@ -112,6 +115,9 @@ impl Spec {
         }
         if let Some(t) = &spec.trust {
             t.validate().map_err(|e| invalid(format!("trust: {e}")))?;
+        }
+        if let Some(s) = &spec.scan {
+            s.validate().map_err(|e| invalid(format!("scan: {e}")))?;
         }
         if spec.images.is_empty() && spec.charts.is_empty() {
             return Err(invalid("lists no images and no charts".into()));
@@ -222,6 +228,30 @@ mod tests {
     }
 
     #[test]
+    fn scan_section_parses_every_key() {
+        let s = Spec::parse(
+            "name: x\nimages:\n  - ref: a\nscan:\n  fail_on: high\n  ignore_unfixed: true\n  max_db_age: 72h\n  allow:\n    - {id: CVE-2025-26519, package: musl, expires: 2026-12-31, reason: unused}\n  vex: [vex/a.json]\n  db: vuln.db\n  unknown_os: warn\n",
+            "t.yaml",
+        )
+        .expect("parse");
+        let p = s.scan.expect("scan");
+        assert_eq!(p.fail_on, Some(crate::scan::osv::Severity::High));
+        assert!(p.ignore_unfixed);
+        assert_eq!(
+            p.max_db_age().expect("age").map(|d| d.as_secs()),
+            Some(72 * 3600)
+        );
+        assert_eq!(p.allow[0].package.as_deref(), Some("musl"));
+        assert_eq!(p.vex, [std::path::PathBuf::from("vex/a.json")]);
+        assert_eq!(p.db.as_deref(), Some(Path::new("vuln.db")));
+        assert_eq!(p.unknown_os, crate::scan::policy::UnknownOs::Warn);
+        // What the lock stores reads back the same.
+        let again: crate::scan::policy::ScanPolicy =
+            serde_json::from_slice(&serde_json::to_vec(&p).expect("json")).expect("back");
+        assert_eq!(again, p);
+    }
+
+    #[test]
     fn rejects_bad_specs_with_location() {
         let cases = [
             ("name: x\nimages:\n  - ref: UPPER/x\n", "lowercase"),
@@ -246,6 +276,15 @@ mod tests {
                 "trust",
             ),
             ("name: x\nimages:\n  - ref: a\ntrust:\n  rulez: []\n", "unknown field"),
+            ("name: x\nimages:\n  - ref: a\nscan:\n  fail_on: urgent\n", "fail_on `urgent`"),
+            ("name: x\nimages:\n  - ref: a\nscan:\n  max_db_age: soon\n", "scan: scan policy: max_db_age `soon`"),
+            (
+                "name: x\nimages:\n  - ref: a\nscan:\n  allow: [{id: CVE-1, expires: tomorrow, reason: r}]\n",
+                "allow entry CVE-1: expires `tomorrow`",
+            ),
+            ("name: x\nimages:\n  - ref: a\nscan:\n  unknown_os: maybe\n", "unknown variant `maybe`"),
+            ("name: x\nimages:\n  - ref: a\nscan:\n  fail_onn: high\n", "unknown field `fail_onn`"),
+            ("name: x\nimages:\n  - ref: a\nscan:\n  allow: [{id: CVE-1, expires: 2026-01-01}]\n", "missing field `reason`"),
         ];
         for (text, want) in cases {
             let err = Spec::parse(text, "t.yaml").expect_err(text).to_string();

@@ -1131,7 +1131,26 @@ fn ubuntu_is_inventoried_but_not_covered() {
     let m = matcher::match_inventory(&inv, &db).expect("match");
     assert_eq!(m.ecosystem.as_deref(), Some("Ubuntu:18.04"));
     assert!(!m.covered && m.findings.is_empty());
+    // Fail closed by default: packages that were not checked do not cross silently.
     let pol: ScanPolicy = serde_yaml::from_str("fail_on: low").expect("policy");
+    let v = policy::evaluate(
+        &m,
+        &pol,
+        &[],
+        &ImageContext::default(),
+        Some(&db),
+        SystemTime::now(),
+    )
+    .expect("evaluate");
+    assert!(!v.passed);
+    assert!(
+        v.reasons[0].contains("no advisories for Ubuntu:18.04")
+            && v.reasons[0].contains("unknown_os: fail"),
+        "{:?}",
+        v.reasons
+    );
+    // `unknown_os: warn` lets it pass, saying so.
+    let pol: ScanPolicy = serde_yaml::from_str("fail_on: low\nunknown_os: warn").expect("policy");
     let v = policy::evaluate(
         &m,
         &pol,

@@ -90,6 +90,10 @@ pub struct Artifact {
     /// For a referrer: its `artifactType` (`application/vnd.cyclonedx+json`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub artifact_type: Option<String>,
+    /// For a scan report made at collect: what it found (OS, packages, findings by severity,
+    /// suppressed, gate result, database digest and build time).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scan: Option<crate::scan::image::ScanSummary>,
 }
 
 /// A child of an index.

@@ -35,6 +35,13 @@ pub struct Args {
     /// File holding the signing keys' password (else `AIRLOCK_PASSWORD`, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub password_file: Option<PathBuf>,
+    /// Vulnerability database for the lock's `scan:` policy (else the policy's `db:`).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// Carry the vulnerability database in the bundle (an OCI artifact, imported as
+    /// `airlock/vulndb:db-<build time>`), so the isolated side can re-check with it.
+    #[arg(long)]
+    pub carry_db: bool,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -83,6 +90,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             .map(|p| p.to_path_buf())
             .unwrap_or_default(),
         sequence: args.sequence,
+        scan_db: args.db.clone(),
+        carry_db: args.carry_db,
     };
     let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)
         .await
@@ -108,6 +117,22 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             print_table(&["KIND", "SOURCE", "DIGEST", "PLATFORMS", "SIZE"], &rows);
+            if !report.scans.is_empty() {
+                println!();
+                super::scan::print_summaries(report.scans.iter().map(|s| {
+                    (
+                        s.image.as_str(),
+                        s.platform.as_deref(),
+                        &s.summary,
+                        s.summary.passed,
+                    )
+                }));
+                for s in &report.scans {
+                    for w in &s.warnings {
+                        eprintln!("warning: {}: {w}", s.image);
+                    }
+                }
+            }
             println!(
                 "wrote {} ({}, {} blobs, {} of content, {} downloaded); bundle {}{}",
                 report.bundle.display(),

@@ -15,6 +15,7 @@ pub mod key;
 pub mod ledger;
 pub mod lock;
 pub mod progress;
+pub mod scan;
 pub mod verify;
 
 /// The operation failed: bad input, a verification failure, a registry error.
@@ -156,6 +157,9 @@ pub enum Command {
     Key(key::Args),
     /// The offline vulnerability database.
     Db(db::Args),
+    /// Scan an image in a registry, or every image of a bundle: packages, vulnerabilities and
+    /// the policy gate (exit 1 when it fails).
+    Scan(scan::Args),
     /// The provenance ledger: init, verify, show, prove, consistency, cosign, export.
     Ledger(ledger::Args),
 }
@@ -171,6 +175,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Import(a) => runtime()?.block_on(import::run(a, g)),
         Command::Key(a) => key::run(a, g),
         Command::Db(a) => db::run(a, g),
+        Command::Scan(a) => runtime()?.block_on(scan::run(a, g)),
         Command::Ledger(a) => ledger::run(a, g),
     }
 }

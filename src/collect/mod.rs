@@ -2,6 +2,7 @@
 //! pack it into a bundle (`collect`).
 
 pub mod chart;
+pub mod scan;
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
@@ -86,6 +87,16 @@ pub enum CollectError {
     /// Writing the bundle.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// The scan policy, database or an image scan cannot be used.
+    #[error("scan: {0}")]
+    Scan(String),
+    /// An image fails the lock's scan policy: every failing finding, with image, ID, package
+    /// and version.
+    #[error("scan gate failed, no bundle written: {}", failures.join("; "))]
+    ScanGate {
+        /// `image (platform): ID in package version (severity, fixed in …)` per finding.
+        failures: Vec<String>,
+    },
     /// Local I/O.
     #[error("{path}: {source}")]
     Io {
@@ -470,6 +481,7 @@ pub async fn lock_spec(
         images,
         charts,
         trust,
+        scan: spec.scan.clone(),
     };
     if let Some(prev) = previous {
         if prev.same_content(&lock) {
@@ -540,6 +552,10 @@ pub struct CollectOptions {
     pub base_dir: PathBuf,
     /// The bundle's replay sequence; `None`: the creation time in Unix seconds.
     pub sequence: Option<u64>,
+    /// The vulnerability database for the lock's scan policy (else the policy's `db`).
+    pub scan_db: Option<PathBuf>,
+    /// Carry the vulnerability database in the bundle as an OCI artifact.
+    pub carry_db: bool,
 }
 
 /// One artifact in a collect report.
@@ -577,6 +593,9 @@ pub struct CollectReport {
     pub downloaded_bytes: u64,
     /// Key ids that signed the bundle.
     pub signers: Vec<String>,
+    /// Every image platform scanned (when the lock has a scan policy).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub scans: Vec<scan::CollectedScan>,
 }
 
 /// One registry artifact as the lock pins it.
@@ -735,6 +754,7 @@ impl Plan {
             verification: Vec::new(),
             subject: None,
             artifact_type: None,
+            scan: None,
             size,
             kind,
             source: name,
@@ -965,6 +985,7 @@ pub async fn collect(
                     verification: Vec::new(),
                     subject: None,
                     artifact_type: None,
+                    scan: None,
                     size: size + config.len() as u64 + manifest_len,
                     kind: ArtifactKind::Chart,
                     source: url.clone(),
@@ -982,6 +1003,10 @@ pub async fn collect(
 
     // Image signatures first: a missing or bad one stops the collect before any layer moves.
     verify_signatures(lock, &mut plan, registry, opts).await?;
+
+    let created = bundle_created(lock);
+    // Then the scan gate: a failing image stops the collect before the bundle is written.
+    let scans = scan::scan_plan(lock, &mut plan, registry, opts, &created, reporter).await?;
 
     // Which blobs the cache lacks.
     let missing: Vec<(Digest, Descriptor, Repo)> = plan
@@ -1048,11 +1073,6 @@ pub async fn collect(
     rest.dedup_by(|a, b| a.digest == b.digest);
     blobs.extend(rest);
 
-    let created = std::env::var("SOURCE_DATE_EPOCH")
-        .ok()
-        .filter(|s| s.trim().parse::<u64>().is_ok())
-        .map(|_| now_rfc3339())
-        .unwrap_or_else(|| lock.created.clone());
     let sequence = opts.sequence.unwrap_or_else(|| {
         humantime::parse_rfc3339(&created)
             .ok()
@@ -1161,7 +1181,17 @@ pub async fn collect(
             .iter()
             .map(|k| k.key_id().to_string())
             .collect(),
+        scans,
     })
+}
+
+/// The bundle's creation time: `SOURCE_DATE_EPOCH` when set, else the lock's (never the clock).
+fn bundle_created(lock: &Lock) -> String {
+    std::env::var("SOURCE_DATE_EPOCH")
+        .ok()
+        .filter(|s| s.trim().parse::<u64>().is_ok())
+        .map(|_| now_rfc3339())
+        .unwrap_or_else(|| lock.created.clone())
 }
 
 /// The OCI layout `index.json`: one entry per artifact, named so `skopeo copy

@@ -207,6 +207,7 @@ mod tests {
             verification: vec![],
             subject: None,
             artifact_type: None,
+            scan: None,
         }
     }
 

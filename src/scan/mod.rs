@@ -6,18 +6,25 @@
 //! detectors read, [`inventory`] them ([`os`], [`dpkg`], [`apk`], [`purl`]), write an
 //! [`sbom`], [`matcher::match_inventory`] against a [`db::Database`] built from [`osv`]
 //! records, then [`policy::evaluate`] (with [`vex`]) and render a [`report`].
+//! [`image::scan_image`] runs all of it for one image whose layers are files; [`source`] finds
+//! the images of a registry reference or a bundle and puts their layers in files.
 
 pub mod apk;
 pub mod db;
 pub mod dpkg;
+pub mod evidence;
 pub mod flatten;
+pub mod image;
 pub mod matcher;
 pub mod os;
 pub mod osv;
 pub mod policy;
 pub mod purl;
 pub mod report;
+pub mod run;
 pub mod sbom;
+pub mod source;
+pub mod trivy;
 pub mod version;
 pub mod vex;
 

@@ -8,6 +8,8 @@
 //!   allow:
 //!     - {id: CVE-2025-26519, package: musl, expires: 2026-12-31, reason: "not reachable"}
 //!   vex: [vex/alpine.openvex.json]
+//!   db: vuln.db              # the database (a command's --db wins)
+//!   unknown_os: fail         # fail (default) | warn: an image whose packages cannot be checked
 //! ```
 //!
 //! A finding suppressed by VEX (`not_affected`, `fixed`) or by an allow entry stays in the
@@ -26,11 +28,15 @@ use super::osv::Severity;
 use super::vex::{self, ImageContext, VexDocument, VexError, VexMatch};
 
 /// The `scan:` section of a spec.
-#[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct ScanPolicy {
     /// The lowest severity that fails the gate; `None`: findings never fail it.
-    #[serde(default, deserialize_with = "de_level")]
+    #[serde(
+        default,
+        deserialize_with = "de_level",
+        skip_serializing_if = "Option::is_none"
+    )]
     pub fail_on: Option<Severity>,
     /// Unfixed findings never fail the gate.
     #[serde(default)]
@@ -47,6 +53,26 @@ pub struct ScanPolicy {
     /// OpenVEX files (relative to the spec's directory).
     #[serde(default)]
     pub vex: Vec<PathBuf>,
+    /// The vulnerability database file (relative to the spec's directory); a command's `--db`
+    /// wins over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub db: Option<PathBuf>,
+    /// What an image whose packages cannot be checked does to the gate (no supported OS, or an
+    /// ecosystem the database has no advisories for): `fail` (the default: fail closed) or
+    /// `warn`.
+    #[serde(default)]
+    pub unknown_os: UnknownOs,
+}
+
+/// What an image whose packages were not checked does to the gate.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownOs {
+    /// The gate fails: nothing unchecked crosses unless the policy says so.
+    #[default]
+    Fail,
+    /// The gate passes with a warning.
+    Warn,
 }
 
 fn de_level<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Severity>, D::Error> {
@@ -128,6 +154,14 @@ pub enum PolicyError {
     /// The database's header is unusable.
     #[error(transparent)]
     Db(#[from] DbError),
+    /// A policy file that cannot be read or parsed.
+    #[error("scan policy `{path}`: {why}")]
+    Load {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 impl ScanPolicy {
@@ -141,6 +175,22 @@ impl ScanPolicy {
                 })
             })
             .transpose()
+    }
+
+    /// Reads a policy file (YAML, the keys of a spec's `scan:` section) and checks its values.
+    pub fn load(path: &Path) -> Result<ScanPolicy, PolicyError> {
+        let bad = |why: String| PolicyError::Load {
+            path: path.to_path_buf(),
+            why,
+        };
+        let meta = fs_err::metadata(path).map_err(|e| bad(e.to_string()))?;
+        if meta.len() > 1024 * 1024 {
+            return Err(bad("larger than 1 MiB".into()));
+        }
+        let text = fs_err::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let p: ScanPolicy = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        p.validate()?;
+        Ok(p)
     }
 
     /// Checks every value (durations, dates) without evaluating anything.
@@ -221,12 +271,16 @@ pub fn evaluate(
         }
     }
     if !matches.covered {
-        warnings.push(match &matches.ecosystem {
+        let why = match &matches.ecosystem {
             Some(e) => format!(
                 "the vulnerability database has no advisories for {e}: packages were not checked"
             ),
             None => "no supported OS detected: packages were not checked".to_string(),
-        });
+        };
+        match policy.unknown_os {
+            UnknownOs::Warn => warnings.push(why),
+            UnknownOs::Fail => reasons.push(format!("{why} (policy unknown_os: fail)")),
+        }
     }
     let mut decisions = Vec::new();
     for f in &matches.findings {

@@ -392,3 +392,68 @@ pub async fn push_referrer_numbered(
         .expect("push referrers index");
     (art, idx)
 }
+
+/// A file of the real test data (`tests/data/REL`).
+pub fn test_data(rel: &str) -> Vec<u8> {
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data")
+        .join(rel);
+    std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
+/// An image whose layers (bottom first, gzip) hold the given files, for scanning.
+pub fn files_image(layers: &[Vec<(&str, Vec<u8>)>], platform: &str) -> Image {
+    let built: Vec<(Blob, Digest)> = layers
+        .iter()
+        .map(|files| {
+            let refs: Vec<(&str, &[u8])> = files.iter().map(|(p, b)| (*p, &b[..])).collect();
+            let tar = tar_of(&refs);
+            let diff_id = Digest::of(&tar);
+            (Blob::new(gzip(&tar), media::OCI_LAYER_GZIP), diff_id)
+        })
+        .collect();
+    image(built, platform, false)
+}
+
+const ALPINE_318: &str = "packages/alpine/osv-scalibr-alpine-3.18";
+
+/// The files of an Alpine 3.18.0 root with osv-scalibr's real apk database (15 packages,
+/// musl 1.2.4-r0: ALPINE-CVE-2025-26519, HIGH, fixed in 1.2.4-r3).
+pub fn alpine_318_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "etc/os-release",
+            test_data(&format!("{ALPINE_318}/etc/os-release")),
+        ),
+        ("etc/alpine-release", b"3.18.0\n".to_vec()),
+        (
+            "etc/apk/repositories",
+            b"https://dl-cdn.alpinelinux.org/alpine/v3.18/main\n".to_vec(),
+        ),
+        (
+            "lib/apk/db/installed",
+            test_data(&format!("{ALPINE_318}/lib/apk/db/installed")),
+        ),
+    ]
+}
+
+/// The files of a distroless-style Debian 9 root: `libssl1.1` (source openssl
+/// 1.1.0l-1~deb9u5: DLA-3008-1, severity unknown, fixed in 1.1.0l-1~deb9u6) and `tzdata`, one
+/// `status.d` file each.
+pub fn debian9_files() -> Vec<(&'static str, Vec<u8>)> {
+    vec![
+        (
+            "etc/os-release",
+            b"ID=debian\nVERSION_ID=\"9\"\nVERSION_CODENAME=stretch\n".to_vec(),
+        ),
+        (
+            "var/lib/dpkg/status.d/libssl1.1",
+            b"Package: libssl1.1\nArchitecture: arm64\nSource: openssl\nVersion: 1.1.0l-1~deb9u5\n"
+                .to_vec(),
+        ),
+        (
+            "var/lib/dpkg/status.d/tzdata",
+            b"Package: tzdata\nArchitecture: all\nVersion: 2021a-0+deb9u4\n".to_vec(),
+        ),
+    ]
+}

@@ -343,6 +343,23 @@ pub fn airlock(dir: &Path, args: &[&str]) -> Output {
         .expect("run airlock")
 }
 
+/// [`airlock`] with extra environment variables (e.g. a `PATH` without some tool).
+pub fn airlock_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run airlock")
+}
+
 /// Asserts success and returns stdout.
 pub fn ok(out: &Output) -> String {
     assert!(

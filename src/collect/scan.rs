@@ -1,0 +1,330 @@
+//! Scanning at collect: when the lock has a `scan:` policy, every carried image platform is
+//! scanned after its blobs are in the cache and before the bundle is written. A failing gate
+//! stops collect (no bundle); a passing one adds, per image and platform, the CycloneDX SBOM
+//! and the scan report as OCI artifacts referring to the platform manifest, with the counts in
+//! `airlock.json`. With `--carry-db` the database itself travels as an OCI artifact.
+
+use std::collections::HashMap;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use serde::Serialize;
+
+use super::{cache_path, pull_all, Arrivals, CollectError, CollectOptions, Plan};
+use crate::bundle::writer::BlobData;
+use crate::bundle::{Artifact, ArtifactKind, BlobEntry};
+use crate::lock::Lock;
+use crate::oci::{media, Descriptor, Digest, ManifestKind, ParsedManifest};
+use crate::progress::Reporter;
+use crate::registry::{Registry, Repo};
+use crate::scan::evidence::{self, BuiltArtifact, SubjectRef, DB_ARTIFACT_TYPE, EMPTY_CONFIG};
+use crate::scan::flatten::Limits;
+use crate::scan::image::{
+    config_platform, ImageScan, ScanContext, ScanSummary, Target, REPORT_ARTIFACT_TYPE,
+    SBOM_ARTIFACT_TYPE,
+};
+use crate::scan::run::{open_database, scan_all};
+use crate::scan::source::is_scannable_child;
+
+/// One image platform scanned at collect, for the collect report.
+#[derive(Debug, Clone, Serialize)]
+pub struct CollectedScan {
+    /// The image.
+    pub image: String,
+    /// Its platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The platform manifest.
+    pub digest: Digest,
+    /// The counts.
+    pub summary: ScanSummary,
+    /// Warnings that did not fail the gate.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+fn scan_err(e: &dyn std::error::Error) -> CollectError {
+    CollectError::Scan(crate::error_chain(e))
+}
+
+/// The images (platforms) of the plan, layers bottom first; configs are read from the cache.
+fn targets(plan: &Plan, cache: &std::path::Path) -> Result<Vec<Target>, CollectError> {
+    let parse = |d: &Digest| -> Option<ParsedManifest> {
+        let (bytes, mt) = plan.manifests.get(d)?;
+        ParsedManifest::parse(bytes, Some(mt)).ok()
+    };
+    let mut out = Vec::new();
+    for a in &plan.artifacts {
+        if a.kind != ArtifactKind::Image || a.artifact_type.is_some() {
+            continue;
+        }
+        let Some(root) = parse(&a.digest) else {
+            continue;
+        };
+        if root.kind == ManifestKind::Index {
+            for c in a.children.iter().filter(|c| c.included) {
+                if !is_scannable_child(c.platform.as_ref(), &c.media_type) {
+                    continue;
+                }
+                if let Some(m) = parse(&c.digest) {
+                    out.push(Target {
+                        name: a.source.clone(),
+                        digest: c.digest.clone(),
+                        index: Some(a.digest.clone()),
+                        platform: c.platform.clone(),
+                        layers: m.layers,
+                    });
+                }
+            }
+        } else {
+            let platform = match &root.config {
+                Some(c) => {
+                    let path = cache_path(cache, &c.digest);
+                    let bytes = fs_err::read(&path).map_err(|source| CollectError::Io {
+                        path: path.clone(),
+                        source,
+                    })?;
+                    config_platform(&bytes)
+                }
+                None => None,
+            };
+            out.push(Target {
+                name: a.source.clone(),
+                digest: a.digest.clone(),
+                index: None,
+                platform,
+                layers: root.layers,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// Adds one built artifact (manifest, empty config, content blob) to the plan.
+fn add_artifact(plan: &mut Plan, built: &BuiltArtifact, mut artifact: Artifact) {
+    plan.manifests.insert(
+        built.digest.clone(),
+        (built.manifest.clone(), media::OCI_MANIFEST.to_string()),
+    );
+    let empty = Bytes::from_static(EMPTY_CONFIG);
+    for (digest, bytes, mt) in [
+        (
+            Digest::of(EMPTY_CONFIG),
+            empty,
+            media::OCI_EMPTY.to_string(),
+        ),
+        (
+            built.blob_digest.clone(),
+            built.blob.clone(),
+            built.artifact_type.clone(),
+        ),
+    ] {
+        let entry = BlobEntry {
+            digest: digest.clone(),
+            size: bytes.len() as u64,
+            media_type: mt,
+        };
+        plan.local
+            .entry(digest)
+            .or_insert((BlobData::Memory(bytes), entry));
+    }
+    artifact.size = built.size();
+    plan.artifacts.push(artifact);
+}
+
+fn referrer(image: &Artifact, built: &BuiltArtifact, subject: &Digest) -> Artifact {
+    Artifact {
+        kind: ArtifactKind::Referrer,
+        source: image.source.clone(),
+        registry: image.registry.clone(),
+        repository: image.repository.clone(),
+        tag: None,
+        digest: built.digest.clone(),
+        media_type: media::OCI_MANIFEST.into(),
+        platforms: Vec::new(),
+        children: Vec::new(),
+        size: 0,
+        verification: Vec::new(),
+        subject: Some(subject.clone()),
+        artifact_type: Some(built.artifact_type.clone()),
+        scan: None,
+    }
+}
+
+/// Scans every image of the plan against the lock's policy (nothing when it has none), fails
+/// on a failing gate, and adds the evidence artifacts. `created` is the bundle's creation time.
+pub(super) async fn scan_plan(
+    lock: &Lock,
+    plan: &mut Plan,
+    registry: &Registry,
+    opts: &CollectOptions,
+    created: &str,
+    reporter: &dyn Reporter,
+) -> Result<Vec<CollectedScan>, CollectError> {
+    let Some(policy) = &lock.scan else {
+        if opts.scan_db.is_some() || opts.carry_db {
+            return Err(CollectError::Scan(
+                "--db/--carry-db given but the lock has no `scan:` policy (add one to the spec and lock again)".into(),
+            ));
+        }
+        return Ok(Vec::new());
+    };
+    policy.validate().map_err(|e| scan_err(&e))?;
+    let db =
+        open_database(opts.scan_db.as_deref(), policy, &opts.base_dir).map_err(|e| scan_err(&e))?;
+    let vex = policy.load_vex(&opts.base_dir).map_err(|e| scan_err(&e))?;
+
+    // Layers are scanned from the cache in layer order, so everything is pulled first.
+    let missing: Vec<(Digest, Descriptor, Repo)> = plan
+        .pulls
+        .iter()
+        .filter(|(d, (desc, _))| {
+            fs_err::metadata(cache_path(&opts.cache, d))
+                .map(|m| m.len() != desc.size)
+                .unwrap_or(true)
+        })
+        .map(|(d, (desc, repo))| (d.clone(), desc.clone(), repo.clone()))
+        .collect();
+    reporter.phase("pull", missing.iter().map(|(_, d, _)| d.size).sum());
+    let pulled = pull_all(
+        registry,
+        &opts.cache,
+        missing,
+        opts.jobs,
+        &Arrivals::default(),
+        reporter,
+    )
+    .await;
+    reporter.finish_phase();
+    pulled?;
+
+    let targets = targets(plan, &opts.cache)?;
+    let sbom_time = humantime::parse_rfc3339(created).unwrap_or(SystemTime::UNIX_EPOCH);
+    let ctx = ScanContext {
+        policy,
+        vex: &vex,
+        db: &db,
+        now: SystemTime::now(),
+        sbom_time,
+        limits: Limits::default(),
+    };
+    let scans: Vec<ImageScan> =
+        tokio::task::block_in_place(|| scan_all(&targets, &opts.cache, &ctx, reporter))
+            .map_err(|e| scan_err(&e))?;
+
+    let failures: Vec<String> = scans
+        .iter()
+        .filter(|s| !s.verdict.passed)
+        .flat_map(|s| {
+            let image = match &s.target.platform {
+                Some(p) => format!("{} ({p})", s.target.name),
+                None => s.target.name.clone(),
+            };
+            s.verdict
+                .reasons
+                .iter()
+                .map(move |r| format!("{image}: {r}"))
+        })
+        .collect();
+    if !failures.is_empty() {
+        return Err(CollectError::ScanGate { failures });
+    }
+
+    let images: HashMap<Digest, Artifact> = plan
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Image)
+        .map(|a| (a.digest.clone(), a.clone()))
+        .collect();
+    let mut out = Vec::new();
+    for s in &scans {
+        let t = &s.target;
+        let root = t.index.as_ref().unwrap_or(&t.digest);
+        let Some(image) = images.get(root) else {
+            continue;
+        };
+        let Some((bytes, mt)) = plan.manifests.get(&t.digest) else {
+            continue;
+        };
+        let subject = SubjectRef {
+            digest: t.digest.clone(),
+            media_type: mt.clone(),
+            size: bytes.len() as u64,
+        };
+        let sbom = evidence::artifact(
+            SBOM_ARTIFACT_TYPE,
+            json_bytes(&s.sbom),
+            Some(&subject),
+            created,
+        );
+        let report = evidence::artifact(
+            REPORT_ARTIFACT_TYPE,
+            json_bytes(&s.report),
+            Some(&subject),
+            created,
+        );
+        let summary = s.summary();
+        add_artifact(plan, &sbom, referrer(image, &sbom, &t.digest));
+        let mut r = referrer(image, &report, &t.digest);
+        r.scan = Some(summary.clone());
+        add_artifact(plan, &report, r);
+        out.push(CollectedScan {
+            image: t.name.clone(),
+            platform: t.platform.as_ref().map(|p| p.to_string()),
+            digest: t.digest.clone(),
+            summary,
+            warnings: s.verdict.warnings.clone(),
+        });
+    }
+
+    if opts.carry_db {
+        let path = db.path().to_path_buf();
+        let bytes = Bytes::from(fs_err::read(&path).map_err(|source| CollectError::Io {
+            path: path.clone(),
+            source,
+        })?);
+        if &Digest::of(&bytes) != db.digest() {
+            return Err(CollectError::Scan(format!(
+                "vulnerability database `{}` changed while collect was running",
+                path.display()
+            )));
+        }
+        let built = evidence::artifact(DB_ARTIFACT_TYPE, bytes, None, created);
+        let tag = format!(
+            "db-{}",
+            db.header()
+                .built_at
+                .chars()
+                .filter(|c| c.is_ascii_alphanumeric())
+                .collect::<String>()
+        );
+        add_artifact(
+            plan,
+            &built,
+            Artifact {
+                kind: ArtifactKind::Image,
+                source: format!("vulnerability database {}", db.digest()),
+                registry: None,
+                repository: "airlock/vulndb".into(),
+                tag: Some(tag),
+                digest: built.digest.clone(),
+                media_type: media::OCI_MANIFEST.into(),
+                platforms: Vec::new(),
+                children: Vec::new(),
+                size: 0,
+                verification: Vec::new(),
+                subject: None,
+                artifact_type: Some(DB_ARTIFACT_TYPE.into()),
+                scan: None,
+            },
+        );
+    }
+    Ok(out)
+}
+
+/// Pretty JSON with a final newline: how SBOMs and reports are stored.
+fn json_bytes<T: Serialize>(v: &T) -> Bytes {
+    let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
+    b.push(b'\n');
+    Bytes::from(b)
+}

@@ -1,0 +1,247 @@
+//! `airlock scan`: scan an image in a registry, or every image of a bundle, against a database
+//! and a policy, and say whether the gate passes. The CLI only parses and prints this.
+
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::Serialize;
+
+use super::db::{Database, DbError};
+use super::flatten::Limits;
+use super::image::{scan_image, ImageScan, ScanContext, ScanError, ScanSummary};
+use super::policy::{Decision, PolicyError, ScanPolicy};
+use super::report::Report;
+use super::source::{self, SourceError};
+use crate::oci::{Digest, Platform};
+use crate::progress::Reporter;
+use crate::reference::Reference;
+use crate::registry::Registry;
+
+/// What to scan.
+#[derive(Debug, Clone)]
+pub enum ScanInput {
+    /// An image (or index) in a registry.
+    Registry(Reference),
+    /// Every image of a bundle.
+    Bundle(PathBuf),
+}
+
+/// A scan to run.
+#[derive(Debug, Clone)]
+pub struct ScanRequest {
+    /// What to scan.
+    pub input: ScanInput,
+    /// Platforms to scan (empty: every platform).
+    pub platforms: Vec<Platform>,
+    /// The database (else the policy's `db`).
+    pub db: Option<PathBuf>,
+    /// The policy.
+    pub policy: ScanPolicy,
+    /// The directory the policy's relative paths (`vex`, `db`) are resolved against.
+    pub policy_dir: PathBuf,
+    /// The blob cache registry layers are downloaded into.
+    pub cache: PathBuf,
+    /// Where a bundle's layers are spooled while it is scanned (a temporary directory below it,
+    /// deleted afterwards).
+    pub spool_parent: PathBuf,
+    /// The time the gate is judged at.
+    pub now: SystemTime,
+}
+
+/// Why a scan could not run (a gate that fails is not an error: see [`ScanOutcome::passed`]).
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// No database was given.
+    #[error("no vulnerability database: give --db FILE or `db:` in the scan policy (build one with `airlock db build`)")]
+    NoDatabase,
+    /// The database cannot be used.
+    #[error(transparent)]
+    Db(#[from] DbError),
+    /// The policy cannot be used.
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    /// The images cannot be found or fetched.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// An image cannot be scanned.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+    /// The spool directory cannot be made.
+    #[error("spool directory below `{path}`: {source}")]
+    Spool {
+        /// Its parent.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// The database a scan used.
+#[derive(Debug, Clone, Serialize)]
+pub struct DatabaseUsed {
+    /// The file.
+    pub path: PathBuf,
+    /// SHA-256 of the file.
+    pub digest: Digest,
+    /// When it was built.
+    pub built_at: String,
+}
+
+/// The gate's result for one image.
+#[derive(Debug, Clone, Serialize)]
+pub struct GateResult {
+    /// Whether it passed.
+    pub passed: bool,
+    /// Why not.
+    pub reasons: Vec<String>,
+    /// What did not fail it but is worth knowing.
+    pub warnings: Vec<String>,
+}
+
+/// One image's result.
+#[derive(Debug, Clone, Serialize)]
+pub struct ImageResult {
+    /// The image reference.
+    pub image: String,
+    /// Its platform.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// The platform manifest digest.
+    pub digest: Digest,
+    /// Counts.
+    pub summary: ScanSummary,
+    /// The gate.
+    pub gate: GateResult,
+    /// The Trivy-compatible report.
+    pub report: Report,
+    /// Every finding with its decision (what the table shows; the report has the same).
+    #[serde(skip)]
+    pub decisions: Vec<Decision>,
+}
+
+impl From<ImageScan> for ImageResult {
+    fn from(s: ImageScan) -> Self {
+        ImageResult {
+            image: s.target.name.clone(),
+            platform: s.target.platform.as_ref().map(|p| p.to_string()),
+            digest: s.target.digest.clone(),
+            summary: s.summary(),
+            gate: GateResult {
+                passed: s.verdict.passed,
+                reasons: s.verdict.reasons.clone(),
+                warnings: s.verdict.warnings.clone(),
+            },
+            report: s.report,
+            decisions: s.verdict.decisions,
+        }
+    }
+}
+
+/// What a scan found.
+#[derive(Debug, Clone, Serialize)]
+pub struct ScanOutcome {
+    /// True when every image passed the gate.
+    pub passed: bool,
+    /// The database used.
+    pub database: DatabaseUsed,
+    /// Every image (platform) scanned.
+    pub images: Vec<ImageResult>,
+}
+
+/// Opens the database a request names (`--db`, else the policy's `db` relative to its file).
+pub fn open_database(
+    db: Option<&Path>,
+    policy: &ScanPolicy,
+    policy_dir: &Path,
+) -> Result<Database, RunError> {
+    let path = match (db, &policy.db) {
+        (Some(p), _) => p.to_path_buf(),
+        (None, Some(p)) => policy_dir.join(p),
+        (None, None) => return Err(RunError::NoDatabase),
+    };
+    Ok(Database::open(&path)?)
+}
+
+/// Runs a scan. `registry` is needed for [`ScanInput::Registry`].
+pub async fn run(
+    req: &ScanRequest,
+    registry: &Registry,
+    reporter: &dyn Reporter,
+) -> Result<ScanOutcome, RunError> {
+    req.policy.validate()?;
+    let db = open_database(req.db.as_deref(), &req.policy, &req.policy_dir)?;
+    let vex = req.policy.load_vex(&req.policy_dir)?;
+    let ctx = ScanContext {
+        policy: &req.policy,
+        vex: &vex,
+        db: &db,
+        now: req.now,
+        sbom_time: req.now,
+        limits: Limits::default(),
+    };
+    let scans = match &req.input {
+        ScanInput::Registry(r) => {
+            let targets =
+                source::from_registry(registry, r, &req.platforms, &req.cache, reporter).await?;
+            tokio::task::block_in_place(|| scan_all(&targets, &req.cache, &ctx, reporter))?
+        }
+        ScanInput::Bundle(path) => {
+            fs_err::create_dir_all(&req.spool_parent).map_err(|source| RunError::Spool {
+                path: req.spool_parent.clone(),
+                source,
+            })?;
+            let spool = tempfile::Builder::new()
+                .prefix(".airlock-scan-")
+                .tempdir_in(&req.spool_parent)
+                .map_err(|source| RunError::Spool {
+                    path: req.spool_parent.clone(),
+                    source,
+                })?;
+            let targets = tokio::task::block_in_place(|| {
+                source::from_bundle(path, &req.platforms, spool.path(), reporter)
+            })?;
+            tokio::task::block_in_place(|| scan_all(&targets, spool.path(), &ctx, reporter))?
+        }
+    };
+    let images: Vec<ImageResult> = scans.into_iter().map(ImageResult::from).collect();
+    Ok(ScanOutcome {
+        passed: images.iter().all(|i| i.gate.passed),
+        database: DatabaseUsed {
+            path: db.path().to_path_buf(),
+            digest: db.digest().clone(),
+            built_at: db.header().built_at.clone(),
+        },
+        images,
+    })
+}
+
+/// Scans every target whose layers are in `dir` (`dir/sha256/<hex>`).
+pub fn scan_all(
+    targets: &[super::image::Target],
+    dir: &Path,
+    ctx: &ScanContext<'_>,
+    reporter: &dyn Reporter,
+) -> Result<Vec<ImageScan>, ScanError> {
+    let total: u64 = targets
+        .iter()
+        .flat_map(|t| t.layers.iter())
+        .map(|d| d.size)
+        .sum();
+    reporter.phase("scan", total);
+    let mut out = Vec::with_capacity(targets.len());
+    for t in targets {
+        match scan_image(t, |d| source::blob_file(dir, d), ctx) {
+            Ok(s) => {
+                reporter.advance(t.layers.iter().map(|d| d.size).sum());
+                reporter.item(&t.name);
+                out.push(s);
+            }
+            Err(e) => {
+                reporter.finish_phase();
+                return Err(e);
+            }
+        }
+    }
+    reporter.finish_phase();
+    Ok(out)
+}

@@ -1,0 +1,761 @@
+//! `airlock scan` end to end against a real registry and real bundles: fixture images built
+//! from the real package databases in `tests/data/packages`, matched against a database compiled
+//! from the real OSV records in `tests/data/osv`.
+
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, SystemTime};
+
+use airlock::registry::Repo;
+use common::fixtures::{self, Image};
+use common::{airlock, fails_with, ok, TestRegistry};
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("rt")
+}
+
+fn args<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
+    let mut v: Vec<&str> = base.to_vec();
+    v.extend(extra.iter().map(String::as_str));
+    v
+}
+
+/// Compiles the real OSV records with the CLI into `dir/vuln.db`.
+fn build_db(dir: &Path) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
+    ok(&airlock(
+        dir,
+        &[
+            "db",
+            "build",
+            "--osv",
+            &data.join("debian").display().to_string(),
+            "--osv",
+            &data.join("alpine").display().to_string(),
+            "-o",
+            "vuln.db",
+        ],
+    ));
+}
+
+/// `multi:1`: an index of Alpine 3.18 (linux/amd64) and Debian 9 (linux/arm64); returns them.
+fn push_two_platforms(reg: &TestRegistry) -> (Image, Image) {
+    let alpine = fixtures::files_image(&[fixtures::alpine_318_files()], "linux/amd64");
+    let debian = fixtures::files_image(&[fixtures::debian9_files()], "linux/arm64");
+    let idx = fixtures::index(&[alpine.clone(), debian.clone()], false);
+    let client = reg.client();
+    rt().block_on(fixtures::push_index(
+        &client,
+        &Repo::new(reg.host.clone(), "scan/multi"),
+        &[alpine.clone(), debian.clone()],
+        &idx,
+        "1",
+    ));
+    (alpine, debian)
+}
+
+fn json(out: &std::process::Output) -> serde_json::Value {
+    serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+        panic!(
+            "not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        )
+    })
+}
+
+/// (platform, ID, package, installed, fixed, severity) of every active finding.
+fn findings(v: &serde_json::Value) -> Vec<(String, String, String, String, String, String)> {
+    let mut out = Vec::new();
+    for img in v["images"].as_array().expect("images") {
+        let platform = img["platform"].as_str().unwrap_or("-").to_string();
+        for r in img["report"]["Results"].as_array().into_iter().flatten() {
+            for f in r["Vulnerabilities"].as_array().into_iter().flatten() {
+                let s = |k: &str| f[k].as_str().unwrap_or_default().to_string();
+                out.push((
+                    platform.clone(),
+                    s("VulnerabilityID"),
+                    s("PkgName"),
+                    s("InstalledVersion"),
+                    s("FixedVersion"),
+                    s("Severity"),
+                ));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+fn expected_two_platforms() -> Vec<(String, String, String, String, String, String)> {
+    let t = |p: &str, id: &str, pkg: &str, v: &str, f: &str, s: &str| {
+        (
+            p.to_string(),
+            id.to_string(),
+            pkg.to_string(),
+            v.to_string(),
+            f.to_string(),
+            s.to_string(),
+        )
+    };
+    vec![
+        t(
+            "linux/amd64",
+            "ALPINE-CVE-2025-26519",
+            "musl",
+            "1.2.4-r0",
+            "1.2.4-r3",
+            "HIGH",
+        ),
+        t(
+            "linux/amd64",
+            "ALPINE-CVE-2025-26519",
+            "musl-utils",
+            "1.2.4-r0",
+            "1.2.4-r3",
+            "HIGH",
+        ),
+        t(
+            "linux/arm64",
+            "DLA-3008-1",
+            "libssl1.1",
+            "1.1.0l-1~deb9u5",
+            "1.1.0l-1~deb9u6",
+            "UNKNOWN",
+        ),
+    ]
+}
+
+#[test]
+fn scan_registry_index_both_platforms_known_findings() {
+    let reg = TestRegistry::start();
+    let (alpine, debian) = push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let flags = reg.cli_flags();
+    let image = format!("{}/scan/multi:1", reg.host);
+
+    // No policy: findings listed, nothing fails (both OSes are covered).
+    let out = airlock(
+        dir,
+        &args(
+            &["scan", &image, "--db", "vuln.db", "--output", "json"],
+            &flags,
+        ),
+    );
+    let v = json(&out);
+    ok(&out);
+    assert_eq!(v["passed"], true);
+    assert_eq!(findings(&v), expected_two_platforms());
+    let imgs = v["images"].as_array().expect("images");
+    assert_eq!(imgs.len(), 2);
+    assert_eq!(imgs[0]["digest"], alpine.manifest.digest().to_string());
+    assert_eq!(imgs[0]["summary"]["packages"], 15);
+    assert_eq!(imgs[0]["summary"]["os"], "alpine 3.18.0");
+    assert_eq!(imgs[0]["summary"]["findings"]["high"], 2);
+    assert_eq!(imgs[1]["digest"], debian.manifest.digest().to_string());
+    assert_eq!(imgs[1]["summary"]["packages"], 2);
+    assert_eq!(imgs[1]["summary"]["findings"]["unknown"], 1);
+    assert_eq!(imgs[0]["report"]["SchemaVersion"], 2);
+    assert_eq!(
+        v["database"]["digest"],
+        airlock::oci::Digest::of(&std::fs::read(dir.join("vuln.db")).expect("db")).to_string()
+    );
+
+    // fail_on: high → the Alpine platform fails, exit 1, the error names image, CVE, package.
+    std::fs::write(dir.join("policy.yaml"), "fail_on: high\n").expect("policy");
+    let out = airlock(
+        dir,
+        &args(
+            &["scan", &image, "--db", "vuln.db", "--policy", "policy.yaml"],
+            &flags,
+        ),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stdout.contains("IMAGE") && stdout.contains("SUPPRESSED-BY"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.lines().any(|l| l.contains("linux/amd64")
+            && l.contains("alpine 3.18.0")
+            && l.contains("FAIL")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.contains("linux/arm64") && l.contains("pass")),
+        "{stdout}"
+    );
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
+    assert_eq!(errors.len(), 2, "one line per failing finding: {stderr}");
+    assert!(
+        errors.iter().any(|e| e.contains(&image)
+            && e.contains("linux/amd64")
+            && e.contains("ALPINE-CVE-2025-26519 in musl 1.2.4-r0")),
+        "{stderr}"
+    );
+
+    // --platform picks one child: the Debian one passes alone.
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "scan",
+                &image,
+                "--db",
+                "vuln.db",
+                "--policy",
+                "policy.yaml",
+                "--platform",
+                "linux/arm64",
+                "--output",
+                "json",
+            ],
+            &flags,
+        ),
+    );
+    let v = json(&out);
+    ok(&out);
+    assert_eq!(findings(&v), expected_two_platforms()[2..].to_vec());
+
+    // A platform the index does not have: a clear error naming what it has.
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "scan",
+                &image,
+                "--db",
+                "vuln.db",
+                "--platform",
+                "linux/s390x",
+            ],
+            &flags,
+        ),
+    );
+    fails_with(
+        &out,
+        "no image for platform linux/s390x (it has: linux/amd64, linux/arm64)",
+    );
+}
+
+#[test]
+fn scan_bundle_gives_the_same_findings_and_whiteouts_remove_packages() {
+    let reg = TestRegistry::start();
+    push_two_platforms(&reg);
+    // An image whose top layer whites out libssl1.1's status.d entry.
+    let wh = fixtures::files_image(
+        &[
+            fixtures::debian9_files(),
+            vec![("var/lib/dpkg/status.d/.wh.libssl1.1", Vec::new())],
+        ],
+        "linux/amd64",
+    );
+    rt().block_on(fixtures::push_image(
+        &reg.client(),
+        &Repo::new(reg.host.clone(), "scan/whiteout"),
+        &wh,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let flags = reg.cli_flags();
+    std::fs::write(
+        dir.join("scan.yaml"),
+        format!(
+            "name: scan\nimages:\n  - ref: {h}/scan/multi:1\n  - ref: {h}/scan/whiteout:1\n",
+            h = reg.host
+        ),
+    )
+    .expect("spec");
+    ok(&airlock(dir, &args(&["lock", "scan.yaml"], &flags)));
+    ok(&airlock(
+        dir,
+        &args(&["collect", "scan.lock", "-o", "scan.tar.zst"], &flags),
+    ));
+
+    let out = airlock(
+        dir,
+        &[
+            "scan",
+            "scan.tar.zst",
+            "--db",
+            "vuln.db",
+            "--output",
+            "json",
+        ],
+    );
+    let v = json(&out);
+    ok(&out);
+    assert_eq!(findings(&v), expected_two_platforms());
+    let imgs = v["images"].as_array().expect("images");
+    assert_eq!(imgs.len(), 3);
+    let whiteout = imgs
+        .iter()
+        .find(|i| i["image"].as_str().is_some_and(|s| s.contains("whiteout")))
+        .expect("whiteout image");
+    assert_eq!(whiteout["summary"]["packages"], 1, "only tzdata is left");
+    assert_eq!(whiteout["platform"], "linux/amd64", "from its config");
+    // The spool directory is gone; the bundle is untouched.
+    let left: Vec<String> = std::fs::read_dir(dir)
+        .expect("dir")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".airlock-scan"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+
+    // The same image straight from the registry: same packages.
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "scan",
+                &format!("{}/scan/whiteout:1", reg.host),
+                "--db",
+                "vuln.db",
+                "--output",
+                "json",
+            ],
+            &flags,
+        ),
+    );
+    let v = json(&out);
+    ok(&out);
+    assert_eq!(v["images"][0]["summary"]["packages"], 1);
+    assert!(findings(&v).is_empty());
+
+    // A bundle with a corrupted byte: the scan refuses it, naming the bundle.
+    let mut bytes = std::fs::read(dir.join("scan.tar.zst")).expect("bundle");
+    let n = bytes.len();
+    bytes[n - 100] ^= 0xff;
+    std::fs::write(dir.join("bad.tar.zst"), bytes).expect("write");
+    let out = airlock(dir, &["scan", "bad.tar.zst", "--db", "vuln.db"]);
+    fails_with(&out, "bad.tar.zst");
+}
+
+#[test]
+fn vex_allow_and_database_age_decide_the_gate() {
+    let reg = TestRegistry::start();
+    let (alpine, _) = push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let flags = reg.cli_flags();
+    let image = format!("{}/scan/multi:1", reg.host);
+    let scan = |policy: &str, extra: &[&str]| {
+        std::fs::write(dir.join("policy.yaml"), policy).expect("policy");
+        let mut a = vec![
+            "scan",
+            image.as_str(),
+            "--db",
+            "vuln.db",
+            "--policy",
+            "policy.yaml",
+            "--platform",
+            "linux/amd64",
+        ];
+        a.extend_from_slice(extra);
+        airlock(dir, &args(&a, &flags))
+    };
+
+    // VEX for this image's musl: suppressed, and the table says by what.
+    let vex = format!(
+        r#"{{"@context": "https://openvex.dev/ns/v0.2.0", "@id": "https://example.com/vex-1",
+            "author": "airlock tests", "timestamp": "2026-01-01T00:00:00Z", "version": 1,
+            "statements": [{{"vulnerability": {{"name": "CVE-2025-26519"}},
+              "products": [{{"@id": "pkg:oci/multi@{}", "subcomponents": [{{"@id": "pkg:apk/alpine/musl@1.2.4-r0"}}]}}],
+              "status": "not_affected", "justification": "vulnerable_code_not_in_execute_path"}}]}}"#,
+        alpine.manifest.digest().as_str().replace(':', "%3A")
+    );
+    std::fs::create_dir_all(dir.join("vex")).expect("vex dir");
+    std::fs::write(dir.join("vex/musl.openvex.json"), vex).expect("vex");
+    let out = scan("fail_on: high\nvex: [vex/musl.openvex.json]\n", &[]);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(1), "musl-utils still fails");
+    let musl = stdout
+        .lines()
+        .find(|l| l.contains(" musl ") && l.contains("ALPINE-CVE-2025-26519"))
+        .expect("musl row");
+    assert!(
+        musl.contains("VEX not_affected") && musl.contains("musl.openvex.json"),
+        "{musl}"
+    );
+    let utils = stdout
+        .lines()
+        .find(|l| l.contains("musl-utils"))
+        .expect("utils row");
+    assert!(utils.contains("fails gate"), "{utils}");
+
+    // An allow entry valid today suppresses both and the gate passes; the JSON says by what.
+    let out = scan(
+        "fail_on: high\nallow:\n  - {id: CVE-2025-26519, expires: 2999-12-31, reason: iconv unused}\n",
+        &["--output", "json"],
+    );
+    let v = json(&out);
+    ok(&out);
+    let modified = &v["images"][0]["report"]["Results"][0]["ExperimentalModifiedFindings"];
+    assert_eq!(modified.as_array().map(Vec::len), Some(2));
+    assert_eq!(modified[0]["Status"], "ignored");
+    assert_eq!(modified[0]["Statement"], "iconv unused");
+    assert_eq!(v["images"][0]["summary"]["suppressed"], 2);
+
+    // The same entry expired: it suppresses nothing, and says so.
+    let out = scan(
+        "fail_on: high\nallow:\n  - {id: CVE-2025-26519, expires: 2020-01-31, reason: iconv unused}\n",
+        &[],
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("allow entry for CVE-2025-26519 expired on 2020-01-31"),
+        "{stderr}"
+    );
+
+    // A database older than max_db_age fails the gate, naming the age.
+    let mut b = airlock::scan::db::Builder::new();
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
+    b.add_source(&data.join("alpine")).expect("alpine");
+    b.write(
+        &dir.join("old.db"),
+        SystemTime::now() - Duration::from_secs(10 * 86_400),
+    )
+    .expect("write");
+    std::fs::write(dir.join("policy.yaml"), "max_db_age: 72h\n").expect("policy");
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "scan",
+                &image,
+                "--db",
+                "old.db",
+                "--policy",
+                "policy.yaml",
+                "--platform",
+                "linux/amd64",
+            ],
+            &flags,
+        ),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("old.db was built 10days")
+            && stderr.contains("older than max_db_age 3days"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn unknown_os_fails_closed_unless_the_policy_warns() {
+    let reg = TestRegistry::start();
+    let img = fixtures::small_image(7, 4000);
+    rt().block_on(fixtures::push_image(
+        &reg.client(),
+        &Repo::new(reg.host.clone(), "scan/noos"),
+        &img,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let flags = reg.cli_flags();
+    let image = format!("{}/scan/noos:1", reg.host);
+    let out = airlock(dir, &args(&["scan", &image, "--db", "vuln.db"], &flags));
+    fails_with(
+        &out,
+        "no supported OS detected: packages were not checked (policy unknown_os: fail)",
+    );
+    std::fs::write(dir.join("policy.yaml"), "unknown_os: warn\n").expect("policy");
+    let out = airlock(
+        dir,
+        &args(
+            &["scan", &image, "--db", "vuln.db", "--policy", "policy.yaml"],
+            &flags,
+        ),
+    );
+    ok(&out);
+    assert!(String::from_utf8_lossy(&out.stderr).contains("warning:"));
+}
+
+#[test]
+fn bad_inputs_are_clear_errors() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let mut db = std::fs::read(dir.join("vuln.db")).expect("db");
+    let n = db.len() / 2;
+    db[n] ^= 0x01;
+    std::fs::write(dir.join("corrupt.db"), &db).expect("write");
+    // Checked before any registry is contacted.
+    let out = airlock(dir, &["scan", "127.0.0.1:9/none:1", "--db", "corrupt.db"]);
+    fails_with(&out, "corrupt.db");
+    // No database at all.
+    let out = airlock(dir, &["scan", "127.0.0.1:9/none:1"]);
+    fails_with(&out, "no vulnerability database");
+    // A policy with an unknown key.
+    std::fs::write(dir.join("policy.yaml"), "fail_on: high\nfail_onn: low\n").expect("w");
+    let out = airlock(
+        dir,
+        &[
+            "scan",
+            "127.0.0.1:9/none:1",
+            "--db",
+            "vuln.db",
+            "--policy",
+            "policy.yaml",
+        ],
+    );
+    fails_with(&out, "scan policy `policy.yaml`: unknown field `fail_onn`");
+    // trivy is not installed here: a clear error, never a silent pass.
+    let out = common::airlock_env(
+        dir,
+        &["scan", "127.0.0.1:9/none:1", "--scanner", "trivy"],
+        &[("PATH", "/usr/bin:/bin")],
+    );
+    fails_with(&out, "--scanner trivy: no `trivy` executable on PATH");
+}
+
+/// Lists a bundle's entries (`zstd -d | tar t`, i.e. what any OCI tool sees).
+fn bundle_entries(path: &Path) -> Vec<String> {
+    let f = std::fs::File::open(path).expect("bundle");
+    let dec = zstd::stream::read::Decoder::new(f).expect("zstd");
+    let mut a = tar::Archive::new(dec);
+    a.entries()
+        .expect("entries")
+        .map(|e| {
+            e.expect("entry")
+                .path()
+                .expect("path")
+                .display()
+                .to_string()
+        })
+        .collect()
+}
+
+/// Reads one blob of a bundle.
+fn bundle_blob(path: &Path, digest: &str) -> Vec<u8> {
+    use std::io::Read as _;
+    let want = format!("blobs/sha256/{}", digest.trim_start_matches("sha256:"));
+    let f = std::fs::File::open(path).expect("bundle");
+    let dec = zstd::stream::read::Decoder::new(f).expect("zstd");
+    let mut a = tar::Archive::new(dec);
+    for e in a.entries().expect("entries") {
+        let mut e = e.expect("entry");
+        if e.path().expect("path").display().to_string() == want {
+            let mut v = Vec::new();
+            e.read_to_end(&mut v).expect("read");
+            return v;
+        }
+    }
+    panic!("{want} not in bundle");
+}
+
+#[test]
+fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
+    let reg = TestRegistry::start();
+    let (alpine, debian) = push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let flags = reg.cli_flags();
+    let spec = |scan: &str| {
+        std::fs::write(
+            dir.join("s.yaml"),
+            format!(
+                "name: s\nimages:\n  - ref: {}/scan/multi:1\nscan:\n{scan}",
+                reg.host
+            ),
+        )
+        .expect("spec");
+        ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    };
+
+    // fail_on: high → no bundle, the error names image, platform, ID, package and version.
+    spec("  fail_on: high\n  db: vuln.db\n");
+    let lock = std::fs::read_to_string(dir.join("s.lock")).expect("lock");
+    assert!(lock.contains("\"fail_on\": \"HIGH\""), "{lock}");
+    let out = airlock(
+        dir,
+        &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
+    );
+    let stderr = fails_with(&out, "scan gate failed, no bundle written");
+    assert!(
+        stderr.contains(&format!(
+            "{}/scan/multi:1 (linux/amd64): ALPINE-CVE-2025-26519 in musl 1.2.4-r0 (HIGH, fixed in 1.2.4-r3)",
+            reg.host
+        )),
+        "{stderr}"
+    );
+    assert!(stderr.contains("musl-utils 1.2.4-r0"), "{stderr}");
+    assert!(!dir.join("s.tar.zst").exists());
+    assert!(
+        std::fs::read_dir(dir)
+            .expect("dir")
+            .filter_map(|e| e.ok())
+            .all(|e| !e.file_name().to_string_lossy().contains("s.tar.zst")),
+        "no partial bundle left"
+    );
+
+    // A passing gate (allow entry): SBOM and report per platform as referrers.
+    spec("  fail_on: high\n  allow:\n    - {id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}\n");
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "collect",
+                "s.lock",
+                "-o",
+                "s.tar.zst",
+                "--db",
+                "vuln.db",
+                "--carry-db",
+                "--output",
+                "json",
+            ],
+            &flags,
+        ),
+    );
+    let report = json(&out);
+    ok(&out);
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("s.lock")).expect("lock")).expect("json");
+    let lock_created = lock["created"].as_str().expect("created").to_string();
+    let scans = report["scans"].as_array().expect("scans");
+    assert_eq!(scans.len(), 2);
+    assert_eq!(scans[0]["summary"]["suppressed"], 2);
+    assert_eq!(scans[1]["summary"]["findings"]["unknown"], 1);
+
+    let out = airlock(dir, &["inspect", "s.tar.zst", "--output", "json"]);
+    let inspect = json(&out);
+    let arts = inspect["manifest"]["artifacts"]
+        .as_array()
+        .expect("artifacts");
+    let referrers: Vec<&serde_json::Value> =
+        arts.iter().filter(|a| a["kind"] == "referrer").collect();
+    assert_eq!(referrers.len(), 4, "SBOM + report for each of 2 platforms");
+    let db_digest =
+        airlock::oci::Digest::of(&std::fs::read(dir.join("vuln.db")).expect("db")).to_string();
+    for (img, platform) in [(&alpine, "linux/amd64"), (&debian, "linux/arm64")] {
+        let subject = img.manifest.digest().to_string();
+        let mine: Vec<_> = referrers
+            .iter()
+            .filter(|a| a["subject"] == subject.as_str())
+            .collect();
+        assert_eq!(mine.len(), 2, "{platform}");
+        let sbom = mine
+            .iter()
+            .find(|a| a["artifact_type"] == "application/vnd.cyclonedx+json")
+            .expect("sbom");
+        let rep = mine
+            .iter()
+            .find(|a| a["artifact_type"] == "application/vnd.airlock.scan-report.v1+json")
+            .expect("report");
+        assert_eq!(rep["scan"]["database"]["digest"], db_digest.as_str());
+        assert_eq!(rep["scan"]["passed"], true);
+        // The referrer manifests, SBOM and report are in the bundle's blobs.
+        let bundle = dir.join("s.tar.zst");
+        let m: serde_json::Value = serde_json::from_slice(&bundle_blob(
+            &bundle,
+            sbom["digest"].as_str().expect("digest"),
+        ))
+        .expect("manifest");
+        assert_eq!(m["subject"]["digest"], subject.as_str());
+        assert_eq!(m["artifactType"], "application/vnd.cyclonedx+json");
+        let doc: serde_json::Value = serde_json::from_slice(&bundle_blob(
+            &bundle,
+            m["layers"][0]["digest"].as_str().expect("layer"),
+        ))
+        .expect("sbom json");
+        assert_eq!(doc["bomFormat"], "CycloneDX");
+        assert_eq!(doc["metadata"]["component"]["version"], subject.as_str());
+        assert_eq!(
+            doc["metadata"]["timestamp"], lock_created,
+            "the lock's time, not the clock"
+        );
+        let m: serde_json::Value = serde_json::from_slice(&bundle_blob(
+            &bundle,
+            rep["digest"].as_str().expect("digest"),
+        ))
+        .expect("manifest");
+        let r: serde_json::Value = serde_json::from_slice(&bundle_blob(
+            &bundle,
+            m["layers"][0]["digest"].as_str().expect("layer"),
+        ))
+        .expect("report json");
+        assert_eq!(r["SchemaVersion"], 2);
+        assert_eq!(r["Airlock"]["Database"]["Digest"], db_digest.as_str());
+    }
+    // The database travels too, byte for byte.
+    let db_art = arts
+        .iter()
+        .find(|a| a["artifact_type"] == "application/vnd.airlock.vulndb.v1")
+        .expect("db artifact");
+    assert_eq!(db_art["repository"], "airlock/vulndb");
+    let m: serde_json::Value = serde_json::from_slice(&bundle_blob(
+        &dir.join("s.tar.zst"),
+        db_art["digest"].as_str().expect("digest"),
+    ))
+    .expect("manifest");
+    assert_eq!(m["layers"][0]["digest"], db_digest.as_str());
+    assert!(bundle_entries(&dir.join("s.tar.zst")).contains(&format!(
+        "blobs/sha256/{}",
+        db_digest.trim_start_matches("sha256:")
+    )));
+
+    // Reproducible: the same lock and database give the same bytes.
+    let first = std::fs::read(dir.join("s.tar.zst")).expect("bundle");
+    ok(&airlock(
+        dir,
+        &args(
+            &[
+                "collect",
+                "s.lock",
+                "-o",
+                "s2.tar.zst",
+                "--db",
+                "vuln.db",
+                "--carry-db",
+            ],
+            &flags,
+        ),
+    ));
+    assert!(first == std::fs::read(dir.join("s2.tar.zst")).expect("bundle"));
+
+    // Import: the SBOMs and reports become the platform manifests' referrers at the target,
+    // the database an artifact of its own.
+    let dst = TestRegistry::start();
+    let to = format!("{}/m", dst.host);
+    ok(&airlock(
+        dir,
+        &args(
+            &["import", "s.tar.zst", "--to", &to, "--allow-unsigned"],
+            &dst.cli_flags(),
+        ),
+    ));
+    let tags = dst.tags(&format!("m/{}", "scan/multi"));
+    for img in [&alpine, &debian] {
+        let t = format!("sha256-{}", img.manifest.digest().hex());
+        assert!(tags.contains(&t), "{t} not in {tags:?}");
+    }
+    assert_eq!(dst.tags("m/airlock/vulndb").len(), 1);
+
+    // `airlock scan` of the bundle skips the carried database and scans both platforms.
+    let out = airlock(
+        dir,
+        &["scan", "s.tar.zst", "--db", "vuln.db", "--output", "json"],
+    );
+    ok(&out);
+    assert_eq!(findings(&json(&out)), expected_two_platforms());
+}
