@@ -21,7 +21,7 @@ pub enum OnUntrusted {
 /// Arguments of `airlock import`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The bundle (`.tar.zst`).
+    /// The bundle (`.tar.zst`), or its split parts: `NAME.parts.json` or a directory holding one.
     pub bundle: PathBuf,
     /// Target registry and optional prefix: `HOST[:PORT][/PREFIX]`.
     #[arg(long)]
@@ -104,7 +104,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let bars = super::progress::Bars::new(g.quiet);
-    let toc = airlock::bundle::reader::read_table_of_contents(&args.bundle);
+    let source = airlock::bundle::BundleSource::resolve(&args.bundle)?;
+    let toc = source.table_of_contents();
     let total = toc
         .as_ref()
         .map(|t| t.manifest.total_blob_bytes())
@@ -119,7 +120,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         replay,
     };
     let report = match &toc {
-        Ok(_) => airlock::import::import(&args.bundle, std::sync::Arc::new(registry), &opts, &bars)
+        Ok(_) => airlock::import::import_from(&source, std::sync::Arc::new(registry), &opts, &bars)
             .await
             .with_context(|| format!("importing `{}` into {}", args.bundle.display(), args.to)),
         Err(e) => Err(anyhow::anyhow!("{e}")),
@@ -135,8 +136,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(r) => Ok(r),
             Err(e) => Err(format!("{e:#}")),
         };
-        let entry = airlock::import::record::ledger_entry(
-            &args.bundle,
+        let entry = airlock::import::record::ledger_entry_for(
+            &source,
             toc.as_ref().ok(),
             &args.to,
             &operator,

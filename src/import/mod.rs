@@ -16,7 +16,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::bundle::reader::{read_bundle, BlobVisitor, BundleContents};
+use crate::bundle::reader::{BlobVisitor, BundleContents};
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleError, BundleManifest};
 use crate::oci::{Digest, ManifestKind};
 use crate::progress::Reporter;
@@ -588,6 +588,19 @@ pub async fn import(
     opts: &ImportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ImportReport, ImportError> {
+    let source = crate::bundle::BundleSource::File(bundle.to_path_buf());
+    import_from(&source, registry, opts, reporter).await
+}
+
+/// [`import`] from a bundle file or split parts (read in sequence, each part checked as it
+/// passes; a split bundle's parts manifest signature is checked first, with the same policy).
+pub async fn import_from(
+    source: &crate::bundle::BundleSource,
+    registry: Arc<Registry>,
+    opts: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ImportReport, ImportError> {
+    let bundle = source.path();
     let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(2);
     let mut feeder = Feeder {
         path: bundle,
@@ -607,7 +620,7 @@ pub async fn import(
     let (read, uploaded) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
-                let summary = read_bundle(bundle, &mut feeder, reporter);
+                let summary = source.read(&opts.signature, &mut feeder, reporter);
                 (
                     summary,
                     feeder.repos,

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::bundle::reader::BundleContents;
 use crate::bundle::signature::SignatureStatus;
+use crate::bundle::{BundleError, BundleSource};
 use crate::ledger::{ArtifactRecord, Entry, Outcome, SignatureResult, Verdict};
 use crate::oci::Digest;
 
@@ -20,14 +21,26 @@ pub fn ledger_entry(
     operator: &str,
     outcome: Result<&ImportReport, String>,
 ) -> Result<Entry, std::io::Error> {
+    let source = BundleSource::File(bundle.to_path_buf());
+    ledger_entry_for(&source, toc, target, operator, outcome).map_err(|e| match e {
+        BundleError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    })
+}
+
+/// [`ledger_entry`] for a bundle file or split parts. For parts too broken to yield an
+/// `airlock.json`, the bundle digest recorded is the whole-bundle sha256 that the parts
+/// manifest lists (what the file would hash to, had it been carried whole).
+pub fn ledger_entry_for(
+    source: &BundleSource,
+    toc: Option<&BundleContents>,
+    target: &str,
+    operator: &str,
+    outcome: Result<&ImportReport, String>,
+) -> Result<Entry, BundleError> {
     let bundle_digest = match toc {
         Some(t) => Digest::of(&t.manifest_bytes),
-        None => {
-            let mut f = fs_err::File::open(bundle)?;
-            let mut w = crate::oci::DigestWriter::new(std::io::sink());
-            std::io::copy(&mut f, &mut w)?;
-            w.finish().1
-        }
+        None => source.sha256()?,
     };
     let result = match &outcome {
         Ok(_) => Outcome::Admitted,
