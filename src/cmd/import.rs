@@ -38,6 +38,14 @@ pub struct Args {
     /// Who runs the import, for the ledger (default: `$USER`).
     #[arg(long)]
     pub operator: Option<String>,
+    /// This side's scan policy (YAML, the keys of a spec's `scan:`): the bundle's carried SBOMs
+    /// (or reports) must pass it before anything is pushed.
+    #[arg(long, value_name = "FILE")]
+    pub scan_policy: Option<PathBuf>,
+    /// Vulnerability database to re-match the carried SBOMs against (else the policy's `db:`;
+    /// else the carried reports are judged).
+    #[arg(long, value_name = "FILE", requires = "scan_policy")]
+    pub db: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
     #[command(flatten)]
@@ -58,6 +66,13 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         rewrites,
     };
     let policy = args.trust.policy()?;
+    let scan_gate = match &args.scan_policy {
+        Some(p) => Some(std::sync::Arc::new(airlock::scan::gate::ImportGate::load(
+            p,
+            args.db.as_deref(),
+        )?)),
+        None => None,
+    };
     let registry = args.registry.client(Some(&target.registry))?;
     // Load the ledger key first: an import that cannot be recorded does not start.
     let ledger_signer = match &args.ledger {
@@ -83,6 +98,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         mapping,
         jobs: args.jobs,
         signature: policy,
+        scan_gate,
     };
     let report = match &toc {
         Ok(_) => airlock::import::import(&args.bundle, std::sync::Arc::new(registry), &opts, &bars)

@@ -113,6 +113,9 @@ pub struct ImportOptions {
     pub mapping: Mapping,
     /// Concurrent registry checks.
     pub jobs: usize,
+    /// The isolated side's scan gate, judged on the carried evidence before anything is
+    /// pushed (none: no scan gate).
+    pub scan_gate: Option<Arc<crate::scan::gate::ImportGate>>,
 }
 
 fn reg<'e>(what: impl Into<String> + 'e) -> impl FnOnce(RegistryError) -> ImportError + 'e {
@@ -155,6 +158,7 @@ struct Feeder<'a> {
     repos: Vec<Repo>,
     missing: HashMap<Digest, Vec<Repo>>,
     skipped: usize,
+    scan_gate: Option<&'a crate::scan::gate::ImportGate>,
 }
 
 fn stopped() -> ImportError {
@@ -205,6 +209,21 @@ impl BlobVisitor for Feeder<'_> {
     }
 
     fn before_blobs(&mut self, contents: &BundleContents) -> Result<(), ImportError> {
+        // The scan gate runs on the evidence, in memory, before the uploaders get a plan:
+        // a refusal here leaves nothing at the target.
+        if let Some(gate) = self.scan_gate {
+            let outcome = gate
+                .check(contents, std::time::SystemTime::now())
+                .map_err(|e| {
+                    ImportError::Refused(format!("scan gate: {}", crate::error_chain(&e)))
+                })?;
+            if !outcome.failures.is_empty() {
+                return Err(ImportError::Refused(format!(
+                    "scan gate failed, nothing pushed: {}",
+                    outcome.failures.join("; ")
+                )));
+            }
+        }
         let mut needs: HashMap<Digest, Vec<Repo>> = HashMap::new();
         for (a, repo) in contents.manifest.artifacts.iter().zip(self.repos.iter()) {
             for d in needs_of(contents, a) {
@@ -537,6 +556,7 @@ pub async fn import(
         repos: Vec::new(),
         missing: HashMap::new(),
         skipped: 0,
+        scan_gate: opts.scan_gate.as_deref(),
     };
     let rt = tokio::runtime::Handle::current();
     let (read, uploaded) = tokio::task::block_in_place(|| {
