@@ -896,3 +896,47 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
     fails_with(&out, "no SBOM carried for");
     assert!(dst.tags("bare/scan/multi").is_empty());
 }
+
+/// What `--scanner trivy` hands Trivy is a valid OCI layout: skopeo (an independent client)
+/// copies it, checking every digest. (Trivy itself is not installed here.)
+#[test]
+fn trivy_layout_is_a_valid_oci_layout() {
+    let reg = TestRegistry::start();
+    let (alpine, _) = push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let client = reg.client();
+    let reference: airlock::reference::Reference =
+        format!("{}/scan/multi:1", reg.host).parse().expect("ref");
+    let amd64: airlock::oci::Platform = "linux/amd64".parse().expect("platform");
+    let cache = dir.join("cache");
+    let targets = rt()
+        .block_on(airlock::scan::source::from_registry(
+            &client,
+            &reference,
+            &[amd64],
+            &cache,
+            &airlock::progress::NoProgress,
+        ))
+        .expect("targets");
+    assert_eq!(targets.len(), 1);
+    let layout = dir.join("layout");
+    airlock::scan::trivy::write_layout(&layout, &targets[0], |d| {
+        airlock::scan::source::blob_file(&cache, d)
+    })
+    .expect("layout");
+    let out = common::skopeo(&[
+        "copy".into(),
+        format!("oci:{}", layout.display()),
+        format!("dir:{}", dir.join("copy").display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("copy/manifest.json")).expect("manifest"),
+        alpine.manifest.bytes
+    );
+}

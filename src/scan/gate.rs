@@ -92,7 +92,9 @@ impl ImportGate {
             };
             let reasons = match (&self.db, sbom, report) {
                 (Some(db), Some(sbom), _) => self.rematch(&target, &sbom, db, now)?,
-                (None, _, Some(report)) => self.judge_report(&target, &report, now)?,
+                (None, _, Some(report)) => {
+                    judge_report(&self.policy, &self.vex, &target, &report, now)?.reasons
+                }
                 (Some(_), None, _) => vec![format!(
                     "no SBOM carried for {}: collect it with a `scan:` policy",
                     target.digest
@@ -132,122 +134,137 @@ impl ImportGate {
             Err(e) => Ok(vec![crate::error_chain(&e)]),
         }
     }
+}
 
-    fn judge_report(
-        &self,
-        target: &Target,
-        report: &Value,
-        now: SystemTime,
-    ) -> Result<Vec<String>, GateError> {
-        let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
-        let mut findings = Vec::new();
-        for r in report
-            .get("Results")
+/// Judges a Trivy-shaped report (airlock's carried report, or Trivy's own JSON) against a
+/// policy: every finding in it, active or suppressed where it was made, is decided again with
+/// this policy's VEX and allow entries; `max_db_age` applies to the report's database build
+/// time when it gives one (`Airlock.Database.BuiltAt`).
+pub fn judge_report(
+    policy: &ScanPolicy,
+    vex: &[VexDocument],
+    target: &Target,
+    report: &Value,
+    now: SystemTime,
+) -> Result<policy::Verdict, PolicyError> {
+    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut findings = Vec::new();
+    let mut malformed = false;
+    for r in report
+        .get("Results")
+        .and_then(Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        let active = r.get("Vulnerabilities").and_then(Value::as_array);
+        let suppressed = r
+            .get("ExperimentalModifiedFindings")
             .and_then(Value::as_array)
             .into_iter()
             .flatten()
-        {
-            let active = r.get("Vulnerabilities").and_then(Value::as_array);
-            let suppressed = r
-                .get("ExperimentalModifiedFindings")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-                .filter_map(|m| m.get("Finding"));
-            for v in active.into_iter().flatten().chain(suppressed) {
-                let (Some(id), Some(name), Some(version)) = (
-                    s(v, "VulnerabilityID"),
-                    s(v, "PkgName"),
-                    s(v, "InstalledVersion"),
-                ) else {
-                    return Ok(vec!["carried scan report has a finding without VulnerabilityID, PkgName or InstalledVersion".into()]);
-                };
-                let purl = v
-                    .pointer("/PkgIdentifier/PURL")
-                    .and_then(Value::as_str)
-                    .unwrap_or_default()
-                    .to_string();
-                findings.push(Finding {
-                    aliases: v
-                        .get("VendorIDs")
-                        .and_then(Value::as_array)
-                        .into_iter()
-                        .flatten()
-                        .filter_map(|a| a.as_str().map(str::to_string))
-                        .collect(),
-                    package: Package {
-                        kind: if purl.starts_with("pkg:apk/") {
-                            PackageKind::Apk
-                        } else {
-                            PackageKind::Deb
-                        },
-                        source_name: name.clone(),
-                        source_version: version.clone(),
-                        arch: None,
-                        maintainer: None,
-                        license: None,
-                        location: String::new(),
-                        purl,
-                        name,
-                        version,
+            .filter_map(|m| m.get("Finding"));
+        for v in active.into_iter().flatten().chain(suppressed) {
+            let (Some(id), Some(name), Some(version)) = (
+                s(v, "VulnerabilityID"),
+                s(v, "PkgName"),
+                s(v, "InstalledVersion"),
+            ) else {
+                malformed = true;
+                continue;
+            };
+            let purl = v
+                .pointer("/PkgIdentifier/PURL")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_string();
+            findings.push(Finding {
+                aliases: v
+                    .get("VendorIDs")
+                    .and_then(Value::as_array)
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|a| a.as_str().map(str::to_string))
+                    .collect(),
+                package: Package {
+                    kind: if purl.starts_with("pkg:apk/") {
+                        PackageKind::Apk
+                    } else {
+                        PackageKind::Deb
                     },
-                    fixed_version: s(v, "FixedVersion").filter(|f| !f.is_empty()),
-                    severity: s(v, "Severity")
-                        .and_then(|w| Severity::from_word(&w))
-                        .unwrap_or_default(),
-                    summary: s(v, "Title"),
-                    id,
-                });
-            }
+                    source_name: s(v, "SrcName").unwrap_or_else(|| name.clone()),
+                    source_version: version.clone(),
+                    arch: None,
+                    maintainer: None,
+                    license: None,
+                    location: String::new(),
+                    purl,
+                    name,
+                    version,
+                },
+                fixed_version: s(v, "FixedVersion").filter(|f| !f.is_empty()),
+                severity: s(v, "Severity")
+                    .and_then(|w| Severity::from_word(&w))
+                    .unwrap_or_default(),
+                summary: s(v, "Title"),
+                id,
+            });
         }
-        let airlock = report.get("Airlock");
-        let matches = Matches {
-            ecosystem: airlock.and_then(|a| s(a, "Ecosystem")),
-            covered: airlock
-                .and_then(|a| a.get("Covered"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            findings,
-        };
-        let image = ImageContext {
-            digests: std::iter::once(target.digest.clone())
-                .chain(target.index.clone())
-                .collect(),
-            name: target
-                .name
-                .split('@')
-                .next()
-                .and_then(|n| n.rsplit('/').next())
-                .and_then(|n| n.split(':').next())
-                .map(str::to_string),
-        };
-        let mut reasons =
-            policy::evaluate(&matches, &self.policy, &self.vex, &image, None, now)?.reasons;
-        // The database the report was made with must be young enough too.
-        if let Some(max) = self.policy.max_db_age()? {
-            let built = airlock
-                .and_then(|a| a.pointer("/Database/BuiltAt"))
-                .and_then(Value::as_str);
-            match built.and_then(|b| humantime::parse_rfc3339(b).ok()) {
-                Some(t) => {
-                    let age = now.duration_since(t).unwrap_or_default();
-                    if age > max {
-                        reasons.push(format!(
-                            "the carried report was made with a database built {} ago ({}), older than max_db_age {}",
-                            humantime::format_duration(Duration::from_secs(age.as_secs())),
-                            built.unwrap_or_default(),
-                            humantime::format_duration(max)
-                        ));
-                    }
-                }
-                None => reasons.push(
-                    "the carried report does not say when its database was built (max_db_age)"
-                        .into(),
-                ),
-            }
-        }
-        Ok(reasons)
     }
+    let airlock = report.get("Airlock");
+    // Trivy's own JSON has no `Airlock`: it covers the OS when it names one in Metadata.OS.
+    let covered = match airlock {
+        Some(a) => a.get("Covered").and_then(Value::as_bool).unwrap_or(false),
+        None => report.pointer("/Metadata/OS/Family").is_some(),
+    };
+    let matches = Matches {
+        ecosystem: airlock.and_then(|a| s(a, "Ecosystem")).or_else(|| {
+            report
+                .pointer("/Metadata/OS/Family")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        }),
+        covered,
+        findings,
+    };
+    let image = ImageContext {
+        digests: std::iter::once(target.digest.clone())
+            .chain(target.index.clone())
+            .collect(),
+        name: target
+            .name
+            .split('@')
+            .next()
+            .and_then(|n| n.rsplit('/').next())
+            .and_then(|n| n.split(':').next())
+            .map(str::to_string),
+    };
+    let mut verdict = policy::evaluate(&matches, policy, vex, &image, None, now)?;
+    if malformed {
+        verdict.reasons.push(
+            "the report has a finding without VulnerabilityID, PkgName or InstalledVersion".into(),
+        );
+    }
+    if let (Some(max), Some(a)) = (policy.max_db_age()?, airlock) {
+        let built = a.pointer("/Database/BuiltAt").and_then(Value::as_str);
+        match built.and_then(|b| humantime::parse_rfc3339(b).ok()) {
+            Some(t) => {
+                let age = now.duration_since(t).unwrap_or_default();
+                if age > max {
+                    verdict.reasons.push(format!(
+                        "the report was made with a database built {} ago ({}), older than max_db_age {}",
+                        humantime::format_duration(Duration::from_secs(age.as_secs())),
+                        built.unwrap_or_default(),
+                        humantime::format_duration(max)
+                    ));
+                }
+            }
+            None => verdict
+                .reasons
+                .push("the report does not say when its database was built (max_db_age)".into()),
+        }
+    }
+    verdict.passed = verdict.reasons.is_empty();
+    Ok(verdict)
 }
 
 /// Every image platform of a bundle with its carried SBOM and report (parsed), if any.
@@ -272,7 +289,7 @@ fn evidence(contents: &BundleContents) -> Vec<(Target, Option<Value>, Option<Val
         let Some((_, root)) = contents.manifests.get(&a.digest) else {
             continue;
         };
-        let mut platforms = Vec::new();
+        let mut platforms: Vec<(Digest, Option<Digest>, Option<crate::oci::Platform>)> = Vec::new();
         if root.kind == ManifestKind::Index {
             for c in a.children.iter().filter(|c| c.included) {
                 if super::source::is_scannable_child(c.platform.as_ref(), &c.media_type) {
@@ -289,6 +306,8 @@ fn evidence(contents: &BundleContents) -> Vec<(Target, Option<Value>, Option<Val
                 index,
                 platform,
                 layers: Vec::new(),
+                config: None,
+                manifest: Default::default(),
             };
             let sbom = blob_of(SBOM_ARTIFACT_TYPE, &digest);
             let report = blob_of(REPORT_ARTIFACT_TYPE, &digest);
