@@ -14,6 +14,11 @@ pub struct BundleManifest {
     pub name: String,
     /// Creation time, RFC 3339 UTC (from the lock or `SOURCE_DATE_EPOCH`: reproducible).
     pub created: String,
+    /// Replay protection: a number that grows with every bundle of this name a signer
+    /// releases (default: `created` in Unix seconds). An importer with a ledger refuses one
+    /// lower than the last it admitted from the same signer and name.
+    #[serde(default)]
+    pub sequence: u64,
     /// The tool that wrote it (`airlock 0.1.0`).
     pub tool: String,
     /// Digest of the lockfile it was collected from.

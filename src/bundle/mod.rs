@@ -9,12 +9,15 @@
 
 pub mod evidence;
 pub mod manifest;
+pub mod parts;
 pub mod reader;
 pub mod signature;
+pub mod source;
 pub mod writer;
 
 pub use manifest::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child};
 pub use reader::{read_bundle, BlobVisitor, BundleContents, BundleError};
+pub use source::BundleSource;
 
 /// Name of the bundle manifest entry.
 pub const MANIFEST_ENTRY: &str = "airlock.json";

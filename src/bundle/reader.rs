@@ -120,6 +120,22 @@ pub enum BundleError {
         /// What is missing and who needs it.
         why: String,
     },
+    /// A part of a split bundle is missing, the wrong size or damaged.
+    #[error("bundle `{path}`: {source}")]
+    Part {
+        /// The parts manifest.
+        path: PathBuf,
+        /// Which part and what is wrong.
+        source: super::parts::PartError,
+    },
+    /// A split bundle's parts manifest cannot be used (unreadable, malformed, parts missing).
+    #[error("bundle `{path}`: {why}")]
+    Parts {
+        /// The parts manifest or directory.
+        path: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
 }
 
 /// Everything small in a bundle, available before the first layer is read.
@@ -802,13 +818,21 @@ pub fn read_table_of_contents(path: &Path) -> Result<BundleContents, BundleError
         path: path.to_path_buf(),
         source,
     })?;
+    read_table_of_contents_from(io::BufReader::new(file), path)
+}
+
+/// [`read_table_of_contents`] from any byte stream (a file, or split parts read in sequence);
+/// `path` names the bundle in messages.
+pub fn read_table_of_contents_from<R: Read>(
+    input: R,
+    path: &Path,
+) -> Result<BundleContents, BundleError> {
     let corrupt = |where_: &str, e: &dyn std::fmt::Display| BundleError::Corrupt {
         path: path.to_path_buf(),
         where_: where_.to_string(),
         why: e.to_string(),
     };
-    let dec = zstd::stream::read::Decoder::new(io::BufReader::new(file))
-        .map_err(|e| corrupt("start", &e))?;
+    let dec = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt("start", &e))?;
     let mut archive = tar::Archive::new(dec);
     let mut entries = archive.entries().map_err(|e| corrupt("start", &e))?;
     let mut first = entries

@@ -39,6 +39,25 @@ pub fn check(
     contents: &BundleContents,
     policy: &SignaturePolicy,
 ) -> Result<SignatureStatus, BundleError> {
+    check_bytes(
+        path,
+        &contents.manifest_bytes,
+        contents.signature.as_deref(),
+        super::SIGNATURE_ENTRY,
+        policy,
+    )
+}
+
+/// Checks the signature file `signature` (named `sig_name` in messages) over the exact bytes
+/// `signed` against `policy`, with the rules of [`check`]. Used for `airlock.json` and for a
+/// split bundle's `NAME.parts.json`.
+pub fn check_bytes(
+    path: &Path,
+    signed: &[u8],
+    signature: Option<&[u8]>,
+    sig_name: &str,
+    policy: &SignaturePolicy,
+) -> Result<SignatureStatus, BundleError> {
     let refuse = |why: String| BundleError::Untrusted {
         path: path.to_path_buf(),
         why,
@@ -47,30 +66,23 @@ pub fn check(
         if policy.allow_unsigned {
             return Ok(SignatureStatus::UncheckedAllowed);
         }
-        return Err(refuse(if contents.signature.is_some() {
+        return Err(refuse(if signature.is_some() {
             "no trusted key given; pass --trust KEY.pub (or --allow-unsigned, for labs only)".into()
         } else {
             "the bundle is not signed; collect it with --sign, or pass --allow-unsigned (labs only)"
                 .into()
         }));
     }
-    let Some(sig_bytes) = &contents.signature else {
+    let Some(sig_bytes) = signature else {
         if policy.allow_unsigned {
             return Ok(SignatureStatus::UncheckedAllowed);
         }
-        return Err(refuse(
-            "the bundle is not signed (no airlock.json.sig)".into(),
-        ));
+        return Err(refuse(format!("the bundle is not signed (no {sig_name})")));
     };
     let sigs = SigFile::from_slice(sig_bytes)
-        .map_err(|e| refuse(format!("airlock.json.sig: {}", crate::error_chain(&e))))?;
-    let verified = verify_manifest(
-        &contents.manifest_bytes,
-        &sigs,
-        &policy.trusted,
-        policy.require.max(1),
-    )
-    .map_err(|e| refuse(crate::error_chain(&e)))?;
+        .map_err(|e| refuse(format!("{sig_name}: {}", crate::error_chain(&e))))?;
+    let verified = verify_manifest(signed, &sigs, &policy.trusted, policy.require.max(1))
+        .map_err(|e| refuse(format!("{sig_name}: {}", crate::error_chain(&e))))?;
     Ok(SignatureStatus::Verified {
         signers: verified.into_iter().map(|v| v.key_id.to_string()).collect(),
     })

@@ -24,6 +24,11 @@ pub struct Args {
     /// Blobs downloaded at once.
     #[arg(long, default_value_t = 6)]
     pub jobs: usize,
+    /// Replay sequence recorded in `airlock.json` (default: the lock's creation time in Unix
+    /// seconds). Importers with a ledger refuse a bundle lower than the last admitted one of
+    /// the same name and signer.
+    #[arg(long, value_name = "N")]
+    pub sequence: Option<u64>,
     /// Sign `airlock.json` with this key (cosign format). Repeatable: several signers.
     #[arg(long, value_name = "KEY")]
     pub sign: Vec<PathBuf>,
@@ -37,12 +42,20 @@ pub struct Args {
     /// `airlock/vulndb:db-<build time>`), so the isolated side can re-check with it.
     #[arg(long)]
     pub carry_db: bool,
+    /// Write the bundle as parts of this size (`4GiB`, `700MiB`, `4.7GB`, bytes) plus
+    /// `NAME.parts.json` (signed with the `--sign` keys) instead of one file.
+    #[arg(long, value_name = "SIZE")]
+    pub split: Option<String>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
 /// Runs `airlock collect`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let split = match &args.split {
+        Some(s) => Some(airlock::bundle::parts::parse_size(s).context("--split")?),
+        None => None,
+    };
     let mut signers = Vec::new();
     if !args.sign.is_empty() {
         let pw = airlock::trust::password::read_password(
@@ -84,14 +97,33 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             .parent()
             .map(|p| p.to_path_buf())
             .unwrap_or_default(),
+        sequence: args.sequence,
         scan_db: args.db.clone(),
         carry_db: args.carry_db,
     };
     let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)
         .await
         .with_context(|| format!("collecting `{}`", args.input.display()))?;
+    let parts = match split {
+        Some(size) => {
+            let dir = super::split::bundle_dir(&report.bundle);
+            let parts =
+                airlock::bundle::parts::split(&report.bundle, &dir, size, &opts.signers, &bars)
+                    .with_context(|| format!("splitting `{}`", report.bundle.display()))?;
+            fs_err::remove_file(&report.bundle)?;
+            Some(parts)
+        }
+        None => None,
+    };
     match g.output {
-        Output::Json => print_json(&report)?,
+        Output::Json => match &parts {
+            None => print_json(&report)?,
+            Some(p) => {
+                let mut v = serde_json::to_value(&report)?;
+                v["parts"] = serde_json::to_value(p)?;
+                print_json(&v)?
+            }
+        },
         Output::Human => {
             let rows: Vec<Vec<String>> = report
                 .artifacts
@@ -142,6 +174,9 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }
             );
         }
+    }
+    if let (Output::Human, Some(p)) = (g.output, &parts) {
+        super::split::print_split(p);
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,10 +9,19 @@ use airlock::import::{ImportOptions, Mapping, Target};
 
 use super::{human_bytes, print_json, print_table, Global, Output, RegistryArgs, TrustArgs};
 
+/// `--on-untrusted`.
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+pub enum OnUntrusted {
+    /// Refuse the bundle; nothing is pushed.
+    RejectBundle,
+    /// Leave the untrusted image and its attachments out; import the rest.
+    SkipArtifact,
+}
+
 /// Arguments of `airlock import`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The bundle (`.tar.zst`).
+    /// The bundle (`.tar.zst`), or its split parts: `NAME.parts.json` or a directory holding one.
     pub bundle: PathBuf,
     /// Target registry and optional prefix: `HOST[:PORT][/PREFIX]`.
     #[arg(long)]
@@ -46,6 +55,19 @@ pub struct Args {
     /// else the carried reports are judged).
     #[arg(long, value_name = "FILE", requires = "scan_policy")]
     pub db: Option<PathBuf>,
+    /// The isolated side's image-signature policy (the format of a spec's `trust:` section;
+    /// key paths relative to the file). Every image is verified offline against it, on the
+    /// signatures the bundle carries, before anything is pushed; an image no rule covers fails.
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// What an image that fails `--policy` costs: the whole bundle, or that image and what is
+    /// attached to it.
+    #[arg(long, value_enum, default_value_t = OnUntrusted::RejectBundle, requires = "policy")]
+    pub on_untrusted: OnUntrusted,
+    /// Import a signed bundle even when the ledger has admitted a newer one (higher
+    /// `sequence`) of the same name from the same signer: a deliberate rollback.
+    #[arg(long)]
+    pub allow_older: bool,
     #[command(flatten)]
     pub trust: TrustArgs,
     #[command(flatten)]
@@ -73,6 +95,10 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         )?)),
         None => None,
     };
+    let image_policy = match &args.policy {
+        Some(file) => Some(load_image_policy(file, args.on_untrusted)?),
+        None => None,
+    };
     let registry = args.registry.client(Some(&target.registry))?;
     // Load the ledger key first: an import that cannot be recorded does not start.
     let ledger_signer = match &args.ledger {
@@ -86,8 +112,15 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    // Replay protection reads the ledger before the bundle: a rolled-back bundle is refused
+    // before a blob is read.
+    let replay = match (&args.ledger, args.allow_older) {
+        (Some(dir), false) => Some(airlock::import::replay::ReplayGuard::load(dir)?),
+        _ => None,
+    };
     let bars = super::progress::Bars::new(g.quiet);
-    let toc = airlock::bundle::reader::read_table_of_contents(&args.bundle);
+    let source = airlock::bundle::BundleSource::resolve(&args.bundle)?;
+    let toc = source.table_of_contents();
     let total = toc
         .as_ref()
         .map(|t| t.manifest.total_blob_bytes())
@@ -99,9 +132,11 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         jobs: args.jobs,
         signature: policy,
         scan_gate,
+        image_policy,
+        replay,
     };
     let report = match &toc {
-        Ok(_) => airlock::import::import(&args.bundle, std::sync::Arc::new(registry), &opts, &bars)
+        Ok(_) => airlock::import::import_from(&source, std::sync::Arc::new(registry), &opts, &bars)
             .await
             .with_context(|| format!("importing `{}` into {}", args.bundle.display(), args.to)),
         Err(e) => Err(anyhow::anyhow!("{e}")),
@@ -117,8 +152,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(r) => Ok(r),
             Err(e) => Err(format!("{e:#}")),
         };
-        let entry = airlock::import::record::ledger_entry(
-            &args.bundle,
+        let entry = airlock::import::record::ledger_entry_for(
+            &source,
             toc.as_ref().ok(),
             &args.to,
             &operator,
@@ -163,14 +198,26 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                         ),
                         None => a.digest.to_string(),
                     };
+                    let trust = match (&a.skipped, a.signatures.as_slice()) {
+                        (Some(why), _) => format!("LEFT OUT: {why}"),
+                        (None, []) => String::new(),
+                        (None, s) => format!(
+                            "signed by {}",
+                            s.iter()
+                                .map(|r| r.signer.to_string())
+                                .collect::<Vec<_>>()
+                                .join(", ")
+                        ),
+                    };
                     vec![
                         a.source.clone(),
                         format!("→ {target}"),
                         format!("@ {digest}"),
+                        trust,
                     ]
                 })
                 .collect();
-            print_table(&["SOURCE", "TARGET", "DIGEST"], &rows);
+            print_table(&["SOURCE", "TARGET", "DIGEST", "POLICY"], &rows);
             println!(
                 "blobs: {} pushed ({}), {} mounted, {} already present; manifests: {} pushed, {} present; tags: {} set, {} unchanged",
                 report.blobs_pushed,
@@ -185,4 +232,30 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// Reads the isolated side's image policy: a `trust:`-shaped YAML file.
+fn load_image_policy(
+    file: &std::path::Path,
+    on_untrusted: OnUntrusted,
+) -> anyhow::Result<airlock::import::gate::ImagePolicy> {
+    let text = airlock::spec::read_capped(file, 1 << 20).map_err(|e| match e {
+        airlock::spec::CappedReadError::TooLarge => {
+            anyhow::anyhow!("policy `{}` is over 1 MiB", file.display())
+        }
+        airlock::spec::CappedReadError::Io(e) => anyhow::anyhow!("{e}"),
+    })?;
+    let text = String::from_utf8(text)
+        .map_err(|_| anyhow::anyhow!("policy `{}` is not UTF-8", file.display()))?;
+    let policy = airlock::trust::policy::TrustPolicy::from_yaml(&text)
+        .with_context(|| format!("policy `{}`", file.display()))?;
+    Ok(airlock::import::gate::ImagePolicy {
+        policy,
+        base_dir: file.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+        file: file.to_path_buf(),
+        on_untrusted: match on_untrusted {
+            OnUntrusted::RejectBundle => airlock::import::gate::OnUntrusted::RejectBundle,
+            OnUntrusted::SkipArtifact => airlock::import::gate::OnUntrusted::SkipArtifact,
+        },
+    })
 }

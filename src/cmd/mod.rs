@@ -16,7 +16,9 @@ pub mod ledger;
 pub mod lock;
 pub mod progress;
 pub mod scan;
+pub mod split;
 pub mod verify;
+pub mod verify_parts;
 
 /// The operation failed: bad input, a verification failure, a registry error.
 pub const EXIT_FAILURE: u8 = 1;
@@ -153,6 +155,10 @@ pub enum Command {
     Verify(verify::Args),
     /// Verify a bundle and push it into a registry: blobs, then manifests, then tags.
     Import(import::Args),
+    /// Cut a bundle into media-sized parts plus a signed NAME.parts.json.
+    Split(split::Args),
+    /// Check split parts one by one: name every part that is missing, short or damaged.
+    VerifyParts(verify_parts::Args),
     /// Signing keys (cosign-compatible ECDSA P-256).
     Key(key::Args),
     /// The offline vulnerability database.
@@ -173,6 +179,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(a, g),
         Command::Verify(a) => verify::run(a, g),
         Command::Import(a) => runtime()?.block_on(import::run(a, g)),
+        Command::Split(a) => split::run(a, g),
+        Command::VerifyParts(a) => verify_parts::run(a, g),
         Command::Key(a) => key::run(a, g),
         Command::Db(a) => db::run(a, g),
         Command::Scan(a) => runtime()?.block_on(scan::run(a, g)),

@@ -1,18 +1,20 @@
-//! `airlock verify BUNDLE`: structure, completeness and every digest, streaming.
+//! `airlock verify BUNDLE|NAME.parts.json|DIR`: structure, completeness and every digest,
+//! streaming; split parts are read in sequence, each checked as it passes.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use serde::Serialize;
 
-use airlock::bundle::reader::{read_bundle, VerifyOnly};
+use airlock::bundle::reader::VerifyOnly;
+use airlock::bundle::BundleSource;
 
 use super::{human_bytes, print_json, Global, Output, TrustArgs};
 
 /// Arguments of `airlock verify`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The bundle (`.tar.zst`).
+    /// The bundle (`.tar.zst`), or its split parts: `NAME.parts.json` or a directory holding one.
     pub bundle: PathBuf,
     #[command(flatten)]
     pub trust: TrustArgs,
@@ -28,20 +30,26 @@ struct Report<'a> {
     bytes: u64,
     signed: bool,
     signature: Option<airlock::bundle::signature::SignatureStatus>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parts_signature: Option<airlock::bundle::signature::SignatureStatus>,
 }
 
 /// Runs `airlock verify`.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let bars = super::progress::Bars::new(g.quiet);
-    let toc = airlock::bundle::reader::read_table_of_contents(&args.bundle)?;
-    airlock::progress::Reporter::phase(&bars, "verify", toc.manifest.total_blob_bytes());
+    let source = BundleSource::resolve(&args.bundle)?;
     let policy = args.trust.policy()?;
+    let parts_signature = source.check_parts_signature(&policy)?;
+    let toc = source.table_of_contents()?;
+    airlock::progress::Reporter::phase(&bars, "verify", toc.manifest.total_blob_bytes());
     let mut visitor = VerifyOnly {
         path: &args.bundle,
         policy: &policy,
         status: None,
     };
-    let summary = read_bundle(&args.bundle, &mut visitor, &bars);
+    let summary = source.read(&policy, &mut visitor, &bars);
     airlock::progress::Reporter::finish_phase(&bars);
     let summary = summary?;
     let m = &summary.contents.manifest;
@@ -54,8 +62,14 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         bytes: summary.blob_bytes,
         signed: summary.contents.signature.is_some(),
         signature: visitor.status.clone(),
+        parts: match &source {
+            BundleSource::Parts(s) => Some(s.manifest.parts.len()),
+            BundleSource::File(_) => None,
+        },
+        parts_signature,
     };
     super::warn_unsigned(&visitor.status);
+    super::warn_unsigned(&report.parts_signature);
     match g.output {
         Output::Json => print_json(&report)?,
         Output::Human => {
@@ -65,8 +79,12 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }
                 _ => "signature NOT checked".to_string(),
             };
+            let parts = match report.parts {
+                Some(n) => format!(" from {n} parts"),
+                None => String::new(),
+            };
             println!(
-                "{}: OK — {} artifacts, {} blobs, {} verified; {signed}",
+                "{}: OK — {} artifacts, {} blobs, {} verified{parts}; {signed}",
                 args.bundle.display(),
                 report.artifacts,
                 report.blobs,

@@ -550,6 +550,8 @@ pub struct CollectOptions {
     pub signers: Vec<crate::trust::keys::SigningKey>,
     /// Where the lock lives: the trust policy's `trusted_root` path is relative to it.
     pub base_dir: PathBuf,
+    /// The bundle's replay sequence; `None`: the creation time in Unix seconds.
+    pub sequence: Option<u64>,
     /// The vulnerability database for the lock's scan policy (else the policy's `db`).
     pub scan_db: Option<PathBuf>,
     /// Carry the vulnerability database in the bundle as an OCI artifact.
@@ -1071,10 +1073,18 @@ pub async fn collect(
     rest.dedup_by(|a, b| a.digest == b.digest);
     blobs.extend(rest);
 
+    let sequence = opts.sequence.unwrap_or_else(|| {
+        humantime::parse_rfc3339(&created)
+            .ok()
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    });
     let manifest = BundleManifest {
         format: BUNDLE_FORMAT.into(),
         name: lock.name.clone(),
         created,
+        sequence,
         tool: format!("airlock {}", env!("CARGO_PKG_VERSION")),
         lock_digest: lock_digest.clone(),
         artifacts: plan.artifacts.clone(),

@@ -1,9 +1,11 @@
 //! The isolated side: stream a bundle, verify every byte, push blobs, then manifests by digest,
 //! then tags. Nothing is tagged unless the whole bundle verified.
 
+pub mod gate;
 pub mod mapping;
 pub mod record;
 pub mod referrers;
+pub mod replay;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::Read;
@@ -14,7 +16,7 @@ use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::bundle::reader::{read_bundle, BlobVisitor, BundleContents};
+use crate::bundle::reader::{BlobVisitor, BundleContents};
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleError, BundleManifest};
 use crate::oci::{Digest, ManifestKind};
 use crate::progress::Reporter;
@@ -49,6 +51,12 @@ pub enum ImportError {
     /// The bundle was refused before any blob was read.
     #[error("refused: {0}")]
     Refused(String),
+    /// The isolated side's image policy refused the bundle before anything was pushed.
+    #[error("refused: {0}")]
+    Gate(#[from] gate::GateError),
+    /// The bundle is older than one the ledger says was admitted.
+    #[error("refused: {0}")]
+    Replay(#[from] replay::ReplayError),
 }
 
 /// One artifact as imported.
@@ -67,6 +75,33 @@ pub struct ImportedArtifact {
     /// When the target refused an index with missing children: the derived index of the carried
     /// children that was pushed and tagged instead.
     pub derived_digest: Option<Digest>,
+    /// Signatures verified at import against the isolated side's policy (`--policy`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub signatures: Vec<crate::trust::verify::SignatureResult>,
+    /// Why the artifact was left out (`--on-untrusted skip-artifact`); nothing of it was pushed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub skipped: Option<String>,
+}
+
+impl ImportedArtifact {
+    fn new(
+        a: &Artifact,
+        repo: &Repo,
+        derived_digest: Option<Digest>,
+        signatures: Vec<crate::trust::verify::SignatureResult>,
+        skipped: Option<String>,
+    ) -> Self {
+        ImportedArtifact {
+            kind: a.kind,
+            source: a.source.clone(),
+            target: repo.to_string(),
+            tag: a.tag.clone(),
+            digest: a.digest.clone(),
+            derived_digest,
+            signatures,
+            skipped,
+        }
+    }
 }
 
 /// What `import` did.
@@ -116,6 +151,11 @@ pub struct ImportOptions {
     /// The isolated side's scan gate, judged on the carried evidence before anything is
     /// pushed (none: no scan gate).
     pub scan_gate: Option<Arc<crate::scan::gate::ImportGate>>,
+    /// The isolated side's image-signature policy, checked before anything is pushed.
+    pub image_policy: Option<gate::ImagePolicy>,
+    /// What the ledger says was admitted last; `None`: no replay check (no ledger, or
+    /// `--allow-older`).
+    pub replay: Option<replay::ReplayGuard>,
 }
 
 fn reg<'e>(what: impl Into<String> + 'e) -> impl FnOnce(RegistryError) -> ImportError + 'e {
@@ -159,6 +199,9 @@ struct Feeder<'a> {
     missing: HashMap<Digest, Vec<Repo>>,
     skipped: usize,
     scan_gate: Option<&'a crate::scan::gate::ImportGate>,
+    image_policy: Option<&'a gate::ImagePolicy>,
+    gate: gate::GateOutcome,
+    replay: Option<&'a replay::ReplayGuard>,
 }
 
 fn stopped() -> ImportError {
@@ -195,11 +238,17 @@ impl BlobVisitor for Feeder<'_> {
     type Error = ImportError;
 
     fn manifest(&mut self, contents: &BundleContents) -> Result<(), ImportError> {
-        self.status = Some(crate::bundle::signature::check(
-            self.path,
-            contents,
-            self.policy,
-        )?);
+        let status = crate::bundle::signature::check(self.path, contents, self.policy)?;
+        if let (Some(guard), crate::bundle::signature::SignatureStatus::Verified { signers }) =
+            (self.replay, &status)
+        {
+            guard.check(
+                &contents.manifest,
+                &Digest::of(&contents.manifest_bytes),
+                signers,
+            )?;
+        }
+        self.status = Some(status);
         let names = self.mapping.map_all(&contents.manifest.artifacts)?;
         self.repos = names
             .into_iter()
@@ -209,10 +258,14 @@ impl BlobVisitor for Feeder<'_> {
     }
 
     fn before_blobs(&mut self, contents: &BundleContents) -> Result<(), ImportError> {
+        // Every manifest and all evidence is in; nothing is pushed yet.
+        if let Some(policy) = self.image_policy {
+            self.gate = gate::check(contents, policy)?;
+        }
         // The scan gate runs on the evidence, in memory, before the uploaders get a plan:
         // a refusal here leaves nothing at the target.
-        if let Some(gate) = self.scan_gate {
-            let outcome = gate
+        if let Some(scan_gate) = self.scan_gate {
+            let outcome = scan_gate
                 .check(contents, std::time::SystemTime::now())
                 .map_err(|e| {
                     ImportError::Refused(format!("scan gate: {}", crate::error_chain(&e)))
@@ -225,7 +278,16 @@ impl BlobVisitor for Feeder<'_> {
             }
         }
         let mut needs: HashMap<Digest, Vec<Repo>> = HashMap::new();
-        for (a, repo) in contents.manifest.artifacts.iter().zip(self.repos.iter()) {
+        for (i, (a, repo)) in contents
+            .manifest
+            .artifacts
+            .iter()
+            .zip(self.repos.iter())
+            .enumerate()
+        {
+            if self.gate.skipped.contains_key(&i) {
+                continue;
+            }
             for d in needs_of(contents, a) {
                 let v = needs.entry(d).or_default();
                 if !v.contains(repo) {
@@ -545,6 +607,19 @@ pub async fn import(
     opts: &ImportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ImportReport, ImportError> {
+    let source = crate::bundle::BundleSource::File(bundle.to_path_buf());
+    import_from(&source, registry, opts, reporter).await
+}
+
+/// [`import`] from a bundle file or split parts (read in sequence, each part checked as it
+/// passes; a split bundle's parts manifest signature is checked first, with the same policy).
+pub async fn import_from(
+    source: &crate::bundle::BundleSource,
+    registry: Arc<Registry>,
+    opts: &ImportOptions,
+    reporter: &dyn Reporter,
+) -> Result<ImportReport, ImportError> {
+    let bundle = source.path();
     let (tx, rx) = tokio::sync::mpsc::channel::<Msg>(2);
     let mut feeder = Feeder {
         path: bundle,
@@ -557,13 +632,22 @@ pub async fn import(
         missing: HashMap::new(),
         skipped: 0,
         scan_gate: opts.scan_gate.as_deref(),
+        image_policy: opts.image_policy.as_ref(),
+        gate: gate::GateOutcome::default(),
+        replay: opts.replay.as_ref(),
     };
     let rt = tokio::runtime::Handle::current();
     let (read, uploaded) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
-                let summary = read_bundle(bundle, &mut feeder, reporter);
-                (summary, feeder.repos, feeder.skipped, feeder.status)
+                let summary = source.read(&opts.signature, &mut feeder, reporter);
+                (
+                    summary,
+                    feeder.repos,
+                    feeder.skipped,
+                    feeder.status,
+                    feeder.gate,
+                )
             });
             let uploaded = rt.block_on(drive(registry.clone(), rx, opts.jobs));
             let read = reader
@@ -572,12 +656,13 @@ pub async fn import(
             (read, uploaded)
         })
     });
-    let (summary, repos, skipped, status) = read?;
+    let (summary, repos, skipped, status, mut gate) = read?;
     // A bundle error explains an upload side that stopped; otherwise the upload error stands.
     let summary = match (summary, uploaded) {
-        (Err(e @ ImportError::Bundle(_)), _) | (Err(e @ ImportError::Mapping(_)), _) => {
-            return Err(e)
-        }
+        (Err(e @ ImportError::Bundle(_)), _)
+        | (Err(e @ ImportError::Mapping(_)), _)
+        | (Err(e @ ImportError::Gate(_)), _)
+        | (Err(e @ ImportError::Replay(_)), _) => return Err(e),
         (_, Err(e)) => return Err(e),
         (Err(e), Ok(_)) => return Err(e),
         (Ok(s), Ok(p)) => (s, p),
@@ -596,7 +681,25 @@ pub async fn import(
     report.bundle = contents.manifest.name.clone();
 
     // Every blob is verified and present. Manifests next, children before their index.
-    for (a, repo) in contents.manifest.artifacts.iter().zip(repos.iter()) {
+    for (i, (a, repo)) in contents
+        .manifest
+        .artifacts
+        .iter()
+        .zip(repos.iter())
+        .enumerate()
+    {
+        let signatures = gate.verified.remove(&i).unwrap_or_default();
+        if let Some(why) = gate.skipped.get(&i) {
+            reporter.warn(&format!("{}: left out: {why}", a.source));
+            report.artifacts.push(ImportedArtifact::new(
+                a,
+                repo,
+                None,
+                signatures,
+                Some(why.clone()),
+            ));
+            continue;
+        }
         for c in a.children.iter().filter(|c| c.included) {
             let (bytes, parsed) = &contents.manifests[&c.digest];
             let pushed = ensure_manifest(registry, repo, &c.digest, bytes, &parsed.media_type)
@@ -642,14 +745,9 @@ pub async fn import(
                 ))
             }
         }
-        report.artifacts.push(ImportedArtifact {
-            kind: a.kind,
-            source: a.source.clone(),
-            target: repo.to_string(),
-            tag: a.tag.clone(),
-            digest: a.digest.clone(),
-            derived_digest: derived,
-        });
+        report
+            .artifacts
+            .push(ImportedArtifact::new(a, repo, derived, signatures, None));
     }
 
     // Tags last.
@@ -665,6 +763,9 @@ pub async fn import(
     for (i, digest) in tag_plan {
         let art = &report.artifacts[i];
         let Some(tag) = art.tag.clone() else { continue };
+        if art.skipped.is_some() {
+            continue;
+        }
         if referrers::carried_fallback_subject(&contents.manifest.artifacts[i], &contents).is_some()
         {
             // A referrers index: merged with what the target has, below.
@@ -704,7 +805,12 @@ pub async fn import(
     }
 
     // Referrers: listed through the API, or merged into the fallback index.
-    for ((repo, subject), wanted) in referrers::wanted(&contents, &repos) {
+    let kept: Vec<Option<&Repo>> = repos
+        .iter()
+        .enumerate()
+        .map(|(i, r)| (!gate.skipped.contains_key(&i)).then_some(r))
+        .collect();
+    for ((repo, subject), wanted) in referrers::wanted(&contents, &kept) {
         match referrers::update(registry, &repo, &subject, &wanted).await? {
             referrers::Outcome::Api => report.referrers_via_api += 1,
             referrers::Outcome::Updated => report.referrer_indexes_updated += 1,

@@ -4,6 +4,7 @@ use std::path::Path;
 
 use crate::bundle::reader::BundleContents;
 use crate::bundle::signature::SignatureStatus;
+use crate::bundle::{BundleError, BundleSource};
 use crate::ledger::{ArtifactRecord, Entry, Outcome, SignatureResult, Verdict};
 use crate::oci::Digest;
 
@@ -20,14 +21,26 @@ pub fn ledger_entry(
     operator: &str,
     outcome: Result<&ImportReport, String>,
 ) -> Result<Entry, std::io::Error> {
+    let source = BundleSource::File(bundle.to_path_buf());
+    ledger_entry_for(&source, toc, target, operator, outcome).map_err(|e| match e {
+        BundleError::Io { source, .. } => source,
+        other => std::io::Error::other(other.to_string()),
+    })
+}
+
+/// [`ledger_entry`] for a bundle file or split parts. For parts too broken to yield an
+/// `airlock.json`, the bundle digest recorded is the whole-bundle sha256 that the parts
+/// manifest lists (what the file would hash to, had it been carried whole).
+pub fn ledger_entry_for(
+    source: &BundleSource,
+    toc: Option<&BundleContents>,
+    target: &str,
+    operator: &str,
+    outcome: Result<&ImportReport, String>,
+) -> Result<Entry, BundleError> {
     let bundle_digest = match toc {
         Some(t) => Digest::of(&t.manifest_bytes),
-        None => {
-            let mut f = fs_err::File::open(bundle)?;
-            let mut w = crate::oci::DigestWriter::new(std::io::sink());
-            std::io::copy(&mut f, &mut w)?;
-            w.finish().1
-        }
+        None => source.sha256()?,
     };
     let result = match &outcome {
         Ok(_) => Outcome::Admitted,
@@ -40,6 +53,7 @@ pub fn ledger_entry(
         return Ok(entry);
     };
     entry.bundle.name = Some(toc.manifest.name.clone());
+    entry.bundle.sequence = Some(toc.manifest.sequence);
     if let Ok(report) = &outcome {
         entry.bundle.signatures = match &report.signature {
             Some(SignatureStatus::Verified { signers }) => signers
@@ -64,20 +78,23 @@ pub fn ledger_entry(
         .iter()
         .enumerate()
         .map(|(i, a)| {
-            let target_ref = report.and_then(|r| r.artifacts.get(i)).map(|t| {
-                let digest = t.derived_digest.as_ref().unwrap_or(&t.digest);
-                match &t.tag {
-                    Some(tag) => format!("{}:{tag}@{digest}", t.target),
-                    None => format!("{}@{digest}", t.target),
-                }
-            });
+            let target_ref = report
+                .and_then(|r| r.artifacts.get(i))
+                .filter(|t| t.skipped.is_none())
+                .map(|t| {
+                    let digest = t.derived_digest.as_ref().unwrap_or(&t.digest);
+                    match &t.tag {
+                        Some(tag) => format!("{}:{tag}@{digest}", t.target),
+                        None => format!("{}@{digest}", t.target),
+                    }
+                });
             ArtifactRecord {
                 kind: format!("{:?}", a.kind).to_lowercase(),
                 source_ref: a.source.clone(),
                 target_ref,
                 digest: a.digest.to_string(),
                 media_type: Some(a.media_type.clone()),
-                signatures: a.verification.iter().map(collect_time_result).collect(),
+                signatures: signature_records(a, report.and_then(|r| r.artifacts.get(i))),
                 scan: None,
             }
         })
@@ -85,10 +102,36 @@ pub fn ledger_entry(
     Ok(entry)
 }
 
-/// A signature check made at collect (recorded in `airlock.json`, covered by the bundle
-/// signature) as a ledger result: the signer (key id, or identity from issuer) and where the
-/// check happened.
-fn collect_time_result(v: &serde_json::Value) -> SignatureResult {
+/// Every signature check on an artifact: at collect (from `airlock.json`), at import against
+/// the isolated side's policy, and the refusal that left it out.
+fn signature_records(
+    a: &crate::bundle::Artifact,
+    imported: Option<&super::ImportedArtifact>,
+) -> Vec<SignatureResult> {
+    let mut out: Vec<SignatureResult> = a
+        .verification
+        .iter()
+        .map(|v| check_result(v, "verified at collect"))
+        .collect();
+    if let Some(imp) = imported {
+        out.extend(imp.signatures.iter().filter_map(|r| {
+            let v = serde_json::to_value(r).ok()?;
+            Some(check_result(&v, "verified at import against --policy"))
+        }));
+        if let Some(why) = &imp.skipped {
+            out.push(SignatureResult {
+                signer: "policy".into(),
+                verdict: Verdict::Untrusted,
+                detail: Some(format!("left out at import: {why}")),
+            });
+        }
+    }
+    out
+}
+
+/// A verified signature check (recorded as JSON) as a ledger result: the signer (key id, or
+/// identity from issuer) and where the check happened.
+fn check_result(v: &serde_json::Value, place: &str) -> SignatureResult {
     let signer = &v["signer"];
     let who = if let Some(k) = signer["key"]["key_id"].as_str() {
         k.to_string()
@@ -100,7 +143,7 @@ fn collect_time_result(v: &serde_json::Value) -> SignatureResult {
     } else {
         "unknown".to_string()
     };
-    let mut detail = "verified at collect".to_string();
+    let mut detail = place.to_string();
     if let Some(n) = v["rekor_log_index"].as_u64() {
         detail.push_str(&format!("; rekor log index {n}"));
     }

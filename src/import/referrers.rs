@@ -63,15 +63,20 @@ pub struct Wanted {
     pub carried: Option<Bytes>,
 }
 
-/// Groups the bundle's referrers by (target repository, subject).
-pub fn wanted(contents: &BundleContents, repos: &[Repo]) -> BTreeMap<(Repo, Digest), Wanted> {
+/// Groups the bundle's referrers by (target repository, subject). `repos` gives each
+/// artifact's target, `None` for one left out.
+pub fn wanted(
+    contents: &BundleContents,
+    repos: &[Option<&Repo>],
+) -> BTreeMap<(Repo, Digest), Wanted> {
     let mut out: BTreeMap<(Repo, Digest), Wanted> = BTreeMap::new();
     for (a, repo) in contents.manifest.artifacts.iter().zip(repos) {
+        let Some(repo) = *repo else { continue };
         let Some((bytes, parsed)) = contents.manifests.get(&a.digest) else {
             continue;
         };
         if let Some(subject) = carried_fallback_subject(a, contents) {
-            let w = out.entry((repo.clone(), subject)).or_default();
+            let w = out.entry(((*repo).clone(), subject)).or_default();
             let list: Vec<Value> = serde_json::from_slice::<Value>(bytes)
                 .ok()
                 .and_then(|v| v.get("manifests").and_then(Value::as_array).cloned())
@@ -89,7 +94,7 @@ pub fn wanted(contents: &BundleContents, repos: &[Repo]) -> BTreeMap<(Repo, Dige
                 continue;
             };
             if let Some(d) = referrer_descriptor(bytes, &parsed.media_type) {
-                let w = out.entry((repo.clone(), subject)).or_default();
+                let w = out.entry(((*repo).clone(), subject)).or_default();
                 push_unique(&mut w.descriptors, d);
             }
         }

@@ -184,6 +184,10 @@ pub struct BundleRecord {
     /// `signer` members.
     #[serde(default)]
     pub signatures: Vec<SignatureResult>,
+    /// The bundle's replay sequence (`airlock.json` `sequence`), what replay protection
+    /// compares against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sequence: Option<u64>,
 }
 
 /// Whether the import was admitted.
@@ -293,6 +297,7 @@ impl Entry {
                 digest: bundle_digest.to_owned(),
                 name: None,
                 signatures: Vec::new(),
+                sequence: None,
             },
             policy_digest: None,
             target_registry: target_registry.to_owned(),

@@ -43,6 +43,8 @@ pub struct Match {
     pub bundle_name: Option<String>,
     /// The bundle's signatures and their results.
     pub bundle_signatures: Vec<SignatureResult>,
+    /// The bundle's replay sequence, when recorded.
+    pub bundle_sequence: Option<u64>,
     /// Policy digest.
     pub policy_digest: Option<String>,
     /// Target registry.
@@ -148,6 +150,7 @@ pub fn find(dir: &Path, query: &Query) -> Result<FindResult, LedgerError> {
             bundle: e.bundle.digest,
             bundle_name: e.bundle.name,
             bundle_signatures: e.bundle.signatures,
+            bundle_sequence: e.bundle.sequence,
             policy_digest: e.policy_digest,
             target_registry: e.target_registry,
             result: e.result,

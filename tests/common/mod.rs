@@ -6,6 +6,7 @@
 
 pub mod fixtures;
 pub mod proxy;
+pub mod tarball;
 pub mod token;
 
 use std::net::TcpListener;
@@ -239,6 +240,28 @@ impl TestRegistry {
                     .collect()
             })
             .unwrap_or_default()
+    }
+
+    /// How many blobs (manifests included) the registry holds in its storage: zero means
+    /// nothing at all was pushed.
+    pub fn stored_blobs(&self) -> usize {
+        fn count(dir: &Path) -> usize {
+            std::fs::read_dir(dir)
+                .map(|rd| {
+                    rd.filter_map(Result::ok)
+                        .map(|e| {
+                            let p = e.path();
+                            if p.is_dir() {
+                                count(&p)
+                            } else {
+                                usize::from(e.file_name() == "data")
+                            }
+                        })
+                        .sum()
+                })
+                .unwrap_or(0)
+        }
+        count(&self.dir.path().join("storage/docker/registry/v2/blobs"))
     }
 
     /// Raw manifest bytes as skopeo (an independent client) reads them.

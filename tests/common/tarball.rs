@@ -1,0 +1,107 @@
+//! Re-packing a bundle: its tar entries, headers kept byte for byte, so a test can change
+//! exactly one thing and pack it again.
+
+use std::path::Path;
+
+use airlock::oci::{media, Digest};
+
+/// One tar entry of a bundle, header kept byte for byte.
+#[derive(Clone)]
+pub struct Ent {
+    pub header: tar::Header,
+    pub data: Vec<u8>,
+}
+
+impl Ent {
+    pub fn name(&self) -> String {
+        String::from_utf8_lossy(&self.header.path_bytes()).into_owned()
+    }
+
+    /// An entry with `name` written raw into the header, so names `tar` would refuse to write
+    /// (`../evil`, `/abs`) can be made.
+    pub fn raw(name: &str, kind: tar::EntryType, link: Option<&str>, data: &[u8]) -> Ent {
+        let mut header = tar::Header::new_gnu();
+        {
+            let gnu = header.as_gnu_mut().expect("gnu header");
+            gnu.name[..name.len()].copy_from_slice(name.as_bytes());
+        }
+        header.set_size(data.len() as u64);
+        header.set_mode(0o644);
+        header.set_uid(0);
+        header.set_gid(0);
+        header.set_mtime(0);
+        header.set_entry_type(kind);
+        if let Some(l) = link {
+            header.set_link_name(l).expect("link name");
+        }
+        header.set_cksum();
+        Ent {
+            header,
+            data: data.to_vec(),
+        }
+    }
+
+    pub fn set_data(&mut self, data: Vec<u8>) {
+        self.header.set_size(data.len() as u64);
+        self.header.set_cksum();
+        self.data = data;
+    }
+}
+
+pub fn unpack(bundle: &Path) -> Vec<Ent> {
+    let file = std::fs::File::open(bundle).expect("open bundle");
+    let dec = zstd::stream::read::Decoder::new(file).expect("zstd");
+    let mut archive = tar::Archive::new(dec);
+    archive
+        .entries()
+        .expect("entries")
+        .map(|e| {
+            let mut e = e.expect("entry");
+            let mut data = Vec::new();
+            std::io::Read::read_to_end(&mut e, &mut data).expect("read entry");
+            Ent {
+                header: e.header().clone(),
+                data,
+            }
+        })
+        .collect()
+}
+
+pub fn pack(entries: &[Ent]) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    for e in entries {
+        b.append(&e.header, &e.data[..]).expect("append");
+    }
+    zstd::encode_all(&b.into_inner().expect("tar")[..], 3).expect("zstd")
+}
+
+pub fn position(entries: &[Ent], name: &str) -> usize {
+    entries
+        .iter()
+        .position(|e| e.name() == name)
+        .unwrap_or_else(|| panic!("no entry `{name}`"))
+}
+
+pub fn blob_entry(d: &Digest) -> String {
+    format!("blobs/sha256/{}", d.hex())
+}
+
+/// The blobs `airlock.json` lists, in entry order: (digest, is a manifest).
+pub fn listed_blobs(entries: &[Ent]) -> Vec<(Digest, bool)> {
+    let m: serde_json::Value = serde_json::from_slice(&entries[0].data).expect("airlock.json");
+    m["blobs"]
+        .as_array()
+        .expect("blobs")
+        .iter()
+        .map(|b| {
+            (
+                b["digest"]
+                    .as_str()
+                    .expect("digest")
+                    .parse()
+                    .expect("digest"),
+                media::is_manifest(b["media_type"].as_str().expect("media type")),
+            )
+        })
+        .collect()
+}
