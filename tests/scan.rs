@@ -556,6 +556,26 @@ fn sbom_is_cyclonedx_1_5_and_deterministic() {
 }
 
 #[test]
+fn sbom_reads_back_as_the_same_inventory() {
+    let inv = scan::inventory_layers(alpine_image(), Limits::default()).expect("inventory");
+    let digest = Digest::of(b"manifest");
+    let subject = airlock::scan::sbom::Subject {
+        name: "alpine:3.18",
+        digest: &digest,
+        platform: None,
+    };
+    let doc = airlock::scan::sbom::cyclonedx(&subject, &inv, SystemTime::UNIX_EPOCH);
+    let back = airlock::scan::sbom::inventory_from(&doc).expect("read back");
+    assert_eq!(back, inv, "what import re-matches is what collect found");
+    // An SBOM without what matching needs is refused, naming the package.
+    let mut bad = doc.clone();
+    bad["components"][1]["properties"] = serde_json::json!([]);
+    let err = airlock::scan::sbom::inventory_from(&bad).expect_err("no properties");
+    assert!(err.contains("airlock:package:type"), "{err}");
+    assert!(airlock::scan::sbom::inventory_from(&serde_json::json!({})).is_err());
+}
+
+#[test]
 fn whiteouts_and_opaque_dirs_remove_packages() {
     let sd = "packages/debian/syft-distroless/var/lib/dpkg/status.d";
     let base = tar_layer(&[

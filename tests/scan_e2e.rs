@@ -759,3 +759,184 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
     ok(&out);
     assert_eq!(findings(&json(&out)), expected_two_platforms());
 }
+
+#[test]
+fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
+    let reg = TestRegistry::start();
+    push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let flags = reg.cli_flags();
+    // The connected side accepts musl's finding; the isolated side does not.
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!(
+            "name: s\nimages:\n  - ref: {}/scan/multi:1\nscan:\n  fail_on: high\n  db: vuln.db\n  allow:\n    - {{id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}}\n",
+            reg.host
+        ),
+    )
+    .expect("spec");
+    ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    ok(&airlock(
+        dir,
+        &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
+    ));
+    std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
+    ok(&airlock(
+        dir,
+        &[
+            "ledger",
+            "init",
+            "ledger",
+            "--origin",
+            "test.invalid/airlock",
+            "--password-file",
+            "pw",
+        ],
+    ));
+    std::fs::create_dir_all(dir.join("site")).expect("site");
+    std::fs::write(dir.join("site/strict.yaml"), "fail_on: high\n").expect("policy");
+    let dst = TestRegistry::start();
+    let to = format!("{}/m", dst.host);
+    let import = |extra: &[&str]| {
+        let mut a = vec![
+            "import",
+            "s.tar.zst",
+            "--to",
+            &to,
+            "--allow-unsigned",
+            "--ledger",
+            "ledger",
+            "--ledger-password-file",
+            "pw",
+            "--operator",
+            "tester",
+        ];
+        a.extend_from_slice(extra);
+        let owned: Vec<String> = a.iter().map(|s| s.to_string()).collect();
+        let flags = dst.cli_flags();
+        let all: Vec<&str> = owned
+            .iter()
+            .map(String::as_str)
+            .chain(flags.iter().map(String::as_str))
+            .collect();
+        airlock(dir, &all)
+    };
+
+    // SBOMs re-matched against the isolated side's database: refused, naming image and CVE.
+    let out = import(&["--scan-policy", "site/strict.yaml", "--db", "vuln.db"]);
+    let stderr = fails_with(&out, "scan gate failed, nothing pushed");
+    assert!(
+        stderr.contains("(linux/amd64): ALPINE-CVE-2025-26519 in musl 1.2.4-r0 (HIGH"),
+        "{stderr}"
+    );
+    assert!(dst.tags("m/scan/multi").is_empty(), "nothing pushed");
+    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
+    let last: serde_json::Value =
+        serde_json::from_str(entries.lines().last().expect("entry")).expect("json");
+    let text = last.to_string();
+    assert!(
+        text.contains("rejected") && text.contains("ALPINE-CVE-2025-26519"),
+        "{text}"
+    );
+
+    // No database on this side: the carried reports are judged; the connected side's allow
+    // entry does not count here.
+    let out = import(&["--scan-policy", "site/strict.yaml"]);
+    fails_with(&out, "ALPINE-CVE-2025-26519 in musl 1.2.4-r0");
+    assert!(dst.tags("m/scan/multi").is_empty(), "nothing pushed");
+
+    // The isolated side's own allow entry lets it in.
+    std::fs::write(
+        dir.join("site/ok.yaml"),
+        "fail_on: high\nallow:\n  - {id: CVE-2025-26519, package: musl, expires: 2999-01-01, reason: reviewed on site}\n",
+    )
+    .expect("policy");
+    ok(&import(&[
+        "--scan-policy",
+        "site/ok.yaml",
+        "--db",
+        "vuln.db",
+    ]));
+    assert_eq!(
+        dst.tags("m/scan/multi").len(),
+        3,
+        "tag 1 and two referrer indexes"
+    );
+
+    // A bundle without scan evidence fails a scan gate closed.
+    std::fs::write(
+        dir.join("bare.yaml"),
+        format!("name: bare\nimages:\n  - ref: {}/scan/multi:1\n", reg.host),
+    )
+    .expect("spec");
+    ok(&airlock(dir, &args(&["lock", "bare.yaml"], &flags)));
+    ok(&airlock(
+        dir,
+        &args(&["collect", "bare.lock", "-o", "bare.tar.zst"], &flags),
+    ));
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "import",
+                "bare.tar.zst",
+                "--to",
+                &format!("{}/bare", dst.host),
+                "--allow-unsigned",
+                "--scan-policy",
+                "site/ok.yaml",
+                "--db",
+                "vuln.db",
+            ],
+            &dst.cli_flags(),
+        ),
+    );
+    fails_with(&out, "no SBOM carried for");
+    assert!(dst.tags("bare/scan/multi").is_empty());
+}
+
+/// What `--scanner trivy` hands Trivy is a valid OCI layout: skopeo (an independent client)
+/// copies it, checking every digest. (Trivy itself is not installed here.)
+#[test]
+fn trivy_layout_is_a_valid_oci_layout() {
+    let reg = TestRegistry::start();
+    let (alpine, _) = push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let client = reg.client();
+    let reference: airlock::reference::Reference =
+        format!("{}/scan/multi:1", reg.host).parse().expect("ref");
+    let amd64: airlock::oci::Platform = "linux/amd64".parse().expect("platform");
+    let cache = dir.join("cache");
+    let targets = rt()
+        .block_on(airlock::scan::source::from_registry(
+            &client,
+            &reference,
+            &[amd64],
+            &cache,
+            &airlock::progress::NoProgress,
+        ))
+        .expect("targets");
+    assert_eq!(targets.len(), 1);
+    let layout = dir.join("layout");
+    airlock::scan::trivy::write_layout(&layout, &targets[0], |d| {
+        airlock::scan::source::blob_file(&cache, d)
+    })
+    .expect("layout");
+    let out = common::skopeo(&[
+        "copy".into(),
+        format!("oci:{}", layout.display()),
+        format!("dir:{}", dir.join("copy").display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        std::fs::read(dir.join("copy/manifest.json")).expect("manifest"),
+        alpine.manifest.bytes
+    );
+}

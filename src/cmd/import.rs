@@ -47,6 +47,14 @@ pub struct Args {
     /// Who runs the import, for the ledger (default: `$USER`).
     #[arg(long)]
     pub operator: Option<String>,
+    /// This side's scan policy (YAML, the keys of a spec's `scan:`): the bundle's carried SBOMs
+    /// (or reports) must pass it before anything is pushed.
+    #[arg(long, value_name = "FILE")]
+    pub scan_policy: Option<PathBuf>,
+    /// Vulnerability database to re-match the carried SBOMs against (else the policy's `db:`;
+    /// else the carried reports are judged).
+    #[arg(long, value_name = "FILE", requires = "scan_policy")]
+    pub db: Option<PathBuf>,
     /// The isolated side's image-signature policy (the format of a spec's `trust:` section;
     /// key paths relative to the file). Every image is verified offline against it, on the
     /// signatures the bundle carries, before anything is pushed; an image no rule covers fails.
@@ -80,6 +88,13 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         rewrites,
     };
     let policy = args.trust.policy()?;
+    let scan_gate = match &args.scan_policy {
+        Some(p) => Some(std::sync::Arc::new(airlock::scan::gate::ImportGate::load(
+            p,
+            args.db.as_deref(),
+        )?)),
+        None => None,
+    };
     let image_policy = match &args.policy {
         Some(file) => Some(load_image_policy(file, args.on_untrusted)?),
         None => None,
@@ -116,6 +131,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         mapping,
         jobs: args.jobs,
         signature: policy,
+        scan_gate,
         image_policy,
         replay,
     };

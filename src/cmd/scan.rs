@@ -8,13 +8,13 @@ use anyhow::Context;
 
 use airlock::scan::image::ScanSummary;
 use airlock::scan::policy::{ScanPolicy, Suppression};
-use airlock::scan::run::{ScanInput, ScanOutcome, ScanRequest};
+use airlock::scan::run::{ScanInput, ScanOutcome, ScanRequest, Scanner};
 
 use super::{print_json, print_table, Global, Output, RegistryArgs, EXIT_FAILURE};
 
 /// Which scanner produces the evidence.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Scanner {
+pub enum ScannerArg {
     /// airlock's own offline scanner (OSV database from `airlock db build`).
     Airlock,
     /// An installed `trivy`, run offline (`--offline-scan --skip-db-update`).
@@ -40,17 +40,14 @@ pub struct Args {
     #[arg(long)]
     pub cache: Option<PathBuf>,
     /// Which scanner to run.
-    #[arg(long, value_enum, default_value_t = Scanner::Airlock)]
-    pub scanner: Scanner,
+    #[arg(long, value_enum, default_value_t = ScannerArg::Airlock)]
+    pub scanner: ScannerArg,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
 
 /// Runs `airlock scan`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    if args.scanner == Scanner::Trivy {
-        airlock::scan::trivy::find()?;
-    }
     let platforms = args
         .platform
         .iter()
@@ -76,6 +73,10 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let cache = args.cache.clone().unwrap_or_else(super::default_cache_dir);
     let req = ScanRequest {
+        scanner: match args.scanner {
+            ScannerArg::Airlock => Scanner::Airlock,
+            ScannerArg::Trivy => Scanner::Trivy,
+        },
         input,
         platforms,
         db: args.db.clone(),
@@ -214,10 +215,13 @@ fn print_human(o: &ScanOutcome) {
             }
         }
     }
-    println!(
-        "\ndatabase {} ({}, built {})",
-        o.database.path.display(),
-        o.database.digest.short(),
-        o.database.built_at
-    );
+    match &o.database {
+        Some(db) => println!(
+            "\ndatabase {} ({}, built {})",
+            db.path.display(),
+            db.digest.short(),
+            db.built_at
+        ),
+        None => println!("\nscanner: trivy (its own offline database)"),
+    }
 }

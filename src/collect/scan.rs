@@ -66,13 +66,15 @@ fn targets(plan: &Plan, cache: &std::path::Path) -> Result<Vec<Target>, CollectE
                 if !is_scannable_child(c.platform.as_ref(), &c.media_type) {
                     continue;
                 }
-                if let Some(m) = parse(&c.digest) {
+                if let (Some(m), Some(raw)) = (parse(&c.digest), plan.manifests.get(&c.digest)) {
                     out.push(Target {
                         name: a.source.clone(),
                         digest: c.digest.clone(),
                         index: Some(a.digest.clone()),
                         platform: c.platform.clone(),
                         layers: m.layers,
+                        config: m.config,
+                        manifest: raw.clone(),
                     });
                 }
             }
@@ -94,6 +96,8 @@ fn targets(plan: &Plan, cache: &std::path::Path) -> Result<Vec<Target>, CollectE
                 index: None,
                 platform,
                 layers: root.layers,
+                config: root.config,
+                manifest: plan.manifests.get(&a.digest).cloned().unwrap_or_default(),
             });
         }
     }

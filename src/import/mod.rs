@@ -148,6 +148,9 @@ pub struct ImportOptions {
     pub mapping: Mapping,
     /// Concurrent registry checks.
     pub jobs: usize,
+    /// The isolated side's scan gate, judged on the carried evidence before anything is
+    /// pushed (none: no scan gate).
+    pub scan_gate: Option<Arc<crate::scan::gate::ImportGate>>,
     /// The isolated side's image-signature policy, checked before anything is pushed.
     pub image_policy: Option<gate::ImagePolicy>,
     /// What the ledger says was admitted last; `None`: no replay check (no ledger, or
@@ -195,6 +198,7 @@ struct Feeder<'a> {
     repos: Vec<Repo>,
     missing: HashMap<Digest, Vec<Repo>>,
     skipped: usize,
+    scan_gate: Option<&'a crate::scan::gate::ImportGate>,
     image_policy: Option<&'a gate::ImagePolicy>,
     gate: gate::GateOutcome,
     replay: Option<&'a replay::ReplayGuard>,
@@ -257,6 +261,21 @@ impl BlobVisitor for Feeder<'_> {
         // Every manifest and all evidence is in; nothing is pushed yet.
         if let Some(policy) = self.image_policy {
             self.gate = gate::check(contents, policy)?;
+        }
+        // The scan gate runs on the evidence, in memory, before the uploaders get a plan:
+        // a refusal here leaves nothing at the target.
+        if let Some(scan_gate) = self.scan_gate {
+            let outcome = scan_gate
+                .check(contents, std::time::SystemTime::now())
+                .map_err(|e| {
+                    ImportError::Refused(format!("scan gate: {}", crate::error_chain(&e)))
+                })?;
+            if !outcome.failures.is_empty() {
+                return Err(ImportError::Refused(format!(
+                    "scan gate failed, nothing pushed: {}",
+                    outcome.failures.join("; ")
+                )));
+            }
         }
         let mut needs: HashMap<Digest, Vec<Repo>> = HashMap::new();
         for (i, (a, repo)) in contents
@@ -612,6 +631,7 @@ pub async fn import_from(
         repos: Vec::new(),
         missing: HashMap::new(),
         skipped: 0,
+        scan_gate: opts.scan_gate.as_deref(),
         image_policy: opts.image_policy.as_ref(),
         gate: gate::GateOutcome::default(),
         replay: opts.replay.as_ref(),

@@ -44,6 +44,10 @@ pub struct Target {
     pub platform: Option<Platform>,
     /// Its layers, bottom first.
     pub layers: Vec<Descriptor>,
+    /// Its config (what `--scanner trivy` needs besides the layers).
+    pub config: Option<Descriptor>,
+    /// The manifest's bytes and media type, exactly as carried.
+    pub manifest: (bytes::Bytes, String),
 }
 
 /// Everything the gate needs besides the image.
@@ -215,8 +219,10 @@ pub struct ScanSummary {
     pub suppressed: usize,
     /// Whether the gate passed.
     pub passed: bool,
-    /// The database the packages were matched against.
-    pub database: DatabaseRecord,
+    /// The database the packages were matched against (none for `--scanner trivy`, whose
+    /// database is Trivy's own).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseRecord>,
 }
 
 /// One image's scan.
@@ -238,12 +244,17 @@ pub struct ImageScan {
     pub database: DatabaseRecord,
 }
 
-impl ImageScan {
-    /// The counts for tables, `airlock.json` and the ledger.
-    pub fn summary(&self) -> ScanSummary {
+impl ScanSummary {
+    /// Counts a verdict's decisions: active findings by severity, and suppressed ones.
+    pub fn new(
+        os: Option<String>,
+        packages: usize,
+        verdict: &Verdict,
+        database: Option<DatabaseRecord>,
+    ) -> ScanSummary {
         let mut findings = SeverityCounts::default();
         let mut suppressed = 0;
-        for d in &self.verdict.decisions {
+        for d in &verdict.decisions {
             if d.suppressed.is_some() {
                 suppressed += 1;
             } else {
@@ -251,24 +262,37 @@ impl ImageScan {
             }
         }
         ScanSummary {
-            os: self.inventory.os.as_ref().map(|o| {
-                format!(
-                    "{} {}",
-                    o.id,
-                    o.version_id
-                        .clone()
-                        .or(o.release.clone())
-                        .unwrap_or_default()
-                )
-                .trim()
-                .to_string()
-            }),
-            packages: self.inventory.packages.len(),
+            os,
+            packages,
             findings,
             suppressed,
-            passed: self.verdict.passed,
-            database: self.database.clone(),
+            passed: verdict.passed,
+            database,
         }
+    }
+}
+
+impl ImageScan {
+    /// The counts for tables, `airlock.json` and the ledger.
+    pub fn summary(&self) -> ScanSummary {
+        let os = self.inventory.os.as_ref().map(|o| {
+            format!(
+                "{} {}",
+                o.id,
+                o.version_id
+                    .clone()
+                    .or(o.release.clone())
+                    .unwrap_or_default()
+            )
+            .trim()
+            .to_string()
+        });
+        ScanSummary::new(
+            os,
+            self.inventory.packages.len(),
+            &self.verdict,
+            Some(self.database.clone()),
+        )
     }
 }
 

@@ -6,7 +6,7 @@
 //! Alpine packages by origin.
 
 use std::cmp::Ordering;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
@@ -174,6 +174,23 @@ fn cve_of(id: &str) -> Option<&str> {
 /// entries and VEX statements naming it still apply); per-CVE duplicates are folded likewise,
 /// the distribution-specific record kept.
 fn merge_aliases(findings: Vec<Finding>) -> Vec<Finding> {
+    // Folding only ever happens between findings of one package version: merge each such
+    // group on its own (linear in the number of packages, not quadratic in findings).
+    let mut groups: BTreeMap<(String, String), Vec<Finding>> = BTreeMap::new();
+    for f in findings {
+        groups
+            .entry((f.package.name.clone(), f.package.version.clone()))
+            .or_default()
+            .push(f);
+    }
+    let mut out: Vec<Finding> = groups.into_values().flat_map(merge_group).collect();
+    out.sort_by(|a, b| {
+        (a.package.name.as_str(), a.id.as_str()).cmp(&(b.package.name.as_str(), b.id.as_str()))
+    });
+    out
+}
+
+fn merge_group(findings: Vec<Finding>) -> Vec<Finding> {
     let key = |f: &Finding| (f.package.name.clone(), f.package.version.clone());
     let mut out: Vec<Finding> = Vec::with_capacity(findings.len());
     // Per-CVE findings first (distribution-specific before bare CVE), then advisories.
@@ -216,9 +233,6 @@ fn merge_aliases(findings: Vec<Finding>) -> Vec<Finding> {
             o.aliases.sort();
         }
     }
-    out.sort_by(|a, b| {
-        (a.package.name.as_str(), a.id.as_str()).cmp(&(b.package.name.as_str(), b.id.as_str()))
-    });
     out
 }
 

@@ -14,6 +14,7 @@ pub mod db;
 pub mod dpkg;
 pub mod evidence;
 pub mod flatten;
+pub mod gate;
 pub mod image;
 pub mod matcher;
 pub mod os;

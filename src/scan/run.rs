@@ -10,7 +10,6 @@ use super::db::{Database, DbError};
 use super::flatten::Limits;
 use super::image::{scan_image, ImageScan, ScanContext, ScanError, ScanSummary};
 use super::policy::{Decision, PolicyError, ScanPolicy};
-use super::report::Report;
 use super::source::{self, SourceError};
 use crate::oci::{Digest, Platform};
 use crate::progress::Reporter;
@@ -26,9 +25,22 @@ pub enum ScanInput {
     Bundle(PathBuf),
 }
 
+/// Which scanner produces the evidence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Scanner {
+    /// airlock's own offline scanner and database.
+    #[default]
+    Airlock,
+    /// An installed `trivy`, run offline on an OCI layout of each image; its JSON is the
+    /// report, judged with the same policy.
+    Trivy,
+}
+
 /// A scan to run.
 #[derive(Debug, Clone)]
 pub struct ScanRequest {
+    /// Which scanner.
+    pub scanner: Scanner,
     /// What to scan.
     pub input: ScanInput,
     /// Platforms to scan (empty: every platform).
@@ -66,6 +78,12 @@ pub enum RunError {
     /// An image cannot be scanned.
     #[error(transparent)]
     Scan(#[from] ScanError),
+    /// Trivy is not installed.
+    #[error(transparent)]
+    TrivyMissing(#[from] super::trivy::TrivyError),
+    /// Trivy failed.
+    #[error(transparent)]
+    Trivy(#[from] super::trivy::TrivyRunError),
     /// The spool directory cannot be made.
     #[error("spool directory below `{path}`: {source}")]
     Spool {
@@ -112,8 +130,8 @@ pub struct ImageResult {
     pub summary: ScanSummary,
     /// The gate.
     pub gate: GateResult,
-    /// The Trivy-compatible report.
-    pub report: Report,
+    /// The Trivy-compatible report (Trivy's own with `--scanner trivy`).
+    pub report: serde_json::Value,
     /// Every finding with its decision (what the table shows; the report has the same).
     #[serde(skip)]
     pub decisions: Vec<Decision>,
@@ -131,7 +149,7 @@ impl From<ImageScan> for ImageResult {
                 reasons: s.verdict.reasons.clone(),
                 warnings: s.verdict.warnings.clone(),
             },
-            report: s.report,
+            report: serde_json::to_value(&s.report).unwrap_or_default(),
             decisions: s.verdict.decisions,
         }
     }
@@ -142,8 +160,9 @@ impl From<ImageScan> for ImageResult {
 pub struct ScanOutcome {
     /// True when every image passed the gate.
     pub passed: bool,
-    /// The database used.
-    pub database: DatabaseUsed,
+    /// The database used (none with `--scanner trivy`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub database: Option<DatabaseUsed>,
     /// Every image (platform) scanned.
     pub images: Vec<ImageResult>,
 }
@@ -169,28 +188,32 @@ pub async fn run(
     reporter: &dyn Reporter,
 ) -> Result<ScanOutcome, RunError> {
     req.policy.validate()?;
-    let db = open_database(req.db.as_deref(), &req.policy, &req.policy_dir)?;
-    let vex = req.policy.load_vex(&req.policy_dir)?;
-    let ctx = ScanContext {
-        policy: &req.policy,
-        vex: &vex,
-        db: &db,
-        now: req.now,
-        sbom_time: req.now,
-        limits: Limits::default(),
+    // Everything local is checked before the network is touched.
+    let trivy = match req.scanner {
+        Scanner::Trivy => Some(super::trivy::find()?),
+        Scanner::Airlock => None,
     };
-    let scans = match &req.input {
-        ScanInput::Registry(r) => {
-            let targets =
-                source::from_registry(registry, r, &req.platforms, &req.cache, reporter).await?;
-            tokio::task::block_in_place(|| scan_all(&targets, &req.cache, &ctx, reporter))?
-        }
+    let db = match trivy {
+        Some(_) => None,
+        None => Some(open_database(
+            req.db.as_deref(),
+            &req.policy,
+            &req.policy_dir,
+        )?),
+    };
+    let vex = req.policy.load_vex(&req.policy_dir)?;
+    let spool;
+    let (targets, dir) = match &req.input {
+        ScanInput::Registry(r) => (
+            source::from_registry(registry, r, &req.platforms, &req.cache, reporter).await?,
+            req.cache.clone(),
+        ),
         ScanInput::Bundle(path) => {
             fs_err::create_dir_all(&req.spool_parent).map_err(|source| RunError::Spool {
                 path: req.spool_parent.clone(),
                 source,
             })?;
-            let spool = tempfile::Builder::new()
+            spool = tempfile::Builder::new()
                 .prefix(".airlock-scan-")
                 .tempdir_in(&req.spool_parent)
                 .map_err(|source| RunError::Spool {
@@ -200,19 +223,98 @@ pub async fn run(
             let targets = tokio::task::block_in_place(|| {
                 source::from_bundle(path, &req.platforms, spool.path(), reporter)
             })?;
-            tokio::task::block_in_place(|| scan_all(&targets, spool.path(), &ctx, reporter))?
+            (targets, spool.path().to_path_buf())
         }
     };
-    let images: Vec<ImageResult> = scans.into_iter().map(ImageResult::from).collect();
+    let images: Vec<ImageResult> = match (&trivy, &db) {
+        (Some(bin), _) => tokio::task::block_in_place(|| {
+            run_trivy(bin, &targets, &dir, &req.policy, &vex, req.now, reporter)
+        })?,
+        (None, Some(db)) => {
+            let ctx = ScanContext {
+                policy: &req.policy,
+                vex: &vex,
+                db,
+                now: req.now,
+                sbom_time: req.now,
+                limits: Limits::default(),
+            };
+            tokio::task::block_in_place(|| scan_all(&targets, &dir, &ctx, reporter))?
+                .into_iter()
+                .map(ImageResult::from)
+                .collect()
+        }
+        (None, None) => return Err(RunError::NoDatabase),
+    };
     Ok(ScanOutcome {
         passed: images.iter().all(|i| i.gate.passed),
-        database: DatabaseUsed {
+        database: db.as_ref().map(|db| DatabaseUsed {
             path: db.path().to_path_buf(),
             digest: db.digest().clone(),
             built_at: db.header().built_at.clone(),
-        },
+        }),
         images,
     })
+}
+
+/// Runs Trivy on each target (an OCI layout next to the blobs, deleted afterwards) and judges
+/// its report with the policy.
+fn run_trivy(
+    bin: &Path,
+    targets: &[super::image::Target],
+    dir: &Path,
+    policy: &ScanPolicy,
+    vex: &[super::vex::VexDocument],
+    now: SystemTime,
+    reporter: &dyn Reporter,
+) -> Result<Vec<ImageResult>, RunError> {
+    reporter.phase("trivy", targets.len() as u64);
+    let mut out = Vec::new();
+    for t in targets {
+        let layout = tempfile::Builder::new()
+            .prefix(".airlock-trivy-")
+            .tempdir_in(dir)
+            .map_err(|source| RunError::Spool {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        super::trivy::write_layout(layout.path(), t, |d| source::blob_file(dir, d))?;
+        let report = super::trivy::run(bin, layout.path(), &t.name)?;
+        let verdict = super::gate::judge_report(policy, vex, t, &report, now)?;
+        let packages = report
+            .get("Results")
+            .and_then(serde_json::Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|r| r.get("Packages").and_then(serde_json::Value::as_array))
+            .map(Vec::len)
+            .sum();
+        let os = report.pointer("/Metadata/OS").map(|o| {
+            format!(
+                "{} {}",
+                o.get("Family").and_then(|v| v.as_str()).unwrap_or_default(),
+                o.get("Name").and_then(|v| v.as_str()).unwrap_or_default()
+            )
+            .trim()
+            .to_string()
+        });
+        reporter.advance(1);
+        out.push(ImageResult {
+            image: t.name.clone(),
+            platform: t.platform.as_ref().map(|p| p.to_string()),
+            digest: t.digest.clone(),
+            summary: ScanSummary::new(os, packages, &verdict, None),
+            gate: GateResult {
+                passed: verdict.passed,
+                reasons: verdict.reasons.clone(),
+                warnings: verdict.warnings.clone(),
+            },
+            report,
+            decisions: verdict.decisions,
+        });
+    }
+    reporter.finish_phase();
+    Ok(out)
 }
 
 /// Scans every target whose layers are in `dir` (`dir/sha256/<hex>`).

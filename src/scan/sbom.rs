@@ -58,6 +58,17 @@ pub fn cyclonedx(subject: &Subject<'_>, inventory: &Inventory, timestamp: System
         if let Some(p) = &os.pretty_name {
             c["description"] = json!(p);
         }
+        // What matching needs to re-match from the SBOM alone (`scan::gate` at import).
+        let mut props = Vec::new();
+        if let Some(r) = &os.release {
+            props.push(json!({"name": "airlock:os:release", "value": r}));
+        }
+        if let Some(c) = &os.codename {
+            props.push(json!({"name": "airlock:os:codename", "value": c}));
+        }
+        if !props.is_empty() {
+            c["properties"] = json!(props);
+        }
         components.push(c);
     }
     let mut refs = BTreeSet::new();
@@ -119,4 +130,84 @@ pub fn cyclonedx(subject: &Subject<'_>, inventory: &Inventory, timestamp: System
         },
         "components": components,
     })
+}
+
+fn prop<'a>(c: &'a Value, name: &str) -> Option<&'a str> {
+    c.get("properties")?
+        .as_array()?
+        .iter()
+        .find(|p| p.get("name").and_then(Value::as_str) == Some(name))?
+        .get("value")?
+        .as_str()
+}
+
+/// Reads back the inventory of an SBOM [`cyclonedx`] wrote, so packages can be matched again
+/// against another (newer) database without the image. Fails, naming what is missing, on an
+/// SBOM that does not carry what matching needs.
+pub fn inventory_from(sbom: &Value) -> Result<Inventory, String> {
+    use super::os::{Family, OsInfo};
+    use super::{Package, PackageKind};
+    if sbom.get("bomFormat").and_then(Value::as_str) != Some("CycloneDX") {
+        return Err("not a CycloneDX document".into());
+    }
+    let comps = sbom
+        .get("components")
+        .and_then(Value::as_array)
+        .ok_or("no `components`")?;
+    let s = |c: &Value, k: &str| c.get(k).and_then(Value::as_str).map(str::to_string);
+    let mut inv = Inventory::default();
+    for c in comps {
+        match c.get("type").and_then(Value::as_str) {
+            Some("operating-system") => {
+                let id = s(c, "name").ok_or("operating-system component without `name`")?;
+                let family = match id.as_str() {
+                    "debian" => Family::Debian,
+                    "ubuntu" => Family::Ubuntu,
+                    "alpine" => Family::Alpine,
+                    _ => Family::Other,
+                };
+                inv.os = Some(OsInfo {
+                    family,
+                    id,
+                    version_id: s(c, "version"),
+                    release: prop(c, "airlock:os:release").map(str::to_string),
+                    codename: prop(c, "airlock:os:codename").map(str::to_string),
+                    pretty_name: s(c, "description"),
+                });
+            }
+            Some("library") => {
+                let name = s(c, "name").ok_or("library component without `name`")?;
+                let missing = |what: &str| format!("package `{name}`: no {what}");
+                let kind = match prop(c, "airlock:package:type") {
+                    Some("deb") => PackageKind::Deb,
+                    Some("apk") => PackageKind::Apk,
+                    _ => return Err(missing("airlock:package:type property")),
+                };
+                let version = s(c, "version").ok_or_else(|| missing("version"))?;
+                inv.packages.push(Package {
+                    kind,
+                    source_name: prop(c, "airlock:package:source-name")
+                        .map(str::to_string)
+                        .ok_or_else(|| missing("airlock:package:source-name property"))?,
+                    source_version: prop(c, "airlock:package:source-version")
+                        .map(str::to_string)
+                        .ok_or_else(|| missing("airlock:package:source-version property"))?,
+                    arch: prop(c, "airlock:package:arch").map(str::to_string),
+                    maintainer: s(c, "publisher"),
+                    license: c
+                        .pointer("/licenses/0/license/name")
+                        .and_then(Value::as_str)
+                        .map(str::to_string),
+                    location: prop(c, "airlock:package:location")
+                        .unwrap_or_default()
+                        .to_string(),
+                    purl: s(c, "purl").ok_or_else(|| missing("purl"))?,
+                    name,
+                    version,
+                });
+            }
+            _ => {}
+        }
+    }
+    Ok(inv)
 }

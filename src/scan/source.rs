@@ -155,6 +155,8 @@ pub async fn from_registry(
                 index: Some(root.digest.clone()),
                 platform: p,
                 layers: m.layers.clone(),
+                config: m.config.clone(),
+                manifest: (raw.bytes.clone(), m.media_type.clone()),
             });
         }
     } else {
@@ -178,6 +180,8 @@ pub async fn from_registry(
                 index: None,
                 platform,
                 layers: root.layers.clone(),
+                config: root.config.clone(),
+                manifest: (raw.bytes.clone(), root.media_type.clone()),
             });
         }
     }
@@ -192,8 +196,10 @@ pub async fn from_registry(
             have: platforms_text(&seen),
         });
     }
+    let configs = targets.iter().filter_map(|t| t.config.clone());
     let missing: Vec<_> = layers_needed(&targets)
         .into_values()
+        .chain(configs)
         .filter(|d| {
             fs_err::metadata(blob_file(cache, &d.digest))
                 .map(|m| m.len() != d.size)
@@ -241,7 +247,7 @@ impl Spooler<'_> {
             if a.kind != ArtifactKind::Image || a.artifact_type.is_some() {
                 continue;
             }
-            let Some((_, root)) = contents.manifests.get(&a.digest) else {
+            let Some((root_bytes, root)) = contents.manifests.get(&a.digest) else {
                 continue;
             };
             if root.kind == ManifestKind::Index {
@@ -268,6 +274,8 @@ impl Spooler<'_> {
                         index: Some(a.digest.clone()),
                         platform: c.platform.clone(),
                         layers: m.layers.clone(),
+                        config: m.config.clone(),
+                        manifest: (bytes.clone(), m.media_type.clone()),
                     });
                 }
             } else {
@@ -280,11 +288,19 @@ impl Spooler<'_> {
                     index: None,
                     platform: None,
                     layers: root.layers.clone(),
+                    config: root.config.clone(),
+                    manifest: (root_bytes.clone(), root.media_type.clone()),
                 });
             }
         }
         self.needed = layers_needed(&self.targets).into_keys().collect();
-        self.needed.extend(self.configs.values().cloned());
+        // Configs too (small): a single-manifest image's platform, and what Trivy reads.
+        self.needed.extend(
+            self.targets
+                .iter()
+                .filter_map(|t| t.config.as_ref())
+                .map(|c| c.digest.clone()),
+        );
         Ok(())
     }
 }
