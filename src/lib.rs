@@ -10,6 +10,7 @@ pub mod ledger;
 pub mod lock;
 pub mod oci;
 pub mod progress;
+pub mod receipt;
 pub mod reference;
 pub mod registry;
 pub mod scan;

@@ -15,6 +15,7 @@ pub mod key;
 pub mod ledger;
 pub mod lock;
 pub mod progress;
+pub mod receipt;
 pub mod split;
 pub mod verify;
 pub mod verify_parts;
@@ -154,6 +155,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Verify a bundle and push it into a registry: blobs, then manifests, then tags.
     Import(import::Args),
+    /// List what a registry holds (for delta bundles: `collect --have`).
+    Receipt(receipt::Args),
     /// Cut a bundle into media-sized parts plus a signed NAME.parts.json.
     Split(split::Args),
     /// Check split parts one by one: name every part that is missing, short or damaged.
@@ -175,6 +178,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(a, g),
         Command::Verify(a) => verify::run(a, g),
         Command::Import(a) => runtime()?.block_on(import::run(a, g)),
+        Command::Receipt(a) => runtime()?.block_on(receipt::run(a, g)),
         Command::Split(a) => split::run(a, g),
         Command::VerifyParts(a) => verify_parts::run(a, g),
         Command::Key(a) => key::run(a, g),

@@ -538,6 +538,8 @@ pub struct CollectOptions {
     pub signers: Vec<crate::trust::keys::SigningKey>,
     /// Where the lock lives: the trust policy's `trusted_root` path is relative to it.
     pub base_dir: PathBuf,
+    /// A delta bundle: the site's receipt and its digest; every blob it lists is left out.
+    pub have: Option<(crate::receipt::Receipt, Digest)>,
 }
 
 /// One artifact in a collect report.
@@ -597,6 +599,30 @@ struct Plan {
 }
 
 impl Plan {
+    /// Drops every non-manifest blob `receipt` lists from what is pulled or packed, and returns
+    /// them (sorted by digest) for `airlock.json`.
+    fn omit(&mut self, receipt: &crate::receipt::Receipt) -> Vec<crate::bundle::OmittedBlob> {
+        let mut out = Vec::new();
+        for held in &receipt.blobs {
+            let size = match (self.pulls.get(&held.digest), self.local.get(&held.digest)) {
+                (Some((desc, _)), _) => desc.size,
+                (None, Some((_, entry))) => entry.size,
+                (None, None) => continue,
+            };
+            if size != held.size {
+                continue;
+            }
+            self.pulls.remove(&held.digest);
+            self.local.remove(&held.digest);
+            out.push(crate::bundle::OmittedBlob {
+                digest: held.digest.clone(),
+                size,
+                repositories: held.repositories.clone(),
+            });
+        }
+        out
+    }
+
     fn add_image_blobs(
         &mut self,
         artifact: &str,
@@ -977,6 +1003,12 @@ pub async fn collect(
     // Image signatures first: a missing or bad one stops the collect before any layer moves.
     verify_signatures(lock, &mut plan, registry, opts).await?;
 
+    // A delta against what the site holds: leave out every blob its receipt lists.
+    let omitted = match &opts.have {
+        Some((receipt, _)) => plan.omit(receipt),
+        None => Vec::new(),
+    };
+
     // Which blobs the cache lacks.
     let missing: Vec<(Digest, Descriptor, Repo)> = plan
         .pulls
@@ -1041,6 +1073,8 @@ pub async fn collect(
         lock_digest: lock_digest.clone(),
         artifacts: plan.artifacts.clone(),
         blobs,
+        receipt: opts.have.as_ref().map(|(_, d)| d.clone()),
+        omitted,
     };
     let mut manifest_bytes =
         serde_json::to_vec_pretty(&manifest).map_err(|e| CollectError::Io {
