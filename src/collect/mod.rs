@@ -34,6 +34,9 @@ pub enum CollectError {
         /// The error.
         source: RegistryError,
     },
+    /// The output or cache filesystem lacks room for what collect would write.
+    #[error(transparent)]
+    NoSpace(#[from] crate::disk::NoSpace),
     /// A manifest that cannot be carried.
     #[error("{artifact}: {source}")]
     Manifest {
@@ -1059,6 +1062,18 @@ pub async fn collect(
     rest.sort_by(|a, b| (a.size, &a.digest).cmp(&(b.size, &b.digest)));
     rest.dedup_by(|a, b| a.digest == b.digest);
     blobs.extend(rest);
+
+    // Room for the bundle (its blobs plus a tar header each and airlock.json) and for the
+    // downloads the cache lacks, checked before the first byte moves.
+    let bundle_estimate = blobs.iter().map(|b| b.size + 1024).sum::<u64>() + (64 << 10);
+    crate::disk::check_room(&[
+        (opts.output.as_path(), "the bundle", bundle_estimate),
+        (
+            opts.cache.as_path(),
+            "blobs to download into the cache",
+            to_download,
+        ),
+    ])?;
 
     let created = std::env::var("SOURCE_DATE_EPOCH")
         .ok()
