@@ -109,11 +109,56 @@ fn in_prefix(repo: &str, prefix: Option<&str>) -> bool {
     }
 }
 
-/// Walks `registry_host` (limited to repositories under `prefix`) and lists what it holds.
+/// The repositories on `registry_host` that admitted imports recorded in the ledger in `dir`
+/// pushed to (from each artifact's `target_ref`). The ledger must match its signed checkpoint.
+pub fn ledger_repositories(
+    dir: &Path,
+    registry_host: &str,
+) -> Result<BTreeSet<String>, ReceiptError> {
+    let bad = |why: String| ReceiptError::Bad {
+        path: dir.to_path_buf(),
+        why,
+    };
+    let found = crate::ledger::find(dir, &crate::ledger::Query::All)
+        .map_err(|e| bad(format!("reading the ledger: {}", crate::error_chain(&e))))?;
+    if let Some(why) = found.unverified_reason {
+        return Err(bad(format!(
+            "the ledger does not match its signed checkpoint ({why}); run `airlock ledger verify`"
+        )));
+    }
+    let mut out = BTreeSet::new();
+    for m in found
+        .matches
+        .iter()
+        .filter(|m| matches!(m.result, crate::ledger::Outcome::Admitted))
+    {
+        for a in &m.artifacts {
+            let Some(target) = &a.target_ref else {
+                continue;
+            };
+            let no_digest = target.split('@').next().unwrap_or(target);
+            let no_tag = match no_digest.rsplit_once(':') {
+                Some((repo, tag)) if !tag.contains('/') => repo,
+                _ => no_digest,
+            };
+            if let Some(path) = no_tag
+                .strip_prefix(registry_host)
+                .and_then(|p| p.strip_prefix('/'))
+            {
+                out.insert(path.to_string());
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// Walks `registry_host` (limited to repositories under `prefix`, and to `only` when given)
+/// and lists what it holds.
 pub async fn take(
     registry: &Registry,
     registry_host: &str,
     prefix: Option<&str>,
+    only: Option<&BTreeSet<String>>,
     progress: &dyn crate::progress::Reporter,
 ) -> Result<Receipt, ReceiptError> {
     let repos = registry
@@ -122,7 +167,10 @@ pub async fn take(
         .map_err(reg(format!("listing repositories of {registry_host}")))?;
     let mut manifests = BTreeSet::new();
     let mut blobs: BTreeMap<Digest, (u64, BTreeSet<String>)> = BTreeMap::new();
-    for name in repos.iter().filter(|r| in_prefix(r, prefix)) {
+    for name in repos
+        .iter()
+        .filter(|r| in_prefix(r, prefix) && only.is_none_or(|o| o.contains(*r)))
+    {
         progress.item(name);
         let repo = Repo::new(registry_host, name.clone());
         let tags = registry

@@ -102,7 +102,30 @@ fn delta_bundle_carries_only_the_changed_layer() {
     ));
     ok(&run(
         dir,
-        &["import", "v1.tar.zst", "--to", &to, "--allow-unsigned"],
+        &[
+            "ledger",
+            "init",
+            "ledger",
+            "--origin",
+            "t.example/l",
+            "--password-file",
+            "pw",
+        ],
+        &[],
+    ));
+    ok(&run(
+        dir,
+        &[
+            "import",
+            "v1.tar.zst",
+            "--to",
+            &to,
+            "--allow-unsigned",
+            "--ledger",
+            "ledger",
+            "--ledger-password-file",
+            "pw",
+        ],
         &dflags,
     ));
 
@@ -139,6 +162,37 @@ fn delta_bundle_carries_only_the_changed_layer() {
         .filter_map(|b| b["digest"].as_str())
         .collect();
     assert!(held.contains(&base.0.digest().as_str()));
+
+    // With --ledger, only repositories airlock imported into count: an image pushed by
+    // someone else under the same prefix is in the prefix receipt but not in the ledger one.
+    let stranger = fixtures::small_image(77, 30_000);
+    push(&dst, "mirror/unmanaged", &stranger, "1");
+    let blobs_of = |extra: &[&str]| {
+        let mut a = vec![
+            "receipt",
+            "--registry",
+            &dst.host,
+            "--prefix",
+            "mirror",
+            "-o",
+            "r2.json",
+            "--output",
+            "json",
+        ];
+        a.extend_from_slice(extra);
+        let v: serde_json::Value = serde_json::from_str(&ok(&run(dir, &a, &dflags))).expect("json");
+        v["blobs"].as_u64().expect("blobs")
+    };
+    assert_eq!(
+        blobs_of(&[]),
+        7,
+        "the stranger's config and layer are under the prefix"
+    );
+    assert_eq!(
+        blobs_of(&["--ledger", "ledger"]),
+        5,
+        "only what the ledger records"
+    );
 
     // A receipt signed by another key is refused when the connected side asks for the site's.
     let out = run(

@@ -19,6 +19,10 @@ pub struct Args {
     /// Only repositories under this path (e.g. the import prefix).
     #[arg(long, value_name = "PATH")]
     pub prefix: Option<String>,
+    /// Only repositories that imports recorded (admitted) in this ledger pushed to: what
+    /// airlock manages, not whatever else the registry holds.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: Option<PathBuf>,
     /// Receipt to write.
     #[arg(short = 'o', long = "out", value_name = "RECEIPT.json")]
     pub out: PathBuf,
@@ -49,8 +53,18 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let registry = args.registry_args.client(Some(&args.registry))?;
     let bars = super::progress::Bars::new(g.quiet);
     airlock::progress::Reporter::phase(&bars, "receipt", 0);
-    let receipt =
-        airlock::receipt::take(&registry, &args.registry, args.prefix.as_deref(), &bars).await;
+    let only = match &args.ledger {
+        Some(dir) => Some(airlock::receipt::ledger_repositories(dir, &args.registry)?),
+        None => None,
+    };
+    let receipt = airlock::receipt::take(
+        &registry,
+        &args.registry,
+        args.prefix.as_deref(),
+        only.as_ref(),
+        &bars,
+    )
+    .await;
     airlock::progress::Reporter::finish_phase(&bars);
     let receipt = receipt.with_context(|| format!("taking a receipt of {}", args.registry))?;
     let signers = receipt.write(&args.out, &signers)?;
