@@ -34,6 +34,9 @@ pub struct Lock {
     /// The spec's trust policy, with its keys inlined (so the lock pins the keys too).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trust: Option<crate::trust::policy::TrustPolicy>,
+    /// Plain files, pinned by sha256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::files::LockedFile>,
 }
 
 /// An image pinned by digest.
@@ -260,6 +263,7 @@ impl Lock {
             && self.images == other.images
             && self.charts == other.charts
             && self.trust == other.trust
+            && self.files == other.files
     }
 }
 
@@ -290,6 +294,7 @@ mod tests {
                 .collect(),
             charts: vec![],
             trust: None,
+            files: Vec::new(),
         }
     }
 

@@ -56,6 +56,8 @@ pub enum ArtifactKind {
     Chart,
     /// A signature, attestation, SBOM or referrers index attached to an image by tag.
     Attachment,
+    /// A plain file carried as an OCI artifact (`files:` in the spec).
+    File,
 }
 
 /// One artifact: a root manifest and where it came from.

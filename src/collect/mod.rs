@@ -34,6 +34,9 @@ pub enum CollectError {
         /// The error.
         source: RegistryError,
     },
+    /// A file from the spec's `files:` could not be carried.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     /// The output or cache filesystem lacks room for what collect would write.
     #[error(transparent)]
     NoSpace(#[from] crate::disk::NoSpace),
@@ -465,6 +468,11 @@ pub async fn lock_spec(
             ChartSpec::Http { name, version, .. } => format!("{name}:{version}"),
         });
     }
+    let files = spec
+        .files
+        .iter()
+        .map(crate::files::lock_file)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut lock = Lock {
         format: LOCK_FORMAT.to_string(),
         name: spec.name.clone(),
@@ -473,6 +481,7 @@ pub async fn lock_spec(
         images,
         charts,
         trust,
+        files,
     };
     if let Some(prev) = previous {
         if prev.same_content(&lock) {
@@ -602,6 +611,89 @@ struct Plan {
 }
 
 impl Plan {
+    /// A plain file: fetched into the cache (checked against its sha256), packed as an OCI
+    /// artifact (empty config, one titled layer) bound for `files/<name>:<version>`.
+    async fn add_file(
+        &mut self,
+        f: &crate::files::LockedFile,
+        registry: &Registry,
+        opts: &CollectOptions,
+    ) -> Result<(), CollectError> {
+        use crate::files::{FileError, EMPTY_CONFIG, FILE_LAYER_MEDIA_TYPE};
+        let cached = cache_path(&opts.cache, &f.sha256);
+        let (size, fresh) = match fs_err::metadata(&cached) {
+            Ok(m) => (m.len(), false),
+            Err(_) if f.is_url() => {
+                let (_, n) = chart::download(registry.http(), &f.source, &cached, Some(&f.sha256))
+                    .await
+                    .map_err(|e| match e {
+                        chart::ChartError::Mismatch {
+                            expected, actual, ..
+                        } => FileError::Mismatch {
+                            source_: f.source.clone(),
+                            expected,
+                            actual,
+                        },
+                        other => FileError::Fetch {
+                            source_: f.source.clone(),
+                            why: crate::error_chain(&other),
+                        },
+                    })?;
+                (n, true)
+            }
+            Err(_) => {
+                let src = crate::files::local_path(f, &opts.base_dir);
+                (crate::files::copy_verified(&src, &cached, &f.sha256)?, true)
+            }
+        };
+        let manifest = crate::files::file_manifest(f, size);
+        let mdigest = Digest::of(&manifest);
+        let config = Bytes::from_static(EMPTY_CONFIG);
+        let config_digest = Digest::of(&config);
+        self.local.insert(
+            config_digest.clone(),
+            (
+                BlobData::Memory(config.clone()),
+                BlobEntry {
+                    digest: config_digest,
+                    size: config.len() as u64,
+                    media_type: media::OCI_EMPTY.into(),
+                },
+            ),
+        );
+        self.local.insert(
+            f.sha256.clone(),
+            (
+                BlobData::File {
+                    path: cached,
+                    verified: fresh,
+                },
+                BlobEntry {
+                    digest: f.sha256.clone(),
+                    size,
+                    media_type: FILE_LAYER_MEDIA_TYPE.into(),
+                },
+            ),
+        );
+        let manifest_len = manifest.len() as u64;
+        self.manifests
+            .insert(mdigest.clone(), (manifest, media::OCI_MANIFEST.into()));
+        self.artifacts.push(Artifact {
+            verification: Vec::new(),
+            size: size + config.len() as u64 + manifest_len,
+            kind: ArtifactKind::File,
+            source: f.source.clone(),
+            registry: None,
+            repository: format!("files/{}", f.name),
+            tag: Some(f.version.clone()),
+            digest: mdigest,
+            media_type: media::OCI_MANIFEST.into(),
+            platforms: Vec::new(),
+            children: Vec::new(),
+        });
+        Ok(())
+    }
+
     /// Drops every non-manifest blob `receipt` lists from what is pulled or packed, and returns
     /// them (sorted by digest) for `airlock.json`.
     fn omit(&mut self, receipt: &crate::receipt::Receipt) -> Vec<crate::bundle::OmittedBlob> {
@@ -1001,6 +1093,10 @@ pub async fn collect(
                 });
             }
         }
+    }
+
+    for f in &lock.files {
+        plan.add_file(f, registry, opts).await?;
     }
 
     // Image signatures first: a missing or bad one stops the collect before any layer moves.
