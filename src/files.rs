@@ -235,6 +235,130 @@ pub fn file_manifest(file: &LockedFile, size: u64) -> Bytes {
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
+/// Writes the files a bundle carries into a directory while the bundle streams past, as a
+/// wrapper around another visitor (`verify` or `import`): each file goes to `.<name>.partial`
+/// and is renamed to `<name>` only once the reader has checked its digest, so a file in the
+/// directory is always complete and verified.
+pub struct ExtractFiles<'a, V> {
+    inner: &'a mut V,
+    dir: PathBuf,
+    wanted: std::collections::HashMap<Digest, Vec<String>>,
+    /// Files written, in bundle order.
+    pub written: Vec<PathBuf>,
+}
+
+impl<'a, V> ExtractFiles<'a, V> {
+    /// Wraps `inner`, writing files into `dir` (created if needed).
+    pub fn new(inner: &'a mut V, dir: &Path) -> Self {
+        ExtractFiles {
+            inner,
+            dir: dir.to_path_buf(),
+            wanted: Default::default(),
+            written: Vec::new(),
+        }
+    }
+}
+
+/// A reader that copies what passes through it into a file.
+struct Tee<'r, W: Write> {
+    inner: &'r mut dyn Read,
+    out: W,
+}
+
+impl<W: Write> Read for Tee<'_, W> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.out.write_all(&buf[..n])?;
+        Ok(n)
+    }
+}
+
+impl<V: crate::bundle::BlobVisitor> crate::bundle::BlobVisitor for ExtractFiles<'_, V> {
+    type Error = V::Error;
+
+    fn manifest(&mut self, contents: &crate::bundle::BundleContents) -> Result<(), V::Error> {
+        self.inner.manifest(contents)
+    }
+
+    fn before_blobs(&mut self, contents: &crate::bundle::BundleContents) -> Result<(), V::Error> {
+        use crate::bundle::ArtifactKind;
+        for a in contents
+            .manifest
+            .artifacts
+            .iter()
+            .filter(|a| a.kind == ArtifactKind::File)
+        {
+            let Some(name) = a.repository.strip_prefix("files/") else {
+                continue;
+            };
+            if !valid_name(name) {
+                continue;
+            }
+            if let Some((_, parsed)) = contents.manifests.get(&a.digest) {
+                if let Some(layer) = parsed.layers.first() {
+                    self.wanted
+                        .entry(layer.digest.clone())
+                        .or_default()
+                        .push(name.to_string());
+                }
+            }
+        }
+        if !self.wanted.is_empty() {
+            fs_err::create_dir_all(&self.dir).map_err(|source| crate::bundle::BundleError::Io {
+                path: self.dir.clone(),
+                source,
+            })?;
+        }
+        self.inner.before_blobs(contents)
+    }
+
+    fn blob(
+        &mut self,
+        entry: &crate::bundle::BlobEntry,
+        data: &mut dyn Read,
+    ) -> Result<(), V::Error> {
+        let Some(names) = self.wanted.get(&entry.digest).cloned() else {
+            return self.inner.blob(entry, data);
+        };
+        let io = |path: &Path, source| crate::bundle::BundleError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let tmp = self.dir.join(format!(".{}.partial", names[0]));
+        let file = fs_err::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        let mut tee = Tee {
+            inner: data,
+            out: std::io::BufWriter::new(file),
+        };
+        let visited = self.inner.blob(entry, &mut tee);
+        // The reader fails the read at the end when the digest does not match: reaching a
+        // clean end here means every byte written was verified.
+        let drained = std::io::copy(&mut tee, &mut std::io::sink()).and_then(|_| tee.out.flush());
+        drop(tee);
+        let finished = match (visited, drained) {
+            (Err(e), _) => Err(e),
+            (Ok(()), Err(e)) => Err(io(&tmp, e).into()),
+            (Ok(()), Ok(())) => Ok(()),
+        };
+        if finished.is_err() {
+            let _ = fs_err::remove_file(&tmp);
+            return finished;
+        }
+        // The same content under several names: copies, each through its own temporary name.
+        for name in names.iter().skip(1) {
+            let other = self.dir.join(format!(".{name}.partial"));
+            let dest = self.dir.join(name);
+            fs_err::copy(&tmp, &other).map_err(|e| io(&other, e))?;
+            fs_err::rename(&other, &dest).map_err(|e| io(&dest, e))?;
+            self.written.push(dest);
+        }
+        let dest = self.dir.join(&names[0]);
+        fs_err::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
+        self.written.push(dest);
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

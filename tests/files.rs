@@ -52,10 +52,43 @@ fn files_cross_as_oci_artifacts_and_come_back_byte_exact() {
     let stdout = ok(&airlock(dir, &["verify", "f.tar.zst", "--allow-unsigned"]));
     assert!(stdout.contains("2 artifacts"), "{stdout}");
     let to = format!("{}/mirror", dst.host);
-    let mut args = vec!["import", "f.tar.zst", "--to", &to, "--allow-unsigned"];
+    let mut args = vec![
+        "import",
+        "f.tar.zst",
+        "--to",
+        &to,
+        "--allow-unsigned",
+        "--files-to",
+        "out",
+    ];
     let flags = dst.cli_flags();
     args.extend(flags.iter().map(String::as_str));
     ok(&airlock(dir, &args));
+
+    // --files-to: the files themselves, verified, and nothing half-written beside them.
+    assert_eq!(std::fs::read(dir.join("out/tool.bin")).expect("tool"), tool);
+    assert_eq!(std::fs::read(dir.join("out/ca-bundle")).expect("ca"), ca);
+    let mut names: Vec<String> = std::fs::read_dir(dir.join("out"))
+        .expect("ls")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["ca-bundle", "tool.bin"]);
+    ok(&airlock(
+        dir,
+        &[
+            "verify",
+            "f.tar.zst",
+            "--allow-unsigned",
+            "--files-to",
+            "out2",
+        ],
+    ));
+    assert_eq!(
+        std::fs::read(dir.join("out2/tool.bin")).expect("tool"),
+        tool
+    );
 
     for (repo, tag, name, bytes) in [
         ("mirror/files/tool.bin", "1.0", "tool.bin", &tool),

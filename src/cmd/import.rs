@@ -35,6 +35,10 @@ pub struct Args {
     /// File holding the ledger key's password (else `AIRLOCK_PASSWORD`, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub ledger_password_file: Option<PathBuf>,
+    /// Also write the bundle's plain files (`files:` in the spec) into this directory, each
+    /// renamed into place only once verified.
+    #[arg(long, value_name = "DIR")]
+    pub files_to: Option<PathBuf>,
     /// Who runs the import, for the ledger (default: `$USER`).
     #[arg(long)]
     pub operator: Option<String>,
@@ -84,6 +88,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         mapping,
         jobs: args.jobs,
         signature: policy,
+        files_to: args.files_to.clone(),
     };
     let report = match &toc {
         Ok(_) => airlock::import::import_from(&source, std::sync::Arc::new(registry), &opts, &bars)

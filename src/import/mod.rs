@@ -106,6 +106,8 @@ pub struct ImportOptions {
     pub mapping: Mapping,
     /// Concurrent registry checks.
     pub jobs: usize,
+    /// Also write the bundle's plain files (`files:`) here, each verified before it appears.
+    pub files_to: Option<std::path::PathBuf>,
 }
 
 fn reg<'e>(what: impl Into<String> + 'e) -> impl FnOnce(RegistryError) -> ImportError + 'e {
@@ -617,7 +619,13 @@ pub async fn import_from(
     let (read, uploaded) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
-                let summary = source.read(&opts.signature, &mut feeder, reporter);
+                let summary = match &opts.files_to {
+                    None => source.read(&opts.signature, &mut feeder, reporter),
+                    Some(dir) => {
+                        let mut tee = crate::files::ExtractFiles::new(&mut feeder, dir);
+                        source.read(&opts.signature, &mut tee, reporter)
+                    }
+                };
                 (summary, feeder.repos, feeder.skipped, feeder.status)
             });
             let uploaded = rt.block_on(drive(registry.clone(), rx, opts.jobs));
