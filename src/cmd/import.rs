@@ -76,8 +76,18 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let bars = super::progress::Bars::new(g.quiet);
-    let source = airlock::bundle::BundleSource::resolve(&args.bundle)?;
-    let toc = source.table_of_contents();
+    // A parts manifest too broken to use is still recorded as offered (by its file's sha256);
+    // a directory without one offered nothing and is only an error.
+    let (source, toc) = match airlock::bundle::BundleSource::resolve(&args.bundle) {
+        Ok(s) => {
+            let toc = s.table_of_contents();
+            (s, toc)
+        }
+        Err(e) => match airlock::bundle::parts::PartsSet::find(&args.bundle) {
+            Ok(file) if file.is_file() => (airlock::bundle::BundleSource::File(file), Err(e)),
+            _ => return Err(e.into()),
+        },
+    };
     let total = toc
         .as_ref()
         .map(|t| t.manifest.total_blob_bytes())
