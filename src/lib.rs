@@ -6,6 +6,7 @@
 pub mod bundle;
 pub mod collect;
 pub mod disk;
+pub mod files;
 pub mod import;
 pub mod ledger;
 pub mod lock;

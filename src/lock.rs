@@ -38,6 +38,9 @@ pub struct Lock {
     /// directory); collect scans every image against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<crate::scan::policy::ScanPolicy>,
+    /// Plain files, pinned by sha256.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::files::LockedFile>,
 }
 
 /// An image pinned by digest.
@@ -265,6 +268,7 @@ impl Lock {
             && self.charts == other.charts
             && self.trust == other.trust
             && self.scan == other.scan
+            && self.files == other.files
     }
 }
 
@@ -296,6 +300,7 @@ mod tests {
             charts: vec![],
             trust: None,
             scan: None,
+            files: Vec::new(),
         }
     }
 

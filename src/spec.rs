@@ -28,6 +28,9 @@ pub struct Spec {
     /// The vulnerability gate collect applies to every image (see `docs/SCAN.md`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<crate::scan::policy::ScanPolicy>,
+    /// Plain files (local path or URL, pinned by sha256), carried as OCI artifacts.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub files: Vec<crate::files::FileSpec>,
 }
 
 /// One image.
@@ -119,8 +122,18 @@ impl Spec {
         if let Some(s) = &spec.scan {
             s.validate().map_err(|e| invalid(format!("scan: {e}")))?;
         }
-        if spec.images.is_empty() && spec.charts.is_empty() {
-            return Err(invalid("lists no images and no charts".into()));
+        if spec.images.is_empty() && spec.charts.is_empty() && spec.files.is_empty() {
+            return Err(invalid("lists no images, no charts and no files".into()));
+        }
+        let mut names = std::collections::HashSet::new();
+        for f in &spec.files {
+            let l = crate::files::lock_file(f).map_err(|e| invalid(e.to_string()))?;
+            if !names.insert((l.name.clone(), l.version.clone())) {
+                return Err(invalid(format!(
+                    "file `{}`: another file is also named `{}:{}`",
+                    l.source, l.name, l.version
+                )));
+            }
         }
         for c in &spec.charts {
             match c {

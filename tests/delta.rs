@@ -315,3 +315,92 @@ fn delta_bundle_carries_only_the_changed_layer() {
     ));
     assert!(pullable(&dst, "elsewhere/apps/a:2", &dir.join("pulled2")));
 }
+
+#[test]
+fn a_delta_never_leaves_out_evidence() {
+    // Both images have an SBOM referrer whose config is the same empty `{}` blob: the site
+    // holds it after v1, yet v2 must carry it, since evidence is checked before the target is.
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    let (one, two) = (
+        fixtures::small_image(31, 20_000),
+        fixtures::small_image(32, 20_000),
+    );
+    push(&src, "apps/s", &one, "1");
+    push(&src, "apps/s", &two, "2");
+    let repo = Repo::new(&src.host, "apps/s");
+    let (sbom1, _) = rt().block_on(fixtures::push_referrer(&src.client(), &repo, &one.manifest));
+    rt().block_on(fixtures::push_referrer_numbered(
+        &src.client(),
+        &repo,
+        &two.manifest,
+        2,
+    ));
+    let empty = sbom1.config.digest().to_string();
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let (sflags, dflags) = (src.cli_flags(), dst.cli_flags());
+    let to = format!("{}/m", dst.host);
+    for (name, tag) in [("s1", "1"), ("s2", "2")] {
+        std::fs::write(
+            dir.join(format!("{name}.yaml")),
+            format!(
+                "name: {name}\nimages:\n  - ref: {}/apps/s:{tag}\n",
+                src.host
+            ),
+        )
+        .expect("spec");
+        ok(&run(dir, &["lock", &format!("{name}.yaml")], &sflags));
+    }
+    ok(&run(
+        dir,
+        &["collect", "s1.lock", "-o", "s1.tar.zst"],
+        &sflags,
+    ));
+    ok(&run(
+        dir,
+        &["import", "s1.tar.zst", "--to", &to, "--allow-unsigned"],
+        &dflags,
+    ));
+    ok(&run(
+        dir,
+        &[
+            "receipt",
+            "--registry",
+            &dst.host,
+            "--prefix",
+            "m",
+            "-o",
+            "r.json",
+        ],
+        &dflags,
+    ));
+    let receipt = std::fs::read_to_string(dir.join("r.json")).expect("receipt");
+    assert!(receipt.contains(&empty), "the site holds the empty config");
+    ok(&run(
+        dir,
+        &["collect", "s2.lock", "-o", "s2.tar.zst", "--have", "r.json"],
+        &sflags,
+    ));
+    let out = airlock(dir, &["inspect", "s2.tar.zst", "--output", "json"]);
+    let inspect: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
+    let listed = |key: &str| -> Vec<String> {
+        inspect["manifest"][key]
+            .as_array()
+            .map(|a| {
+                a.iter()
+                    .filter_map(|b| b["digest"].as_str().map(str::to_string))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    assert!(listed("blobs").contains(&empty), "{inspect}");
+    assert!(!listed("omitted").contains(&empty), "{inspect}");
+    ok(&airlock(dir, &["verify", "s2.tar.zst", "--allow-unsigned"]));
+    ok(&run(
+        dir,
+        &["import", "s2.tar.zst", "--to", &to, "--allow-unsigned"],
+        &dflags,
+    ));
+    assert_eq!(dst.skopeo_raw("m/apps/s:2"), two.manifest.bytes);
+}

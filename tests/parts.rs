@@ -372,6 +372,42 @@ fn bad_parts_are_named_and_nothing_is_pushed() {
     fails_with(&out, "does not verify");
     let out = env.import("m", &dst, "y", &TRUST);
     fails_with(&out, "refused");
+    // A malformed parts manifest is refused too, and still recorded in the ledger as offered.
+    std::fs::write(&pj, "{not json").expect("garble");
+    ok(&env.run(
+        &[
+            "ledger",
+            "init",
+            "ledger",
+            "--origin",
+            "t.example/l",
+            "--password-file",
+            "pw",
+        ],
+        &[],
+    ));
+    let out = env.import(
+        "m",
+        &dst,
+        "y",
+        &[
+            "--trust",
+            "keys/release.pub",
+            "--ledger",
+            "ledger",
+            "--ledger-password-file",
+            "pw",
+        ],
+    );
+    fails_with(&out, "not valid JSON");
+    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
+    assert_eq!(entries.lines().count(), 1, "{entries}");
+    let e: serde_json::Value = serde_json::from_str(entries.trim()).expect("entry");
+    assert_eq!(
+        e["bundle"]["digest"],
+        airlock::oci::Digest::of(b"{not json").to_string(),
+        "{e}"
+    );
     std::fs::write(&pj, &original).expect("restore");
     std::fs::rename(m.join("p.parts.json.sig"), dir.join("sig")).expect("mv");
     let out = env.import("m", &dst, "y", &TRUST);

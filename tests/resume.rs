@@ -242,6 +242,32 @@ fn collect_refuses_before_downloading_when_the_output_lacks_room() {
         left.is_empty(),
         "files left on the full filesystem: {left:?}"
     );
+
+    // Splitting onto media too small: refused before a part is written.
+    let mut args = vec!["collect", "d.yaml", "-o", "d.tar.zst", "--cache", "c"];
+    args.extend(flags.iter().map(String::as_str));
+    ok(&airlock(dir, &args));
+    let out = airlock(
+        dir,
+        &[
+            "split",
+            "d.tar.zst",
+            "--size",
+            "100KiB",
+            "--out-dir",
+            "small",
+        ],
+    );
+    let err = fails_with(
+        &out,
+        "not enough space in `small`: splitting the bundle needs",
+    );
+    assert!(err.contains(&format!("only {free} bytes")), "{err}");
+    let left: Vec<_> = std::fs::read_dir(dir.join("small")).expect("ls").collect();
+    assert!(
+        left.is_empty(),
+        "parts left on the full filesystem: {left:?}"
+    );
 }
 
 #[test]

@@ -61,6 +61,8 @@ pub enum ArtifactKind {
     Chart,
     /// A signature, attestation, SBOM or referrers index attached to an image by tag.
     Attachment,
+    /// A plain file carried as an OCI artifact (`files:` in the spec).
+    File,
     /// An OCI artifact whose manifest names a `subject` (an SBOM, a scan report): pushed by
     /// digest and listed in the subject's referrers (API or `sha256-<hex>` fallback index).
     Referrer,

@@ -84,6 +84,9 @@ pub enum PartsError {
         /// `NAME (missing), NAME (bad digest)…`.
         list: String,
     },
+    /// The output directory lacks room for the parts.
+    #[error(transparent)]
+    NoSpace(#[from] crate::disk::NoSpace),
     /// The file to split is not a bundle.
     #[error("`{}` is not a bundle: {why}", path.display())]
     NotABundle {
@@ -871,6 +874,7 @@ pub fn split(
         });
     }
     fs_err::create_dir_all(out_dir).map_err(io_at(out_dir))?;
+    crate::disk::check_room(&[(out_dir, "splitting the bundle", total)])?;
     progress.phase("split", total);
     let mut cleanup = Cleanup(Vec::new());
     let mut parts = Vec::new();

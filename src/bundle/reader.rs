@@ -913,3 +913,126 @@ pub fn read_table_of_contents_from<R: Read>(
         evidence: BTreeMap::new(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bundle::{Artifact, ArtifactKind, OmittedBlob};
+
+    /// A one-image bundle's contents whose layer is omitted (a delta bundle).
+    fn delta() -> (BundleContents, Digest) {
+        let config = b"{}".to_vec();
+        let layer = b"layer bytes".to_vec();
+        let manifest = serde_json::to_vec(&serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": media::OCI_MANIFEST,
+            "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                       "digest": Digest::of(&config), "size": config.len()},
+            "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar",
+                        "digest": Digest::of(&layer), "size": layer.len()}],
+        }))
+        .expect("json");
+        let mdigest = Digest::of(&manifest);
+        let parsed = ParsedManifest::parse(&manifest, Some(media::OCI_MANIFEST)).expect("parse");
+        let m = BundleManifest {
+            format: BUNDLE_FORMAT.into(),
+            name: "d".into(),
+            created: "1970-01-01T00:00:00Z".into(),
+            sequence: 0,
+            tool: "test".into(),
+            lock_digest: Digest::of(b"lock"),
+            artifacts: vec![Artifact {
+                kind: ArtifactKind::Image,
+                source: "r/a:1".into(),
+                registry: Some("r".into()),
+                repository: "a".into(),
+                tag: Some("1".into()),
+                digest: mdigest.clone(),
+                media_type: media::OCI_MANIFEST.into(),
+                platforms: vec![],
+                children: vec![],
+                size: 0,
+                verification: vec![],
+                subject: None,
+                artifact_type: None,
+                scan: None,
+            }],
+            blobs: vec![
+                BlobEntry {
+                    digest: mdigest.clone(),
+                    size: manifest.len() as u64,
+                    media_type: media::OCI_MANIFEST.into(),
+                },
+                BlobEntry {
+                    digest: Digest::of(&config),
+                    size: config.len() as u64,
+                    media_type: "application/vnd.oci.image.config.v1+json".into(),
+                },
+            ],
+            receipt: Some(Digest::of(b"receipt")),
+            omitted: vec![OmittedBlob {
+                digest: Digest::of(&layer),
+                size: layer.len() as u64,
+                repositories: vec![],
+            }],
+        };
+        let mut manifests = BTreeMap::new();
+        manifests.insert(mdigest, (Bytes::from(manifest), parsed));
+        (
+            BundleContents {
+                manifest: m,
+                manifest_bytes: Vec::new(),
+                signature: None,
+                manifests,
+                evidence: BTreeMap::new(),
+            },
+            Digest::of(&layer),
+        )
+    }
+
+    fn check(c: &BundleContents) -> Result<(), BundleError> {
+        let p = Path::new("b.tar.zst");
+        check_manifest(p, &c.manifest)?;
+        check_complete(p, c)
+    }
+
+    #[test]
+    fn accepts_exactly_the_listed_omissions() {
+        let (c, _) = delta();
+        check(&c).expect("a delta bundle whose omissions are listed is complete");
+
+        let mut no_list = c.clone();
+        no_list.manifest.omitted.clear();
+        let e = check(&no_list).expect_err("a missing layer not listed as omitted");
+        assert!(e.to_string().contains("is missing"), "{e}");
+
+        let mut wrong_size = c.clone();
+        wrong_size.manifest.omitted[0].size += 1;
+        let e = check(&wrong_size).expect_err("omitted with another size");
+        assert!(e.to_string().contains("bytes in airlock.json"), "{e}");
+
+        let mut no_receipt = c.clone();
+        no_receipt.manifest.receipt = None;
+        let e = check(&no_receipt).expect_err("omissions without a receipt");
+        assert!(e.to_string().contains("names no receipt"), "{e}");
+
+        let mut both = c.clone();
+        let config = both.manifest.blobs[1].clone();
+        both.manifest.omitted.push(OmittedBlob {
+            digest: config.digest,
+            size: config.size,
+            repositories: vec![],
+        });
+        let e = check(&both).expect_err("a blob both carried and omitted");
+        assert!(e.to_string().contains("both omitted and listed"), "{e}");
+
+        let mut stray = c;
+        stray.manifest.omitted.push(OmittedBlob {
+            digest: Digest::of(b"unrelated"),
+            size: 9,
+            repositories: vec![],
+        });
+        let e = check(&stray).expect_err("an omission nothing references");
+        assert!(e.to_string().contains("no artifact references it"), "{e}");
+    }
+}

@@ -204,6 +204,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     if let (Output::Human, Some(p)) = (g.output, &parts) {
         super::split::print_split(p);
+        println!("removed {}: the parts replace it", report.bundle.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -44,6 +44,10 @@ pub struct Args {
     /// File holding the ledger key's password (else `AIRLOCK_PASSWORD`, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub ledger_password_file: Option<PathBuf>,
+    /// Also write the bundle's plain files (`files:` in the spec) into this directory, each
+    /// renamed into place only once verified.
+    #[arg(long, value_name = "DIR")]
+    pub files_to: Option<PathBuf>,
     /// Who runs the import, for the ledger (default: `$USER`).
     #[arg(long)]
     pub operator: Option<String>,
@@ -119,8 +123,18 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         _ => None,
     };
     let bars = super::progress::Bars::new(g.quiet);
-    let source = airlock::bundle::BundleSource::resolve(&args.bundle)?;
-    let toc = source.table_of_contents();
+    // A parts manifest too broken to use is still recorded as offered (by its file's sha256);
+    // a directory without one offered nothing and is only an error.
+    let (source, toc) = match airlock::bundle::BundleSource::resolve(&args.bundle) {
+        Ok(s) => {
+            let toc = s.table_of_contents();
+            (s, toc)
+        }
+        Err(e) => match airlock::bundle::parts::PartsSet::find(&args.bundle) {
+            Ok(file) if file.is_file() => (airlock::bundle::BundleSource::File(file), Err(e)),
+            _ => return Err(e.into()),
+        },
+    };
     let total = toc
         .as_ref()
         .map(|t| t.manifest.total_blob_bytes())
@@ -134,6 +148,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         scan_gate,
         image_policy,
         replay,
+        files_to: args.files_to.clone(),
     };
     let report = match &toc {
         Ok(_) => airlock::import::import_from(&source, std::sync::Arc::new(registry), &opts, &bars)

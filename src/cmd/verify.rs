@@ -18,6 +18,10 @@ pub struct Args {
     pub bundle: PathBuf,
     #[command(flatten)]
     pub trust: TrustArgs,
+    /// Also write the bundle's plain files (`files:` in the spec) into this directory, each
+    /// renamed into place only once verified.
+    #[arg(long, value_name = "DIR")]
+    pub files_to: Option<PathBuf>,
 }
 
 #[derive(Serialize)]
@@ -52,7 +56,14 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         policy: &policy,
         status: None,
     };
-    let summary = source.read(&policy, &mut visitor, &bars);
+    let summary = match &args.files_to {
+        None => source.read(&policy, &mut visitor, &bars),
+        Some(dir) => source.read(
+            &policy,
+            &mut airlock::files::ExtractFiles::new(&mut visitor, dir),
+            &bars,
+        ),
+    };
     airlock::progress::Reporter::finish_phase(&bars);
     let summary = summary?;
     let m = &summary.contents.manifest;

@@ -35,6 +35,9 @@ pub enum CollectError {
         /// The error.
         source: RegistryError,
     },
+    /// A file from the spec's `files:` could not be carried.
+    #[error(transparent)]
+    File(#[from] crate::files::FileError),
     /// The output or cache filesystem lacks room for what collect would write.
     #[error(transparent)]
     NoSpace(#[from] crate::disk::NoSpace),
@@ -476,6 +479,11 @@ pub async fn lock_spec(
             ChartSpec::Http { name, version, .. } => format!("{name}:{version}"),
         });
     }
+    let files = spec
+        .files
+        .iter()
+        .map(crate::files::lock_file)
+        .collect::<Result<Vec<_>, _>>()?;
     let mut lock = Lock {
         format: LOCK_FORMAT.to_string(),
         name: spec.name.clone(),
@@ -485,6 +493,7 @@ pub async fn lock_spec(
         charts,
         trust,
         scan: spec.scan.clone(),
+        files,
     };
     if let Some(prev) = previous {
         if prev.same_content(&lock) {
@@ -623,11 +632,114 @@ struct Plan {
 }
 
 impl Plan {
+    /// A plain file: fetched into the cache (checked against its sha256), packed as an OCI
+    /// artifact (empty config, one titled layer) bound for `files/<name>:<version>`.
+    async fn add_file(
+        &mut self,
+        f: &crate::files::LockedFile,
+        registry: &Registry,
+        opts: &CollectOptions,
+    ) -> Result<(), CollectError> {
+        use crate::files::{FileError, EMPTY_CONFIG, FILE_LAYER_MEDIA_TYPE};
+        let cached = cache_path(&opts.cache, &f.sha256);
+        let (size, fresh) = match fs_err::metadata(&cached) {
+            Ok(m) => (m.len(), false),
+            Err(_) if f.is_url() => {
+                let (_, n) = chart::download(registry.http(), &f.source, &cached, Some(&f.sha256))
+                    .await
+                    .map_err(|e| match e {
+                        chart::ChartError::Mismatch {
+                            expected, actual, ..
+                        } => FileError::Mismatch {
+                            source_: f.source.clone(),
+                            expected,
+                            actual,
+                        },
+                        other => FileError::Fetch {
+                            source_: f.source.clone(),
+                            why: crate::error_chain(&other),
+                        },
+                    })?;
+                (n, true)
+            }
+            Err(_) => {
+                let src = crate::files::local_path(f, &opts.base_dir);
+                (crate::files::copy_verified(&src, &cached, &f.sha256)?, true)
+            }
+        };
+        let manifest = crate::files::file_manifest(f, size);
+        let mdigest = Digest::of(&manifest);
+        let config = Bytes::from_static(EMPTY_CONFIG);
+        let config_digest = Digest::of(&config);
+        self.local.insert(
+            config_digest.clone(),
+            (
+                BlobData::Memory(config.clone()),
+                BlobEntry {
+                    digest: config_digest,
+                    size: config.len() as u64,
+                    media_type: media::OCI_EMPTY.into(),
+                },
+            ),
+        );
+        self.local.insert(
+            f.sha256.clone(),
+            (
+                BlobData::File {
+                    path: cached,
+                    verified: fresh,
+                },
+                BlobEntry {
+                    digest: f.sha256.clone(),
+                    size,
+                    media_type: FILE_LAYER_MEDIA_TYPE.into(),
+                },
+            ),
+        );
+        let manifest_len = manifest.len() as u64;
+        self.manifests
+            .insert(mdigest.clone(), (manifest, media::OCI_MANIFEST.into()));
+        self.artifacts.push(Artifact {
+            verification: Vec::new(),
+            size: size + config.len() as u64 + manifest_len,
+            kind: ArtifactKind::File,
+            source: f.source.clone(),
+            registry: None,
+            repository: format!("files/{}", f.name),
+            tag: Some(f.version.clone()),
+            digest: mdigest,
+            media_type: media::OCI_MANIFEST.into(),
+            platforms: Vec::new(),
+            children: Vec::new(),
+            subject: None,
+            artifact_type: Some(crate::files::FILE_ARTIFACT_TYPE.into()),
+            scan: None,
+        });
+        Ok(())
+    }
+
     /// Drops every non-manifest blob `receipt` lists from what is pulled or packed, and returns
     /// them (sorted by digest) for `airlock.json`.
+    /// The blobs of evidence artifacts (signatures, SBOMs, reports): listed right after the
+    /// manifests, and never left out of a delta.
+    fn evidence(&self) -> std::collections::BTreeSet<Digest> {
+        let parsed: BTreeMap<&Digest, ParsedManifest> = self
+            .manifests
+            .iter()
+            .filter_map(|(d, (bytes, mt))| Some((d, ParsedManifest::parse(bytes, Some(mt)).ok()?)))
+            .collect();
+        crate::bundle::evidence::evidence_blobs(&self.artifacts, |d| parsed.get(d))
+    }
+
     fn omit(&mut self, receipt: &crate::receipt::Receipt) -> Vec<crate::bundle::OmittedBlob> {
+        // Evidence stays in the bundle: the isolated side checks it before it trusts the target.
+        let evidence = self.evidence();
         let mut out = Vec::new();
-        for held in &receipt.blobs {
+        for held in receipt
+            .blobs
+            .iter()
+            .filter(|b| !evidence.contains(&b.digest))
+        {
             let size = match (self.pulls.get(&held.digest), self.local.get(&held.digest)) {
                 (Some((desc, _)), _) => desc.size,
                 (None, Some((_, entry))) => entry.size,
@@ -1030,6 +1142,10 @@ pub async fn collect(
         }
     }
 
+    for f in &lock.files {
+        plan.add_file(f, registry, opts).await?;
+    }
+
     // Image signatures first: a missing or bad one stops the collect before any layer moves.
     verify_signatures(lock, &mut plan, registry, opts).await?;
 
@@ -1092,12 +1208,7 @@ pub async fn collect(
     }
     // Evidence (signatures, SBOMs, reports) right after the manifests, so an importer can
     // check it before pushing anything; then everything else. Each group by (size, digest).
-    let parsed: BTreeMap<&Digest, ParsedManifest> = plan
-        .manifests
-        .iter()
-        .filter_map(|(d, (bytes, mt))| Some((d, ParsedManifest::parse(bytes, Some(mt)).ok()?)))
-        .collect();
-    let evidence = crate::bundle::evidence::evidence_blobs(&plan.artifacts, |d| parsed.get(d));
+    let evidence = plan.evidence();
     rest.sort_by(|a, b| {
         (!evidence.contains(&a.digest), a.size, &a.digest).cmp(&(
             !evidence.contains(&b.digest),

@@ -156,6 +156,8 @@ pub struct ImportOptions {
     /// What the ledger says was admitted last; `None`: no replay check (no ledger, or
     /// `--allow-older`).
     pub replay: Option<replay::ReplayGuard>,
+    /// Also write the bundle's plain files (`files:`) here, each verified before it appears.
+    pub files_to: Option<std::path::PathBuf>,
 }
 
 fn reg<'e>(what: impl Into<String> + 'e) -> impl FnOnce(RegistryError) -> ImportError + 'e {
@@ -709,7 +711,13 @@ pub async fn import_from(
     let (read, uploaded) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
-                let summary = source.read(&opts.signature, &mut feeder, reporter);
+                let summary = match &opts.files_to {
+                    None => source.read(&opts.signature, &mut feeder, reporter),
+                    Some(dir) => {
+                        let mut tee = crate::files::ExtractFiles::new(&mut feeder, dir);
+                        source.read(&opts.signature, &mut tee, reporter)
+                    }
+                };
                 (
                     summary,
                     feeder.repos,
