@@ -864,6 +864,21 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         3,
         "tag 1 and two referrer indexes"
     );
+    // The ledger entry carries what collect's scans found, per platform.
+    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
+    let last: serde_json::Value =
+        serde_json::from_str(entries.lines().last().expect("entry")).expect("json");
+    let image = last["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .find(|a| a["kind"] == "image")
+        .expect("image");
+    let scans = image["scan"].as_array().expect("scan summaries");
+    assert_eq!(scans.len(), 2, "{image}");
+    assert!(scans.iter().all(|s| s["database"]["digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:"))));
 
     // A bundle without scan evidence fails a scan gate closed.
     std::fs::write(
