@@ -608,6 +608,18 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
         "no partial bundle left"
     );
 
+    // `--scanner trivy` without Trivy: a clear error before anything is pulled, no bundle.
+    let out = common::airlock_env(
+        dir,
+        &args(
+            &["collect", "s.lock", "-o", "t.tar.zst", "--scanner", "trivy"],
+            &flags,
+        ),
+        &[("PATH", "/usr/bin:/bin")],
+    );
+    fails_with(&out, "--scanner trivy: no `trivy` executable on PATH");
+    assert!(!dir.join("t.tar.zst").exists());
+
     // A passing gate (allow entry): SBOM and report per platform as referrers.
     spec("  fail_on: high\n  allow:\n    - {id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}\n");
     let out = airlock(

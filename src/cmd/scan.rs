@@ -21,6 +21,15 @@ pub enum ScannerArg {
     Trivy,
 }
 
+impl From<ScannerArg> for Scanner {
+    fn from(a: ScannerArg) -> Scanner {
+        match a {
+            ScannerArg::Airlock => Scanner::Airlock,
+            ScannerArg::Trivy => Scanner::Trivy,
+        }
+    }
+}
+
 /// Arguments of `airlock scan`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
@@ -73,10 +82,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let cache = args.cache.clone().unwrap_or_else(super::default_cache_dir);
     let req = ScanRequest {
-        scanner: match args.scanner {
-            ScannerArg::Airlock => Scanner::Airlock,
-            ScannerArg::Trivy => Scanner::Trivy,
-        },
+        scanner: args.scanner.into(),
         input,
         platforms,
         db: args.db.clone(),

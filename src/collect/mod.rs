@@ -556,6 +556,8 @@ pub struct CollectOptions {
     pub scan_db: Option<PathBuf>,
     /// Carry the vulnerability database in the bundle as an OCI artifact.
     pub carry_db: bool,
+    /// Which scanner makes the evidence (with a scan policy).
+    pub scanner: crate::scan::run::Scanner,
 }
 
 /// One artifact in a collect report.
