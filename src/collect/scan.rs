@@ -135,10 +135,21 @@ fn add_artifact(plan: &mut Plan, built: &BuiltArtifact, mut artifact: Artifact) 
     plan.artifacts.push(artifact);
 }
 
-fn referrer(image: &Artifact, built: &BuiltArtifact, subject: &Digest) -> Artifact {
+fn referrer(image: &Artifact, built: &BuiltArtifact, target: &Target) -> Artifact {
+    let what = if built.artifact_type == SBOM_ARTIFACT_TYPE {
+        "SBOM"
+    } else {
+        "scan report"
+    };
+    let platform = target
+        .platform
+        .as_ref()
+        .map(|p| format!(" ({p})"))
+        .unwrap_or_default();
     Artifact {
         kind: ArtifactKind::Referrer,
-        source: image.source.clone(),
+        // For people and the ledger: what it is and what it describes.
+        source: format!("{what} of {}{platform}", image.source),
         registry: image.registry.clone(),
         repository: image.repository.clone(),
         tag: None,
@@ -148,7 +159,7 @@ fn referrer(image: &Artifact, built: &BuiltArtifact, subject: &Digest) -> Artifa
         children: Vec::new(),
         size: 0,
         verification: Vec::new(),
-        subject: Some(subject.clone()),
+        subject: Some(target.digest.clone()),
         artifact_type: Some(built.artifact_type.clone()),
         scan: None,
     }
@@ -301,10 +312,10 @@ pub(super) async fn scan_plan(
         };
         if let Some(sbom) = e.sbom {
             let sbom = evidence::artifact(SBOM_ARTIFACT_TYPE, sbom, Some(&subject), created);
-            add_artifact(plan, &sbom, referrer(image, &sbom, &t.digest));
+            add_artifact(plan, &sbom, referrer(image, &sbom, t));
         }
         let report = evidence::artifact(REPORT_ARTIFACT_TYPE, e.report, Some(&subject), created);
-        let mut r = referrer(image, &report, &t.digest);
+        let mut r = referrer(image, &report, t);
         r.scan = Some(e.summary.clone());
         add_artifact(plan, &report, r);
         out.push(CollectedScan {
