@@ -967,3 +967,77 @@ fn trivy_layout_is_a_valid_oci_layout() {
         alpine.manifest.bytes
     );
 }
+
+/// Both gates of the isolated side at once: the image-signature policy covers the signed image
+/// (the carried database, which collect made, needs no rule) and the scan policy passes.
+#[test]
+fn signature_and_scan_gates_together_with_a_carried_database() {
+    let reg = TestRegistry::start();
+    let key = airlock::trust::keys::SigningKey::generate().expect("key");
+    let img = fixtures::files_image(&[fixtures::debian9_files()], "linux/arm64");
+    let repo = Repo::new(reg.host.clone(), "signed/deb");
+    rt().block_on(async {
+        let client = reg.client();
+        fixtures::push_image(&client, &repo, &img, Some("1")).await;
+        fixtures::push_signed(&client, &repo, &img.manifest.digest(), None, Some(&key)).await;
+    });
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    std::fs::create_dir_all(dir.join("keys")).expect("keys");
+    std::fs::write(dir.join("keys/release.pub"), key.public_key().to_pem()).expect("pub");
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!(
+            "name: s\nimages:\n  - ref: {h}/signed/deb:1\ntrust:\n  rules:\n    - pattern: {h}/signed/*\n      keys: [keys/release.pub]\nscan:\n  fail_on: high\n  db: vuln.db\n",
+            h = reg.host
+        ),
+    )
+    .expect("spec");
+    let flags = reg.cli_flags();
+    ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    ok(&airlock(
+        dir,
+        &args(
+            &["collect", "s.lock", "-o", "s.tar.zst", "--carry-db"],
+            &flags,
+        ),
+    ));
+    std::fs::write(
+        dir.join("trust.yaml"),
+        format!(
+            "rules:\n  - pattern: {}/signed/*\n    keys: [keys/release.pub]\n",
+            reg.host
+        ),
+    )
+    .expect("policy");
+    std::fs::write(dir.join("site.yaml"), "fail_on: critical\nmax_db_age: 1h\n").expect("policy");
+    let dst = TestRegistry::start();
+    let to = format!("{}/m", dst.host);
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "import",
+                "s.tar.zst",
+                "--to",
+                &to,
+                "--allow-unsigned",
+                "--policy",
+                "trust.yaml",
+                "--scan-policy",
+                "site.yaml",
+                "--db",
+                "vuln.db",
+            ],
+            &dst.cli_flags(),
+        ),
+    );
+    ok(&out);
+    assert!(dst.tags("m/signed/deb").contains(&"1".to_string()));
+    assert_eq!(
+        dst.tags("m/airlock/vulndb").len(),
+        1,
+        "the database crossed too"
+    );
+}
