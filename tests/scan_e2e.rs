@@ -501,6 +501,9 @@ fn bad_inputs_are_clear_errors() {
     // Checked before any registry is contacted.
     let out = airlock(dir, &["scan", "127.0.0.1:9/none:1", "--db", "corrupt.db"]);
     fails_with(&out, "corrupt.db");
+    // A bundle that is not there is never looked up in a registry.
+    let out = airlock(dir, &["scan", "missing.tar.zst", "--db", "vuln.db"]);
+    fails_with(&out, "bundle `missing.tar.zst` does not exist");
     // No database at all.
     let out = airlock(dir, &["scan", "127.0.0.1:9/none:1"]);
     fails_with(&out, "no vulnerability database");

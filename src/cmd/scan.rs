@@ -70,8 +70,16 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         None => (ScanPolicy::default(), PathBuf::new()),
     };
     let as_path = PathBuf::from(&args.target);
+    // Something that looks like a file never falls through to a registry lookup: a mistyped
+    // bundle name would otherwise be asked of Docker Hub.
+    let looks_like_file = args.target.ends_with(".zst")
+        || args.target.ends_with(".tar")
+        || args.target.starts_with("./")
+        || args.target.starts_with('/');
     let input = if as_path.is_file() {
         ScanInput::Bundle(as_path.clone())
+    } else if looks_like_file {
+        anyhow::bail!("bundle `{}` does not exist", args.target);
     } else {
         ScanInput::Registry(args.target.parse().with_context(|| {
             format!(
