@@ -766,6 +766,29 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
     }
     assert_eq!(dst.tags("m/airlock/vulndb").len(), 1);
 
+    // A layer altered in the cache is caught while it is scanned (its digest is checked as
+    // it streams): no bundle.
+    let layer = alpine.layers[0].digest();
+    let cached = dir.join("cache/airlock/sha256").join(layer.hex());
+    let mut bytes = std::fs::read(&cached).expect("cached layer");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&cached, bytes).expect("write");
+    let out = airlock(
+        dir,
+        &args(
+            &["collect", "s.lock", "-o", "s3.tar.zst", "--db", "vuln.db"],
+            &flags,
+        ),
+    );
+    let stderr = fails_with(&out, &format!("layer {layer}"));
+    assert!(
+        stderr.contains("digest mismatch") || stderr.contains("not a readable tar stream"),
+        "{stderr}"
+    );
+    assert!(!dir.join("s3.tar.zst").exists());
+    std::fs::remove_file(&cached).expect("remove");
+
     // `airlock scan` of the bundle skips the carried database and scans both platforms.
     let out = airlock(
         dir,

@@ -1008,7 +1008,8 @@ pub async fn collect(
 
     let created = bundle_created(lock);
     // Then the scan gate: a failing image stops the collect before the bundle is written.
-    let scans = scan::scan_plan(lock, &mut plan, registry, opts, &created, reporter).await?;
+    let (scans, checked) =
+        scan::scan_plan(lock, &mut plan, registry, opts, &created, reporter).await?;
 
     // Which blobs the cache lacks.
     let missing: Vec<(Digest, Descriptor, Repo)> = plan
@@ -1047,7 +1048,7 @@ pub async fn collect(
             d.clone(),
             BlobData::File {
                 path: cache_path(&opts.cache, d),
-                verified: fresh.contains(d),
+                verified: fresh.contains(d) || checked.contains(d),
             },
         );
     }

@@ -4,7 +4,7 @@
 //! and the scan report as OCI artifacts referring to the platform manifest, with the counts in
 //! `airlock.json`. With `--carry-db` the database itself travels as an OCI artifact.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -167,6 +167,8 @@ fn referrer(image: &Artifact, built: &BuiltArtifact, target: &Target) -> Artifac
 
 /// Scans every image of the plan against the lock's policy (nothing when it has none), fails
 /// on a failing gate, and adds the evidence artifacts. `created` is the bundle's creation time.
+/// Also returns the blobs whose digest this run has checked (downloaded, or streamed through
+/// the scan), which the writer need not hash again.
 pub(super) async fn scan_plan(
     lock: &Lock,
     plan: &mut Plan,
@@ -174,14 +176,14 @@ pub(super) async fn scan_plan(
     opts: &CollectOptions,
     created: &str,
     reporter: &dyn Reporter,
-) -> Result<Vec<CollectedScan>, CollectError> {
+) -> Result<(Vec<CollectedScan>, HashSet<Digest>), CollectError> {
     let Some(policy) = &lock.scan else {
         if opts.scan_db.is_some() || opts.carry_db {
             return Err(CollectError::Scan(
                 "--db/--carry-db given but the lock has no `scan:` policy (add one to the spec and lock again)".into(),
             ));
         }
-        return Ok(Vec::new());
+        return Ok((Vec::new(), HashSet::new()));
     };
     policy.validate().map_err(|e| scan_err(&e))?;
     // Everything local is checked before anything is pulled.
@@ -217,6 +219,7 @@ pub(super) async fn scan_plan(
         .map(|(d, (desc, repo))| (d.clone(), desc.clone(), repo.clone()))
         .collect();
     reporter.phase("pull", missing.iter().map(|(_, d, _)| d.size).sum());
+    let mut checked: HashSet<Digest> = missing.iter().map(|(d, _, _)| d.clone()).collect();
     let pulled = pull_all(
         registry,
         &opts.cache,
@@ -230,6 +233,12 @@ pub(super) async fn scan_plan(
     pulled?;
 
     let targets = targets(plan, &opts.cache)?;
+    checked.extend(
+        targets
+            .iter()
+            .flat_map(|t| t.layers.iter())
+            .map(|d| d.digest.clone()),
+    );
     let now = SystemTime::now();
     let found: Vec<Evidence> = match (&trivy, &db) {
         (Some(bin), _) => {
@@ -369,7 +378,7 @@ pub(super) async fn scan_plan(
             },
         );
     }
-    Ok(out)
+    Ok((out, checked))
 }
 
 /// One image platform's scan, whichever scanner made it.
