@@ -1,7 +1,7 @@
 //! Builds sample content for `scripts/demo.sh` and the benchmark: deterministic images pushed to
 //! a registry, and an HTTP Helm chart repository written to a directory.
 //!
-//! `cargo run --example samples -- demo REGISTRY CHART_DIR`
+//! `cargo run --example samples -- demo REGISTRY CHART_DIR VENDOR_PUB`
 //! `cargo run --example samples -- bench REGISTRY [BIG_LAYER_MIB]`
 
 #[path = "../tests/common/fixtures.rs"]
@@ -19,8 +19,15 @@ fn client(host: &str) -> Registry {
     .expect("client")
 }
 
-async fn demo(host: &str, chart_dir: &str) {
+/// Pushes the demo content; the images are signed, cosign-style, by a "vendor" key whose
+/// public half is written to `vendor_pub` (the private half is thrown away).
+async fn demo(host: &str, chart_dir: &str, vendor_pub: &str) {
     let reg = client(host);
+    let vendor = airlock::trust::keys::SigningKey::generate().expect("key");
+    if let Some(dir) = std::path::Path::new(vendor_pub).parent() {
+        std::fs::create_dir_all(dir).expect("key dir");
+    }
+    std::fs::write(vendor_pub, vendor.public_key().to_pem()).expect("vendor key");
     let web = vec![
         fixtures::image(
             vec![
@@ -40,7 +47,9 @@ async fn demo(host: &str, chart_dir: &str) {
         ),
     ];
     let idx = fixtures::index(&web, false);
-    fixtures::push_index(&reg, &Repo::new(host, "platform/web"), &web, &idx, "1.0").await;
+    let web_repo = Repo::new(host, "platform/web");
+    fixtures::push_index(&reg, &web_repo, &web, &idx, "1.0").await;
+    fixtures::push_signed(&reg, &web_repo, &idx.digest(), None, Some(&vendor)).await;
     let api = fixtures::image(
         vec![
             fixtures::layer(2, 512 << 10, Compression::Gzip, false),
@@ -49,10 +58,12 @@ async fn demo(host: &str, chart_dir: &str) {
         "linux/amd64",
         false,
     );
-    fixtures::push_image(&reg, &Repo::new(host, "platform/api"), &api, Some("2.3")).await;
+    let api_repo = Repo::new(host, "platform/api");
+    fixtures::push_image(&reg, &api_repo, &api, Some("2.3")).await;
+    fixtures::push_signed(&reg, &api_repo, &api.manifest.digest(), None, Some(&vendor)).await;
     fixtures::push_oci_chart(&reg, &Repo::new(host, "charts/web"), "web", "1.0.0").await;
     fixtures::write_chart_repo(std::path::Path::new(chart_dir), "podinfo", "6.4.0");
-    println!("pushed platform/web:1.0 (amd64+arm64), platform/api:2.3, charts/web:1.0.0; chart repo in {chart_dir}");
+    println!("pushed platform/web:1.0 (amd64+arm64), platform/api:2.3 (both signed by the vendor key {vendor_pub}), charts/web:1.0.0; chart repo in {chart_dir}");
 }
 
 /// 20 images, about 1 GiB in all, layers from 1 KiB to 300 MiB, some shared.
@@ -90,14 +101,14 @@ async fn bench(host: &str, big_mib: usize) {
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
     match args.get(1).map(String::as_str) {
-        Some("demo") if args.len() == 4 => demo(&args[2], &args[3]).await,
+        Some("demo") if args.len() == 5 => demo(&args[2], &args[3], &args[4]).await,
         Some("bench") if args.len() >= 3 => {
             let big = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(300);
             bench(&args[2], big).await
         }
         _ => {
             eprintln!(
-                "usage: samples demo REGISTRY CHART_DIR | samples bench REGISTRY [BIG_LAYER_MIB]"
+                "usage: samples demo REGISTRY CHART_DIR VENDOR_PUB | samples bench REGISTRY [BIG_LAYER_MIB]"
             );
             std::process::exit(2);
         }

@@ -24,7 +24,7 @@ DST=$(start_registry "$WORK/internal")
 echo "connected side: $SRC    isolated side: $DST    work dir: $WORK"
 
 say "building sample content in $SRC"
-"$SAMPLES" demo "$SRC" "$WORK/www/charts"
+"$SAMPLES" demo "$SRC" "$WORK/www/charts" "$WORK/keys/vendor.pub"
 HTTP_PORT=$(free_port)
 python3 -m http.server "$HTTP_PORT" --bind 127.0.0.1 --directory "$WORK/www" >/dev/null 2>&1 &
 HTTP_PID=$!
@@ -41,6 +41,16 @@ charts:
   - repo: http://127.0.0.1:$HTTP_PORT/charts
     name: podinfo
     version: 6.4.0
+trust:                      # the vendor must have signed every platform image
+  rules:
+    - pattern: $SRC/platform/*
+      keys: [keys/vendor.pub]
+YAML
+# The isolated side's own policy: it trusts the vendor key it was given out of band.
+cat >"$WORK/site-policy.yaml" <<YAML
+rules:
+  - pattern: $SRC/platform/*
+    keys: [keys/vendor.pub]
 YAML
 cd "$WORK"
 export AIRLOCK_PASSWORD=demo-only-password   # a real site keeps keys and passwords elsewhere
@@ -62,9 +72,9 @@ say "airlock inspect platform.tar.zst"
 say "airlock verify platform.tar.zst --trust keys/release.pub"
 "$AIRLOCK" verify platform.tar.zst --trust keys/release.pub
 
-say "airlock import platform.tar.zst --to $DST/mirror --trust keys/release.pub --ledger ledger"
+say "airlock import platform.tar.zst --to $DST/mirror --trust keys/release.pub --policy site-policy.yaml --ledger ledger"
 "$AIRLOCK" import platform.tar.zst --to "$DST/mirror" --insecure-registry "$DST" \
-  --trust keys/release.pub --ledger ledger --operator demo
+  --trust keys/release.pub --policy site-policy.yaml --ledger ledger --operator demo
 
 say "what the internal registry serves (skopeo, an independent client)"
 for ref in mirror/platform/web:1.0 mirror/platform/api:2.3 mirror/charts/web:1.0.0 mirror/charts/podinfo:6.4.0; do

@@ -5,11 +5,13 @@
 
 pub mod bundle;
 pub mod collect;
+pub mod disk;
 pub mod import;
 pub mod ledger;
 pub mod lock;
 pub mod oci;
 pub mod progress;
+pub mod receipt;
 pub mod reference;
 pub mod registry;
 pub mod scan;
@@ -27,4 +29,20 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         cur = c.source();
     }
     s
+}
+
+/// A byte count for people, in binary units (`1.5 GiB`); exact below 1 KiB.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u < UNITS.len() - 1 {
+        v /= 1024.0;
+        u += 1;
+    }
+    if u == 0 {
+        format!("{n} B")
+    } else {
+        format!("{v:.1} {}", UNITS[u])
+    }
 }

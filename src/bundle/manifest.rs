@@ -27,6 +27,28 @@ pub struct BundleManifest {
     pub artifacts: Vec<Artifact>,
     /// Every blob in entry order, manifests first.
     pub blobs: Vec<BlobEntry>,
+    /// A delta bundle: digest of the receipt (`airlock receipt`) it was collected against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub receipt: Option<Digest>,
+    /// A delta bundle: blobs the manifests need that are left out because the receipt says
+    /// the site holds them. The reader accepts these, and only these, as absent; import checks
+    /// each is in the target before it pushes anything.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub omitted: Vec<OmittedBlob>,
+}
+
+/// A blob intentionally left out of a delta bundle.
+#[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct OmittedBlob {
+    /// Digest.
+    pub digest: Digest,
+    /// Size in bytes.
+    pub size: u64,
+    /// Repositories on the site's registry (from the receipt) that hold it: import mounts from
+    /// these when the target repository lacks it.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repositories: Vec<String>,
 }
 
 /// What an artifact is.

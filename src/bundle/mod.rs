@@ -15,7 +15,7 @@ pub mod signature;
 pub mod source;
 pub mod writer;
 
-pub use manifest::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child};
+pub use manifest::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, OmittedBlob};
 pub use reader::{read_bundle, BlobVisitor, BundleContents, BundleError};
 pub use source::BundleSource;
 

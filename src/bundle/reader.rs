@@ -373,6 +373,17 @@ fn check_manifest(path: &Path, m: &BundleManifest) -> Result<(), BundleError> {
     if m.artifacts.is_empty() {
         return Err(bad("lists no artifacts".into()));
     }
+    if !m.omitted.is_empty() && m.receipt.is_none() {
+        return Err(bad("omits blobs but names no receipt".into()));
+    }
+    for o in &m.omitted {
+        if !seen.insert(&o.digest) {
+            return Err(bad(format!(
+                "blob {} is both omitted and listed, or omitted twice",
+                o.digest
+            )));
+        }
+    }
     Ok(())
 }
 
@@ -384,6 +395,21 @@ fn check_complete(path: &Path, c: &BundleContents) -> Result<(), BundleError> {
     };
     let listed: HashMap<&Digest, &BlobEntry> =
         c.manifest.blobs.iter().map(|b| (&b.digest, b)).collect();
+    // A delta bundle's omitted blobs count as listed (by size) but are never read.
+    let omitted_entries: Vec<BlobEntry> = c
+        .manifest
+        .omitted
+        .iter()
+        .map(|o| BlobEntry {
+            digest: o.digest.clone(),
+            size: o.size,
+            media_type: String::new(),
+        })
+        .collect();
+    let listed: HashMap<&Digest, &BlobEntry> = listed
+        .into_iter()
+        .chain(omitted_entries.iter().map(|b| (&b.digest, b)))
+        .collect();
     let mut referenced: HashSet<&Digest> = HashSet::new();
     let need_image = |digest: &Digest, who: &str| -> Result<(), BundleError> {
         let Some((_, parsed)) = c.manifests.get(digest) else {
@@ -463,6 +489,14 @@ fn check_complete(path: &Path, c: &BundleContents) -> Result<(), BundleError> {
             return Err(incomplete(format!(
                 "blob {} is listed but no artifact references it",
                 b.digest
+            )));
+        }
+    }
+    for o in &c.manifest.omitted {
+        if !referenced.contains(&o.digest) {
+            return Err(incomplete(format!(
+                "blob {} is listed as omitted but no artifact references it",
+                o.digest
             )));
         }
     }

@@ -50,6 +50,15 @@ pub struct Args {
     /// `NAME.parts.json` (signed with the `--sign` keys) instead of one file.
     #[arg(long, value_name = "SIZE")]
     pub split: Option<String>,
+    /// A delta bundle: leave out every blob this receipt (`airlock receipt`, taken on the
+    /// isolated side) says the site's registry holds.
+    #[arg(long, value_name = "RECEIPT.json")]
+    pub have: Option<PathBuf>,
+    /// Public key whose signature on the `--have` receipt is required. Repeatable (any one
+    /// suffices). Without it the receipt is used unchecked: a false one only makes the import
+    /// fail.
+    #[arg(long, value_name = "KEY.pub", requires = "have")]
+    pub trust_receipt: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
 }
@@ -71,6 +80,23 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             signers.push(airlock::trust::keys::SigningKey::load(k, pw.as_bytes())?);
         }
     }
+    let have = match &args.have {
+        Some(path) => {
+            let keys = args
+                .trust_receipt
+                .iter()
+                .map(|p| airlock::trust::keys::PublicKey::load(p))
+                .collect::<Result<Vec<_>, _>>()?;
+            if keys.is_empty() && !g.quiet {
+                eprintln!(
+                    "warning: receipt `{}` used without a signature check (no --trust-receipt)",
+                    path.display()
+                );
+            }
+            Some(airlock::receipt::Receipt::load(path, &keys)?)
+        }
+        None => None,
+    };
     let registry = args.registry.client(None)?;
     let bars = super::progress::Bars::new(g.quiet);
     let is_spec = matches!(
@@ -105,6 +131,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         scan_db: args.db.clone(),
         carry_db: args.carry_db,
         scanner: args.scanner.into(),
+        have,
     };
     let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)
         .await

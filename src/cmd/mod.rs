@@ -15,6 +15,7 @@ pub mod key;
 pub mod ledger;
 pub mod lock;
 pub mod progress;
+pub mod receipt;
 pub mod scan;
 pub mod split;
 pub mod verify;
@@ -155,6 +156,8 @@ pub enum Command {
     Verify(verify::Args),
     /// Verify a bundle and push it into a registry: blobs, then manifests, then tags.
     Import(import::Args),
+    /// List what a registry holds (for delta bundles: `collect --have`).
+    Receipt(receipt::Args),
     /// Cut a bundle into media-sized parts plus a signed NAME.parts.json.
     Split(split::Args),
     /// Check split parts one by one: name every part that is missing, short or damaged.
@@ -179,6 +182,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Inspect(a) => inspect::run(a, g),
         Command::Verify(a) => verify::run(a, g),
         Command::Import(a) => runtime()?.block_on(import::run(a, g)),
+        Command::Receipt(a) => runtime()?.block_on(receipt::run(a, g)),
         Command::Split(a) => split::run(a, g),
         Command::VerifyParts(a) => verify_parts::run(a, g),
         Command::Key(a) => key::run(a, g),
@@ -202,18 +206,7 @@ pub fn print_json<T: Serialize>(value: &T) -> anyhow::Result<()> {
 
 /// Human-readable byte count (binary units).
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut v = n as f64;
-    let mut u = 0;
-    while v >= 1024.0 && u < UNITS.len() - 1 {
-        v /= 1024.0;
-        u += 1;
-    }
-    if u == 0 {
-        format!("{n} B")
-    } else {
-        format!("{v:.1} {}", UNITS[u])
-    }
+    airlock::human_bytes(n)
 }
 
 /// Prints rows as an aligned table.

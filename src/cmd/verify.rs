@@ -32,6 +32,9 @@ struct Report<'a> {
     signature: Option<airlock::bundle::signature::SignatureStatus>,
     #[serde(skip_serializing_if = "Option::is_none")]
     parts: Option<usize>,
+    /// Blobs a delta bundle leaves out (the site holds them, per its receipt).
+    #[serde(skip_serializing_if = "is_zero")]
+    omitted: usize,
     #[serde(skip_serializing_if = "Option::is_none")]
     parts_signature: Option<airlock::bundle::signature::SignatureStatus>,
 }
@@ -67,6 +70,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             BundleSource::File(_) => None,
         },
         parts_signature,
+        omitted: m.omitted.len(),
     };
     super::warn_unsigned(&visitor.status);
     super::warn_unsigned(&report.parts_signature);
@@ -79,12 +83,16 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }
                 _ => "signature NOT checked".to_string(),
             };
+            let delta = match report.omitted {
+                0 => String::new(),
+                n => format!(" (delta: {n} blobs left out, expected at the target)"),
+            };
             let parts = match report.parts {
                 Some(n) => format!(" from {n} parts"),
                 None => String::new(),
             };
             println!(
-                "{}: OK — {} artifacts, {} blobs, {} verified{parts}; {signed}",
+                "{}: OK — {} artifacts, {} blobs, {} verified{parts}{delta}; {signed}",
                 args.bundle.display(),
                 report.artifacts,
                 report.blobs,
@@ -93,4 +101,8 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn is_zero(n: &usize) -> bool {
+    *n == 0
 }

@@ -35,6 +35,9 @@ pub enum CollectError {
         /// The error.
         source: RegistryError,
     },
+    /// The output or cache filesystem lacks room for what collect would write.
+    #[error(transparent)]
+    NoSpace(#[from] crate::disk::NoSpace),
     /// A manifest that cannot be carried.
     #[error("{artifact}: {source}")]
     Manifest {
@@ -558,6 +561,8 @@ pub struct CollectOptions {
     pub carry_db: bool,
     /// Which scanner makes the evidence (with a scan policy).
     pub scanner: crate::scan::run::Scanner,
+    /// A delta bundle: the site's receipt and its digest; every blob it lists is left out.
+    pub have: Option<(crate::receipt::Receipt, Digest)>,
 }
 
 /// One artifact in a collect report.
@@ -620,6 +625,30 @@ struct Plan {
 }
 
 impl Plan {
+    /// Drops every non-manifest blob `receipt` lists from what is pulled or packed, and returns
+    /// them (sorted by digest) for `airlock.json`.
+    fn omit(&mut self, receipt: &crate::receipt::Receipt) -> Vec<crate::bundle::OmittedBlob> {
+        let mut out = Vec::new();
+        for held in &receipt.blobs {
+            let size = match (self.pulls.get(&held.digest), self.local.get(&held.digest)) {
+                (Some((desc, _)), _) => desc.size,
+                (None, Some((_, entry))) => entry.size,
+                (None, None) => continue,
+            };
+            if size != held.size {
+                continue;
+            }
+            self.pulls.remove(&held.digest);
+            self.local.remove(&held.digest);
+            out.push(crate::bundle::OmittedBlob {
+                digest: held.digest.clone(),
+                size,
+                repositories: held.repositories.clone(),
+            });
+        }
+        out
+    }
+
     fn add_image_blobs(
         &mut self,
         artifact: &str,
@@ -1011,6 +1040,12 @@ pub async fn collect(
     let (scans, checked) =
         scan::scan_plan(lock, &mut plan, registry, opts, &created, reporter).await?;
 
+    // A delta against what the site holds: leave out every blob its receipt lists.
+    let omitted = match &opts.have {
+        Some((receipt, _)) => plan.omit(receipt),
+        None => Vec::new(),
+    };
+
     // Which blobs the cache lacks.
     let missing: Vec<(Digest, Descriptor, Repo)> = plan
         .pulls
@@ -1076,6 +1111,18 @@ pub async fn collect(
     rest.dedup_by(|a, b| a.digest == b.digest);
     blobs.extend(rest);
 
+    // Room for the bundle (its blobs plus a tar header each and airlock.json) and for the
+    // downloads the cache lacks, checked before the first byte moves.
+    let bundle_estimate = blobs.iter().map(|b| b.size + 1024).sum::<u64>() + (64 << 10);
+    crate::disk::check_room(&[
+        (opts.output.as_path(), "the bundle", bundle_estimate),
+        (
+            opts.cache.as_path(),
+            "blobs to download into the cache",
+            to_download,
+        ),
+    ])?;
+
     let sequence = opts.sequence.unwrap_or_else(|| {
         humantime::parse_rfc3339(&created)
             .ok()
@@ -1092,6 +1139,8 @@ pub async fn collect(
         lock_digest: lock_digest.clone(),
         artifacts: plan.artifacts.clone(),
         blobs,
+        receipt: opts.have.as_ref().map(|(_, d)| d.clone()),
+        omitted,
     };
     let mut manifest_bytes =
         serde_json::to_vec_pretty(&manifest).map_err(|e| CollectError::Io {

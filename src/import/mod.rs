@@ -171,6 +171,8 @@ enum Msg {
     /// with the ones the target lacks.
     Plan {
         needs: HashMap<Digest, Vec<Repo>>,
+        /// A delta bundle's omitted blobs: never streamed, so mounted or refused here.
+        omitted: Vec<crate::bundle::OmittedBlob>,
         reply: std::sync::mpsc::SyncSender<HashMap<Digest, Vec<Repo>>>,
     },
     /// A small blob, read whole and verified.
@@ -297,7 +299,11 @@ impl BlobVisitor for Feeder<'_> {
         }
         let (reply, answer) = std::sync::mpsc::sync_channel(1);
         self.tx
-            .blocking_send(Msg::Plan { needs, reply })
+            .blocking_send(Msg::Plan {
+                needs,
+                omitted: contents.manifest.omitted.clone(),
+                reply,
+            })
             .map_err(|_| stopped())?;
         self.missing = answer.recv().map_err(|_| stopped())?;
         Ok(())
@@ -497,6 +503,64 @@ async fn head_missing(
         .collect())
 }
 
+/// A delta bundle leaves out blobs the site's receipt listed. Each must already be in every
+/// target repository that needs it, or be mounted there from a repository that has it (another
+/// target repository, or one the receipt names). Runs before any blob is uploaded and any
+/// manifest pushed; refuses the import listing every omitted blob the target lacks.
+async fn mount_omitted(
+    registry: &Registry,
+    needs: &HashMap<Digest, Vec<Repo>>,
+    missing: &mut HashMap<Digest, Vec<Repo>>,
+    omitted: &[crate::bundle::OmittedBlob],
+) -> Result<(), ImportError> {
+    let mut lacking = Vec::new();
+    for o in omitted {
+        let Some(repos) = missing.remove(&o.digest) else {
+            continue;
+        };
+        let have: Vec<&Repo> = needs
+            .get(&o.digest)
+            .map(|all| all.iter().filter(|r| !repos.contains(r)).collect())
+            .unwrap_or_default();
+        for repo in &repos {
+            let mut sources: Vec<String> = have.iter().map(|r| r.name.clone()).collect();
+            sources.extend(o.repositories.iter().cloned());
+            let mut mounted = false;
+            for from in sources.iter().filter(|f| **f != repo.name) {
+                // Mount only from where the blob really is: a registry may open an upload
+                // instead, or (with some configurations) mount what it should not.
+                let there = Repo::new(repo.registry.clone(), from.clone());
+                if !registry
+                    .blob_exists(&there, &o.digest)
+                    .await
+                    .map_err(reg(format!("checking {} in {there}", o.digest)))?
+                {
+                    continue;
+                }
+                if registry
+                    .mount_blob(repo, &o.digest, from)
+                    .await
+                    .map_err(reg(format!("mounting {} into {repo}", o.digest)))?
+                {
+                    mounted = true;
+                    break;
+                }
+            }
+            if !mounted {
+                lacking.push(format!("{} ({} bytes) for {repo}", o.digest, o.size));
+            }
+        }
+    }
+    if lacking.is_empty() {
+        return Ok(());
+    }
+    Err(ImportError::Refused(format!(
+        "delta bundle: {} blob(s) it leaves out are not in the target registry: {}; import the bundle the receipt was taken after first, or collect without --have",
+        lacking.len(),
+        lacking.join(", ")
+    )))
+}
+
 /// The upload side: answers the plan, runs up to [`MAX_INFLIGHT`] uploads at once.
 async fn drive(
     registry: Arc<Registry>,
@@ -518,8 +582,13 @@ async fn drive(
             add(r)?;
         }
         match msg {
-            Msg::Plan { needs, reply } => {
-                let missing = head_missing(&registry, needs, jobs).await?;
+            Msg::Plan {
+                needs,
+                omitted,
+                reply,
+            } => {
+                let mut missing = head_missing(&registry, needs.clone(), jobs).await?;
+                mount_omitted(&registry, &needs, &mut missing, &omitted).await?;
                 reply.send(missing).map_err(|_| stopped())?;
             }
             Msg::Whole {

@@ -154,6 +154,8 @@ mod tests {
             lock_digest: Digest::of(b"lock"),
             artifacts: Vec::new(),
             blobs: Vec::new(),
+            receipt: None,
+            omitted: Vec::new(),
         }
     }
 

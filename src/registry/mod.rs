@@ -558,6 +558,121 @@ impl Registry {
         format!("repository:{}:pull,push", repo.name)
     }
 
+    /// Every repository the registry lists (`GET /v2/_catalog`, following `Link` pages).
+    /// Used on the isolated side to take a receipt of what the internal registry holds.
+    pub async fn list_repositories(&self, registry: &str) -> Result<Vec<String>, RegistryError> {
+        let first = format!("{}/v2/_catalog?n=1000", self.base_url(registry));
+        self.list_pages(registry, "registry:catalog:*", first, "repositories")
+            .await
+    }
+
+    /// Every tag of a repository (`GET /v2/<name>/tags/list`, following `Link` pages); empty
+    /// when the repository does not exist.
+    pub async fn list_tags(&self, repo: &Repo) -> Result<Vec<String>, RegistryError> {
+        let first = self.url(repo, "tags/list?n=1000");
+        match self
+            .list_pages(&repo.registry, &Self::pull_scope(repo), first, "tags")
+            .await
+        {
+            Err(RegistryError::Status { status, .. }) if status == StatusCode::NOT_FOUND => {
+                Ok(Vec::new())
+            }
+            other => other,
+        }
+    }
+
+    /// Reads a paginated list (`{"<field>": [...]}` pages linked by `Link: <…>; rel="next"`).
+    async fn list_pages(
+        &self,
+        registry: &str,
+        scope: &str,
+        first: String,
+        field: &str,
+    ) -> Result<Vec<String>, RegistryError> {
+        const MAX_PAGE: usize = 16 * 1024 * 1024;
+        const MAX_PAGES: usize = 10_000;
+        let mut out = Vec::new();
+        let mut next = Some(first);
+        let mut pages = 0;
+        while let Some(url) = next.take() {
+            pages += 1;
+            if pages > MAX_PAGES {
+                return Err(RegistryError::Protocol {
+                    url,
+                    why: format!("more than {MAX_PAGES} pages"),
+                });
+            }
+            let resp = self
+                .execute(registry, scope, Method::GET, &url, &|r| r)
+                .await?;
+            if !resp.status().is_success() {
+                return Err(Self::status_error(Method::GET, &url, resp).await);
+            }
+            next = resp
+                .headers()
+                .get(reqwest::header::LINK)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|l| {
+                    let (target, rel) = l.split_once(';')?;
+                    rel.contains("rel=\"next\"").then(|| {
+                        target
+                            .trim()
+                            .trim_start_matches('<')
+                            .trim_end_matches('>')
+                            .to_string()
+                    })
+                })
+                .map(|t| {
+                    if t.starts_with("http://") || t.starts_with("https://") {
+                        t
+                    } else {
+                        format!("{}{t}", self.base_url(registry))
+                    }
+                });
+            let bytes = resp
+                .bytes()
+                .await
+                .map_err(|source| RegistryError::Transport {
+                    method: Method::GET,
+                    url: url.clone(),
+                    attempts: 1,
+                    source,
+                })?;
+            if bytes.len() > MAX_PAGE {
+                return Err(RegistryError::Protocol {
+                    url,
+                    why: format!("list page larger than {MAX_PAGE} bytes"),
+                });
+            }
+            let v: serde_json::Value =
+                serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
+                    url: url.clone(),
+                    why: format!("not a JSON list: {e}"),
+                })?;
+            match v.get(field) {
+                None | Some(serde_json::Value::Null) => {}
+                Some(serde_json::Value::Array(items)) => {
+                    for i in items {
+                        let Some(s) = i.as_str() else {
+                            return Err(RegistryError::Protocol {
+                                url,
+                                why: format!("`{field}` holds a non-string"),
+                            });
+                        };
+                        out.push(s.to_string());
+                    }
+                }
+                Some(_) => {
+                    return Err(RegistryError::Protocol {
+                        url,
+                        why: format!("`{field}` is not a list"),
+                    })
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// Checks that the registry answers the API at all (`GET /v2/`).
     pub async fn ping(&self, registry: &str) -> Result<(), RegistryError> {
         let url = format!("{}/v2/", self.base_url(registry));

@@ -1,7 +1,7 @@
 //! A fault-injecting HTTP proxy in front of a real registry, for what real registries never do:
 //! bursts of 503, bodies cut off, lying digest headers, odd content types.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
@@ -27,6 +27,10 @@ pub enum Fault {
     /// Pass through, then answer 503 to every request after the first `n` blob uploads
     /// (`PUT .../blobs/uploads/...`) have gone through.
     DieAfterUploads { n: usize },
+    /// Pass the first `n` requests whose line (`METHOD path`) contains `needle`; hold later
+    /// ones until [`Proxy::release`] (or two minutes): a client stuck mid-transfer, to be
+    /// killed.
+    StallAfter { n: usize, needle: String },
 }
 
 /// A running proxy; `host` is what clients use instead of the registry's.
@@ -34,6 +38,7 @@ pub struct Proxy {
     pub host: String,
     pub requests: Arc<AtomicUsize>,
     pub log: Arc<Mutex<Vec<String>>>,
+    released: Arc<AtomicBool>,
     rt: tokio::runtime::Runtime,
 }
 
@@ -43,7 +48,8 @@ impl Proxy {
     pub fn start(upstream: &str, fault: Fault) -> Proxy {
         let requests = Arc::new(AtomicUsize::new(0));
         let log = Arc::new(Mutex::new(Vec::new()));
-        let (r, l) = (requests.clone(), log.clone());
+        let released = Arc::new(AtomicBool::new(false));
+        let (r, l, rel) = (requests.clone(), log.clone(), released.clone());
         let upstream = upstream.to_string();
         let (addr, rt) = super::serve_http(move |addr| {
             let state = Arc::new(State {
@@ -52,6 +58,8 @@ impl Proxy {
                 requests: r,
                 cuts: AtomicUsize::new(0),
                 uploads: AtomicUsize::new(0),
+                matched: AtomicUsize::new(0),
+                released: rel.clone(),
                 log: l,
                 client: reqwest::Client::new(),
                 proxy_host: addr.to_string(),
@@ -66,8 +74,14 @@ impl Proxy {
             host: addr.to_string(),
             requests,
             log,
+            released,
             rt,
         }
+    }
+
+    /// Lets stalled requests through (`Fault::StallAfter`).
+    pub fn release(&self) {
+        self.released.store(true, Ordering::SeqCst);
     }
 
     /// Requests seen whose line contains `needle`.
@@ -94,6 +108,8 @@ struct State {
     requests: Arc<AtomicUsize>,
     cuts: AtomicUsize,
     uploads: AtomicUsize,
+    matched: AtomicUsize,
+    released: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<String>>>,
     client: reqwest::Client,
     proxy_host: String,
@@ -128,6 +144,18 @@ impl State {
             Fault::Always503 => return unavailable(),
             Fault::DieAfterUploads { n: k } if self.uploads.load(Ordering::SeqCst) >= *k => {
                 return unavailable()
+            }
+            // Counts every matching request; holds those past the first `k`.
+            Fault::StallAfter { n: k, needle }
+                if format!("{method} {path}").contains(needle)
+                    && self.matched.fetch_add(1, Ordering::SeqCst) >= *k =>
+            {
+                for _ in 0..2400 {
+                    if self.released.load(Ordering::SeqCst) {
+                        break;
+                    }
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                }
             }
             _ => {}
         }

@@ -1,0 +1,98 @@
+//! `airlock receipt --registry HOST [--prefix P] -o receipt.json`: on the isolated side, list
+//! what the internal registry holds, so the connected side can collect a delta bundle
+//! (`collect --have receipt.json`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context as _;
+use serde::Serialize;
+
+use super::{human_bytes, print_json, Global, Output, RegistryArgs};
+
+/// Arguments of `airlock receipt`.
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// The registry to walk (`HOST[:PORT]`).
+    #[arg(long)]
+    pub registry: String,
+    /// Only repositories under this path (e.g. the import prefix).
+    #[arg(long, value_name = "PATH")]
+    pub prefix: Option<String>,
+    /// Only repositories that imports recorded (admitted) in this ledger pushed to: what
+    /// airlock manages, not whatever else the registry holds.
+    #[arg(long, value_name = "DIR")]
+    pub ledger: Option<PathBuf>,
+    /// Receipt to write.
+    #[arg(short = 'o', long = "out", value_name = "RECEIPT.json")]
+    pub out: PathBuf,
+    /// Sign the receipt with this key (cosign format), into `RECEIPT.json.sig`. Repeatable.
+    #[arg(long, value_name = "KEY")]
+    pub key: Vec<PathBuf>,
+    /// File holding the key's password (else `AIRLOCK_PASSWORD`, else a prompt).
+    #[arg(long, value_name = "FILE")]
+    pub password_file: Option<PathBuf>,
+    #[command(flatten)]
+    pub registry_args: RegistryArgs,
+}
+
+#[derive(Serialize)]
+struct Report<'a> {
+    receipt: &'a PathBuf,
+    digest: airlock::oci::Digest,
+    registry: &'a str,
+    manifests: usize,
+    blobs: usize,
+    blob_bytes: u64,
+    signers: Vec<String>,
+}
+
+/// Runs `airlock receipt`.
+pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+    let signers = super::split::load_signers(&args.key, args.password_file.as_deref())?;
+    let registry = args.registry_args.client(Some(&args.registry))?;
+    let bars = super::progress::Bars::new(g.quiet);
+    airlock::progress::Reporter::phase(&bars, "receipt", 0);
+    let only = match &args.ledger {
+        Some(dir) => Some(airlock::receipt::ledger_repositories(dir, &args.registry)?),
+        None => None,
+    };
+    let receipt = airlock::receipt::take(
+        &registry,
+        &args.registry,
+        args.prefix.as_deref(),
+        only.as_ref(),
+        &bars,
+    )
+    .await;
+    airlock::progress::Reporter::finish_phase(&bars);
+    let receipt = receipt.with_context(|| format!("taking a receipt of {}", args.registry))?;
+    let signers = receipt.write(&args.out, &signers)?;
+    let report = Report {
+        receipt: &args.out,
+        digest: airlock::oci::Digest::of(&receipt.to_vec()),
+        registry: &args.registry,
+        manifests: receipt.manifests.len(),
+        blobs: receipt.blobs.len(),
+        blob_bytes: receipt.blobs.iter().map(|b| b.size).sum(),
+        signers,
+    };
+    match g.output {
+        Output::Json => print_json(&report)?,
+        Output::Human => println!(
+            "wrote {} ({}): {} manifests, {} blobs ({}) held by {}{}",
+            args.out.display(),
+            report.digest,
+            report.manifests,
+            report.blobs,
+            human_bytes(report.blob_bytes),
+            args.registry,
+            if report.signers.is_empty() {
+                ", UNSIGNED".to_string()
+            } else {
+                format!(", signed by {}", report.signers.join(", "))
+            }
+        ),
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,145 @@
+//! CLI snapshots (STYLE.md §9): every subcommand's `--help`, and the one-line errors people see
+//! for bad input, with exit codes. A change to what users read shows up as a snapshot diff.
+//! Accept intended changes with `INSTA_UPDATE=always cargo test --test cli` and review the diff.
+
+mod common;
+
+use std::path::Path;
+use std::process::Output;
+
+/// Exit code, stdout and stderr, with the work dir replaced by `[TMP]`.
+fn render(out: &Output, dir: &Path) -> String {
+    let clean = |b: &[u8]| {
+        String::from_utf8_lossy(b)
+            .replace(&dir.display().to_string(), "[TMP]")
+            .trim_end()
+            .to_string()
+    };
+    format!(
+        "exit: {}\n--- stdout\n{}\n--- stderr\n{}\n",
+        out.status.code().unwrap_or(-1),
+        clean(&out.stdout),
+        clean(&out.stderr)
+    )
+}
+
+fn run(dir: &Path, args: &[&str]) -> String {
+    render(&common::airlock(dir, args), dir)
+}
+
+/// Every command path airlock has, nested ones included.
+const COMMANDS: &[&[&str]] = &[
+    &[],
+    &["lock"],
+    &["collect"],
+    &["inspect"],
+    &["verify"],
+    &["import"],
+    &["receipt"],
+    &["split"],
+    &["verify-parts"],
+    &["key"],
+    &["key", "generate"],
+    &["db"],
+    &["db", "build"],
+    &["scan"],
+    &["ledger"],
+];
+
+#[test]
+fn every_help_page() {
+    let work = tempfile::tempdir().expect("tmp");
+    for cmd in COMMANDS {
+        let mut args: Vec<&str> = cmd.to_vec();
+        args.push("--help");
+        let name = if cmd.is_empty() {
+            "help".to_string()
+        } else {
+            format!("help-{}", cmd.join("-"))
+        };
+        insta::assert_snapshot!(name, run(work.path(), &args));
+    }
+}
+
+#[test]
+fn the_list_of_commands_is_complete() {
+    // A new subcommand must get a help snapshot: compare with what `airlock --help` lists.
+    let work = tempfile::tempdir().expect("tmp");
+    let out = common::airlock(work.path(), &["--help"]);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let listed: Vec<&str> = text
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next())
+        .filter(|c| *c != "help")
+        .collect();
+    assert!(!listed.is_empty(), "{text}");
+    for c in listed {
+        assert!(
+            COMMANDS.iter().any(|p| p.first() == Some(&c)),
+            "`airlock {c}` has no help snapshot: add it to COMMANDS"
+        );
+    }
+}
+
+#[test]
+fn errors_people_see() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(dir.join("not-a-bundle.tar.zst"), b"hello").expect("write");
+    std::fs::write(
+        dir.join("typo.yaml"),
+        "name: p\nimages:\n  - ref: docker.io/library/nginx:1.27\n    platform: [linux/amd64]\n",
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("badref.yaml"),
+        "name: p\nimages:\n  - ref: \"Docker.io/UPPER/case::1\"\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("empty.lock"), b"{}").expect("write");
+    let cases: &[(&str, &[&str])] = &[
+        ("verify-missing-file", &["verify", "absent.tar.zst"]),
+        (
+            "verify-not-a-bundle",
+            &["verify", "not-a-bundle.tar.zst", "--allow-unsigned"],
+        ),
+        ("verify-no-trust", &["verify", "not-a-bundle.tar.zst"]),
+        ("lock-unknown-field", &["lock", "typo.yaml"]),
+        ("lock-bad-reference", &["lock", "badref.yaml"]),
+        (
+            "collect-malformed-lock",
+            &["collect", "empty.lock", "-o", "x.tar.zst"],
+        ),
+        (
+            "import-bad-target",
+            &["import", "not-a-bundle.tar.zst", "--to", "http://reg"],
+        ),
+        (
+            "import-on-untrusted-without-policy",
+            &[
+                "import",
+                "x.tar.zst",
+                "--to",
+                "reg.example",
+                "--on-untrusted",
+                "skip-artifact",
+            ],
+        ),
+        (
+            "split-bad-size",
+            &["split", "not-a-bundle.tar.zst", "--size", "0"],
+        ),
+        (
+            "ledger-verify-missing",
+            &["ledger", "verify", "no-such-ledger"],
+        ),
+    ];
+    for (name, args) in cases {
+        let out = run(dir, args);
+        assert!(!out.starts_with("exit: 0"), "{name} must fail: {out}");
+        insta::assert_snapshot!(*name, out);
+    }
+}
