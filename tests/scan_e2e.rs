@@ -315,6 +315,39 @@ fn scan_bundle_gives_the_same_findings_and_whiteouts_remove_packages() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 
+    // Split into parts: scanned as one stream, the same findings.
+    ok(&airlock(
+        dir,
+        &[
+            "split",
+            "scan.tar.zst",
+            "--size",
+            "4096",
+            "--out-dir",
+            "parts",
+        ],
+    ));
+    let out = airlock(
+        dir,
+        &[
+            "scan",
+            "parts/scan.parts.json",
+            "--db",
+            "vuln.db",
+            "--output",
+            "json",
+        ],
+    );
+    let v = json(&out);
+    ok(&out);
+    assert_eq!(findings(&v), expected_two_platforms());
+    let out = airlock(
+        dir,
+        &["scan", "parts", "--db", "vuln.db", "--output", "json"],
+    );
+    ok(&out);
+    assert_eq!(findings(&json(&out)), expected_two_platforms());
+
     // The same image straight from the registry: same packages.
     let out = airlock(
         dir,
