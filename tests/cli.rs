@@ -136,6 +136,31 @@ fn errors_people_see() {
             "ledger-verify-missing",
             &["ledger", "verify", "no-such-ledger"],
         ),
+        ("scan-no-database", &["scan", "not-a-bundle.tar.zst"]),
+        (
+            "scan-missing-bundle",
+            &["scan", "absent.tar.zst", "--db", "vuln.db"],
+        ),
+        (
+            "scan-not-a-database",
+            &[
+                "scan",
+                "not-a-bundle.tar.zst",
+                "--db",
+                "not-a-bundle.tar.zst",
+            ],
+        ),
+        (
+            "import-db-without-scan-policy",
+            &[
+                "import",
+                "x.tar.zst",
+                "--to",
+                "reg.example",
+                "--db",
+                "vuln.db",
+            ],
+        ),
     ];
     for (name, args) in cases {
         let out = run(dir, args);

@@ -315,6 +315,39 @@ fn scan_bundle_gives_the_same_findings_and_whiteouts_remove_packages() {
         .collect();
     assert!(left.is_empty(), "{left:?}");
 
+    // Split into parts: scanned as one stream, the same findings.
+    ok(&airlock(
+        dir,
+        &[
+            "split",
+            "scan.tar.zst",
+            "--size",
+            "4096",
+            "--out-dir",
+            "parts",
+        ],
+    ));
+    let out = airlock(
+        dir,
+        &[
+            "scan",
+            "parts/scan.parts.json",
+            "--db",
+            "vuln.db",
+            "--output",
+            "json",
+        ],
+    );
+    let v = json(&out);
+    ok(&out);
+    assert_eq!(findings(&v), expected_two_platforms());
+    let out = airlock(
+        dir,
+        &["scan", "parts", "--db", "vuln.db", "--output", "json"],
+    );
+    ok(&out);
+    assert_eq!(findings(&json(&out)), expected_two_platforms());
+
     // The same image straight from the registry: same packages.
     let out = airlock(
         dir,
@@ -501,6 +534,9 @@ fn bad_inputs_are_clear_errors() {
     // Checked before any registry is contacted.
     let out = airlock(dir, &["scan", "127.0.0.1:9/none:1", "--db", "corrupt.db"]);
     fails_with(&out, "corrupt.db");
+    // A bundle that is not there is never looked up in a registry.
+    let out = airlock(dir, &["scan", "missing.tar.zst", "--db", "vuln.db"]);
+    fails_with(&out, "bundle `missing.tar.zst` does not exist");
     // No database at all.
     let out = airlock(dir, &["scan", "127.0.0.1:9/none:1"]);
     fails_with(&out, "no vulnerability database");
@@ -607,6 +643,18 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
             .all(|e| !e.file_name().to_string_lossy().contains("s.tar.zst")),
         "no partial bundle left"
     );
+
+    // `--scanner trivy` without Trivy: a clear error before anything is pulled, no bundle.
+    let out = common::airlock_env(
+        dir,
+        &args(
+            &["collect", "s.lock", "-o", "t.tar.zst", "--scanner", "trivy"],
+            &flags,
+        ),
+        &[("PATH", "/usr/bin:/bin")],
+    );
+    fails_with(&out, "--scanner trivy: no `trivy` executable on PATH");
+    assert!(!dir.join("t.tar.zst").exists());
 
     // A passing gate (allow entry): SBOM and report per platform as referrers.
     spec("  fail_on: high\n  allow:\n    - {id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}\n");
@@ -751,6 +799,29 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
     }
     assert_eq!(dst.tags("m/airlock/vulndb").len(), 1);
 
+    // A layer altered in the cache is caught while it is scanned (its digest is checked as
+    // it streams): no bundle.
+    let layer = alpine.layers[0].digest();
+    let cached = dir.join("cache/airlock/sha256").join(layer.hex());
+    let mut bytes = std::fs::read(&cached).expect("cached layer");
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x55;
+    std::fs::write(&cached, bytes).expect("write");
+    let out = airlock(
+        dir,
+        &args(
+            &["collect", "s.lock", "-o", "s3.tar.zst", "--db", "vuln.db"],
+            &flags,
+        ),
+    );
+    let stderr = fails_with(&out, &format!("layer {layer}"));
+    assert!(
+        stderr.contains("digest mismatch") || stderr.contains("not a readable tar stream"),
+        "{stderr}"
+    );
+    assert!(!dir.join("s3.tar.zst").exists());
+    std::fs::remove_file(&cached).expect("remove");
+
     // `airlock scan` of the bundle skips the carried database and scans both platforms.
     let out = airlock(
         dir,
@@ -864,6 +935,21 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         3,
         "tag 1 and two referrer indexes"
     );
+    // The ledger entry carries what collect's scans found, per platform.
+    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
+    let last: serde_json::Value =
+        serde_json::from_str(entries.lines().last().expect("entry")).expect("json");
+    let image = last["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .find(|a| a["kind"] == "image")
+        .expect("image");
+    let scans = image["scan"].as_array().expect("scan summaries");
+    assert_eq!(scans.len(), 2, "{image}");
+    assert!(scans.iter().all(|s| s["database"]["digest"]
+        .as_str()
+        .is_some_and(|d| d.starts_with("sha256:"))));
 
     // A bundle without scan evidence fails a scan gate closed.
     std::fs::write(
@@ -938,5 +1024,79 @@ fn trivy_layout_is_a_valid_oci_layout() {
     assert_eq!(
         std::fs::read(dir.join("copy/manifest.json")).expect("manifest"),
         alpine.manifest.bytes
+    );
+}
+
+/// Both gates of the isolated side at once: the image-signature policy covers the signed image
+/// (the carried database, which collect made, needs no rule) and the scan policy passes.
+#[test]
+fn signature_and_scan_gates_together_with_a_carried_database() {
+    let reg = TestRegistry::start();
+    let key = airlock::trust::keys::SigningKey::generate().expect("key");
+    let img = fixtures::files_image(&[fixtures::debian9_files()], "linux/arm64");
+    let repo = Repo::new(reg.host.clone(), "signed/deb");
+    rt().block_on(async {
+        let client = reg.client();
+        fixtures::push_image(&client, &repo, &img, Some("1")).await;
+        fixtures::push_signed(&client, &repo, &img.manifest.digest(), None, Some(&key)).await;
+    });
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    std::fs::create_dir_all(dir.join("keys")).expect("keys");
+    std::fs::write(dir.join("keys/release.pub"), key.public_key().to_pem()).expect("pub");
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!(
+            "name: s\nimages:\n  - ref: {h}/signed/deb:1\ntrust:\n  rules:\n    - pattern: {h}/signed/*\n      keys: [keys/release.pub]\nscan:\n  fail_on: high\n  db: vuln.db\n",
+            h = reg.host
+        ),
+    )
+    .expect("spec");
+    let flags = reg.cli_flags();
+    ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    ok(&airlock(
+        dir,
+        &args(
+            &["collect", "s.lock", "-o", "s.tar.zst", "--carry-db"],
+            &flags,
+        ),
+    ));
+    std::fs::write(
+        dir.join("trust.yaml"),
+        format!(
+            "rules:\n  - pattern: {}/signed/*\n    keys: [keys/release.pub]\n",
+            reg.host
+        ),
+    )
+    .expect("policy");
+    std::fs::write(dir.join("site.yaml"), "fail_on: critical\nmax_db_age: 1h\n").expect("policy");
+    let dst = TestRegistry::start();
+    let to = format!("{}/m", dst.host);
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "import",
+                "s.tar.zst",
+                "--to",
+                &to,
+                "--allow-unsigned",
+                "--policy",
+                "trust.yaml",
+                "--scan-policy",
+                "site.yaml",
+                "--db",
+                "vuln.db",
+            ],
+            &dst.cli_flags(),
+        ),
+    );
+    ok(&out);
+    assert!(dst.tags("m/signed/deb").contains(&"1".to_string()));
+    assert_eq!(
+        dst.tags("m/airlock/vulndb").len(),
+        1,
+        "the database crossed too"
     );
 }

@@ -42,6 +42,10 @@ pub struct Args {
     /// `airlock/vulndb:db-<build time>`), so the isolated side can re-check with it.
     #[arg(long)]
     pub carry_db: bool,
+    /// Which scanner makes the evidence for the lock's `scan:` policy (`trivy`: an installed
+    /// Trivy, offline; its JSON is carried as the report, without an SBOM).
+    #[arg(long, value_enum, default_value_t = super::scan::ScannerArg::Airlock)]
+    pub scanner: super::scan::ScannerArg,
     /// Write the bundle as parts of this size (`4GiB`, `700MiB`, `4.7GB`, bytes) plus
     /// `NAME.parts.json` (signed with the `--sign` keys) instead of one file.
     #[arg(long, value_name = "SIZE")]
@@ -126,6 +130,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         sequence: args.sequence,
         scan_db: args.db.clone(),
         carry_db: args.carry_db,
+        scanner: args.scanner.into(),
         have,
     };
     let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)

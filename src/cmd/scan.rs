@@ -21,10 +21,20 @@ pub enum ScannerArg {
     Trivy,
 }
 
+impl From<ScannerArg> for Scanner {
+    fn from(a: ScannerArg) -> Scanner {
+        match a {
+            ScannerArg::Airlock => Scanner::Airlock,
+            ScannerArg::Trivy => Scanner::Trivy,
+        }
+    }
+}
+
 /// Arguments of `airlock scan`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// An image reference (`registry/repo:tag`, `…@sha256:…`) or a bundle file.
+    /// An image reference (`registry/repo:tag`, `…@sha256:…`), a bundle file, or a split
+    /// bundle (`NAME.parts.json` or the directory of its parts).
     pub target: String,
     /// The vulnerability database (`airlock db build`); else the policy's `db:`.
     #[arg(long, value_name = "FILE")]
@@ -61,8 +71,17 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         None => (ScanPolicy::default(), PathBuf::new()),
     };
     let as_path = PathBuf::from(&args.target);
-    let input = if as_path.is_file() {
+    // Something that looks like a file never falls through to a registry lookup: a mistyped
+    // bundle name would otherwise be asked of Docker Hub.
+    let looks_like_file = args.target.ends_with(".zst")
+        || args.target.ends_with(".json")
+        || args.target.ends_with(".tar")
+        || args.target.starts_with("./")
+        || args.target.starts_with('/');
+    let input = if as_path.is_file() || as_path.is_dir() {
         ScanInput::Bundle(as_path.clone())
+    } else if looks_like_file {
+        anyhow::bail!("bundle `{}` does not exist", args.target);
     } else {
         ScanInput::Registry(args.target.parse().with_context(|| {
             format!(
@@ -73,18 +92,15 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let cache = args.cache.clone().unwrap_or_else(super::default_cache_dir);
     let req = ScanRequest {
-        scanner: match args.scanner {
-            ScannerArg::Airlock => Scanner::Airlock,
-            ScannerArg::Trivy => Scanner::Trivy,
-        },
+        scanner: args.scanner.into(),
         input,
         platforms,
         db: args.db.clone(),
         policy,
         policy_dir,
         spool_parent: match &as_path.parent() {
-            Some(p) if as_path.is_file() && !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => std::env::temp_dir(),
+            Some(p) if as_path.exists() && !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => std::env::current_dir().unwrap_or_else(|_| std::env::temp_dir()),
         },
         cache,
         now: std::time::SystemTime::now(),

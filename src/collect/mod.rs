@@ -568,6 +568,8 @@ pub struct CollectOptions {
     pub scan_db: Option<PathBuf>,
     /// Carry the vulnerability database in the bundle as an OCI artifact.
     pub carry_db: bool,
+    /// Which scanner makes the evidence (with a scan policy).
+    pub scanner: crate::scan::run::Scanner,
     /// A delta bundle: the site's receipt and its digest; every blob it lists is left out.
     pub have: Option<(crate::receipt::Receipt, Digest)>,
 }
@@ -1151,7 +1153,8 @@ pub async fn collect(
 
     let created = bundle_created(lock);
     // Then the scan gate: a failing image stops the collect before the bundle is written.
-    let scans = scan::scan_plan(lock, &mut plan, registry, opts, &created, reporter).await?;
+    let (scans, checked) =
+        scan::scan_plan(lock, &mut plan, registry, opts, &created, reporter).await?;
 
     // A delta against what the site holds: leave out every blob its receipt lists.
     let omitted = match &opts.have {
@@ -1196,7 +1199,7 @@ pub async fn collect(
             d.clone(),
             BlobData::File {
                 path: cache_path(&opts.cache, d),
-                verified: fresh.contains(d),
+                verified: fresh.contains(d) || checked.contains(d),
             },
         );
     }

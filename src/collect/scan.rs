@@ -4,7 +4,7 @@
 //! and the scan report as OCI artifacts referring to the platform manifest, with the counts in
 //! `airlock.json`. With `--carry-db` the database itself travels as an OCI artifact.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
 
 use bytes::Bytes;
@@ -20,10 +20,9 @@ use crate::registry::{Registry, Repo};
 use crate::scan::evidence::{self, BuiltArtifact, SubjectRef, DB_ARTIFACT_TYPE, EMPTY_CONFIG};
 use crate::scan::flatten::Limits;
 use crate::scan::image::{
-    config_platform, ImageScan, ScanContext, ScanSummary, Target, REPORT_ARTIFACT_TYPE,
-    SBOM_ARTIFACT_TYPE,
+    config_platform, ScanContext, ScanSummary, Target, REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE,
 };
-use crate::scan::run::{open_database, scan_all};
+use crate::scan::run::{open_database, run_trivy, scan_all, Scanner};
 use crate::scan::source::is_scannable_child;
 
 /// One image platform scanned at collect, for the collect report.
@@ -136,10 +135,21 @@ fn add_artifact(plan: &mut Plan, built: &BuiltArtifact, mut artifact: Artifact) 
     plan.artifacts.push(artifact);
 }
 
-fn referrer(image: &Artifact, built: &BuiltArtifact, subject: &Digest) -> Artifact {
+fn referrer(image: &Artifact, built: &BuiltArtifact, target: &Target) -> Artifact {
+    let what = if built.artifact_type == SBOM_ARTIFACT_TYPE {
+        "SBOM"
+    } else {
+        "scan report"
+    };
+    let platform = target
+        .platform
+        .as_ref()
+        .map(|p| format!(" ({p})"))
+        .unwrap_or_default();
     Artifact {
         kind: ArtifactKind::Referrer,
-        source: image.source.clone(),
+        // For people and the ledger: what it is and what it describes.
+        source: format!("{what} of {}{platform}", image.source),
         registry: image.registry.clone(),
         repository: image.repository.clone(),
         tag: None,
@@ -149,7 +159,7 @@ fn referrer(image: &Artifact, built: &BuiltArtifact, subject: &Digest) -> Artifa
         children: Vec::new(),
         size: 0,
         verification: Vec::new(),
-        subject: Some(subject.clone()),
+        subject: Some(target.digest.clone()),
         artifact_type: Some(built.artifact_type.clone()),
         scan: None,
     }
@@ -157,6 +167,8 @@ fn referrer(image: &Artifact, built: &BuiltArtifact, subject: &Digest) -> Artifa
 
 /// Scans every image of the plan against the lock's policy (nothing when it has none), fails
 /// on a failing gate, and adds the evidence artifacts. `created` is the bundle's creation time.
+/// Also returns the blobs whose digest this run has checked (downloaded, or streamed through
+/// the scan), which the writer need not hash again.
 pub(super) async fn scan_plan(
     lock: &Lock,
     plan: &mut Plan,
@@ -164,18 +176,35 @@ pub(super) async fn scan_plan(
     opts: &CollectOptions,
     created: &str,
     reporter: &dyn Reporter,
-) -> Result<Vec<CollectedScan>, CollectError> {
+) -> Result<(Vec<CollectedScan>, HashSet<Digest>), CollectError> {
     let Some(policy) = &lock.scan else {
         if opts.scan_db.is_some() || opts.carry_db {
             return Err(CollectError::Scan(
                 "--db/--carry-db given but the lock has no `scan:` policy (add one to the spec and lock again)".into(),
             ));
         }
-        return Ok(Vec::new());
+        return Ok((Vec::new(), HashSet::new()));
     };
     policy.validate().map_err(|e| scan_err(&e))?;
-    let db =
-        open_database(opts.scan_db.as_deref(), policy, &opts.base_dir).map_err(|e| scan_err(&e))?;
+    // Everything local is checked before anything is pulled.
+    let trivy = match opts.scanner {
+        Scanner::Trivy => {
+            if opts.carry_db || opts.scan_db.is_some() {
+                return Err(CollectError::Scan(
+                    "--db/--carry-db are for airlock's scanner; Trivy uses its own database".into(),
+                ));
+            }
+            Some(crate::scan::trivy::find().map_err(|e| scan_err(&e))?)
+        }
+        Scanner::Airlock => None,
+    };
+    let db = match trivy {
+        Some(_) => None,
+        None => Some(
+            open_database(opts.scan_db.as_deref(), policy, &opts.base_dir)
+                .map_err(|e| scan_err(&e))?,
+        ),
+    };
     let vex = policy.load_vex(&opts.base_dir).map_err(|e| scan_err(&e))?;
 
     // Layers are scanned from the cache in layer order, so everything is pulled first.
@@ -190,6 +219,7 @@ pub(super) async fn scan_plan(
         .map(|(d, (desc, repo))| (d.clone(), desc.clone(), repo.clone()))
         .collect();
     reporter.phase("pull", missing.iter().map(|(_, d, _)| d.size).sum());
+    let mut checked: HashSet<Digest> = missing.iter().map(|(d, _, _)| d.clone()).collect();
     let pulled = pull_all(
         registry,
         &opts.cache,
@@ -203,31 +233,65 @@ pub(super) async fn scan_plan(
     pulled?;
 
     let targets = targets(plan, &opts.cache)?;
-    let sbom_time = humantime::parse_rfc3339(created).unwrap_or(SystemTime::UNIX_EPOCH);
-    let ctx = ScanContext {
-        policy,
-        vex: &vex,
-        db: &db,
-        now: SystemTime::now(),
-        sbom_time,
-        limits: Limits::default(),
-    };
-    let scans: Vec<ImageScan> =
-        tokio::task::block_in_place(|| scan_all(&targets, &opts.cache, &ctx, reporter))
+    checked.extend(
+        targets
+            .iter()
+            .flat_map(|t| t.layers.iter())
+            .map(|d| d.digest.clone()),
+    );
+    let now = SystemTime::now();
+    let found: Vec<Evidence> = match (&trivy, &db) {
+        (Some(bin), _) => {
+            let results = tokio::task::block_in_place(|| {
+                run_trivy(bin, &targets, &opts.cache, policy, &vex, now, reporter)
+            })
             .map_err(|e| scan_err(&e))?;
-
-    let failures: Vec<String> = scans
-        .iter()
-        .filter(|s| !s.verdict.passed)
-        .flat_map(|s| {
-            let image = match &s.target.platform {
-                Some(p) => format!("{} ({p})", s.target.name),
-                None => s.target.name.clone(),
+            targets
+                .into_iter()
+                .zip(results)
+                .map(|(target, r)| Evidence {
+                    target,
+                    reasons: r.gate.reasons,
+                    warnings: r.gate.warnings,
+                    summary: r.summary,
+                    sbom: None,
+                    report: json_bytes(&r.report),
+                })
+                .collect()
+        }
+        (None, Some(db)) => {
+            let ctx = ScanContext {
+                policy,
+                vex: &vex,
+                db,
+                now,
+                sbom_time: humantime::parse_rfc3339(created).unwrap_or(SystemTime::UNIX_EPOCH),
+                limits: Limits::default(),
             };
-            s.verdict
-                .reasons
-                .iter()
-                .map(move |r| format!("{image}: {r}"))
+            tokio::task::block_in_place(|| scan_all(&targets, &opts.cache, &ctx, reporter))
+                .map_err(|e| scan_err(&e))?
+                .into_iter()
+                .map(|s| Evidence {
+                    summary: s.summary(),
+                    sbom: Some(json_bytes(&s.sbom)),
+                    report: json_bytes(&s.report),
+                    reasons: s.verdict.reasons,
+                    warnings: s.verdict.warnings,
+                    target: s.target,
+                })
+                .collect()
+        }
+        (None, None) => return Err(CollectError::Scan("no vulnerability database".into())),
+    };
+
+    let failures: Vec<String> = found
+        .iter()
+        .flat_map(|e| {
+            let image = match &e.target.platform {
+                Some(p) => format!("{} ({p})", e.target.name),
+                None => e.target.name.clone(),
+            };
+            e.reasons.iter().map(move |r| format!("{image}: {r}"))
         })
         .collect();
     if !failures.is_empty() {
@@ -241,8 +305,8 @@ pub(super) async fn scan_plan(
         .map(|a| (a.digest.clone(), a.clone()))
         .collect();
     let mut out = Vec::new();
-    for s in &scans {
-        let t = &s.target;
+    for e in found {
+        let t = &e.target;
         let root = t.index.as_ref().unwrap_or(&t.digest);
         let Some(image) = images.get(root) else {
             continue;
@@ -255,33 +319,24 @@ pub(super) async fn scan_plan(
             media_type: mt.clone(),
             size: bytes.len() as u64,
         };
-        let sbom = evidence::artifact(
-            SBOM_ARTIFACT_TYPE,
-            json_bytes(&s.sbom),
-            Some(&subject),
-            created,
-        );
-        let report = evidence::artifact(
-            REPORT_ARTIFACT_TYPE,
-            json_bytes(&s.report),
-            Some(&subject),
-            created,
-        );
-        let summary = s.summary();
-        add_artifact(plan, &sbom, referrer(image, &sbom, &t.digest));
-        let mut r = referrer(image, &report, &t.digest);
-        r.scan = Some(summary.clone());
+        if let Some(sbom) = e.sbom {
+            let sbom = evidence::artifact(SBOM_ARTIFACT_TYPE, sbom, Some(&subject), created);
+            add_artifact(plan, &sbom, referrer(image, &sbom, t));
+        }
+        let report = evidence::artifact(REPORT_ARTIFACT_TYPE, e.report, Some(&subject), created);
+        let mut r = referrer(image, &report, t);
+        r.scan = Some(e.summary.clone());
         add_artifact(plan, &report, r);
         out.push(CollectedScan {
             image: t.name.clone(),
             platform: t.platform.as_ref().map(|p| p.to_string()),
             digest: t.digest.clone(),
-            summary,
-            warnings: s.verdict.warnings.clone(),
+            summary: e.summary,
+            warnings: e.warnings,
         });
     }
 
-    if opts.carry_db {
+    if let (true, Some(db)) = (opts.carry_db, &db) {
         let path = db.path().to_path_buf();
         let bytes = Bytes::from(fs_err::read(&path).map_err(|source| CollectError::Io {
             path: path.clone(),
@@ -323,7 +378,19 @@ pub(super) async fn scan_plan(
             },
         );
     }
-    Ok(out)
+    Ok((out, checked))
+}
+
+/// One image platform's scan, whichever scanner made it.
+struct Evidence {
+    target: Target,
+    reasons: Vec<String>,
+    warnings: Vec<String>,
+    summary: ScanSummary,
+    /// The CycloneDX SBOM (airlock's scanner only).
+    sbom: Option<Bytes>,
+    /// The report (airlock's, or Trivy's own JSON).
+    report: Bytes,
 }
 
 /// Pretty JSON with a final newline: how SBOMs and reports are stored.

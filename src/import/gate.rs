@@ -143,7 +143,9 @@ pub fn check(contents: &BundleContents, policy: &ImagePolicy) -> Result<GateOutc
     let mut outcome = GateOutcome::default();
     let mut failed: BTreeSet<(Option<String>, String, Digest)> = BTreeSet::new();
     for (i, a) in contents.manifest.artifacts.iter().enumerate() {
-        if a.kind != ArtifactKind::Image {
+        // Images pulled from registries; not what collect made itself (a carried
+        // vulnerability database has an `artifact_type`), which the bundle signature covers.
+        if a.kind != ArtifactKind::Image || a.artifact_type.is_some() {
             continue;
         }
         let repo_name = match &a.registry {

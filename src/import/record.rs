@@ -95,7 +95,7 @@ pub fn ledger_entry_for(
                 digest: a.digest.to_string(),
                 media_type: Some(a.media_type.clone()),
                 signatures: signature_records(a, report.and_then(|r| r.artifacts.get(i))),
-                scan: None,
+                scan: scan_record(&toc.manifest.artifacts, a),
             }
         })
         .collect();
@@ -152,4 +152,32 @@ fn check_result(v: &serde_json::Value, place: &str) -> SignatureResult {
         verdict: Verdict::Verified,
         detail: Some(detail),
     }
+}
+
+/// What the scans made at collect found for an artifact: for a scan report, its own counts;
+/// for an image, the counts of every report whose subject is the image or one of its carried
+/// children (`[{subject, os, packages, findings, suppressed, passed, database}]`).
+fn scan_record(
+    all: &[crate::bundle::Artifact],
+    a: &crate::bundle::Artifact,
+) -> Option<serde_json::Value> {
+    if let Some(s) = &a.scan {
+        return serde_json::to_value(s).ok();
+    }
+    if a.kind != crate::bundle::ArtifactKind::Image {
+        return None;
+    }
+    let subjects: Vec<&Digest> = std::iter::once(&a.digest)
+        .chain(a.children.iter().filter(|c| c.included).map(|c| &c.digest))
+        .collect();
+    let found: Vec<serde_json::Value> = all
+        .iter()
+        .filter_map(|r| {
+            let subject = r.subject.as_ref().filter(|s| subjects.contains(s))?;
+            let mut v = serde_json::to_value(r.scan.as_ref()?).ok()?;
+            v["subject"] = serde_json::json!(subject);
+            Some(v)
+        })
+        .collect();
+    (!found.is_empty()).then_some(serde_json::Value::Array(found))
 }

@@ -258,8 +258,8 @@ pub async fn run(
 }
 
 /// Runs Trivy on each target (an OCI layout next to the blobs, deleted afterwards) and judges
-/// its report with the policy.
-fn run_trivy(
+/// its report with the policy; results in target order.
+pub fn run_trivy(
     bin: &Path,
     targets: &[super::image::Target],
     dir: &Path,

@@ -18,7 +18,9 @@ use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 use super::image::{config_platform, layers_needed, Target};
-use crate::bundle::reader::{read_bundle, BlobVisitor, BundleContents, BundleError};
+use crate::bundle::reader::{BlobVisitor, BundleContents, BundleError};
+use crate::bundle::signature::SignaturePolicy;
+use crate::bundle::source::BundleSource;
 use crate::bundle::{ArtifactKind, BlobEntry};
 use crate::oci::{media, Digest, ManifestError, ManifestKind, ParsedManifest, Platform};
 use crate::progress::Reporter;
@@ -346,8 +348,9 @@ impl BlobVisitor for Spooler<'_> {
     }
 }
 
-/// Reads a bundle once, checking every digest, and copies the layers of its images (the wanted
-/// platforms) into `spool` (`spool/sha256/<hex>`); returns the images to scan.
+/// Reads a bundle (a file, or its split parts) once, checking every digest, and copies the
+/// layers of its images (the wanted platforms) into `spool` (`spool/sha256/<hex>`); returns the
+/// images to scan.
 pub fn from_bundle(
     path: &Path,
     wanted: &[Platform],
@@ -367,13 +370,20 @@ pub fn from_bundle(
         needed: BTreeSet::new(),
         seen: Vec::new(),
     };
-    // The table of contents comes first in the file: reading it alone is cheap, and gives the
-    // bar its total (the reader reports uncompressed blob bytes).
-    let total = crate::bundle::reader::read_table_of_contents(path)?
-        .manifest
-        .total_blob_bytes();
+    // A bundle file or its split parts (`NAME.parts.json` or their directory), read as one
+    // stream. Signatures are not checked here (`airlock verify --trust` does that); every
+    // digest and the structure are.
+    let source = BundleSource::resolve(path)?;
+    let unchecked = SignaturePolicy {
+        trusted: Vec::new(),
+        require: 0,
+        allow_unsigned: true,
+    };
+    // The table of contents comes first: reading it alone is cheap, and gives the bar its
+    // total (the reader reports uncompressed blob bytes).
+    let total = source.table_of_contents()?.manifest.total_blob_bytes();
     reporter.phase("read", total);
-    let read = read_bundle(path, &mut v, reporter);
+    let read = source.read(&unchecked, &mut v, reporter);
     reporter.finish_phase();
     read?;
     let mut targets = Vec::new();
