@@ -13,10 +13,10 @@ use std::io::Write as _;
 use std::path::Path;
 use std::time::{Instant, SystemTime};
 
+use airlock::oci::digest::CheckedReader;
 use airlock::oci::{Descriptor, Digest};
 use airlock::scan::db::{Builder, Database};
 use airlock::scan::flatten::{Compression, Layer, Limits};
-use airlock::scan::image::CheckedReader;
 use airlock::scan::os::{Family, OsInfo};
 use airlock::scan::osv::OsvRecord;
 use airlock::scan::{Inventory, Package, PackageKind};

@@ -13,7 +13,7 @@ use super::{
     blob_path, BlobEntry, BundleManifest, BUNDLE_FORMAT, INDEX_ENTRY, LAYOUT_ENTRY, MANIFEST_ENTRY,
     MAX_MANIFEST_ENTRY, MAX_SMALL_ENTRY, SIGNATURE_ENTRY,
 };
-use crate::oci::digest::Hasher;
+use crate::oci::digest::CheckedReader;
 use crate::oci::manifest::MAX_MANIFEST_BYTES;
 use crate::oci::{media, Digest, ManifestError, ManifestKind, ParsedManifest};
 
@@ -215,46 +215,6 @@ pub struct ReadSummary {
     pub blob_bytes: u64,
     /// Blobs read.
     pub blobs: usize,
-}
-
-struct Verifying<'a, R: Read> {
-    inner: R,
-    hasher: Hasher,
-    expected: &'a Digest,
-    size: u64,
-    mismatch: Option<Digest>,
-    progress: &'a dyn crate::progress::Reporter,
-}
-
-impl<R: Read> Read for Verifying<'_, R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            if self.hasher.len() != self.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "blob {} ends after {} of {} bytes",
-                        self.expected,
-                        self.hasher.len(),
-                        self.size
-                    ),
-                ));
-            }
-            let actual = self.hasher.clone().finish();
-            if &actual != self.expected {
-                self.mismatch = Some(actual.clone());
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("digest mismatch: expected {}, got {actual}", self.expected),
-                ));
-            }
-            return Ok(0);
-        }
-        self.hasher.update(&buf[..n]);
-        self.progress.advance(n as u64);
-        Ok(n)
-    }
 }
 
 /// Checks an entry's path and type without trusting anything in it.
@@ -771,18 +731,12 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
             gate_done = true;
             visitor.before_blobs(c)?;
         }
-        let mut reader = Verifying {
-            inner: &mut entry,
-            hasher: Hasher::new(),
-            expected: &expected.digest,
-            size: expected.size,
-            mismatch: None,
-            progress,
-        };
+        let mut reader = CheckedReader::new(&mut entry, expected.digest.clone(), expected.size)
+            .with_progress(progress);
         let visited = visitor.blob(&expected, &mut reader);
         // Whatever the visitor left unread is read and checked here.
         let drained = io::copy(&mut reader, &mut io::sink());
-        if let Some(actual) = reader.mismatch.take() {
+        if let Some(actual) = reader.take_mismatch() {
             return Err(BundleError::DigestMismatch {
                 path: p(),
                 entry: name,

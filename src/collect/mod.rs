@@ -733,6 +733,20 @@ impl Plan {
         crate::bundle::evidence::evidence_blobs(&self.artifacts, |d| parsed.get(d))
     }
 
+    /// The blobs to pull that the cache lacks (absent, or of the wrong size), with where to
+    /// pull each from.
+    fn not_in_cache(&self, cache: &Path) -> Vec<(Digest, Descriptor, Repo)> {
+        self.pulls
+            .iter()
+            .filter(|(d, (desc, _))| {
+                fs_err::metadata(cache_path(cache, d))
+                    .map(|m| m.len() != desc.size)
+                    .unwrap_or(true)
+            })
+            .map(|(d, (desc, repo))| (d.clone(), desc.clone(), repo.clone()))
+            .collect()
+    }
+
     fn omit(&mut self, receipt: &crate::receipt::Receipt) -> Vec<crate::bundle::OmittedBlob> {
         // Evidence stays in the bundle: the isolated side checks it before it trusts the target.
         let evidence = self.evidence();
@@ -1163,16 +1177,7 @@ pub async fn collect(
     };
 
     // Which blobs the cache lacks.
-    let missing: Vec<(Digest, Descriptor, Repo)> = plan
-        .pulls
-        .iter()
-        .filter(|(d, (desc, _))| {
-            fs_err::metadata(cache_path(&opts.cache, d))
-                .map(|m| m.len() != desc.size)
-                .unwrap_or(true)
-        })
-        .map(|(d, (desc, repo))| (d.clone(), desc.clone(), repo.clone()))
-        .collect();
+    let missing = plan.not_in_cache(&opts.cache);
     let to_download: u64 = missing.iter().map(|(_, d, _)| d.size).sum();
     let fresh: std::collections::HashSet<Digest> =
         missing.iter().map(|(d, _, _)| d.clone()).collect();

@@ -14,9 +14,9 @@ use super::{cache_path, pull_all, Arrivals, CollectError, CollectOptions, Plan};
 use crate::bundle::writer::BlobData;
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry};
 use crate::lock::Lock;
-use crate::oci::{media, Descriptor, Digest, ManifestKind, ParsedManifest};
+use crate::oci::{media, Digest, ManifestKind, ParsedManifest};
 use crate::progress::Reporter;
-use crate::registry::{Registry, Repo};
+use crate::registry::Registry;
 use crate::scan::evidence::{self, BuiltArtifact, SubjectRef, DB_ARTIFACT_TYPE, EMPTY_CONFIG};
 use crate::scan::flatten::Limits;
 use crate::scan::image::{
@@ -208,16 +208,7 @@ pub(super) async fn scan_plan(
     let vex = policy.load_vex(&opts.base_dir).map_err(|e| scan_err(&e))?;
 
     // Layers are scanned from the cache in layer order, so everything is pulled first.
-    let missing: Vec<(Digest, Descriptor, Repo)> = plan
-        .pulls
-        .iter()
-        .filter(|(d, (desc, _))| {
-            fs_err::metadata(cache_path(&opts.cache, d))
-                .map(|m| m.len() != desc.size)
-                .unwrap_or(true)
-        })
-        .map(|(d, (desc, repo))| (d.clone(), desc.clone(), repo.clone()))
-        .collect();
+    let missing = plan.not_in_cache(&opts.cache);
     reporter.phase("pull", missing.iter().map(|(_, d, _)| d.size).sum());
     let mut checked: HashSet<Digest> = missing.iter().map(|(d, _, _)| d.clone()).collect();
     let pulled = pull_all(

@@ -192,6 +192,95 @@ impl Hasher {
     }
 }
 
+/// A reader that hashes what passes and, at its end, fails unless exactly `size` bytes
+/// hashing to `digest` went past (and fails as soon as more arrive). Every blob airlock
+/// streams from a bundle, a cache or a spool goes through it, so a consumer that reads to the
+/// end has used only verified bytes.
+pub struct CheckedReader<'a, R> {
+    inner: R,
+    hasher: Hasher,
+    digest: Digest,
+    size: u64,
+    mismatch: Option<Digest>,
+    progress: &'a dyn crate::progress::Reporter,
+}
+
+impl<R: io::Read> CheckedReader<'static, R> {
+    /// Wraps `inner`, expected to yield `size` bytes with `digest`.
+    pub fn new(inner: R, digest: Digest, size: u64) -> Self {
+        CheckedReader {
+            inner,
+            hasher: Hasher::new(),
+            digest,
+            size,
+            mismatch: None,
+            progress: &crate::progress::NoProgress,
+        }
+    }
+}
+
+impl<'a, R: io::Read> CheckedReader<'a, R> {
+    /// Reports every byte read to `progress`.
+    pub fn with_progress<'b>(
+        self,
+        progress: &'b dyn crate::progress::Reporter,
+    ) -> CheckedReader<'b, R> {
+        CheckedReader {
+            inner: self.inner,
+            hasher: self.hasher,
+            digest: self.digest,
+            size: self.size,
+            mismatch: self.mismatch,
+            progress,
+        }
+    }
+
+    /// The digest the bytes actually had, once the end showed they did not match.
+    pub fn take_mismatch(&mut self) -> Option<Digest> {
+        self.mismatch.take()
+    }
+}
+
+impl<R: io::Read> io::Read for CheckedReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 {
+            if self.hasher.len() != self.size {
+                return Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!(
+                        "blob {} ends after {} of {} bytes",
+                        self.digest,
+                        self.hasher.len(),
+                        self.size
+                    ),
+                ));
+            }
+            let actual = self.hasher.clone().finish();
+            if actual != self.digest {
+                self.mismatch = Some(actual.clone());
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("digest mismatch: expected {}, got {actual}", self.digest),
+                ));
+            }
+            return Ok(0);
+        }
+        self.hasher.update(&buf[..n]);
+        if self.hasher.len() > self.size {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!(
+                    "blob {} is longer than its {} bytes",
+                    self.digest, self.size
+                ),
+            ));
+        }
+        self.progress.advance(n as u64);
+        Ok(n)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

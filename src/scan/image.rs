@@ -7,7 +7,7 @@
 //! registry or a bundle delivers them in another order; a file is only ever read as a stream.
 
 use std::collections::BTreeMap;
-use std::io::{self, Read};
+use std::io;
 use std::path::PathBuf;
 use std::time::SystemTime;
 
@@ -23,7 +23,7 @@ use super::report::{self, Report};
 use super::sbom;
 use super::vex::{ImageContext, VexDocument};
 use super::{Inventory, InventoryError};
-use crate::oci::digest::Hasher;
+use crate::oci::digest::CheckedReader;
 use crate::oci::{Descriptor, Digest, Platform};
 
 /// The artifact type of the CycloneDX SBOM attached to a platform manifest.
@@ -115,65 +115,6 @@ pub enum ScanError {
         /// The error.
         source: PolicyError,
     },
-}
-
-/// A reader that checks, at its end, that exactly `size` bytes hashing to `digest` went past.
-/// [`super::flatten`] drains every layer to its end, so a layer that was altered fails the scan.
-pub struct CheckedReader<R> {
-    inner: R,
-    hasher: Hasher,
-    digest: Digest,
-    size: u64,
-}
-
-impl<R: Read> CheckedReader<R> {
-    /// Wraps `inner`, expected to yield `size` bytes with `digest`.
-    pub fn new(inner: R, digest: Digest, size: u64) -> Self {
-        CheckedReader {
-            inner,
-            hasher: Hasher::new(),
-            digest,
-            size,
-        }
-    }
-}
-
-impl<R: Read> Read for CheckedReader<R> {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        let n = self.inner.read(buf)?;
-        if n == 0 {
-            if self.hasher.len() != self.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "blob {} has {} bytes, expected {}",
-                        self.digest,
-                        self.hasher.len(),
-                        self.size
-                    ),
-                ));
-            }
-            let actual = self.hasher.clone().finish();
-            if actual != self.digest {
-                return Err(io::Error::new(
-                    io::ErrorKind::InvalidData,
-                    format!("digest mismatch: expected {}, got {actual}", self.digest),
-                ));
-            }
-            return Ok(0);
-        }
-        self.hasher.update(&buf[..n]);
-        if self.hasher.len() > self.size {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!(
-                    "blob {} is longer than its {} bytes",
-                    self.digest, self.size
-                ),
-            ));
-        }
-        Ok(n)
-    }
 }
 
 /// Findings counted by severity (active ones: suppressed findings are counted apart).
