@@ -1039,6 +1039,10 @@ fn signature_and_scan_gates_together_with_a_carried_database() {
         let client = reg.client();
         fixtures::push_image(&client, &repo, &img, Some("1")).await;
         fixtures::push_signed(&client, &repo, &img.manifest.digest(), None, Some(&key)).await;
+        // Unsigned, and with a HIGH finding the site's scan policy refuses.
+        let alpine = fixtures::files_image(&[fixtures::alpine_318_files()], "linux/amd64");
+        let other = Repo::new(reg.host.clone(), "unsigned/alp");
+        fixtures::push_image(&client, &other, &alpine, Some("1")).await;
     });
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
@@ -1048,7 +1052,7 @@ fn signature_and_scan_gates_together_with_a_carried_database() {
     std::fs::write(
         dir.join("s.yaml"),
         format!(
-            "name: s\nimages:\n  - ref: {h}/signed/deb:1\ntrust:\n  rules:\n    - pattern: {h}/signed/*\n      keys: [keys/release.pub]\nscan:\n  fail_on: high\n  db: vuln.db\n",
+            "name: s\nimages:\n  - ref: {h}/signed/deb:1\n  - ref: {h}/unsigned/alp:1\ntrust:\n  rules:\n    - pattern: {h}/signed/*\n      keys: [keys/release.pub]\nscan:\n  fail_on: critical\n  db: vuln.db\n",
             h = reg.host
         ),
     )
@@ -1070,29 +1074,32 @@ fn signature_and_scan_gates_together_with_a_carried_database() {
         ),
     )
     .expect("policy");
-    std::fs::write(dir.join("site.yaml"), "fail_on: critical\nmax_db_age: 1h\n").expect("policy");
+    std::fs::write(dir.join("site.yaml"), "fail_on: high\nmax_db_age: 1h\n").expect("policy");
     let dst = TestRegistry::start();
     let to = format!("{}/m", dst.host);
-    let out = airlock(
-        dir,
-        &args(
-            &[
-                "import",
-                "s.tar.zst",
-                "--to",
-                &to,
-                "--allow-unsigned",
-                "--policy",
-                "trust.yaml",
-                "--scan-policy",
-                "site.yaml",
-                "--db",
-                "vuln.db",
-            ],
-            &dst.cli_flags(),
-        ),
-    );
-    ok(&out);
+    let import = |extra: &[&str]| {
+        let mut a = vec![
+            "import",
+            "s.tar.zst",
+            "--to",
+            &to,
+            "--allow-unsigned",
+            "--policy",
+            "trust.yaml",
+            "--scan-policy",
+            "site.yaml",
+            "--db",
+            "vuln.db",
+        ];
+        a.extend_from_slice(extra);
+        airlock(dir, &args(&a, &dst.cli_flags()))
+    };
+    // The unsigned image fails the signature policy first: the bundle is refused.
+    common::fails_with(&import(&[]), "no rule covers");
+    assert_eq!(dst.stored_blobs(), 0);
+    // Left out, it is not judged by the scan gate either (its HIGH finding would fail it).
+    ok(&import(&["--on-untrusted", "skip-artifact"]));
+    assert!(dst.tags("m/unsigned/alp").is_empty());
     assert!(dst.tags("m/signed/deb").contains(&"1".to_string()));
     assert_eq!(
         dst.tags("m/airlock/vulndb").len(),

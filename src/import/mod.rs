@@ -270,7 +270,11 @@ impl BlobVisitor for Feeder<'_> {
         // a refusal here leaves nothing at the target.
         if let Some(scan_gate) = self.scan_gate {
             let outcome = scan_gate
-                .check(contents, std::time::SystemTime::now())
+                .check(
+                    contents,
+                    std::time::SystemTime::now(),
+                    &self.gate.skipped.keys().copied().collect(),
+                )
                 .map_err(|e| {
                     ImportError::Refused(format!("scan gate: {}", crate::error_chain(&e)))
                 })?;

@@ -77,14 +77,17 @@ impl ImportGate {
         })
     }
 
-    /// Judges every image platform of a bundle from its carried evidence at time `now`.
+    /// Judges every image platform of a bundle from its carried evidence at time `now`,
+    /// except the artifacts (by index in `airlock.json`) in `left_out`: those an earlier gate
+    /// already dropped are not pushed, so they are not judged.
     pub fn check(
         &self,
         contents: &BundleContents,
         now: SystemTime,
+        left_out: &std::collections::BTreeSet<usize>,
     ) -> Result<GateOutcome, GateError> {
         let mut out = GateOutcome::default();
-        for (target, sbom, report) in evidence(contents) {
+        for (target, sbom, report) in evidence(contents, left_out) {
             out.checked += 1;
             let image = match &target.platform {
                 Some(p) => format!("{} ({p})", target.name),
@@ -268,7 +271,10 @@ pub fn judge_report(
 }
 
 /// Every image platform of a bundle with its carried SBOM and report (parsed), if any.
-fn evidence(contents: &BundleContents) -> Vec<(Target, Option<Value>, Option<Value>)> {
+fn evidence(
+    contents: &BundleContents,
+    left_out: &std::collections::BTreeSet<usize>,
+) -> Vec<(Target, Option<Value>, Option<Value>)> {
     let arts = &contents.manifest.artifacts;
     let blob_of = |artifact_type: &str, subject: &Digest| -> Option<Value> {
         let a = arts.iter().find(|a| {
@@ -282,8 +288,8 @@ fn evidence(contents: &BundleContents) -> Vec<(Target, Option<Value>, Option<Val
         serde_json::from_slice(bytes).ok()
     };
     let mut out = Vec::new();
-    for a in arts {
-        if a.kind != ArtifactKind::Image || a.artifact_type.is_some() {
+    for (i, a) in arts.iter().enumerate() {
+        if a.kind != ArtifactKind::Image || a.artifact_type.is_some() || left_out.contains(&i) {
             continue;
         }
         let Some((_, root)) = contents.manifests.get(&a.digest) else {
