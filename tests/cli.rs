@@ -100,6 +100,11 @@ fn errors_people_see() {
     )
     .expect("write");
     std::fs::write(dir.join("empty.lock"), b"{}").expect("write");
+    std::fs::write(
+        dir.join("ok.lock"),
+        r#"{"format":"airlock.lock/v1","name":"p","spec_digest":"sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","created":"2026-11-23T00:00:00Z","images":[],"charts":[]}"#,
+    )
+    .expect("write");
     let cases: &[(&str, &[&str])] = &[
         ("verify-missing-file", &["verify", "absent.tar.zst"]),
         (
@@ -127,6 +132,10 @@ fn errors_people_see() {
                 "--on-untrusted",
                 "skip-artifact",
             ],
+        ),
+        (
+            "collect-missing-output-dir",
+            &["collect", "ok.lock", "-o", "no/such/dir/x.tar.zst"],
         ),
         (
             "split-bad-size",

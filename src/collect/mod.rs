@@ -1033,6 +1033,24 @@ pub async fn collect(
         move |source| CollectError::Io { path, source }
     };
     fs_err::create_dir_all(opts.cache.join("sha256")).map_err(io_err(&opts.cache))?;
+    // The output's directory must exist before anything is pulled: found out at the end, a
+    // missing one would waste the whole download.
+    let out_dir = match opts.output.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !out_dir.is_dir() {
+        return Err(CollectError::Io {
+            path: opts.output.clone(),
+            source: std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!(
+                    "the output directory `{}` does not exist; create it first",
+                    out_dir.display()
+                ),
+            ),
+        });
+    }
     let mut plan = Plan {
         artifacts: Vec::new(),
         manifests: BTreeMap::new(),
