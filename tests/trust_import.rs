@@ -255,6 +255,11 @@ fn import_policy_rejects_or_skips_untrusted_images_before_pushing() {
     );
     assert!(entries.contains(w.release.key_id().as_str()), "{entries}");
     assert!(entries.contains("left out at import"), "{entries}");
+    let policy_digest = Digest::of(&std::fs::read(w.dir().join("policy.yaml")).expect("policy"));
+    assert!(
+        entries.contains(&format!(r#""policy_digest":"{policy_digest}""#)),
+        "the ledger names the policy applied: {entries}"
+    );
     ok(&airlock(w.dir(), &["ledger", "verify", "ledger"]));
 }
 

@@ -167,13 +167,14 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             Ok(r) => Ok(r),
             Err(e) => Err(format!("{e:#}")),
         };
-        let entry = airlock::import::record::ledger_entry_for(
+        let mut entry = airlock::import::record::ledger_entry_for(
             &source,
             toc.as_ref().ok(),
             &args.to,
             &operator,
             outcome,
         )?;
+        entry.policy_digest = airlock::import::policy_digest(&opts).map(|d| d.to_string());
         let mut ledger = airlock::ledger::Ledger::open(dir)?;
         if let Some(r) = ledger.recovery() {
             eprintln!(
@@ -260,6 +261,7 @@ fn load_image_policy(
         }
         airlock::spec::CappedReadError::Io(e) => anyhow::anyhow!("{e}"),
     })?;
+    let digest = airlock::oci::Digest::of(&text);
     let text = String::from_utf8(text)
         .map_err(|_| anyhow::anyhow!("policy `{}` is not UTF-8", file.display()))?;
     let policy = airlock::trust::policy::TrustPolicy::from_yaml(&text)
@@ -268,6 +270,7 @@ fn load_image_policy(
         policy,
         base_dir: file.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
         file: file.to_path_buf(),
+        digest,
         on_untrusted: match on_untrusted {
             OnUntrusted::RejectBundle => airlock::import::gate::OnUntrusted::RejectBundle,
             OnUntrusted::SkipArtifact => airlock::import::gate::OnUntrusted::SkipArtifact,

@@ -35,6 +35,8 @@ pub struct ImagePolicy {
     pub base_dir: PathBuf,
     /// The policy file, for messages.
     pub file: PathBuf,
+    /// The sha256 of the policy file's bytes, for the ledger.
+    pub digest: Digest,
     /// What an untrusted image costs.
     pub on_untrusted: OnUntrusted,
 }

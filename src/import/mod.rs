@@ -83,6 +83,19 @@ pub struct ImportedArtifact {
     pub skipped: Option<String>,
 }
 
+/// What the ledger records as the policy an import applied: the sha256 of the one policy file
+/// given (`--policy` or `--scan-policy`), or with both, the sha256 of
+/// `"<policy digest>\n<scan-policy digest>\n"`; `None` when neither was given.
+pub fn policy_digest(opts: &ImportOptions) -> Option<Digest> {
+    let image = opts.image_policy.as_ref().map(|p| p.digest.clone());
+    let scan = opts.scan_gate.as_ref().map(|g| g.policy_digest.clone());
+    match (image, scan) {
+        (None, None) => None,
+        (Some(d), None) | (None, Some(d)) => Some(d),
+        (Some(i), Some(s)) => Some(Digest::of(format!("{i}\n{s}\n").as_bytes())),
+    }
+}
+
 impl ImportedArtifact {
     fn new(
         a: &Artifact,
