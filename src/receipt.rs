@@ -8,7 +8,9 @@
 //! omissions in `airlock.json`; `import` checks each omitted blob is in the target (or mountable
 //! from a repository the receipt names) before it pushes anything. A receipt that lies can
 //! therefore only make an import fail, never let unverified content in; signing it
-//! (`receipt.json.sig`, the format of `airlock.json.sig`) lets the connected side check it came
+//! (`receipt.json.sig`, the format of `airlock.json.sig`, with cosign keys; or
+//! `receipt.json.note`, a C2SP signed note by the site's ledger key over
+//! `airlock receipt v1\n<sha256 of receipt.json>\n`) lets the connected side check it came
 //! from the site.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
@@ -229,6 +231,51 @@ pub async fn take(
     })
 }
 
+/// What the connected side trusts a receipt's signature from: cosign public keys
+/// (`receipt.json.sig`) and ledger verifier keys (`receipt.json.note`). Any one valid
+/// signature suffices; with none trusted, the receipt is read unchecked.
+#[derive(Debug, Default)]
+pub struct ReceiptTrust {
+    /// Cosign public keys.
+    pub keys: Vec<PublicKey>,
+    /// Ledger verifier keys (`ledger.vkey`).
+    pub ledgers: Vec<crate::ledger::VerifierKey>,
+}
+
+/// The signed-note text a ledger signature on a receipt covers.
+pub fn note_text(digest: &Digest) -> String {
+    format!("airlock receipt v1\n{digest}\n")
+}
+
+/// The ledger signature (signed note) beside a receipt.
+pub fn note_path_for(receipt: &Path) -> PathBuf {
+    let mut s = receipt.as_os_str().to_owned();
+    s.push(".note");
+    PathBuf::from(s)
+}
+
+/// Signs the receipt at `path` with the site's ledger key, into `path.note`.
+pub fn sign_with_ledger(
+    path: &Path,
+    signer: &crate::ledger::LedgerSigner,
+) -> Result<(), ReceiptError> {
+    let io = |p: &Path| {
+        let p = p.to_path_buf();
+        move |source| ReceiptError::Io { path: p, source }
+    };
+    let bytes = fs_err::read(path).map_err(io(path))?;
+    let note = signer
+        .sign_note(&note_text(&Digest::of(&bytes)))
+        .map_err(|e| ReceiptError::Bad {
+            path: path.to_path_buf(),
+            why: format!("cannot sign with the ledger key: {e}"),
+        })?;
+    let out = note_path_for(path);
+    let tmp = out.with_extension("note.partial");
+    fs_err::write(&tmp, note).map_err(io(&tmp))?;
+    fs_err::rename(&tmp, &out).map_err(io(&out))
+}
+
 /// The signature file beside a receipt.
 pub fn sig_path_for(receipt: &Path) -> PathBuf {
     let mut s = receipt.as_os_str().to_owned();
@@ -271,10 +318,11 @@ impl Receipt {
         Ok(ids)
     }
 
-    /// Reads a receipt and its digest. With `trusted` keys, its signature file must carry a
-    /// valid signature by one of them; without, it is read unchecked (a false receipt can only
-    /// make the import of the delta bundle fail, which import reports).
-    pub fn load(path: &Path, trusted: &[PublicKey]) -> Result<(Receipt, Digest), ReceiptError> {
+    /// Reads a receipt and its digest. With anything in `trust`, one of its signature files
+    /// must carry a valid signature by a trusted key or ledger; without, it is read unchecked
+    /// (a false receipt can only make the import of the delta bundle fail, which import
+    /// reports).
+    pub fn load(path: &Path, trust: &ReceiptTrust) -> Result<(Receipt, Digest), ReceiptError> {
         let bad = |why: String| ReceiptError::Bad {
             path: path.to_path_buf(),
             why,
@@ -288,17 +336,11 @@ impl Receipt {
             return Err(bad(format!("larger than {MAX_RECEIPT_BYTES} bytes")));
         }
         let bytes = fs_err::read(path).map_err(io(path))?;
-        if !trusted.is_empty() {
-            let untrusted = |why: String| ReceiptError::Untrusted {
+        if !trust.keys.is_empty() || !trust.ledgers.is_empty() {
+            check_signatures(path, &bytes, trust).map_err(|why| ReceiptError::Untrusted {
                 path: path.to_path_buf(),
                 why,
-            };
-            let sig_path = sig_path_for(path);
-            let sig = fs_err::read(&sig_path)
-                .map_err(|_| untrusted(format!("no signature file `{}`", sig_path.display())))?;
-            let sigs = SigFile::from_slice(&sig).map_err(|e| untrusted(crate::error_chain(&e)))?;
-            verify_manifest(&bytes, &sigs, trusted, 1)
-                .map_err(|e| untrusted(crate::error_chain(&e)))?;
+            })?;
         }
         let r: Receipt = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         if r.format != RECEIPT_FORMAT {
@@ -309,4 +351,39 @@ impl Receipt {
         }
         Ok((r, Digest::of(&bytes)))
     }
+}
+
+/// Passes when a cosign signature (`.sig`) by a trusted key or a signed note (`.note`) by a
+/// trusted ledger covers `bytes`; otherwise says why each failed.
+fn check_signatures(path: &Path, bytes: &[u8], trust: &ReceiptTrust) -> Result<(), String> {
+    let mut why = Vec::new();
+    if !trust.keys.is_empty() {
+        let sig_path = sig_path_for(path);
+        match fs_err::read(&sig_path) {
+            Err(_) => why.push(format!("no signature file `{}`", sig_path.display())),
+            Ok(sig) => match SigFile::from_slice(&sig)
+                .map_err(|e| crate::error_chain(&e))
+                .and_then(|s| {
+                    verify_manifest(bytes, &s, &trust.keys, 1).map_err(|e| crate::error_chain(&e))
+                }) {
+                Ok(_) => return Ok(()),
+                Err(e) => why.push(e),
+            },
+        }
+    }
+    if !trust.ledgers.is_empty() {
+        let note_path = note_path_for(path);
+        match fs_err::read(&note_path) {
+            Err(_) => why.push(format!("no ledger signature `{}`", note_path.display())),
+            Ok(note) => match crate::ledger::note::open(&note, &trust.ledgers) {
+                Err(e) => why.push(format!("`{}`: {e}", note_path.display())),
+                Ok(opened) if opened.text == note_text(&Digest::of(bytes)) => return Ok(()),
+                Ok(_) => why.push(format!(
+                    "`{}` is signed by a trusted ledger but covers another receipt",
+                    note_path.display()
+                )),
+            },
+        }
+    }
+    Err(why.join("; "))
 }

@@ -212,6 +212,72 @@ fn delta_bundle_carries_only_the_changed_layer() {
     fails_with(&out, "refused");
     assert!(!dir.join("bad.tar.zst").exists());
 
+    // Signed with the site's ledger key instead: checked against the ledger's verifier key.
+    ok(&run(
+        dir,
+        &[
+            "receipt",
+            "--registry",
+            &dst.host,
+            "--prefix",
+            "mirror",
+            "--ledger",
+            "ledger",
+            "--sign-with-ledger",
+            "--ledger-password-file",
+            "pw",
+            "-o",
+            "lr.json",
+        ],
+        &dflags,
+    ));
+    let note = std::fs::read_to_string(dir.join("lr.json.note")).expect("ledger signature");
+    assert!(note.starts_with("airlock receipt v1\nsha256:"), "{note}");
+    let with_ledger = |trust: &str, out: &str| {
+        run(
+            dir,
+            &[
+                "collect",
+                "v2.lock",
+                "-o",
+                out,
+                "--have",
+                "lr.json",
+                "--trust-receipt",
+                trust,
+            ],
+            &sflags,
+        )
+    };
+    ok(&with_ledger("ledger/ledger.vkey", "lv2.tar.zst"));
+    ok(&run(
+        dir,
+        &[
+            "ledger",
+            "init",
+            "other-ledger",
+            "--origin",
+            "elsewhere.example/l",
+            "--password-file",
+            "pw",
+        ],
+        &[],
+    ));
+    let err = fails_with(
+        &with_ledger("other-ledger/ledger.vkey", "x.tar.zst"),
+        "refused",
+    );
+    assert!(err.contains("lr.json.note"), "{err}");
+    // A receipt edited after signing: the note no longer covers it.
+    let mut edited = std::fs::read(dir.join("lr.json")).expect("receipt");
+    edited.extend_from_slice(b" ");
+    std::fs::write(dir.join("lr.json"), edited).expect("edit");
+    fails_with(
+        &with_ledger("ledger/ledger.vkey", "y.tar.zst"),
+        "covers another receipt",
+    );
+    assert!(!dir.join("x.tar.zst").exists() && !dir.join("y.tar.zst").exists());
+
     // v2 against the receipt: only the changed layer (and small metadata) travels.
     let out = run(
         dir,

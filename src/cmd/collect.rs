@@ -54,10 +54,11 @@ pub struct Args {
     /// isolated side) says the site's registry holds.
     #[arg(long, value_name = "RECEIPT.json")]
     pub have: Option<PathBuf>,
-    /// Public key whose signature on the `--have` receipt is required. Repeatable (any one
-    /// suffices). Without it the receipt is used unchecked: a false one only makes the import
-    /// fail.
-    #[arg(long, value_name = "KEY.pub", requires = "have")]
+    /// Who must have signed the `--have` receipt: a cosign public key (`KEY.pub`, checks
+    /// `receipt.json.sig`) or the site's ledger verifier key (`ledger.vkey`, checks
+    /// `receipt.json.note`). Repeatable (any one suffices). Without it the receipt is used
+    /// unchecked: a false one only makes the import fail.
+    #[arg(long, value_name = "KEY.pub|ledger.vkey", requires = "have")]
     pub trust_receipt: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,
@@ -82,18 +83,23 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let have = match &args.have {
         Some(path) => {
-            let keys = args
-                .trust_receipt
-                .iter()
-                .map(|p| airlock::trust::keys::PublicKey::load(p))
-                .collect::<Result<Vec<_>, _>>()?;
-            if keys.is_empty() && !g.quiet {
+            let mut trust = airlock::receipt::ReceiptTrust::default();
+            for p in &args.trust_receipt {
+                let head =
+                    std::fs::read(p).with_context(|| format!("reading `{}`", p.display()))?;
+                if head.starts_with(b"-----BEGIN") {
+                    trust.keys.push(airlock::trust::keys::PublicKey::load(p)?);
+                } else {
+                    trust.ledgers.push(airlock::ledger::read_vkey(p)?);
+                }
+            }
+            if args.trust_receipt.is_empty() && !g.quiet {
                 eprintln!(
                     "warning: receipt `{}` used without a signature check (no --trust-receipt)",
                     path.display()
                 );
             }
-            Some(airlock::receipt::Receipt::load(path, &keys)?)
+            Some(airlock::receipt::Receipt::load(path, &trust)?)
         }
         None => None,
     };

@@ -26,6 +26,13 @@ pub struct Args {
     /// Receipt to write.
     #[arg(short = 'o', long = "out", value_name = "RECEIPT.json")]
     pub out: PathBuf,
+    /// Sign the receipt with the `--ledger`'s own key, into `RECEIPT.json.note` (a signed
+    /// note the connected side checks with `collect --trust-receipt ledger.vkey`).
+    #[arg(long, requires = "ledger")]
+    pub sign_with_ledger: bool,
+    /// File holding the ledger key's password (else `AIRLOCK_PASSWORD`, else a prompt).
+    #[arg(long, value_name = "FILE", requires = "sign_with_ledger")]
+    pub ledger_password_file: Option<PathBuf>,
     /// Sign the receipt with this key (cosign format), into `RECEIPT.json.sig`. Repeatable.
     #[arg(long, value_name = "KEY")]
     pub key: Vec<PathBuf>,
@@ -50,6 +57,18 @@ struct Report<'a> {
 /// Runs `airlock receipt`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let signers = super::split::load_signers(&args.key, args.password_file.as_deref())?;
+    // The ledger key is loaded first: a receipt that cannot be signed is not taken.
+    let ledger_signer = match (&args.ledger, args.sign_with_ledger) {
+        (Some(dir), true) => {
+            let pw = airlock::trust::password::read_password(
+                args.ledger_password_file.as_deref(),
+                "ledger key",
+                false,
+            )?;
+            Some(airlock::ledger::LedgerSigner::load(dir, pw.as_bytes())?)
+        }
+        _ => None,
+    };
     let registry = args.registry_args.client(Some(&args.registry))?;
     let bars = super::progress::Bars::new(g.quiet);
     airlock::progress::Reporter::phase(&bars, "receipt", 0);
@@ -67,7 +86,11 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     .await;
     airlock::progress::Reporter::finish_phase(&bars);
     let receipt = receipt.with_context(|| format!("taking a receipt of {}", args.registry))?;
-    let signers = receipt.write(&args.out, &signers)?;
+    let mut signers = receipt.write(&args.out, &signers)?;
+    if let Some(s) = &ledger_signer {
+        airlock::receipt::sign_with_ledger(&args.out, s)?;
+        signers.push(format!("ledger {}", s.verifier().name()));
+    }
     let report = Report {
         receipt: &args.out,
         digest: airlock::oci::Digest::of(&receipt.to_vec()),

@@ -3,7 +3,7 @@
 //! [`KEY_PEM_LABEL`]; the public key is a C2SP verifier key (`name+hash+base64`).
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use ed25519_dalek::pkcs8::{DecodePrivateKey as _, EncodePrivateKey as _};
 use ed25519_dalek::SigningKey;
@@ -41,6 +41,15 @@ impl LedgerSigner {
                 origin: name.to_owned(),
             })?;
         Ok(Self { note })
+    }
+
+    /// Signs `text` as a C2SP signed note with this key: what a receipt's `.note` holds, so
+    /// the connected side can check a receipt came from the ledger it knows.
+    pub fn sign_note(&self, text: &str) -> Result<String, LedgerError> {
+        super::note::sign(text, &[&self.note], 0).map_err(|e| LedgerError::Key {
+            path: PathBuf::new(),
+            reason: e.to_string(),
+        })
     }
 
     /// Loads the log key of the ledger in `dir` (`ledger.key`, named by `ledger.vkey`).
