@@ -526,8 +526,103 @@ fn check_end<R: Read>(mut rest: R) -> Result<(), String> {
 }
 
 /// Reads a bundle from any byte stream (a file, or split parts read in sequence).
-pub fn read_bundle_from<R: Read, V: BlobVisitor>(
+pub fn read_bundle_from<R: Read + Send, V: BlobVisitor>(
     input: R,
+    path: &Path,
+    visitor: &mut V,
+    progress: &dyn crate::progress::Reporter,
+) -> Result<ReadSummary, V::Error> {
+    let dec = zstd::stream::read::Decoder::new(input).map_err(|e| BundleError::Corrupt {
+        path: path.to_path_buf(),
+        where_: "start".into(),
+        why: e.to_string(),
+    })?;
+    // Decompression runs on its own thread, a few chunks ahead of the parsing and hashing
+    // here: the two halves of the work overlap, as a `zstd -dc | sha256` pipeline's do.
+    std::thread::scope(|s| {
+        let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_CHUNKS);
+        s.spawn(move || prefetch(dec, tx));
+        read_decoded(
+            ChannelReader {
+                rx,
+                chunk: Vec::new(),
+                at: 0,
+            },
+            path,
+            visitor,
+            progress,
+        )
+    })
+}
+
+/// Decompressed chunks kept ahead of the parser (each [`PREFETCH_CHUNK`] bytes).
+const PREFETCH_CHUNKS: usize = 4;
+/// Size of one prefetched chunk.
+const PREFETCH_CHUNK: usize = 1 << 20;
+
+/// Reads `from` to its end in chunks, sending each (or the error that stopped it). Stops as
+/// soon as the receiving side is gone.
+fn prefetch<D: Read>(mut from: D, to: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
+    loop {
+        let mut buf = vec![0u8; PREFETCH_CHUNK];
+        let mut filled = 0;
+        let end = loop {
+            match from.read(&mut buf[filled..]) {
+                Ok(0) => break true,
+                Ok(n) => {
+                    filled += n;
+                    if filled == buf.len() {
+                        break false;
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    if filled > 0 {
+                        buf.truncate(filled);
+                        let _ = to.send(Ok(buf));
+                    }
+                    let _ = to.send(Err(e));
+                    return;
+                }
+            }
+        };
+        buf.truncate(filled);
+        if (!buf.is_empty() && to.send(Ok(buf)).is_err()) || end {
+            return;
+        }
+    }
+}
+
+/// The parser's side of [`prefetch`]: a `Read` over the chunks as they arrive.
+struct ChannelReader {
+    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    at: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                // The sender is gone after the end of the stream (or after an error it sent).
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.at);
+        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// The reader proper, over the decompressed tar stream.
+fn read_decoded<D: Read, V: BlobVisitor>(
+    dec: D,
     path: &Path,
     visitor: &mut V,
     progress: &dyn crate::progress::Reporter,
@@ -538,7 +633,6 @@ pub fn read_bundle_from<R: Read, V: BlobVisitor>(
         where_,
         why: e.to_string(),
     };
-    let dec = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt("start".into(), &e))?;
     let mut archive = tar::Archive::new(dec);
     let entries = archive.entries().map_err(|e| corrupt("start".into(), &e))?;
 
