@@ -135,7 +135,7 @@ fn push(reg: &TestRegistry, repo: &str, img: &Image) {
     let client = reg.client();
     rt().block_on(fixtures::push_image(
         &client,
-        &Repo::new(&reg.host, repo),
+        &Repo::parse(&reg.host, repo).expect("repository"),
         img,
         Some("1"),
     ));

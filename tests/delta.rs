@@ -23,7 +23,7 @@ fn rt() -> tokio::runtime::Runtime {
 fn push(reg: &TestRegistry, repo: &str, img: &Image, tag: &str) {
     rt().block_on(fixtures::push_image(
         &reg.client(),
-        &Repo::new(&reg.host, repo),
+        &Repo::parse(&reg.host, repo).expect("repository"),
         img,
         Some(tag),
     ));
@@ -394,7 +394,7 @@ fn a_delta_never_leaves_out_evidence() {
     );
     push(&src, "apps/s", &one, "1");
     push(&src, "apps/s", &two, "2");
-    let repo = Repo::new(&src.host, "apps/s");
+    let repo = Repo::parse(&src.host, "apps/s").expect("repository");
     let (sbom1, _) = rt().block_on(fixtures::push_referrer(&src.client(), &repo, &one.manifest));
     rt().block_on(fixtures::push_referrer_numbered(
         &src.client(),

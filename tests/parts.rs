@@ -45,7 +45,7 @@ impl Env {
         for (repo, img) in &images {
             rt().block_on(fixtures::push_image(
                 &src.client(),
-                &Repo::new(&src.host, *repo),
+                &Repo::parse(&src.host, repo).expect("repository"),
                 img,
                 Some("1"),
             ));

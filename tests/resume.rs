@@ -34,7 +34,7 @@ fn image_with(src: &TestRegistry, layers: &[usize]) -> Image {
     );
     rt().block_on(fixtures::push_image(
         &src.client(),
-        &Repo::new(&src.host, "apps/a"),
+        &Repo::parse(&src.host, "apps/a").expect("repository"),
         &img,
         Some("1"),
     ));

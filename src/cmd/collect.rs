@@ -94,7 +94,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }
             }
             if args.trust_receipt.is_empty() && !g.quiet {
-                eprintln!(
+                errln!(
                     "warning: receipt `{}` used without a signature check (no --trust-receipt)",
                     path.display()
                 );
@@ -182,7 +182,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 .collect();
             print_table(&["KIND", "SOURCE", "DIGEST", "PLATFORMS", "SIZE"], &rows);
             if !report.scans.is_empty() {
-                println!();
+                outln!();
                 super::scan::print_summaries(report.scans.iter().map(|s| {
                     (
                         s.image.as_str(),
@@ -193,11 +193,11 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }));
                 for s in &report.scans {
                     for w in &s.warnings {
-                        eprintln!("warning: {}: {w}", s.image);
+                        errln!("warning: {}: {w}", s.image);
                     }
                 }
             }
-            println!(
+            outln!(
                 "wrote {} ({}, {} blobs, {} of content, {} downloaded); bundle {}{}",
                 report.bundle.display(),
                 human_bytes(report.bundle_size),
@@ -215,7 +215,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     if let (Output::Human, Some(p)) = (g.output, &parts) {
         super::split::print_split(p);
-        println!("removed {}: the parts replace it", report.bundle.display());
+        outln!("removed {}: the parts replace it", report.bundle.display());
     }
     Ok(ExitCode::SUCCESS)
 }

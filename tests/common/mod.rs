@@ -190,6 +190,11 @@ impl TestRegistry {
             v.push("--creds".into());
             v.push(format!("{}={u}:{p}", self.host));
         }
+        // The token server is plain HTTP on another port: named, so credentials may go there.
+        if let Some(t) = &self.token {
+            v.push("--insecure-registry".into());
+            v.push(t.host());
+        }
         v
     }
 
@@ -295,12 +300,14 @@ pub fn client_for(reg: &TestRegistry, retry: RetryPolicy) -> Registry {
     if let Some((u, p)) = &reg.auth {
         credentials.insert(&reg.host, Credentials::new(u.clone(), p.clone()));
     }
+    let mut insecure = if reg.tls.is_none() {
+        vec![reg.host.clone()]
+    } else {
+        vec![]
+    };
+    insecure.extend(reg.token.as_ref().map(|t| t.host()));
     Registry::new(RegistryOptions {
-        insecure: if reg.tls.is_none() {
-            vec![reg.host.clone()]
-        } else {
-            vec![]
-        },
+        insecure,
         ca_files: reg.tls.iter().map(|t| t.ca_file.clone()).collect(),
         credentials,
         retry,
@@ -479,3 +486,40 @@ pub fn sha256_file(path: &Path) -> String {
     std::io::copy(&mut f, &mut h).expect("hash");
     hex::encode(h.finalize())
 }
+
+/// [`airlock_env`], run under `/usr/bin/time` (Debian's `time`, installed by scripts/test.sh):
+/// the output and the command's peak resident memory in bytes, for the bounds bad inputs must
+/// stay within.
+pub fn airlock_peak(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
+    let rss_file = dir.join(format!(".peak-rss-{}", std::process::id()));
+    let out = Command::new("/usr/bin/time")
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
+        .arg(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run airlock under /usr/bin/time");
+    let text = std::fs::read_to_string(&rss_file).expect("peak RSS file");
+    let _ = std::fs::remove_file(&rss_file);
+    // `time` writes "Command exited with non-zero status N" before the figure on failure.
+    let kib: u64 = text
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .expect("peak RSS figure");
+    (out, kib * 1024)
+}
+
+/// The most memory any bad-input run may use (issue 10).
+pub const MAX_BAD_INPUT_RSS: u64 = 256 * 1024 * 1024;
