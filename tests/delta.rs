@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::rt;
+
 use std::path::Path;
 
 use airlock::registry::Repo;
@@ -11,14 +13,6 @@ use common::{airlock, fails_with, ok, TestRegistry};
 
 const BASE_LAYER: usize = 400_000;
 const CHANGED_LAYER: usize = 100_000;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
 
 fn push(reg: &TestRegistry, repo: &str, img: &Image, tag: &str) {
     rt().block_on(fixtures::push_image(

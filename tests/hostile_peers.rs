@@ -12,15 +12,7 @@ use airlock::registry::Repo;
 use common::fixtures;
 use common::proxy::{Fault, Proxy, Recorder};
 use common::tarball::{pack, position, unpack};
-use common::{airlock, airlock_peak, fails_with, ok, TestRegistry, MAX_BAD_INPUT_RSS};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
+use common::{airlock, airlock_peak, fails_with, ok, rt, TestRegistry, MAX_BAD_INPUT_RSS};
 
 /// A registry holding `apps/a:1`, and a work directory.
 struct Env {

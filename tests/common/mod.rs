@@ -334,37 +334,42 @@ pub fn skopeo(args: &[String]) -> Output {
         .expect("run skopeo")
 }
 
-/// Runs the airlock binary with `args` in `dir`, with no credentials leaking from the host.
-pub fn airlock(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .current_dir(dir)
+/// The airlock binary set up to run in `dir`, with no credentials or cache leaking from the
+/// host.
+fn airlock_command(program: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(dir)
         .env("HOME", dir)
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("DOCKER_CONFIG")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("SOURCE_DATE_EPOCH")
         .env("XDG_CACHE_HOME", dir.join("cache"))
-        .stdin(Stdio::null())
-        .output()
-        .expect("run airlock")
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs the airlock binary with `args` in `dir`, with no credentials leaking from the host.
+pub fn airlock(dir: &Path, args: &[&str]) -> Output {
+    airlock_env(dir, args, &[])
 }
 
 /// [`airlock`] with extra environment variables (e.g. a `PATH` without some tool).
 pub fn airlock_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlock"))
+    airlock_command(Path::new(env!("CARGO_BIN_EXE_airlock")), dir)
         .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("XDG_CACHE_HOME", dir.join("cache"))
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .output()
         .expect("run airlock")
+}
+
+/// A multi-threaded runtime of one worker, for the async library calls tests make.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt")
 }
 
 /// Asserts success and returns stdout.
@@ -492,22 +497,14 @@ pub fn sha256_file(path: &Path) -> String {
 /// stay within.
 pub fn airlock_peak(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
     let rss_file = dir.join(format!(".peak-rss-{}", std::process::id()));
-    let out = Command::new("/usr/bin/time")
+    let out = airlock_command(Path::new("/usr/bin/time"), dir)
         .arg("-f")
         .arg("%M")
         .arg("-o")
         .arg(&rss_file)
         .arg(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("XDG_CACHE_HOME", dir.join("cache"))
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .output()
         .expect("run airlock under /usr/bin/time");
     let text = std::fs::read_to_string(&rss_file).expect("peak RSS file");
