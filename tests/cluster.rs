@@ -231,6 +231,16 @@ fn containerd_pulls_the_source_name_through_the_generated_hosts_toml_and_never_u
     );
 }
 
+/// podman reading the drop-in `mirror-config -o containers` wrote, with its storage in `dir`.
+fn podman_cmd(dir: &Path) -> String {
+    format!(
+        "CONTAINERS_REGISTRIES_CONF={d}/containers/registries.conf.d/50-airlock.conf podman \
+         --root {d}/proot --runroot {d}/prun --storage-driver vfs --cgroup-manager cgroupfs \
+         --events-backend file",
+        d = dir.display()
+    )
+}
+
 #[test]
 fn podman_pulls_through_the_registries_conf_drop_in_and_the_upstream_is_blocked() {
     require_tools(&["podman", "unshare", "ip"]);
@@ -249,13 +259,7 @@ fn podman_pulls_through_the_registries_conf_drop_in_and_the_upstream_is_blocked(
             "containers",
         ],
     ));
-    let conf = dir.join("containers/registries.conf.d/50-airlock.conf");
-    let podman = format!(
-        "CONTAINERS_REGISTRIES_CONF={} podman --root {d}/proot --runroot {d}/prun \
-         --storage-driver vfs --cgroup-manager cgroupfs --events-backend file",
-        conf.display(),
-        d = dir.display()
-    );
+    let podman = podman_cmd(dir);
     let script = format!(
         "export HOME={d}\n{podman} pull -q {SOURCE}/app:1.0 || exit 10\n\
          {podman} image inspect --format '{{{{.Digest}}}}' {SOURCE}/app:1.0\n\
@@ -296,14 +300,8 @@ fn podman_digest_only_mirror_serves_digests_and_refuses_tags() {
             "containers",
         ],
     ));
-    let conf = dir.join("containers/registries.conf.d/50-airlock.conf");
     let digest = site.image.manifest.digest();
-    let podman = format!(
-        "CONTAINERS_REGISTRIES_CONF={} podman --root {d}/proot --runroot {d}/prun \
-         --storage-driver vfs --cgroup-manager cgroupfs --events-backend file",
-        conf.display(),
-        d = dir.display()
-    );
+    let podman = podman_cmd(dir);
     let script = format!(
         "export HOME={d}\n{podman} pull -q {SOURCE}/app@{digest} || exit 10\n\
          {podman} pull -q {SOURCE}/app:1.0 2>&1 && exit 11\nexit 0",

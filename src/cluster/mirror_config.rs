@@ -395,3 +395,82 @@ fn idms(mirrors: &[Mirror], opts: &MirrorOptions) -> Vec<OutFile> {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::AdmittedImage;
+
+    fn admitted(pairs: &[(&str, &str)]) -> Admitted {
+        Admitted {
+            images: pairs
+                .iter()
+                .enumerate()
+                .map(|(i, (s, t))| AdmittedImage {
+                    source: s.parse().expect("source"),
+                    target: t.parse().expect("target"),
+                    digest: crate::oci::Digest::of(s.as_bytes()),
+                    origin: format!("ledger entry {i}"),
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn maps_source_hosts_to_internal_prefixes() {
+        let m = mirrors(&admitted(&[
+            ("nginx:1.27", "reg.internal:5000/mirror/library/nginx:1.27"),
+            (
+                "registry.example.com/a/b:1",
+                "reg.internal:5000/b-side/a/b:1",
+            ),
+            ("registry.example.com/c:2", "reg.internal:5000/b-side/c:2"),
+        ]))
+        .expect("mirrors");
+        let got: Vec<(String, String)> =
+            m.iter().map(|m| (m.source.clone(), m.location())).collect();
+        assert_eq!(
+            got,
+            vec![
+                (
+                    "docker.io".to_string(),
+                    "reg.internal:5000/mirror".to_string()
+                ),
+                (
+                    "registry.example.com".to_string(),
+                    "reg.internal:5000/b-side".to_string()
+                ),
+            ]
+        );
+    }
+
+    #[test]
+    fn refuses_flattened_names_and_one_host_sent_to_two_places() {
+        let flat = mirrors(&admitted(&[(
+            "registry.example.com/a/b:1",
+            "reg.internal/m/a-b:1",
+        )]));
+        assert!(
+            matches!(&flat, Err(MirrorError::NotAPrefix { origin, .. }) if origin == "ledger entry 0"),
+            "{flat:?}"
+        );
+        let split = mirrors(&admitted(&[
+            ("registry.example.com/a:1", "reg.internal/one/a:1"),
+            ("registry.example.com/b:1", "reg.internal/two/b:1"),
+        ]));
+        assert!(
+            matches!(&split, Err(MirrorError::Inconsistent { first, second, .. })
+                if first == "reg.internal/one" && second == "reg.internal/two"),
+            "{split:?}"
+        );
+    }
+
+    #[test]
+    fn renames_the_recorded_registry_for_the_nodes() {
+        let a = admitted(&[("registry.example.com/a:1", "127.0.0.1:5000/mirror/a:1")])
+            .with_registry("127.0.0.1:5000/mirror", "registry.internal/site");
+        assert_eq!(a.images[0].target.name(), "registry.internal/site/a");
+        let m = mirrors(&a).expect("mirrors");
+        assert_eq!(m[0].location(), "registry.internal/site");
+    }
+}

@@ -301,3 +301,51 @@ fn collect(v: &Value, out: &mut Vec<Vec<(String, String)>>) {
         _ => {}
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::AdmittedImage;
+
+    fn one() -> Admitted {
+        Admitted {
+            images: vec![AdmittedImage {
+                source: "registry.example.com/app:1.0".parse().expect("source"),
+                target: "reg.internal/m/app:1.0".parse().expect("target"),
+                digest: crate::oci::Digest::of(b"app"),
+                origin: "ledger entry 0".into(),
+            }],
+        }
+    }
+
+    #[test]
+    fn refuses_a_helm_mapping_without_tag_or_digest() {
+        let text = "image:\n  repository: registry.example.com/app\n  pullPolicy: Always\n";
+        let err = pin_text("v.yaml", text, &one()).expect_err("no tag");
+        assert!(
+            matches!(err, PinError::IncompleteMapping { line: 1, .. }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn a_tag_resolves_to_the_admitted_digest_and_an_untagged_name_means_latest() {
+        let (out, report) =
+            pin_text("a.yaml", "image: registry.example.com/app:1.0\n", &one()).expect("pin");
+        assert_eq!(
+            out,
+            format!(
+                "image: reg.internal/m/app:1.0@{}\n",
+                crate::oci::Digest::of(b"app")
+            )
+        );
+        assert_eq!(report.pinned.len(), 1);
+        let err =
+            pin_text("a.yaml", "image: registry.example.com/app\n", &one()).expect_err("latest");
+        assert!(
+            err.to_string()
+                .starts_with("a.yaml:1: image `registry.example.com/app`"),
+            "{err}"
+        );
+    }
+}
