@@ -162,10 +162,9 @@ fn containerd_pulls_the_source_name_through_the_generated_hosts_toml_and_never_u
     require_tools(&["containerd", "ctr", "unshare", "ip"]);
     let site = site();
     let dir = site.dir();
-    ok(&airlock(
+    mirror_config_cli(
         dir,
         &[
-            "mirror-config",
             "--ledger",
             "ledger",
             "--format",
@@ -174,7 +173,7 @@ fn containerd_pulls_the_source_name_through_the_generated_hosts_toml_and_never_u
             "-o",
             "certs.d",
         ],
-    ));
+    );
     let hosts = std::fs::read_to_string(dir.join("certs.d").join(SOURCE).join("hosts.toml"))
         .expect("hosts.toml");
     assert!(
@@ -231,6 +230,13 @@ fn containerd_pulls_the_source_name_through_the_generated_hosts_toml_and_never_u
     );
 }
 
+/// Runs `airlock mirror-config ARGS…` in `dir`; it must succeed.
+fn mirror_config_cli(dir: &Path, args: &[&str]) {
+    let mut all = vec!["mirror-config"];
+    all.extend_from_slice(args);
+    ok(&airlock(dir, &all));
+}
+
 /// podman reading the drop-in `mirror-config -o containers` wrote, with its storage in `dir`.
 fn podman_cmd(dir: &Path) -> String {
     format!(
@@ -246,20 +252,11 @@ fn podman_pulls_through_the_registries_conf_drop_in_and_the_upstream_is_blocked(
     require_tools(&["podman", "unshare", "ip"]);
     let site = site();
     let dir = site.dir();
-    ok(&airlock(
-        dir,
-        &[
-            "mirror-config",
-            "--from-report",
-            "report.json",
-            "--format",
-            "crio",
-            "--plain-http",
-            "-o",
-            "containers",
-        ],
-    ));
+    let digest = site.image.manifest.digest();
     let podman = podman_cmd(dir);
+    let mut args = vec!["--from-report", "report.json"];
+    args.extend(["--format", "crio", "--plain-http", "-o", "containers"]);
+    mirror_config_cli(dir, &args);
     let script = format!(
         "export HOME={d}\n{podman} pull -q {SOURCE}/app:1.0 || exit 10\n\
          {podman} image inspect --format '{{{{.Digest}}}}' {SOURCE}/app:1.0\n\
@@ -270,40 +267,20 @@ fn podman_pulls_through_the_registries_conf_drop_in_and_the_upstream_is_blocked(
     let all = text(&out);
     assert_eq!(out.status.code(), Some(0), "{all}");
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        stdout.contains(site.image.manifest.digest().as_str()),
-        "{all}"
-    );
+    assert!(stdout.contains(digest.as_str()), "{all}");
     let miss = stdout.split("MISS-BEGIN").nth(1).expect("miss");
     assert!(
         miss.contains(&format!("registry {SOURCE} is blocked")),
         "a miss must fail on the blocked upstream: {all}"
     );
-}
 
-#[test]
-fn podman_digest_only_mirror_serves_digests_and_refuses_tags() {
-    require_tools(&["podman", "unshare", "ip"]);
-    let site = site();
-    let dir = site.dir();
-    ok(&airlock(
-        dir,
-        &[
-            "mirror-config",
-            "--ledger",
-            "ledger",
-            "--format",
-            "crio",
-            "--plain-http",
-            "--digest-only",
-            "-o",
-            "containers",
-        ],
-    ));
-    let digest = site.image.manifest.digest();
-    let podman = podman_cmd(dir);
+    // --digest-only: the mirror serves pulls by digest; a pull by tag is refused.
+    args[..2].copy_from_slice(&["--ledger", "ledger"]);
+    args.push("--digest-only");
+    mirror_config_cli(dir, &args);
     let script = format!(
-        "export HOME={d}\n{podman} pull -q {SOURCE}/app@{digest} || exit 10\n\
+        "export HOME={d}\n{podman} rmi -a -f >/dev/null\n\
+         {podman} pull -q {SOURCE}/app@{digest} || exit 10\n\
          {podman} pull -q {SOURCE}/app:1.0 2>&1 && exit 11\nexit 0",
         d = dir.display()
     );
@@ -748,26 +725,22 @@ fn all_files(dir: &Path) -> String {
         .join("---\n")
 }
 
+/// Runs `airlock admission-policy` for the site's ledger.
+fn admission_cli(dir: &Path, policy: &Path, format: &str, out: &str) -> Output {
+    let policy = policy.to_str().expect("utf8");
+    let args = ["admission-policy", "--policy", policy, "--ledger", "ledger"];
+    let mut all = args.to_vec();
+    all.extend(["--format", format, "-o", out]);
+    airlock(dir, &all)
+}
+
 #[test]
 fn admission_policies_name_only_the_internal_registry_and_fit_the_published_crds() {
     let site = site();
     let dir = site.dir();
     let policy = write_policy(dir, 1);
     for (format, out) in [("kyverno", "ky"), ("policy-controller", "pc")] {
-        ok(&airlock(
-            dir,
-            &[
-                "admission-policy",
-                "--policy",
-                policy.to_str().expect("utf8"),
-                "--ledger",
-                "ledger",
-                "--format",
-                format,
-                "-o",
-                out,
-            ],
-        ));
+        ok(&admission_cli(dir, &policy, format, out));
         let text = all_files(&dir.join(out));
         assert!(
             !text.contains(SOURCE) && !text.contains("ghcr.io"),
@@ -846,37 +819,11 @@ fn policy_controller_refuses_a_rule_needing_two_signers() {
     let dir = site.dir();
     let policy = write_policy(dir, 2);
     fails_with(
-        &airlock(
-            dir,
-            &[
-                "admission-policy",
-                "--policy",
-                policy.to_str().expect("utf8"),
-                "--ledger",
-                "ledger",
-                "--format",
-                "policy-controller",
-                "-o",
-                "pc",
-            ],
-        ),
+        &admission_cli(dir, &policy, "policy-controller", "pc"),
         "requires 2 signers",
     );
     // Kyverno says it with `count`.
-    ok(&airlock(
-        dir,
-        &[
-            "admission-policy",
-            "--policy",
-            policy.to_str().expect("utf8"),
-            "--ledger",
-            "ledger",
-            "--format",
-            "kyverno",
-            "-o",
-            "ky",
-        ],
-    ));
+    ok(&admission_cli(dir, &policy, "kyverno", "ky"));
     let ky = std::fs::read_to_string(dir.join("ky/kyverno-clusterpolicy.yaml")).expect("ky");
     let v: serde_json::Value = serde_yaml::from_str(&ky).expect("yaml");
     assert_eq!(
