@@ -759,7 +759,14 @@ fn admission_policies_name_only_the_internal_registry_and_fit_the_published_crds
     let rules = v["spec"]["rules"].as_array().expect("rules");
     assert_eq!(rules.len(), 3, "two trust rules and the deny rule: {ky}");
     let vi = &rules[0]["verifyImages"][0];
-    assert_eq!(vi["imageReferences"][0], format!("{}/app", site.to));
+    assert_eq!(
+        vi["imageReferences"],
+        serde_json::json!([format!("{}/app:*", site.to), format!("{}/app@*", site.to)])
+    );
+    assert_eq!(
+        rules[1]["verifyImages"][0]["imageReferences"],
+        serde_json::json!([format!("{}/*", site.to)])
+    );
     for k in ["mutateDigest", "verifyDigest", "required"] {
         assert_eq!(vi[k], true, "{k}");
     }

@@ -265,7 +265,7 @@ fn kyverno(rules: &[InternalRule], roots: &RootPems, internal: &[String]) -> Val
                 "name": format!("verify-{}", i + 1),
                 "match": match_pods(),
                 "verifyImages": [{
-                    "imageReferences": r.globs.iter().map(|g| kyverno_glob(g)).collect::<Vec<_>>(),
+                    "imageReferences": r.globs.iter().flat_map(|g| kyverno_globs(g)).collect::<Vec<_>>(),
                     "failureAction": "Enforce",
                     "mutateDigest": true,
                     "verifyDigest": true,
@@ -312,10 +312,16 @@ fn kyverno(rules: &[InternalRule], roots: &RootPems, internal: &[String]) -> Val
     })
 }
 
-/// Kyverno's `*` matches across `/`, so `*` and `**` of airlock patterns both become `*`:
-/// a pattern can only match more images, never fewer (stricter, not looser).
-fn kyverno_glob(g: &str) -> String {
-    g.replace("**", "*")
+/// Kyverno matches `imageReferences` against the whole reference, tag or digest included,
+/// and its `*` matches across `/`: `*` and `**` of airlock patterns both become `*` (a pattern
+/// can only match more images, never fewer), and an exact repository gets `:*` and `@*`.
+fn kyverno_globs(g: &str) -> Vec<String> {
+    let g = g.replace("**", "*");
+    if g.ends_with('*') {
+        vec![g]
+    } else {
+        vec![format!("{g}:*"), format!("{g}@*")]
+    }
 }
 
 fn policy_controller(
