@@ -84,6 +84,7 @@ struct ReportFile {
 
 #[derive(Deserialize)]
 struct ReportArtifact {
+    kind: String,
     source: String,
     target: String,
     tag: Option<String>,
@@ -93,7 +94,8 @@ struct ReportArtifact {
     skipped: Option<String>,
 }
 
-/// Kinds whose source is not an image reference (a URL or a file path).
+/// Whether an artifact's source may be an image reference: a file's is a path or URL that
+/// can look like one (`certs/ca.pem`).
 fn is_reference_kind(kind: &str) -> bool {
     !matches!(kind, "file")
 }
@@ -126,11 +128,10 @@ impl Admitted {
                 if !is_reference_kind(&a.kind) {
                     continue;
                 }
-                let source = match parse(&origin, &a.source_ref) {
-                    Ok(s) => s,
-                    // HTTP charts are recorded by URL; they have no image name to map.
-                    Err(_) if a.kind == "chart" => continue,
-                    Err(e) => return Err(e),
+                // HTTP charts (a URL), scan evidence ("SBOM of …") and a carried database
+                // have no source image name: nothing pulls them by it.
+                let Ok(source) = parse(&origin, &a.source_ref) else {
+                    continue;
                 };
                 let mut target = parse(&origin, target)?;
                 let Some(digest) = target.digest.take() else {
@@ -169,9 +170,13 @@ impl Admitted {
             .map_err(|e| bad(format!("not an import report: {e}")))?;
         let origin = path.display().to_string();
         let mut images = Vec::new();
-        for a in report.artifacts.iter().filter(|a| a.skipped.is_none()) {
+        for a in report
+            .artifacts
+            .iter()
+            .filter(|a| a.skipped.is_none() && is_reference_kind(&a.kind))
+        {
             let Ok(source) = parse(&origin, &a.source) else {
-                continue; // files and HTTP charts: a URL or path, no image name
+                continue; // files, HTTP charts, scan evidence: no source image name
             };
             let target = parse(&origin, &a.target)?;
             images.push(AdmittedImage {
@@ -227,4 +232,37 @@ fn parse(origin: &str, reference: &str) -> Result<Reference, AdmittedError> {
             reference: reference.to_string(),
             source,
         })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_report_maps_images_and_leaves_out_files_evidence_and_skipped_images() {
+        let d = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+        let report = serde_json::json!({"bundle": "b", "artifacts": [
+            {"kind": "image", "source": "registry.example.com/app:1.0", "target": "reg.internal/m/app",
+             "tag": "1.0", "digest": d('a'), "derived_digest": null},
+            {"kind": "file", "source": "certs/ca.pem", "target": "reg.internal/m/files/ca.pem",
+             "tag": "latest", "digest": d('b'), "derived_digest": null},
+            {"kind": "referrer", "source": "SBOM of registry.example.com/app:1.0 linux/amd64",
+             "target": "reg.internal/m/app", "tag": null, "digest": d('c'), "derived_digest": null},
+            {"kind": "image", "source": "registry.example.com/bad:1", "target": "reg.internal/m/bad",
+             "tag": "1", "digest": d('e'), "derived_digest": null, "skipped": "untrusted"},
+        ]});
+        let dir = tempfile::tempdir().expect("tmp");
+        let path = dir.path().join("report.json");
+        fs_err::write(&path, report.to_string()).expect("write");
+        let a = Admitted::from_report(&path).expect("report");
+        assert_eq!(a.images.len(), 1, "{a:?}");
+        assert_eq!(a.images[0].source.name(), "registry.example.com/app");
+        assert_eq!(a.images[0].target.to_string(), "reg.internal/m/app:1.0");
+        assert_eq!(a.images[0].digest.as_str(), d('a'));
+        fs_err::write(&path, b"{\"artifacts\": []}").expect("write");
+        assert!(matches!(
+            Admitted::from_report(&path),
+            Err(AdmittedError::Empty(_))
+        ));
+    }
 }
