@@ -119,15 +119,18 @@ fn site() -> Site {
 }
 
 /// Runs `script` with bash inside a new network namespace whose only interface is loopback,
-/// with a copy of the internal registry serving the same storage on the same address.
+/// with a copy of the internal registry serving the same storage on the same address. The
+/// registry (and a containerd whose pid the script puts in `CTD`) is stopped however the
+/// script exits.
 fn in_netns(site: &Site, script: &str) -> Output {
     let cfg = site.dst.dir.path().join("config.yml");
     let (host, port) = site.dst.host.split_once(':').expect("host:port");
     let full = format!(
         "set -u\nip link set lo up\n\
-         docker-registry serve {cfg} >{log} 2>&1 &\nREG=$!\n\
+         CTD=\ndocker-registry serve {cfg} >{log} 2>&1 &\nREG=$!\n\
+         trap 'kill $REG $CTD 2>/dev/null; wait 2>/dev/null' EXIT\n\
          for i in $(seq 100); do (echo >/dev/tcp/{host}/{port}) 2>/dev/null && break; sleep 0.1; done\n\
-         {script}\nrc=$?\nkill $REG; wait $REG 2>/dev/null\nexit $rc\n",
+         {script}\n",
         cfg = cfg.display(),
         log = site.dir().join("netns-registry.log").display(),
     );
@@ -201,7 +204,7 @@ fn containerd_pulls_the_source_name_through_the_generated_hosts_toml_and_never_u
          {ctr} image pull --snapshotter native --hosts-dir certs.d {SOURCE}/app:1.0 || exit 10\n\
          {ctr} image ls\n\
          echo MISS-BEGIN\n{ctr} image pull --snapshotter native --hosts-dir certs.d {SOURCE}/app:missing 2>&1 && exit 11\n\
-         echo MISS-END\nkill $CTD; wait $CTD 2>/dev/null; exit 0",
+         echo MISS-END\nexit 0",
         cfg = ctd.join("config.toml").display(),
         log = ctd.join("containerd.log").display(),
         sock = sock.display(),
