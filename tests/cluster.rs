@@ -841,3 +841,43 @@ fn policy_controller_refuses_a_rule_needing_two_signers() {
         2
     );
 }
+
+#[test]
+fn golden_admission_policies() {
+    use airlock::cluster::admission::{self, AdmissionFormat};
+    let work = tempfile::tempdir().expect("tmp");
+    let path = write_policy(work.path(), 1);
+    let policy = airlock::trust::policy::TrustPolicy::from_yaml(
+        &std::fs::read_to_string(&path).expect("policy"),
+    )
+    .expect("parse");
+    for (name, format) in [
+        ("admission-kyverno", AdmissionFormat::Kyverno),
+        (
+            "admission-policy-controller",
+            AdmissionFormat::PolicyController,
+        ),
+    ] {
+        let files = admission::render(format, &policy, &path, &golden_mirrors()).expect("render");
+        let text = files
+            .iter()
+            .map(|f| {
+                format!(
+                    "==> {}\n{}",
+                    f.path.display(),
+                    String::from_utf8_lossy(&f.contents)
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n");
+        let (errs, checked) = validate_against_crds(
+            &files
+                .iter()
+                .map(|f| String::from_utf8_lossy(&f.contents).into_owned())
+                .collect::<Vec<_>>()
+                .join("\n---\n"),
+        );
+        assert!(errs.is_empty() && checked >= 1, "{name}: {errs:?}");
+        insta::assert_snapshot!(name, text);
+    }
+}
