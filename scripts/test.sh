@@ -11,6 +11,12 @@ command -v zstd >/dev/null || need_apt+=(zstd)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # Peak memory of bad-input runs is measured with GNU time.
 [ -x /usr/bin/time ] || need_apt+=(time)
+# Container runtimes that pull through `airlock mirror-config` output (tests/cluster.rs), and
+# what isolates them in a loopback-only network namespace.
+command -v containerd >/dev/null || need_apt+=(containerd)
+command -v podman >/dev/null || need_apt+=(podman)
+command -v ip >/dev/null || need_apt+=(iproute2)
+command -v unshare >/dev/null || need_apt+=(util-linux)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

@@ -44,6 +44,9 @@ const COMMANDS: &[&[&str]] = &[
     &["db", "build"],
     &["scan"],
     &["ledger"],
+    &["mirror-config"],
+    &["pin"],
+    &["admission-policy"],
 ];
 
 #[test]
@@ -105,7 +108,69 @@ fn errors_people_see() {
         r#"{"format":"airlock.lock/v1","name":"p","spec_digest":"sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824","created":"2026-11-23T00:00:00Z","images":[],"charts":[]}"#,
     )
     .expect("write");
+    std::fs::write(dir.join("report.json"), b"{\"artifacts\": 3}").expect("write");
     let cases: &[(&str, &[&str])] = &[
+        (
+            "mirror-config-missing-ledger",
+            &[
+                "mirror-config",
+                "--ledger",
+                "no-such-ledger",
+                "--format",
+                "containerd",
+                "-o",
+                "out",
+            ],
+        ),
+        (
+            "mirror-config-bad-report",
+            &[
+                "mirror-config",
+                "--from-report",
+                "report.json",
+                "--format",
+                "k3s",
+                "-o",
+                "out",
+            ],
+        ),
+        (
+            "mirror-config-bad-format",
+            &[
+                "mirror-config",
+                "--ledger",
+                "l",
+                "--format",
+                "docker",
+                "-o",
+                "out",
+            ],
+        ),
+        ("pin-no-output-choice", &["pin", "a.yaml", "--ledger", "l"]),
+        (
+            "pin-missing-ledger",
+            &[
+                "pin",
+                "typo.yaml",
+                "--ledger",
+                "no-such-ledger",
+                "--in-place",
+            ],
+        ),
+        (
+            "admission-policy-bad-policy",
+            &[
+                "admission-policy",
+                "--policy",
+                "typo.yaml",
+                "--ledger",
+                "l",
+                "--format",
+                "kyverno",
+                "-o",
+                "out",
+            ],
+        ),
         ("verify-missing-file", &["verify", "absent.tar.zst"]),
         (
             "verify-not-a-bundle",

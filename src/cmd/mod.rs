@@ -20,6 +20,7 @@ macro_rules! errln {
     ($($t:tt)*) => { eprintln!("{}", airlock::untrusted::escape_lines(&format!($($t)*))) };
 }
 
+pub mod admission_policy;
 pub mod collect;
 pub mod db;
 pub mod import;
@@ -27,6 +28,8 @@ pub mod inspect;
 pub mod key;
 pub mod ledger;
 pub mod lock;
+pub mod mirror_config;
+pub mod pin;
 pub mod progress;
 pub mod receipt;
 pub mod scan;
@@ -191,6 +194,15 @@ pub enum Command {
     Scan(scan::Args),
     /// The provenance ledger: init, verify, show, prove, consistency, cosign, export.
     Ledger(ledger::Args),
+    /// Node configuration (containerd, k3s, CRI-O, OpenShift) that sends pulls of the source
+    /// registries to the internal registry, from what the ledger admitted.
+    MirrorConfig(mirror_config::Args),
+    /// Rewrite image references in manifests and Helm values to the internal registry by
+    /// digest, as the ledger admitted them; refuse any it never admitted.
+    Pin(pin::Args),
+    /// Kyverno or policy-controller admission policies from the site's trust policy, for the
+    /// internal registry names, plus a rule refusing images from anywhere else.
+    AdmissionPolicy(admission_policy::Args),
 }
 
 /// Runs the parsed command.
@@ -209,6 +221,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(a) => db::run(a, g),
         Command::Scan(a) => runtime()?.block_on(scan::run(a, g)),
         Command::Ledger(a) => ledger::run(a, g),
+        Command::MirrorConfig(a) => mirror_config::run(a, g),
+        Command::Pin(a) => pin::run(a, g),
+        Command::AdmissionPolicy(a) => admission_policy::run(a, g),
     }
 }
 
