@@ -10,6 +10,7 @@ command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v openssl >/dev/null || need_apt+=(openssl)
 # Peak memory of bad-input runs is measured with GNU time.
+command -v flock >/dev/null || need_apt+=(util-linux)
 [ -x /usr/bin/time ] || need_apt+=(time)
 # Container runtimes that pull through `airlock mirror-config` output (tests/cluster.rs), and
 # what isolates them in a loopback-only network namespace.

@@ -6,14 +6,12 @@ mod common;
 
 use common::rt;
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::path::Path;
 
 use airlock::registry::Repo;
 use common::fixtures::{self, Compression, Image};
 use common::proxy::{Fault, Proxy};
-use common::{airlock, fails_with, ok, TestRegistry};
+use common::{airlock, fails_with, ok, spawn_airlock, wait_for, TestRegistry, Tmpfs};
 
 /// An image of `layers` incompressible gzip layers of distinct sizes, pushed to `apps/a:1`.
 fn image_with(src: &TestRegistry, layers: &[usize]) -> Image {
@@ -33,34 +31,6 @@ fn image_with(src: &TestRegistry, layers: &[usize]) -> Image {
         Some("1"),
     ));
     img
-}
-
-/// Starts airlock in the background, as `common::airlock` runs it.
-fn spawn(dir: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("DOCKER_CONFIG")
-        .env("XDG_CACHE_HOME", dir.join("cache"))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn airlock")
-}
-
-/// Waits (up to a minute) for `cond`; panics naming `what` otherwise.
-fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "timed out waiting for {what}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
 }
 
 fn cached(cache: &Path) -> Vec<String> {
@@ -112,7 +82,7 @@ fn collect_killed_mid_download_does_not_download_completed_blobs_again() {
         "--insecure-registry",
         &proxy.host,
     ];
-    let mut child = spawn(dir, &args);
+    let mut child = spawn_airlock(dir, &args, None);
     wait_for("three blobs in the cache", || {
         cached(&dir.join("c")).len() == 3
     });
@@ -163,28 +133,6 @@ fn collect_killed_mid_download_does_not_download_completed_blobs_again() {
         .filter(|n| n.contains("partial"))
         .collect();
     assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
-}
-
-/// A tmpfs mounted for the test, unmounted on drop.
-struct Tmpfs(PathBuf);
-
-impl Tmpfs {
-    fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
-        std::fs::create_dir_all(dir).expect("dir");
-        let st = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(dir)
-            .stderr(Stdio::null())
-            .status()
-            .ok()?;
-        st.success().then(|| Tmpfs(dir.to_path_buf()))
-    }
-}
-
-impl Drop for Tmpfs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.0).status();
-    }
 }
 
 #[test]
@@ -271,32 +219,7 @@ fn import_killed_mid_push_resumes_and_the_ledger_records_only_the_completed_one(
     let img = image_with(&src, &[300_000, 310_000, 320_000]);
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
-    std::fs::write(dir.join("pw"), "pw\n").expect("pw");
-    std::fs::write(
-        dir.join("i.yaml"),
-        format!(
-            "name: i\nimages:\n  - ref: {}/apps/a:1@{}\n",
-            src.host,
-            img.manifest.digest()
-        ),
-    )
-    .expect("spec");
-    let mut args = vec!["collect", "i.yaml", "-o", "i.tar.zst", "--cache", "c"];
-    let flags = src.cli_flags();
-    args.extend(flags.iter().map(String::as_str));
-    ok(&airlock(dir, &args));
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.example/l",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::collect_with_ledger(&src, dir, "i", &[(&img, "apps/a:1")], "ledger");
 
     // Uploads finish with a PUT; the second one hangs until airlock is killed.
     let proxy = Proxy::start(
@@ -325,7 +248,7 @@ fn import_killed_mid_push_resumes_and_the_ledger_records_only_the_completed_one(
         "1",
     ];
     a.extend_from_slice(&ledger);
-    let mut child = spawn(dir, &a);
+    let mut child = spawn_airlock(dir, &a, None);
     wait_for("a stalled upload", || proxy.count("PUT /v2/") >= 2);
     child.kill().expect("kill -9");
     let _ = child.wait();

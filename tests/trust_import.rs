@@ -414,6 +414,10 @@ fn ledger_refuses_an_older_bundle_from_the_same_signer() {
     // A ledger that does not verify cannot vouch for replay state: the import stops.
     let tampered = entries.replacen("admitted", "admitteD", 1);
     std::fs::write(dir.join("ledger/entries.jsonl"), tampered).expect("tamper");
-    let err = fails_with(&import("r7.tar.zst", &[]), "cannot check for replays");
+    let err = fails_with(
+        &import("r7.tar.zst", &[]),
+        "does not match its signed checkpoint",
+    );
+    assert!(err.contains("replay checks"), "{err}");
     assert!(err.contains("ledger verify"), "{err}");
 }

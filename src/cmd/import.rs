@@ -5,7 +5,8 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 
-use airlock::import::{ImportOptions, Mapping, Target};
+use airlock::import::gate::ImagePolicy;
+use airlock::import::{ImportOptions, Mapping, Recorder, Target};
 
 use super::{human_bytes, print_json, print_table, Global, Output, RegistryArgs, TrustArgs};
 
@@ -16,6 +17,15 @@ pub enum OnUntrusted {
     RejectBundle,
     /// Leave the untrusted image and its attachments out; import the rest.
     SkipArtifact,
+}
+
+impl From<OnUntrusted> for airlock::import::gate::OnUntrusted {
+    fn from(o: OnUntrusted) -> Self {
+        match o {
+            OnUntrusted::RejectBundle => Self::RejectBundle,
+            OnUntrusted::SkipArtifact => Self::SkipArtifact,
+        }
+    }
 }
 
 /// Arguments of `airlock import`.
@@ -44,6 +54,15 @@ pub struct Args {
     /// File holding the ledger key's password (else `AIRLOCK_PASSWORD`, else a prompt).
     #[arg(long, value_name = "FILE")]
     pub ledger_password_file: Option<PathBuf>,
+    /// Seconds to wait for another process holding the ledger's lock before giving up
+    /// (nothing is pushed then).
+    #[arg(
+        long,
+        value_name = "SECONDS",
+        default_value_t = 30,
+        requires = "ledger"
+    )]
+    pub ledger_wait: u64,
     /// Also write the bundle's plain files (`files:` in the spec) into this directory, each
     /// renamed into place only once verified.
     #[arg(long, value_name = "DIR")]
@@ -100,46 +119,32 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         None => None,
     };
     let image_policy = match &args.policy {
-        Some(file) => Some(load_image_policy(file, args.on_untrusted)?),
+        Some(file) => Some(ImagePolicy::load(file, args.on_untrusted.into())?),
         None => None,
     };
     let registry = args.registry.client(Some(&target.registry))?;
-    // Load the ledger key first: an import that cannot be recorded does not start.
-    let ledger_signer = match &args.ledger {
+    // The ledger first: an import that cannot be recorded does not start.
+    let mut recorder = match &args.ledger {
         Some(dir) => {
             let pw = airlock::trust::password::read_password(
                 args.ledger_password_file.as_deref(),
                 "ledger key",
                 false,
             )?;
-            Some(airlock::ledger::LedgerSigner::load(dir, pw.as_bytes())?)
+            let operator = airlock::import::record::operator(args.operator.as_deref());
+            let wait = std::time::Duration::from_secs(args.ledger_wait);
+            Some(Recorder::open(dir, pw.as_bytes(), operator, wait)?)
         }
         None => None,
     };
-    // Replay protection reads the ledger before the bundle: a rolled-back bundle is refused
-    // before a blob is read.
-    let replay = match (&args.ledger, args.allow_older) {
-        (Some(dir), false) => Some(airlock::import::replay::ReplayGuard::load(dir)?),
-        _ => None,
-    };
+    if let Some(r) = recorder.as_ref().and_then(|r| r.recovery().map(|x| (r, x))) {
+        errln!(
+            "warning: ledger `{}` was repaired on open (an earlier import or append was interrupted): {:?}",
+            r.0.dir().display(),
+            r.1
+        );
+    }
     let bars = super::progress::Bars::new(g.quiet);
-    // A parts manifest too broken to use is still recorded as offered (by its file's sha256);
-    // a directory without one offered nothing and is only an error.
-    let (source, toc) = match airlock::bundle::BundleSource::resolve(&args.bundle) {
-        Ok(s) => {
-            let toc = s.table_of_contents();
-            (s, toc)
-        }
-        Err(e) => match airlock::bundle::parts::PartsSet::find(&args.bundle) {
-            Ok(file) if file.is_file() => (airlock::bundle::BundleSource::File(file), Err(e)),
-            _ => return Err(e.into()),
-        },
-    };
-    let total = toc
-        .as_ref()
-        .map(|t| t.manifest.total_blob_bytes())
-        .unwrap_or(0);
-    airlock::progress::Reporter::phase(&bars, "import", total);
     let opts = ImportOptions {
         target,
         mapping,
@@ -147,49 +152,37 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         signature: policy,
         scan_gate,
         image_policy,
-        replay,
+        allow_older: args.allow_older,
         files_to: args.files_to.clone(),
     };
-    let report = match &toc {
-        Ok(_) => airlock::import::import_from(&source, std::sync::Arc::new(registry), &opts, &bars)
-            .await
-            .with_context(|| format!("importing `{}` into {}", args.bundle.display(), args.to)),
-        Err(e) => Err(anyhow::anyhow!("{e}")),
-    };
-    airlock::progress::Reporter::finish_phase(&bars);
-    if let (Some(dir), Some(signer)) = (&args.ledger, &ledger_signer) {
-        let operator = args
-            .operator
-            .clone()
-            .or_else(|| std::env::var("USER").ok())
-            .unwrap_or_else(|| "unknown".into());
-        let outcome = match &report {
-            Ok(r) => Ok(r),
-            Err(e) => Err(format!("{e:#}")),
-        };
-        let mut entry = airlock::import::record::ledger_entry_for(
-            &source,
-            toc.as_ref().ok(),
-            &args.to,
-            &operator,
-            outcome,
-        )?;
-        entry.policy_digest = airlock::import::policy_digest(&opts).map(|d| d.to_string());
-        let mut ledger = airlock::ledger::Ledger::open(dir)?;
-        if let Some(r) = ledger.recovery() {
-            errln!(
-                "warning: ledger `{}` was repaired on open: {r:?}",
-                dir.display()
-            );
-        }
-        let receipt = ledger.append(&entry, signer)?;
-        if !g.quiet {
-            errln!(
-                "ledger: entry {} appended to `{}` (tree size {})",
-                receipt.index,
-                dir.display(),
-                receipt.count
-            );
+    let report = airlock::import::run(
+        &args.bundle,
+        std::sync::Arc::new(registry),
+        &opts,
+        recorder.as_mut(),
+        &bars,
+    )
+    .await
+    .with_context(|| format!("importing `{}` into {}", args.bundle.display(), args.to));
+    if let Some(r) = &recorder {
+        for e in r.recorded() {
+            if g.quiet {
+                continue;
+            }
+            let what = if e.admitted { "admitted" } else { "rejected" };
+            if e.appended {
+                errln!(
+                    "ledger: entry {} ({what}) appended to `{}`",
+                    e.index,
+                    r.dir().display()
+                );
+            } else {
+                errln!(
+                    "ledger: entry {} of `{}` already records this import; not appended again",
+                    e.index,
+                    r.dir().display()
+                );
+            }
         }
     }
     let report = report?;
@@ -248,32 +241,4 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(ExitCode::SUCCESS)
-}
-
-/// Reads the isolated side's image policy: a `trust:`-shaped YAML file.
-fn load_image_policy(
-    file: &std::path::Path,
-    on_untrusted: OnUntrusted,
-) -> anyhow::Result<airlock::import::gate::ImagePolicy> {
-    let text = airlock::spec::read_capped(file, 1 << 20).map_err(|e| match e {
-        airlock::spec::CappedReadError::TooLarge => {
-            anyhow::anyhow!("policy `{}` is over 1 MiB", file.display())
-        }
-        airlock::spec::CappedReadError::Io(e) => anyhow::anyhow!("{e}"),
-    })?;
-    let digest = airlock::oci::Digest::of(&text);
-    let text = String::from_utf8(text)
-        .map_err(|_| anyhow::anyhow!("policy `{}` is not UTF-8", file.display()))?;
-    let policy = airlock::trust::policy::TrustPolicy::from_yaml(&text)
-        .with_context(|| format!("policy `{}`", file.display()))?;
-    Ok(airlock::import::gate::ImagePolicy {
-        policy,
-        base_dir: file.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
-        file: file.to_path_buf(),
-        digest,
-        on_untrusted: match on_untrusted {
-            OnUntrusted::RejectBundle => airlock::import::gate::OnUntrusted::RejectBundle,
-            OnUntrusted::SkipArtifact => airlock::import::gate::OnUntrusted::SkipArtifact,
-        },
-    })
 }

@@ -383,6 +383,12 @@ fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
                     errln!();
                     errln!("hint: run `airlock ledger verify {}`", a.dir.display());
                 }
+                if found.uncommitted > 0 {
+                    eprintln!(
+                        "warning: {} line(s) after the latest checkpoint were left out: an append was interrupted; the next import moves them to `recovered/`",
+                        found.uncommitted
+                    );
+                }
             }
         }
     }

@@ -41,6 +41,34 @@ pub struct ImagePolicy {
     pub on_untrusted: OnUntrusted,
 }
 
+impl ImagePolicy {
+    /// Largest policy file read.
+    pub const MAX_BYTES: u64 = 1 << 20;
+
+    /// Reads the isolated side's image policy: a `trust:`-shaped YAML file (key paths
+    /// relative to it), at most [`ImagePolicy::MAX_BYTES`].
+    pub fn load(file: &std::path::Path, on_untrusted: OnUntrusted) -> Result<Self, GateError> {
+        let bad = |why: String| GateError::Policy {
+            file: file.to_path_buf(),
+            why,
+        };
+        let bytes = crate::spec::read_capped(file, Self::MAX_BYTES).map_err(|e| match e {
+            crate::spec::CappedReadError::TooLarge => bad("is over 1 MiB".into()),
+            crate::spec::CappedReadError::Io(e) => bad(e.to_string()),
+        })?;
+        let digest = Digest::of(&bytes);
+        let text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8".into()))?;
+        let policy = TrustPolicy::from_yaml(&text).map_err(|e| bad(crate::error_chain(&e)))?;
+        Ok(ImagePolicy {
+            policy,
+            base_dir: file.parent().map(|p| p.to_path_buf()).unwrap_or_default(),
+            file: file.to_path_buf(),
+            digest,
+            on_untrusted,
+        })
+    }
+}
+
 /// What the gate decided, by artifact index in `airlock.json`.
 #[derive(Debug, Default)]
 pub struct GateOutcome {

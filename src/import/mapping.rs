@@ -18,6 +18,16 @@ pub struct Target {
     pub prefix: String,
 }
 
+impl std::fmt::Display for Target {
+    /// `HOST[:PORT][/PREFIX]`, as the ledger records it.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.prefix.as_str() {
+            "" => f.write_str(&self.registry),
+            p => write!(f, "{}/{p}", self.registry),
+        }
+    }
+}
+
 /// A bad `--to` value or mapping file.
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {

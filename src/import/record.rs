@@ -1,14 +1,283 @@
-//! What an import leaves in the provenance ledger: one entry per import, admitted or rejected.
+//! What an import leaves in the provenance ledger: one entry per import, admitted or rejected,
+//! and the [`Recorder`] that makes sure it can be written before anything is pushed.
+//!
+//! "Record intent", the stage between the gate and the upload, is a preflight, not an entry:
+//! [`Recorder::open`] loads the key, opens the ledger (repairing what a crash left), takes
+//! its lock for the whole import, checks the committed entries against the signed checkpoint,
+//! and proves a record can be written (a probe file written, synced and renamed where an
+//! append writes; [`RECORD_ROOM`] bytes free). The admitted entry is appended after the
+//! manifests and before the first tag; see `docs/ARCHITECTURE.md` for the crash windows.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use crate::bundle::reader::BundleContents;
 use crate::bundle::signature::SignatureStatus;
 use crate::bundle::{BundleError, BundleSource};
-use crate::ledger::{ArtifactRecord, Entry, Outcome, SignatureResult, Verdict};
+use crate::ledger::{
+    ArtifactRecord, Entry, Ledger, LedgerError, LedgerSigner, Match, OpenOptions, Outcome, Query,
+    Recovery, SignatureResult, Verdict,
+};
 use crate::oci::Digest;
 
-use super::ImportReport;
+use super::replay::ReplayGuard;
+use super::{ImportOptions, ImportReport};
+
+/// Free space a record may need: one entry line (at most 256 KiB), the checkpoint written
+/// twice with its temporary files (at most 64 KiB each), the tree-state cache, and slack.
+pub const RECORD_ROOM: u64 = 1024 * 1024;
+
+/// Why an import cannot be recorded. Each names the ledger directory.
+#[derive(Debug, thiserror::Error)]
+pub enum RecordError {
+    /// The ledger cannot take a record (read-only, full, locked, damaged, wrong password):
+    /// found before anything was read or pushed.
+    #[error("ledger `{}` cannot record this import, so nothing was pushed", dir.display())]
+    Preflight {
+        /// The ledger directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: LedgerError,
+    },
+    /// The committed entries do not match the signed checkpoint: replay state and the record
+    /// would be built on a guess.
+    #[error("ledger `{}` does not match its signed checkpoint ({why}): replay checks and the record would be a guess, so nothing was pushed; run `airlock ledger verify {}`", dir.display(), dir.display())]
+    Unverified {
+        /// The ledger directory.
+        dir: PathBuf,
+        /// What is wrong.
+        why: String,
+    },
+    /// The admitted entry could not be appended: nothing was tagged.
+    #[error("ledger `{}`: cannot record the admitted import, so nothing was tagged (its blobs and manifests are in the target by digest only; run the import again once the ledger can be written)", dir.display())]
+    Admitted {
+        /// The ledger directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: LedgerError,
+    },
+    /// The rejection could not be appended.
+    #[error("ledger `{}`: cannot record the rejected import", dir.display())]
+    Rejected {
+        /// The ledger directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: LedgerError,
+    },
+    /// A bundle too broken for an `airlock.json` could not be hashed to name it.
+    #[error("ledger `{}`: cannot name the rejected bundle", dir.display())]
+    Bundle {
+        /// The ledger directory.
+        dir: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<BundleError>,
+    },
+}
+
+/// One entry this import left (or found already there).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// Its index.
+    pub index: u64,
+    /// Admitted (or rejected).
+    pub admitted: bool,
+    /// False when the latest entry already recorded this very admission (a re-run after a
+    /// crash between the record and the tags): nothing was appended.
+    pub appended: bool,
+}
+
+/// The ledger side of an import: open, locked and checked before the first byte is pushed;
+/// records the outcome. Dropping it releases the lock.
+pub struct Recorder {
+    ledger: Ledger,
+    signer: LedgerSigner,
+    operator: String,
+    /// The latest committed entry, to recognise an admission already recorded.
+    latest: Option<Match>,
+    replay: ReplayGuard,
+    recorded: Vec<Recorded>,
+}
+
+impl std::fmt::Debug for Recorder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Recorder")
+            .field("dir", &self.ledger.dir())
+            .field("operator", &self.operator)
+            .field("recorded", &self.recorded)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Who runs the import: the one given, else `$USER`, else `unknown`.
+pub fn operator(given: Option<&str>) -> String {
+    given
+        .map(str::to_string)
+        .or_else(|| std::env::var("USER").ok())
+        .filter(|s| !s.is_empty())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+impl Recorder {
+    /// The preflight: loads the ledger key with `password`, opens the ledger in `dir` (waiting
+    /// up to `lock_timeout` for its lock, repairing a crash), checks the committed entries
+    /// against the signed checkpoint, reads the replay state, and proves a record can be
+    /// written. Fails, before the bundle is read, when any of it does not hold.
+    pub fn open(
+        dir: &Path,
+        password: &[u8],
+        operator: String,
+        lock_timeout: Duration,
+    ) -> Result<Recorder, RecordError> {
+        let pre = |source| RecordError::Preflight {
+            dir: dir.to_path_buf(),
+            source,
+        };
+        let signer = LedgerSigner::load(dir, password).map_err(pre)?;
+        let ledger = Ledger::open_with(
+            dir,
+            &OpenOptions {
+                lock_timeout,
+                ..OpenOptions::default()
+            },
+        )
+        .map_err(pre)?;
+        let found = ledger.find(&Query::All).map_err(pre)?;
+        if let Some(why) = found.unverified_reason.clone() {
+            return Err(RecordError::Unverified {
+                dir: dir.to_path_buf(),
+                why,
+            });
+        }
+        ledger.check_writable(RECORD_ROOM).map_err(pre)?;
+        let replay = ReplayGuard::from_found(dir, &found);
+        Ok(Recorder {
+            latest: found.matches.last().cloned(),
+            ledger,
+            signer,
+            operator,
+            replay,
+            recorded: Vec::new(),
+        })
+    }
+
+    /// The ledger directory.
+    pub fn dir(&self) -> &Path {
+        self.ledger.dir()
+    }
+
+    /// What the open repaired after a crash, if anything.
+    pub fn recovery(&self) -> Option<&Recovery> {
+        self.ledger.recovery()
+    }
+
+    /// What the ledger says was admitted last (read under the lock this import holds).
+    pub fn replay_guard(&self) -> &ReplayGuard {
+        &self.replay
+    }
+
+    /// The entries this import left, in order.
+    pub fn recorded(&self) -> &[Recorded] {
+        &self.recorded
+    }
+
+    /// Appends the admitted entry, unless the latest entry already records this same
+    /// admission (same bundle, target, policy, artifacts and signatures: an import re-run
+    /// after a crash between its record and its tags).
+    pub(super) fn record_admitted(
+        &mut self,
+        source: &BundleSource,
+        contents: &BundleContents,
+        opts: &ImportOptions,
+        report: &ImportReport,
+    ) -> Result<Recorded, RecordError> {
+        let dir = self.ledger.dir().to_path_buf();
+        let entry = self
+            .entry(source, Some(contents), opts, Ok(report))
+            .map_err(|source| RecordError::Bundle {
+                dir: dir.clone(),
+                source: Box::new(source),
+            })?;
+        if let Some(last) = self.latest.as_ref().filter(|m| same_admission(m, &entry)) {
+            let r = Recorded {
+                index: last.index,
+                admitted: true,
+                appended: false,
+            };
+            self.recorded.push(r.clone());
+            return Ok(r);
+        }
+        self.append(entry, true)
+            .map_err(|source| RecordError::Admitted { dir, source })
+    }
+
+    /// Appends a rejected entry: `reason` is the one-line error. `toc` is the bundle's table
+    /// of contents when it could be read.
+    pub fn record_rejected(
+        &mut self,
+        source: &BundleSource,
+        toc: Option<&BundleContents>,
+        opts: &ImportOptions,
+        reason: String,
+    ) -> Result<Recorded, RecordError> {
+        let dir = self.ledger.dir().to_path_buf();
+        let entry = self
+            .entry(source, toc, opts, Err(reason))
+            .map_err(|source| RecordError::Bundle {
+                dir: dir.clone(),
+                source: Box::new(source),
+            })?;
+        self.append(entry, false)
+            .map_err(|source| RecordError::Rejected { dir, source })
+    }
+
+    fn entry(
+        &self,
+        source: &BundleSource,
+        toc: Option<&BundleContents>,
+        opts: &ImportOptions,
+        outcome: Result<&ImportReport, String>,
+    ) -> Result<Entry, BundleError> {
+        let mut entry = ledger_entry_for(
+            source,
+            toc,
+            &opts.target.to_string(),
+            &self.operator,
+            outcome,
+        )?;
+        entry.policy_digest = super::policy_digest(opts).map(|d| d.to_string());
+        Ok(entry)
+    }
+
+    fn append(&mut self, entry: Entry, admitted: bool) -> Result<Recorded, LedgerError> {
+        let receipt = self.ledger.append(&entry, &self.signer)?;
+        let r = Recorded {
+            index: receipt.index,
+            admitted,
+            appended: true,
+        };
+        self.latest = None;
+        self.recorded.push(r.clone());
+        Ok(r)
+    }
+}
+
+/// Whether the committed entry `m` records the admission `e` describes (time and operator
+/// aside).
+fn same_admission(m: &Match, e: &Entry) -> bool {
+    m.result == Outcome::Admitted
+        && e.result == Outcome::Admitted
+        && m.bundle == e.bundle.digest
+        && m.bundle_name == e.bundle.name
+        && m.bundle_sequence == e.bundle.sequence
+        && m.bundle_signatures == e.bundle.signatures
+        && m.policy_digest == e.policy_digest
+        && m.target_registry == e.target_registry
+        && m.artifacts == e.artifacts
+}
 
 /// Builds the ledger entry for an import of `bundle`, whose table of contents is `toc` when it
 /// could be read. `outcome` is the report of an admitted import or the one-line reason it was

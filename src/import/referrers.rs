@@ -166,25 +166,31 @@ fn render(manifests: Vec<Value>) -> Bytes {
     Bytes::from(serde_json::to_vec(&v).unwrap_or_default())
 }
 
-/// What happened to one subject's referrers.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum Outcome {
-    /// The target has the referrers API: pushing the manifests was enough.
+/// What the tag stage does for one subject's referrers.
+#[derive(Debug)]
+pub enum Plan {
+    /// The target's referrers API lists them by itself.
     Api,
-    /// The fallback index was created or extended.
-    Updated,
-    /// The fallback index already listed everything.
+    /// The fallback index already lists every one.
     Unchanged,
+    /// Write this merged fallback index at this tag.
+    Write {
+        /// `sha256-<hex>` of the subject.
+        tag: Tag,
+        /// The merged index.
+        index: Bytes,
+    },
 }
 
-/// Brings one subject's referrers up to date at the target.
-pub async fn update(
+/// Decides how one subject's referrers are brought up to date at the target: reads its
+/// fallback index (if the target has no referrers API) and merges ours in. A non-index at the
+/// fallback tag is refused here, before anything is tagged.
+pub async fn plan(
     registry: &Registry,
     repo: &Repo,
     subject: &Digest,
     wanted: &Wanted,
-) -> Result<Outcome, ImportError> {
+) -> Result<Plan, ImportError> {
     let tag = fallback_tag(subject);
     let what = || format!("{repo}:{tag}: updating the referrers of {subject}");
     if registry
@@ -192,7 +198,7 @@ pub async fn update(
         .await
         .map_err(reg(what()))?
     {
-        return Ok(Outcome::Api);
+        return Ok(Plan::Api);
     }
     let existing = match registry
         .head_manifest(repo, &tag)
@@ -209,17 +215,25 @@ pub async fn update(
         None => None,
     };
     let merged = merge_index(existing.as_deref(), wanted)
-        .map_err(|why| ImportError::Refused(format!("{}: {why}", what())))?;
-    match merged {
-        None => Ok(Outcome::Unchanged),
-        Some(bytes) => {
-            registry
-                .put_manifest(repo, &tag, &bytes, media::OCI_INDEX)
-                .await
-                .map_err(reg(what()))?;
-            Ok(Outcome::Updated)
-        }
-    }
+        .map_err(|why| ImportError::Referrers { what: what(), why })?;
+    Ok(match merged {
+        None => Plan::Unchanged,
+        Some(index) => Plan::Write { tag, index },
+    })
+}
+
+/// Writes a merged fallback index (see [`plan`]).
+pub async fn write(
+    registry: &Registry,
+    repo: &Repo,
+    tag: &Tag,
+    index: Bytes,
+) -> Result<(), ImportError> {
+    registry
+        .put_manifest(repo, tag, &index, media::OCI_INDEX)
+        .await
+        .map_err(reg(format!("{repo}:{tag}: writing the referrers index")))?;
+    Ok(())
 }
 
 #[cfg(test)]

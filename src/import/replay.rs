@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use crate::bundle::BundleManifest;
 use crate::ledger::entry::{Outcome, Verdict};
-use crate::ledger::{find, Query};
+use crate::ledger::{find, FindResult, Query};
 use crate::oci::Digest;
 
 /// The last admitted bundle for one (signer key id, bundle name).
@@ -75,11 +75,17 @@ impl ReplayGuard {
         if let Some(why) = found.unverified_reason {
             return Err(err(why));
         }
+        Ok(Self::from_found(dir, &found))
+    }
+
+    /// The replay state of the committed entries `found` of the ledger at `dir` (which the
+    /// caller verified).
+    pub fn from_found(dir: &Path, found: &FindResult) -> ReplayGuard {
         let mut guard = ReplayGuard {
             ledger: dir.to_path_buf(),
             last: BTreeMap::new(),
         };
-        for m in found.matches {
+        for m in &found.matches {
             let (Outcome::Admitted, Some(name), Some(sequence)) =
                 (&m.result, &m.bundle_name, m.bundle_sequence)
             else {
@@ -104,7 +110,7 @@ impl ReplayGuard {
                 }
             }
         }
-        Ok(guard)
+        guard
     }
 
     /// Checks a bundle whose signature verified for `signers`. The same bundle again (same

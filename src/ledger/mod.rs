@@ -99,6 +99,16 @@ pub enum LedgerError {
         /// How long we waited.
         waited_ms: u128,
     },
+    /// The ledger's filesystem has too little free space for the next record.
+    #[error("ledger `{}` has {available} bytes free, a record needs up to {needed}", path.display())]
+    NoRoom {
+        /// The ledger directory.
+        path: PathBuf,
+        /// Bytes free.
+        available: u64,
+        /// Bytes a record may need.
+        needed: u64,
+    },
     /// An origin or key name with whitespace or `+`.
     #[error("invalid log origin {origin:?}: use a schema-less URL without spaces or '+', e.g. registry.example/airlock-ledger")]
     InvalidOrigin {
@@ -414,6 +424,7 @@ impl LedgerError {
             NotALedger { .. } => "not_a_ledger",
             AlreadyExists { .. } => "already_exists",
             Locked { .. } => "locked",
+            NoRoom { .. } => "no_room",
             InvalidOrigin { .. } => "invalid_origin",
             Key { .. } | Seal { .. } => "key",
             SignerMismatch { .. } => "signer_mismatch",

@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::entry::{ArtifactRecord, Entry, Outcome, SignatureResult};
+use super::note::VerifierKey;
 use super::store::{
     acquire_lock, open_checkpoint_bytes, read_capped, CHECKPOINT, LOCK, MAX_CHECKPOINT_BYTES,
 };
@@ -66,29 +67,38 @@ pub struct FindResult {
     pub unverified_reason: Option<String>,
     /// Lines that are not valid entries (skipped).
     pub skipped_lines: Vec<u64>,
+    /// Whole lines after the latest checkpoint: an append that never reached its commit
+    /// point. They are not entries and are not searched.
+    pub uncommitted: u64,
 }
 
-/// Searches the ledger in `dir`. The answer says whether the entries match the latest signed
-/// checkpoint; a full audit is [`verify`](super::verify()).
+/// Searches the ledger in `dir` (under a shared lock). The answer says whether the entries
+/// match the latest signed checkpoint; a full audit is [`verify`](super::verify()).
 pub fn find(dir: &Path, query: &Query) -> Result<FindResult, LedgerError> {
     let vkey = ledger_key(dir, None)?;
     let _lock = acquire_lock(&dir.join(LOCK), false, Duration::from_secs(30))?;
+    find_locked(dir, &vkey, query)
+}
+
+/// [`find`] for a caller that already holds the lock (an open [`Ledger`](super::Ledger)).
+///
+/// Only committed entries count: whole lines after the latest checkpoint's size (an append
+/// killed before its commit point) are not entries, and are left out and counted in
+/// [`FindResult::uncommitted`] (the next [`Ledger::open`](super::Ledger::open) moves them to
+/// `recovered/`). So a crash never makes the ledger unreadable to its readers.
+pub(crate) fn find_locked(
+    dir: &Path,
+    vkey: &VerifierKey,
+    query: &Query,
+) -> Result<FindResult, LedgerError> {
     let lines = Lines::read(dir)?;
     let path = dir.join(CHECKPOINT);
     let checked = read_capped(&path, MAX_CHECKPOINT_BYTES)
-        .and_then(|b| open_checkpoint_bytes(&path, &b, &vkey, &[]))
+        .and_then(|b| open_checkpoint_bytes(&path, &b, vkey, &[]))
         .and_then(|cp| {
             let tree = lines.tree();
             match tree.root_at(cp.checkpoint.size) {
-                Some(r) if r == cp.checkpoint.root && tree.size() == cp.checkpoint.size => {
-                    Ok(cp.checkpoint.size)
-                }
-                Some(_) if tree.size() != cp.checkpoint.size => {
-                    Err(LedgerError::UncommittedEntries {
-                        index: cp.checkpoint.size,
-                        count: tree.size() - cp.checkpoint.size,
-                    })
-                }
+                Some(r) if r == cp.checkpoint.root => Ok(cp.checkpoint.size),
                 Some(_) => Err(LedgerError::EntryMismatch {
                     index: 0,
                     last: cp.checkpoint.size.saturating_sub(1),
@@ -104,9 +114,12 @@ pub fn find(dir: &Path, query: &Query) -> Result<FindResult, LedgerError> {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e.full_message())),
     };
+    let all = lines.spans.len() as u64;
+    let committed = checkpoint_size.unwrap_or(all).min(all);
+    let uncommitted = all - committed;
     let mut matches = Vec::new();
     let mut skipped_lines = Vec::new();
-    for i in 0..lines.spans.len() {
+    for i in 0..committed as usize {
         let Ok(e) = Entry::from_line(lines.line(i)) else {
             skipped_lines.push(i as u64);
             continue;
@@ -162,5 +175,6 @@ pub fn find(dir: &Path, query: &Query) -> Result<FindResult, LedgerError> {
         checkpoint_size,
         unverified_reason,
         skipped_lines,
+        uncommitted,
     })
 }

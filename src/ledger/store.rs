@@ -39,6 +39,8 @@ pub const STATE: &str = "tree-state";
 pub const EVIDENCE: &str = "evidence/sha256";
 /// Where crash recovery saves the bytes it removes.
 pub const RECOVERED: &str = "recovered";
+/// The file [`Ledger::check_writable`] writes and removes.
+const PROBE: &str = ".write-probe";
 /// Largest checkpoint file read.
 pub(crate) const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024;
 
@@ -223,6 +225,9 @@ impl Ledger {
         )?;
         let vkey = read_vkey(&dir.join(VKEY))?;
         let latest = read_signed_checkpoint(&dir.join(CHECKPOINT), &vkey, &[])?;
+        // Temporary files of a writer killed mid-write: never read, but left alone they
+        // would pile up. We hold the exclusive lock, so no writer is using them.
+        remove_stale_temps(dir)?;
         // `checkpoints/<size+1>` is written only after `checkpoint` moved past `size`: if it
         // exists, an older checkpoint was put back. Appending now would sign a fork.
         let size = latest.checkpoint.size;
@@ -307,15 +312,10 @@ impl Ledger {
             .map_err(|e| LedgerError::io("read", &path, e))?;
         let rec_dir = self.dir.join(RECOVERED);
         fs_err::create_dir_all(&rec_dir).map_err(|e| LedgerError::io("create", &rec_dir, e))?;
-        let stamp = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let mut saved = rec_dir.join(format!("entries-at-{}-{stamp}.jsonl", self.offset));
-        let mut n = 1;
-        while saved.exists() {
-            saved = rec_dir.join(format!("entries-at-{}-{stamp}-{n}.jsonl", self.offset));
-            n += 1;
-        }
+        // Named by position and content: a recovery killed after saving but before the
+        // truncate saves the same bytes to the same name when it runs again.
+        let sum = hex::encode(sha2::Sha256::digest(&tail));
+        let saved = rec_dir.join(format!("entries-at-{}-{}.jsonl", self.offset, &sum[..16]));
         write_atomic(&saved, &tail, true)?;
         self.entries
             .set_len(self.offset)
@@ -360,6 +360,33 @@ impl Ledger {
     /// The latest checkpoint.
     pub fn latest(&self) -> &SignedCheckpoint {
         &self.latest
+    }
+
+    /// [`find`](super::find) under the lock this handle holds: committed entries only, and
+    /// whether they match the latest checkpoint.
+    pub fn find(&self, query: &super::Query) -> Result<super::FindResult, LedgerError> {
+        super::query::find_locked(&self.dir, &self.vkey, query)
+    }
+
+    /// Checks, before an import pushes anything, that its record can be written: a file can
+    /// be created, written, synced and renamed in the ledger directory and in `checkpoints/`
+    /// (what an append does), and the filesystem has `room` bytes free.
+    pub fn check_writable(&self, room: u64) -> Result<(), LedgerError> {
+        for dir in [self.dir.clone(), self.dir.join(CHECKPOINTS)] {
+            let probe = dir.join(PROBE);
+            write_atomic(&probe, b"airlock ledger write probe\n", self.sync())?;
+            fs_err::remove_file(&probe).map_err(|e| LedgerError::io("remove", &probe, e))?;
+        }
+        let available = crate::disk::available_bytes(&self.dir)
+            .map_err(|e| LedgerError::io("statvfs", &self.dir, e))?;
+        if available < room {
+            return Err(LedgerError::NoRoom {
+                path: self.dir.clone(),
+                available,
+                needed: room,
+            });
+        }
+        Ok(())
     }
 
     /// Appends one entry (its `index` is set to the next index), then issues and stores a new
@@ -584,6 +611,31 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8], sync: bool) -> Result<(), 
     Ok(())
 }
 
+/// Removes what a killed writer left: `.NAME.tmp` files of [`write_atomic`] and the write
+/// probe, in the ledger directory and the directories it writes into.
+fn remove_stale_temps(dir: &Path) -> Result<(), LedgerError> {
+    for d in [
+        dir.to_path_buf(),
+        dir.join(CHECKPOINTS),
+        dir.join(EVIDENCE),
+        dir.join(RECOVERED),
+    ] {
+        let Ok(list) = fs_err::read_dir(&d) else {
+            continue;
+        };
+        for ent in list.flatten() {
+            let name = ent.file_name();
+            let name = name.to_string_lossy();
+            let stale = name == PROBE || (name.starts_with('.') && name.ends_with(".tmp"));
+            if stale && ent.file_type().is_ok_and(|t| t.is_file()) {
+                let p = ent.path();
+                fs_err::remove_file(&p).map_err(|e| LedgerError::io("remove", &p, e))?;
+            }
+        }
+    }
+    Ok(())
+}
+
 fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
     #[cfg(unix)]
     {
@@ -757,4 +809,188 @@ fn rebuild(path: &Path, cp: &Checkpoint) -> Result<(Frontier, u64, Option<Hash>)
         });
     }
     Ok((frontier, offset, last))
+}
+
+#[cfg(test)]
+mod tests {
+    //! Every state a writer killed mid-append can leave, written by hand: open must recover
+    //! from each, keep every committed entry, and leave a ledger that verifies.
+    use super::*;
+    use crate::ledger::{verify, Outcome, Query, VerifyOptions};
+
+    fn entry(n: u64) -> Entry {
+        let digest = format!(
+            "sha256:{}",
+            hex::encode(sha2::Sha256::digest(n.to_le_bytes()))
+        );
+        Entry::new(&format!("op-{n}"), &digest, "reg.test/m", Outcome::Admitted)
+    }
+
+    /// A ledger with `n` committed entries and its signer.
+    fn ledger(n: u64) -> (tempfile::TempDir, PathBuf, LedgerSigner) {
+        let t = tempfile::tempdir().expect("tmp");
+        let dir = t.path().join("l");
+        init(&dir, "test.example/l", b"pw").expect("init");
+        let signer = LedgerSigner::load(&dir, b"pw").expect("key");
+        let mut l = Ledger::open(&dir).expect("open");
+        for i in 0..n {
+            l.append(&entry(i), &signer).expect("append");
+        }
+        (t, dir, signer)
+    }
+
+    fn line(n: u64, index: u64) -> Vec<u8> {
+        let mut e = entry(n);
+        e.index = index;
+        let mut l = e.to_line().expect("line");
+        l.push(b'\n');
+        l
+    }
+
+    fn add(path: &Path, bytes: &[u8]) {
+        let mut f = fs_err::OpenOptions::new()
+            .append(true)
+            .open(path)
+            .expect("open");
+        f.write_all(bytes).expect("write");
+    }
+
+    /// Opens (must succeed), checks the committed entries are the `n` written, appends one
+    /// more, and verifies the whole ledger.
+    fn recovers(dir: &Path, signer: &LedgerSigner, n: u64) -> Option<Recovery> {
+        let mut l = Ledger::open(dir).expect("open after the crash");
+        let rec = l.recovery().cloned();
+        let found = l.find(&Query::All).expect("find");
+        assert_eq!(found.unverified_reason, None);
+        assert_eq!(found.matches.len() as u64, n);
+        for (i, m) in found.matches.iter().enumerate() {
+            assert_eq!(m.operator, format!("op-{i}"), "entry {i} lost or changed");
+        }
+        assert_eq!(l.append(&entry(n), signer).expect("append").index, n);
+        drop(l);
+        let report = verify(dir, &VerifyOptions::default()).expect("verify");
+        assert!(report.is_ok(), "{:?}", report.problems);
+        rec
+    }
+
+    #[test]
+    fn open_recovers_a_half_written_line() {
+        let (_t, dir, signer) = ledger(2);
+        let committed = fs_err::read(dir.join(ENTRIES)).expect("read");
+        let half = &line(2, 2)[..30];
+        add(&dir.join(ENTRIES), half);
+        let rec = recovers(&dir, &signer, 2).expect("recovery");
+        assert!(rec.torn && rec.bytes == 30 && rec.offset == committed.len() as u64);
+        assert_eq!(
+            fs_err::read(rec.saved_to.expect("saved")).expect("saved"),
+            half
+        );
+    }
+
+    #[test]
+    fn readers_skip_and_open_recovers_a_line_written_without_its_checkpoint() {
+        let (_t, dir, signer) = ledger(2);
+        add(&dir.join(ENTRIES), &line(9, 2));
+        // Readers (replay check, receipt --ledger) see the committed entries only.
+        let found = crate::ledger::find(&dir, &Query::All).expect("find");
+        assert_eq!(found.unverified_reason, None);
+        assert_eq!((found.matches.len(), found.uncommitted), (2, 1));
+        let rec = recovers(&dir, &signer, 2).expect("recovery");
+        assert_eq!((rec.complete_lines, rec.torn), (1, false));
+    }
+
+    #[test]
+    fn open_removes_temporary_files_of_a_killed_writer() {
+        let (_t, dir, signer) = ledger(1);
+        let temps = [
+            dir.join(".checkpoint.tmp"),
+            dir.join(".tree-state.tmp"),
+            dir.join(CHECKPOINTS).join(".1.tmp"),
+            dir.join(PROBE),
+        ];
+        for t in &temps {
+            fs_err::write(t, b"half a checkp").expect("write");
+        }
+        recovers(&dir, &signer, 1);
+        for t in &temps {
+            assert!(!t.exists(), "{} left", t.display());
+        }
+    }
+
+    #[test]
+    fn open_rebuilds_a_stale_or_missing_tree_state() {
+        let (_t, dir, signer) = ledger(3);
+        let old = fs_err::read(dir.join(STATE)).expect("state");
+        Ledger::open(&dir)
+            .expect("open")
+            .append(&entry(3), &signer)
+            .expect("append");
+        // The state of size 3 put back after the append of entry 3: stale.
+        fs_err::write(dir.join(STATE), &old).expect("write");
+        recovers(&dir, &signer, 4);
+        fs_err::remove_file(dir.join(STATE)).expect("rm");
+        recovers(&dir, &signer, 5);
+    }
+
+    #[test]
+    fn open_restores_the_numbered_copy_of_the_latest_checkpoint() {
+        let (_t, dir, signer) = ledger(2);
+        fs_err::remove_file(dir.join(CHECKPOINTS).join("2")).expect("rm");
+        let rec = recovers(&dir, &signer, 2).expect("recovery");
+        assert!(rec.restored_checkpoint);
+    }
+
+    #[test]
+    fn a_recovery_killed_before_its_truncate_runs_again_without_a_second_copy() {
+        let (_t, dir, signer) = ledger(1);
+        add(&dir.join(ENTRIES), &line(7, 1));
+        add(&dir.join(ENTRIES), b"{\"artif");
+        // What the killed recovery saved before it could truncate.
+        let l = Ledger::open(&dir).expect("open");
+        let saved = l
+            .recovery()
+            .and_then(|r| r.saved_to.clone())
+            .expect("saved");
+        let bytes = fs_err::read(&saved).expect("read");
+        drop(l);
+        add(&dir.join(ENTRIES), &bytes);
+        let rec = recovers(&dir, &signer, 1).expect("recovery");
+        assert_eq!(rec.saved_to.as_deref(), Some(saved.as_path()));
+        assert_eq!(
+            fs_err::read_dir(dir.join(RECOVERED)).expect("ls").count(),
+            1
+        );
+    }
+
+    #[test]
+    fn the_lock_of_a_dead_process_does_not_block() {
+        let (_t, dir, signer) = ledger(1);
+        // `flock` locks die with their process: a child that takes it and is killed.
+        let mut child = std::process::Command::new("flock")
+            .arg("--no-fork")
+            .arg(dir.join(LOCK))
+            .args(["sleep", "60"])
+            .spawn()
+            .expect("flock(1) from util-linux");
+        let start = Instant::now();
+        while acquire_lock(&dir.join(LOCK), true, Duration::ZERO).is_ok() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "flock never took the lock"
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        child.kill().expect("kill -9");
+        child.wait().expect("reap");
+        let opts = OpenOptions {
+            lock_timeout: Duration::from_secs(5),
+            ..OpenOptions::default()
+        };
+        drop(Ledger::open_with(&dir, &opts).expect("open"));
+        assert!(
+            dir.join(LOCK).exists(),
+            "the lock file stays; only the flock matters"
+        );
+        recovers(&dir, &signer, 1);
+    }
 }

@@ -520,3 +520,152 @@ pub fn airlock_peak(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output,
 
 /// The most memory any bad-input run may use (issue 10).
 pub const MAX_BAD_INPUT_RSS: u64 = 256 * 1024 * 1024;
+
+/// Starts [`airlock`] in the background (to be killed), stdout dropped, stderr to `stderr` or
+/// dropped.
+pub fn spawn_airlock<S: AsRef<std::ffi::OsStr>>(
+    dir: &Path,
+    args: &[S],
+    stderr: Option<&Path>,
+) -> Child {
+    let err = match stderr {
+        Some(p) => Stdio::from(std::fs::File::create(p).expect("stderr file")),
+        None => Stdio::null(),
+    };
+    airlock_command(Path::new(env!("CARGO_BIN_EXE_airlock")), dir)
+        .args(args)
+        .stdout(Stdio::null())
+        .stderr(err)
+        .spawn()
+        .expect("spawn airlock")
+}
+
+/// Waits (up to a minute) for `cond`; panics naming `what` otherwise.
+pub fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// Writes `dir/NAME.yaml` pinning each `(image, reference)` (`src.host/REPO:TAG`), collects it
+/// into `dir/NAME.tar.zst` (unsigned, cache `dir/c`), and makes the ledger `dir/LEDGER` with
+/// the password in `dir/pw`.
+pub fn collect_with_ledger(
+    src: &TestRegistry,
+    dir: &Path,
+    name: &str,
+    images: &[(&fixtures::Image, &str)],
+    ledger: &str,
+) {
+    let mut spec = format!("name: {name}\nimages:\n");
+    for (img, reference) in images {
+        spec.push_str(&format!(
+            "  - ref: {}/{reference}@{}\n",
+            src.host,
+            img.manifest.digest()
+        ));
+    }
+    std::fs::write(dir.join(format!("{name}.yaml")), spec).expect("spec");
+    std::fs::write(dir.join("pw"), "pw\n").expect("pw");
+    let (spec, bundle) = (format!("{name}.yaml"), format!("{name}.tar.zst"));
+    let mut args = vec!["collect", &spec, "-o", &bundle, "--cache", "c"];
+    let flags = src.cli_flags();
+    args.extend(flags.iter().map(String::as_str));
+    ok(&airlock(dir, &args));
+    let init = [
+        "ledger",
+        "init",
+        ledger,
+        "--origin",
+        "test.example/l",
+        "--password-file",
+        "pw",
+    ];
+    ok(&airlock(dir, &init));
+}
+
+/// A tmpfs mounted for the test, unmounted on drop (needs root, as CI runs).
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size: &str) -> Option<Tmpfs> {
+        std::fs::create_dir_all(dir).expect("dir");
+        let st = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(dir)
+            .stderr(Stdio::null())
+            .status()
+            .ok()?;
+        st.success().then(|| Tmpfs(dir.to_path_buf()))
+    }
+
+    /// Fills the filesystem until fewer than `leave` bytes are free (0: until a write fails).
+    pub fn fill(&self, leave: u64) {
+        use std::io::Write as _;
+        let mut n = 0;
+        let mut f = loop {
+            let p = self.0.join(format!("fill-{n}"));
+            if !p.exists() {
+                break std::fs::File::create(p).expect("fill file");
+            }
+            n += 1;
+        };
+        let chunk = vec![0x5a_u8; 4096];
+        while airlock::disk::available_bytes(&self.0).expect("statvfs") > leave {
+            if f.write_all(&chunk).and_then(|_| f.sync_data()).is_err() {
+                break;
+            }
+        }
+    }
+
+    /// Removes what [`Tmpfs::fill`] wrote.
+    pub fn unfill(&self) {
+        for e in std::fs::read_dir(&self.0).expect("ls").flatten() {
+            if e.file_name().to_string_lossy().starts_with("fill-") {
+                std::fs::remove_file(e.path()).expect("rm fill");
+            }
+        }
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
+
+/// `dir` bind-mounted read-only at `at` (root ignores permission bits, not a read-only
+/// mount), unmounted on drop.
+pub struct ReadOnlyBind(PathBuf);
+
+impl ReadOnlyBind {
+    pub fn mount(dir: &Path, at: &Path) -> ReadOnlyBind {
+        std::fs::create_dir_all(at).expect("dir");
+        let run = |args: &[&str]| {
+            let st = Command::new("mount")
+                .args(args)
+                .status()
+                .expect("run mount");
+            assert!(
+                st.success(),
+                "mount {args:?} (the tests run as root, as CI does)"
+            );
+        };
+        let (d, a) = (dir.display().to_string(), at.display().to_string());
+        run(&["--bind", &d, &a]);
+        let bind = ReadOnlyBind(at.to_path_buf());
+        run(&["-o", "remount,ro,bind", &a]);
+        bind
+    }
+}
+
+impl Drop for ReadOnlyBind {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(&self.0).status();
+    }
+}
