@@ -8,6 +8,7 @@ pub mod collect;
 pub mod disk;
 pub mod files;
 pub mod import;
+pub mod io;
 pub mod ledger;
 pub mod lock;
 pub mod oci;
@@ -17,6 +18,7 @@ pub mod reference;
 pub mod registry;
 pub mod scan;
 pub mod spec;
+pub mod tarstream;
 pub mod trust;
 
 /// An error and its causes on one line (`what: why: why`), for errors that are embedded as text

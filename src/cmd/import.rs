@@ -255,12 +255,7 @@ fn load_image_policy(
     file: &std::path::Path,
     on_untrusted: OnUntrusted,
 ) -> anyhow::Result<airlock::import::gate::ImagePolicy> {
-    let text = airlock::spec::read_capped(file, 1 << 20).map_err(|e| match e {
-        airlock::spec::CappedReadError::TooLarge => {
-            anyhow::anyhow!("policy `{}` is over 1 MiB", file.display())
-        }
-        airlock::spec::CappedReadError::Io(e) => anyhow::anyhow!("{e}"),
-    })?;
+    let text = airlock::io::read_capped(file, airlock::trust::policy::MAX_POLICY_BYTES, "policy")?;
     let digest = airlock::oci::Digest::of(&text);
     let text = String::from_utf8(text)
         .map_err(|_| anyhow::anyhow!("policy `{}` is not UTF-8", file.display()))?;

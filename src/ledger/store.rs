@@ -40,7 +40,7 @@ pub const EVIDENCE: &str = "evidence/sha256";
 /// Where crash recovery saves the bytes it removes.
 pub const RECOVERED: &str = "recovered";
 /// Largest checkpoint file read.
-pub(crate) const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024;
+pub const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

@@ -479,3 +479,32 @@ pub fn sha256_file(path: &Path) -> String {
     std::io::copy(&mut f, &mut h).expect("hash");
     hex::encode(h.finalize())
 }
+
+/// [`airlock_env`] under `/usr/bin/time`: the output and the child's peak RSS in KiB.
+pub fn airlock_rss(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
+    let report = tempfile::NamedTempFile::new().expect("tmp");
+    let out = Command::new("/usr/bin/time")
+        .args(["-f", "%M", "-o"])
+        .arg(report.path())
+        .arg(env!("CARGO_BIN_EXE_airlock"))
+        .args(args)
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("DOCKER_CONFIG")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("SOURCE_DATE_EPOCH")
+        .env("XDG_CACHE_HOME", dir.join("cache"))
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .output()
+        .expect("run airlock under /usr/bin/time (Debian package `time`)");
+    // GNU time writes "Command exited with non-zero status N" first on a failure.
+    let text = std::fs::read_to_string(report.path()).expect("time report");
+    let kib = text
+        .lines()
+        .last()
+        .and_then(|l| l.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no peak RSS in {text:?}"));
+    (out, kib)
+}
