@@ -421,6 +421,18 @@ mod tests {
     }
 
     #[test]
+    fn names_written_to_a_directory_are_one_plain_component() {
+        for bad in [
+            "", ".", "..", "../x", "a/b", "/abs", ".hidden", "A", "a\0b", "a\\b",
+        ] {
+            assert!(!valid_name(bad), "{bad:?} accepted");
+        }
+        for good in ["tool.bin", "ca-bundle", "x_1.2.tar.gz"] {
+            assert!(valid_name(good), "{good:?} refused");
+        }
+    }
+
+    #[test]
     fn manifest_is_an_oras_style_artifact() {
         let l = lock_file(&spec(Some("tool.bin"), None, Digest::of(b"x").as_str())).expect("lock");
         let m: serde_json::Value = serde_json::from_slice(&file_manifest(&l, 1)).expect("json");

@@ -148,9 +148,13 @@ fn manifests_over_the_readers_budget_are_refused_before_reading() {
     // 300 manifests of 4 MiB: each under the per-manifest cap, 1.2 GiB together.
     let bad = with_listed_manifests(&good, 300, 4 * 1024 * 1024);
     std::fs::write(dir.join("many.tar.zst"), tarball::pack(&bad)).expect("write");
+    let osv = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv/alpine");
+    let osv = osv.to_str().expect("utf-8 path");
+    ok(&airlock(dir, &["db", "build", "--osv", osv, "-o", "v.db"]));
     for args in [
         vec!["verify", "many.tar.zst", "--allow-unsigned"],
         vec!["inspect", "many.tar.zst"],
+        vec!["scan", "many.tar.zst", "--db", "v.db"],
     ] {
         refused(
             &format!("300 x 4 MiB manifests: {}", args[0]),

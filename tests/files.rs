@@ -75,16 +75,13 @@ fn files_cross_as_oci_artifacts_and_come_back_byte_exact() {
         .collect();
     names.sort();
     assert_eq!(names, ["ca-bundle", "tool.bin"]);
-    ok(&airlock(
-        dir,
-        &[
-            "verify",
-            "f.tar.zst",
-            "--allow-unsigned",
-            "--files-to",
-            "out2",
-        ],
-    ));
+    let verify_to = |out: &str| {
+        ok(&airlock(
+            dir,
+            &["verify", "f.tar.zst", "--allow-unsigned", "--files-to", out],
+        ))
+    };
+    verify_to("out2");
     assert_eq!(
         std::fs::read(dir.join("out2/tool.bin")).expect("tool"),
         tool
@@ -98,16 +95,7 @@ fn files_cross_as_oci_artifacts_and_come_back_byte_exact() {
         std::fs::write(dir.join(victim), b"precious").expect("victim");
         std::os::unix::fs::symlink(dir.join(victim), out3.join(planted)).expect("plant");
     }
-    ok(&airlock(
-        dir,
-        &[
-            "verify",
-            "f.tar.zst",
-            "--allow-unsigned",
-            "--files-to",
-            "out3",
-        ],
-    ));
+    verify_to("out3");
     for victim in ["victim-a", "victim-b"] {
         assert_eq!(
             std::fs::read(dir.join(victim)).expect("victim"),

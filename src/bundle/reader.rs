@@ -262,7 +262,7 @@ fn read_small<R: Read>(r: R, cap: u64) -> Result<Vec<u8>, crate::io::StreamError
 
 /// A tar-level failure: an extension header (never in a bundle) is an unsafe entry, anything
 /// else a corrupt archive.
-fn tar_error(path: &Path, last_name: &str, e: TarError) -> BundleError {
+fn tar_error(path: &Path, where_: String, e: TarError) -> BundleError {
     match e {
         TarError::Extension { index, .. } | TarError::Unsupported { index, .. } => {
             BundleError::UnsafeEntry {
@@ -274,7 +274,7 @@ fn tar_error(path: &Path, last_name: &str, e: TarError) -> BundleError {
         }
         TarError::Io(e) => BundleError::Corrupt {
             path: path.to_path_buf(),
-            where_: format!("after entry `{last_name}`"),
+            where_,
             why: e.to_string(),
         },
     }
@@ -689,7 +689,7 @@ fn read_decoded<D: Read, V: BlobVisitor>(
     let mut seen_names: HashSet<String> = HashSet::new();
 
     for (index, entry) in entries.enumerate() {
-        let entry = entry.map_err(|e| tar_error(path, &last_name, e))?;
+        let entry = entry.map_err(|e| tar_error(path, format!("after entry `{last_name}`"), e))?;
         let name = entry.path_lossy();
         let mut entry = entry.inner;
         let kind = entry.header().entry_type();
@@ -959,7 +959,7 @@ pub fn read_table_of_contents_from<R: Read>(
     let first = entries
         .next()
         .ok_or_else(|| corrupt("start", &"no entries (empty or not a bundle)"))?
-        .map_err(|e| tar_error(path, "(start)", e))?;
+        .map_err(|e| tar_error(path, "start".into(), e))?;
     let name = first.path_lossy();
     let mut first = first.inner;
     check_entry_safety(path, 0, &name, first.header().entry_type())?;

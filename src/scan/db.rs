@@ -327,11 +327,11 @@ impl Database {
             source,
         };
         // The magic first, so that `/dev/zero` or a wrong file is refused before it is read.
-        let mut head = [0u8; 8];
+        let mut head = Vec::with_capacity(MAGIC.len());
         std::fs::File::open(path)
-            .and_then(|mut f| f.read_exact(&mut head))
+            .and_then(|f| f.take(MAGIC.len() as u64).read_to_end(&mut head))
             .map_err(io_err)?;
-        if &head != MAGIC {
+        if head != MAGIC {
             return Err(DbError::NotADatabase {
                 path: path.to_path_buf(),
             });

@@ -329,9 +329,13 @@ pub fn skopeo(args: &[String]) -> Output {
 
 /// Runs the airlock binary with `args` in `dir`, with no credentials leaking from the host.
 pub fn airlock(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(args)
-        .current_dir(dir)
+    airlock_env(dir, args, &[])
+}
+
+/// `cmd` made to run in `dir` with nothing leaking from the host: no credentials, no cache
+/// or clock from the environment, no standard input.
+fn isolated<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
+    cmd.current_dir(dir)
         .env("HOME", dir)
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("DOCKER_CONFIG")
@@ -339,23 +343,13 @@ pub fn airlock(dir: &Path, args: &[&str]) -> Output {
         .env_remove("SOURCE_DATE_EPOCH")
         .env("XDG_CACHE_HOME", dir.join("cache"))
         .stdin(Stdio::null())
-        .output()
-        .expect("run airlock")
 }
 
 /// [`airlock`] with extra environment variables (e.g. a `PATH` without some tool).
 pub fn airlock_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_airlock"))
+    isolated(&mut Command::new(env!("CARGO_BIN_EXE_airlock")), dir)
         .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("XDG_CACHE_HOME", dir.join("cache"))
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .output()
         .expect("run airlock")
 }
@@ -483,20 +477,12 @@ pub fn sha256_file(path: &Path) -> String {
 /// [`airlock_env`] under `/usr/bin/time`: the output and the child's peak RSS in KiB.
 pub fn airlock_rss(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
     let report = tempfile::NamedTempFile::new().expect("tmp");
-    let out = Command::new("/usr/bin/time")
+    let out = isolated(&mut Command::new("/usr/bin/time"), dir)
         .args(["-f", "%M", "-o"])
         .arg(report.path())
         .arg(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
-        .current_dir(dir)
-        .env("HOME", dir)
-        .env_remove("REGISTRY_AUTH_FILE")
-        .env_remove("DOCKER_CONFIG")
-        .env_remove("XDG_RUNTIME_DIR")
-        .env_remove("SOURCE_DATE_EPOCH")
-        .env("XDG_CACHE_HOME", dir.join("cache"))
         .envs(env.iter().copied())
-        .stdin(Stdio::null())
         .output()
         .expect("run airlock under /usr/bin/time (Debian package `time`)");
     // GNU time writes "Command exited with non-zero status N" first on a failure.
