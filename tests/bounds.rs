@@ -207,6 +207,7 @@ fn every_local_file_input_is_capped_against_dev_zero() {
         "127.0.0.1:9/x",
         "--allow-unsigned",
     ];
+    let collect = ["collect", "t.lock", "-o", "o.tar.zst"];
     let cases: Vec<(&str, Vec<&str>, Vec<&str>)> = vec![
         (
             "spec",
@@ -220,49 +221,26 @@ fn every_local_file_input_is_capped_against_dev_zero() {
         ),
         (
             "collect --have",
-            vec!["collect", "t.lock", "-o", "o.tar.zst", "--have", z],
+            [&collect[..], &["--have", z]].concat(),
             vec!["receipt `/dev/zero`", "larger than"],
         ),
         (
             "collect --trust-receipt",
-            vec![
-                "collect",
-                "t.lock",
-                "-o",
-                "o",
-                "--have",
-                "receipt.json",
-                "--trust-receipt",
-                z,
-            ],
+            [
+                &collect[..],
+                &["--have", "receipt.json", "--trust-receipt", z],
+            ]
+            .concat(),
             vec!["/dev/zero", "larger than"],
         ),
         (
             "collect --password-file",
-            vec![
-                "collect",
-                "t.lock",
-                "-o",
-                "o",
-                "--sign",
-                "k.key",
-                "--password-file",
-                z,
-            ],
+            [&collect[..], &["--sign", "k.key", "--password-file", z]].concat(),
             vec!["/dev/zero", "larger than"],
         ),
         (
             "collect --sign",
-            vec![
-                "collect",
-                "t.lock",
-                "-o",
-                "o",
-                "--sign",
-                z,
-                "--password-file",
-                "pw",
-            ],
+            [&collect[..], &["--sign", z, "--password-file", "pw"]].concat(),
             vec!["/dev/zero"],
         ),
         (
