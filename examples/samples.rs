@@ -47,7 +47,7 @@ async fn demo(host: &str, chart_dir: &str, vendor_pub: &str) {
         ),
     ];
     let idx = fixtures::index(&web, false);
-    let web_repo = Repo::new(host, "platform/web");
+    let web_repo = Repo::parse(host, "platform/web").expect("repository");
     fixtures::push_index(&reg, &web_repo, &web, &idx, "1.0").await;
     fixtures::push_signed(&reg, &web_repo, &idx.digest(), None, Some(&vendor)).await;
     let api = fixtures::image(
@@ -58,10 +58,16 @@ async fn demo(host: &str, chart_dir: &str, vendor_pub: &str) {
         "linux/amd64",
         false,
     );
-    let api_repo = Repo::new(host, "platform/api");
+    let api_repo = Repo::parse(host, "platform/api").expect("repository");
     fixtures::push_image(&reg, &api_repo, &api, Some("2.3")).await;
     fixtures::push_signed(&reg, &api_repo, &api.manifest.digest(), None, Some(&vendor)).await;
-    fixtures::push_oci_chart(&reg, &Repo::new(host, "charts/web"), "web", "1.0.0").await;
+    fixtures::push_oci_chart(
+        &reg,
+        &Repo::parse(host, "charts/web").expect("repository"),
+        "web",
+        "1.0.0",
+    )
+    .await;
     fixtures::write_chart_repo(std::path::Path::new(chart_dir), "podinfo", "6.4.0");
     println!("pushed platform/web:1.0 (amd64+arm64), platform/api:2.3 (both signed by the vendor key {vendor_pub}), charts/web:1.0.0; chart repo in {chart_dir}");
 }
@@ -88,7 +94,7 @@ async fn bench(host: &str, big_mib: usize) {
         let img = fixtures::image(layers, "linux/amd64", false);
         fixtures::push_image(
             &reg,
-            &Repo::new(host, format!("bench/img{i:02}")),
+            &Repo::parse(host, &format!("bench/img{i:02}")).expect("repository"),
             &img,
             Some("1"),
         )

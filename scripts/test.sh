@@ -9,7 +9,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v openssl >/dev/null || need_apt+=(openssl)
-[ -x /usr/bin/time ] || need_apt+=(time)   # peak RSS of bad-input runs (tests/bounds.rs)
+# Peak memory of bad-input runs is measured with GNU time.
+[ -x /usr/bin/time ] || need_apt+=(time)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"

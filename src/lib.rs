@@ -20,6 +20,7 @@ pub mod scan;
 pub mod spec;
 pub mod tarstream;
 pub mod trust;
+pub mod untrusted;
 
 /// An error and its causes on one line (`what: why: why`), for errors that are embedded as text
 /// in another error's message.

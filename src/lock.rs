@@ -72,7 +72,7 @@ pub struct LockedAttachment {
     /// The digest it is attached to.
     pub subject: Digest,
     /// The tag it lives under (`sha256-<hex>.sig`, or `sha256-<hex>` for referrers).
-    pub tag: String,
+    pub tag: crate::oci::Tag,
     /// Its manifest digest.
     pub digest: Digest,
     /// Its manifest media type.

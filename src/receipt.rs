@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::oci::{Digest, ManifestKind, ParsedManifest};
+use crate::oci::{Digest, ManifestKind, ManifestRef, ParsedManifest, RepoName};
 use crate::registry::{Registry, RegistryError, Repo};
 use crate::trust::bundle_sig::{sign_manifest, verify_manifest, SigFile};
 use crate::trust::keys::{PublicKey, SigningKey};
@@ -84,7 +84,7 @@ pub struct HeldBlob {
     pub size: u64,
     /// Repositories (paths on the registry, without host) that hold it; import mounts from
     /// these when the target repository lacks it.
-    pub repositories: Vec<String>,
+    pub repositories: Vec<RepoName>,
 }
 
 /// `receipt.json`.
@@ -174,10 +174,10 @@ pub async fn take(
         .await
         .map_err(reg(format!("listing repositories of {registry_host}")))?;
     let mut manifests = BTreeSet::new();
-    let mut blobs: BTreeMap<Digest, (u64, BTreeSet<String>)> = BTreeMap::new();
+    let mut blobs: BTreeMap<Digest, (u64, BTreeSet<RepoName>)> = BTreeMap::new();
     for name in repos
         .iter()
-        .filter(|r| in_prefix(r, prefix) && only.is_none_or(|o| o.contains(*r)))
+        .filter(|r| in_prefix(r, prefix) && only.is_none_or(|o| o.contains(r.as_str())))
     {
         progress.item(name);
         let repo = Repo::new(registry_host, name.clone());
@@ -186,7 +186,8 @@ pub async fn take(
             .await
             .map_err(reg(format!("listing tags of {repo}")))?;
         let mut seen = HashSet::new();
-        let mut todo: Vec<(String, usize)> = tags.into_iter().map(|t| (t, 0)).collect();
+        let mut todo: Vec<(ManifestRef, usize)> =
+            tags.into_iter().map(|t| (ManifestRef::Tag(t), 0)).collect();
         while let Some((reference, depth)) = todo.pop() {
             if depth > MAX_DEPTH || !seen.insert(reference.clone()) {
                 continue;
@@ -197,7 +198,7 @@ pub async fn take(
                 Err(RegistryError::Status { status, .. }) if status.as_u16() == 404 => continue,
                 Err(e) => return Err(reg(format!("reading {repo}:{reference}"))(e)),
             };
-            seen.insert(raw.digest.to_string());
+            seen.insert(ManifestRef::Digest(raw.digest.clone()));
             manifests.insert(raw.digest.clone());
             // Manifests airlock cannot parse (schema 1, unknown types) hold nothing to omit.
             let Ok(parsed) = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()) else {
@@ -206,7 +207,7 @@ pub async fn take(
             match parsed.kind {
                 ManifestKind::Index => {
                     for c in &parsed.manifests {
-                        todo.push((c.digest.to_string(), depth + 1));
+                        todo.push((ManifestRef::Digest(c.digest.clone()), depth + 1));
                     }
                 }
                 ManifestKind::Image => {

@@ -15,9 +15,9 @@ pub struct Reference {
     /// Registry host with optional port, normalized (`docker.io` for Docker Hub).
     pub registry: String,
     /// Repository path within the registry (`library/nginx`).
-    pub repository: String,
+    pub repository: RepoName,
     /// Tag, when written.
-    pub tag: Option<String>,
+    pub tag: Option<Tag>,
     /// Digest, when written (pinned).
     pub digest: Option<Digest>,
 }
@@ -53,46 +53,11 @@ pub enum ReferenceError {
     TooLong(String),
 }
 
-fn valid_component(c: &str) -> bool {
-    // [a-z0-9]+(?:(?:[._]|__|[-]+)[a-z0-9]+)*
-    let b = c.as_bytes();
-    if b.is_empty() || !is_alnum(b[0]) || !is_alnum(b[b.len() - 1]) {
-        return false;
-    }
-    let mut i = 0;
-    while i < b.len() {
-        if is_alnum(b[i]) {
-            i += 1;
-            continue;
-        }
-        // a separator run
-        let start = i;
-        while i < b.len() && !is_alnum(b[i]) {
-            i += 1;
-        }
-        let sep = &c[start..i];
-        let ok = sep == "." || sep == "_" || sep == "__" || sep.bytes().all(|x| x == b'-');
-        if !ok {
-            return false;
-        }
-    }
-    true
-}
+use crate::oci::name::{valid_component, valid_tag};
+use crate::oci::{RepoName, Tag};
 
-fn is_alnum(b: u8) -> bool {
-    b.is_ascii_lowercase() || b.is_ascii_digit()
-}
-
-fn valid_tag(t: &str) -> bool {
-    let b = t.as_bytes();
-    !b.is_empty()
-        && b.len() <= 128
-        && (b[0].is_ascii_alphanumeric() || b[0] == b'_')
-        && b.iter()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, b'_' | b'.' | b'-'))
-}
-
-fn valid_host(h: &str) -> bool {
+/// True for `host[:port]` or `[ipv6][:port]`.
+pub fn valid_host(h: &str) -> bool {
     let (host, port) = if let Some(rest) = h.strip_prefix('[') {
         // IPv6 literal
         let Some((inside, after)) = rest.split_once(']') else {
@@ -135,7 +100,7 @@ impl FromStr for Reference {
                 Some(
                     d.parse::<Digest>()
                         .map_err(|source| ReferenceError::BadDigest {
-                            input: input.to_string(),
+                            input: crate::untrusted::shorten(input),
                             source,
                         })?,
                 ),
@@ -151,7 +116,7 @@ impl FromStr for Reference {
         };
         if let Some(t) = tag {
             if !valid_tag(t) {
-                return Err(ReferenceError::BadTag(input.to_string()));
+                return Err(ReferenceError::BadTag(crate::untrusted::shorten(input)));
             }
         }
         let (registry, repository) = match name.split_once('/') {
@@ -162,20 +127,20 @@ impl FromStr for Reference {
                     || first.starts_with('[') =>
             {
                 if !valid_host(first) {
-                    return Err(ReferenceError::BadHost(input.to_string()));
+                    return Err(ReferenceError::BadHost(crate::untrusted::shorten(input)));
                 }
                 (first.to_string(), rest.to_string())
             }
             _ => (DOCKER_HUB.to_string(), name.to_string()),
         };
         if repository.is_empty() {
-            return Err(ReferenceError::BadName(input.to_string()));
+            return Err(ReferenceError::BadName(crate::untrusted::shorten(input)));
         }
         if repository.bytes().any(|b| b.is_ascii_uppercase()) {
-            return Err(ReferenceError::Uppercase(input.to_string()));
+            return Err(ReferenceError::Uppercase(crate::untrusted::shorten(input)));
         }
         if !repository.split('/').all(valid_component) {
-            return Err(ReferenceError::BadName(input.to_string()));
+            return Err(ReferenceError::BadName(crate::untrusted::shorten(input)));
         }
         let registry = if registry == "index.docker.io" {
             DOCKER_HUB.to_string()
@@ -188,12 +153,21 @@ impl FromStr for Reference {
             repository
         };
         if registry.len() + 1 + repository.len() > 255 {
-            return Err(ReferenceError::TooLong(input.to_string()));
+            return Err(ReferenceError::TooLong(crate::untrusted::shorten(input)));
         }
+        let repository = RepoName::try_from(repository)
+            .map_err(|_| ReferenceError::BadName(crate::untrusted::shorten(input)))?;
+        let tag = match tag {
+            Some(t) => Some(
+                Tag::parse(t)
+                    .map_err(|_| ReferenceError::BadTag(crate::untrusted::shorten(input)))?,
+            ),
+            None => None,
+        };
         Ok(Reference {
             registry,
             repository,
-            tag: tag.map(str::to_string),
+            tag,
             digest,
         })
     }
@@ -207,12 +181,18 @@ impl Reference {
 
     /// The tag or digest to ask the registry for: the digest when pinned, else the tag, else
     /// `latest`.
-    pub fn reference_part(&self) -> String {
+    pub fn reference_part(&self) -> crate::oci::ManifestRef {
+        use crate::oci::ManifestRef;
         match (&self.digest, &self.tag) {
-            (Some(d), _) => d.to_string(),
-            (None, Some(t)) => t.clone(),
-            (None, None) => "latest".to_string(),
+            (Some(d), _) => ManifestRef::Digest(d.clone()),
+            (None, Some(t)) => ManifestRef::Tag(t.clone()),
+            (None, None) => ManifestRef::Tag(Tag::parse("latest").expect("`latest` is a tag")),
         }
+    }
+
+    /// The registry client's repository handle for this reference.
+    pub fn repo(&self) -> crate::registry::Repo {
+        crate::registry::Repo::new(self.registry.clone(), self.repository.clone())
     }
 
     /// The same repository, pinned at `digest` (the tag is kept for display).
@@ -298,7 +278,7 @@ mod tests {
         }
         let pinned: Reference = format!("nginx:1.27@{D}").parse().expect("pinned");
         assert_eq!(pinned.tag.as_deref(), Some("1.27"));
-        assert_eq!(pinned.reference_part(), D);
+        assert_eq!(pinned.reference_part().to_string(), D);
         assert!(pinned.is_pinned());
     }
 

@@ -192,20 +192,6 @@ impl<'a, R: Read> Iterator for Entries<'a, R> {
     }
 }
 
-/// A name from outside, for an error line: control characters escaped, at most 80 characters.
-pub fn shown_name(name: &str) -> String {
-    const MAX: usize = 80;
-    let mut out: String = name
-        .chars()
-        .take(MAX)
-        .flat_map(char::escape_debug)
-        .collect();
-    if name.chars().nth(MAX).is_some() {
-        out.push('…');
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -259,12 +245,5 @@ mod tests {
         let size = with_extension(tar::EntryType::XHeader, b"12 size=100\n");
         let e = paths(&size, Extensions::Apply).expect_err("pax size");
         assert!(e.to_string().contains("PAX `size`"), "{e}");
-    }
-
-    #[test]
-    fn shows_a_short_escaped_prefix() {
-        assert_eq!(shown_name("a\u{1b}[2Jb"), "a\\u{1b}[2Jb");
-        let long = "x".repeat(1000);
-        assert_eq!(shown_name(&long).chars().count(), 81);
     }
 }

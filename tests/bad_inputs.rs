@@ -6,6 +6,8 @@
 
 mod common;
 
+use common::rt;
+
 use std::path::{Path, PathBuf};
 use std::process::Output;
 use std::sync::atomic::Ordering;
@@ -25,14 +27,6 @@ const SHARED_LAYER_BYTES: usize = 2_000_000;
 const CUT_AFTER: usize = 1_000_000;
 /// Target repositories of the two images, under the import prefix.
 const TARGET_REPOS: [&str; 2] = ["apps/a", "apps/b"];
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
 
 /// A source registry holding two images that share a layer (otherwise a few KB each), and a
 /// work directory.
@@ -135,7 +129,7 @@ fn push(reg: &TestRegistry, repo: &str, img: &Image) {
     let client = reg.client();
     rt().block_on(fixtures::push_image(
         &client,
-        &Repo::new(&reg.host, repo),
+        &Repo::parse(&reg.host, repo).expect("repository"),
         img,
         Some("1"),
     ));

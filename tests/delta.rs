@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::rt;
+
 use std::path::Path;
 
 use airlock::registry::Repo;
@@ -12,18 +14,10 @@ use common::{airlock, fails_with, ok, TestRegistry};
 const BASE_LAYER: usize = 400_000;
 const CHANGED_LAYER: usize = 100_000;
 
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
-
 fn push(reg: &TestRegistry, repo: &str, img: &Image, tag: &str) {
     rt().block_on(fixtures::push_image(
         &reg.client(),
-        &Repo::new(&reg.host, repo),
+        &Repo::parse(&reg.host, repo).expect("repository"),
         img,
         Some(tag),
     ));
@@ -394,7 +388,7 @@ fn a_delta_never_leaves_out_evidence() {
     );
     push(&src, "apps/s", &one, "1");
     push(&src, "apps/s", &two, "2");
-    let repo = Repo::new(&src.host, "apps/s");
+    let repo = Repo::parse(&src.host, "apps/s").expect("repository");
     let (sbom1, _) = rt().block_on(fixtures::push_referrer(&src.client(), &repo, &one.manifest));
     rt().block_on(fixtures::push_referrer_numbered(
         &src.client(),

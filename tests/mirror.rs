@@ -95,46 +95,73 @@ fn populate(reg: &TestRegistry) -> Source {
     );
     let (oci_chart, single_sig, zstd_referrers) = rt().block_on(async {
         let h = &reg.host;
-        fixtures::push_image(&client, &Repo::new(h, "apps/single"), &single, Some("1.0")).await;
+        fixtures::push_image(
+            &client,
+            &Repo::parse(h, "apps/single").expect("repository"),
+            &single,
+            Some("1.0"),
+        )
+        .await;
         fixtures::push_index(
             &client,
-            &Repo::new(h, "apps/multi"),
+            &Repo::parse(h, "apps/multi").expect("repository"),
             &multi,
             &multi_index,
             "2.0",
         )
         .await;
-        fixtures::push_image(&client, &Repo::new(h, "legacy/docker"), &docker, Some("v1")).await;
+        fixtures::push_image(
+            &client,
+            &Repo::parse(h, "legacy/docker").expect("repository"),
+            &docker,
+            Some("v1"),
+        )
+        .await;
         fixtures::push_index(
             &client,
-            &Repo::new(h, "legacy/list"),
+            &Repo::parse(h, "legacy/list").expect("repository"),
             &docker_list_images,
             &docker_list,
             "v2",
         )
         .await;
-        fixtures::push_image(&client, &Repo::new(h, "apps/zstd"), &zstd, Some("1")).await;
         fixtures::push_image(
             &client,
-            &Repo::new(h, "apps/shared-a"),
+            &Repo::parse(h, "apps/zstd").expect("repository"),
+            &zstd,
+            Some("1"),
+        )
+        .await;
+        fixtures::push_image(
+            &client,
+            &Repo::parse(h, "apps/shared-a").expect("repository"),
             &shared_a,
             Some("1"),
         )
         .await;
         fixtures::push_image(
             &client,
-            &Repo::new(h, "apps/shared-b"),
+            &Repo::parse(h, "apps/shared-b").expect("repository"),
             &shared_b,
             Some("1"),
         )
         .await;
-        let single_repo = Repo::new(h, "apps/single");
+        let single_repo = Repo::parse(h, "apps/single").expect("repository");
         let sig =
             fixtures::push_signature(&client, &single_repo, &single.manifest.digest(), None).await;
-        let refs =
-            fixtures::push_referrer(&client, &Repo::new(h, "apps/zstd"), &zstd.manifest).await;
-        let chart =
-            fixtures::push_oci_chart(&client, &Repo::new(h, "charts/web"), "web", "1.2.3").await;
+        let refs = fixtures::push_referrer(
+            &client,
+            &Repo::parse(h, "apps/zstd").expect("repository"),
+            &zstd.manifest,
+        )
+        .await;
+        let chart = fixtures::push_oci_chart(
+            &client,
+            &Repo::parse(h, "charts/web").expect("repository"),
+            "web",
+            "1.2.3",
+        )
+        .await;
         (chart, sig, refs)
     });
     Source {
@@ -596,7 +623,7 @@ fn pair_with_one_image(
     let img = fixtures::small_image(7, 9000);
     rt().block_on(fixtures::push_image(
         &src.client(),
-        &Repo::new(&src.host, repo),
+        &Repo::parse(&src.host, repo).expect("repository"),
         &img,
         Some("1"),
     ));
@@ -672,7 +699,7 @@ fn lock_reports_drift_and_collect_refuses_unpinned_specs() {
     let client = src.client();
     let v1 = fixtures::small_image(50, 1000);
     let v2 = fixtures::small_image(51, 1000);
-    let repo = Repo::new(&src.host, "drift/app");
+    let repo = Repo::parse(&src.host, "drift/app").expect("repository");
     rt().block_on(fixtures::push_image(&client, &repo, &v1, Some("1")));
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
@@ -811,6 +838,22 @@ fn bearer_token_auth() {
     let dir = work.path();
     // Wrong password: the token server refuses, and the error says so.
     let bad = format!("{}=alice:wrong", src.host);
+    let token_host = src.token.as_ref().expect("token server").host();
+    let out = airlock(
+        dir,
+        &[
+            "lock",
+            "t.yaml",
+            "--insecure-registry",
+            &src.host,
+            "--insecure-registry",
+            &token_host,
+            "--creds",
+            &bad,
+        ],
+    );
+    common::fails_with(&out, "token endpoint");
+    // The realm is plain HTTP on another port: without naming it, the password stays home.
     let out = airlock(
         dir,
         &[
@@ -822,7 +865,7 @@ fn bearer_token_auth() {
             &bad,
         ],
     );
-    common::fails_with(&out, "token endpoint");
+    common::fails_with(&out, "refusing to send credentials to token realm");
     let sflags = src.cli_flags();
     ok(&airlock(dir, &args(&["lock", "t.yaml"], &sflags)));
     ok(&airlock(
@@ -845,7 +888,7 @@ fn refuses_oversized_signature_material_before_download() {
     let src = TestRegistry::start();
     let client = src.client();
     let img = fixtures::small_image(60, 1000);
-    let repo = Repo::new(&src.host, "sig/app");
+    let repo = Repo::parse(&src.host, "sig/app").expect("repository");
     rt().block_on(async {
         fixtures::push_image(&client, &repo, &img, Some("1")).await;
         // A signature manifest declaring a 1 GiB layer.
@@ -880,7 +923,7 @@ fn collect_verifies_image_signatures_against_the_spec_policy() {
     let signed = fixtures::small_image(70, 1000);
     let unsigned = fixtures::small_image(71, 1000);
     rt().block_on(async {
-        let repo = Repo::new(&src.host, "signed/app");
+        let repo = Repo::parse(&src.host, "signed/app").expect("repository");
         fixtures::push_image(&client, &repo, &signed, Some("1")).await;
         fixtures::push_signed(
             &client,
@@ -892,7 +935,7 @@ fn collect_verifies_image_signatures_against_the_spec_policy() {
         .await;
         fixtures::push_image(
             &client,
-            &Repo::new(&src.host, "unsigned/app"),
+            &Repo::parse(&src.host, "unsigned/app").expect("repository"),
             &unsigned,
             Some("1"),
         )
@@ -1014,13 +1057,13 @@ fn referrers_merge_into_the_targets_fallback_index() {
     // At the source: one referrer (an SBOM) listed by the referrers tag schema.
     let (carried, _) = rt().block_on(fixtures::push_referrer(
         &src.client(),
-        &Repo::new(&src.host, "ref/app"),
+        &Repo::parse(&src.host, "ref/app").expect("repository"),
         &img.manifest,
     ));
     // At the target, before the import: another tool already listed its own referrer.
     let (theirs, _) = rt().block_on(fixtures::push_referrer_numbered(
         &dst.client(),
-        &Repo::new(&dst.host, "m/ref/app"),
+        &Repo::parse(&dst.host, "m/ref/app").expect("repository"),
         &img.manifest,
         2,
     ));

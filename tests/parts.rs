@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::rt;
+
 use std::path::{Path, PathBuf};
 
 use airlock::registry::Repo;
@@ -11,14 +13,6 @@ use common::fixtures::{self, Compression, Image};
 use common::{airlock, fails_with, ok, TestRegistry};
 
 const LAYER_BYTES: usize = 120_000;
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
 
 /// A source registry with two images (incompressible layers, so parts are many), a work dir
 /// with two signing keys (`keys/release`, `keys/other`, password in `pw`) and the lock.
@@ -45,7 +39,7 @@ impl Env {
         for (repo, img) in &images {
             rt().block_on(fixtures::push_image(
                 &src.client(),
-                &Repo::new(&src.host, *repo),
+                &Repo::parse(&src.host, repo).expect("repository"),
                 img,
                 Some("1"),
             ));

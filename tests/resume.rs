@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::rt;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -12,14 +14,6 @@ use airlock::registry::Repo;
 use common::fixtures::{self, Compression, Image};
 use common::proxy::{Fault, Proxy};
 use common::{airlock, fails_with, ok, TestRegistry};
-
-fn rt() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .expect("rt")
-}
 
 /// An image of `layers` incompressible gzip layers of distinct sizes, pushed to `apps/a:1`.
 fn image_with(src: &TestRegistry, layers: &[usize]) -> Image {
@@ -34,7 +28,7 @@ fn image_with(src: &TestRegistry, layers: &[usize]) -> Image {
     );
     rt().block_on(fixtures::push_image(
         &src.client(),
-        &Repo::new(&src.host, "apps/a"),
+        &Repo::parse(&src.host, "apps/a").expect("repository"),
         &img,
         Some("1"),
     ));

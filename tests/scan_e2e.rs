@@ -50,7 +50,7 @@ fn push_two_platforms(reg: &TestRegistry) -> (Image, Image) {
     let client = reg.client();
     rt().block_on(fixtures::push_index(
         &client,
-        &Repo::new(reg.host.clone(), "scan/multi"),
+        &Repo::parse(reg.host.clone(), "scan/multi").expect("repository"),
         &[alpine.clone(), debian.clone()],
         &idx,
         "1",
@@ -262,7 +262,7 @@ fn scan_bundle_gives_the_same_findings_and_whiteouts_remove_packages() {
     );
     rt().block_on(fixtures::push_image(
         &reg.client(),
-        &Repo::new(reg.host.clone(), "scan/whiteout"),
+        &Repo::parse(reg.host.clone(), "scan/whiteout").expect("repository"),
         &wh,
         Some("1"),
     ));
@@ -496,7 +496,7 @@ fn unknown_os_fails_closed_unless_the_policy_warns() {
     let img = fixtures::small_image(7, 4000);
     rt().block_on(fixtures::push_image(
         &reg.client(),
-        &Repo::new(reg.host.clone(), "scan/noos"),
+        &Repo::parse(reg.host.clone(), "scan/noos").expect("repository"),
         &img,
         Some("1"),
     ));
@@ -1034,14 +1034,14 @@ fn signature_and_scan_gates_together_with_a_carried_database() {
     let reg = TestRegistry::start();
     let key = airlock::trust::keys::SigningKey::generate().expect("key");
     let img = fixtures::files_image(&[fixtures::debian9_files()], "linux/arm64");
-    let repo = Repo::new(reg.host.clone(), "signed/deb");
+    let repo = Repo::parse(reg.host.clone(), "signed/deb").expect("repository");
     rt().block_on(async {
         let client = reg.client();
         fixtures::push_image(&client, &repo, &img, Some("1")).await;
         fixtures::push_signed(&client, &repo, &img.manifest.digest(), None, Some(&key)).await;
         // Unsigned, and with a HIGH finding the site's scan policy refuses.
         let alpine = fixtures::files_image(&[fixtures::alpine_318_files()], "linux/amd64");
-        let other = Repo::new(reg.host.clone(), "unsigned/alp");
+        let other = Repo::parse(reg.host.clone(), "unsigned/alp").expect("repository");
         fixtures::push_image(&client, &other, &alpine, Some("1")).await;
     });
     let work = tempfile::tempdir().expect("tmp");

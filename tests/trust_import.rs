@@ -39,7 +39,7 @@ impl World {
         let signed = fixtures::small_image(80, 3000);
         let rogue_signed = fixtures::small_image(81, 3000);
         rt().block_on(async {
-            let repo = Repo::new(&src.host, "signed/app");
+            let repo = Repo::parse(&src.host, "signed/app").expect("repository");
             fixtures::push_image(&client, &repo, &signed, Some("1")).await;
             fixtures::push_signed(
                 &client,
@@ -50,7 +50,7 @@ impl World {
             )
             .await;
             fixtures::push_referrer(&client, &repo, &signed.manifest).await;
-            let repo = Repo::new(&src.host, "rogue/app");
+            let repo = Repo::parse(&src.host, "rogue/app").expect("repository");
             fixtures::push_image(&client, &repo, &rogue_signed, Some("1")).await;
             fixtures::push_signed(
                 &client,
@@ -313,7 +313,7 @@ fn ledger_refuses_an_older_bundle_from_the_same_signer() {
     let img = fixtures::small_image(90, 2000);
     rt().block_on(fixtures::push_image(
         &src.client(),
-        &Repo::new(&src.host, "apps/r"),
+        &Repo::parse(&src.host, "apps/r").expect("repository"),
         &img,
         Some("1"),
     ));

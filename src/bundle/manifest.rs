@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::oci::{Digest, Platform};
+use crate::oci::{Digest, Platform, RepoName, Tag};
 
 /// The bundle manifest.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
@@ -48,7 +48,7 @@ pub struct OmittedBlob {
     /// Repositories on the site's registry (from the receipt) that hold it: import mounts from
     /// these when the target repository lacks it.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub repositories: Vec<String>,
+    pub repositories: Vec<RepoName>,
 }
 
 /// What an artifact is.
@@ -86,14 +86,15 @@ pub struct Artifact {
     /// Source registry host, when it came from a registry.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<String>,
-    /// Repository path the importer maps under its prefix (`library/nginx`, `charts/podinfo`).
-    pub repository: String,
-    /// Tag to set at the target, if any.
+    /// Repository path the importer maps under its prefix (`library/nginx`, `charts/podinfo`):
+    /// validated on parse, since it becomes part of a request path at the target.
+    pub repository: RepoName,
+    /// Tag to set at the target, if any (validated on parse, like the repository).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub tag: Option<String>,
+    pub tag: Option<Tag>,
     /// Root manifest digest (what signatures cover).
     pub digest: Digest,
-    /// Root manifest media type.
+    /// Root manifest media type (sent as a header when pushed: the reader checks its grammar).
     pub media_type: String,
     /// Platforms asked for (empty: all).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]

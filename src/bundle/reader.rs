@@ -16,7 +16,8 @@ use super::{
 use crate::oci::digest::CheckedReader;
 use crate::oci::manifest::MAX_MANIFEST_BYTES;
 use crate::oci::{media, Digest, ManifestError, ManifestKind, ParsedManifest};
-use crate::tarstream::{self, shown_name, Extensions, TarError};
+use crate::tarstream::{self, Extensions, TarError};
+use crate::untrusted::shorten as shown_name;
 
 /// What is wrong with a bundle. Every variant names the bundle and, where there is one, the entry.
 #[derive(Debug, thiserror::Error)]
@@ -319,9 +320,10 @@ fn check_manifest(path: &Path, m: &BundleManifest) -> Result<(), BundleError> {
     if m.format != BUNDLE_FORMAT {
         return Err(bad(format!(
             "format `{}` is not `{BUNDLE_FORMAT}`; this airlock reads only that",
-            m.format
+            crate::untrusted::shorten(&m.format)
         )));
     }
+    check_names(m).map_err(bad)?;
     let mut seen = HashSet::new();
     let mut in_manifests = true;
     for b in &m.blobs {
@@ -373,6 +375,45 @@ fn manifest_bytes_listed(m: &BundleManifest) -> u64 {
         .filter(|b| media::is_manifest(&b.media_type))
         .map(|b| b.size)
         .fold(0u64, u64::saturating_add)
+}
+
+/// Checks the names `airlock.json` holds that are not typed by parsing: media types become
+/// request headers, a registry host becomes a path component with `--keep-source-host`.
+/// (Repositories and tags are typed, so they were checked when the JSON was parsed.)
+fn check_names(m: &BundleManifest) -> Result<(), String> {
+    use crate::oci::name::valid_media_type;
+    let media = |what: &str, t: &str| {
+        if valid_media_type(t) {
+            Ok(())
+        } else {
+            Err(format!(
+                "{what}: `{}` is not a valid media type",
+                crate::untrusted::shorten(t)
+            ))
+        }
+    };
+    for (i, a) in m.artifacts.iter().enumerate() {
+        let what = format!("artifacts[{i}]");
+        media(&what, &a.media_type)?;
+        if let Some(t) = &a.artifact_type {
+            media(&what, t)?;
+        }
+        for c in &a.children {
+            media(&what, &c.media_type)?;
+        }
+        if let Some(r) = &a.registry {
+            if !crate::reference::valid_host(r) {
+                return Err(format!(
+                    "{what}: `{}` is not a valid registry host",
+                    crate::untrusted::shorten(r)
+                ));
+            }
+        }
+    }
+    for b in &m.blobs {
+        media(&format!("blob {}", b.digest), &b.media_type)?;
+    }
+    Ok(())
 }
 
 /// Checks that every artifact's manifests are present and everything they reference is listed.
@@ -1025,8 +1066,8 @@ mod tests {
                 kind: ArtifactKind::Image,
                 source: "r/a:1".into(),
                 registry: Some("r".into()),
-                repository: "a".into(),
-                tag: Some("1".into()),
+                repository: "a".parse().expect("repository"),
+                tag: Some("1".parse().expect("tag")),
                 digest: mdigest.clone(),
                 media_type: media::OCI_MANIFEST.into(),
                 platforms: vec![],

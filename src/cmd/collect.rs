@@ -97,7 +97,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }
             }
             if args.trust_receipt.is_empty() && !g.quiet {
-                eprintln!(
+                errln!(
                     "warning: receipt `{}` used without a signature check (no --trust-receipt)",
                     path.display()
                 );
@@ -185,7 +185,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 .collect();
             print_table(&["KIND", "SOURCE", "DIGEST", "PLATFORMS", "SIZE"], &rows);
             if !report.scans.is_empty() {
-                println!();
+                outln!();
                 super::scan::print_summaries(report.scans.iter().map(|s| {
                     (
                         s.image.as_str(),
@@ -196,11 +196,11 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 }));
                 for s in &report.scans {
                     for w in &s.warnings {
-                        eprintln!("warning: {}: {w}", s.image);
+                        errln!("warning: {}: {w}", s.image);
                     }
                 }
             }
-            println!(
+            outln!(
                 "wrote {} ({}, {} blobs, {} of content, {} downloaded); bundle {}{}",
                 report.bundle.display(),
                 human_bytes(report.bundle_size),
@@ -218,7 +218,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     if let (Output::Human, Some(p)) = (g.output, &parts) {
         super::split::print_split(p);
-        println!("removed {}: the parts replace it", report.bundle.display());
+        outln!("removed {}: the parts replace it", report.bundle.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -36,7 +36,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             match g.output {
                 Output::Json => print_json(&header)?,
                 Output::Human => {
-                    println!(
+                    outln!(
                         "wrote {} ({} records read, {} skipped) built {}",
                         out.display(),
                         header.records,
@@ -44,7 +44,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                         header.built_at
                     );
                     for (eco, n) in &header.ecosystems {
-                        println!("  {eco:<16} {n} advisories");
+                        outln!("  {eco:<16} {n} advisories");
                     }
                 }
             }

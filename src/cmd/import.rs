@@ -177,14 +177,14 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         entry.policy_digest = airlock::import::policy_digest(&opts).map(|d| d.to_string());
         let mut ledger = airlock::ledger::Ledger::open(dir)?;
         if let Some(r) = ledger.recovery() {
-            eprintln!(
+            errln!(
                 "warning: ledger `{}` was repaired on open: {r:?}",
                 dir.display()
             );
         }
         let receipt = ledger.append(&entry, signer)?;
         if !g.quiet {
-            eprintln!(
+            errln!(
                 "ledger: entry {} appended to `{}` (tree size {})",
                 receipt.index,
                 dir.display(),
@@ -234,7 +234,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 })
                 .collect();
             print_table(&["SOURCE", "TARGET", "DIGEST", "POLICY"], &rows);
-            println!(
+            outln!(
                 "blobs: {} pushed ({}), {} mounted, {} already present; manifests: {} pushed, {} present; tags: {} set, {} unchanged",
                 report.blobs_pushed,
                 human_bytes(report.bytes_pushed),

@@ -37,19 +37,19 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             manifest: m,
         })?,
         Output::Human => {
-            println!("bundle   {} ({})", m.name, args.bundle.display());
-            println!("created  {} by {}", m.created, m.tool);
-            println!("lock     {}", m.lock_digest);
-            println!(
+            outln!("bundle   {} ({})", m.name, args.bundle.display());
+            outln!("created  {} by {}", m.created, m.tool);
+            outln!("lock     {}", m.lock_digest);
+            outln!(
                 "signed   {}",
                 if c.signature.is_some() { "yes" } else { "no" }
             );
-            println!(
+            outln!(
                 "content  {} blobs, {}",
                 m.blobs.len(),
                 human_bytes(m.total_blob_bytes())
             );
-            println!();
+            outln!();
             let rows: Vec<Vec<String>> = m
                 .artifacts
                 .iter()

@@ -67,7 +67,7 @@ fn generate(args: GenerateArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let purpose = format!("the new private key `{}`", paths.private_key.display());
     let password = read_password(args.password_file.as_deref(), &purpose, true)?;
     if password.is_empty() && !global.quiet {
-        eprintln!(
+        errln!(
             "warning: `{}` is encrypted with an empty password",
             paths.private_key.display()
         );
@@ -84,12 +84,12 @@ fn generate(args: GenerateArgs, global: &Global) -> anyhow::Result<ExitCode> {
     match global.output {
         Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
         Output::Human => {
-            println!("private key  {}", report.private_key.display());
-            println!("public key   {}", report.public_key.display());
-            println!("key id       {}", report.key_id);
+            outln!("private key  {}", report.private_key.display());
+            outln!("public key   {}", report.public_key.display());
+            outln!("key id       {}", report.key_id);
             if !global.quiet {
-                eprintln!();
-                eprintln!(
+                errln!();
+                errln!(
                     "hint: keep `{}` and its password secret; give `{}` to the sites that verify",
                     report.private_key.display(),
                     report.public_key.display()

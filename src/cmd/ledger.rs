@@ -224,13 +224,13 @@ fn init(a: InitArgs, global: &Global) -> anyhow::Result<ExitCode> {
     match global.output {
         Output::Json => print_json(&report)?,
         Output::Human => {
-            println!("ledger       {}", report.dir.display());
-            println!("origin       {}", report.origin);
-            println!("verifier key {}", report.vkey);
-            println!("private key  {}", report.key.display());
+            outln!("ledger       {}", report.dir.display());
+            outln!("origin       {}", report.origin);
+            outln!("verifier key {}", report.vkey);
+            outln!("private key  {}", report.key.display());
             if !global.quiet {
-                eprintln!();
-                eprintln!(
+                errln!();
+                errln!(
                     "hint: give the verifier key to auditors (`airlock ledger verify --vkey`); \
                      keep `{}` and its password secret",
                     report.key.display()
@@ -270,9 +270,9 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
     match global.output {
         Output::Json => print_json(&report)?,
         Output::Human => {
-            println!("ledger       {}", report.dir.display());
-            println!("origin       {}", report.origin);
-            println!(
+            outln!("ledger       {}", report.dir.display());
+            outln!("origin       {}", report.origin);
+            outln!(
                 "key          {} ({})",
                 report.vkey,
                 if report.vkey_given {
@@ -281,9 +281,9 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
                     "from the ledger directory"
                 }
             );
-            println!("entries      {}", report.entries);
-            println!("root         {}", report.root);
-            println!(
+            outln!("entries      {}", report.entries);
+            outln!("root         {}", report.root);
+            outln!(
                 "checkpoints  {} verified, latest size {}",
                 report.checkpoints_verified,
                 report
@@ -291,28 +291,28 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
                     .map_or_else(|| "-".to_owned(), |s| s.to_string())
             );
             if !report.cosigned_by.is_empty() {
-                println!("cosigned by  {}", report.cosigned_by.join(", "));
+                outln!("cosigned by  {}", report.cosigned_by.join(", "));
             }
             if let Some(t) = report.trusted_checkpoint {
-                println!("trusted      checkpoint of size {t}");
+                outln!("trusted      checkpoint of size {t}");
             }
             if report.is_ok() {
-                println!("OK: the ledger verifies");
+                outln!("OK: the ledger verifies");
             } else {
-                println!("FAIL: {} problem(s)", report.problems.len());
+                outln!("FAIL: {} problem(s)", report.problems.len());
                 for p in &report.problems {
-                    println!("  {}", p.full_message());
+                    outln!("  {}", p.full_message());
                 }
             }
             if !global.quiet {
                 for w in &report.warnings {
-                    eprintln!("warning: {w}");
+                    errln!("warning: {w}");
                 }
             }
         }
     }
     if let Some(first) = report.first_problem() {
-        eprintln!(
+        errln!(
             "error: ledger `{}` does not verify: {}",
             a.path.display(),
             first.full_message()
@@ -339,11 +339,14 @@ fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
                     ledger::Outcome::Admitted => "admitted".to_owned(),
                     ledger::Outcome::Rejected { reason } => format!("rejected: {reason}"),
                 };
-                println!(
+                outln!(
                     "entry {}  {}  by {}  ({})",
-                    m.index, m.time, m.operator, m.importer
+                    m.index,
+                    m.time,
+                    m.operator,
+                    m.importer
                 );
-                println!(
+                outln!(
                     "  bundle   {}{}",
                     m.bundle,
                     m.bundle_name
@@ -351,15 +354,15 @@ fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
                         .map_or_else(String::new, |n| format!(" ({n})"))
                 );
                 for s in &m.bundle_signatures {
-                    println!("  signer   {} {:?}", s.signer, s.verdict);
+                    outln!("  signer   {} {:?}", s.signer, s.verdict);
                 }
                 if let Some(p) = &m.policy_digest {
-                    println!("  policy   {p}");
+                    outln!("  policy   {p}");
                 }
-                println!("  target   {}", m.target_registry);
-                println!("  result   {result}");
+                outln!("  target   {}", m.target_registry);
+                outln!("  result   {result}");
                 for art in &m.artifacts {
-                    println!(
+                    outln!(
                         "  {} {} -> {} {}",
                         art.kind,
                         art.source_ref,
@@ -367,18 +370,18 @@ fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
                         art.digest
                     );
                     for s in &art.signatures {
-                        println!("      signature {} {:?}", s.signer, s.verdict);
+                        outln!("      signature {} {:?}", s.signer, s.verdict);
                     }
                 }
             }
             if found.matches.is_empty() {
-                println!("no entry matches");
+                outln!("no entry matches");
             }
             if !global.quiet {
                 if let Some(r) = &found.unverified_reason {
-                    eprintln!("warning: the entries do not match the latest checkpoint: {r}");
-                    eprintln!();
-                    eprintln!("hint: run `airlock ledger verify {}`", a.dir.display());
+                    errln!("warning: the entries do not match the latest checkpoint: {r}");
+                    errln!();
+                    errln!("hint: run `airlock ledger verify {}`", a.dir.display());
                 }
             }
         }
@@ -393,7 +396,7 @@ fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
 fn write_or_print(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match out {
         Some(p) => fs_err::write(p, text)?,
-        None => print!("{text}"),
+        None => print!("{}", airlock::untrusted::escape_lines(text)),
     }
     Ok(())
 }
@@ -427,7 +430,7 @@ fn prove(a: ProveArgs, global: &Global) -> anyhow::Result<ExitCode> {
         Output::Human => {
             write_or_print(a.out.as_deref(), &text)?;
             if let (Some(p), false) = (&a.out, global.quiet) {
-                eprintln!(
+                errln!(
                     "wrote inclusion proof of entry {} in tree of size {size} to `{}`",
                     a.index,
                     p.display()
@@ -456,12 +459,15 @@ fn verify_proof(a: VerifyProofArgs, global: &Global) -> anyhow::Result<ExitCode>
     match global.output {
         Output::Json => print_json(&v)?,
         Output::Human => {
-            println!(
+            outln!(
                 "OK: entry {} is in {} at tree size {} (root {})",
-                v.index, v.origin, v.tree_size, v.root
+                v.index,
+                v.origin,
+                v.tree_size,
+                v.root
             );
             if !v.cosigned_by.is_empty() {
-                println!("cosigned by {}", v.cosigned_by.join(", "));
+                outln!("cosigned by {}", v.cosigned_by.join(", "));
             }
             if let Some(e) = &v.entry {
                 println!("{}", serde_json::to_string_pretty(e)?);
@@ -487,14 +493,14 @@ fn consistency(a: ConsistencyArgs, global: &Global) -> anyhow::Result<ExitCode> 
     match global.output {
         Output::Json => print_json(&p)?,
         Output::Human => {
-            println!(
+            outln!(
                 "OK: the ledger grew append-only from size {} to {} ({} proof hashes)",
                 p.old_size,
                 p.new_size,
                 p.proof.len()
             );
             if a.out.is_none() {
-                print!("{}", p.to_text());
+                print!("{}", airlock::untrusted::escape_lines(&p.to_text()));
             }
         }
     }
@@ -523,11 +529,11 @@ fn cosign(a: CosignArgs, global: &Global) -> anyhow::Result<ExitCode> {
     match global.output {
         Output::Json => print_json(&r)?,
         Output::Human => {
-            println!("cosigned     {} size {} root {}", r.origin, r.size, r.root);
-            println!("witness      {}", r.witness);
+            outln!("cosigned     {} size {} root {}", r.origin, r.size, r.root);
+            outln!("witness      {}", r.witness);
             match r.previous_size {
-                Some(p) => println!("previous     size {p} (consistent)"),
-                None => println!("previous     none: first cosignature, log key pinned"),
+                Some(p) => outln!("previous     size {p} (consistent)"),
+                None => outln!("previous     none: first cosignature, log key pinned"),
             }
         }
     }
@@ -554,8 +560,8 @@ fn witness_key(a: WitnessKeyArgs, global: &Global) -> anyhow::Result<ExitCode> {
     match global.output {
         Output::Json => print_json(&made)?,
         Output::Human => {
-            println!("private key  {}", made.private_key.display());
-            println!("verifier key {}", made.verifier_key);
+            outln!("private key  {}", made.private_key.display());
+            outln!("verifier key {}", made.verifier_key);
         }
     }
     Ok(ExitCode::SUCCESS)
@@ -567,7 +573,7 @@ fn export(a: ExportArgs, global: &Global) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot export ledger `{}`", a.dir.display()))?;
     match global.output {
         Output::Json => print_json(&r)?,
-        Output::Human => println!(
+        Output::Human => outln!(
             "wrote `{}`: {} entries, {} checkpoints, {} evidence files, {} bytes",
             r.file.display(),
             r.entries,

@@ -95,7 +95,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Output::Human => {
             if changes.is_empty() && !drift {
                 if !g.quiet {
-                    println!(
+                    outln!(
                         "{}: up to date ({} images, {} charts)",
                         out.display(),
                         lock.images.len(),
@@ -123,9 +123,9 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                     print_table(&["ARTIFACT", "OLD", "NEW"], &rows);
                 }
                 if written {
-                    println!("wrote {}", out.display());
+                    outln!("wrote {}", out.display());
                 } else if args.check {
-                    println!(
+                    outln!(
                         "{}: drift (not written; run without --check to update)",
                         out.display()
                     );

@@ -7,6 +7,19 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+/// `println!` for people: the line is escaped, since names in it may come from a bundle or a
+/// registry. JSON goes through [`print_json`] instead (serde escapes it).
+macro_rules! outln {
+    () => { println!() };
+    ($($t:tt)*) => { println!("{}", airlock::untrusted::escape_lines(&format!($($t)*))) };
+}
+
+/// `eprintln!` for people, escaped like [`outln!`].
+macro_rules! errln {
+    () => { eprintln!() };
+    ($($t:tt)*) => { eprintln!("{}", airlock::untrusted::escape_lines(&format!($($t)*))) };
+}
+
 pub mod collect;
 pub mod db;
 pub mod import;
@@ -80,6 +93,11 @@ pub struct RegistryArgs {
     /// Retry-After).
     #[arg(long, default_value_t = 5, value_name = "N")]
     pub retries: u32,
+    /// How long one registry request may take, body included (`30s`, `2m`). A request that
+    /// moves a blob gets this plus the blob's size at 16 KiB/s, and a transfer slower than
+    /// that over 30 s is cut off, so a peer that trickles cannot hold a command forever.
+    #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    pub timeout: std::time::Duration,
 }
 
 impl RegistryArgs {
@@ -95,6 +113,8 @@ impl RegistryArgs {
             credentials,
             retry: airlock::registry::RetryPolicy {
                 attempts: self.retries.max(1),
+                deadline: self.timeout,
+                stall_window: self.timeout.min(std::time::Duration::from_secs(30)),
                 ..Default::default()
             },
         };
@@ -139,7 +159,7 @@ pub fn warn_unsigned(status: &Option<airlock::bundle::signature::SignatureStatus
         status,
         Some(airlock::bundle::signature::SignatureStatus::UncheckedAllowed)
     ) {
-        eprintln!("WARNING: the bundle's signature was NOT checked (--allow-unsigned); its origin is unproven");
+        errln!("WARNING: the bundle's signature was NOT checked (--allow-unsigned); its origin is unproven");
     }
 }
 
@@ -209,8 +229,14 @@ pub fn human_bytes(n: u64) -> String {
     airlock::human_bytes(n)
 }
 
-/// Prints rows as an aligned table.
+/// Prints rows as an aligned table. Cells are escaped: names in them come from bundles and
+/// registries, and must not reach the terminal as control sequences.
 pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
+    let rows: Vec<Vec<String>> = rows
+        .iter()
+        .map(|r| r.iter().map(|c| airlock::untrusted::escape(c)).collect())
+        .collect();
+    let rows = &rows;
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for r in rows {
         for (i, c) in r.iter().enumerate() {
@@ -228,7 +254,7 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
                 s.push_str(&format!("{c:<w$}  ", w = widths[i]));
             }
         }
-        println!("{}", s.trim_end());
+        outln!("{}", s.trim_end());
     };
     line(header.iter().map(|s| s.to_string()).collect());
     for r in rows {
@@ -246,7 +272,9 @@ pub fn init_tracing(_global: &Global) {
         .try_init();
 }
 
-/// Prints the error chain on one line, the way users read it: what failed, then why.
+/// Prints the error chain on one line, the way users read it: what failed, then why. The line
+/// is escaped as a whole: names from a bundle or a registry can hold escape sequences that
+/// would erase it and print a fake "OK" instead.
 pub fn print_error(err: &anyhow::Error) {
     let mut msg = format!("error: {err}");
     for cause in err.chain().skip(1) {
@@ -255,7 +283,7 @@ pub fn print_error(err: &anyhow::Error) {
             msg.push_str(&format!(": {c}"));
         }
     }
-    eprintln!("{msg}");
+    eprintln!("{}", airlock::untrusted::escape(&msg));
 }
 
 /// Maps an error to the documented exit code.

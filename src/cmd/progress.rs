@@ -62,17 +62,18 @@ impl Reporter for Bars {
     }
 
     fn item(&self, label: &str) {
-        self.with(|b| b.set_message(label.to_string()));
+        self.with(|b| b.set_message(airlock::untrusted::shorten(label)));
     }
 
     fn warn(&self, message: &str) {
+        let message = airlock::untrusted::escape(message);
         let mut printed = false;
         self.with(|b| {
-            b.suspend(|| eprintln!("warning: {message}"));
+            b.suspend(|| errln!("warning: {message}"));
             printed = true;
         });
         if !printed {
-            eprintln!("warning: {message}");
+            errln!("warning: {message}");
         }
     }
 

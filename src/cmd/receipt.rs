@@ -102,7 +102,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     match g.output {
         Output::Json => print_json(&report)?,
-        Output::Human => println!(
+        Output::Human => outln!(
             "wrote {} ({}): {} manifests, {} blobs ({}) held by {}{}",
             args.out.display(),
             report.digest,

@@ -119,7 +119,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     for i in outcome.images.iter().filter(|i| !i.gate.passed) {
         for r in &i.gate.reasons {
-            eprintln!(
+            errln!(
                 "error: scan gate failed: {}{}: {r}",
                 i.image,
                 i.platform
@@ -206,7 +206,7 @@ fn print_human(o: &ScanOutcome) {
         }
     }
     if !findings.is_empty() {
-        println!();
+        outln!();
         print_table(
             &[
                 "PLATFORM",
@@ -223,21 +223,21 @@ fn print_human(o: &ScanOutcome) {
     }
     for i in &o.images {
         for w in &i.gate.warnings {
-            eprintln!("warning: {}: {w}", i.image);
+            errln!("warning: {}: {w}", i.image);
         }
         for d in &i.decisions {
             for n in &d.notes {
-                eprintln!("note: {} {}: {n}", d.finding.id, d.finding.package.name);
+                errln!("note: {} {}: {n}", d.finding.id, d.finding.package.name);
             }
         }
     }
     match &o.database {
-        Some(db) => println!(
+        Some(db) => outln!(
             "\ndatabase {} ({}, built {})",
             db.path.display(),
             db.digest.short(),
             db.built_at
         ),
-        None => println!("\nscanner: trivy (its own offline database)"),
+        None => outln!("\nscanner: trivy (its own offline database)"),
     }
 }

@@ -85,7 +85,7 @@ pub fn print_split(report: &SplitReport) {
         .map(|p| vec![p.name.clone(), human_bytes(p.size), p.sha256.to_string()])
         .collect();
     print_table(&["PART", "SIZE", "SHA256"], &rows);
-    println!(
+    outln!(
         "wrote {} ({} parts of up to {}, bundle {} sha256 {}){}",
         report.parts_json.display(),
         report.manifest.parts.len(),

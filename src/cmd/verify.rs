@@ -102,7 +102,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 Some(n) => format!(" from {n} parts"),
                 None => String::new(),
             };
-            println!(
+            outln!(
                 "{}: OK — {} artifacts, {} blobs, {} verified{parts}{delta}; {signed}",
                 args.bundle.display(),
                 report.artifacts,

@@ -78,7 +78,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 .collect();
             print_table(&["PART", "SIZE", "STATUS", "PROBLEM"], &rows);
             if ok {
-                println!(
+                outln!(
                     "{}: OK — {} parts, bundle {} ({}) sha256 {}",
                     set.path.display(),
                     check.parts.len(),

@@ -13,6 +13,15 @@ use crate::oci::{media, Digest};
 
 /// The largest `index.yaml` accepted.
 pub const MAX_INDEX_BYTES: usize = 64 * 1024 * 1024;
+/// The largest chart archive airlock downloads (Helm itself refuses charts that decompress
+/// past 100 MiB).
+pub const MAX_CHART_BYTES: u64 = 256 * 1024 * 1024;
+/// How long fetching `index.yaml` may take.
+const INDEX_DEADLINE: std::time::Duration = std::time::Duration::from_secs(120);
+/// The slowest download accepted (bytes per second over [`STALL_WINDOW`]).
+const MIN_RATE: u64 = 16 * 1024;
+/// The window [`MIN_RATE`] is measured over.
+const STALL_WINDOW: std::time::Duration = std::time::Duration::from_secs(30);
 /// The largest `Chart.yaml` read from a chart archive.
 pub const MAX_CHART_YAML: u64 = 1024 * 1024;
 
@@ -79,6 +88,7 @@ pub async fn resolve(
     let index_url = format!("{base}index.yaml");
     let resp = http
         .get(&index_url)
+        .timeout(INDEX_DEADLINE)
         .send()
         .await
         .map_err(|e| ChartError::Http {
@@ -91,16 +101,18 @@ pub async fn resolve(
             why: resp.status().to_string(),
         });
     }
-    let body = resp.bytes().await.map_err(|e| ChartError::Http {
-        url: index_url.clone(),
+    let body = crate::registry::http::read_capped(
+        resp,
+        MAX_INDEX_BYTES,
+        &reqwest::Method::GET,
+        &index_url,
+        "index.yaml",
+    )
+    .await
+    .map_err(|e| ChartError::Index {
+        repo: repo.into(),
         why: e.to_string(),
     })?;
-    if body.len() > MAX_INDEX_BYTES {
-        return Err(ChartError::Index {
-            repo: repo.into(),
-            why: "index.yaml is over 64 MiB".into(),
-        });
-    }
     let index: serde_yaml::Value =
         serde_yaml::from_slice(&body).map_err(|e| ChartError::Index {
             repo: repo.into(),
@@ -144,12 +156,14 @@ pub async fn resolve(
 }
 
 /// Downloads a URL to `dest`, hashing while writing; renames into place only when the sha256
-/// matches `expected` (when given). Returns the digest and size.
+/// matches `expected` (when given). Returns the digest and size. More than `max` bytes, or a
+/// transfer slower than the floor rate, is refused and the partial file removed.
 pub async fn download(
     http: &reqwest::Client,
     url: &str,
     dest: &Path,
     expected: Option<&Digest>,
+    max: u64,
 ) -> Result<(Digest, u64), ChartError> {
     let partial = dest.with_extension("partial");
     let io_err = |source| ChartError::Io {
@@ -168,12 +182,35 @@ pub async fn download(
     }
     let mut f = tokio::fs::File::create(&partial).await.map_err(io_err)?;
     let mut hasher = Hasher::new();
+    let mut floor = crate::registry::http::RateFloor::new(MIN_RATE, STALL_WINDOW);
     let mut stream = resp.bytes_stream();
     while let Some(chunk) = stream.next().await {
-        let chunk = chunk.map_err(|e| ChartError::Http {
+        let refused = |why: String| ChartError::Http {
             url: url.into(),
-            why: e.to_string(),
-        })?;
+            why,
+        };
+        let chunk = chunk.map_err(|e| refused(e.to_string()));
+        let chunk = match chunk {
+            Ok(c) if hasher.len() + c.len() as u64 > max => {
+                Err(refused(format!("larger than {max} bytes; refused")))
+            }
+            Ok(c) => match floor.advance(c.len() as u64) {
+                Ok(()) => Ok(c),
+                Err((bytes, secs)) => Err(refused(format!(
+                    "stalled: {bytes} bytes in {} s, under the floor of {MIN_RATE} bytes/s",
+                    secs.as_secs()
+                ))),
+            },
+            Err(e) => Err(e),
+        };
+        let chunk = match chunk {
+            Ok(c) => c,
+            Err(e) => {
+                drop(f);
+                let _ = tokio::fs::remove_file(&partial).await;
+                return Err(e);
+            }
+        };
         hasher.update(&chunk);
         f.write_all(&chunk).await.map_err(io_err)?;
     }

@@ -15,7 +15,7 @@ use crate::bundle::writer::{write_bundle, BlobData, WriteError};
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, BUNDLE_FORMAT};
 use crate::lock::{Lock, LockedAttachment, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
 use crate::oci::{
-    media, Descriptor, Digest, ManifestError, ManifestKind, ParsedManifest, Platform,
+    media, Descriptor, Digest, ManifestError, ManifestKind, ParsedManifest, Platform, RepoName, Tag,
 };
 use crate::progress::Reporter;
 use crate::reference::Reference;
@@ -34,6 +34,14 @@ pub enum CollectError {
         artifact: String,
         /// The error.
         source: RegistryError,
+    },
+    /// A name that cannot become a repository or tag at the target.
+    #[error("{artifact}: {source}")]
+    Name {
+        /// The artifact.
+        artifact: String,
+        /// The name problem.
+        source: crate::oci::NameError,
     },
     /// A file from the spec's `files:` could not be carried.
     #[error(transparent)]
@@ -138,7 +146,7 @@ fn reg_err(artifact: &str) -> impl Fn(RegistryError) -> CollectError + '_ {
 }
 
 fn repo_of(r: &Reference) -> Repo {
-    Repo::new(r.registry.clone(), r.repository.clone())
+    r.repo()
 }
 
 fn children_of(index: &ParsedManifest, wanted: &[Platform]) -> Vec<LockedChild> {
@@ -346,7 +354,7 @@ async fn discover_attachments(
     let mut out = Vec::new();
     for subject in subjects {
         for suffix in ATTACHMENT_SUFFIXES {
-            let tag = format!("sha256-{}{suffix}", subject.hex());
+            let tag = Tag::for_subject(subject, suffix);
             let what = format!("{}/{}:{tag}", r.registry, r.repository);
             if registry
                 .head_manifest(&repo, &tag)
@@ -459,6 +467,7 @@ pub async fn lock_spec(
                     &url,
                     &tmp.path().join("chart.tgz"),
                     expected,
+                    chart::MAX_CHART_BYTES,
                 )
                 .await
                 .map_err(chart_err)?;
@@ -644,21 +653,27 @@ impl Plan {
         let (size, fresh) = match fs_err::metadata(&cached) {
             Ok(m) => (m.len(), false),
             Err(_) if f.is_url() => {
-                let (_, n) = chart::download(registry.http(), &f.source, &cached, Some(&f.sha256))
-                    .await
-                    .map_err(|e| match e {
-                        chart::ChartError::Mismatch {
-                            expected, actual, ..
-                        } => FileError::Mismatch {
-                            source_: f.source.clone(),
-                            expected,
-                            actual,
-                        },
-                        other => FileError::Fetch {
-                            source_: f.source.clone(),
-                            why: crate::error_chain(&other),
-                        },
-                    })?;
+                let (_, n) = chart::download(
+                    registry.http(),
+                    &f.source,
+                    &cached,
+                    Some(&f.sha256),
+                    u64::MAX,
+                )
+                .await
+                .map_err(|e| match e {
+                    chart::ChartError::Mismatch {
+                        expected, actual, ..
+                    } => FileError::Mismatch {
+                        source_: f.source.clone(),
+                        expected,
+                        actual,
+                    },
+                    other => FileError::Fetch {
+                        source_: f.source.clone(),
+                        why: crate::error_chain(&other),
+                    },
+                })?;
                 (n, true)
             }
             Err(_) => {
@@ -704,8 +719,16 @@ impl Plan {
             kind: ArtifactKind::File,
             source: f.source.clone(),
             registry: None,
-            repository: format!("files/{}", f.name),
-            tag: Some(f.version.clone()),
+            repository: RepoName::try_from(format!("files/{}", f.name)).map_err(|source| {
+                CollectError::Name {
+                    artifact: f.source.clone(),
+                    source,
+                }
+            })?,
+            tag: Some(Tag::parse(&f.version).map_err(|source| CollectError::Name {
+                artifact: f.source.clone(),
+                source,
+            })?),
             digest: mdigest,
             media_type: media::OCI_MANIFEST.into(),
             platforms: Vec::new(),
@@ -807,7 +830,7 @@ impl Plan {
         media_type: &str,
     ) -> Result<ParsedManifest, CollectError> {
         let raw = registry
-            .get_manifest(repo, digest.as_str())
+            .get_manifest(repo, digest)
             .await
             .map_err(reg_err(artifact))?;
         let parsed = ParsedManifest::parse(&raw.bytes, Some(media_type)).map_err(|source| {
@@ -1114,9 +1137,15 @@ pub async fn collect(
                 let (size, fresh_tgz) = match fs_err::metadata(&tgz) {
                     Ok(m) => (m.len(), false),
                     Err(_) => {
-                        let (_, n) = chart::download(registry.http(), url, &tgz, Some(sha256))
-                            .await
-                            .map_err(chart_err)?;
+                        let (_, n) = chart::download(
+                            registry.http(),
+                            url,
+                            &tgz,
+                            Some(sha256),
+                            chart::MAX_CHART_BYTES,
+                        )
+                        .await
+                        .map_err(chart_err)?;
                         (n, true)
                     }
                 };
@@ -1162,8 +1191,19 @@ pub async fn collect(
                     kind: ArtifactKind::Chart,
                     source: url.clone(),
                     registry: None,
-                    repository: format!("charts/{name}"),
-                    tag: Some(version.clone()),
+                    repository: RepoName::try_from(format!("charts/{name}")).map_err(|source| {
+                        CollectError::Name {
+                            artifact: url.clone(),
+                            source,
+                        }
+                    })?,
+                    // OCI tags cannot hold SemVer build metadata: Helm writes `+` as `_`.
+                    tag: Some(Tag::parse(&version.replace('+', "_")).map_err(|source| {
+                        CollectError::Name {
+                            artifact: url.clone(),
+                            source,
+                        }
+                    })?),
                     digest: mdigest,
                     media_type: media::OCI_MANIFEST.into(),
                     platforms: Vec::new(),
@@ -1394,7 +1434,7 @@ pub fn layout_index(m: &BundleManifest) -> Vec<u8> {
                 (Some(reg), Some(tag)) => format!("{reg}/{}:{tag}", a.repository),
                 (Some(reg), None) => format!("{reg}/{}", a.repository),
                 (None, Some(tag)) => format!("{}:{tag}", a.repository),
-                (None, None) => a.repository.clone(),
+                (None, None) => a.repository.to_string(),
             };
             serde_json::json!({
                 "mediaType": a.media_type,

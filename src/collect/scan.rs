@@ -14,7 +14,7 @@ use super::{cache_path, pull_all, Arrivals, CollectError, CollectOptions, Plan};
 use crate::bundle::writer::BlobData;
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry};
 use crate::lock::Lock;
-use crate::oci::{media, Digest, ManifestKind, ParsedManifest};
+use crate::oci::{media, Digest, ManifestKind, ParsedManifest, RepoName, Tag};
 use crate::progress::Reporter;
 use crate::registry::Registry;
 use crate::scan::evidence::{self, BuiltArtifact, SubjectRef, DB_ARTIFACT_TYPE, EMPTY_CONFIG};
@@ -348,8 +348,13 @@ pub(super) async fn scan_plan(
                 .built_at
                 .chars()
                 .filter(|c| c.is_ascii_alphanumeric())
+                .take(64)
                 .collect::<String>()
         );
+        let tag = Tag::parse(&tag).map_err(|source| CollectError::Name {
+            artifact: format!("vulnerability database `{}`", path.display()),
+            source,
+        })?;
         add_artifact(
             plan,
             &built,
@@ -357,7 +362,8 @@ pub(super) async fn scan_plan(
                 kind: ArtifactKind::Image,
                 source: format!("vulnerability database {}", db.digest()),
                 registry: None,
-                repository: "airlock/vulndb".into(),
+                repository: RepoName::parse("airlock/vulndb")
+                    .expect("`airlock/vulndb` is a repository name"),
                 tag: Some(tag),
                 digest: built.digest.clone(),
                 media_type: media::OCI_MANIFEST.into(),

@@ -11,7 +11,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
 use crate::bundle::{Artifact, ArtifactKind, BundleContents};
-use crate::oci::{Digest, ParsedManifest};
+use crate::oci::{Digest, ParsedManifest, RepoName};
 use crate::trust::policy::TrustPolicy;
 use crate::trust::verify::{verify_image, SignatureArtifact, SignatureResult};
 
@@ -143,7 +143,7 @@ pub fn check(contents: &BundleContents, policy: &ImagePolicy) -> Result<GateOutc
         .load_trusted_root(&policy.base_dir)
         .map_err(|e| policy_err(&e))?;
     let mut outcome = GateOutcome::default();
-    let mut failed: BTreeSet<(Option<String>, String, Digest)> = BTreeSet::new();
+    let mut failed: BTreeSet<(Option<String>, RepoName, Digest)> = BTreeSet::new();
     for (i, a) in contents.manifest.artifacts.iter().enumerate() {
         // Images pulled from registries; not what collect made itself (a carried
         // vulnerability database has an `artifact_type`), which the bundle signature covers.
@@ -152,7 +152,7 @@ pub fn check(contents: &BundleContents, policy: &ImagePolicy) -> Result<GateOutc
         }
         let repo_name = match &a.registry {
             Some(r) => format!("{r}/{}", a.repository),
-            None => a.repository.clone(),
+            None => a.repository.to_string(),
         };
         let result = match policy.policy.rule_for(&repo_name) {
             None => Err(format!(

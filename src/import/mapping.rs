@@ -7,6 +7,7 @@ use std::str::FromStr;
 use serde::Deserialize;
 
 use crate::bundle::Artifact;
+use crate::oci::{RepoName, Tag};
 
 /// The target: a registry host and an optional path prefix (`registry.local:5000/mirror`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -119,11 +120,11 @@ impl Mapping {
         Ok(f.rewrites)
     }
 
-    /// The target repository path for an artifact.
-    pub fn repository_for(&self, a: &Artifact) -> Result<String, MappingError> {
+    /// The target repository path for an artifact, validated: it becomes a request path.
+    pub fn repository_for(&self, a: &Artifact) -> Result<RepoName, MappingError> {
         let source_name = match &a.registry {
             Some(r) => format!("{r}/{}", a.repository),
-            None => a.repository.clone(),
+            None => a.repository.to_string(),
         };
         for rw in &self.rewrites {
             let from = rw.from.trim_end_matches('/');
@@ -153,20 +154,16 @@ impl Mapping {
         self.checked(a, full)
     }
 
-    fn checked(&self, a: &Artifact, target: String) -> Result<String, MappingError> {
-        let probe = format!("example.invalid/{target}");
-        match probe.parse::<crate::reference::Reference>() {
-            Ok(r) if r.repository == target => Ok(target),
-            _ => Err(MappingError::BadName {
-                source_ref: a.source.clone(),
-                target,
-            }),
-        }
+    fn checked(&self, a: &Artifact, target: String) -> Result<RepoName, MappingError> {
+        RepoName::parse(&target).map_err(|_| MappingError::BadName {
+            source_ref: crate::untrusted::shorten(&a.source),
+            target: crate::untrusted::shorten(&target),
+        })
     }
 
     /// Maps every artifact, refusing two different digests on one `repository:tag`.
-    pub fn map_all(&self, artifacts: &[Artifact]) -> Result<Vec<String>, MappingError> {
-        let mut seen: HashMap<(String, Option<String>), &Artifact> = HashMap::new();
+    pub fn map_all(&self, artifacts: &[Artifact]) -> Result<Vec<RepoName>, MappingError> {
+        let mut seen: HashMap<(RepoName, Option<Tag>), &Artifact> = HashMap::new();
         let mut out = Vec::new();
         for a in artifacts {
             let repo = self.repository_for(a)?;
@@ -175,7 +172,10 @@ impl Mapping {
                     return Err(MappingError::Collision {
                         a: prev.source.clone(),
                         b: a.source.clone(),
-                        target: format!("{repo}:{}", a.tag.clone().unwrap_or_default()),
+                        target: format!(
+                            "{repo}:{}",
+                            a.tag.as_ref().map(|t| t.as_str()).unwrap_or_default()
+                        ),
                     });
                 }
             }
@@ -197,8 +197,8 @@ mod tests {
             kind: ArtifactKind::Image,
             source: format!("{}/{repo}:{tag}", registry.unwrap_or("")),
             registry: registry.map(str::to_string),
-            repository: repo.into(),
-            tag: Some(tag.into()),
+            repository: repo.parse().expect("repository"),
+            tag: Some(tag.parse().expect("tag")),
             digest: Digest::of(&[d]),
             media_type: crate::oci::media::OCI_MANIFEST.into(),
             platforms: vec![],

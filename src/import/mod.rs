@@ -18,7 +18,7 @@ use serde::Serialize;
 
 use crate::bundle::reader::{BlobVisitor, BundleContents};
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleError, BundleManifest};
-use crate::oci::{Digest, ManifestKind};
+use crate::oci::{Digest, ManifestKind, RepoName};
 use crate::progress::Reporter;
 use crate::registry::{Registry, RegistryError, Repo};
 
@@ -108,7 +108,7 @@ impl ImportedArtifact {
             kind: a.kind,
             source: a.source.clone(),
             target: repo.to_string(),
-            tag: a.tag.clone(),
+            tag: a.tag.as_ref().map(|t| t.to_string()),
             digest: a.digest.clone(),
             derived_digest,
             signatures,
@@ -542,7 +542,7 @@ async fn mount_omitted(
             .map(|all| all.iter().filter(|r| !repos.contains(r)).collect())
             .unwrap_or_default();
         for repo in &repos {
-            let mut sources: Vec<String> = have.iter().map(|r| r.name.clone()).collect();
+            let mut sources: Vec<RepoName> = have.iter().map(|r| r.name.clone()).collect();
             sources.extend(o.repositories.iter().cloned());
             let mut mounted = false;
             for from in sources.iter().filter(|f| **f != repo.name) {
@@ -664,11 +664,11 @@ async fn ensure_manifest(
     bytes: &Bytes,
     media_type: &str,
 ) -> Result<bool, RegistryError> {
-    if registry.head_manifest(repo, digest.as_str()).await? == Some(digest.clone()) {
+    if registry.head_manifest(repo, digest).await? == Some(digest.clone()) {
         return Ok(false);
     }
     registry
-        .put_manifest(repo, digest.as_str(), bytes, media_type)
+        .put_manifest(repo, digest, bytes, media_type)
         .await?;
     Ok(true)
 }
@@ -856,7 +856,9 @@ pub async fn import_from(
     }
     for (i, digest) in tag_plan {
         let art = &report.artifacts[i];
-        let Some(tag) = art.tag.clone() else { continue };
+        let Some(tag) = contents.manifest.artifacts[i].tag.clone() else {
+            continue;
+        };
         if art.skipped.is_some() {
             continue;
         }

@@ -13,12 +13,12 @@ use serde_json::Value;
 
 use super::{reg, ImportError};
 use crate::bundle::{Artifact, ArtifactKind, BundleContents};
-use crate::oci::{media, Digest};
+use crate::oci::{media, Digest, Tag};
 use crate::registry::{Registry, Repo};
 
 /// The tag of the referrers tag schema for `subject`.
-pub fn fallback_tag(subject: &Digest) -> String {
-    format!("sha256-{}", subject.hex())
+pub fn fallback_tag(subject: &Digest) -> Tag {
+    Tag::for_subject(subject, "")
 }
 
 /// The subject a carried referrers-tag-schema index names, when `a` is one: an attachment

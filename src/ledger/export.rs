@@ -182,7 +182,7 @@ pub fn import_export(file: &Path, dest: &Path) -> Result<Vec<VerifierKey>, Ledge
         if !allowed(&name) {
             return Err(bad(format!(
                 "unexpected member \"{}\"",
-                crate::tarstream::shown_name(&name)
+                crate::untrusted::shorten(&name)
             )));
         }
         if !seen.insert(name.clone()) {

@@ -63,7 +63,7 @@ impl FromStr for Digest {
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let Some((alg, hex_part)) = s.split_once(':') else {
-            return Err(DigestError::Malformed(s.to_string()));
+            return Err(DigestError::Malformed(crate::untrusted::shorten(s)));
         };
         if alg != "sha256" {
             if alg.is_empty()
@@ -71,16 +71,18 @@ impl FromStr for Digest {
                     .chars()
                     .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "+._-".contains(c))
             {
-                return Err(DigestError::Malformed(s.to_string()));
+                return Err(DigestError::Malformed(crate::untrusted::shorten(s)));
             }
-            return Err(DigestError::UnsupportedAlgorithm(s.to_string()));
+            return Err(DigestError::UnsupportedAlgorithm(
+                crate::untrusted::shorten(s),
+            ));
         }
         if hex_part.len() != 64
             || !hex_part
                 .bytes()
                 .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
         {
-            return Err(DigestError::BadHex(s.to_string()));
+            return Err(DigestError::BadHex(crate::untrusted::shorten(s)));
         }
         Ok(Digest(s.to_string()))
     }

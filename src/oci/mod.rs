@@ -4,8 +4,10 @@
 pub mod digest;
 pub mod manifest;
 pub mod media;
+pub mod name;
 pub mod platform;
 
 pub use digest::{Digest, DigestError, DigestWriter};
 pub use manifest::{Descriptor, ManifestError, ManifestKind, ParsedManifest};
+pub use name::{ManifestRef, NameError, RepoName, Tag};
 pub use platform::Platform;

@@ -7,6 +7,7 @@
 //! airlock makes are written here directly on `reqwest` (rustls).
 
 pub mod auth;
+pub mod http;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -20,10 +21,13 @@ use reqwest::{Method, StatusCode};
 use tokio::io::AsyncWriteExt;
 
 use crate::oci::digest::Hasher;
-use crate::oci::{media, Digest};
+use crate::oci::name::valid_media_type;
+use crate::oci::{media, Digest, ManifestRef, NameError, RepoName, Tag};
 use crate::progress::Reporter;
 
 pub use auth::{CredentialStore, Credentials};
+pub use http::Origin;
+use http::{deadline_for, follow, read_capped, read_prefix, RateFloor};
 
 /// The largest manifest we read from a registry.
 pub const MAX_MANIFEST_BYTES: usize = crate::oci::manifest::MAX_MANIFEST_BYTES;
@@ -37,6 +41,14 @@ pub struct RetryPolicy {
     pub base_delay: Duration,
     /// Longest single wait (also caps `Retry-After`).
     pub max_delay: Duration,
+    /// How long one request may take in all, body included; a request that moves a large body
+    /// gets this plus the body's size at `min_rate`.
+    pub deadline: Duration,
+    /// The slowest transfer accepted, in bytes per second, measured over `stall_window`: a
+    /// peer trickling bytes slower than this is cut off instead of holding us forever.
+    pub min_rate: u64,
+    /// The window `min_rate` is measured over.
+    pub stall_window: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -45,6 +57,9 @@ impl Default for RetryPolicy {
             attempts: 5,
             base_delay: Duration::from_millis(200),
             max_delay: Duration::from_secs(10),
+            deadline: Duration::from_secs(120),
+            min_rate: 16 * 1024,
+            stall_window: Duration::from_secs(30),
         }
     }
 }
@@ -140,13 +155,55 @@ pub enum RegistryError {
         /// Actual size.
         actual: u64,
     },
-    /// A manifest over the size limit.
-    #[error("{url}: manifest larger than {limit} bytes")]
+    /// A body over its size limit, refused before it was buffered.
+    #[error("{url}: {what} larger than {limit} bytes; refused")]
     TooLarge {
         /// URL.
         url: String,
+        /// What the body was (manifest, token response, list page, error page…).
+        what: &'static str,
         /// The limit.
         limit: usize,
+    },
+    /// A `Location` or `Link` that leaves the registry's origin: following it would hand our
+    /// credentials and content to another host, or send them in clear text.
+    #[error("refusing to follow {header} `{target}`: {why}")]
+    ForeignLocation {
+        /// The header (`Location`, `Link`).
+        header: &'static str,
+        /// The target, escaped and shortened.
+        target: String,
+        /// Why.
+        why: String,
+    },
+    /// A token realm on another origin over plain HTTP would receive the password in clear.
+    #[error("{registry}: refusing to send credentials to token realm `{realm}`: another origin over plain HTTP (a realm on another origin gets credentials only over https, or when named with --insecure-registry)")]
+    InsecureRealm {
+        /// Registry host.
+        registry: String,
+        /// The realm, escaped and shortened.
+        realm: String,
+    },
+    /// A transfer slower than the floor rate.
+    #[error("{url}: stalled: {bytes} bytes in {secs} s, under the floor of {floor} bytes/s")]
+    Stalled {
+        /// URL.
+        url: String,
+        /// Bytes that arrived in the window.
+        bytes: u64,
+        /// The window, in seconds.
+        secs: u64,
+        /// The floor rate.
+        floor: u64,
+    },
+    /// A name the registry sent (a repository in `_catalog`, a tag in `tags/list`) or we were
+    /// asked to send (a media type) that breaks the grammar.
+    #[error("{url}: {source}")]
+    InvalidName {
+        /// URL.
+        url: String,
+        /// The name problem.
+        source: NameError,
     },
     /// A response that breaks the protocol.
     #[error("{url}: {why}")]
@@ -182,17 +239,22 @@ pub struct RawManifest {
 pub struct Repo {
     /// Registry host (as users write it, `docker.io` for Docker Hub).
     pub registry: String,
-    /// Repository path.
-    pub name: String,
+    /// Repository path, validated: URL paths are built only from it.
+    pub name: RepoName,
 }
 
 impl Repo {
     /// Builds a repo.
-    pub fn new(registry: impl Into<String>, name: impl Into<String>) -> Self {
+    pub fn new(registry: impl Into<String>, name: RepoName) -> Self {
         Repo {
             registry: registry.into(),
-            name: name.into(),
+            name,
         }
+    }
+
+    /// Builds a repo from a name that still has to be checked.
+    pub fn parse(registry: impl Into<String>, name: &str) -> Result<Self, NameError> {
+        Ok(Repo::new(registry, RepoName::parse(name)?))
     }
 }
 
@@ -227,7 +289,13 @@ pub struct BlobUpload<'a> {
     offset: u64,
 }
 
-fn error_detail(body: &str) -> String {
+/// The most of an error body we read: enough for the registry's message, never a flood.
+const MAX_ERROR_BODY: usize = 8 * 1024;
+
+/// The registry's own words from an error body (`errors[].code message`, else its first line),
+/// escaped and shortened: it is untrusted text on its way to a terminal.
+fn error_detail(body: &[u8]) -> String {
+    let body = String::from_utf8_lossy(body);
     let body = body.trim();
     if body.is_empty() {
         return String::new();
@@ -236,6 +304,7 @@ fn error_detail(body: &str) -> String {
         if let Some(errs) = v.get("errors").and_then(|e| e.as_array()) {
             let parts: Vec<String> = errs
                 .iter()
+                .take(5)
                 .map(|e| {
                     format!(
                         "{} {}",
@@ -246,17 +315,34 @@ fn error_detail(body: &str) -> String {
                     .to_string()
                 })
                 .collect();
-            return format!(" ({})", parts.join("; "));
+            return format!(" ({})", crate::untrusted::shorten(&parts.join("; ")));
         }
     }
-    let first: String = body
-        .lines()
-        .next()
-        .unwrap_or("")
-        .chars()
-        .take(200)
-        .collect();
-    format!(" ({first})")
+    format!(
+        " ({})",
+        crate::untrusted::shorten(body.lines().next().unwrap_or(""))
+    )
+}
+
+/// Redirects (blob downloads go to storage hosts) are followed at most five times and never
+/// from https down to plain http. reqwest drops `Authorization` when the host or port changes,
+/// so credentials stay on the registry's origin.
+fn redirect_policy() -> reqwest::redirect::Policy {
+    reqwest::redirect::Policy::custom(|attempt| {
+        if attempt.previous().len() >= 5 {
+            return attempt.error("more than 5 redirects");
+        }
+        let downgrade = attempt.url().scheme() == "http"
+            && attempt.previous().iter().any(|u| u.scheme() == "https");
+        if downgrade {
+            let to = crate::untrusted::shorten(attempt.url().as_str());
+            attempt.error(format!(
+                "refusing a redirect from https to plain http ({to})"
+            ))
+        } else {
+            attempt.follow()
+        }
+    })
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
@@ -273,7 +359,7 @@ impl Registry {
             .read_timeout(Duration::from_secs(300))
             .pool_max_idle_per_host(16)
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
-            .redirect(reqwest::redirect::Policy::limited(5));
+            .redirect(redirect_policy());
         for path in &options.ca_files {
             let pem = crate::io::read_capped(path, crate::io::MAX_CA_FILE_BYTES, "CA file")
                 .map_err(|e| RegistryError::CaFile {
@@ -339,15 +425,43 @@ impl Registry {
         )
     }
 
-    fn resolve_location(&self, repo: &Repo, location: &str) -> String {
-        if location.starts_with("http://") || location.starts_with("https://") {
-            location.to_string()
-        } else {
-            format!("{}{}", self.base_url(&repo.registry), location)
-        }
+    fn manifest_url(&self, repo: &Repo, reference: &ManifestRef) -> String {
+        self.url(repo, &format!("manifests/{reference}"))
     }
 
-    fn auth_header(&self, registry: &str, scope: &str) -> Option<String> {
+    fn blob_url(&self, repo: &Repo, digest: &Digest) -> String {
+        self.url(repo, &format!("blobs/{digest}"))
+    }
+
+    /// The origin requests to `registry` go to: the only one its credentials are sent to.
+    pub fn origin(&self, registry: &str) -> Origin {
+        let base = self.base_url(registry);
+        // The base URL is built from a validated host, so it always parses; the fallback keeps
+        // this total without an `expect`.
+        Origin::of_str(&base).unwrap_or(Origin {
+            scheme: "https".into(),
+            host: registry.to_ascii_lowercase(),
+            port: 443,
+        })
+    }
+
+    /// Resolves a `Location` or `Link` the registry sent, refusing one that leaves its origin.
+    fn follow(
+        &self,
+        registry: &str,
+        base: &str,
+        header: &'static str,
+        target: &str,
+    ) -> Result<String, RegistryError> {
+        follow(&self.origin(registry), base, header, target)
+    }
+
+    /// The `Authorization` header for a request to `url`, only when `url` is on the registry's
+    /// own origin: credentials and tokens never travel to another host, port or scheme.
+    fn auth_header(&self, registry: &str, scope: &str, url: &str) -> Option<String> {
+        if Origin::of_str(url)? != self.origin(registry) {
+            return None;
+        }
         let hosts = self.hosts.lock().ok()?;
         match hosts.get(registry)? {
             HostAuth::Basic => self
@@ -370,6 +484,7 @@ impl Registry {
         scope: &str,
         headers: &HeaderMap,
     ) -> Result<(), RegistryError> {
+        const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
         let unauthorized = |why: String| RegistryError::Unauthorized {
             registry: registry.to_string(),
             why,
@@ -395,7 +510,35 @@ impl Registry {
                 Ok(())
             }
             auth::Challenge::Bearer { realm, service } => {
-                let mut req = self.http.get(&realm);
+                let shown = crate::untrusted::shorten(&realm);
+                let realm_url = url::Url::parse(&realm).map_err(|e| {
+                    unauthorized(format!("token realm `{shown}` is not a URL: {e}"))
+                })?;
+                let realm_origin = Origin::of(&realm_url)
+                    .ok_or_else(|| unauthorized(format!("token realm `{shown}` has no host")))?;
+                if !matches!(realm_origin.scheme.as_str(), "https" | "http") {
+                    return Err(unauthorized(format!(
+                        "token realm `{shown}` is not an http(s) URL"
+                    )));
+                }
+                // Credentials go to the realm only on the registry's own origin, over https, or
+                // to a host the user named with `--insecure-registry` (plain HTTP on purpose).
+                let named_insecure = self.options.insecure.iter().any(|h| {
+                    realm_url
+                        .host_str()
+                        .zip(realm_url.port())
+                        .is_some_and(|(host, port)| h == &format!("{host}:{port}"))
+                });
+                let send_creds = creds.is_some()
+                    && (realm_origin == self.origin(registry)
+                        || realm_origin.scheme == "https"
+                        || named_insecure);
+                if creds.is_some() && !send_creds {
+                    return Err(RegistryError::InsecureRealm {
+                        registry: registry.to_string(),
+                        realm: shown,
+                    });
+                }
                 let mut query: Vec<(&str, &str)> = Vec::new();
                 if let Some(s) = &service {
                     query.push(("service", s));
@@ -403,29 +546,44 @@ impl Registry {
                 for s in scope.split(' ') {
                     query.push(("scope", s));
                 }
-                req = req.query(&query);
-                if let Some(c) = creds {
+                let mut req = self
+                    .http
+                    .get(realm_url.clone())
+                    .query(&query)
+                    .timeout(self.options.retry.deadline);
+                if let (true, Some(c)) = (send_creds, creds) {
                     req = req.basic_auth(&c.username, Some(c.password()));
                 }
                 let resp = req
                     .send()
                     .await
-                    .map_err(|e| unauthorized(format!("token request to {realm}: {e}")))?;
+                    .map_err(|e| unauthorized(format!("token request to {shown}: {e}")))?;
                 let status = resp.status();
                 if !status.is_success() {
                     return Err(unauthorized(format!(
-                        "token endpoint {realm} answered {status}"
+                        "token endpoint {shown} answered {status}"
                     )));
                 }
-                let body: serde_json::Value = resp
-                    .json_bytes()
-                    .await
-                    .map_err(|e| unauthorized(format!("token endpoint {realm}: {e}")))?;
+                let bytes = read_capped(
+                    resp,
+                    MAX_TOKEN_RESPONSE,
+                    &Method::GET,
+                    realm_url.as_str(),
+                    "token response",
+                )
+                .await?;
+                let body: serde_json::Value = serde_json::from_slice(&bytes)
+                    .map_err(|e| unauthorized(format!("token endpoint {shown}: not JSON: {e}")))?;
                 let token = body
                     .get("token")
                     .or_else(|| body.get("access_token"))
                     .and_then(|t| t.as_str())
-                    .ok_or_else(|| unauthorized(format!("token endpoint {realm} sent no token")))?;
+                    .filter(|t| {
+                        reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).is_ok()
+                    })
+                    .ok_or_else(|| {
+                        unauthorized(format!("token endpoint {shown} sent no usable token"))
+                    })?;
                 if let Ok(mut h) = self.hosts.lock() {
                     h.insert(registry.to_string(), HostAuth::Bearer { realm, service });
                 }
@@ -438,8 +596,9 @@ impl Registry {
     }
 
     /// Sends a request with auth and retries. `make` rebuilds the request for each attempt, so
-    /// bodies must be cheap to clone (`Bytes`). Returns any non-retryable response; the caller
-    /// judges its status.
+    /// bodies must be cheap to clone (`Bytes`). Every attempt has the policy's deadline unless
+    /// `make` sets a longer one for a large body. Returns any non-retryable response; the
+    /// caller judges its status.
     async fn execute(
         &self,
         registry: &str,
@@ -477,8 +636,12 @@ impl Registry {
         let mut authed = false;
         loop {
             attempt += 1;
-            let mut req = make(self.http.request(method.clone(), url));
-            if let Some(h) = self.auth_header(registry, scope) {
+            let mut req = make(
+                self.http
+                    .request(method.clone(), url)
+                    .timeout(policy.deadline),
+            );
+            if let Some(h) = self.auth_header(registry, scope, url) {
                 req = req.header(AUTHORIZATION, h);
             }
             let delay = policy
@@ -512,7 +675,7 @@ impl Registry {
                         continue;
                     }
                     if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN {
-                        let detail = error_detail(&resp.text().await.unwrap_or_default());
+                        let detail = error_detail(&read_prefix(resp, MAX_ERROR_BODY).await);
                         return Err(RegistryError::Unauthorized {
                             registry: registry.to_string(),
                             why: format!("{method} {url} answered {status}{detail}"),
@@ -542,7 +705,7 @@ impl Registry {
 
     async fn status_error(method: Method, url: &str, resp: reqwest::Response) -> RegistryError {
         let status = resp.status();
-        let detail = error_detail(&resp.text().await.unwrap_or_default());
+        let detail = error_detail(&read_prefix(resp, MAX_ERROR_BODY).await);
         RegistryError::Status {
             method,
             url: url.to_string(),
@@ -560,8 +723,9 @@ impl Registry {
     }
 
     /// Every repository the registry lists (`GET /v2/_catalog`, following `Link` pages).
-    /// Used on the isolated side to take a receipt of what the internal registry holds.
-    pub async fn list_repositories(&self, registry: &str) -> Result<Vec<String>, RegistryError> {
+    /// Used on the isolated side to take a receipt of what the internal registry holds. A
+    /// name that breaks the grammar is an error: it would become a request path later.
+    pub async fn list_repositories(&self, registry: &str) -> Result<Vec<RepoName>, RegistryError> {
         let first = format!("{}/v2/_catalog?n=1000", self.base_url(registry));
         self.list_pages(registry, "registry:catalog:*", first, "repositories")
             .await
@@ -569,7 +733,7 @@ impl Registry {
 
     /// Every tag of a repository (`GET /v2/<name>/tags/list`, following `Link` pages); empty
     /// when the repository does not exist.
-    pub async fn list_tags(&self, repo: &Repo) -> Result<Vec<String>, RegistryError> {
+    pub async fn list_tags(&self, repo: &Repo) -> Result<Vec<Tag>, RegistryError> {
         let first = self.url(repo, "tags/list?n=1000");
         match self
             .list_pages(&repo.registry, &Self::pull_scope(repo), first, "tags")
@@ -582,16 +746,22 @@ impl Registry {
         }
     }
 
-    /// Reads a paginated list (`{"<field>": [...]}` pages linked by `Link: <…>; rel="next"`).
-    async fn list_pages(
+    /// Reads a paginated list (`{"<field>": [...]}` pages linked by `Link: <…>; rel="next"`),
+    /// each page capped before it is buffered, the whole list capped in entries, every entry
+    /// parsed into `T` (a repository name or a tag).
+    async fn list_pages<T>(
         &self,
         registry: &str,
         scope: &str,
         first: String,
         field: &str,
-    ) -> Result<Vec<String>, RegistryError> {
-        const MAX_PAGE: usize = 16 * 1024 * 1024;
+    ) -> Result<Vec<T>, RegistryError>
+    where
+        T: std::str::FromStr<Err = NameError>,
+    {
+        const MAX_PAGE: usize = 4 * 1024 * 1024;
         const MAX_PAGES: usize = 10_000;
+        const MAX_ENTRIES: usize = 1_000_000;
         let mut out = Vec::new();
         let mut next = Some(first);
         let mut pages = 0;
@@ -609,42 +779,16 @@ impl Registry {
             if !resp.status().is_success() {
                 return Err(Self::status_error(Method::GET, &url, resp).await);
             }
-            next = resp
+            next = match resp
                 .headers()
                 .get(reqwest::header::LINK)
                 .and_then(|v| v.to_str().ok())
-                .and_then(|l| {
-                    let (target, rel) = l.split_once(';')?;
-                    rel.contains("rel=\"next\"").then(|| {
-                        target
-                            .trim()
-                            .trim_start_matches('<')
-                            .trim_end_matches('>')
-                            .to_string()
-                    })
-                })
-                .map(|t| {
-                    if t.starts_with("http://") || t.starts_with("https://") {
-                        t
-                    } else {
-                        format!("{}{t}", self.base_url(registry))
-                    }
-                });
-            let bytes = resp
-                .bytes()
-                .await
-                .map_err(|source| RegistryError::Transport {
-                    method: Method::GET,
-                    url: url.clone(),
-                    attempts: 1,
-                    source,
-                })?;
-            if bytes.len() > MAX_PAGE {
-                return Err(RegistryError::Protocol {
-                    url,
-                    why: format!("list page larger than {MAX_PAGE} bytes"),
-                });
-            }
+                .and_then(next_link)
+            {
+                Some(target) => Some(self.follow(registry, &url, "Link", &target)?),
+                None => None,
+            };
+            let bytes = read_capped(resp, MAX_PAGE, &Method::GET, &url, "list page").await?;
             let v: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
                     url: url.clone(),
@@ -653,6 +797,12 @@ impl Registry {
             match v.get(field) {
                 None | Some(serde_json::Value::Null) => {}
                 Some(serde_json::Value::Array(items)) => {
+                    if out.len() + items.len() > MAX_ENTRIES {
+                        return Err(RegistryError::Protocol {
+                            url,
+                            why: format!("more than {MAX_ENTRIES} entries in `{field}`"),
+                        });
+                    }
                     for i in items {
                         let Some(s) = i.as_str() else {
                             return Err(RegistryError::Protocol {
@@ -660,7 +810,13 @@ impl Registry {
                                 why: format!("`{field}` holds a non-string"),
                             });
                         };
-                        out.push(s.to_string());
+                        let name = s
+                            .parse::<T>()
+                            .map_err(|source| RegistryError::InvalidName {
+                                url: url.clone(),
+                                source,
+                            })?;
+                        out.push(name);
                     }
                 }
                 Some(_) => {
@@ -692,9 +848,10 @@ impl Registry {
     pub async fn get_manifest(
         &self,
         repo: &Repo,
-        reference: &str,
+        reference: impl Into<ManifestRef>,
     ) -> Result<RawManifest, RegistryError> {
-        let url = self.url(repo, &format!("manifests/{reference}"));
+        let reference = &reference.into();
+        let url = self.manifest_url(repo, reference);
         let accept = media::MANIFEST_ACCEPT.join(", ");
         let resp = self
             .execute(
@@ -718,38 +875,13 @@ impl Registry {
             .get("docker-content-digest")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string);
-        if resp
-            .content_length()
-            .is_some_and(|n| n > MAX_MANIFEST_BYTES as u64)
-        {
-            return Err(RegistryError::TooLarge {
-                url,
-                limit: MAX_MANIFEST_BYTES,
-            });
-        }
-        let mut body = Vec::new();
-        let mut stream = resp.bytes_stream();
-        while let Some(chunk) = stream.next().await {
-            let chunk = chunk.map_err(|source| RegistryError::Transport {
-                method: Method::GET,
-                url: url.clone(),
-                attempts: 1,
-                source,
-            })?;
-            if body.len() + chunk.len() > MAX_MANIFEST_BYTES {
-                return Err(RegistryError::TooLarge {
-                    url,
-                    limit: MAX_MANIFEST_BYTES,
-                });
-            }
-            body.extend_from_slice(&chunk);
-        }
+        let body = read_capped(resp, MAX_MANIFEST_BYTES, &Method::GET, &url, "manifest").await?;
         let digest = Digest::of(&body);
-        if let Ok(expected) = reference.parse::<Digest>() {
-            if expected != digest {
+        if let ManifestRef::Digest(expected) = reference {
+            if expected != &digest {
                 return Err(RegistryError::DigestMismatch {
                     what: format!("manifest {repo}@{expected}"),
-                    expected,
+                    expected: expected.clone(),
                     actual: digest,
                 });
             }
@@ -764,10 +896,9 @@ impl Registry {
                     // `repo@digest` or `repo:tag`, as users write references.
                     what: format!(
                         "manifest {repo}{}{reference} (Docker-Content-Digest header)",
-                        if reference.parse::<Digest>().is_ok() {
-                            '@'
-                        } else {
-                            ':'
+                        match reference {
+                            ManifestRef::Digest(_) => '@',
+                            ManifestRef::Tag(_) => ':',
                         }
                     ),
                     expected: announced,
@@ -786,9 +917,10 @@ impl Registry {
     pub async fn head_manifest(
         &self,
         repo: &Repo,
-        reference: &str,
+        reference: impl Into<ManifestRef>,
     ) -> Result<Option<Digest>, RegistryError> {
-        let url = self.url(repo, &format!("manifests/{reference}"));
+        let reference = &reference.into();
+        let url = self.manifest_url(repo, reference);
         let accept = media::MANIFEST_ACCEPT.join(", ");
         let resp = self
             .execute(
@@ -818,15 +950,25 @@ impl Registry {
     }
 
     /// Pushes manifest bytes exactly as given under `reference` (a digest or a tag). Checks that
-    /// the registry computed the same digest.
+    /// the registry computed the same digest. The media type becomes a header, so it must be
+    /// one.
     pub async fn put_manifest(
         &self,
         repo: &Repo,
-        reference: &str,
+        reference: impl Into<ManifestRef>,
         bytes: &Bytes,
         media_type: &str,
     ) -> Result<Digest, RegistryError> {
-        let url = self.url(repo, &format!("manifests/{reference}"));
+        let reference = &reference.into();
+        let url = self.manifest_url(repo, reference);
+        if !valid_media_type(media_type) {
+            return Err(RegistryError::InvalidName {
+                url,
+                source: NameError::MediaType {
+                    shown: crate::untrusted::shorten(media_type),
+                },
+            });
+        }
         let digest = Digest::of(bytes);
         let resp = self
             .execute(
@@ -859,7 +1001,7 @@ impl Registry {
 
     /// Whether the repository holds a blob.
     pub async fn blob_exists(&self, repo: &Repo, digest: &Digest) -> Result<bool, RegistryError> {
-        let url = self.url(repo, &format!("blobs/{digest}"));
+        let url = self.blob_url(repo, digest);
         let resp = self
             .execute(
                 &repo.registry,
@@ -908,7 +1050,7 @@ impl Registry {
 
     /// Downloads a blob into `dest`, hashing while writing; the file is written as
     /// `dest.partial` and renamed only when size and digest match. A body cut short is retried
-    /// from the start within the retry policy.
+    /// from the start within the retry policy; one slower than the floor rate is stalled.
     pub async fn download_blob(
         &self,
         repo: &Repo,
@@ -917,15 +1059,17 @@ impl Registry {
         dest: &Path,
         reporter: &dyn Reporter,
     ) -> Result<(), RegistryError> {
-        let url = self.url(repo, &format!("blobs/{digest}"));
+        let url = self.blob_url(repo, digest);
         let partial = dest.with_extension("partial");
         let io_err = |source| RegistryError::Io {
             path: partial.clone(),
             source,
         };
+        let policy = &self.options.retry;
+        let deadline = deadline_for(policy.deadline, size, policy.min_rate);
         // One budget for the whole download: the request's own retries (connection errors,
         // 5xx) and the re-downloads after a body cut off count against the same attempts.
-        let attempts = self.options.retry.attempts.max(1);
+        let attempts = policy.attempts.max(1);
         let mut attempt = 0u32;
         let mut last_err = None;
         while attempt < attempts {
@@ -935,7 +1079,7 @@ impl Registry {
                     &Self::pull_scope(repo),
                     Method::GET,
                     &url,
-                    &|r| r,
+                    &|r| r.timeout(deadline),
                     attempt,
                     attempts,
                 )
@@ -946,6 +1090,7 @@ impl Registry {
             }
             let mut file = tokio::fs::File::create(&partial).await.map_err(io_err)?;
             let mut hasher = Hasher::new();
+            let mut floor = RateFloor::new(policy.min_rate, policy.stall_window);
             let mut stream = resp.bytes_stream();
             let mut failed = None;
             while let Some(chunk) = stream.next().await {
@@ -959,6 +1104,16 @@ impl Registry {
                         hasher.update(&chunk);
                         file.write_all(&chunk).await.map_err(io_err)?;
                         reporter.advance(chunk.len() as u64);
+                        if let Err((bytes, elapsed)) = floor.advance(chunk.len() as u64) {
+                            let _ = tokio::fs::remove_file(&partial).await;
+                            reporter.rewind(hasher.len().min(size));
+                            return Err(RegistryError::Stalled {
+                                url,
+                                bytes,
+                                secs: elapsed.as_secs(),
+                                floor: policy.min_rate,
+                            });
+                        }
                     }
                     Err(e) => {
                         failed = Some(e);
@@ -978,7 +1133,7 @@ impl Registry {
                     source: e,
                 });
                 if attempt < attempts {
-                    tokio::time::sleep(self.options.retry.base_delay * attempt).await;
+                    tokio::time::sleep(policy.base_delay * attempt).await;
                 }
                 continue;
             }
@@ -991,7 +1146,7 @@ impl Registry {
                 });
                 if got < size {
                     if attempt < attempts {
-                        tokio::time::sleep(self.options.retry.base_delay * attempt).await;
+                        tokio::time::sleep(policy.base_delay * attempt).await;
                     }
                     continue;
                 }
@@ -1027,11 +1182,11 @@ impl Registry {
         &self,
         repo: &Repo,
         digest: &Digest,
-        from: &str,
+        from: &RepoName,
     ) -> Result<bool, RegistryError> {
         let url = self.url(repo, "blobs/uploads/");
         let scope = format!("{} repository:{from}:pull", Self::push_scope(repo));
-        let q = [("mount", digest.as_str()), ("from", from)];
+        let q = [("mount", digest.as_str()), ("from", from.as_str())];
         let resp = self
             .execute(&repo.registry, &scope, Method::POST, &url, &|r| {
                 r.query(&q).header(CONTENT_LENGTH, "0")
@@ -1042,7 +1197,7 @@ impl Registry {
             StatusCode::ACCEPTED => {
                 // The registry opened an upload instead; cancel it so it does not linger.
                 if let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
-                    let loc = self.resolve_location(repo, loc);
+                    let loc = self.follow(&repo.registry, &url, "Location", loc)?;
                     let _ = self
                         .execute(
                             &repo.registry,
@@ -1059,7 +1214,7 @@ impl Registry {
         }
     }
 
-    /// Opens an upload session.
+    /// Opens an upload session. The session's `Location` must stay on the registry's origin.
     pub async fn start_upload(&self, repo: &Repo) -> Result<BlobUpload<'_>, RegistryError> {
         let url = self.url(repo, "blobs/uploads/");
         let resp = self
@@ -1084,7 +1239,7 @@ impl Registry {
             })?;
         Ok(BlobUpload {
             registry: self,
-            location: self.resolve_location(repo, location),
+            location: self.follow(&repo.registry, &url, "Location", location)?,
             repo: repo.clone(),
             offset: 0,
         })
@@ -1101,7 +1256,37 @@ impl Registry {
     }
 }
 
+/// The target of `Link: <…>; rel="next"`, if the header has one.
+fn next_link(header: &str) -> Option<String> {
+    header.split(',').find_map(|part| {
+        let (target, params) = part.split_once(';')?;
+        params
+            .split(';')
+            .any(|p| {
+                let p = p.trim();
+                p == "rel=\"next\"" || p == "rel=next"
+            })
+            .then(|| {
+                target
+                    .trim()
+                    .trim_start_matches('<')
+                    .trim_end_matches('>')
+                    .to_string()
+            })
+    })
+}
+
 impl BlobUpload<'_> {
+    /// Moves to the session URL the registry gave, if it gave one (on its own origin only).
+    fn relocate(&mut self, resp: &reqwest::Response, url: &str) -> Result<(), RegistryError> {
+        if let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
+            self.location = self
+                .registry
+                .follow(&self.repo.registry, url, "Location", loc)?;
+        }
+        Ok(())
+    }
+
     /// Sends one chunk (`PATCH` with `Content-Range`). Bodies are `Bytes` so a retry re-sends the
     /// same chunk; the registry's digest check at `finish` catches any duplication.
     pub async fn patch(&mut self, chunk: Bytes) -> Result<(), RegistryError> {
@@ -1112,6 +1297,8 @@ impl BlobUpload<'_> {
         let range = format!("{}-{}", self.offset, end);
         let url = self.location.clone();
         let scope = Registry::push_scope(&self.repo);
+        let retry = &self.registry.options.retry;
+        let deadline = deadline_for(retry.deadline, chunk.len() as u64, retry.min_rate);
         let resp = self
             .registry
             .execute(&self.repo.registry, &scope, Method::PATCH, &url, &|r| {
@@ -1119,14 +1306,13 @@ impl BlobUpload<'_> {
                     .header("Content-Range", range.as_str())
                     .header(CONTENT_LENGTH, chunk.len().to_string())
                     .body(chunk.clone())
+                    .timeout(deadline)
             })
             .await?;
         if resp.status() != StatusCode::ACCEPTED {
             return Err(Registry::status_error(Method::PATCH, &url, resp).await);
         }
-        if let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
-            self.location = self.registry.resolve_location(&self.repo, loc);
-        }
+        self.relocate(&resp, &url)?;
         self.offset = end + 1;
         Ok(())
     }
@@ -1146,15 +1332,17 @@ impl BlobUpload<'_> {
         let end = self.offset + len - 1;
         let url = self.location.clone();
         let scope = Registry::push_scope(&self.repo);
+        let retry = &self.registry.options.retry;
         let mut req = self
             .registry
             .http
             .request(Method::PATCH, &url)
+            .timeout(deadline_for(retry.deadline, len, retry.min_rate))
             .header(CONTENT_TYPE, "application/octet-stream")
             .header("Content-Range", format!("{}-{}", self.offset, end))
             .header(CONTENT_LENGTH, len.to_string())
             .body(reqwest::Body::wrap_stream(stream));
-        if let Some(h) = self.registry.auth_header(&self.repo.registry, &scope) {
+        if let Some(h) = self.registry.auth_header(&self.repo.registry, &scope, &url) {
             req = req.header(AUTHORIZATION, h);
         }
         let resp = req
@@ -1169,9 +1357,7 @@ impl BlobUpload<'_> {
         if resp.status() != StatusCode::ACCEPTED {
             return Err(Registry::status_error(Method::PATCH, &url, resp).await);
         }
-        if let Some(loc) = resp.headers().get(LOCATION).and_then(|v| v.to_str().ok()) {
-            self.location = self.registry.resolve_location(&self.repo, loc);
-        }
+        self.relocate(&resp, &url)?;
         self.offset = end + 1;
         Ok(())
     }
@@ -1185,12 +1371,15 @@ impl BlobUpload<'_> {
         };
         let url = format!("{}{sep}digest={}", self.location, digest);
         let scope = Registry::push_scope(&self.repo);
+        let retry = &self.registry.options.retry;
+        let deadline = deadline_for(retry.deadline, last.len() as u64, retry.min_rate);
         let resp = self
             .registry
             .execute(&self.repo.registry, &scope, Method::PUT, &url, &|r| {
                 r.header(CONTENT_TYPE, "application/octet-stream")
                     .header(CONTENT_LENGTH, last.len().to_string())
                     .body(last.clone())
+                    .timeout(deadline)
             })
             .await?;
         if resp.status() != StatusCode::CREATED {
@@ -1213,19 +1402,5 @@ impl BlobUpload<'_> {
                 &|r| r,
             )
             .await;
-    }
-}
-
-trait JsonBytes {
-    async fn json_bytes(self) -> Result<serde_json::Value, String>;
-}
-
-impl JsonBytes for reqwest::Response {
-    async fn json_bytes(self) -> Result<serde_json::Value, String> {
-        let b = self.bytes().await.map_err(|e| e.to_string())?;
-        if b.len() > 1024 * 1024 {
-            return Err("token response over 1 MiB".into());
-        }
-        serde_json::from_slice(&b).map_err(|e| e.to_string())
     }
 }

@@ -147,7 +147,7 @@ pub async fn from_registry(
                 continue;
             }
             let raw = registry
-                .get_manifest(&repo, d.digest.as_str())
+                .get_manifest(&repo, &d.digest)
                 .await
                 .map_err(reg_err)?;
             let m = ParsedManifest::parse(&raw.bytes, Some(&d.media_type)).map_err(man_err)?;

@@ -195,16 +195,12 @@ pub async fn push_image(reg: &Registry, repo: &Repo, img: &Image, tag: Option<&s
         }
     }
     let d = img.manifest.digest();
-    reg.put_manifest(
-        repo,
-        d.as_str(),
-        &img.manifest.bytes,
-        &img.manifest.media_type,
-    )
-    .await
-    .expect("push manifest");
+    reg.put_manifest(repo, &d, &img.manifest.bytes, &img.manifest.media_type)
+        .await
+        .expect("push manifest");
     if let Some(t) = tag {
-        reg.put_manifest(repo, t, &img.manifest.bytes, &img.manifest.media_type)
+        let t: airlock::oci::Tag = t.parse().expect("tag");
+        reg.put_manifest(repo, &t, &img.manifest.bytes, &img.manifest.media_type)
             .await
             .expect("tag");
     }
@@ -215,10 +211,11 @@ pub async fn push_index(reg: &Registry, repo: &Repo, images: &[Image], idx: &Blo
     for i in images {
         push_image(reg, repo, i, None).await;
     }
-    reg.put_manifest(repo, idx.digest().as_str(), &idx.bytes, &idx.media_type)
+    reg.put_manifest(repo, idx.digest(), &idx.bytes, &idx.media_type)
         .await
         .expect("push index");
-    reg.put_manifest(repo, tag, &idx.bytes, &idx.media_type)
+    let tag: airlock::oci::Tag = tag.parse().expect("tag");
+    reg.put_manifest(repo, &tag, &idx.bytes, &idx.media_type)
         .await
         .expect("tag index");
 }
@@ -386,7 +383,7 @@ pub async fn push_referrer_numbered(
         .expect("json"),
         media::OCI_INDEX,
     );
-    let tag = format!("sha256-{}", subject.digest().hex());
+    let tag = airlock::oci::Tag::for_subject(&subject.digest(), "");
     reg.put_manifest(repo, &tag, &idx.bytes, &idx.media_type)
         .await
         .expect("push referrers index");

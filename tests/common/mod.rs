@@ -190,6 +190,11 @@ impl TestRegistry {
             v.push("--creds".into());
             v.push(format!("{}={u}:{p}", self.host));
         }
+        // The token server is plain HTTP on another port: named, so credentials may go there.
+        if let Some(t) = &self.token {
+            v.push("--insecure-registry".into());
+            v.push(t.host());
+        }
         v
     }
 
@@ -295,12 +300,14 @@ pub fn client_for(reg: &TestRegistry, retry: RetryPolicy) -> Registry {
     if let Some((u, p)) = &reg.auth {
         credentials.insert(&reg.host, Credentials::new(u.clone(), p.clone()));
     }
+    let mut insecure = if reg.tls.is_none() {
+        vec![reg.host.clone()]
+    } else {
+        vec![]
+    };
+    insecure.extend(reg.token.as_ref().map(|t| t.host()));
     Registry::new(RegistryOptions {
-        insecure: if reg.tls.is_none() {
-            vec![reg.host.clone()]
-        } else {
-            vec![]
-        },
+        insecure,
         ca_files: reg.tls.iter().map(|t| t.ca_file.clone()).collect(),
         credentials,
         retry,
@@ -327,31 +334,42 @@ pub fn skopeo(args: &[String]) -> Output {
         .expect("run skopeo")
 }
 
-/// Runs the airlock binary with `args` in `dir`, with no credentials leaking from the host.
-pub fn airlock(dir: &Path, args: &[&str]) -> Output {
-    airlock_env(dir, args, &[])
-}
-
-/// `cmd` made to run in `dir` with nothing leaking from the host: no credentials, no cache
-/// or clock from the environment, no standard input.
-fn isolated<'a>(cmd: &'a mut Command, dir: &Path) -> &'a mut Command {
-    cmd.current_dir(dir)
+/// The airlock binary set up to run in `dir`, with no credentials or cache leaking from the
+/// host.
+fn airlock_command(program: &Path, dir: &Path) -> Command {
+    let mut c = Command::new(program);
+    c.current_dir(dir)
         .env("HOME", dir)
         .env_remove("REGISTRY_AUTH_FILE")
         .env_remove("DOCKER_CONFIG")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("SOURCE_DATE_EPOCH")
         .env("XDG_CACHE_HOME", dir.join("cache"))
-        .stdin(Stdio::null())
+        .stdin(Stdio::null());
+    c
+}
+
+/// Runs the airlock binary with `args` in `dir`, with no credentials leaking from the host.
+pub fn airlock(dir: &Path, args: &[&str]) -> Output {
+    airlock_env(dir, args, &[])
 }
 
 /// [`airlock`] with extra environment variables (e.g. a `PATH` without some tool).
 pub fn airlock_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
-    isolated(&mut Command::new(env!("CARGO_BIN_EXE_airlock")), dir)
+    airlock_command(Path::new(env!("CARGO_BIN_EXE_airlock")), dir)
         .args(args)
         .envs(env.iter().copied())
         .output()
         .expect("run airlock")
+}
+
+/// A multi-threaded runtime of one worker, for the async library calls tests make.
+pub fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+        .expect("rt")
 }
 
 /// Asserts success and returns stdout.
@@ -474,23 +492,31 @@ pub fn sha256_file(path: &Path) -> String {
     hex::encode(h.finalize())
 }
 
-/// [`airlock_env`] under `/usr/bin/time`: the output and the child's peak RSS in KiB.
-pub fn airlock_rss(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
-    let report = tempfile::NamedTempFile::new().expect("tmp");
-    let out = isolated(&mut Command::new("/usr/bin/time"), dir)
-        .args(["-f", "%M", "-o"])
-        .arg(report.path())
+/// [`airlock_env`], run under `/usr/bin/time` (Debian's `time`, installed by scripts/test.sh):
+/// the output and the command's peak resident memory in bytes, for the bounds bad inputs must
+/// stay within.
+pub fn airlock_peak(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> (Output, u64) {
+    let rss_file = dir.join(format!(".peak-rss-{}", std::process::id()));
+    let out = airlock_command(Path::new("/usr/bin/time"), dir)
+        .arg("-f")
+        .arg("%M")
+        .arg("-o")
+        .arg(&rss_file)
         .arg(env!("CARGO_BIN_EXE_airlock"))
         .args(args)
         .envs(env.iter().copied())
         .output()
-        .expect("run airlock under /usr/bin/time (Debian package `time`)");
-    // GNU time writes "Command exited with non-zero status N" first on a failure.
-    let text = std::fs::read_to_string(report.path()).expect("time report");
-    let kib = text
+        .expect("run airlock under /usr/bin/time");
+    let text = std::fs::read_to_string(&rss_file).expect("peak RSS file");
+    let _ = std::fs::remove_file(&rss_file);
+    // `time` writes "Command exited with non-zero status N" before the figure on failure.
+    let kib: u64 = text
         .lines()
-        .last()
-        .and_then(|l| l.trim().parse().ok())
-        .unwrap_or_else(|| panic!("no peak RSS in {text:?}"));
-    (out, kib)
+        .filter_map(|l| l.trim().parse().ok())
+        .next_back()
+        .expect("peak RSS figure");
+    (out, kib * 1024)
 }
+
+/// The most memory any bad-input run may use (issue 10).
+pub const MAX_BAD_INPUT_RSS: u64 = 256 * 1024 * 1024;

@@ -31,6 +31,29 @@ pub enum Fault {
     /// ones until [`Proxy::release`] (or two minutes): a client stuck mid-transfer, to be
     /// killed.
     StallAfter { n: usize, needle: String },
+    /// Point every `Location` header at another origin (`http://OTHER/…`, same path): a
+    /// registry handing our credentials and blobs to someone else.
+    ForeignLocation { other: String },
+    /// Add `Link: <http://OTHER/…>; rel="next"` to every list response (`_catalog`,
+    /// `tags/list`).
+    ForeignLink { other: String },
+    /// Answer every request without `Authorization` with a Bearer challenge whose realm is
+    /// `REALM` (another origin, plain HTTP).
+    ForeignRealm { realm: String },
+    /// For requests whose line contains `needle`: send the headers, then one byte every
+    /// `every` (at most `max` bytes), a peer that never finishes.
+    Trickle {
+        needle: String,
+        every: std::time::Duration,
+        max: usize,
+    },
+    /// For requests whose line contains `needle`: answer `status` with an endless body
+    /// (no Content-Length), or one declaring `declared` bytes when given.
+    Endless {
+        needle: String,
+        status: u16,
+        declared: Option<u64>,
+    },
 }
 
 /// A running proxy; `host` is what clients use instead of the registry's.
@@ -157,6 +180,56 @@ impl State {
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
             }
+            Fault::ForeignRealm { realm } if !req.headers().contains_key("authorization") => {
+                return hyper::Response::builder()
+                    .status(401)
+                    .header(
+                        "WWW-Authenticate",
+                        format!("Bearer realm=\"{realm}\",service=\"test\""),
+                    )
+                    .body(full(Bytes::from_static(b"{\"errors\":[]}")))
+                    .expect("response");
+            }
+            Fault::Trickle { needle, every, max }
+                if format!("{method} {path}").contains(needle) =>
+            {
+                let (every, max) = (*every, *max);
+                let s = futures_util::stream::unfold(0usize, move |sent| async move {
+                    if sent >= max {
+                        return None;
+                    }
+                    tokio::time::sleep(every).await;
+                    Some((
+                        Ok::<_, std::io::Error>(Frame::data(Bytes::from_static(b" "))),
+                        sent + 1,
+                    ))
+                });
+                return hyper::Response::builder()
+                    .status(200)
+                    .header("Content-Type", "application/json")
+                    .body(BodyExt::boxed(StreamBody::new(s)))
+                    .expect("response");
+            }
+            Fault::Endless {
+                needle,
+                status,
+                declared,
+            } if format!("{method} {path}").contains(needle) => {
+                let chunk = Bytes::from(vec![b' '; 64 * 1024]);
+                let s = futures_util::stream::repeat_with(move || {
+                    Ok::<_, std::io::Error>(Frame::data(chunk.clone()))
+                });
+                let mut b = hyper::Response::builder()
+                    .status(*status)
+                    .header("Content-Type", "application/json")
+                    .header("WWW-Authenticate", "Basic realm=\"x\"");
+                if let Some(n) = declared {
+                    b = b.header("Content-Length", n.to_string());
+                }
+                return b
+                    .body(BodyExt::boxed(StreamBody::new(s)))
+                    .expect("response");
+            }
             _ => {}
         }
         let is_upload_put = method == hyper::Method::PUT && path.contains("/blobs/uploads/");
@@ -187,6 +260,13 @@ impl State {
             let mut v = v.to_str().unwrap_or("").to_string();
             if k == "location" {
                 v = v.replace(&self.upstream_host, &self.proxy_host);
+                if let Fault::ForeignLocation { other } = &self.fault {
+                    let path = match v.find("/v2/") {
+                        Some(i) => v[i..].to_string(),
+                        None => v.clone(),
+                    };
+                    v = format!("http://{other}{path}");
+                }
             }
             if is_manifest_get && k == "docker-content-digest" {
                 if let Fault::LieDigest = self.fault {
@@ -199,6 +279,14 @@ impl State {
                 }
             }
             out = out.header(k.as_str(), v);
+        }
+        if let Fault::ForeignLink { other } = &self.fault {
+            if path.contains("/_catalog") || path.contains("/tags/list") {
+                out = out.header(
+                    "Link",
+                    format!("<http://{other}/v2/_catalog?n=1&last=z>; rel=\"next\""),
+                );
+            }
         }
         let cut = match self.fault {
             Fault::CutBlobBody { n: k, after }
@@ -227,5 +315,48 @@ impl State {
             }
         };
         out.body(body).expect("response")
+    }
+}
+
+/// Another origin that only records what reaches it (`METHOD path auth=yes|no`) and answers
+/// 202: where a hostile registry points our client, to prove nothing arrived.
+pub struct Recorder {
+    pub host: String,
+    pub log: Arc<Mutex<Vec<String>>>,
+    _rt: tokio::runtime::Runtime,
+}
+
+impl Recorder {
+    pub fn start() -> Recorder {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let l = log.clone();
+        let (addr, rt) = super::serve_http(move |_| {
+            move |req: hyper::Request<hyper::body::Incoming>| {
+                let l = l.clone();
+                async move {
+                    let auth = req.headers().contains_key("authorization");
+                    l.lock().expect("log").push(format!(
+                        "{} {} auth={}",
+                        req.method(),
+                        req.uri(),
+                        if auth { "yes" } else { "no" }
+                    ));
+                    hyper::Response::builder()
+                        .status(202)
+                        .body(full(Bytes::from_static(b"ok")))
+                        .expect("response")
+                }
+            }
+        });
+        Recorder {
+            host: addr.to_string(),
+            log,
+            _rt: rt,
+        }
+    }
+
+    /// Everything that reached it.
+    pub fn seen(&self) -> Vec<String> {
+        self.log.lock().expect("log").clone()
     }
 }

@@ -15,6 +15,16 @@ pub struct TokenServer {
     rt: tokio::runtime::Runtime,
 }
 
+impl TokenServer {
+    /// `HOST:PORT` of the token endpoint.
+    pub fn host(&self) -> String {
+        self.realm
+            .trim_start_matches("http://")
+            .trim_end_matches("/token")
+            .to_string()
+    }
+}
+
 fn b64url(b: &[u8]) -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(b)
 }
