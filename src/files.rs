@@ -4,7 +4,7 @@
 //! an `artifactType`), and pushed at import under `PREFIX/files/<name>:<version>`, where
 //! `oras pull` or `skopeo copy` gets them back.
 
-use std::io::{Read, Write};
+use std::io::{Read, Seek, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
@@ -236,9 +236,10 @@ pub fn file_manifest(file: &LockedFile, size: u64) -> Bytes {
 }
 
 /// Writes the files a bundle carries into a directory while the bundle streams past, as a
-/// wrapper around another visitor (`verify` or `import`): each file goes to `.<name>.partial`
-/// and is renamed to `<name>` only once the reader has checked its digest, so a file in the
-/// directory is always complete and verified.
+/// wrapper around another visitor (`verify` or `import`): each file goes to a new temporary
+/// file `.<name>.<random>.partial` (created exclusively, never through a link) and is renamed
+/// to `<name>` only once the reader has checked its digest, so a file in the directory is
+/// always complete and verified. `<name>` is a single path component (see `valid_name`).
 pub struct ExtractFiles<'a, V> {
     inner: &'a mut V,
     dir: PathBuf,
@@ -257,6 +258,15 @@ impl<'a, V> ExtractFiles<'a, V> {
             written: Vec::new(),
         }
     }
+}
+
+/// A new temporary file in `dir` for `name`: a random name created with `O_CREAT|O_EXCL` (so a
+/// file or symlink planted there is never opened, let alone followed), removed when dropped.
+fn exclusive_temp(dir: &Path, name: &str) -> std::io::Result<tempfile::NamedTempFile> {
+    tempfile::Builder::new()
+        .prefix(&format!(".{name}."))
+        .suffix(".partial")
+        .tempfile_in(dir)
 }
 
 /// A reader that copies what passes through it into a file.
@@ -324,36 +334,39 @@ impl<V: crate::bundle::BlobVisitor> crate::bundle::BlobVisitor for ExtractFiles<
             path: path.to_path_buf(),
             source,
         };
-        let tmp = self.dir.join(format!(".{}.partial", names[0]));
-        let file = fs_err::File::create(&tmp).map_err(|e| io(&tmp, e))?;
+        let mut tmp = exclusive_temp(&self.dir, &names[0]).map_err(|e| io(&self.dir, e))?;
+        let tmp_path = tmp.path().to_path_buf();
         let mut tee = Tee {
             inner: data,
-            out: std::io::BufWriter::new(file),
+            out: std::io::BufWriter::new(tmp.as_file_mut()),
         };
         let visited = self.inner.blob(entry, &mut tee);
         // The reader fails the read at the end when the digest does not match: reaching a
         // clean end here means every byte written was verified.
         let drained = std::io::copy(&mut tee, &mut std::io::sink()).and_then(|_| tee.out.flush());
         drop(tee);
-        let finished = match (visited, drained) {
-            (Err(e), _) => Err(e),
-            (Ok(()), Err(e)) => Err(io(&tmp, e).into()),
-            (Ok(()), Ok(())) => Ok(()),
-        };
-        if finished.is_err() {
-            let _ = fs_err::remove_file(&tmp);
-            return finished;
+        // On error `tmp` is dropped, which removes it.
+        match (visited, drained) {
+            (Err(e), _) => return Err(e),
+            (Ok(()), Err(e)) => return Err(io(&tmp_path, e).into()),
+            (Ok(()), Ok(())) => {}
         }
-        // The same content under several names: copies, each through its own temporary name.
+        // The same content under several names: copies, each through its own temporary file.
         for name in names.iter().skip(1) {
-            let other = self.dir.join(format!(".{name}.partial"));
+            let mut other = exclusive_temp(&self.dir, name).map_err(|e| io(&self.dir, e))?;
+            let copied = tmp
+                .as_file_mut()
+                .seek(std::io::SeekFrom::Start(0))
+                .and_then(|_| std::io::copy(tmp.as_file_mut(), other.as_file_mut()));
+            copied.map_err(|e| io(other.path(), e))?;
             let dest = self.dir.join(name);
-            fs_err::copy(&tmp, &other).map_err(|e| io(&other, e))?;
-            fs_err::rename(&other, &dest).map_err(|e| io(&dest, e))?;
+            other.persist(&dest).map_err(|e| io(&dest, e.error))?;
             self.written.push(dest);
         }
         let dest = self.dir.join(&names[0]);
-        fs_err::rename(&tmp, &dest).map_err(|e| io(&dest, e))?;
+        // rename(2) replaces whatever is at `dest` (a planted symlink included) without
+        // following it.
+        tmp.persist(&dest).map_err(|e| io(&dest, e.error))?;
         self.written.push(dest);
         Ok(())
     }
@@ -405,6 +418,18 @@ mod tests {
         let mut f = spec(Some("a"), None, &sha);
         f.version = Some("1.0/x".into());
         assert!(lock_file(&f).is_err());
+    }
+
+    #[test]
+    fn names_written_to_a_directory_are_one_plain_component() {
+        for bad in [
+            "", ".", "..", "../x", "a/b", "/abs", ".hidden", "A", "a\0b", "a\\b",
+        ] {
+            assert!(!valid_name(bad), "{bad:?} accepted");
+        }
+        for good in ["tool.bin", "ca-bundle", "x_1.2.tar.gz"] {
+            assert!(valid_name(good), "{good:?} refused");
+        }
     }
 
     #[test]

@@ -9,6 +9,7 @@ pub mod collect;
 pub mod disk;
 pub mod files;
 pub mod import;
+pub mod io;
 pub mod ledger;
 pub mod lock;
 pub mod oci;
@@ -18,6 +19,7 @@ pub mod reference;
 pub mod registry;
 pub mod scan;
 pub mod spec;
+pub mod tarstream;
 pub mod trust;
 pub mod untrusted;
 

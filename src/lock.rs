@@ -125,14 +125,9 @@ pub enum LockedChart {
 /// Why a lockfile is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum LockError {
-    /// Cannot read.
-    #[error("cannot read lockfile `{path}`: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
+    /// Cannot read, or over [`MAX_LOCK_BYTES`].
+    #[error(transparent)]
+    Read(#[from] crate::io::ReadError),
     /// Malformed.
     #[error("lockfile `{path}`: {message}")]
     Invalid {
@@ -184,16 +179,7 @@ impl Lock {
     /// Reads a lockfile.
     pub fn load(path: &Path) -> Result<(Lock, Digest), LockError> {
         let p = path.display().to_string();
-        let bytes = crate::spec::read_capped(path, MAX_LOCK_BYTES).map_err(|e| match e {
-            crate::spec::CappedReadError::TooLarge => LockError::Invalid {
-                path: p.clone(),
-                message: format!("larger than {MAX_LOCK_BYTES} bytes"),
-            },
-            crate::spec::CappedReadError::Io(source) => LockError::Read {
-                path: p.clone(),
-                source,
-            },
-        })?;
+        let bytes = crate::io::read_capped(path, MAX_LOCK_BYTES, "lockfile")?;
         Ok((Lock::parse(&bytes, &p)?, Digest::of(&bytes)))
     }
 

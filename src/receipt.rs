@@ -25,8 +25,11 @@ use crate::trust::keys::{PublicKey, SigningKey};
 
 /// Format identifier of a receipt.
 pub const RECEIPT_FORMAT: &str = "airlock.receipt/v1";
-/// The largest receipt read.
-pub const MAX_RECEIPT_BYTES: u64 = 256 * 1024 * 1024;
+/// The largest receipt read (about 300,000 blobs; it is parsed whole, so it must stay far
+/// below a command's memory budget).
+pub const MAX_RECEIPT_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest receipt signature (`.sig`, `.note`) read.
+const MAX_RECEIPT_SIG_BYTES: u64 = crate::trust::bundle_sig::MAX_SIG_FILE_BYTES as u64;
 /// How deep indexes may nest while walking.
 const MAX_DEPTH: usize = 4;
 
@@ -34,6 +37,9 @@ const MAX_DEPTH: usize = 4;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReceiptError {
+    /// A receipt or signature file that cannot be read or is over its cap.
+    #[error(transparent)]
+    Read(#[from] crate::io::ReadError),
     /// The registry failed.
     #[error("{what}: {source}")]
     Registry {
@@ -264,7 +270,7 @@ pub fn sign_with_ledger(
         let p = p.to_path_buf();
         move |source| ReceiptError::Io { path: p, source }
     };
-    let bytes = fs_err::read(path).map_err(io(path))?;
+    let bytes = crate::io::read_capped(path, MAX_RECEIPT_BYTES, "receipt")?;
     let note = signer
         .sign_note(&note_text(&Digest::of(&bytes)))
         .map_err(|e| ReceiptError::Bad {
@@ -328,15 +334,7 @@ impl Receipt {
             path: path.to_path_buf(),
             why,
         };
-        let io = |p: &Path| {
-            let p = p.to_path_buf();
-            move |source| ReceiptError::Io { path: p, source }
-        };
-        let md = fs_err::metadata(path).map_err(io(path))?;
-        if md.len() > MAX_RECEIPT_BYTES {
-            return Err(bad(format!("larger than {MAX_RECEIPT_BYTES} bytes")));
-        }
-        let bytes = fs_err::read(path).map_err(io(path))?;
+        let bytes = crate::io::read_capped(path, MAX_RECEIPT_BYTES, "receipt")?;
         if !trust.keys.is_empty() || !trust.ledgers.is_empty() {
             check_signatures(path, &bytes, trust).map_err(|why| ReceiptError::Untrusted {
                 path: path.to_path_buf(),
@@ -360,8 +358,11 @@ fn check_signatures(path: &Path, bytes: &[u8], trust: &ReceiptTrust) -> Result<(
     let mut why = Vec::new();
     if !trust.keys.is_empty() {
         let sig_path = sig_path_for(path);
-        match fs_err::read(&sig_path) {
-            Err(_) => why.push(format!("no signature file `{}`", sig_path.display())),
+        match crate::io::read_capped(&sig_path, MAX_RECEIPT_SIG_BYTES, "receipt signature") {
+            Err(e) if !e.is_too_large() => {
+                why.push(format!("no signature file `{}`", sig_path.display()))
+            }
+            Err(e) => why.push(e.to_string()),
             Ok(sig) => match SigFile::from_slice(&sig)
                 .map_err(|e| crate::error_chain(&e))
                 .and_then(|s| {
@@ -374,8 +375,11 @@ fn check_signatures(path: &Path, bytes: &[u8], trust: &ReceiptTrust) -> Result<(
     }
     if !trust.ledgers.is_empty() {
         let note_path = note_path_for(path);
-        match fs_err::read(&note_path) {
-            Err(_) => why.push(format!("no ledger signature `{}`", note_path.display())),
+        match crate::io::read_capped(&note_path, MAX_RECEIPT_SIG_BYTES, "receipt signature") {
+            Err(e) if !e.is_too_large() => {
+                why.push(format!("no ledger signature `{}`", note_path.display()))
+            }
+            Err(e) => why.push(e.to_string()),
             Ok(note) => match crate::ledger::note::open(&note, &trust.ledgers) {
                 Err(e) => why.push(format!("`{}`: {e}", note_path.display())),
                 Ok(opened) if opened.text == note_text(&Digest::of(bytes)) => return Ok(()),

@@ -73,20 +73,9 @@ pub enum ChartSpec {
 /// Why a spec is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum SpecError {
-    /// Cannot read the file.
-    #[error("cannot read spec `{path}`: {source}")]
-    Read {
-        /// The file.
-        path: String,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// Over the size limit.
-    #[error("spec `{path}` is larger than {MAX_SPEC_BYTES} bytes")]
-    TooLarge {
-        /// The file.
-        path: String,
-    },
+    /// Cannot read the file, or it is over [`MAX_SPEC_BYTES`].
+    #[error(transparent)]
+    Read(#[from] crate::io::ReadError),
     /// YAML or schema error (serde_yaml's message carries line and column).
     #[error("spec `{path}`: {message}")]
     Invalid {
@@ -172,13 +161,7 @@ impl Spec {
     /// Reads and parses a spec file.
     pub fn load(path: &Path) -> Result<(Spec, Digest), SpecError> {
         let p = path.display().to_string();
-        let bytes = read_capped(path, MAX_SPEC_BYTES).map_err(|e| match e {
-            CappedReadError::TooLarge => SpecError::TooLarge { path: p.clone() },
-            CappedReadError::Io(source) => SpecError::Read {
-                path: p.clone(),
-                source,
-            },
-        })?;
+        let bytes = crate::io::read_capped(path, MAX_SPEC_BYTES, "spec")?;
         let text = String::from_utf8(bytes.clone()).map_err(|_| SpecError::Invalid {
             path: p.clone(),
             message: "not UTF-8".into(),
@@ -199,29 +182,6 @@ pub fn parse_oci_chart_ref(s: &str) -> Result<Reference, String> {
         return Err("needs a version tag or a digest".into());
     }
     Ok(r)
-}
-
-/// Errors of [`read_capped`].
-#[derive(Debug)]
-pub enum CappedReadError {
-    /// Over the cap.
-    TooLarge,
-    /// I/O.
-    Io(std::io::Error),
-}
-
-/// Reads a whole small file, refusing one over `cap` bytes before reading it all.
-pub fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, CappedReadError> {
-    use std::io::Read;
-    let f = fs_err::File::open(path).map_err(CappedReadError::Io)?;
-    let mut buf = Vec::new();
-    f.take(cap + 1)
-        .read_to_end(&mut buf)
-        .map_err(CappedReadError::Io)?;
-    if buf.len() as u64 > cap {
-        return Err(CappedReadError::TooLarge);
-    }
-    Ok(buf)
 }
 
 #[cfg(test)]

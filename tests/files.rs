@@ -75,20 +75,37 @@ fn files_cross_as_oci_artifacts_and_come_back_byte_exact() {
         .collect();
     names.sort();
     assert_eq!(names, ["ca-bundle", "tool.bin"]);
-    ok(&airlock(
-        dir,
-        &[
-            "verify",
-            "f.tar.zst",
-            "--allow-unsigned",
-            "--files-to",
-            "out2",
-        ],
-    ));
+    let verify_to = |out: &str| {
+        ok(&airlock(
+            dir,
+            &["verify", "f.tar.zst", "--allow-unsigned", "--files-to", out],
+        ))
+    };
+    verify_to("out2");
     assert_eq!(
         std::fs::read(dir.join("out2/tool.bin")).expect("tool"),
         tool
     );
+
+    // Issue 10 class 7: symlinks planted at the old temporary name and at the final name,
+    // pointing outside the directory, are never written through.
+    let out3 = dir.join("out3");
+    std::fs::create_dir_all(&out3).expect("dir");
+    for (planted, victim) in [(".tool.bin.partial", "victim-a"), ("tool.bin", "victim-b")] {
+        std::fs::write(dir.join(victim), b"precious").expect("victim");
+        std::os::unix::fs::symlink(dir.join(victim), out3.join(planted)).expect("plant");
+    }
+    verify_to("out3");
+    for victim in ["victim-a", "victim-b"] {
+        assert_eq!(
+            std::fs::read(dir.join(victim)).expect("victim"),
+            b"precious",
+            "{victim} was written through a planted symlink"
+        );
+    }
+    let landed = std::fs::symlink_metadata(out3.join("tool.bin")).expect("landed");
+    assert!(landed.file_type().is_file(), "the link itself is replaced");
+    assert_eq!(std::fs::read(out3.join("tool.bin")).expect("tool"), tool);
 
     for (repo, tag, name, bytes) in [
         ("mirror/files/tool.bin", "1.0", "tool.bin", &tool),

@@ -151,7 +151,9 @@ pub struct BlobEntry {
 impl BundleManifest {
     /// Total bytes of all blobs.
     pub fn total_blob_bytes(&self) -> u64 {
-        self.blobs.iter().map(|b| b.size).sum()
+        self.blobs
+            .iter()
+            .fold(0u64, |n, b| n.saturating_add(b.size))
     }
 
     /// True when the artifact's children list leaves some out (a platform subset).

@@ -35,6 +35,13 @@ pub const BUNDLE_FORMAT: &str = "airlock.bundle/v1";
 pub const MAX_MANIFEST_ENTRY: u64 = 64 * 1024 * 1024;
 /// The largest `index.json` / signature file accepted.
 pub const MAX_SMALL_ENTRY: u64 = 16 * 1024 * 1024;
+/// The most manifest bytes a reader holds for one bundle, checked against the sizes
+/// `airlock.json` lists before any is read (each is also capped at 4 MiB). A bundle of 1,000
+/// multi-platform images holds a few MiB of manifests.
+pub const MAX_MANIFESTS_TOTAL: u64 = 64 * 1024 * 1024;
+/// The most a reader holds in memory for one bundle besides `airlock.json`: manifests and
+/// evidence together, checked against the listed sizes before the evidence is read.
+pub const MAX_HELD_TOTAL: u64 = 256 * 1024 * 1024;
 /// zstd level used for bundles (fixed, part of reproducibility).
 pub const ZSTD_LEVEL: i32 = 1;
 /// zstd workers (fixed: the output depends on it).

@@ -346,20 +346,16 @@ pub struct PartsSet {
 }
 
 fn read_capped(path: &Path, cap: u64) -> Result<Vec<u8>, PartsError> {
-    let io_err = |source| PartsError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let f = fs_err::File::open(path).map_err(io_err)?;
-    let mut buf = Vec::new();
-    f.take(cap + 1).read_to_end(&mut buf).map_err(io_err)?;
-    if buf.len() as u64 > cap {
-        return Err(PartsError::BadManifest {
+    crate::io::read_capped(path, cap, "parts file").map_err(|e| match e {
+        crate::io::ReadError::Io { source, .. } => PartsError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+        _ => PartsError::BadManifest {
             path: path.to_path_buf(),
             why: format!("larger than the {cap} bytes allowed"),
-        });
-    }
-    Ok(buf)
+        },
+    })
 }
 
 impl PartsSet {

@@ -11,11 +11,13 @@ use bytes::Bytes;
 use super::evidence::{evidence_blobs, MAX_EVIDENCE_ARTIFACT, MAX_EVIDENCE_TOTAL};
 use super::{
     blob_path, BlobEntry, BundleManifest, BUNDLE_FORMAT, INDEX_ENTRY, LAYOUT_ENTRY, MANIFEST_ENTRY,
-    MAX_MANIFEST_ENTRY, MAX_SMALL_ENTRY, SIGNATURE_ENTRY,
+    MAX_HELD_TOTAL, MAX_MANIFESTS_TOTAL, MAX_MANIFEST_ENTRY, MAX_SMALL_ENTRY, SIGNATURE_ENTRY,
 };
 use crate::oci::digest::CheckedReader;
 use crate::oci::manifest::MAX_MANIFEST_BYTES;
 use crate::oci::{media, Digest, ManifestError, ManifestKind, ParsedManifest};
+use crate::tarstream::{self, Extensions, TarError};
+use crate::untrusted::shorten as shown_name;
 
 /// What is wrong with a bundle. Every variant names the bundle and, where there is one, the entry.
 #[derive(Debug, thiserror::Error)]
@@ -227,7 +229,7 @@ fn check_entry_safety(
     let unsafe_entry = |why: &str| BundleError::UnsafeEntry {
         path: path.to_path_buf(),
         index,
-        entry: name.to_string(),
+        entry: shown_name(name),
         why: why.to_string(),
     };
     let p = Path::new(name);
@@ -255,16 +257,28 @@ fn check_entry_safety(
     }
 }
 
-fn read_small<R: Read>(r: R, cap: u64) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    r.take(cap + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > cap {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("larger than {cap} bytes"),
-        ));
+fn read_small<R: Read>(r: R, cap: u64) -> Result<Vec<u8>, crate::io::StreamError> {
+    crate::io::read_stream_capped(r, cap, 0)
+}
+
+/// A tar-level failure: an extension header (never in a bundle) is an unsafe entry, anything
+/// else a corrupt archive.
+fn tar_error(path: &Path, where_: String, e: TarError) -> BundleError {
+    match e {
+        TarError::Extension { index, .. } | TarError::Unsupported { index, .. } => {
+            BundleError::UnsafeEntry {
+                path: path.to_path_buf(),
+                index,
+                entry: "(tar extension header)".into(),
+                why: e.to_string(),
+            }
+        }
+        TarError::Io(e) => BundleError::Corrupt {
+            path: path.to_path_buf(),
+            where_,
+            why: e.to_string(),
+        },
     }
-    Ok(buf)
 }
 
 /// Opens a bundle file and reads it through `visitor`.
@@ -331,6 +345,12 @@ fn check_manifest(path: &Path, m: &BundleManifest) -> Result<(), BundleError> {
             )));
         }
     }
+    let manifests_total: u64 = manifest_bytes_listed(m);
+    if manifests_total > MAX_MANIFESTS_TOTAL {
+        return Err(bad(format!(
+            "its manifest blobs total {manifests_total} bytes, over the {MAX_MANIFESTS_TOTAL}-byte limit a reader holds in memory"
+        )));
+    }
     if m.artifacts.is_empty() {
         return Err(bad("lists no artifacts".into()));
     }
@@ -346,6 +366,15 @@ fn check_manifest(path: &Path, m: &BundleManifest) -> Result<(), BundleError> {
         }
     }
     Ok(())
+}
+
+/// The bytes of every manifest blob `airlock.json` lists (what a reader keeps in memory).
+fn manifest_bytes_listed(m: &BundleManifest) -> u64 {
+    m.blobs
+        .iter()
+        .filter(|b| media::is_manifest(&b.media_type))
+        .map(|b| b.size)
+        .fold(0u64, u64::saturating_add)
 }
 
 /// Checks the names `airlock.json` holds that are not typed by parsing: media types become
@@ -526,10 +555,19 @@ fn check_evidence(path: &Path, c: &BundleContents, start: usize) -> Result<usize
             "evidence blob {out_of_place} (of a signature, SBOM or report) must be listed right after the manifests, before any layer"
         )));
     }
-    let total: u64 = listed.iter().map(|b| b.size).sum();
+    let total: u64 = listed
+        .iter()
+        .map(|b| b.size)
+        .fold(0u64, u64::saturating_add);
     if total > MAX_EVIDENCE_TOTAL {
         return Err(bad(format!(
             "evidence blobs total {total} bytes, over the {MAX_EVIDENCE_TOTAL}-byte limit"
+        )));
+    }
+    let held = total.saturating_add(manifest_bytes_listed(&c.manifest));
+    if held > MAX_HELD_TOTAL {
+        return Err(bad(format!(
+            "manifests and evidence total {held} bytes, over the {MAX_HELD_TOTAL}-byte limit a reader holds in memory"
         )));
     }
     Ok(listed.len())
@@ -674,7 +712,10 @@ fn read_decoded<D: Read, V: BlobVisitor>(
         why: e.to_string(),
     };
     let mut archive = tar::Archive::new(dec);
-    let entries = archive.entries().map_err(|e| corrupt("start".into(), &e))?;
+    // Raw entries: a long-name or PAX header is refused before its data is read (airlock
+    // never writes one), so no header makes the reader buffer more than a block.
+    let entries = tarstream::entries(&mut archive, Extensions::Refuse)
+        .map_err(|e| corrupt("start".into(), &e))?;
 
     let mut contents: Option<BundleContents> = None;
     let mut layout_seen = false;
@@ -689,12 +730,9 @@ fn read_decoded<D: Read, V: BlobVisitor>(
     let mut seen_names: HashSet<String> = HashSet::new();
 
     for (index, entry) in entries.enumerate() {
-        let mut entry = entry.map_err(|e| corrupt(format!("after entry `{last_name}`"), &e))?;
-        let name = entry
-            .path()
-            .map_err(|e| corrupt(format!("entry {index}"), &e))?
-            .to_string_lossy()
-            .into_owned();
+        let entry = entry.map_err(|e| tar_error(path, format!("after entry `{last_name}`"), e))?;
+        let name = entry.path_lossy();
+        let mut entry = entry.inner;
         let kind = entry.header().entry_type();
         // Directory entries for the layout are harmless; anything else is checked strictly.
         if kind == tar::EntryType::Directory && (name == "blobs/" || name == "blobs/sha256/") {
@@ -705,7 +743,7 @@ fn read_decoded<D: Read, V: BlobVisitor>(
             return Err(BundleError::UnexpectedEntry {
                 path: p(),
                 index,
-                entry: name,
+                entry: shown_name(&name),
                 why: "duplicate entry".into(),
             }
             .into());
@@ -713,11 +751,11 @@ fn read_decoded<D: Read, V: BlobVisitor>(
         let unexpected = |why: String| BundleError::UnexpectedEntry {
             path: p(),
             index,
-            entry: name.clone(),
+            entry: shown_name(&name),
             why,
         };
         let size = entry.size();
-        last_name = name.clone();
+        last_name = shown_name(&name);
         if index == 0 {
             if name != MANIFEST_ENTRY {
                 return Err(
@@ -774,7 +812,8 @@ fn read_decoded<D: Read, V: BlobVisitor>(
             }
             let bytes = read_small(&mut entry, MAX_SMALL_ENTRY)
                 .map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
-            serde_json::from_slice::<serde_json::Value>(&bytes)
+            // Checked as JSON without building a tree (16 MiB of `[0,0,…]` is GiBs as values).
+            serde_json::from_slice::<serde::de::IgnoredAny>(&bytes)
                 .map_err(|e| unexpected(format!("index.json is not JSON: {e}")))?;
             index_seen = true;
             continue;
@@ -956,22 +995,20 @@ pub fn read_table_of_contents_from<R: Read>(
     };
     let dec = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt("start", &e))?;
     let mut archive = tar::Archive::new(dec);
-    let mut entries = archive.entries().map_err(|e| corrupt("start", &e))?;
-    let mut first = entries
+    let mut entries =
+        tarstream::entries(&mut archive, Extensions::Refuse).map_err(|e| corrupt("start", &e))?;
+    let first = entries
         .next()
         .ok_or_else(|| corrupt("start", &"no entries (empty or not a bundle)"))?
-        .map_err(|e| corrupt("start", &e))?;
-    let name = first
-        .path()
-        .map_err(|e| corrupt("entry 0", &e))?
-        .to_string_lossy()
-        .into_owned();
+        .map_err(|e| tar_error(path, "start".into(), e))?;
+    let name = first.path_lossy();
+    let mut first = first.inner;
     check_entry_safety(path, 0, &name, first.header().entry_type())?;
     if name != MANIFEST_ENTRY {
         return Err(BundleError::UnexpectedEntry {
             path: path.to_path_buf(),
             index: 0,
-            entry: name,
+            entry: shown_name(&name),
             why: format!("the first entry must be `{MANIFEST_ENTRY}`"),
         });
     }
@@ -981,14 +1018,10 @@ pub fn read_table_of_contents_from<R: Read>(
     let manifest = parse_manifest(path, &bytes)?;
     check_manifest(path, &manifest)?;
     let mut signature = None;
-    if let Some(Ok(mut second)) = entries.next() {
-        if second
-            .path()
-            .map(|p| p == Path::new(SIGNATURE_ENTRY))
-            .unwrap_or(false)
-        {
+    if let Some(Ok(second)) = entries.next() {
+        if second.path == SIGNATURE_ENTRY.as_bytes() {
             signature = Some(
-                read_small(&mut second, MAX_SMALL_ENTRY)
+                read_small(second.inner, MAX_SMALL_ENTRY)
                     .map_err(|e| corrupt("entry `airlock.json.sig`", &e))?,
             );
         }

@@ -175,7 +175,12 @@ fn segment_matches(pattern: &str, host: &str) -> bool {
 }
 
 fn root_pems(path: &Path) -> Result<RootPems, String> {
-    let text = fs_err::read_to_string(path).map_err(|e| e.to_string())?;
+    let text = crate::io::read_text_capped(
+        path,
+        crate::trust::trusted_root::MAX_TRUSTED_ROOT_BYTES as u64,
+        "trusted root",
+    )
+    .map_err(|e| e.to_string())?;
     // The same checks every verification applies: a root that would not verify is refused.
     crate::trust::trusted_root::TrustedRoot::from_json(&text).map_err(|e| e.to_string())?;
     let v: Value = serde_json::from_str(&text).map_err(|e| e.to_string())?;

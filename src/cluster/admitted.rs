@@ -160,12 +160,8 @@ impl Admitted {
             path: path.to_path_buf(),
             reason,
         };
-        let bytes = crate::spec::read_capped(path, MAX_REPORT_BYTES).map_err(|e| match e {
-            crate::spec::CappedReadError::TooLarge => {
-                bad(format!("larger than {MAX_REPORT_BYTES} bytes"))
-            }
-            crate::spec::CappedReadError::Io(e) => bad(e.to_string()),
-        })?;
+        let bytes = crate::io::read_capped(path, MAX_REPORT_BYTES, "import report")
+            .map_err(|e| bad(e.to_string()))?;
         let report: ReportFile = serde_json::from_slice(&bytes)
             .map_err(|e| bad(format!("not an import report: {e}")))?;
         let origin = path.display().to_string();

@@ -50,7 +50,11 @@ struct Report {
 
 /// Runs `airlock admission-policy`.
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let text = fs_err::read_to_string(&args.policy)?;
+    let text = airlock::io::read_text_capped(
+        &args.policy,
+        airlock::trust::policy::MAX_POLICY_BYTES,
+        "policy",
+    )?;
     let policy = airlock::trust::policy::TrustPolicy::from_yaml(&text)
         .with_context(|| format!("trust policy `{}`", args.policy.display()))?;
     let admitted =

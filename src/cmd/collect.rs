@@ -85,8 +85,11 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Some(path) => {
             let mut trust = airlock::receipt::ReceiptTrust::default();
             for p in &args.trust_receipt {
-                let head =
-                    std::fs::read(p).with_context(|| format!("reading `{}`", p.display()))?;
+                let head = airlock::io::read_capped(
+                    p,
+                    airlock::trust::MAX_KEY_FILE_BYTES as u64,
+                    "receipt key",
+                )?;
                 if head.starts_with(b"-----BEGIN") {
                     trust.keys.push(airlock::trust::keys::PublicKey::load(p)?);
                 } else {

@@ -248,7 +248,7 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
         witnesses: vkeys(&a.witness_vkey)?,
     };
     if let Some(p) = &a.trusted_checkpoint {
-        let bytes = fs_err::read(p)?;
+        let bytes = airlock::io::read_capped(p, ledger::MAX_CHECKPOINT_BYTES, "checkpoint")?;
         opts.trusted_checkpoint = Some((p.clone(), bytes));
     }
     let _tmp;
@@ -450,8 +450,15 @@ fn prove(a: ProveArgs, global: &Global) -> anyhow::Result<ExitCode> {
 fn verify_proof(a: VerifyProofArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let vkey = ledger::vkey_from_arg(&a.vkey)?;
     let witnesses = vkeys(&a.witness_vkey)?;
-    let text = fs_err::read(&a.proof)?;
-    let entry = a.entry.as_ref().map(fs_err::read).transpose()?;
+    let text = airlock::io::read_capped(&a.proof, ledger::MAX_PROOF_BYTES, "proof")?;
+    let entry = a
+        .entry
+        .as_ref()
+        .map(|e| {
+            let cap = airlock::ledger::entry::MAX_ENTRY_BYTES as u64 + 1;
+            airlock::io::read_capped(e, cap, "ledger entry")
+        })
+        .transpose()?;
     let entry = entry.as_deref().map(|e| e.strip_suffix(b"\n").unwrap_or(e));
     let v = ledger::verify_inclusion_proof(&a.proof, &text, &vkey, &witnesses, entry)
         .with_context(|| format!("proof `{}` does not verify", a.proof.display()))?;
@@ -478,7 +485,7 @@ fn verify_proof(a: VerifyProofArgs, global: &Global) -> anyhow::Result<ExitCode>
 
 fn consistency(a: ConsistencyArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let vkey = opt_vkey(a.vkey.as_ref())?;
-    let old = fs_err::read(&a.from)?;
+    let old = airlock::io::read_capped(&a.from, ledger::MAX_CHECKPOINT_BYTES, "checkpoint")?;
     let p = ledger::prove_consistency(&a.dir, &a.from, &old, vkey.as_ref()).with_context(|| {
         format!(
             "ledger `{}` does not extend `{}`",

@@ -99,7 +99,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let ca = match &args.ca_file {
         Some(p) => Some((
             p.clone(),
-            fs_err::read(p).with_context(|| "reading --ca-file".to_string())?,
+            airlock::io::read_capped(p, airlock::io::MAX_CA_FILE_BYTES, "CA file")?,
         )),
         None => None,
     };

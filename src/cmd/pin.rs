@@ -40,12 +40,7 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         super::mirror_config::load_admitted(Some(&args.ledger), None, args.registry.as_deref())?;
     let mut results = Vec::new();
     for path in &args.files {
-        let bytes = airlock::spec::read_capped(path, MAX_FILE_BYTES).map_err(|e| match e {
-            airlock::spec::CappedReadError::TooLarge => {
-                anyhow::anyhow!("{}: larger than {MAX_FILE_BYTES} bytes", path.display())
-            }
-            airlock::spec::CappedReadError::Io(e) => anyhow::Error::new(e),
-        })?;
+        let bytes = airlock::io::read_capped(path, MAX_FILE_BYTES, "manifest or values file")?;
         let text = String::from_utf8(bytes)
             .with_context(|| format!("{}: not UTF-8 text", path.display()))?;
         let (pinned, report) =

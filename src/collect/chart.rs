@@ -251,13 +251,12 @@ pub fn chart_config(tgz: &Path, name: &str, version: &str) -> Result<Vec<u8>, Ch
     })?;
     let mut ar = tar::Archive::new(flate2::read::GzDecoder::new(f));
     let want = format!("{name}/Chart.yaml");
-    for e in ar.entries().map_err(|e| bad(e.to_string()))? {
-        let mut e = e.map_err(|e| bad(e.to_string()))?;
-        let path = e
-            .path()
-            .map_err(|e| bad(e.to_string()))?
-            .to_string_lossy()
-            .into_owned();
+    let entries = crate::tarstream::entries(&mut ar, crate::tarstream::Extensions::Apply)
+        .map_err(|e| bad(e.to_string()))?;
+    for e in entries {
+        let e = e.map_err(|e| bad(e.to_string()))?;
+        let path = e.path_lossy();
+        let mut e = e.inner;
         if path != want {
             continue;
         }

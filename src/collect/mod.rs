@@ -256,14 +256,11 @@ async fn small_blob(
             .await
             .map_err(reg_err(&format!("{repo}")))?;
     }
-    crate::spec::read_capped(&path, MAX_ATTACHMENT_BYTES).map_err(|e| CollectError::Io {
-        path: path.clone(),
-        source: match e {
-            crate::spec::CappedReadError::Io(e) => e,
-            crate::spec::CappedReadError::TooLarge => {
-                std::io::Error::other("over the attachment size limit")
-            }
-        },
+    crate::io::read_capped(&path, MAX_ATTACHMENT_BYTES, "cached attachment").map_err(|e| {
+        CollectError::Io {
+            path: path.clone(),
+            source: std::io::Error::other(e.to_string()),
+        }
     })
 }
 

@@ -329,10 +329,12 @@ pub(super) async fn scan_plan(
 
     if let (true, Some(db)) = (opts.carry_db, &db) {
         let path = db.path().to_path_buf();
-        let bytes = Bytes::from(fs_err::read(&path).map_err(|source| CollectError::Io {
-            path: path.clone(),
-            source,
-        })?);
+        let bytes = crate::io::read_capped(&path, crate::scan::db::MAX_DB_BYTES, "database")
+            .map_err(|e| CollectError::Io {
+                path: path.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })?;
+        let bytes = Bytes::from(bytes);
         if &Digest::of(&bytes) != db.digest() {
             return Err(CollectError::Scan(format!(
                 "vulnerability database `{}` changed while collect was running",

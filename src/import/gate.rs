@@ -43,7 +43,7 @@ pub struct ImagePolicy {
 
 impl ImagePolicy {
     /// Largest policy file read.
-    pub const MAX_BYTES: u64 = 1 << 20;
+    pub const MAX_BYTES: u64 = crate::trust::policy::MAX_POLICY_BYTES;
 
     /// Reads the isolated side's image policy: a `trust:`-shaped YAML file (key paths
     /// relative to it), at most [`ImagePolicy::MAX_BYTES`].
@@ -52,10 +52,8 @@ impl ImagePolicy {
             file: file.to_path_buf(),
             why,
         };
-        let bytes = crate::spec::read_capped(file, Self::MAX_BYTES).map_err(|e| match e {
-            crate::spec::CappedReadError::TooLarge => bad("is over 1 MiB".into()),
-            crate::spec::CappedReadError::Io(e) => bad(e.to_string()),
-        })?;
+        let bytes = crate::io::read_capped(file, Self::MAX_BYTES, "policy")
+            .map_err(|e| bad(e.to_string()))?;
         let digest = Digest::of(&bytes);
         let text = String::from_utf8(bytes).map_err(|_| bad("is not UTF-8".into()))?;
         let policy = TrustPolicy::from_yaml(&text).map_err(|e| bad(crate::error_chain(&e)))?;

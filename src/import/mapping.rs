@@ -124,8 +124,8 @@ impl Mapping {
             path: path.display().to_string(),
             why,
         };
-        let bytes =
-            crate::spec::read_capped(path, 4 * 1024 * 1024).map_err(|e| bad(format!("{e:?}")))?;
+        let bytes = crate::io::read_capped(path, 4 * 1024 * 1024, "mapping")
+            .map_err(|e| bad(e.to_string()))?;
         let f: MappingFile = serde_yaml::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
         Ok(f.rewrites)
     }

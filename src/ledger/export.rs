@@ -169,15 +169,21 @@ pub fn import_export(file: &Path, dest: &Path) -> Result<Vec<VerifierKey>, Ledge
     let mut archive = tar::Archive::new(std::io::BufReader::new(f));
     let mut seen = std::collections::BTreeSet::new();
     let mut witnesses = Vec::new();
-    for ent in archive.entries().map_err(|e| bad(e.to_string()))? {
-        let mut ent = ent.map_err(|e| bad(e.to_string()))?;
+    // An export never holds a long-name or PAX header: refused before its data is read.
+    let entries = crate::tarstream::entries(&mut archive, crate::tarstream::Extensions::Refuse)
+        .map_err(|e| bad(e.to_string()))?;
+    for ent in entries {
+        let ent = ent.map_err(|e| bad(e.to_string()))?;
+        let name = String::from_utf8(ent.path).map_err(|_| bad("a name is not UTF-8".into()))?;
+        let mut ent = ent.inner;
         if ent.header().entry_type() != tar::EntryType::Regular {
             return Err(bad("holds something other than a regular file".into()));
         }
-        let name = String::from_utf8(ent.path_bytes().into_owned())
-            .map_err(|_| bad("a name is not UTF-8".into()))?;
         if !allowed(&name) {
-            return Err(bad(format!("unexpected member {name:?}")));
+            return Err(bad(format!(
+                "unexpected member \"{}\"",
+                crate::untrusted::shorten(&name)
+            )));
         }
         if !seen.insert(name.clone()) {
             return Err(bad(format!("member {name:?} appears twice")));

@@ -158,19 +158,13 @@ pub fn read_vkey(path: &Path) -> Result<VerifierKey, LedgerError> {
 }
 
 fn read_small(path: &Path) -> Result<Vec<u8>, LedgerError> {
-    use std::io::Read as _;
-    let f = fs_err::File::open(path).map_err(|e| LedgerError::io("read", path, e))?;
-    let mut buf = Vec::new();
-    f.take(MAX_KEY_BYTES + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| LedgerError::io("read", path, e))?;
-    if buf.len() as u64 > MAX_KEY_BYTES {
-        return Err(LedgerError::Key {
+    crate::io::read_capped(path, MAX_KEY_BYTES, "key file").map_err(|e| match e {
+        crate::io::ReadError::Io { source, .. } => LedgerError::io("read", path, source),
+        e => LedgerError::Key {
             path: path.to_owned(),
-            reason: "file too large".into(),
-        });
-    }
-    Ok(buf)
+            reason: e.to_string(),
+        },
+    })
 }
 
 fn write_new(path: &Path, bytes: &[u8], private: bool) -> Result<(), LedgerError> {

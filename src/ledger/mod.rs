@@ -52,12 +52,12 @@ pub use merkle::{Hash, ProofError};
 pub use note::{NoteError, VerifierKey};
 pub use proof::{
     prove_consistency, prove_inclusion, verify_inclusion_proof, ConsistencyProof, InclusionProof,
-    VerifiedInclusion,
+    VerifiedInclusion, MAX_PROOF_BYTES,
 };
 pub use query::{find, FindResult, Match, Query};
 pub use store::{
     init, AppendReceipt, Durability, InitReport, Ledger, OpenOptions, Recovery, CHECKPOINT,
-    CHECKPOINTS, ENTRIES, EVIDENCE, KEY, LOCK, RECOVERED, STATE, VKEY,
+    CHECKPOINTS, ENTRIES, EVIDENCE, KEY, LOCK, MAX_CHECKPOINT_BYTES, RECOVERED, STATE, VKEY,
 };
 pub use verify::{verify, VerifyOptions, VerifyReport};
 

@@ -24,6 +24,9 @@ use super::LedgerError;
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 /// First line of a C2SP tlog-proof.
 pub const TLOG_PROOF_HEADER: &str = "c2sp.org/tlog-proof@v1";
+/// The largest proof file read (`ledger verify-proof`): a checkpoint, an entry and at most 64
+/// hashes are a few KiB.
+pub const MAX_PROOF_BYTES: u64 = 1024 * 1024;
 
 /// An inclusion proof for one entry, with the checkpoint it is relative to.
 #[derive(Debug, Clone)]

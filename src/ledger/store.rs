@@ -42,7 +42,7 @@ pub const RECOVERED: &str = "recovered";
 /// The file [`Ledger::check_writable`] writes and removes.
 const PROBE: &str = ".write-probe";
 /// Largest checkpoint file read.
-pub(crate) const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024;
+pub const MAX_CHECKPOINT_BYTES: u64 = 64 * 1024;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 

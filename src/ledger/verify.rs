@@ -20,6 +20,10 @@ use super::LedgerError;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
 
+/// The largest evidence file hashed (evidence is an `airlock.json` or a report, each capped
+/// lower when it was recorded).
+const MAX_EVIDENCE_FILE_BYTES: u64 = 64 * 1024 * 1024;
+
 /// What to verify against.
 #[derive(Debug, Clone, Default)]
 pub struct VerifyOptions {
@@ -442,7 +446,16 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
             let Some(p) = evidence_path(dir, &ev.digest) else {
                 continue;
             };
-            match fs_err::read(&p) {
+            match crate::io::read_capped(&p, MAX_EVIDENCE_FILE_BYTES, "ledger evidence") {
+                // Larger than any evidence airlock stores: it cannot be what was recorded.
+                Err(err) if err.is_too_large() => problems.push((
+                    e.index,
+                    5,
+                    LedgerError::EvidenceMismatch {
+                        index: e.index,
+                        digest: ev.digest.clone(),
+                    },
+                )),
                 Ok(bytes) => {
                     let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
                     if got != ev.digest {

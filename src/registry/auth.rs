@@ -153,7 +153,8 @@ pub fn read_auth_file(path: &Path) -> Result<Vec<(String, Credentials)>, AuthErr
         path: path.to_path_buf(),
         why,
     };
-    let text = fs_err::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+    let text = crate::io::read_text_capped(path, crate::io::MAX_AUTH_FILE_BYTES, "auth file")
+        .map_err(|e| bad(e.to_string()))?;
     let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
     let mut out = Vec::new();
     let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {

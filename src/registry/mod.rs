@@ -361,10 +361,11 @@ impl Registry {
             .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
             .redirect(redirect_policy());
         for path in &options.ca_files {
-            let pem = fs_err::read(path).map_err(|e| RegistryError::CaFile {
-                path: path.clone(),
-                why: e.to_string(),
-            })?;
+            let pem = crate::io::read_capped(path, crate::io::MAX_CA_FILE_BYTES, "CA file")
+                .map_err(|e| RegistryError::CaFile {
+                    path: path.clone(),
+                    why: e.to_string(),
+                })?;
             let certs =
                 reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::CaFile {
                     path: path.clone(),

@@ -26,10 +26,12 @@ use crate::oci::Digest;
 pub const MAGIC: &[u8; 8] = b"AIRLKVDB";
 /// The format version this code writes and reads.
 pub const FORMAT_VERSION: u32 = 1;
-/// The most bytes one decompressed block or index may have.
-const MAX_BLOCK_BYTES: u64 = 256 * 1024 * 1024;
-/// The largest database file opened.
-const MAX_DB_BYTES: u64 = 4 * 1024 * 1024 * 1024;
+/// The most bytes one decompressed block or index may have (the largest real block, all the
+/// advisories of one package, is a few MiB).
+const MAX_BLOCK_BYTES: u64 = 64 * 1024 * 1024;
+/// The largest database file opened: it is read whole (a database of every Debian and Alpine
+/// advisory is tens of MiB).
+pub const MAX_DB_BYTES: u64 = 1024 * 1024 * 1024;
 /// zstd level for blocks: small files, fast enough to build.
 const ZSTD_LEVEL: i32 = 9;
 
@@ -324,11 +326,18 @@ impl Database {
             path: path.to_path_buf(),
             source,
         };
-        let file = std::fs::File::open(path).map_err(io_err)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_DB_BYTES)
-            .read_to_end(&mut bytes)
+        // The magic first, so that `/dev/zero` or a wrong file is refused before it is read.
+        let mut head = Vec::with_capacity(MAGIC.len());
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAGIC.len() as u64).read_to_end(&mut head))
             .map_err(io_err)?;
+        if head != MAGIC {
+            return Err(DbError::NotADatabase {
+                path: path.to_path_buf(),
+            });
+        }
+        let bytes = crate::io::read_capped(path, MAX_DB_BYTES, "vulnerability database")
+            .map_err(|e| io_err(io::Error::other(e.to_string())))?;
         Database::from_bytes(bytes, path)
     }
 

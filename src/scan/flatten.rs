@@ -316,13 +316,18 @@ fn read_layer<R: Read, F: Fn(&str) -> bool>(
     let mut delta = LayerDelta::default();
     let mut archive = tar::Archive::new(reader);
     let below_bytes = below.total_bytes();
-    for entry in archive.entries().map_err(read_err)? {
-        let mut entry = entry.map_err(read_err)?;
-        let raw = entry
-            .path()
-            .map_err(read_err)?
-            .to_string_lossy()
-            .into_owned();
+    // Long names and PAX records are read up to a small cap, never whole.
+    let entries = crate::tarstream::entries(&mut archive, crate::tarstream::Extensions::Apply)
+        .map_err(read_err)?;
+    for entry in entries {
+        let entry = entry.map_err(|e| FlattenError::Read {
+            layer: name.to_string(),
+            source: io::Error::new(io::ErrorKind::InvalidData, e),
+        })?;
+        let raw = entry.path_lossy();
+        let link = entry.link.as_deref().map(String::from_utf8_lossy);
+        let link = link.map(|l| l.into_owned());
+        let mut entry = entry.inner;
         let Some(path) = normalize(&raw) else {
             continue;
         };
@@ -360,19 +365,10 @@ fn read_layer<R: Read, F: Fn(&str) -> bool>(
             continue;
         }
         let node = if kind.is_symlink() {
-            let target = entry
-                .link_name()
-                .map_err(read_err)?
-                .map(|t| t.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            Node::Symlink(target)
+            Node::Symlink(link.unwrap_or_default())
         } else if kind.is_hard_link() {
             // A hard link names another path of the same archive (or a lower layer).
-            let target = entry
-                .link_name()
-                .map_err(read_err)?
-                .and_then(|t| normalize(&t.to_string_lossy()))
-                .unwrap_or_default();
+            let target = link.as_deref().and_then(normalize).unwrap_or_default();
             match delta
                 .added
                 .get(&target)

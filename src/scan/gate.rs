@@ -65,7 +65,12 @@ impl ImportGate {
             _ => Some(open_database(db, &policy, dir)?),
         };
         let vex = policy.load_vex(dir)?;
-        let bytes = fs_err::read(policy_path).map_err(|e| PolicyError::Load {
+        let bytes = crate::io::read_capped(
+            policy_path,
+            crate::scan::policy::MAX_POLICY_BYTES,
+            "scan policy",
+        )
+        .map_err(|e| PolicyError::Load {
             path: policy_path.to_path_buf(),
             why: e.to_string(),
         })?;

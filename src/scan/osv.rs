@@ -14,6 +14,9 @@ use crate::oci::Digest;
 
 /// The largest single record read (osv.dev records are a few KiB; the largest some 100 KiB).
 pub const MAX_RECORD_BYTES: u64 = 16 * 1024 * 1024;
+/// The most a zip of OSV records may inflate to in all (osv.dev's Debian dump inflates to a
+/// few hundred MiB): a zip bomb stops here, whatever its entries declare.
+pub const MAX_ZIP_INFLATED: u64 = 4 * 1024 * 1024 * 1024;
 
 /// Severity levels, lowest first. `Unknown` is kept as unknown, never guessed.
 #[derive(
@@ -212,6 +215,20 @@ pub enum OsvError {
         /// The JSON error (with line and column).
         source: serde_json::Error,
     },
+    /// A zip whose records inflate to more than [`MAX_ZIP_INFLATED`] in all.
+    #[error(
+        "{path}: records inflate to more than the {MAX_ZIP_INFLATED} byte limit for one archive"
+    )]
+    ZipTooLarge {
+        /// The archive.
+        path: PathBuf,
+    },
+    /// Neither a directory, a zip, nor a regular file (a device, a FIFO).
+    #[error("{path}: not a directory, zip archive or JSON file")]
+    NotASource {
+        /// The path.
+        path: PathBuf,
+    },
     /// A record larger than [`MAX_RECORD_BYTES`].
     #[error("{file}: {size} bytes, over the {MAX_RECORD_BYTES} byte limit for one OSV record")]
     TooLarge {
@@ -251,15 +268,18 @@ fn io_err(path: &Path) -> impl Fn(io::Error) -> OsvError + '_ {
     }
 }
 
-fn read_capped(r: impl Read, size_hint: u64, file: &str) -> Result<Vec<u8>, io::Error> {
-    let mut buf = Vec::with_capacity(size_hint.min(MAX_RECORD_BYTES) as usize);
-    r.take(MAX_RECORD_BYTES + 1).read_to_end(&mut buf)?;
-    if buf.len() as u64 > MAX_RECORD_BYTES {
-        return Err(io::Error::other(format!(
-            "{file}: over the {MAX_RECORD_BYTES} byte limit for one OSV record"
-        )));
-    }
-    Ok(buf)
+/// Reads one record, at most [`MAX_RECORD_BYTES`] whatever its size claimed to be.
+fn read_record(r: impl Read, size_hint: u64, file: &str) -> Result<Vec<u8>, OsvError> {
+    crate::io::read_stream_capped(r, MAX_RECORD_BYTES, size_hint).map_err(|e| match e {
+        crate::io::StreamError::Io(source) => OsvError::Io {
+            path: PathBuf::from(file),
+            source,
+        },
+        crate::io::StreamError::TooLarge(_) => OsvError::TooLarge {
+            file: file.to_string(),
+            size: MAX_RECORD_BYTES + 1,
+        },
+    })
 }
 
 fn sha256_file(path: &Path) -> Result<Digest, OsvError> {
@@ -318,7 +338,7 @@ pub fn read_source(
                         size: len,
                     });
                 }
-                read_capped(file, len, &f.display().to_string()).map_err(io_err(&f))?
+                read_record(file, len, &f.display().to_string())?
             };
             let rel = f
                 .strip_prefix(path)
@@ -336,13 +356,19 @@ pub fn read_source(
             records,
         });
     }
-    let digest = sha256_file(path)?;
+    // A device or FIFO (`/dev/zero`) would be hashed, or read, forever.
+    if !meta.is_file() {
+        return Err(OsvError::NotASource {
+            path: path.to_path_buf(),
+        });
+    }
     let is_zip = {
         let mut magic = [0u8; 4];
         let mut f = File::open(path).map_err(io_err(path))?;
         let n = f.read(&mut magic).map_err(io_err(path))?;
         n == 4 && magic == *b"PK\x03\x04"
     };
+    let digest = sha256_file(path)?;
     if is_zip {
         let file = File::open(path).map_err(io_err(path))?;
         let zip_err = |e: zip::result::ZipError| OsvError::Zip {
@@ -356,6 +382,7 @@ pub fn read_source(
             .collect::<Result<_, _>>()
             .map_err(zip_err)?;
         names.sort();
+        let mut inflated = 0u64;
         for name in names {
             if !name.ends_with(".json") {
                 continue;
@@ -369,7 +396,14 @@ pub fn read_source(
                 });
             }
             let size = entry.size();
-            let bytes = read_capped(entry, size, &label).map_err(io_err(path))?;
+            // The declared size is the zip's word; what it inflates to is counted.
+            let bytes = read_record(entry, size, &label)?;
+            inflated += bytes.len() as u64;
+            if inflated > MAX_ZIP_INFLATED {
+                return Err(OsvError::ZipTooLarge {
+                    path: path.to_path_buf(),
+                });
+            }
             each(parse_record(&bytes, &label)?)?;
             records += 1;
         }
@@ -386,7 +420,8 @@ pub fn read_source(
             size: meta.len(),
         });
     }
-    let bytes = std::fs::read(path).map_err(io_err(path))?;
+    let file = File::open(path).map_err(io_err(path))?;
+    let bytes = read_record(file, meta.len(), &shown)?;
     each(parse_record(&bytes, &shown)?)?;
     Ok(SourceInfo {
         path: shown,

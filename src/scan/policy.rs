@@ -27,6 +27,9 @@ use super::matcher::{Finding, Matches};
 use super::osv::Severity;
 use super::vex::{self, ImageContext, VexDocument, VexError, VexMatch};
 
+/// The largest scan policy file read: a policy is a few keys and allow entries.
+pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
 /// The `scan:` section of a spec.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -183,11 +186,8 @@ impl ScanPolicy {
             path: path.to_path_buf(),
             why,
         };
-        let meta = fs_err::metadata(path).map_err(|e| bad(e.to_string()))?;
-        if meta.len() > 1024 * 1024 {
-            return Err(bad("larger than 1 MiB".into()));
-        }
-        let text = fs_err::read_to_string(path).map_err(|e| bad(e.to_string()))?;
+        let text = crate::io::read_text_capped(path, MAX_POLICY_BYTES, "scan policy")
+            .map_err(|e| bad(e.to_string()))?;
         let p: ScanPolicy = serde_yaml::from_str(&text).map_err(|e| bad(e.to_string()))?;
         p.validate()?;
         Ok(p)

@@ -24,9 +24,10 @@ pub fn decode(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'%' && i + 2 < b.len() {
-            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16) {
-                out.push(v);
+        // Bytes, never string slices: a `%` before a multi-byte character is just a `%`.
+        if let [b'%', hi, lo, ..] = b[i..] {
+            if let (Some(hi), Some(lo)) = (hex_value(hi), hex_value(lo)) {
+                out.push(hi << 4 | lo);
                 i += 3;
                 continue;
             }
@@ -35,6 +36,16 @@ pub fn decode(s: &str) -> String {
         i += 1;
     }
     String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The value of one ASCII hex digit.
+fn hex_value(c: u8) -> Option<u8> {
+    match c {
+        b'0'..=b'9' => Some(c - b'0'),
+        b'a'..=b'f' => Some(c - b'a' + 10),
+        b'A'..=b'F' => Some(c - b'A' + 10),
+        _ => None,
+    }
 }
 
 /// Builds a purl from its parts; qualifiers with empty values are dropped.
@@ -107,5 +118,17 @@ mod tests {
             ))
         );
         assert_eq!(decode("a%2Bb%"), "a+b%");
+        assert_eq!(decode("a%2b%4"), "a+%4");
+    }
+
+    #[test]
+    fn never_slices_inside_a_character() {
+        // Issue 10 class 8: `%` followed by a multi-byte character panicked.
+        assert_eq!(decode("1%aé"), "1%aé");
+        assert_eq!(decode("%é"), "%é");
+        assert_eq!(
+            core("pkg:x/y@1%aé"),
+            Some(("pkg:x/y".to_string(), Some("1%aé".to_string())))
+        );
     }
 }

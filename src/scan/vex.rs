@@ -250,11 +250,11 @@ pub fn load(path: &Path) -> Result<VexDocument, VexError> {
         file: file.clone(),
         source,
     };
-    let meta = std::fs::metadata(path).map_err(io)?;
-    if meta.len() > MAX_VEX_BYTES {
-        return Err(VexError::TooLarge { file });
-    }
-    let bytes = std::fs::read(path).map_err(io)?;
+    let bytes = match crate::io::read_capped(path, MAX_VEX_BYTES, "VEX document") {
+        Ok(b) => b,
+        Err(e) if e.is_too_large() => return Err(VexError::TooLarge { file }),
+        Err(e) => return Err(io(std::io::Error::other(e.to_string()))),
+    };
     parse(&bytes, &file)
 }
 

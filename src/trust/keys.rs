@@ -540,23 +540,19 @@ fn place(tmp: tempfile::NamedTempFile, target: &Path, force: bool) -> Result<(),
 
 /// Reads a key file with a size cap, naming the path in errors.
 fn read_key_file(path: &Path) -> Result<String, TrustError> {
-    use std::io::Read as _;
     let max = super::MAX_KEY_FILE_BYTES;
-    let read_err = |source| TrustError::Read {
-        path: path.to_owned(),
-        source,
-    };
-    let file = fs_err::File::open(path).map_err(read_err)?;
-    let mut bytes = zeroize::Zeroizing::new(Vec::new());
-    file.take(max as u64 + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() > max {
-        return Err(TrustError::TooLarge {
-            path: path.to_owned(),
-            max,
-        });
-    }
+    let bytes = zeroize::Zeroizing::new(
+        crate::io::read_capped(path, max as u64, "key file").map_err(|e| match e {
+            crate::io::ReadError::Io { source, .. } => TrustError::Read {
+                path: path.to_owned(),
+                source,
+            },
+            _ => TrustError::TooLarge {
+                path: path.to_owned(),
+                max,
+            },
+        })?,
+    );
     String::from_utf8(bytes.to_vec()).map_err(|_| TrustError::NotText {
         path: path.to_owned(),
     })

@@ -8,7 +8,7 @@
 //! 3. A prompt on the terminal (input hidden), asked twice when a new key is being made, but only
 //!    when stdin is a terminal: a pipeline or CI job gets a clear error instead of a hang.
 
-use std::io::{IsTerminal as _, Read as _};
+use std::io::IsTerminal as _;
 use std::path::{Path, PathBuf};
 
 use zeroize::Zeroizing;
@@ -145,17 +145,17 @@ fn read_file(path: &Path) -> Result<Zeroizing<String>, PasswordError> {
         path: path.to_owned(),
         source,
     };
-    let file = fs_err::File::open(path).map_err(read_err)?;
-    let mut bytes = Zeroizing::new(Vec::new());
-    file.take(MAX_PASSWORD_FILE_BYTES + 1)
-        .read_to_end(&mut bytes)
-        .map_err(read_err)?;
-    if bytes.len() as u64 > MAX_PASSWORD_FILE_BYTES {
-        return Err(PasswordError::FileTooLarge {
-            path: path.to_owned(),
-            max: MAX_PASSWORD_FILE_BYTES,
-        });
-    }
+    let bytes = Zeroizing::new(
+        crate::io::read_capped(path, MAX_PASSWORD_FILE_BYTES, "password file").map_err(
+            |e| match e {
+                crate::io::ReadError::Io { source, .. } => read_err(source),
+                _ => PasswordError::FileTooLarge {
+                    path: path.to_owned(),
+                    max: MAX_PASSWORD_FILE_BYTES,
+                },
+            },
+        )?,
+    );
     let text = std::str::from_utf8(&bytes).map_err(|_| PasswordError::NotUtf8 {
         source_name: format!("`{}`", path.display()),
     })?;

@@ -32,6 +32,9 @@ use std::path::{Path, PathBuf};
 use super::trusted_root::{TrustedRoot, TrustedRootError};
 use super::{PublicKey, TrustError};
 
+/// The largest trust policy file read (`import --policy`): a policy is a few rules.
+pub const MAX_POLICY_BYTES: u64 = 1024 * 1024;
+
 /// Why a policy is invalid or its material could not be loaded.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

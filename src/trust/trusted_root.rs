@@ -84,22 +84,17 @@ impl std::fmt::Debug for TrustedRoot {
 impl TrustedRoot {
     /// Reads and checks a `trusted_root.json` file.
     pub fn load(path: &Path) -> Result<Self, TrustedRootError> {
-        use std::io::Read as _;
-        let read_err = |source| TrustedRootError::Read {
-            path: path.to_owned(),
-            source,
-        };
-        let file = fs_err::File::open(path).map_err(read_err)?;
-        let mut bytes = Vec::new();
-        file.take(MAX_TRUSTED_ROOT_BYTES as u64 + 1)
-            .read_to_end(&mut bytes)
-            .map_err(read_err)?;
-        if bytes.len() > MAX_TRUSTED_ROOT_BYTES {
-            return Err(TrustedRootError::TooLarge {
-                path: path.to_owned(),
-                max: MAX_TRUSTED_ROOT_BYTES,
-            });
-        }
+        let bytes = crate::io::read_capped(path, MAX_TRUSTED_ROOT_BYTES as u64, "trusted root")
+            .map_err(|e| match e {
+                crate::io::ReadError::Io { source, .. } => TrustedRootError::Read {
+                    path: path.to_owned(),
+                    source,
+                },
+                _ => TrustedRootError::TooLarge {
+                    path: path.to_owned(),
+                    max: MAX_TRUSTED_ROOT_BYTES,
+                },
+            })?;
         let text = String::from_utf8(bytes).map_err(|_| TrustedRootError::Invalid {
             origin: path.display().to_string(),
             detail: "not UTF-8 text".into(),

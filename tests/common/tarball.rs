@@ -105,3 +105,61 @@ pub fn listed_blobs(entries: &[Ent]) -> Vec<(Digest, bool)> {
         })
         .collect()
 }
+
+/// A one-image bundle made by hand, no registry needed: `airlock.json`, `oci-layout`,
+/// `index.json`, the image manifest, its config and one uncompressed tar layer of `files`.
+pub fn offline_bundle(files: &[(&str, &[u8])]) -> Vec<Ent> {
+    use serde_json::json;
+    let layer = super::fixtures::tar_of(files);
+    let config = serde_json::to_vec(&json!({
+        "architecture": "amd64", "os": "linux",
+        "rootfs": {"type": "layers", "diff_ids": [Digest::of(&layer)]},
+    }))
+    .expect("json");
+    let config_type = "application/vnd.oci.image.config.v1+json";
+    let layer_type = "application/vnd.oci.image.layer.v1.tar";
+    let manifest = serde_json::to_vec(&json!({
+        "schemaVersion": 2, "mediaType": media::OCI_MANIFEST,
+        "config": {"mediaType": config_type, "digest": Digest::of(&config), "size": config.len()},
+        "layers": [{"mediaType": layer_type, "digest": Digest::of(&layer), "size": layer.len()}],
+    }))
+    .expect("json");
+    let mdigest = Digest::of(&manifest);
+    let mut others = [(config, config_type), (layer, layer_type)];
+    others.sort_by_key(|(b, _)| (b.len(), Digest::of(b)));
+    let entry =
+        |b: &[u8], t: &str| json!({"digest": Digest::of(b), "size": b.len(), "media_type": t});
+    let mut blobs = vec![entry(&manifest, media::OCI_MANIFEST)];
+    blobs.extend(others.iter().map(|(b, t)| entry(b, t)));
+    let airlock_json = serde_json::to_vec_pretty(&json!({
+        "format": "airlock.bundle/v1", "name": "offline", "created": "2026-01-01T00:00:00Z",
+        "sequence": 1, "tool": "test", "lock_digest": Digest::of(b"lock"),
+        "artifacts": [{"kind": "image", "source": "r.example/app:1", "registry": "r.example",
+                       "repository": "app", "tag": "1", "digest": mdigest,
+                       "media_type": media::OCI_MANIFEST, "size": manifest.len()}],
+        "blobs": blobs,
+    }))
+    .expect("json");
+    let index = serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "manifests": [{"mediaType": media::OCI_MANIFEST, "digest": mdigest, "size": manifest.len(),
+                       "annotations": {"org.opencontainers.image.ref.name": "r.example/app:1"}}],
+    }))
+    .expect("json");
+    let reg = tar::EntryType::Regular;
+    let mut out = vec![
+        Ent::raw("airlock.json", reg, None, &airlock_json),
+        Ent::raw(
+            "oci-layout",
+            reg,
+            None,
+            br#"{"imageLayoutVersion":"1.0.0"}"#,
+        ),
+        Ent::raw("index.json", reg, None, &index),
+        Ent::raw(&blob_entry(&mdigest), reg, None, &manifest),
+    ];
+    for (b, _) in &others {
+        out.push(Ent::raw(&blob_entry(&Digest::of(b)), reg, None, b));
+    }
+    out
+}
