@@ -16,6 +16,7 @@ pub mod ledger;
 pub mod lock;
 pub mod progress;
 pub mod receipt;
+pub mod rescan;
 pub mod scan;
 pub mod split;
 pub mod verify;
@@ -169,6 +170,9 @@ pub enum Command {
     /// Scan an image in a registry, or every image of a bundle: packages, vulnerabilities and
     /// the policy gate (exit 1 when it fails).
     Scan(scan::Args),
+    /// Re-judge every image the ledger admitted against a newer database: what changed since
+    /// the last rescan, a ledger entry, Prometheus metrics (exit 1 when the policy now fails).
+    Rescan(rescan::Args),
     /// The provenance ledger: init, verify, show, prove, consistency, cosign, export.
     Ledger(ledger::Args),
 }
@@ -188,6 +192,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(a) => key::run(a, g),
         Command::Db(a) => db::run(a, g),
         Command::Scan(a) => runtime()?.block_on(scan::run(a, g)),
+        Command::Rescan(a) => runtime()?.block_on(rescan::run(a, g)),
         Command::Ledger(a) => ledger::run(a, g),
     }
 }

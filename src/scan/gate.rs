@@ -209,6 +209,9 @@ pub fn judge_report(
                     .and_then(|w| Severity::from_word(&w))
                     .unwrap_or_default(),
                 summary: s(v, "Title"),
+                // Trivy's `Status` (`will_not_fix`, `fix_deferred`, ...) is kept as it said it;
+                // `fixed`/`affected` are what airlock derives anyway.
+                vendor_status: s(v, "Status").filter(|st| st != "fixed" && st != "affected"),
                 id,
             });
         }
@@ -220,6 +223,7 @@ pub fn judge_report(
         None => report.pointer("/Metadata/OS/Family").is_some(),
     };
     let matches = Matches {
+        unchecked: Vec::new(),
         ecosystem: airlock.and_then(|a| s(a, "Ecosystem")).or_else(|| {
             report
                 .pointer("/Metadata/OS/Family")
