@@ -906,6 +906,11 @@ fn trivy_will_not_fix_is_kept_not_shown_as_affected() {
     .expect("judged");
     assert_eq!(v.decisions.len(), 1);
     assert_eq!(v.decisions[0].finding.status(), "will_not_fix");
+    assert_eq!(
+        v.decisions[0].finding.package.kind,
+        PackageKind::Rpm,
+        "kind from the purl"
+    );
     let out = airlock::scan::report::build(
         "x",
         &airlock::scan::Inventory::default(),
