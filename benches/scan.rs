@@ -7,6 +7,10 @@
 //! 2. Matching: 1 000 installed packages against a database of 50 000 synthetic OSV records
 //!    (10 per package name over 5 000 names, each with an `introduced`/`fixed` range).
 //!
+//! 3. Application inventory: one gzip layer of 2 000 npm `package.json`, 200 Python `METADATA`,
+//!    20 jars (with `pom.properties`) and a 64 MiB executable ELF file without Go build info
+//!    (searched end to end, the worst case for the Go reader).
+//!
 //! `SCAN_BENCH_MIB` overrides the image size (MiB of layer content).
 
 use std::io::Write as _;
@@ -178,10 +182,73 @@ fn matching(records: usize, packages: usize) -> (f64, f64, usize) {
                 purl: format!("pkg:apk/alpine/pkg-{i}@1.3.5-r0"),
             })
             .collect(),
+        warnings: Vec::new(),
     };
     let start = Instant::now();
     let m = airlock::scan::matcher::match_inventory(&inv, &db).expect("match");
     (open_secs, start.elapsed().as_secs_f64(), m.findings.len())
+}
+
+/// Inventory of application packages (see 3. above): seconds, packages found.
+fn app_inventory() -> (f64, usize, u64) {
+    use std::io::Write as _;
+    let mut b = tar::Builder::new(flate2::write::GzEncoder::new(
+        Vec::new(),
+        flate2::Compression::fast(),
+    ));
+    let add = |b: &mut tar::Builder<_>, name: &str, data: &[u8], mode: u32| {
+        let mut h = tar::Header::new_gnu();
+        h.set_size(data.len() as u64);
+        h.set_mode(mode);
+        h.set_cksum();
+        b.append_data(&mut h, name, data).expect("append");
+    };
+    for i in 0..2000 {
+        let pj = format!(r#"{{"name":"pkg-{i}","version":"1.{i}.0","license":"MIT"}}"#);
+        add(
+            &mut b,
+            &format!("app/node_modules/pkg-{i}/package.json"),
+            pj.as_bytes(),
+            0o644,
+        );
+    }
+    for i in 0..200 {
+        let m =
+            format!("Metadata-Version: 2.1\nName: py-{i}\nVersion: 0.{i}\n\nlong description\n");
+        add(
+            &mut b,
+            &format!("usr/lib/python3/site-packages/py_{i}-0.{i}.dist-info/METADATA"),
+            m.as_bytes(),
+            0o644,
+        );
+    }
+    for i in 0..20 {
+        let mut w = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+        let opts = zip::write::SimpleFileOptions::default();
+        w.start_file(format!("META-INF/maven/org.x/lib-{i}/pom.properties"), opts)
+            .expect("zip");
+        write!(w, "groupId=org.x\nartifactId=lib-{i}\nversion=1.{i}\n").expect("zip");
+        w.start_file("org/x/Big.class", opts).expect("zip");
+        w.write_all(&noise(i, 1 << 20)).expect("zip");
+        let jar = w.finish().expect("zip").into_inner();
+        add(&mut b, &format!("opt/lib/lib-{i}-1.{i}.jar"), &jar, 0o644);
+    }
+    let mut elf = b"\x7fELF".to_vec();
+    elf.extend_from_slice(&noise(99, 64 << 20));
+    add(&mut b, "usr/bin/big", &elf, 0o755);
+    let gz = b.into_inner().expect("tar").finish().expect("gzip");
+    let size = gz.len() as u64;
+    let start = Instant::now();
+    let inv = airlock::scan::inventory_layers(
+        [Layer {
+            name: "app".into(),
+            compression: Compression::Gzip,
+            reader: std::io::Cursor::new(gz),
+        }],
+        Limits::default(),
+    )
+    .expect("inventory");
+    (start.elapsed().as_secs_f64(), inv.packages.len(), size)
 }
 
 fn main() {
@@ -191,6 +258,7 @@ fn main() {
         .unwrap_or(200);
     let (secs, compressed, raw, pkgs) = inventory_throughput(mib);
     let (open, matched, findings) = matching(50_000, 1_000);
+    let (app_secs, app_pkgs, app_size) = app_inventory();
     println!("| measurement | result |");
     println!("|---|---|");
     println!(
@@ -208,5 +276,10 @@ fn main() {
     println!(
         "| match 1 000 packages against 50 000 records | {:.1} ms, {findings} findings |",
         matched * 1e3
+    );
+    println!(
+        "| application inventory: 2 000 npm, 200 Python, 20 jars (1 MiB each), a 64 MiB ELF searched for Go build info ({:.0} MiB gzip layer) | {:.2} s, {app_pkgs} packages |",
+        app_size as f64 / 1048576.0,
+        app_secs
     );
 }

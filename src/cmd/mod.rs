@@ -32,6 +32,7 @@ pub mod mirror_config;
 pub mod pin;
 pub mod progress;
 pub mod receipt;
+pub mod rescan;
 pub mod scan;
 pub mod split;
 pub mod verify;
@@ -192,6 +193,9 @@ pub enum Command {
     /// Scan an image in a registry, or every image of a bundle: packages, vulnerabilities and
     /// the policy gate (exit 1 when it fails).
     Scan(scan::Args),
+    /// Re-judge every image the ledger admitted against a newer database: what changed since
+    /// the last rescan, a ledger entry, Prometheus metrics (exit 1 when the policy now fails).
+    Rescan(rescan::Args),
     /// The provenance ledger: init, verify, show, prove, consistency, cosign, export.
     Ledger(ledger::Args),
     /// Node configuration (containerd, k3s, CRI-O, OpenShift) that sends pulls of the source
@@ -220,6 +224,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Key(a) => key::run(a, g),
         Command::Db(a) => db::run(a, g),
         Command::Scan(a) => runtime()?.block_on(scan::run(a, g)),
+        Command::Rescan(a) => runtime()?.block_on(rescan::run(a, g)),
         Command::Ledger(a) => ledger::run(a, g),
         Command::MirrorConfig(a) => mirror_config::run(a, g),
         Command::Pin(a) => pin::run(a, g),

@@ -17,7 +17,7 @@ use super::{print_json, print_table, Global, Output, RegistryArgs, EXIT_FAILURE}
 pub enum ScannerArg {
     /// airlock's own offline scanner (OSV database from `airlock db build`).
     Airlock,
-    /// An installed `trivy`, run offline (`--offline-scan --skip-db-update`).
+    /// An installed `trivy`, run offline (`--offline-scan --skip-db-update --skip-version-check --disable-telemetry`).
     Trivy,
 }
 
@@ -190,7 +190,7 @@ fn print_human(o: &ScanOutcome) {
                 f.package.name.clone(),
                 f.package.version.clone(),
                 f.fixed_version.clone().unwrap_or_else(|| "-".into()),
-                if f.is_unfixed() { "affected" } else { "fixed" }.into(),
+                f.status().into(),
                 f.severity.as_str().to_string(),
                 match &d.suppressed {
                     None if d.fails_gate => "- (fails gate)".into(),

@@ -242,7 +242,31 @@ pub struct EvidenceRef {
     pub media_type: Option<String>,
 }
 
-/// One ledger entry: one import, admitted or rejected.
+/// What a rescan (`airlock rescan`) found: every image the ledger admitted re-judged against a
+/// newer database. A rescan entry reads no bundle: its `bundle.digest` is the database's digest.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RescanRecord {
+    /// The database's build time, RFC 3339.
+    pub database_built_at: String,
+    /// Image platforms re-judged.
+    pub images: u64,
+    /// Of those, judged from the SBOM carried at import.
+    pub from_sbom: u64,
+    /// Active findings (not suppressed by VEX or allow entries), all images.
+    pub findings: u64,
+    /// Active findings the previous rescan did not have.
+    pub new_findings: u64,
+    /// Findings of the previous rescan that are gone.
+    pub fixed_findings: u64,
+    /// Image platforms the policy now fails.
+    pub failed: u64,
+    /// Index of the previous rescan entry, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub previous: Option<u64>,
+}
+
+/// One ledger entry: one import, admitted or rejected, or one rescan.
 ///
 /// Build one with [`Entry::new`] and fill the public fields; [`Ledger::append`] assigns
 /// `index`. Digests are `sha256:<64 hex>`; `time` is RFC 3339 UTC (`2026-01-02T03:04:05Z`).
@@ -276,6 +300,9 @@ pub struct Entry {
     /// Large evidence stored by digest.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub evidence: Vec<EvidenceRef>,
+    /// Present on rescan entries only.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescan: Option<RescanRecord>,
 }
 
 impl Entry {
@@ -304,6 +331,7 @@ impl Entry {
             result,
             artifacts: Vec::new(),
             evidence: Vec::new(),
+            rescan: None,
         }
     }
 
@@ -390,9 +418,9 @@ impl Entry {
         Ok(())
     }
 
-    /// Whether the bundle was admitted.
+    /// Whether the bundle was admitted (false for a rescan entry, which admits nothing).
     pub fn admitted(&self) -> bool {
-        matches!(self.result, Outcome::Admitted)
+        matches!(self.result, Outcome::Admitted) && self.rescan.is_none()
     }
 }
 

@@ -43,8 +43,8 @@ pub mod witness;
 
 pub use checkpoint::{Checkpoint, SignedCheckpoint};
 pub use entry::{
-    ArtifactRecord, BundleRecord, Entry, EntryError, EvidenceRef, Outcome, SignatureResult,
-    Verdict, ENTRY_SCHEMA,
+    ArtifactRecord, BundleRecord, Entry, EntryError, EvidenceRef, Outcome, RescanRecord,
+    SignatureResult, Verdict, ENTRY_SCHEMA,
 };
 pub use export::{export, import_export, ExportReport, WITNESSES};
 pub use keys::{read_vkey, vkey_from_arg, LedgerSigner, KEY_PEM_LABEL};

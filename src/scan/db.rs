@@ -1,10 +1,11 @@
 //! The compact vulnerability database `airlock db build` writes and scans read: OSV records
-//! for `Debian:<N>` and `Alpine:v<x.y>`, reduced to what matching needs, indexed by
+//! for `Debian:<N>`, `Alpine:v<x.y>`, `AlmaLinux:<N>`, `Rocky Linux:<N>`, Red Hat (kept as
+//! `Red Hat:<N>`), Go, PyPI, npm, Maven, crates.io and NuGet, reduced to what matching needs, indexed by
 //! (ecosystem, package) so a scan decompresses only the packages an image has. The layout is
 //! documented in `docs/SCAN.md`:
 //!
 //! ```text
-//! magic "AIRLKVDB" | u32 LE format (1) | u32 LE header length | header JSON
+//! magic "AIRLKVDB" | u32 LE format (2; 1 is read too) | u32 LE header length | header JSON
 //! | u32 LE index length | index (zstd JSON [[ecosystem, package, offset, length], ...])
 //! | blocks (each zstd JSON [advisory, ...]) | SHA-256 of everything before (32 bytes)
 //! ```
@@ -24,8 +25,12 @@ use crate::oci::Digest;
 
 /// The first bytes of every database file.
 pub const MAGIC: &[u8; 8] = b"AIRLKVDB";
-/// The format version this code writes and reads.
-pub const FORMAT_VERSION: u32 = 1;
+/// The format version this code writes. Format 2 added the application ecosystems and rpm
+/// distributions; its layout is format 1's, so a format 1 file (Debian and Alpine only) still
+/// opens, while an older airlock refuses a format 2 file by name.
+pub const FORMAT_VERSION: u32 = 2;
+/// The oldest format this code reads.
+pub const OLDEST_FORMAT_VERSION: u32 = 1;
 /// The most bytes one decompressed block or index may have (the largest real block, all the
 /// advisories of one package, is a few MiB).
 const MAX_BLOCK_BYTES: u64 = 64 * 1024 * 1024;
@@ -35,10 +40,60 @@ pub const MAX_DB_BYTES: u64 = 1024 * 1024 * 1024;
 /// zstd level for blocks: small files, fast enough to build.
 const ZSTD_LEVEL: i32 = 9;
 
-/// Whether an OSV ecosystem is one the database keeps: `Debian:<N>` or `Alpine:v<x.y>`.
+/// The application ecosystems the database keeps, as OSV names them.
+pub const APP_ECOSYSTEMS: &[&str] = &["Go", "PyPI", "npm", "Maven", "crates.io", "NuGet"];
+
+fn is_number(n: &str) -> bool {
+    !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// The ecosystem an OSV record's ecosystem is kept under, if it is kept at all: Red Hat's
+/// `Red Hat:enterprise_linux:9::appstream` becomes `Red Hat:9`; the others are kept as named.
+pub fn kept_as(ecosystem: &str) -> Option<String> {
+    if let Some(rest) = ecosystem.strip_prefix("Red Hat:") {
+        let major = rest
+            .strip_prefix("enterprise_linux:")
+            .and_then(|r| r.split([':', '.']).next())
+            .or_else(|| Some(rest).filter(|r| is_number(r)))?;
+        return is_number(major).then(|| format!("Red Hat:{major}"));
+    }
+    kept_ecosystem(ecosystem).then(|| ecosystem.to_string())
+}
+
+/// The version order of a kept ecosystem.
+pub fn scheme_of(ecosystem: &str) -> Option<VersionScheme> {
+    let family = ecosystem.split(':').next().unwrap_or(ecosystem);
+    Some(match family {
+        "Debian" => VersionScheme::Dpkg,
+        "Alpine" => VersionScheme::Apk,
+        "AlmaLinux" | "Rocky Linux" | "Red Hat" => VersionScheme::Rpm,
+        "Go" | "npm" | "crates.io" | "NuGet" => VersionScheme::Semver,
+        "PyPI" => VersionScheme::Pep440,
+        "Maven" => VersionScheme::Maven,
+        _ => return None,
+    })
+}
+
+/// The name a package is kept and looked up under: PyPI names PEP 503-normalised, NuGet names
+/// lower case (both are case-insensitive upstream), others as written.
+pub fn package_key(ecosystem: &str, name: &str) -> String {
+    match ecosystem {
+        "PyPI" => super::lang::python::normalize_name(name),
+        "NuGet" => name.to_ascii_lowercase(),
+        _ => name.to_string(),
+    }
+}
+
+/// Whether an OSV ecosystem is one the database keeps: `Debian:<N>`, `Alpine:v<x.y>`,
+/// `AlmaLinux:<N>`, `Rocky Linux:<N>`, `Red Hat:<N>` or an application ecosystem.
 pub fn kept_ecosystem(ecosystem: &str) -> bool {
-    if let Some(n) = ecosystem.strip_prefix("Debian:") {
-        return !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit());
+    if APP_ECOSYSTEMS.contains(&ecosystem) {
+        return true;
+    }
+    for prefix in ["Debian:", "AlmaLinux:", "Rocky Linux:", "Red Hat:"] {
+        if let Some(n) = ecosystem.strip_prefix(prefix) {
+            return is_number(n);
+        }
     }
     if let Some(v) = ecosystem.strip_prefix("Alpine:v") {
         let mut it = v.split('.');
@@ -107,7 +162,7 @@ pub enum DbError {
         path: PathBuf,
     },
     /// A format version this airlock does not read.
-    #[error("{path}: database format {version} is not supported (this airlock reads format {FORMAT_VERSION}); rebuild it with `airlock db build`")]
+    #[error("{path}: database format {version} is not supported (this airlock reads formats {OLDEST_FORMAT_VERSION} to {FORMAT_VERSION}); rebuild it with `airlock db build`")]
     UnsupportedFormat {
         /// The file.
         path: PathBuf,
@@ -161,23 +216,22 @@ impl Builder {
             let Some(pkg) = &affected.package else {
                 continue;
             };
-            if !kept_ecosystem(&pkg.ecosystem) {
+            let Some(ecosystem) = kept_as(&pkg.ecosystem) else {
                 continue;
-            }
+            };
             let ranges: Vec<Vec<OsvEvent>> = affected
                 .ranges
                 .iter()
                 .flatten()
-                .filter(|r| r.kind == "ECOSYSTEM")
+                // Go, npm and crates.io records use SEMVER ranges; git ranges name commits.
+                .filter(|r| r.kind == "ECOSYSTEM" || r.kind == "SEMVER")
                 .map(|r| r.events.clone().unwrap_or_default())
                 .filter(|e| !e.is_empty())
                 .collect();
             // Listed versions that the ranges already cover add nothing: osv.dev enumerates
             // them from the ranges. Dropping them keeps the file compact and matching exact.
-            let scheme = if pkg.ecosystem.starts_with("Debian:") {
-                VersionScheme::Dpkg
-            } else {
-                VersionScheme::Apk
+            let Some(scheme) = scheme_of(&ecosystem) else {
+                continue;
             };
             let mut versions = affected.versions.clone().unwrap_or_default();
             versions.retain(|v| {
@@ -190,7 +244,7 @@ impl Builder {
             }
             kept = true;
             self.entries
-                .entry((pkg.ecosystem.clone(), pkg.name.clone()))
+                .entry((ecosystem.clone(), package_key(&ecosystem, &pkg.name)))
                 .or_default()
                 .push(Advisory {
                     id: record.id.clone(),
@@ -362,7 +416,7 @@ impl Database {
                 .map(u32::from_le_bytes)
         };
         let version = u32_at(8).ok_or_else(|| corrupt("truncated"))?;
-        if version != FORMAT_VERSION {
+        if !(OLDEST_FORMAT_VERSION..=FORMAT_VERSION).contains(&version) {
             return Err(DbError::UnsupportedFormat {
                 path: path.to_path_buf(),
                 version,

@@ -116,6 +116,31 @@ pub enum Node {
     File(Vec<u8>),
     /// A symbolic link and its target as written.
     Symlink(String),
+    /// A file an [`Analyzer`] read while it streamed by: what it found, not the content (a
+    /// binary or an archive is never held in memory).
+    Found(super::lang::Found),
+}
+
+/// Reads files too large or too many to keep (binaries, archives, package manifests) while
+/// the layer streams by, keeping only what it finds. Upper layers' whiteouts remove the
+/// finding like the file.
+pub trait Analyzer {
+    /// Whether the regular file at `path` (tar mode bits, size from the header) is one to read.
+    fn wants(&self, path: &str, mode: u32, size: u64) -> bool;
+    /// Reads the file (as much of it as needed) and says what it holds.
+    fn analyze(&self, path: &str, size: u64, content: &mut dyn Read) -> super::lang::Found;
+}
+
+/// The analyzer that reads nothing.
+pub struct NoAnalyzer;
+
+impl Analyzer for NoAnalyzer {
+    fn wants(&self, _: &str, _: u32, _: u64) -> bool {
+        false
+    }
+    fn analyze(&self, _: &str, _: u64, _: &mut dyn Read) -> super::lang::Found {
+        super::lang::Found::default()
+    }
 }
 
 /// The wanted files of a flattened image, keyed by normalized path (no leading `/` or `./`).
@@ -145,6 +170,7 @@ impl RootFs {
                 Node::Symlink(target) => {
                     path = resolve_link(&path, target)?;
                 }
+                Node::Found(_) => return None,
             }
         }
         None
@@ -169,12 +195,21 @@ impl RootFs {
         self.nodes.keys().map(String::as_str)
     }
 
+    /// What the analyzer found, by path, in path order.
+    pub fn found(&self) -> impl Iterator<Item = (&str, &super::lang::Found)> {
+        self.nodes.iter().filter_map(|(k, n)| match n {
+            Node::Found(f) => Some((k.as_str(), f)),
+            _ => None,
+        })
+    }
+
     fn total_bytes(&self) -> u64 {
         self.nodes
             .values()
             .map(|n| match n {
                 Node::File(c) => c.len() as u64,
                 Node::Symlink(t) => t.len() as u64,
+                Node::Found(f) => f.weight(),
             })
             .sum()
     }
@@ -260,6 +295,22 @@ where
     I: IntoIterator<Item = Layer<R>>,
     F: Fn(&str) -> bool,
 {
+    flatten_with(layers, wanted, &NoAnalyzer, limits)
+}
+
+/// [`flatten`], and every regular file `analyzer` wants (and `wanted` does not) streamed
+/// through it, its findings kept in the file's place.
+pub fn flatten_with<R, I, F>(
+    layers: I,
+    wanted: F,
+    analyzer: &dyn Analyzer,
+    limits: Limits,
+) -> Result<RootFs, FlattenError>
+where
+    R: Read,
+    I: IntoIterator<Item = Layer<R>>,
+    F: Fn(&str) -> bool,
+{
     let mut fs = RootFs::default();
     for layer in layers {
         let name = layer.name.clone();
@@ -268,17 +319,18 @@ where
             source,
         };
         let delta = match layer.compression {
-            Compression::None => read_layer(layer.reader, &name, &wanted, &limits, &fs),
+            Compression::None => read_layer(layer.reader, &name, &wanted, analyzer, &limits, &fs),
             Compression::Gzip => read_layer(
                 flate2::read::MultiGzDecoder::new(layer.reader),
                 &name,
                 &wanted,
+                analyzer,
                 &limits,
                 &fs,
             ),
             Compression::Zstd => {
                 let dec = zstd::stream::read::Decoder::new(layer.reader).map_err(read_err)?;
-                read_layer(dec, &name, &wanted, &limits, &fs)
+                read_layer(dec, &name, &wanted, analyzer, &limits, &fs)
             }
         }?;
         for dir in &delta.opaque {
@@ -302,10 +354,25 @@ where
     Ok(fs)
 }
 
+/// A regular file's entry: plain, contiguous, or GNU sparse (whose holes the tar reader fills
+/// with zeros as it reads).
+fn is_regular(kind: tar::EntryType) -> bool {
+    kind.is_file() || kind == tar::EntryType::Continuous || kind == tar::EntryType::GNUSparse
+}
+
+/// The size of a file's content: a GNU sparse entry's real size, not the bytes it stores.
+fn content_size(h: &tar::Header) -> io::Result<u64> {
+    match h.as_gnu() {
+        Some(g) if h.entry_type() == tar::EntryType::GNUSparse => g.real_size(),
+        _ => h.size(),
+    }
+}
+
 fn read_layer<R: Read, F: Fn(&str) -> bool>(
     reader: R,
     name: &str,
     wanted: &F,
+    analyzer: &dyn Analyzer,
     limits: &Limits,
     below: &RootFs,
 ) -> Result<LayerDelta, FlattenError> {
@@ -362,6 +429,17 @@ fn read_layer<R: Read, F: Fn(&str) -> bool>(
         delta.replaced.insert(path.clone());
         delta.added.remove(&path);
         if !wanted(&path) {
+            if is_regular(kind) {
+                let mode = entry.header().mode().unwrap_or(0);
+                let size = content_size(entry.header()).map_err(read_err)?;
+                if analyzer.wants(&path, mode, size) {
+                    let found = analyzer.analyze(&path, size, &mut entry);
+                    if !found.is_empty() {
+                        delta.added_bytes += found.weight();
+                        delta.added.insert(path, Node::Found(found));
+                    }
+                }
+            }
             continue;
         }
         let node = if kind.is_symlink() {
@@ -377,8 +455,8 @@ fn read_layer<R: Read, F: Fn(&str) -> bool>(
                 Some(n) => n.clone(),
                 None => Node::Symlink(format!("/{target}")),
             }
-        } else if kind.is_file() || kind == tar::EntryType::Continuous {
-            let size = entry.header().size().map_err(read_err)?;
+        } else if is_regular(kind) {
+            let size = content_size(entry.header()).map_err(read_err)?;
             if size > limits.max_file_bytes {
                 return Err(FlattenError::FileTooLarge {
                     layer: name.to_string(),

@@ -144,6 +144,26 @@ impl ImportGate {
     }
 }
 
+/// The package kind a finding's purl names (a report carries no other type); OS packages
+/// without a known type are taken as dpkg, as before application packages were reported.
+fn kind_of_purl(purl: &str) -> PackageKind {
+    let ptype = purl
+        .strip_prefix("pkg:")
+        .and_then(|r| r.split('/').next())
+        .unwrap_or_default();
+    match ptype {
+        "apk" => PackageKind::Apk,
+        "rpm" => PackageKind::Rpm,
+        "golang" => PackageKind::GoModule,
+        "pypi" => PackageKind::Python,
+        "npm" => PackageKind::Npm,
+        "maven" => PackageKind::Java,
+        "nuget" => PackageKind::Nuget,
+        "cargo" => PackageKind::Cargo,
+        _ => PackageKind::Deb,
+    }
+}
+
 /// Judges a Trivy-shaped report (airlock's carried report, or Trivy's own JSON) against a
 /// policy: every finding in it, active or suppressed where it was made, is decided again with
 /// this policy's VEX and allow entries; `max_db_age` applies to the report's database build
@@ -194,11 +214,7 @@ pub fn judge_report(
                     .filter_map(|a| a.as_str().map(str::to_string))
                     .collect(),
                 package: Package {
-                    kind: if purl.starts_with("pkg:apk/") {
-                        PackageKind::Apk
-                    } else {
-                        PackageKind::Deb
-                    },
+                    kind: kind_of_purl(&purl),
                     source_name: s(v, "SrcName").unwrap_or_else(|| name.clone()),
                     source_version: version.clone(),
                     arch: None,
@@ -214,6 +230,9 @@ pub fn judge_report(
                     .and_then(|w| Severity::from_word(&w))
                     .unwrap_or_default(),
                 summary: s(v, "Title"),
+                // Trivy's `Status` (`will_not_fix`, `fix_deferred`, ...) is kept as it said it;
+                // `fixed`/`affected` are what airlock derives anyway.
+                vendor_status: s(v, "Status").filter(|st| st != "fixed" && st != "affected"),
                 id,
             });
         }
@@ -225,6 +244,7 @@ pub fn judge_report(
         None => report.pointer("/Metadata/OS/Family").is_some(),
     };
     let matches = Matches {
+        unchecked: Vec::new(),
         ecosystem: airlock.and_then(|a| s(a, "Ecosystem")).or_else(|| {
             report
                 .pointer("/Metadata/OS/Family")

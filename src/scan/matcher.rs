@@ -30,9 +30,24 @@ pub struct Finding {
     pub severity: Severity,
     /// The advisory's summary.
     pub summary: Option<String>,
+    /// The vendor's status when the report came from another scanner (Trivy's `will_not_fix`,
+    /// `fix_deferred`, `end_of_life`, ...); `None` for airlock's own findings, whose status is
+    /// `fixed` or `affected` from the fixed version.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub vendor_status: Option<String>,
 }
 
 impl Finding {
+    /// The status to show: the vendor's when known, else `fixed` (a fixed version exists) or
+    /// `affected`.
+    pub fn status(&self) -> &str {
+        match &self.vendor_status {
+            Some(s) => s,
+            None if self.is_unfixed() => "affected",
+            None => "fixed",
+        }
+    }
+
     /// True when no fixed version exists yet.
     pub fn is_unfixed(&self) -> bool {
         self.fixed_version.is_none()
@@ -52,6 +67,10 @@ pub struct Matches {
     /// Whether the database has advisories for that ecosystem; when false, no finding means
     /// nothing (the report says so).
     pub covered: bool,
+    /// Application ecosystems the image has packages of but the database has no advisories
+    /// for (`PyPI`, `Go`, ...): those packages were not checked.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub unchecked: Vec<String>,
     /// The findings, sorted by package then advisory.
     pub findings: Vec<Finding>,
 }
@@ -236,25 +255,67 @@ fn merge_group(findings: Vec<Finding>) -> Vec<Finding> {
     out
 }
 
-/// Matches every package of an inventory against the database.
+/// The OSV ecosystem an application package's advisories are filed under.
+pub fn app_ecosystem(kind: PackageKind) -> Option<&'static str> {
+    Some(match kind {
+        PackageKind::GoModule => "Go",
+        PackageKind::Python => "PyPI",
+        PackageKind::Npm => "npm",
+        PackageKind::Java => "Maven",
+        PackageKind::Nuget => "NuGet",
+        PackageKind::Cargo => "crates.io",
+        PackageKind::Deb | PackageKind::Apk | PackageKind::Rpm => return None,
+    })
+}
+
+/// Matches every package of an inventory against the database: OS packages in the OS's
+/// ecosystem, application packages in their own.
 pub fn match_inventory(inventory: &Inventory, db: &Database) -> Result<Matches, DbError> {
     let ecosystem = inventory.os.as_ref().and_then(|o| o.osv_ecosystem());
-    let Some(eco) = ecosystem.clone().filter(|e| db::kept_ecosystem(e)) else {
-        return Ok(Matches {
-            ecosystem,
-            covered: false,
-            findings: Vec::new(),
-        });
-    };
-    let covered = db.covers(&eco);
+    let os_eco = ecosystem.clone().filter(|e| db::kept_ecosystem(e));
+    let covered = os_eco.as_deref().is_some_and(|e| db.covers(e));
     let mut findings = Vec::new();
     let mut seen = BTreeSet::new();
+    let mut unchecked: BTreeSet<String> = BTreeSet::new();
     for pkg in &inventory.packages {
-        let (scheme, version) = match pkg.kind {
-            PackageKind::Deb => (VersionScheme::Dpkg, pkg.source_version.as_str()),
-            PackageKind::Apk => (VersionScheme::Apk, pkg.version.as_str()),
+        let (eco, scheme, key, version) = match (pkg.kind, app_ecosystem(pkg.kind)) {
+            (PackageKind::Deb, _) => (
+                os_eco.as_deref(),
+                VersionScheme::Dpkg,
+                pkg.source_name.clone(),
+                pkg.source_version.as_str(),
+            ),
+            (PackageKind::Apk, _) => (
+                os_eco.as_deref(),
+                VersionScheme::Apk,
+                pkg.source_name.clone(),
+                pkg.version.as_str(),
+            ),
+            (PackageKind::Rpm, _) => (
+                os_eco.as_deref(),
+                VersionScheme::Rpm,
+                pkg.name.clone(),
+                pkg.version.as_str(),
+            ),
+            (_, Some(eco)) => {
+                if !db.covers(eco) {
+                    unchecked.insert(eco.to_string());
+                    continue;
+                }
+                let scheme = db::scheme_of(eco).unwrap_or(VersionScheme::Semver);
+                (
+                    Some(eco),
+                    scheme,
+                    db::package_key(eco, &pkg.name),
+                    pkg.version.as_str(),
+                )
+            }
+            (_, None) => continue,
         };
-        for adv in db.lookup(&eco, &pkg.source_name)? {
+        let Some(eco) = eco else {
+            continue;
+        };
+        for adv in db.lookup(eco, &key)? {
             let Some(fixed) = affects(scheme, version, &adv) else {
                 continue;
             };
@@ -268,6 +329,7 @@ pub fn match_inventory(inventory: &Inventory, db: &Database) -> Result<Matches, 
                 fixed_version: fixed,
                 severity: adv.severity,
                 summary: adv.summary,
+                vendor_status: None,
             });
         }
     }
@@ -276,8 +338,9 @@ pub fn match_inventory(inventory: &Inventory, db: &Database) -> Result<Matches, 
     });
     let findings = merge_aliases(findings);
     Ok(Matches {
-        ecosystem: Some(eco),
+        ecosystem: os_eco.or(ecosystem),
         covered,
+        unchecked: unchecked.into_iter().collect(),
         findings,
     })
 }

@@ -16,15 +16,19 @@ pub mod evidence;
 pub mod flatten;
 pub mod gate;
 pub mod image;
+pub mod lang;
 pub mod matcher;
 pub mod os;
 pub mod osv;
 pub mod policy;
 pub mod purl;
 pub mod report;
+pub mod rescan;
+pub mod rpm;
 pub mod run;
 pub mod sbom;
 pub mod source;
+pub mod sqlite;
 pub mod trivy;
 pub mod version;
 pub mod vex;
@@ -36,14 +40,68 @@ use serde::Serialize;
 use flatten::{FlattenError, Layer, Limits, RootFs};
 use os::{Family, OsInfo};
 
-/// Which package database a package came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
+/// Which package database or ecosystem a package came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "kebab-case")]
 pub enum PackageKind {
     /// dpkg (Debian, Ubuntu).
     Deb,
     /// apk (Alpine).
     Apk,
+    /// rpm (Red Hat, Fedora, Rocky, AlmaLinux, ...).
+    Rpm,
+    /// A Go module (or the Go standard library, `stdlib`) compiled into a binary.
+    GoModule,
+    /// A Python distribution (`*.dist-info`, `*.egg-info`).
+    Python,
+    /// An npm package under `node_modules`.
+    Npm,
+    /// A Java archive (Maven coordinates).
+    Java,
+    /// A .NET package from a `*.deps.json`.
+    Nuget,
+    /// A Rust crate compiled into a binary (cargo-auditable).
+    Cargo,
+}
+
+impl PackageKind {
+    /// Every kind, in report order.
+    pub const ALL: [PackageKind; 9] = [
+        PackageKind::Deb,
+        PackageKind::Apk,
+        PackageKind::Rpm,
+        PackageKind::GoModule,
+        PackageKind::Python,
+        PackageKind::Npm,
+        PackageKind::Java,
+        PackageKind::Nuget,
+        PackageKind::Cargo,
+    ];
+
+    /// The name used in SBOM properties and reports (`deb`, `go-module`, ...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            PackageKind::Deb => "deb",
+            PackageKind::Apk => "apk",
+            PackageKind::Rpm => "rpm",
+            PackageKind::GoModule => "go-module",
+            PackageKind::Python => "python",
+            PackageKind::Npm => "npm",
+            PackageKind::Java => "java",
+            PackageKind::Nuget => "nuget",
+            PackageKind::Cargo => "cargo",
+        }
+    }
+
+    /// The kind [`PackageKind::as_str`] names.
+    pub fn parse(s: &str) -> Option<PackageKind> {
+        PackageKind::ALL.into_iter().find(|k| k.as_str() == s)
+    }
+
+    /// True for OS packages (matched in the OS's ecosystem), false for application packages.
+    pub fn is_os(self) -> bool {
+        matches!(self, PackageKind::Deb | PackageKind::Apk | PackageKind::Rpm)
+    }
 }
 
 /// One installed OS package, whatever database it came from.
@@ -78,6 +136,20 @@ pub struct Inventory {
     pub os: Option<OsInfo>,
     /// Installed packages, sorted by name then version.
     pub packages: Vec<Package>,
+    /// Files skipped (over a cap, malformed, a format not read), one line each naming the file.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
+}
+
+impl Inventory {
+    /// How many packages of each kind, for tables and comparisons.
+    pub fn counts(&self) -> std::collections::BTreeMap<PackageKind, usize> {
+        let mut out = std::collections::BTreeMap::new();
+        for p in &self.packages {
+            *out.entry(p.kind).or_default() += 1;
+        }
+        out
+    }
 }
 
 /// Why an image could not be inventoried.
@@ -92,6 +164,9 @@ pub enum InventoryError {
     /// The apk database is malformed.
     #[error(transparent)]
     Apk(#[from] apk::ApkError),
+    /// The rpm database is unreadable (truncated, corrupt).
+    #[error(transparent)]
+    Rpm(#[from] rpm::RpmError),
 }
 
 /// The files the detectors read: [`flatten::flatten`] keeps only these.
@@ -100,22 +175,25 @@ pub fn wanted(path: &str) -> bool {
         || path == dpkg::STATUS_FILE
         || path == apk::INSTALLED_FILE
         || path == apk::INSTALLED_FILE_USR
+        || rpm::SQLITE_FILES.contains(&path)
         || path
             .strip_prefix(dpkg::STATUS_DIR)
             .and_then(|r| r.strip_prefix('/'))
             .is_some_and(|r| !r.is_empty() && !r.contains('/') && dpkg::is_status_d_entry(r))
 }
 
-/// Flattens an image's layers (bottom first) and inventories the result.
+/// Flattens an image's layers (bottom first), reading application packages on the way
+/// ([`lang::LangAnalyzer`]), and inventories the result.
 pub fn inventory_layers<R: Read>(
     layers: impl IntoIterator<Item = Layer<R>>,
     limits: Limits,
 ) -> Result<Inventory, InventoryError> {
-    let fs = flatten::flatten(layers, wanted, limits)?;
+    let fs = flatten::flatten_with(layers, wanted, &lang::LangAnalyzer, limits)?;
     inventory(&fs)
 }
 
-/// Inventories a flattened filesystem: OS, dpkg and apk packages.
+/// Inventories a flattened filesystem: OS, dpkg, apk and rpm packages, and what the
+/// analyzer found while flattening.
 pub fn inventory(fs: &RootFs) -> Result<Inventory, InventoryError> {
     let os = os::detect(fs);
     let distro = os
@@ -209,6 +287,48 @@ pub fn inventory(fs: &RootFs) -> Result<Inventory, InventoryError> {
             });
         }
     }
+    let rpm_db = rpm::SQLITE_FILES
+        .iter()
+        .find_map(|f| fs.read(f).map(|b| (*f, b)));
+    if let Some((file, b)) = rpm_db {
+        let namespace = os.as_ref().map(OsInfo::purl_namespace).unwrap_or("redhat");
+        for p in rpm::read_sqlite(b, file)? {
+            if p.name == "gpg-pubkey" {
+                continue; // an imported signing key, not software
+            }
+            let (source_name, source_version) = p.source();
+            let epoch = p.epoch.map(|e| e.to_string()).unwrap_or_default();
+            let purl = purl::build(
+                "rpm",
+                namespace,
+                &p.name,
+                &format!("{}-{}", p.version, p.release),
+                &[
+                    ("arch", p.arch.as_deref().unwrap_or("")),
+                    ("distro", &distro),
+                    ("epoch", &epoch),
+                    ("upstream", p.source_rpm.as_deref().unwrap_or("")),
+                ],
+            );
+            packages.push(Package {
+                kind: PackageKind::Rpm,
+                version: p.evr(),
+                name: p.name,
+                source_name,
+                source_version,
+                arch: p.arch,
+                maintainer: p.vendor,
+                license: p.license,
+                location: file.to_string(),
+                purl,
+            });
+        }
+    }
+    let mut warnings = Vec::new();
+    for (_, found) in fs.found() {
+        packages.extend(found.packages.iter().cloned());
+        warnings.extend(found.warnings.iter().cloned());
+    }
     packages.sort_by(|a, b| {
         (a.name.as_str(), a.version.as_str(), a.location.as_str()).cmp(&(
             b.name.as_str(),
@@ -216,5 +336,9 @@ pub fn inventory(fs: &RootFs) -> Result<Inventory, InventoryError> {
             b.location.as_str(),
         ))
     });
-    Ok(Inventory { os, packages })
+    Ok(Inventory {
+        os,
+        packages,
+        warnings,
+    })
 }

@@ -29,6 +29,8 @@ pub enum Family {
     Ubuntu,
     /// Alpine Linux.
     Alpine,
+    /// rpm-based: RHEL (and UBI), CentOS, Rocky, AlmaLinux, Oracle Linux, Fedora, Amazon Linux.
+    RedHat,
     /// Something else (packages not read).
     Other,
 }
@@ -39,6 +41,7 @@ impl Family {
         match self {
             Family::Debian | Family::Ubuntu => Some(VersionScheme::Dpkg),
             Family::Alpine => Some(VersionScheme::Apk),
+            Family::RedHat => Some(VersionScheme::Rpm),
             Family::Other => None,
         }
     }
@@ -69,7 +72,22 @@ impl OsInfo {
             Family::Debian => Some(format!("Debian:{release}")),
             Family::Alpine => Some(format!("Alpine:{release}")),
             Family::Ubuntu => Some(format!("Ubuntu:{release}")),
+            Family::RedHat => match self.id.as_str() {
+                "almalinux" => Some(format!("AlmaLinux:{release}")),
+                "rocky" => Some(format!("Rocky Linux:{release}")),
+                "rhel" => Some(format!("Red Hat:{release}")),
+                _ => None,
+            },
             Family::Other => None,
+        }
+    }
+
+    /// The purl namespace of this OS's packages (`debian`, `alpine`, `redhat`, `fedora`).
+    pub fn purl_namespace(&self) -> &str {
+        match (self.family, self.id.as_str()) {
+            (Family::RedHat, "rhel") => "redhat",
+            (Family::Debian, _) => "debian",
+            _ => &self.id,
         }
     }
 
@@ -164,6 +182,17 @@ fn text(fs: &RootFs, path: &str) -> Option<String> {
         .map(|b| String::from_utf8_lossy(b).trim().to_string())
 }
 
+/// The family of an os-release `ID`.
+pub fn family_of(id: &str) -> Family {
+    match id {
+        "debian" => Family::Debian,
+        "ubuntu" => Family::Ubuntu,
+        "alpine" => Family::Alpine,
+        "rhel" | "centos" | "fedora" | "rocky" | "almalinux" | "ol" | "amzn" => Family::RedHat,
+        _ => Family::Other,
+    }
+}
+
 /// Detects the OS of a flattened image; `None` when nothing tells.
 pub fn detect(fs: &RootFs) -> Option<OsInfo> {
     let rel = text(fs, "etc/os-release")
@@ -185,8 +214,7 @@ pub fn detect(fs: &RootFs) -> Option<OsInfo> {
     let family = match id.as_str() {
         "debian" => Family::Debian,
         "ubuntu" => Family::Ubuntu,
-        "alpine" => Family::Alpine,
-        _ => Family::Other,
+        id => family_of(id),
     };
     let codename = rel
         .get("VERSION_CODENAME")
@@ -213,6 +241,11 @@ pub fn detect(fs: &RootFs) -> Option<OsInfo> {
                 })
         }
         Family::Ubuntu => version_id.clone(),
+        Family::RedHat => version_id
+            .as_deref()
+            .and_then(|v| v.split('.').next())
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
         Family::Alpine => {
             if let Some(r) = alpine_release.clone() {
                 version_id = Some(r);

@@ -282,6 +282,11 @@ pub fn evaluate(
             UnknownOs::Fail => reasons.push(format!("{why} (policy unknown_os: fail)")),
         }
     }
+    for eco in &matches.unchecked {
+        warnings.push(format!(
+            "the vulnerability database has no {eco} advisories: {eco} packages were not checked"
+        ));
+    }
     let mut decisions = Vec::new();
     for f in &matches.findings {
         let mut notes = Vec::new();

@@ -4,13 +4,15 @@
 //! `Results[].ExperimentalModifiedFindings[]` as Trivy writes them (status, statement,
 //! source); airlock's own facts (database, gate) live under the extra key `Airlock`.
 
+use std::collections::BTreeMap;
+
 use serde::Serialize;
 
 use super::db::Database;
 use super::matcher::{Finding, Matches};
 use super::os::Family;
 use super::policy::{Suppression, Verdict};
-use super::Inventory;
+use super::{Inventory, PackageKind};
 
 /// The whole report for one image (one platform).
 #[derive(Debug, Clone, Serialize)]
@@ -173,7 +175,7 @@ fn vulnerability(f: &Finding) -> Vulnerability {
         },
         installed_version: f.package.version.clone(),
         fixed_version: f.fixed_version.clone().unwrap_or_default(),
-        status: if f.is_unfixed() { "affected" } else { "fixed" }.to_string(),
+        status: f.status().to_string(),
         severity: f.severity.as_str().to_string(),
         title: f.summary.clone(),
     }
@@ -199,14 +201,37 @@ pub fn build(
         Some(Family::Debian) => "debian",
         Some(Family::Ubuntu) => "ubuntu",
         Some(Family::Alpine) => "alpine",
+        Some(Family::RedHat) => inventory.os.as_ref().map_or("redhat", |o| o.id.as_str()),
         _ => "unknown",
     };
     let target = match &os {
         Some(o) => format!("{artifact_name} ({} {})", o.family, o.name),
         None => artifact_name.to_string(),
     };
-    let mut vulnerabilities = Vec::new();
-    let mut modified = Vec::new();
+    // One result for the OS packages, one per application package type (Trivy's
+    // `lang-pkgs` results, whose `Type` names the ecosystem).
+    let mut results: BTreeMap<Option<PackageKind>, ResultEntry> = BTreeMap::new();
+    let entry = |k: Option<PackageKind>| match k {
+        None => ResultEntry {
+            target: target.clone(),
+            class: "os-pkgs".into(),
+            kind: kind.into(),
+            vulnerabilities: Vec::new(),
+            experimental_modified_findings: Vec::new(),
+        },
+        Some(k) => ResultEntry {
+            target: format!("{} packages", k.as_str()),
+            class: "lang-pkgs".into(),
+            kind: k.as_str().into(),
+            vulnerabilities: Vec::new(),
+            experimental_modified_findings: Vec::new(),
+        },
+    };
+    let result_of = |p: &crate::scan::Package| (!p.kind.is_os()).then_some(p.kind);
+    for p in &inventory.packages {
+        let k = result_of(p);
+        results.entry(k).or_insert_with(|| entry(k));
+    }
     let mut notes = Vec::new();
     for d in &verdict.decisions {
         notes.extend(
@@ -215,9 +240,11 @@ pub fn build(
                 .map(|n| format!("{} in {}: {n}", d.finding.id, d.finding.package.name)),
         );
         let v = vulnerability(&d.finding);
+        let k = result_of(&d.finding.package);
+        let r = results.entry(k).or_insert_with(|| entry(k));
         match &d.suppressed {
-            None => vulnerabilities.push(v),
-            Some(Suppression::Vex(m)) => modified.push(ModifiedFinding {
+            None => r.vulnerabilities.push(v),
+            Some(Suppression::Vex(m)) => r.experimental_modified_findings.push(ModifiedFinding {
                 kind: "vulnerability".into(),
                 status: m.status.as_str().to_string(),
                 statement: m
@@ -228,7 +255,7 @@ pub fn build(
                 source: m.source.clone(),
                 finding: v,
             }),
-            Some(Suppression::Allow(a)) => modified.push(ModifiedFinding {
+            Some(Suppression::Allow(a)) => r.experimental_modified_findings.push(ModifiedFinding {
                 kind: "vulnerability".into(),
                 status: "ignored".into(),
                 statement: a.reason.clone(),
@@ -237,17 +264,9 @@ pub fn build(
             }),
         }
     }
-    let results = if inventory.packages.is_empty() && verdict.decisions.is_empty() {
-        Vec::new()
-    } else {
-        vec![ResultEntry {
-            target,
-            class: "os-pkgs".into(),
-            kind: kind.into(),
-            vulnerabilities,
-            experimental_modified_findings: modified,
-        }]
-    };
+    let results: Vec<ResultEntry> = results.into_values().collect();
+    let mut warnings = verdict.warnings.clone();
+    warnings.extend(inventory.warnings.iter().cloned());
     Report {
         schema_version: 2,
         artifact_name: artifact_name.to_string(),
@@ -263,7 +282,7 @@ pub fn build(
             }),
             passed: verdict.passed,
             reasons: verdict.reasons.clone(),
-            warnings: verdict.warnings.clone(),
+            warnings,
             notes,
         },
     }

@@ -80,7 +80,7 @@ pub fn cyclonedx(subject: &Subject<'_>, inventory: &Inventory, timestamp: System
             bom_ref = format!("{}#{n}", p.purl);
         }
         let mut props = vec![
-            json!({"name": "airlock:package:type", "value": match p.kind { super::PackageKind::Deb => "deb", super::PackageKind::Apk => "apk" }}),
+            json!({"name": "airlock:package:type", "value": p.kind.as_str()}),
             json!({"name": "airlock:package:source-name", "value": p.source_name}),
             json!({"name": "airlock:package:source-version", "value": p.source_version}),
             json!({"name": "airlock:package:location", "value": p.location}),
@@ -145,7 +145,7 @@ fn prop<'a>(c: &'a Value, name: &str) -> Option<&'a str> {
 /// against another (newer) database without the image. Fails, naming what is missing, on an
 /// SBOM that does not carry what matching needs.
 pub fn inventory_from(sbom: &Value) -> Result<Inventory, String> {
-    use super::os::{Family, OsInfo};
+    use super::os::OsInfo;
     use super::{Package, PackageKind};
     if sbom.get("bomFormat").and_then(Value::as_str) != Some("CycloneDX") {
         return Err("not a CycloneDX document".into());
@@ -160,12 +160,7 @@ pub fn inventory_from(sbom: &Value) -> Result<Inventory, String> {
         match c.get("type").and_then(Value::as_str) {
             Some("operating-system") => {
                 let id = s(c, "name").ok_or("operating-system component without `name`")?;
-                let family = match id.as_str() {
-                    "debian" => Family::Debian,
-                    "ubuntu" => Family::Ubuntu,
-                    "alpine" => Family::Alpine,
-                    _ => Family::Other,
-                };
+                let family = super::os::family_of(&id);
                 inv.os = Some(OsInfo {
                     family,
                     id,
@@ -178,11 +173,9 @@ pub fn inventory_from(sbom: &Value) -> Result<Inventory, String> {
             Some("library") => {
                 let name = s(c, "name").ok_or("library component without `name`")?;
                 let missing = |what: &str| format!("package `{name}`: no {what}");
-                let kind = match prop(c, "airlock:package:type") {
-                    Some("deb") => PackageKind::Deb,
-                    Some("apk") => PackageKind::Apk,
-                    _ => return Err(missing("airlock:package:type property")),
-                };
+                let kind = prop(c, "airlock:package:type")
+                    .and_then(PackageKind::parse)
+                    .ok_or_else(|| missing("airlock:package:type property"))?;
                 let version = s(c, "version").ok_or_else(|| missing("version"))?;
                 inv.packages.push(Package {
                     kind,

@@ -117,8 +117,10 @@ pub fn write_layout(
     Ok(())
 }
 
-/// Runs `trivy image --input LAYOUT --offline-scan --skip-db-update --format json
-/// --list-all-pkgs --quiet` and returns its JSON report.
+/// Runs `trivy image --input LAYOUT --offline-scan --skip-db-update --skip-version-check
+/// --disable-telemetry --format json --list-all-pkgs --quiet` and returns its JSON report.
+/// The last two flags matter: without them Trivy 0.76 reaches for the network (update check,
+/// telemetry) even with `--offline-scan`.
 pub fn run(
     binary: &std::path::Path,
     layout: &std::path::Path,
@@ -130,6 +132,8 @@ pub fn run(
         .args([
             "--offline-scan",
             "--skip-db-update",
+            "--skip-version-check",
+            "--disable-telemetry",
             "--format",
             "json",
             "--list-all-pkgs",

