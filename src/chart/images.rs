@@ -81,7 +81,7 @@ pub fn find_images(r: &Rendered) -> Result<ImageReport, RenderError> {
     for (template, text) in &r.manifests {
         for doc in split_manifests(text) {
             let v: serde_yaml::Value =
-                serde_yaml::from_str(doc).map_err(|e| RenderError::Manifest {
+                super::template::yaml::parse_lenient(doc).map_err(|e| RenderError::Manifest {
                     chart: r.chart.clone(),
                     template: template.clone(),
                     reason: e.to_string().replace('\n', " "),

@@ -708,7 +708,28 @@ pub fn render(mut root: Chart, opts: &RenderOptions) -> Result<Rendered, RenderE
         (rel, caps): (&Value, &Value),
         tpls: &mut Vec<Tpl>,
         ann: &mut Vec<(String, BTreeMap<String, String>)>,
-    ) {
+    ) -> Value {
+        // Subcharts first: `.Subcharts` holds their top-level objects.
+        let mut subs = Map::new();
+        for s in &c.subcharts {
+            let sv = match &vals {
+                Value::Map(m) => match m.borrow().get(&s.name) {
+                    Some(v @ Value::Map(_)) => v.clone(),
+                    _ => Value::map(Map::new()),
+                },
+                _ => Value::map(Map::new()),
+            };
+            let sub_top = walk(
+                s,
+                &format!("{full}/charts/{}", s.name),
+                sv,
+                false,
+                (rel, caps),
+                tpls,
+                ann,
+            );
+            subs.insert(s.name.clone(), sub_top);
+        }
         let mut meta = c.meta.clone();
         meta.insert("IsRoot".into(), Value::Bool(is_root));
         let mut top = Map::new();
@@ -720,6 +741,7 @@ pub fn render(mut root: Chart, opts: &RenderOptions) -> Result<Rendered, RenderE
             "Files".into(),
             Value::Obj(Rc::new(Object::Files(c.files.clone()))),
         );
+        top.insert("Subcharts".into(), Value::map(subs));
         let top = Rc::new(top);
         ann.push((full.to_string(), c.annotations.clone()));
         for (p, src) in &c.templates {
@@ -729,26 +751,9 @@ pub fn render(mut root: Chart, opts: &RenderOptions) -> Result<Rendered, RenderE
                 top: top.clone(),
             });
         }
-        for s in &c.subcharts {
-            let sv = match &vals {
-                Value::Map(m) => match m.borrow().get(&s.name) {
-                    Some(v @ Value::Map(_)) => v.clone(),
-                    _ => Value::map(Map::new()),
-                },
-                _ => Value::map(Map::new()),
-            };
-            walk(
-                s,
-                &format!("{full}/charts/{}", s.name),
-                sv,
-                false,
-                (rel, caps),
-                tpls,
-                ann,
-            );
-        }
+        Value::map((*top).clone())
     }
-    walk(
+    let _ = walk(
         &root,
         &root.name,
         vals.clone(),

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
+pub mod chart;
 pub mod collect;
 pub mod db;
 pub mod import;
@@ -171,6 +172,8 @@ pub enum Command {
     Scan(scan::Args),
     /// The provenance ledger: init, verify, show, prove, consistency, cosign, export.
     Ledger(ledger::Args),
+    /// Helm charts: `chart images` lists every image a chart deploys.
+    Chart(chart::Args),
 }
 
 /// Runs the parsed command.
@@ -189,6 +192,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Db(a) => db::run(a, g),
         Command::Scan(a) => runtime()?.block_on(scan::run(a, g)),
         Command::Ledger(a) => ledger::run(a, g),
+        Command::Chart(a) => chart::run(a, g),
     }
 }
 

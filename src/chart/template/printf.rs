@@ -252,7 +252,7 @@ mod tests {
             sprintf("%05d|%-3s|", &[Value::Int(42), Value::str("a")]),
             "00042|a  |"
         );
-        assert_eq!(sprintf("%.2f", &[Value::Float(3.14159)]), "3.14");
+        assert_eq!(sprintf("%.2f", &[Value::Float(1.23456)]), "1.23");
         assert_eq!(sprintf("%d", &[Value::Float(1.0)]), "%!d(float64=1)");
         assert_eq!(sprintf("%s", &[]), "%!s(MISSING)");
     }

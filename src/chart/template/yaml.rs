@@ -12,9 +12,78 @@ pub fn yaml_error_line(e: &serde_yaml::Error) -> String {
 
 /// Parses one YAML document into a value (`{}` for an empty document).
 pub fn from_yaml(text: &str) -> Result<Value, serde_yaml::Error> {
-    let mut v: serde_yaml::Value = serde_yaml::from_str(text)?;
+    Ok(from_serde_yaml(&parse_lenient(text)?))
+}
+
+/// Parses one YAML document as Go's yaml.v2 reads it: a repeated key keeps its last value
+/// (serde_yaml refuses it, Helm and Kubernetes tooling accept it); merge keys applied.
+pub fn parse_lenient(text: &str) -> Result<serde_yaml::Value, serde_yaml::Error> {
+    let Lenient(mut v) = serde_yaml::from_str(text)?;
     v.apply_merge()?;
-    Ok(from_serde_yaml(&v))
+    Ok(v)
+}
+
+struct Lenient(serde_yaml::Value);
+
+impl<'de> serde::Deserialize<'de> for Lenient {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(LenientVisitor).map(Lenient)
+    }
+}
+
+struct LenientVisitor;
+
+impl<'de> serde::de::Visitor<'de> for LenientVisitor {
+    type Value = serde_yaml::Value;
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("any YAML value")
+    }
+    fn visit_bool<E>(self, v: bool) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Bool(v))
+    }
+    fn visit_i64<E>(self, v: i64) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Number(v.into()))
+    }
+    fn visit_u64<E>(self, v: u64) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Number(v.into()))
+    }
+    fn visit_f64<E>(self, v: f64) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Number(v.into()))
+    }
+    fn visit_str<E>(self, v: &str) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::String(v.to_string()))
+    }
+    fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::String(v))
+    }
+    fn visit_unit<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Null)
+    }
+    fn visit_none<E>(self) -> Result<Self::Value, E> {
+        Ok(serde_yaml::Value::Null)
+    }
+    fn visit_some<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_any(LenientVisitor)
+    }
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut out = Vec::new();
+        while let Some(Lenient(v)) = a.next_element()? {
+            out.push(v);
+        }
+        Ok(serde_yaml::Value::Sequence(out))
+    }
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut a: A) -> Result<Self::Value, A::Error> {
+        let mut out = serde_yaml::Mapping::new();
+        while let Some((Lenient(k), Lenient(v))) = a.next_entry()? {
+            out.insert(k, v);
+        }
+        Ok(serde_yaml::Value::Mapping(out))
+    }
+    fn visit_enum<A: serde::de::EnumAccess<'de>>(self, a: A) -> Result<Self::Value, A::Error> {
+        use serde::de::VariantAccess as _;
+        let (_tag, variant): (String, _) = a.variant()?;
+        variant.newtype_variant::<Lenient>().map(|Lenient(v)| v)
+    }
 }
 
 /// Converts a parsed YAML value.
@@ -200,7 +269,8 @@ pub fn to_yaml(v: &Value) -> String {
         Value::Map(m) if !m.borrow().is_empty() => write_map(&m.borrow(), &mut out, 0),
         Value::List(l) if !l.is_empty() => write_list(l, &mut out, 0),
         other => {
-            write_scalar(other, &mut out, 0);
+            // A top-level block scalar's lines are indented by 2, as yaml.v2 writes them.
+            write_scalar(other, &mut out, 2);
             out.push('\n');
         }
     }
@@ -317,12 +387,50 @@ fn literal_ok(s: &str) -> bool {
         && !s.split('\n').any(|l| l.ends_with([' ', '\t']))
 }
 
+/// yaml.v2's choice: plain when it reads back the same; double quotes for what would read as
+/// another type (`"yes"`, `"1"`, `""`) or has control characters; single quotes otherwise
+/// (so `{{ include "x" . }}` in a value stays usable by `tpl`).
 fn write_plain_or_quoted(s: &str, out: &mut String) {
     if plain_ok(s) {
         out.push_str(s);
-    } else {
+    } else if s.is_empty()
+        || resolves_non_string(s)
+        || s.chars()
+            .any(|c| (c.is_control() && c != '\t') || c == '\u{feff}')
+    {
         json_str(s, out, false);
+    } else {
+        out.push('\'');
+        out.push_str(&s.replace('\'', "''"));
+        out.push('\'');
     }
+}
+
+fn resolves_non_string(s: &str) -> bool {
+    let lower = s.to_ascii_lowercase();
+    if matches!(
+        lower.as_str(),
+        "true"
+            | "false"
+            | "yes"
+            | "no"
+            | "on"
+            | "off"
+            | "y"
+            | "n"
+            | "null"
+            | "~"
+            | ".inf"
+            | "-.inf"
+            | "+.inf"
+            | ".nan"
+    ) {
+        return true;
+    }
+    let t = s.trim_start_matches(['-', '+']);
+    t.starts_with(|c: char| c.is_ascii_digit() || c == '.')
+        && t.chars()
+            .all(|c| c.is_ascii_hexdigit() || "._:xXoOeE+-".contains(c))
 }
 
 /// Whether a string can be written without quotes and still read back as the same string
@@ -375,6 +483,12 @@ fn plain_ok(s: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn repeated_keys_keep_the_last() {
+        let v = from_yaml("a: 1\na: 2\nb: {c: x, c: y}\n").unwrap();
+        assert_eq!(to_json(&v, false, false), r#"{"a":2,"b":{"c":"y"}}"#);
+    }
 
     #[test]
     fn yaml_round_trips_tricky_strings() {
