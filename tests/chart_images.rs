@@ -4,38 +4,13 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use airlock::chart::{chart_images, ChartInput, ImageReport, RenderOptions};
+use airlock::chart::{chart_images, ChartInput, RenderOptions};
 
 fn data() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/charts")
 }
 
-/// Renders like the oracle did: release `rel`, namespace `ns`.
-pub fn render(tgz: &Path, values: Option<&Path>) -> Result<ImageReport, String> {
-    let mut opts = RenderOptions {
-        release: "rel".into(),
-        namespace: "ns".into(),
-        ..RenderOptions::default()
-    };
-    if let Some(v) = values {
-        opts.values_files
-            .push((v.display().to_string(), std::fs::read(v).unwrap()));
-    }
-    let input = ChartInput::Archive {
-        bytes: std::fs::read(tgz).unwrap(),
-        label: tgz.display().to_string(),
-    };
-    chart_images(input, opts).map_err(|e| format!("{}: {e}", tgz.display()))
-}
-
-/// The images of rendered objects (what expected.json's `images` lists).
-pub fn rendered_images(r: &ImageReport) -> BTreeSet<String> {
-    r.found
-        .iter()
-        .filter(|f| f.kind != "annotation" && f.kind != "values")
-        .map(|f| f.image.clone())
-        .collect()
-}
+use fixtures::{render_rel_ns as render, rendered_images};
 
 #[test]
 fn matches_helm_on_the_five_expected_charts() {
@@ -220,5 +195,35 @@ fn kube_version_constraint_names_the_chart() {
     assert_eq!(
         chart_images(ChartInput::Dir(d), opts).unwrap().images,
         vec!["docker.io/library/nginx:1.27".to_string()]
+    );
+}
+
+#[test]
+fn image_shaped_values_are_reported_apart() {
+    let work = tempfile::tempdir().unwrap();
+    let d = work.path().join("c");
+    fixtures::chart_dir(&d, fixtures::POD);
+    std::fs::write(
+        d.join("values.yaml"),
+        "image: nginx:1.27\noperator:\n  agentImage:\n    registry: quay.io\n    repository: acme/agent\n    tag: \"2.1\"\n",
+    )
+    .unwrap();
+    let r = chart_images(ChartInput::Dir(d.clone()), RenderOptions::default()).unwrap();
+    assert_eq!(r.images, vec!["docker.io/library/nginx:1.27".to_string()]);
+    let v: Vec<_> = r.found.iter().filter(|f| f.kind == "values").collect();
+    assert_eq!(v.len(), 1, "{:?}", r.found);
+    assert_eq!(v[0].image, "quay.io/acme/agent:2.1");
+    assert_eq!(v[0].name, "operator.agentImage");
+    let opts = RenderOptions {
+        set: vec!["global.imageRegistry=mirror.example:5000".into()],
+        ..RenderOptions::default()
+    };
+    let r = chart_images(ChartInput::Dir(d), opts).unwrap();
+    assert!(
+        r.found
+            .iter()
+            .any(|f| f.kind == "values" && f.image == "mirror.example:5000/acme/agent:2.1"),
+        "{:?}",
+        r.found
     );
 }

@@ -9,7 +9,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use airlock::chart::images::normalise;
-use airlock::chart::{chart_images, ChartInput, RenderOptions};
+
+#[path = "common/chart_fixtures.rs"]
+mod fixtures;
 
 fn root() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -55,25 +57,7 @@ fn oracle(tgz: &Path, values: Option<&Path>) -> BTreeSet<String> {
 }
 
 fn ours(tgz: &Path, values: Option<&Path>) -> Result<BTreeSet<String>, String> {
-    let mut opts = RenderOptions {
-        release: "rel".into(),
-        namespace: "ns".into(),
-        ..RenderOptions::default()
-    };
-    if let Some(v) = values {
-        opts.values_files
-            .push((v.display().to_string(), std::fs::read(v).unwrap()));
-    }
-    let input = ChartInput::Archive {
-        bytes: std::fs::read(tgz).unwrap(),
-        label: tgz.display().to_string(),
-    };
-    let r = chart_images(input, opts).map_err(|e| e.to_string())?;
-    Ok(r.found
-        .iter()
-        .filter(|f| f.kind != "annotation" && f.kind != "values")
-        .map(|f| f.image.clone())
-        .collect())
+    fixtures::render_rel_ns(tgz, values).map(|r| fixtures::rendered_images(&r))
 }
 
 fn cases() -> Vec<(PathBuf, Option<PathBuf>)> {

@@ -157,7 +157,17 @@ pub fn find_images(r: &Rendered) -> Result<ImageReport, RenderError> {
         }
     }
     let images: BTreeSet<String> = found.iter().map(|f| f.image.clone()).collect();
-    value_images(&r.values, "", &mut found);
+    let global_registry = match &r.values {
+        super::template::Value::Map(m) => match m.borrow().get("global") {
+            Some(super::template::Value::Map(g)) => g
+                .borrow()
+                .get("imageRegistry")
+                .and_then(|x| x.as_str().filter(|s| !s.is_empty()).map(str::to_string)),
+            _ => None,
+        },
+        _ => None,
+    };
+    value_images(&r.values, "", global_registry.as_deref(), &mut found);
     found.sort();
     found.dedup();
     unresolved.sort();
@@ -241,25 +251,18 @@ impl Walk<'_> {
     }
 }
 
-/// Image-shaped values (`image: {registry, repository, tag, digest}` with an optional
-/// `global.imageRegistry`): what an operator may deploy at run time, reported with kind
-/// `values` and kept out of `images`.
-fn value_images(v: &super::template::Value, path: &str, found: &mut Vec<Found>) {
+/// Image-shaped values (`image: {registry, repository, tag, digest}`, `global.imageRegistry`
+/// replacing the registry as Bitnami-style charts do): what an operator may deploy at run time,
+/// reported with kind `values` and kept out of `images`.
+fn value_images(
+    v: &super::template::Value,
+    path: &str,
+    global_registry: Option<&str>,
+    found: &mut Vec<Found>,
+) {
     use super::template::Value;
     let Value::Map(m) = v else { return };
     let m = m.borrow();
-    let global_registry = if path.is_empty() {
-        match m.get("global") {
-            Some(Value::Map(g)) => g
-                .borrow()
-                .get("imageRegistry")
-                .and_then(|r| r.as_str().map(str::to_string)),
-            _ => None,
-        }
-    } else {
-        None
-    };
-    let _ = global_registry;
     if let Some(Value::Str(repo)) = m.get("repository") {
         let get = |k: &str| match m.get(k) {
             Some(Value::Str(s)) if !s.is_empty() => Some(s.to_string()),
@@ -271,7 +274,10 @@ fn value_images(v: &super::template::Value, path: &str, found: &mut Vec<Found>) 
             .next()
             .is_some_and(|k| k.to_ascii_lowercase().ends_with("image"));
         if looks_like_image && !repo.is_empty() {
-            let mut raw = match get("registry") {
+            let mut raw = match global_registry
+                .map(str::to_string)
+                .or_else(|| get("registry"))
+            {
                 Some(r) => format!("{r}/{repo}"),
                 None => repo.to_string(),
             };
@@ -300,7 +306,7 @@ fn value_images(v: &super::template::Value, path: &str, found: &mut Vec<Found>) 
         } else {
             format!("{path}.{k}")
         };
-        value_images(x, &p, found);
+        value_images(x, &p, global_registry, found);
     }
 }
 

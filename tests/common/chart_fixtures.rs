@@ -79,3 +79,35 @@ pub const SPIN: &str = "{{ range until 1000000 }}{{ range until 1000000 }}{{ end
 pub const FAIL: &str = "{{ fail \"set .Values.password\" }}\n";
 /// A Pod with one image from values.
 pub const POD: &str = "apiVersion: v1\nkind: Pod\nmetadata:\n  name: p\nspec:\n  containers:\n    - name: app\n      image: {{ .Values.image }}\n";
+
+/// Renders a chart archive as the expected lists and the oracle were made: release `rel`,
+/// namespace `ns`, an optional values file.
+pub fn render_rel_ns(
+    tgz: &Path,
+    values: Option<&Path>,
+) -> Result<airlock::chart::ImageReport, String> {
+    let mut opts = airlock::chart::RenderOptions {
+        release: "rel".into(),
+        namespace: "ns".into(),
+        ..airlock::chart::RenderOptions::default()
+    };
+    if let Some(v) = values {
+        opts.values_files
+            .push((v.display().to_string(), std::fs::read(v).unwrap()));
+    }
+    let input = airlock::chart::ChartInput::Archive {
+        bytes: std::fs::read(tgz).unwrap(),
+        label: tgz.display().to_string(),
+    };
+    airlock::chart::chart_images(input, opts).map_err(|e| format!("{}: {e}", tgz.display()))
+}
+
+/// The images of rendered objects only (not annotations, not image-shaped values): what Helm's
+/// rendered manifests hold.
+pub fn rendered_images(r: &airlock::chart::ImageReport) -> std::collections::BTreeSet<String> {
+    r.found
+        .iter()
+        .filter(|f| f.kind != "annotation" && f.kind != "values")
+        .map(|f| f.image.clone())
+        .collect()
+}

@@ -436,27 +436,7 @@ fn resolves_non_string(s: &str) -> bool {
 /// Whether a string can be written without quotes and still read back as the same string
 /// (YAML 1.1 resolution, as yaml.v2 applies it).
 fn plain_ok(s: &str) -> bool {
-    if s.is_empty() || s.len() > 1000 {
-        return false;
-    }
-    let lower = s.to_ascii_lowercase();
-    if matches!(
-        lower.as_str(),
-        "true"
-            | "false"
-            | "yes"
-            | "no"
-            | "on"
-            | "off"
-            | "y"
-            | "n"
-            | "null"
-            | "~"
-            | ".inf"
-            | "-.inf"
-            | "+.inf"
-            | ".nan"
-    ) {
+    if s.is_empty() || s.len() > 1000 || resolves_non_string(s) {
         return false;
     }
     let first = s.chars().next().unwrap_or(' ');
@@ -467,14 +447,6 @@ fn plain_ok(s: &str) -> bool {
         return false;
     }
     if s.chars().any(|c| c.is_control() || c == '\u{feff}') {
-        return false;
-    }
-    // Anything that looks numeric (ints, floats, hex, octal, base 60, with `_`).
-    let t = s.trim_start_matches(['-', '+']);
-    if t.starts_with(|c: char| c.is_ascii_digit() || c == '.')
-        && t.chars()
-            .all(|c| c.is_ascii_hexdigit() || "._:xXoOeE+-".contains(c))
-    {
         return false;
     }
     true
