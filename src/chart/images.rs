@@ -273,7 +273,10 @@ fn value_images(
             .rsplit('.')
             .next()
             .is_some_and(|k| k.to_ascii_lowercase().ends_with("image"));
-        if looks_like_image && !repo.is_empty() {
+        // Without a tag or digest the template fills one in (often the appVersion): only values
+        // that name a version are reported, rather than a guessed `:latest`.
+        let versioned = get("tag").is_some() || get("digest").is_some();
+        if looks_like_image && !repo.is_empty() && versioned {
             let mut raw = match global_registry
                 .map(str::to_string)
                 .or_else(|| get("registry"))
