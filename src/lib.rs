@@ -4,6 +4,7 @@
 #![warn(missing_docs)]
 
 pub mod bundle;
+pub mod chart;
 pub mod cluster;
 pub mod collect;
 pub mod disk;

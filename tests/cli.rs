@@ -48,6 +48,8 @@ const COMMANDS: &[&[&str]] = &[
     &["mirror-config"],
     &["pin"],
     &["admission-policy"],
+    &["chart"],
+    &["chart", "images"],
 ];
 
 #[test]
@@ -257,5 +259,61 @@ fn errors_people_see() {
         let out = run(dir, args);
         assert!(!out.starts_with("exit: 0"), "{name} must fail: {out}");
         insta::assert_snapshot!(*name, out);
+    }
+}
+
+#[path = "common/chart_fixtures.rs"]
+mod chart_fixtures;
+
+#[test]
+fn chart_images_errors_and_output() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let chart = chart_fixtures::CHART_YAML.as_bytes();
+    std::fs::write(
+        dir.join("escape.tgz"),
+        chart_fixtures::tgz(&[
+            ("c/Chart.yaml", b'0', chart, ""),
+            ("c/../../evil", b'0', b"x", ""),
+        ]),
+    )
+    .expect("write");
+    std::fs::write(
+        dir.join("link.tgz"),
+        chart_fixtures::tgz(&[
+            ("c/Chart.yaml", b'0', chart, ""),
+            ("c/templates/x.yaml", b'2', b"", "/etc/passwd"),
+        ]),
+    )
+    .expect("write");
+    chart_fixtures::chart_dir(&dir.join("recurse"), chart_fixtures::RECURSE);
+    chart_fixtures::chart_dir(&dir.join("fail"), chart_fixtures::FAIL);
+    chart_fixtures::chart_dir(&dir.join("pod"), chart_fixtures::POD);
+    std::fs::write(dir.join("bad-values.yaml"), "image: [unclosed\n").expect("write");
+    let cases: &[(&str, &[&str])] = &[
+        ("chart-images-escape", &["chart", "images", "escape.tgz"]),
+        ("chart-images-link", &["chart", "images", "link.tgz"]),
+        ("chart-images-recurse", &["chart", "images", "recurse"]),
+        ("chart-images-fail", &["chart", "images", "fail"]),
+        (
+            "chart-images-bad-values",
+            &["chart", "images", "pod", "-f", "bad-values.yaml"],
+        ),
+        ("chart-images-missing", &["chart", "images", "absent.tgz"]),
+        (
+            "chart-images-kube-version",
+            &["chart", "images", "pod", "--kube-version", "latest"],
+        ),
+        (
+            "chart-images-pod",
+            &["chart", "images", "pod", "--set", "image=Bad:ref"],
+        ),
+        (
+            "chart-images-pod-json",
+            &["chart", "images", "pod", "--output", "json"],
+        ),
+    ];
+    for (name, args) in cases {
+        insta::assert_snapshot!(*name, run(dir, args));
     }
 }

@@ -21,6 +21,7 @@ macro_rules! errln {
 }
 
 pub mod admission_policy;
+pub mod chart;
 pub mod collect;
 pub mod db;
 pub mod import;
@@ -207,6 +208,8 @@ pub enum Command {
     /// Kyverno or policy-controller admission policies from the site's trust policy, for the
     /// internal registry names, plus a rule refusing images from anywhere else.
     AdmissionPolicy(admission_policy::Args),
+    /// Helm charts: `chart images` lists every image a chart deploys.
+    Chart(chart::Args),
 }
 
 /// Runs the parsed command.
@@ -229,6 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MirrorConfig(a) => mirror_config::run(a, g),
         Command::Pin(a) => pin::run(a, g),
         Command::AdmissionPolicy(a) => admission_policy::run(a, g),
+        Command::Chart(a) => chart::run(a, g),
     }
 }
 
