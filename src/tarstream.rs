@@ -122,7 +122,15 @@ impl<'a, R: Read> Entries<'a, R> {
             let index = self.index;
             self.index += 1;
             let t = entry.header().entry_type();
-            if t == tar::EntryType::GNUSparse {
+            // A sparse entry whose map fits in its header keeps the stream in step (its data is
+            // the header's size); where extensions are applied (layers) it is passed on, and
+            // its reader must not take that data for the file's content. An extended map
+            // would be read as data: refused.
+            let extended_sparse = t == tar::EntryType::GNUSparse
+                && entry.header().as_gnu().is_none_or(|g| g.is_extended());
+            if t == tar::EntryType::GNUSparse
+                && (self.mode == Extensions::Refuse || extended_sparse)
+            {
                 return Err(TarError::Unsupported {
                     index,
                     what: "a GNU sparse entry",
