@@ -11,6 +11,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::oci::digest::Hasher;
+use crate::oci::name::valid_tag;
 use crate::oci::{media, Digest};
 
 /// `artifactType` of a carried file's manifest.
@@ -97,14 +98,6 @@ fn valid_name(s: &str) -> bool {
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || "._-".contains(c))
         && s.starts_with(|c: char| c.is_ascii_alphanumeric())
-}
-
-fn valid_tag(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 128
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
-        && s.starts_with(|c: char| c.is_ascii_alphanumeric() || c == '_')
 }
 
 /// Checks a spec entry and pins it: exactly one of `path`/`url`, a valid sha256, a name that

@@ -211,13 +211,6 @@ impl Tag {
     }
 }
 
-impl RepoName {
-    /// `self/child`, checked.
-    pub fn join(&self, child: &str) -> Result<RepoName, NameError> {
-        RepoName::try_from(format!("{}/{child}", self.0))
-    }
-}
-
 /// What a manifest request names: a tag or a digest. The only way to put a reference into a
 /// `/v2/<name>/manifests/<reference>` URL.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
