@@ -63,6 +63,10 @@ pub struct LockedImage {
     /// (cosign tags `sha256-<hex>.sig|.att|.sbom`, and the OCI referrers tag `sha256-<hex>`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub attachments: Vec<LockedAttachment>,
+    /// The charts whose rendered templates deploy this image (`oci://…` or `REPO NAME:VERSION`),
+    /// so a reviewer sees why an image the spec does not list is carried.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub charts: Vec<String>,
 }
 
 /// A signature, attestation or SBOM attached to an image by tag.
@@ -281,6 +285,7 @@ mod tests {
                     platforms: vec![],
                     children: vec![],
                     attachments: vec![],
+                    charts: vec![],
                 })
                 .collect(),
             charts: vec![],

@@ -1,6 +1,7 @@
 //! The spec (`bundles/*.yaml`): what a release engineer wants carried, by tag or digest.
 
-use std::path::Path;
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
@@ -46,7 +47,7 @@ pub struct ImageSpec {
 }
 
 /// One Helm chart: an OCI reference (`oci://host/repo:version[@digest]`) or an HTTP chart
-/// repository entry.
+/// repository entry, and how `lock` renders it to find its images.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 #[serde(untagged, deny_unknown_fields)]
 pub enum ChartSpec {
@@ -55,6 +56,18 @@ pub enum ChartSpec {
         /// The `oci://` reference.
         #[serde(rename = "ref")]
         reference: String,
+        /// Values files, relative to the spec, as `helm -f` (later files win).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        values: Vec<PathBuf>,
+        /// Values set on top of the files, as a spec-side `helm --set` with typed YAML values.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        set: BTreeMap<String, serde_yaml::Value>,
+        /// Whether `lock` renders the chart and pins the images it deploys.
+        #[serde(default)]
+        images: ChartImages,
+        /// The Kubernetes version the templates see (`.Capabilities.KubeVersion`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kube_version: Option<String>,
     },
     /// `repo:`, `name:`, `version:`.
     Http {
@@ -67,7 +80,84 @@ pub enum ChartSpec {
         /// Optional pin: sha256 of the `.tgz`.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
+        /// Values files, relative to the spec, as `helm -f` (later files win).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        values: Vec<PathBuf>,
+        /// Values set on top of the files, as a spec-side `helm --set` with typed YAML values.
+        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+        set: BTreeMap<String, serde_yaml::Value>,
+        /// Whether `lock` renders the chart and pins the images it deploys.
+        #[serde(default)]
+        images: ChartImages,
+        /// The Kubernetes version the templates see (`.Capabilities.KubeVersion`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        kube_version: Option<String>,
     },
+}
+
+/// `images:` of a chart entry.
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum ChartImages {
+    /// Render the chart at `lock` and pin every image it deploys (the default): nothing a chart
+    /// needs is left behind unnoticed.
+    #[default]
+    Discover,
+    /// Carry the chart only; its images are the spec's business.
+    None,
+}
+
+/// How a chart entry asks to be rendered.
+#[derive(Debug, Clone, Copy)]
+pub struct ChartRender<'a> {
+    /// Values files, relative to the spec.
+    pub values: &'a [PathBuf],
+    /// Typed `set:` values.
+    pub set: &'a BTreeMap<String, serde_yaml::Value>,
+    /// Discover or not.
+    pub images: ChartImages,
+    /// `.Capabilities.KubeVersion`, when not the engine's default.
+    pub kube_version: Option<&'a str>,
+}
+
+impl ChartSpec {
+    /// The chart as written, for messages: `oci://…` or `REPO NAME:VERSION`.
+    pub fn label(&self) -> String {
+        match self {
+            ChartSpec::Oci { reference, .. } => reference.clone(),
+            ChartSpec::Http {
+                repo,
+                name,
+                version,
+                ..
+            } => format!("{repo} {name}:{version}"),
+        }
+    }
+
+    /// How this chart is rendered to find its images.
+    pub fn render(&self) -> ChartRender<'_> {
+        match self {
+            ChartSpec::Oci {
+                values,
+                set,
+                images,
+                kube_version,
+                ..
+            }
+            | ChartSpec::Http {
+                values,
+                set,
+                images,
+                kube_version,
+                ..
+            } => ChartRender {
+                values,
+                set,
+                images: *images,
+                kube_version: kube_version.as_deref(),
+            },
+        }
+    }
 }
 
 /// Why a spec is unusable.
@@ -126,7 +216,7 @@ impl Spec {
         }
         for c in &spec.charts {
             match c {
-                ChartSpec::Oci { reference } => {
+                ChartSpec::Oci { reference, .. } => {
                     parse_oci_chart_ref(reference)
                         .map_err(|e| invalid(format!("chart `{reference}`: {e}")))?;
                 }
@@ -135,6 +225,7 @@ impl Spec {
                     name,
                     version,
                     sha256,
+                    ..
                 } => {
                     let u = url::Url::parse(repo)
                         .map_err(|e| invalid(format!("chart repo `{repo}`: {e}")))?;

@@ -5,8 +5,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use airlock::chart::{chart_images, ChartInput, ImageReport, RenderOptions};
+use airlock::collect::chart_images::{fetch_remote_chart, RemoteChart};
 
-use super::{print_json, print_table, Global, Output, EXIT_FAILURE};
+use super::{print_json, print_table, Global, Output, RegistryArgs, EXIT_FAILURE};
 
 /// Arguments of `airlock chart`.
 #[derive(clap::Args, Debug)]
@@ -28,8 +29,15 @@ pub enum ChartCommand {
 /// Arguments of `airlock chart images`.
 #[derive(clap::Args, Debug)]
 pub struct ImagesArgs {
-    /// The chart: a `.tgz` archive or a chart directory.
-    pub source: PathBuf,
+    /// The chart: a `.tgz` archive, a chart directory, `oci://HOST/REPO:VERSION[@DIGEST]`, or
+    /// a chart name with `--repo URL --version V`.
+    pub source: String,
+    /// An HTTP chart repository (the URL holding `index.yaml`); SOURCE is then the chart's name.
+    #[arg(long, value_name = "URL", requires = "version")]
+    pub repo: Option<String>,
+    /// The chart version to take from `--repo`.
+    #[arg(long, value_name = "VERSION", requires = "repo")]
+    pub version: Option<String>,
     /// A values file, as `helm -f`. Repeatable; later files win.
     #[arg(short = 'f', long = "values", value_name = "FILE")]
     pub values: Vec<PathBuf>,
@@ -48,16 +56,18 @@ pub struct ImagesArgs {
     /// The release name (`.Release.Name`).
     #[arg(long, default_value = "release-name")]
     pub release: String,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
 }
 
 /// Runs `airlock chart`.
-pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
+pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     match args.command {
-        ChartCommand::Images(a) => images(a, g),
+        ChartCommand::Images(a) => images(a, g).await,
     }
 }
 
-fn images(a: ImagesArgs, g: &Global) -> anyhow::Result<ExitCode> {
+async fn images(a: ImagesArgs, g: &Global) -> anyhow::Result<ExitCode> {
     let mut opts = RenderOptions {
         release: a.release,
         namespace: a.namespace,
@@ -71,17 +81,47 @@ fn images(a: ImagesArgs, g: &Global) -> anyhow::Result<ExitCode> {
             airlock::io::read_capped(f, airlock::chart::archive::MAX_FILE_BYTES, "values file")?;
         opts.values_files.push((f.display().to_string(), data));
     }
-    let input = if a.source.is_dir() {
-        ChartInput::Dir(a.source.clone())
-    } else {
-        let bytes =
-            airlock::io::read_capped(&a.source, airlock::chart::archive::MAX_CHART_BYTES, "chart")?;
-        ChartInput::Archive {
-            bytes,
-            label: a.source.display().to_string(),
+    let remote = match (&a.repo, &a.version) {
+        (Some(repo), Some(version)) => Some(RemoteChart::Repo {
+            repo: repo.clone(),
+            name: a.source.clone(),
+            version: version.clone(),
+        }),
+        _ if a.source.starts_with("oci://") => Some(RemoteChart::Oci(
+            airlock::spec::parse_oci_chart_ref(&a.source)
+                .map_err(|why| anyhow::anyhow!("chart `{}`: {why}", a.source))?,
+        )),
+        _ => None,
+    };
+    let input = match remote {
+        Some(chart) => {
+            let registry = a.registry.client(None)?;
+            let tmp = tempfile::tempdir()?;
+            let bytes = fetch_remote_chart(&registry, &chart, tmp.path()).await?;
+            ChartInput::Archive {
+                bytes,
+                label: chart.label(),
+            }
+        }
+        None => {
+            let path = PathBuf::from(&a.source);
+            if path.is_dir() {
+                ChartInput::Dir(path)
+            } else {
+                let bytes = airlock::io::read_capped(
+                    &path,
+                    airlock::chart::archive::MAX_CHART_BYTES,
+                    "chart",
+                )?;
+                ChartInput::Archive {
+                    bytes,
+                    label: a.source.clone(),
+                }
+            }
         }
     };
-    let report = chart_images(input, opts)?;
+    // The engine runs on its own thread; keep the runtime's workers free meanwhile.
+    let report = tokio::task::spawn_blocking(move || chart_images(input, opts)).await??;
     match g.output {
         Output::Json => print_json(&report)?,
         Output::Human => print_human(&report),

@@ -232,7 +232,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::MirrorConfig(a) => mirror_config::run(a, g),
         Command::Pin(a) => pin::run(a, g),
         Command::AdmissionPolicy(a) => admission_policy::run(a, g),
-        Command::Chart(a) => chart::run(a, g),
+        Command::Chart(a) => runtime()?.block_on(chart::run(a, g)),
     }
 }
 

@@ -2,6 +2,7 @@
 //! pack it into a bundle (`collect`).
 
 pub mod chart;
+pub mod chart_images;
 pub mod scan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -64,6 +65,14 @@ pub enum CollectError {
         artifact: String,
         /// The error.
         source: ChartError,
+    },
+    /// A chart whose images cannot be found (it does not render, or renders a bad `image`).
+    #[error("chart {chart}: {source}")]
+    ChartImages {
+        /// The chart as the spec wrote it.
+        chart: String,
+        /// What went wrong (boxed: render errors are large).
+        source: Box<chart_images::ChartImagesError>,
     },
     /// The lock and what the registry serves disagree.
     #[error("{artifact}: {why}")]
@@ -217,6 +226,7 @@ async fn resolve_manifest(
         platforms: wanted.to_vec(),
         children,
         attachments: Vec::new(),
+        charts: Vec::new(),
     })
 }
 
@@ -396,6 +406,26 @@ async fn discover_attachments(
     Ok(out)
 }
 
+/// Resolves one image to its digest, children and attachments.
+async fn lock_image(
+    registry: &Registry,
+    reference: &Reference,
+    platforms: &[Platform],
+) -> Result<LockedImage, CollectError> {
+    let mut locked = resolve_manifest(registry, reference, platforms).await?;
+    let subjects: Vec<Digest> = std::iter::once(locked.digest.clone())
+        .chain(
+            locked
+                .children
+                .iter()
+                .filter(|c| c.selected)
+                .map(|c| c.digest.clone()),
+        )
+        .collect();
+    locked.attachments = discover_attachments(registry, reference, &subjects).await?;
+    Ok(locked)
+}
+
 /// Resolves every reference of a spec to digests. `previous` keeps the creation time when
 /// nothing changed, so re-locking an unchanged spec gives the same lockfile.
 pub async fn lock_spec(
@@ -413,18 +443,7 @@ pub async fn lock_spec(
         .transpose()?;
     let mut images = Vec::new();
     for img in &spec.images {
-        let mut locked = resolve_manifest(registry, &img.reference, &img.platforms).await?;
-        let subjects: Vec<Digest> = std::iter::once(locked.digest.clone())
-            .chain(
-                locked
-                    .children
-                    .iter()
-                    .filter(|c| c.selected)
-                    .map(|c| c.digest.clone()),
-            )
-            .collect();
-        locked.attachments = discover_attachments(registry, &img.reference, &subjects).await?;
-        images.push(locked);
+        images.push(lock_image(registry, &img.reference, &img.platforms).await?);
         reporter.item(&img.reference.to_string());
     }
     let mut charts = Vec::new();
@@ -432,25 +451,38 @@ pub async fn lock_spec(
         path: std::env::temp_dir(),
         source,
     })?;
+    let mut chart_sets = Vec::new();
     for c in &spec.charts {
-        match c {
-            ChartSpec::Oci { reference } => {
+        let render = c.render();
+        let discover = chart_images::wants_discovery(&render);
+        let (locked, tgz) = match c {
+            ChartSpec::Oci { reference, .. } => {
                 let r = parse_oci_chart_ref(reference).map_err(|why| CollectError::Mismatch {
                     artifact: reference.clone(),
                     why,
                 })?;
                 let locked = resolve_manifest(registry, &r, &[]).await?;
-                charts.push(LockedChart::Oci {
+                let tgz = if discover {
+                    Some(
+                        chart_images::fetch_oci_chart(registry, &r, &locked.digest, tmp.path())
+                            .await?,
+                    )
+                } else {
+                    None
+                };
+                let chart = LockedChart::Oci {
                     source: r,
                     digest: locked.digest,
                     media_type: locked.media_type,
-                });
+                };
+                (chart, tgz)
             }
             ChartSpec::Http {
                 repo,
                 name,
                 version,
                 sha256,
+                ..
             } => {
                 let artifact = format!("{repo} {name}:{version}");
                 let chart_err = |source| CollectError::Chart {
@@ -462,28 +494,63 @@ pub async fn lock_spec(
                     .map_err(chart_err)?;
                 let pinned = sha256.as_deref().and_then(|s| Digest::from_hex(s).ok());
                 let expected = pinned.as_ref().or(claimed.as_ref());
+                let path = tmp.path().join("chart.tgz");
                 let (digest, _) = chart::download(
                     registry.http(),
                     &url,
-                    &tmp.path().join("chart.tgz"),
+                    &path,
                     expected,
                     chart::MAX_CHART_BYTES,
                 )
                 .await
                 .map_err(chart_err)?;
-                charts.push(LockedChart::Http {
+                let tgz = if discover {
+                    Some(
+                        crate::io::read_capped(
+                            &path,
+                            crate::chart::archive::MAX_CHART_BYTES,
+                            "chart",
+                        )
+                        .map_err(|e| CollectError::ChartImages {
+                            chart: c.label(),
+                            source: Box::new(e.into()),
+                        })?,
+                    )
+                } else {
+                    None
+                };
+                let chart = LockedChart::Http {
                     repo: repo.clone(),
                     name: name.clone(),
                     version: version.clone(),
                     url,
                     sha256: digest,
-                });
+                };
+                (chart, tgz)
             }
+        };
+        charts.push(locked);
+        if let Some(tgz) = tgz {
+            chart_sets.push(chart_images::discover(&c.label(), tgz, render, spec_dir)?);
         }
-        reporter.item(&match c {
-            ChartSpec::Oci { reference } => reference.clone(),
-            ChartSpec::Http { name, version, .. } => format!("{name}:{version}"),
-        });
+        reporter.item(&c.label());
+    }
+    // Images the charts deploy: one already in the spec gains the chart's name; a new one is
+    // pinned like a spec image (all platforms) in the order the charts list them.
+    for set in &chart_sets {
+        for r in &set.images {
+            let name = r.to_string();
+            if let Some(i) = images.iter_mut().find(|i| i.source.to_string() == name) {
+                if !i.charts.contains(&set.chart) {
+                    i.charts.push(set.chart.clone());
+                }
+                continue;
+            }
+            let mut locked = lock_image(registry, r, &[]).await?;
+            locked.charts.push(set.chart.clone());
+            images.push(locked);
+            reporter.item(&name);
+        }
     }
     let files = spec
         .files
@@ -527,7 +594,7 @@ pub async fn lock_pinned_spec(
     }
     for c in &spec.charts {
         match c {
-            ChartSpec::Oci { reference } if !reference.contains('@') => {
+            ChartSpec::Oci { reference, .. } if !reference.contains('@') => {
                 return Err(CollectError::Unpinned {
                     reference: reference.clone(),
                 })
@@ -546,6 +613,12 @@ pub async fn lock_pinned_spec(
         }
     }
     let mut lock = lock_spec(spec, spec_digest, spec_dir, registry, None, reporter).await?;
+    // A chart's templates may name images by tag: those are not pinned by this spec.
+    if let Some(i) = lock.images.iter().find(|i| !i.source.is_pinned()) {
+        return Err(CollectError::Unpinned {
+            reference: format!("{} (deployed by chart {})", i.source, i.charts.join(", ")),
+        });
+    }
     // A pinned spec is its own source of truth: the creation time comes from the environment
     // (SOURCE_DATE_EPOCH) or the epoch, never the clock, so the bundle is reproducible.
     if std::env::var_os("SOURCE_DATE_EPOCH").is_none() {

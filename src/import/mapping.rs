@@ -51,7 +51,7 @@ pub enum MappingError {
         target: String,
     },
     /// Two different artifacts would land on the same name.
-    #[error("{a} and {b} both map to `{target}`; use a mapping file or drop --flatten")]
+    #[error("{a} and {b} both map to `{target}`; give one a different name with a mapping file (`--mapping`), or drop --flatten if set")]
     Collision {
         /// First artifact.
         a: String,

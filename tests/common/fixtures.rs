@@ -236,10 +236,19 @@ pub fn chart_tgz(name: &str, version: &str) -> Vec<u8> {
 
 /// Writes an HTTP chart repository (`index.yaml` + `.tgz`) into `dir`.
 pub fn write_chart_repo(dir: &std::path::Path, name: &str, version: &str) -> Digest {
-    let tgz = chart_tgz(name, version);
-    let d = Digest::of(&tgz);
+    write_chart_repo_tgz(dir, name, version, &chart_tgz(name, version))
+}
+
+/// Writes an HTTP chart repository serving the given chart archive.
+pub fn write_chart_repo_tgz(
+    dir: &std::path::Path,
+    name: &str,
+    version: &str,
+    tgz: &[u8],
+) -> Digest {
+    let d = Digest::of(tgz);
     std::fs::create_dir_all(dir).expect("dir");
-    std::fs::write(dir.join(format!("{name}-{version}.tgz")), &tgz).expect("write tgz");
+    std::fs::write(dir.join(format!("{name}-{version}.tgz")), tgz).expect("write tgz");
     let index = format!(
         "apiVersion: v1\nentries:\n  {name}:\n  - name: {name}\n    version: {version}\n    digest: {}\n    urls:\n    - {name}-{version}.tgz\n  - name: {name}\n    version: 0.0.1\n    urls:\n    - {name}-0.0.1.tgz\ngenerated: \"2026-01-01T00:00:00Z\"\n",
         d.hex()
@@ -250,7 +259,18 @@ pub fn write_chart_repo(dir: &std::path::Path, name: &str, version: &str) -> Dig
 
 /// An OCI Helm chart pushed to a registry, as `helm push` lays it out.
 pub async fn push_oci_chart(reg: &Registry, repo: &Repo, name: &str, version: &str) -> Digest {
-    let tgz = Blob::new(chart_tgz(name, version), media::HELM_CHART);
+    push_oci_chart_tgz(reg, repo, name, version, chart_tgz(name, version)).await
+}
+
+/// A given chart archive pushed as an OCI Helm chart, as `helm push` lays it out.
+pub async fn push_oci_chart_tgz(
+    reg: &Registry,
+    repo: &Repo,
+    name: &str,
+    version: &str,
+    tgz: Vec<u8>,
+) -> Digest {
+    let tgz = Blob::new(tgz, media::HELM_CHART);
     let config = Blob::new(
         serde_json::to_vec(&json!({"apiVersion": "v2", "name": name, "version": version}))
             .expect("json"),
