@@ -206,8 +206,13 @@ mod tests {
             assert_eq!(route(p), Err(RouteError::NameInvalid), "{p}");
         }
         assert_eq!(
-            route("/v2/a/blobs/sha256:../../x"),
+            route("/v2/a/blobs/sha256:..%2f..%2fx"),
             Err(RouteError::DigestInvalid)
+        );
+        // A reference never holds a slash: such a path is no API path at all.
+        assert_eq!(
+            route("/v2/a/blobs/sha256:../../x"),
+            Err(RouteError::NotFound)
         );
         assert_eq!(route("/v2/a/manifests/..%2f"), Err(RouteError::TagInvalid));
         assert_eq!(route("/etc/passwd"), Err(RouteError::NotFound));
