@@ -19,6 +19,7 @@ pub mod receipt;
 pub mod reference;
 pub mod registry;
 pub mod scan;
+pub mod serve;
 pub mod spec;
 pub mod tarstream;
 pub mod trust;

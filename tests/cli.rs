@@ -50,6 +50,7 @@ const COMMANDS: &[&[&str]] = &[
     &["admission-policy"],
     &["chart"],
     &["chart", "images"],
+    &["serve"],
 ];
 
 #[test]
@@ -180,6 +181,16 @@ fn errors_people_see() {
             &["verify", "not-a-bundle.tar.zst", "--allow-unsigned"],
         ),
         ("verify-no-trust", &["verify", "not-a-bundle.tar.zst"]),
+        ("serve-missing-file", &["serve", "absent.tar.zst"]),
+        (
+            "serve-not-a-bundle",
+            &["serve", "not-a-bundle.tar.zst", "--allow-unsigned"],
+        ),
+        ("serve-no-trust", &["serve", "not-a-bundle.tar.zst"]),
+        (
+            "serve-cert-without-key",
+            &["serve", "x.tar.zst", "--tls-cert", "c.pem"],
+        ),
         ("lock-unknown-field", &["lock", "typo.yaml"]),
         ("lock-bad-reference", &["lock", "badref.yaml"]),
         (

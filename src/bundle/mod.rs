@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod manifest;
 pub mod parts;
 pub mod reader;
+pub mod seekable;
 pub mod signature;
 pub mod source;
 pub mod writer;

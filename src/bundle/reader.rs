@@ -417,7 +417,7 @@ fn check_names(m: &BundleManifest) -> Result<(), String> {
 }
 
 /// Checks that every artifact's manifests are present and everything they reference is listed.
-fn check_complete(path: &Path, c: &BundleContents) -> Result<(), BundleError> {
+pub(crate) fn check_complete(path: &Path, c: &BundleContents) -> Result<(), BundleError> {
     let incomplete = |why: String| BundleError::Incomplete {
         path: path.to_path_buf(),
         why,

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
 
+use super::seekable::FrameWriter;
 use super::{
     blob_path, BundleManifest, INDEX_ENTRY, LAYOUT_CONTENT, LAYOUT_ENTRY, MANIFEST_ENTRY,
     SIGNATURE_ENTRY, ZSTD_LEVEL, ZSTD_WORKERS,
@@ -154,16 +155,20 @@ fn write_to(
         inner: io::BufWriter::with_capacity(1 << 20, file),
         written: 0,
     };
-    let mut enc = zstd::stream::write::Encoder::new(out, ZSTD_LEVEL).map_err(io_err)?;
-    enc.multithread(ZSTD_WORKERS).map_err(io_err)?;
-    enc.include_checksum(true).map_err(io_err)?;
+    // Frames end at every entry and every few MiB, so `serve` can seek (see `seekable`).
+    let enc = FrameWriter::new(out, ZSTD_LEVEL, ZSTD_WORKERS).map_err(io_err)?;
     let mut tar = tar::Builder::new(enc);
     tar.mode(tar::HeaderMode::Deterministic);
     let mtime = mtime_of(&manifest.created);
-    let small = |tar: &mut tar::Builder<_>, name: &str, bytes: &[u8]| -> Result<(), WriteError> {
-        let h = header(name, bytes.len() as u64, mtime).map_err(io_err)?;
-        tar.append(&h, bytes).map_err(io_err)
-    };
+    let small =
+        |tar: &mut tar::Builder<FrameWriter<CountingWriter<io::BufWriter<fs_err::File>>>>,
+         name: &str,
+         bytes: &[u8]|
+         -> Result<(), WriteError> {
+            let h = header(name, bytes.len() as u64, mtime).map_err(io_err)?;
+            tar.get_mut().end_frame().map_err(io_err)?;
+            tar.append(&h, bytes).map_err(io_err)
+        };
     small(&mut tar, MANIFEST_ENTRY, manifest_bytes)?;
     if let Some(sig) = signature {
         small(&mut tar, SIGNATURE_ENTRY, sig)?;
@@ -172,6 +177,7 @@ fn write_to(
     small(&mut tar, INDEX_ENTRY, index_json)?;
     for blob in &manifest.blobs {
         let h = header(&blob_path(&blob.digest), blob.size, mtime).map_err(io_err)?;
+        tar.get_mut().end_frame().map_err(io_err)?;
         match data.get(&blob.digest) {
             Some(BlobData::Memory(b)) => {
                 tar.append(&h, &b[..]).map_err(io_err)?;
@@ -209,6 +215,7 @@ fn write_to(
             None => return Err(WriteError::NoData(blob.digest.clone())),
         }
     }
+    tar.get_mut().end_frame().map_err(io_err)?;
     let enc = tar.into_inner().map_err(io_err)?;
     let out = enc.finish().map_err(io_err)?;
     let CountingWriter {

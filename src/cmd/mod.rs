@@ -35,6 +35,7 @@ pub mod progress;
 pub mod receipt;
 pub mod rescan;
 pub mod scan;
+pub mod serve;
 pub mod split;
 pub mod verify;
 pub mod verify_parts;
@@ -210,6 +211,9 @@ pub enum Command {
     AdmissionPolicy(admission_policy::Args),
     /// Helm charts: `chart images` lists every image a chart deploys.
     Chart(chart::Args),
+    /// Serve a bundle (or its parts) as a read-only OCI registry: signature checked first,
+    /// every blob checked against its digest as it is served.
+    Serve(serve::Args),
 }
 
 /// Runs the parsed command.
@@ -233,6 +237,7 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pin(a) => pin::run(a, g),
         Command::AdmissionPolicy(a) => admission_policy::run(a, g),
         Command::Chart(a) => runtime()?.block_on(chart::run(a, g)),
+        Command::Serve(a) => serve::run(a, g),
     }
 }
 

@@ -26,8 +26,10 @@ pub fn free_port() -> u16 {
 pub struct Tls {
     /// CA certificate PEM file.
     pub ca_file: PathBuf,
-    cert_file: PathBuf,
-    key_file: PathBuf,
+    /// Server certificate PEM file.
+    pub cert_file: PathBuf,
+    /// Server key PEM file.
+    pub key_file: PathBuf,
 }
 
 impl Tls {
