@@ -29,6 +29,8 @@ pub mod inspect;
 pub mod key;
 pub mod ledger;
 pub mod lock;
+pub mod login;
+pub mod logout;
 pub mod mirror_config;
 pub mod pin;
 pub mod progress;
@@ -91,7 +93,8 @@ pub struct RegistryArgs {
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_files: Vec<PathBuf>,
     /// Credentials: USER:PASSWORD or HOST=USER:PASSWORD. Repeatable. Otherwise
-    /// `$REGISTRY_AUTH_FILE`, containers `auth.json` and `~/.docker/config.json` are used.
+    /// `$REGISTRY_AUTH_FILE`, containers `auth.json` and `~/.docker/config.json` are used,
+    /// with the credential helpers they name (`credHelpers`, `credsStore`).
     #[arg(long, value_name = "[HOST=]USER:PASSWORD")]
     pub creds: Vec<String>,
     /// Attempts per request on connection errors, 5xx and 429 (with back-off, honouring
@@ -112,7 +115,15 @@ impl RegistryArgs {
         default_host: Option<&str>,
     ) -> anyhow::Result<airlock::registry::Registry> {
         let credentials = airlock::registry::CredentialStore::load(&self.creds, default_host)?;
-        let options = airlock::registry::RegistryOptions {
+        Ok(airlock::registry::Registry::new(self.options(credentials))?)
+    }
+
+    /// The client options these flags give, with `credentials`.
+    pub fn options(
+        &self,
+        credentials: airlock::registry::CredentialStore,
+    ) -> airlock::registry::RegistryOptions {
+        airlock::registry::RegistryOptions {
             insecure: self.insecure.clone(),
             ca_files: self.ca_files.clone(),
             credentials,
@@ -122,8 +133,7 @@ impl RegistryArgs {
                 stall_window: self.timeout.min(std::time::Duration::from_secs(30)),
                 ..Default::default()
             },
-        };
-        Ok(airlock::registry::Registry::new(options)?)
+        }
     }
 }
 
@@ -210,6 +220,11 @@ pub enum Command {
     AdmissionPolicy(admission_policy::Args),
     /// Helm charts: `chart images` lists every image a chart deploys.
     Chart(chart::Args),
+    /// Check credentials against a registry and store them where docker does (its credential
+    /// helper, else `auths` in `$DOCKER_CONFIG/config.json`).
+    Login(login::Args),
+    /// Remove the credentials stored for a registry (helper `erase`, or the `auths` entry).
+    Logout(logout::Args),
 }
 
 /// Runs the parsed command.
@@ -233,6 +248,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Pin(a) => pin::run(a, g),
         Command::AdmissionPolicy(a) => admission_policy::run(a, g),
         Command::Chart(a) => chart::run(a, g),
+        Command::Login(a) => runtime()?.block_on(login::run(a, g)),
+        Command::Logout(a) => logout::run(a, g),
     }
 }
 
