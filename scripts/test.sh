@@ -42,6 +42,15 @@ if ! "$ORACLE/bin/python" -c 'import helm_python, yaml' 2>/dev/null; then
   "$ORACLE/bin/pip" install -q helm-python-sdk==0.2.2 pyyaml==6.0.4
 fi
 export AIRLOCK_HELM_ORACLE_PYTHON="$PWD/$ORACLE/bin/python"
+# zuul-registry 1.3.0 (PyPI) demands a Bearer token on every request: the token-auth peer of
+# tests/credentials.rs, kept in a venv under target/peers.
+ZUUL=target/peers/zuul
+if ! "$ZUUL/bin/zuul-registry" --help >/dev/null 2>&1; then
+  rm -rf "$ZUUL"
+  python3 -m venv "$ZUUL"
+  "$ZUUL/bin/pip" install -q zuul-registry==1.3.0
+fi
+export AIRLOCK_ZUUL_REGISTRY="$PWD/$ZUUL/bin/zuul-registry"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 

@@ -113,6 +113,24 @@ pub fn read_stream_capped<R: Read>(r: R, cap: u64, hint: u64) -> Result<Vec<u8>,
     Ok(buf)
 }
 
+/// Writes a file atomically: a temporary file beside it (mode 0600), synced, renamed into
+/// place, so a reader (a metrics collector, docker reading `config.json`) never sees half a
+/// file and a crash leaves the old one whole.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    use std::io::Write as _;
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d,
+        _ => Path::new("."),
+    };
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".airlock-tmp-")
+        .tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

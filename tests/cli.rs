@@ -51,6 +51,8 @@ const COMMANDS: &[&[&str]] = &[
     &["chart"],
     &["chart", "images"],
     &["serve"],
+    &["login"],
+    &["logout"],
 ];
 
 #[test]
@@ -268,6 +270,59 @@ fn errors_people_see() {
     ];
     for (name, args) in cases {
         let out = run(dir, args);
+        assert!(!out.starts_with("exit: 0"), "{name} must fail: {out}");
+        insta::assert_snapshot!(*name, out);
+    }
+}
+
+#[test]
+fn login_and_logout_errors() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::create_dir_all(dir.join("bad-config")).expect("dir");
+    std::fs::write(
+        dir.join("bad-config/config.json"),
+        r#"{"credsStore": "../../bin/sh"}"#,
+    )
+    .expect("write");
+    let bad_config = dir.join("bad-config").display().to_string();
+    std::fs::write(
+        dir.join("p.yaml"),
+        "name: p\nimages:\n  - ref: reg.example:5000/app:1\n",
+    )
+    .expect("write");
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        ("login-no-user", &["login", "reg.example:5000"], &[]),
+        (
+            "login-no-password",
+            &["login", "reg.example:5000", "-u", "alice"],
+            &[],
+        ),
+        (
+            "login-empty-password",
+            &[
+                "login",
+                "reg.example:5000",
+                "-u",
+                "alice",
+                "--password-stdin",
+            ],
+            &[],
+        ),
+        (
+            "logout-helper-path-in-config",
+            &["logout", "reg.example:5000"],
+            &[("DOCKER_CONFIG", &bad_config)],
+        ),
+        (
+            "lock-helper-path-in-config",
+            &["lock", "p.yaml"],
+            &[("DOCKER_CONFIG", &bad_config)],
+        ),
+    ];
+    for (name, args, env) in cases {
+        let out = render(&common::airlock_env(dir, args, env), dir);
         assert!(!out.starts_with("exit: 0"), "{name} must fail: {out}");
         insta::assert_snapshot!(*name, out);
     }

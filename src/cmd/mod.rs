@@ -29,6 +29,8 @@ pub mod inspect;
 pub mod key;
 pub mod ledger;
 pub mod lock;
+pub mod login;
+pub mod logout;
 pub mod mirror_config;
 pub mod pin;
 pub mod progress;
@@ -92,7 +94,8 @@ pub struct RegistryArgs {
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_files: Vec<PathBuf>,
     /// Credentials: USER:PASSWORD or HOST=USER:PASSWORD. Repeatable. Otherwise
-    /// `$REGISTRY_AUTH_FILE`, containers `auth.json` and `~/.docker/config.json` are used.
+    /// `$REGISTRY_AUTH_FILE`, containers `auth.json` and `~/.docker/config.json` are used,
+    /// with the credential helpers they name (`credHelpers`, `credsStore`).
     #[arg(long, value_name = "[HOST=]USER:PASSWORD")]
     pub creds: Vec<String>,
     /// Attempts per request on connection errors, 5xx and 429 (with back-off, honouring
@@ -113,7 +116,15 @@ impl RegistryArgs {
         default_host: Option<&str>,
     ) -> anyhow::Result<airlock::registry::Registry> {
         let credentials = airlock::registry::CredentialStore::load(&self.creds, default_host)?;
-        let options = airlock::registry::RegistryOptions {
+        Ok(airlock::registry::Registry::new(self.options(credentials))?)
+    }
+
+    /// The client options these flags give, with `credentials`.
+    pub fn options(
+        &self,
+        credentials: airlock::registry::CredentialStore,
+    ) -> airlock::registry::RegistryOptions {
+        airlock::registry::RegistryOptions {
             insecure: self.insecure.clone(),
             ca_files: self.ca_files.clone(),
             credentials,
@@ -123,8 +134,7 @@ impl RegistryArgs {
                 stall_window: self.timeout.min(std::time::Duration::from_secs(30)),
                 ..Default::default()
             },
-        };
-        Ok(airlock::registry::Registry::new(options)?)
+        }
     }
 }
 
@@ -214,6 +224,11 @@ pub enum Command {
     /// Serve a bundle (or its parts) as a read-only OCI registry: signature checked first,
     /// every blob checked against its digest as it is served.
     Serve(serve::Args),
+    /// Check credentials against a registry and store them where docker does (its credential
+    /// helper, else `auths` in `$DOCKER_CONFIG/config.json`).
+    Login(login::Args),
+    /// Remove the credentials stored for a registry (helper `erase`, or the `auths` entry).
+    Logout(logout::Args),
 }
 
 /// Runs the parsed command.
@@ -238,6 +253,8 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::AdmissionPolicy(a) => admission_policy::run(a, g),
         Command::Chart(a) => runtime()?.block_on(chart::run(a, g)),
         Command::Serve(a) => serve::run(a, g),
+        Command::Login(a) => runtime()?.block_on(login::run(a, g)),
+        Command::Logout(a) => logout::run(a, g),
     }
 }
 

@@ -1,11 +1,21 @@
-//! Credentials: where users already keep them (docker `config.json`, containers `auth.json`,
-//! `--creds`), and the registry auth challenge (`WWW-Authenticate`).
+//! Credentials: where users already keep them (`--creds`, containers `auth.json`, docker
+//! `config.json` and the credential helpers those name), looked up per registry host, and the
+//! registry auth challenge (`WWW-Authenticate`).
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
+
+use super::auth_file::{self, AuthFile};
+use super::cred_helper::{Helper, HelperError, DEFAULT_HELPER_TIMEOUT};
+
+/// The user name docker's credential helpers and `config.json` use to say "the secret is an
+/// identity token" (an OAuth2 refresh token), not a password.
+pub const IDENTITY_TOKEN_USER: &str = "<token>";
 
 /// A user name and password (or token). `Debug` and `Display` never show the password.
 #[derive(Clone, PartialEq, Eq)]
@@ -27,6 +37,17 @@ impl Credentials {
     /// The password, for building an `Authorization` header and nothing else.
     pub fn password(&self) -> &str {
         &self.password
+    }
+
+    /// An identity token (OAuth2 refresh token), as `docker login` stores for registries
+    /// that issue one: it is traded at the token realm, never sent as a password.
+    pub fn identity_token(token: impl Into<String>) -> Self {
+        Credentials::new(IDENTITY_TOKEN_USER, token)
+    }
+
+    /// The identity token, when these credentials are one.
+    pub fn identity_token_value(&self) -> Option<&str> {
+        (self.username == IDENTITY_TOKEN_USER).then_some(self.password.as_str())
     }
 
     /// `Basic base64(user:pass)`.
@@ -59,6 +80,12 @@ pub enum AuthError {
         /// What is wrong.
         why: String,
     },
+    /// A credential helper failed, hung, or printed something unusable.
+    #[error(transparent)]
+    Helper(#[from] HelperError),
+    /// The time limit for credential helpers is not a duration.
+    #[error("AIRLOCK_CREDENTIAL_HELPER_TIMEOUT: `{0}` is not a duration (`30s`, `2m`)")]
+    BadHelperTimeout(String),
 }
 
 /// Parses one `--creds` value: `USER:PASSWORD` or `HOST=USER:PASSWORD`.
@@ -88,10 +115,28 @@ pub fn normalize_host(key: &str) -> String {
     }
 }
 
-/// Where credentials come from, in precedence order: `--creds`, then the auth files.
-#[derive(Debug, Default, Clone)]
+/// Where credentials come from, per registry host, first answer wins: `--creds`; then each
+/// credentials file in [`auth_file::lookup_order`]: the helper it names for the host
+/// (`credHelpers`, else `credsStore`), then its `auths` entry. A helper that holds nothing for
+/// the host passes to the next source; one that fails is an error. Helpers run only when a
+/// registry asks for credentials, once per host.
+#[derive(Debug, Clone)]
 pub struct CredentialStore {
-    by_host: HashMap<String, Credentials>,
+    flags: HashMap<String, Credentials>,
+    files: Vec<AuthFile>,
+    helper_timeout: Duration,
+    resolved: Arc<Mutex<HashMap<String, Option<Credentials>>>>,
+}
+
+impl Default for CredentialStore {
+    fn default() -> Self {
+        CredentialStore {
+            flags: HashMap::new(),
+            files: Vec::new(),
+            helper_timeout: DEFAULT_HELPER_TIMEOUT,
+            resolved: Arc::default(),
+        }
+    }
 }
 
 impl CredentialStore {
@@ -100,35 +145,24 @@ impl CredentialStore {
         Self::default()
     }
 
-    /// Loads `$REGISTRY_AUTH_FILE`, `$XDG_RUNTIME_DIR/containers/auth.json` and the docker
-    /// config (`$DOCKER_CONFIG/config.json` or `~/.docker/config.json`), first file wins per host,
-    /// then applies `--creds` values on top. `default_host` receives a `--creds` without `HOST=`.
+    /// Reads the credentials files (a broken one fails here, before any request) and the
+    /// helper time limit (`$AIRLOCK_CREDENTIAL_HELPER_TIMEOUT`, default 30 s), then applies
+    /// `--creds` values on top. `default_host` receives a `--creds` without `HOST=`.
     pub fn load(flags: &[String], default_host: Option<&str>) -> Result<Self, AuthError> {
-        let mut store = CredentialStore::default();
-        let mut files: Vec<PathBuf> = Vec::new();
-        if let Some(p) = std::env::var_os("REGISTRY_AUTH_FILE") {
-            files.push(PathBuf::from(p));
-        }
-        if let Some(p) = std::env::var_os("XDG_RUNTIME_DIR") {
-            files.push(Path::new(&p).join("containers/auth.json"));
-        }
-        if let Some(p) = std::env::var_os("DOCKER_CONFIG") {
-            files.push(Path::new(&p).join("config.json"));
-        } else if let Some(home) = std::env::var_os("HOME") {
-            files.push(Path::new(&home).join(".docker/config.json"));
-        }
-        for f in files {
-            if f.is_file() {
-                for (host, c) in read_auth_file(&f)? {
-                    store.by_host.entry(host).or_insert(c);
-                }
+        let mut store = CredentialStore {
+            helper_timeout: helper_timeout_from_env()?,
+            ..Default::default()
+        };
+        for path in auth_file::lookup_order() {
+            if let Some(file) = AuthFile::read(&path)? {
+                store.files.push(file);
             }
         }
         for flag in flags {
             let (host, creds) = parse_creds_flag(flag)?;
             match host.or_else(|| default_host.map(str::to_string)) {
                 Some(h) => {
-                    store.by_host.insert(h, creds);
+                    store.flags.insert(h, creds);
                 }
                 None => return Err(AuthError::BadCredsFlag),
             }
@@ -136,60 +170,63 @@ impl CredentialStore {
         Ok(store)
     }
 
-    /// Adds or replaces credentials for a host.
+    /// Adds or replaces credentials for a host (as `--creds HOST=…` does).
     pub fn insert(&mut self, host: &str, creds: Credentials) {
-        self.by_host.insert(normalize_host(host), creds);
+        self.flags.insert(normalize_host(host), creds);
     }
 
-    /// Credentials for a registry host, if any.
-    pub fn get(&self, host: &str) -> Option<&Credentials> {
-        self.by_host.get(host)
+    /// Credentials for a registry host, running a credential helper the first time a host
+    /// needs one (it blocks: call it off the async threads). `None` is anonymous.
+    pub fn resolve(&self, host: &str) -> Result<Option<Credentials>, AuthError> {
+        if let Some(c) = self.flags.get(host) {
+            return Ok(Some(c.clone()));
+        }
+        if let Some(known) = self.resolved.lock().ok().and_then(|m| m.get(host).cloned()) {
+            return Ok(known);
+        }
+        let found = self.lookup_files(host)?;
+        if let Ok(mut m) = self.resolved.lock() {
+            m.insert(host.to_string(), found.clone());
+        }
+        Ok(found)
+    }
+
+    /// Credentials already known for a host (`--creds`, or resolved before), without running
+    /// anything.
+    pub fn known(&self, host: &str) -> Option<Credentials> {
+        self.flags.get(host).cloned().or_else(|| {
+            self.resolved
+                .lock()
+                .ok()
+                .and_then(|m| m.get(host).cloned().flatten())
+        })
+    }
+
+    fn lookup_files(&self, host: &str) -> Result<Option<Credentials>, AuthError> {
+        for file in &self.files {
+            if let Some(name) = file.helper_for(host) {
+                if let Some(c) = Helper::new(name, self.helper_timeout).get(host)? {
+                    return Ok(Some(c));
+                }
+            }
+            if let Some(c) = file.credentials_for(host) {
+                return Ok(Some(c.clone()));
+            }
+        }
+        Ok(None)
     }
 }
 
-/// Reads the `auths` map of a docker `config.json` or containers `auth.json`.
-pub fn read_auth_file(path: &Path) -> Result<Vec<(String, Credentials)>, AuthError> {
-    let bad = |why: String| AuthError::BadAuthFile {
-        path: path.to_path_buf(),
-        why,
-    };
-    let text = crate::io::read_text_capped(path, crate::io::MAX_AUTH_FILE_BYTES, "auth file")
-        .map_err(|e| bad(e.to_string()))?;
-    let doc: serde_json::Value = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-    let mut out = Vec::new();
-    let Some(auths) = doc.get("auths").and_then(|a| a.as_object()) else {
-        return Ok(out);
-    };
-    // Exact host keys first so that a `host/namespace` key never shadows them.
-    let mut keys: Vec<&String> = auths.keys().collect();
-    keys.sort_by_key(|k| k.trim_start_matches("https://").contains('/'));
-    for key in keys {
-        let entry = &auths[key.as_str()];
-        let creds = if let Some(auth) = entry
-            .get("auth")
-            .and_then(|a| a.as_str())
-            .filter(|a| !a.is_empty())
-        {
-            let raw = base64::engine::general_purpose::STANDARD
-                .decode(auth.trim())
-                .map_err(|e| bad(format!("`auths.{key}.auth` is not base64: {e}")))?;
-            let raw = String::from_utf8(raw)
-                .map_err(|_| bad(format!("`auths.{key}.auth` is not UTF-8")))?;
-            let (u, p) = raw
-                .split_once(':')
-                .ok_or_else(|| bad(format!("`auths.{key}.auth` is not user:password")))?;
-            Credentials::new(u, p)
-        } else if let (Some(u), Some(p)) = (
-            entry.get("username").and_then(|v| v.as_str()),
-            entry.get("password").and_then(|v| v.as_str()),
-        ) {
-            Credentials::new(u, p)
-        } else {
-            continue;
-        };
-        out.push((normalize_host(key), creds));
+/// How long a credential helper may take: `$AIRLOCK_CREDENTIAL_HELPER_TIMEOUT`, default 30 s.
+pub fn helper_timeout_from_env() -> Result<Duration, AuthError> {
+    match std::env::var_os("AIRLOCK_CREDENTIAL_HELPER_TIMEOUT") {
+        None => Ok(DEFAULT_HELPER_TIMEOUT),
+        Some(t) => {
+            let t = t.to_string_lossy();
+            humantime::parse_duration(t.trim())
+                .map_err(|_| AuthError::BadHelperTimeout(crate::untrusted::shorten(&t)))
+        }
     }
-    Ok(out)
 }
 
 /// A parsed `WWW-Authenticate` challenge.
@@ -278,22 +315,5 @@ mod tests {
         assert_eq!(c.username, "bob");
         assert!(parse_creds_flag("nocolon").is_err());
         assert!(!format!("{c:?}").contains("pw"));
-    }
-
-    #[test]
-    fn reads_docker_config() {
-        let dir = tempfile::tempdir().expect("tmp");
-        let p = dir.path().join("config.json");
-        fs_err::write(
-            &p,
-            r#"{"auths":{"https://index.docker.io/v1/":{"auth":"dTpw"},"reg.example:5000":{"username":"a","password":"b"},"broken":{}}}"#,
-        )
-        .expect("write");
-        let got = read_auth_file(&p).expect("read");
-        assert!(got.contains(&("docker.io".to_string(), Credentials::new("u", "p"))));
-        assert!(got.contains(&("reg.example:5000".to_string(), Credentials::new("a", "b"))));
-        fs_err::write(&p, r#"{"auths":{"x":{"auth":"!!!"}}}"#).expect("write");
-        let err = read_auth_file(&p).expect_err("bad base64");
-        assert!(err.to_string().contains("not base64"), "{err}");
     }
 }

@@ -7,7 +7,10 @@
 //! airlock makes are written here directly on `reqwest` (rustls).
 
 pub mod auth;
+pub mod auth_file;
+pub mod cred_helper;
 pub mod http;
+pub mod login;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -127,6 +130,10 @@ pub enum RegistryError {
         /// Attempts made.
         attempts: u32,
     },
+    /// Credentials could not be found: a broken credentials file, a credential helper that
+    /// failed, hung or printed garbage.
+    #[error(transparent)]
+    Credentials(#[from] Box<auth::AuthError>),
     /// Authentication required and refused or impossible.
     #[error("{registry}: authentication failed ({why}); hint: pass --creds {registry}=USER:PASSWORD or log in with `docker login`/`skopeo login`")]
     Unauthorized {
@@ -467,7 +474,7 @@ impl Registry {
             HostAuth::Basic => self
                 .options
                 .credentials
-                .get(registry)
+                .known(registry)
                 .map(|c| c.basic_header()),
             HostAuth::Bearer { .. } => {
                 let tokens = self.tokens.lock().ok()?;
@@ -496,12 +503,18 @@ impl Registry {
             .ok_or_else(|| {
                 unauthorized("401 without a usable WWW-Authenticate challenge".into())
             })?;
-        let creds = self.options.credentials.get(registry);
+        let creds = self.credentials_for(registry).await?;
+        let creds = creds.as_ref();
         match challenge {
             auth::Challenge::Basic => {
                 if creds.is_none() {
                     return Err(unauthorized(
                         "registry asks for basic auth and no credentials are known".into(),
+                    ));
+                }
+                if creds.is_some_and(|c| c.identity_token_value().is_some()) {
+                    return Err(unauthorized(
+                        "registry asks for basic auth and only an identity token is known".into(),
                     ));
                 }
                 if let Ok(mut h) = self.hosts.lock() {
@@ -543,17 +556,34 @@ impl Registry {
                 if let Some(s) = &service {
                     query.push(("service", s));
                 }
-                for s in scope.split(' ') {
+                for s in scope.split(' ').filter(|s| !s.is_empty()) {
                     query.push(("scope", s));
                 }
-                let mut req = self
-                    .http
-                    .get(realm_url.clone())
-                    .query(&query)
-                    .timeout(self.options.retry.deadline);
-                if let (true, Some(c)) = (send_creds, creds) {
-                    req = req.basic_auth(&c.username, Some(c.password()));
-                }
+                let refresh_token = creds
+                    .filter(|_| send_creds)
+                    .and_then(|c| c.identity_token_value());
+                let req = if let Some(refresh) = refresh_token {
+                    // An identity token is an OAuth2 refresh token: traded for an access token
+                    // by POST, as docker does (distribution's token spec, "OAuth2").
+                    let joined = scope.trim();
+                    let mut form = vec![
+                        ("grant_type", "refresh_token"),
+                        ("client_id", "airlock"),
+                        ("refresh_token", refresh),
+                    ];
+                    form.extend(service.as_deref().map(|s| ("service", s)));
+                    if !joined.is_empty() {
+                        form.push(("scope", joined));
+                    }
+                    self.http.post(realm_url.clone()).form(&form)
+                } else {
+                    let mut req = self.http.get(realm_url.clone()).query(&query);
+                    if let (true, Some(c)) = (send_creds, creds) {
+                        req = req.basic_auth(&c.username, Some(c.password()));
+                    }
+                    req
+                };
+                let req = req.timeout(self.options.retry.deadline);
                 let resp = req
                     .send()
                     .await
@@ -593,6 +623,22 @@ impl Registry {
                 Ok(())
             }
         }
+    }
+
+    /// The credentials for a registry host; a credential helper runs on a blocking thread.
+    async fn credentials_for(&self, registry: &str) -> Result<Option<Credentials>, RegistryError> {
+        if let Some(c) = self.options.credentials.known(registry) {
+            return Ok(Some(c));
+        }
+        let store = self.options.credentials.clone();
+        let host = registry.to_string();
+        tokio::task::spawn_blocking(move || store.resolve(&host))
+            .await
+            .map_err(|e| RegistryError::Unauthorized {
+                registry: registry.to_string(),
+                why: format!("credential lookup did not finish: {e}"),
+            })?
+            .map_err(|e| RegistryError::from(Box::new(e)))
     }
 
     /// Sends a request with auth and retries. `make` rebuilds the request for each attempt, so
@@ -720,6 +766,19 @@ impl Registry {
 
     fn push_scope(repo: &Repo) -> String {
         format!("repository:{}:pull,push", repo.name)
+    }
+
+    /// `GET /v2/` through the whole auth flow (a token asked for no scope, as `docker login`
+    /// does): whether the registry accepts the credentials it was given.
+    pub async fn check_login(&self, registry: &str) -> Result<(), RegistryError> {
+        let url = format!("{}/v2/", self.base_url(registry));
+        let resp = self
+            .execute(registry, "", Method::GET, &url, &|r| r)
+            .await?;
+        if !resp.status().is_success() {
+            return Err(Self::status_error(Method::GET, &url, resp).await);
+        }
+        Ok(())
     }
 
     /// Every repository the registry lists (`GET /v2/_catalog`, following `Link` pages).

@@ -619,22 +619,7 @@ pub fn metrics(outcome: &RescanOutcome, now: SystemTime) -> String {
     out
 }
 
-/// Writes a file atomically: a temporary file beside it, synced, renamed into place (what the
-/// textfile collector needs: it must never read half a file).
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    use std::io::Write as _;
-    let dir = match path.parent() {
-        Some(d) if !d.as_os_str().is_empty() => d,
-        _ => Path::new("."),
-    };
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".airlock-metrics-")
-        .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    Ok(())
-}
+pub use crate::io::write_atomically;
 
 #[cfg(test)]
 mod tests {

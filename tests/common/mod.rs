@@ -8,6 +8,7 @@ pub mod fixtures;
 pub mod proxy;
 pub mod tarball;
 pub mod token;
+pub mod zuul;
 
 use std::net::TcpListener;
 use std::path::{Path, PathBuf};

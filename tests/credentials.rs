@@ -1,0 +1,404 @@
+//! Credentials as users have them: docker credential helpers (`credsStore`, `credHelpers`)
+//! run as docker runs them, against real registries that demand a bearer token.
+//! The helper is `tests/data/cred-helper/docker-credential-test`, put on `PATH` per test.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use airlock::registry::Repo;
+use common::{airlock_env, fixtures, ok, rt, TestRegistry};
+
+/// A `docker-credential-test` on `PATH`, a docker config naming it, and the helper's state.
+struct Helper {
+    env: Vec<(String, String)>,
+    state: PathBuf,
+}
+
+impl Helper {
+    /// `config` is the docker `config.json` written to `$DOCKER_CONFIG`.
+    fn install(work: &Path, config: serde_json::Value) -> Helper {
+        let bin = work.join("bin");
+        let state = work.join("helper-state");
+        let docker = work.join("docker-config");
+        for d in [&bin, &state, &docker] {
+            std::fs::create_dir_all(d).expect("dir");
+        }
+        let script = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/data/cred-helper/docker-credential-test");
+        std::fs::copy(&script, bin.join("docker-credential-test")).expect("copy helper");
+        std::fs::write(docker.join("config.json"), config.to_string()).expect("config");
+        let path = format!(
+            "{}:{}",
+            bin.display(),
+            std::env::var("PATH").unwrap_or_default()
+        );
+        Helper {
+            env: vec![
+                ("PATH".into(), path),
+                ("DOCKER_CONFIG".into(), docker.display().to_string()),
+                (
+                    "AIRLOCK_TEST_HELPER_DIR".into(),
+                    state.display().to_string(),
+                ),
+                ("AIRLOCK_CREDENTIAL_HELPER_TIMEOUT".into(), "3s".into()),
+            ],
+            state,
+        }
+    }
+
+    /// Puts credentials for `server` in the helper's store, as `docker login` would.
+    fn holds(&self, server: &str, user: &str, secret: &str) {
+        let store = self.state.join("store");
+        std::fs::create_dir_all(&store).expect("store");
+        std::fs::write(
+            store.join(server.replace([':', '/'], "_")),
+            serde_json::json!({"ServerURL": server, "Username": user, "Secret": secret})
+                .to_string(),
+        )
+        .expect("creds");
+    }
+
+    fn misbehave(&self, mode: &str) {
+        std::fs::write(self.state.join("mode"), mode).expect("mode");
+    }
+
+    fn calls(&self) -> String {
+        std::fs::read_to_string(self.state.join("calls")).unwrap_or_default()
+    }
+
+    fn run(&self, dir: &Path, args: &[&str]) -> std::process::Output {
+        let env: Vec<(&str, &str)> = self
+            .env
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        airlock_env(dir, args, &env)
+    }
+}
+
+fn token_registry() -> TestRegistry {
+    TestRegistry::start_with(common::RegistryConfig {
+        token_auth: Some(("alice".into(), "helper-pw-9".into())),
+        ..Default::default()
+    })
+}
+
+/// Flags to reach a token-auth registry with no `--creds`: plain HTTP for the registry and
+/// its token server.
+fn reach(reg: &TestRegistry) -> Vec<String> {
+    let token = reg.token.as_ref().expect("token server").host();
+    vec![
+        "--insecure-registry".into(),
+        reg.host.clone(),
+        "--insecure-registry".into(),
+        token,
+    ]
+}
+
+fn with<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
+    base.iter()
+        .copied()
+        .chain(extra.iter().map(String::as_str))
+        .collect()
+}
+
+/// A registry demanding bearer tokens, holding one image at `app:1`, and a spec for it.
+fn source_with_image(work: &Path) -> (TestRegistry, fixtures::Image) {
+    let src = token_registry();
+    let img = fixtures::small_image(31, 4000);
+    rt().block_on(fixtures::push_image(
+        &src.client(),
+        &Repo::parse(&src.host, "app").expect("repository"),
+        &img,
+        Some("1"),
+    ));
+    std::fs::write(
+        work.join("s.yaml"),
+        format!("name: s\nimages:\n  - ref: {}/app:1\n", src.host),
+    )
+    .expect("spec");
+    (src, img)
+}
+
+#[test]
+fn creds_store_helper_authenticates_a_token_pull() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let (src, img) = source_with_image(dir);
+    let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
+    helper.holds(&src.host, "alice", "helper-pw-9");
+    ok(&helper.run(dir, &with(&["lock", "s.yaml"], &reach(&src))));
+    let lock = std::fs::read_to_string(dir.join("s.lock")).expect("lock");
+    assert!(
+        lock.contains(&img.manifest.digest().to_string()),
+        "lock pins the image: {lock}"
+    );
+    // Asked once, however many requests needed the credentials.
+    assert_eq!(helper.calls(), "get\n");
+}
+
+#[test]
+fn cred_helpers_entry_wins_over_creds_store_and_auths() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let (src, _img) = source_with_image(dir);
+    // `credsStore` names a helper that does not exist and `auths` a wrong password: the
+    // host's own `credHelpers` entry is what docker asks, and so do we.
+    let wrong = base64_of("alice:wrong");
+    let helper = Helper::install(
+        dir,
+        serde_json::json!({
+            "credsStore": "missing-helper",
+            "credHelpers": {src.host.clone(): "test"},
+            "auths": {src.host.clone(): {"auth": wrong}},
+        }),
+    );
+    helper.holds(&src.host, "alice", "helper-pw-9");
+    ok(&helper.run(dir, &with(&["lock", "s.yaml"], &reach(&src))));
+    assert_eq!(helper.calls(), "get\n");
+}
+
+#[test]
+fn helper_without_credentials_means_anonymous() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let (src, _img) = source_with_image(dir);
+    let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
+    // Nothing stored: the helper says "credentials not found", which is an answer, not an
+    // error; the request goes on anonymously and this token server refuses anonymous tokens.
+    let out = helper.run(dir, &with(&["lock", "s.yaml"], &reach(&src)));
+    let err = common::fails_with(&out, "token endpoint");
+    assert!(err.contains("401"), "{err}");
+    assert!(!err.contains("credential helper"), "{err}");
+    assert_eq!(helper.calls(), "get\n");
+}
+
+fn base64_of(s: &str) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(s)
+}
+
+#[test]
+fn helper_that_fails_hangs_or_prints_garbage_stops_the_import_with_nothing_pushed() {
+    // A bundle from an open registry, imported into one that demands tokens: the target's
+    // helper misbehaves each way, and each time the import stops on one clear line naming the
+    // helper and the host before a single blob lands.
+    let src = TestRegistry::start();
+    let dst = token_registry();
+    let img = fixtures::small_image(32, 3000);
+    rt().block_on(fixtures::push_image(
+        &src.client(),
+        &Repo::parse(&src.host, "app").expect("repository"),
+        &img,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("b.yaml"),
+        format!("name: b\nimages:\n  - ref: {}/app:1\n", src.host),
+    )
+    .expect("spec");
+    let sflags = src.cli_flags();
+    let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
+    ok(&helper.run(dir, &with(&["lock", "b.yaml"], &sflags)));
+    ok(&helper.run(
+        dir,
+        &with(&["collect", "b.lock", "-o", "b.tar.zst"], &sflags),
+    ));
+    helper.holds(&dst.host, "alice", "helper-pw-9");
+    let to = format!("{}/m", dst.host);
+    let import = ["import", "b.tar.zst", "--to", &to, "--allow-unsigned"];
+    let dflags = reach(&dst);
+    let named = format!(
+        "credential helper `docker-credential-test` (get {})",
+        dst.host
+    );
+    for (mode, says) in [
+        (
+            "fail",
+            "exited with exit status: 1: error: the keychain is locked",
+        ),
+        ("garbage", "printed something that is not credentials JSON"),
+        ("hang", "no answer within 3s; killed"),
+        ("flood", "printed more than 65536 bytes; refused"),
+    ] {
+        helper.misbehave(mode);
+        let started = std::time::Instant::now();
+        let out = helper.run(dir, &with(&import, &dflags));
+        let err = common::fails_with(&out, &named);
+        assert!(err.contains(says), "{mode}: {err}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(20),
+            "{mode}: took {:?}",
+            started.elapsed()
+        );
+        assert_eq!(dst.stored_blobs(), 0, "{mode}: something was pushed");
+    }
+    // The same helper, behaving: the import goes through with its credentials.
+    helper.misbehave("normal");
+    ok(&helper.run(dir, &with(&import, &dflags)));
+    assert_eq!(dst.tags("m/app"), vec!["1".to_string()]);
+}
+
+#[test]
+fn zuul_bearer_tokens_end_to_end_as_source_and_target() {
+    // zuul-registry answers 401 to every request without a token: anonymous read tokens for
+    // lock and collect, a scoped write token (from a credential helper) for import. One zuul
+    // is both the source and the target; skopeo checks what landed.
+    let zuul = common::zuul::Zuul::start();
+    let mut creds = airlock::registry::CredentialStore::empty();
+    creds.insert(
+        &zuul.host,
+        airlock::registry::Credentials::new(common::zuul::USER, common::zuul::PASSWORD),
+    );
+    let client = airlock::registry::Registry::new(airlock::registry::RegistryOptions {
+        insecure: vec![zuul.host.clone()],
+        credentials: creds,
+        ..Default::default()
+    })
+    .expect("client");
+    let img = fixtures::small_image(33, 5000);
+    rt().block_on(fixtures::push_image(
+        &client,
+        &Repo::parse(&zuul.host, "src/app").expect("repository"),
+        &img,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("z.yaml"),
+        format!("name: z\nimages:\n  - ref: {}/src/app:1\n", zuul.host),
+    )
+    .expect("spec");
+    let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
+    let flags = vec!["--insecure-registry".to_string(), zuul.host.clone()];
+    // Nothing stored for zuul: the helper says so, and pulls go on with anonymous tokens.
+    ok(&helper.run(dir, &with(&["lock", "z.yaml"], &flags)));
+    ok(&helper.run(
+        dir,
+        &with(&["collect", "z.lock", "-o", "z.tar.zst"], &flags),
+    ));
+    assert!(helper.calls().starts_with("get\n"), "{}", helper.calls());
+    let to = format!("{}/mirror", zuul.host);
+    let import = ["import", "z.tar.zst", "--to", &to, "--allow-unsigned"];
+    // Anonymous push: zuul refuses a write token, and nothing lands.
+    let out = helper.run(dir, &with(&import, &flags));
+    let err = common::fails_with(&out, "authentication failed");
+    assert!(err.contains(&zuul.host), "{err}");
+    assert_eq!(zuul.skopeo_raw("mirror/src/app:1"), None);
+    // The helper holds the writer's password: push tokens, then byte-exact manifests.
+    helper.holds(&zuul.host, common::zuul::USER, common::zuul::PASSWORD);
+    ok(&helper.run(dir, &with(&import, &flags)));
+    assert_eq!(
+        zuul.skopeo_raw("mirror/src/app:1").as_deref(),
+        Some(&img.manifest.bytes[..])
+    );
+    let out = helper.run(dir, &with(&["lock", "z.yaml", "--check"], &flags));
+    ok(&out);
+}
+
+/// Runs airlock with `stdin` as its standard input and the helper's environment.
+fn run_with_stdin(helper: &Helper, dir: &Path, args: &[&str], stdin: &str) -> std::process::Output {
+    use std::io::Write as _;
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
+        .current_dir(dir)
+        .env("HOME", dir)
+        .env_remove("REGISTRY_AUTH_FILE")
+        .env_remove("XDG_RUNTIME_DIR")
+        .env_remove("XDG_CONFIG_HOME")
+        .envs(helper.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .args(args)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run airlock");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(stdin.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
+}
+
+fn docker_config(dir: &Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(dir.join("docker-config/config.json")).expect("config"),
+    )
+    .expect("config json")
+}
+
+#[test]
+fn login_checks_then_stores_in_auths_and_logout_removes_it() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let (src, _img) = source_with_image(dir);
+    let other_keys = serde_json::json!({
+        "auths": {"other.example:5000": {"auth": base64_of("bob:keep-me")}},
+        "psFormat": "table {{.ID}}",
+        "proxies": {"default": {"httpProxy": "http://proxy.example:3128"}},
+    });
+    let helper = Helper::install(dir, other_keys.clone());
+    let flags = reach(&src);
+    let login = with(
+        &["login", &src.host, "-u", "alice", "--password-stdin"],
+        &flags,
+    );
+    // A wrong password: the token server refuses it, and the file is not touched.
+    let out = run_with_stdin(&helper, dir, &login, "wrong\n");
+    common::fails_with(&out, "credentials not accepted, nothing stored");
+    assert_eq!(docker_config(dir), other_keys);
+    // The right one: stored as docker stores it, next to everything else.
+    ok(&run_with_stdin(&helper, dir, &login, "helper-pw-9\n"));
+    let mut expected = other_keys.clone();
+    expected["auths"][&src.host] = serde_json::json!({"auth": base64_of("alice:helper-pw-9")});
+    assert_eq!(docker_config(dir), expected);
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        let meta = std::fs::metadata(dir.join("docker-config/config.json")).expect("meta");
+        assert_eq!(meta.permissions().mode() & 0o777, 0o600);
+    }
+    // And used: no --creds needed any more.
+    ok(&helper.run(dir, &with(&["lock", "s.yaml"], &reach(&src))));
+    let out = ok(&helper.run(dir, &["logout", &src.host]));
+    assert!(out.contains("Removed credentials"), "{out}");
+    assert_eq!(docker_config(dir), other_keys);
+    let out = ok(&helper.run(dir, &["logout", &src.host]));
+    assert!(out.contains("No credentials were stored"), "{out}");
+    // The helper was never involved: the config names none.
+    assert_eq!(helper.calls(), "");
+}
+
+#[test]
+fn login_and_logout_go_through_the_configured_helper() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let (src, _img) = source_with_image(dir);
+    let config = serde_json::json!({"credHelpers": {src.host.clone(): "test"}});
+    let helper = Helper::install(dir, config.clone());
+    let flags = reach(&src);
+    let login = with(
+        &["login", &src.host, "-u", "alice", "--password-stdin"],
+        &flags,
+    );
+    ok(&run_with_stdin(&helper, dir, &login, "helper-pw-9"));
+    assert_eq!(docker_config(dir), config, "the file keeps no password");
+    assert_eq!(helper.calls(), "store\n");
+    let stored =
+        std::fs::read_to_string(helper.state.join("store").join(src.host.replace(':', "_")))
+            .expect("helper holds the credentials");
+    let stored: serde_json::Value = serde_json::from_str(&stored).expect("json");
+    assert_eq!(
+        stored,
+        serde_json::json!({"ServerURL": src.host, "Username": "alice", "Secret": "helper-pw-9"})
+    );
+    ok(&helper.run(dir, &with(&["lock", "s.yaml"], &reach(&src))));
+    ok(&helper.run(dir, &["logout", &src.host]));
+    assert_eq!(helper.calls(), "store\nget\nerase\n");
+    let out = helper.run(dir, &with(&["lock", "s.yaml"], &reach(&src)));
+    common::fails_with(&out, "token endpoint");
+}
