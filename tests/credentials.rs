@@ -402,3 +402,157 @@ fn login_and_logout_go_through_the_configured_helper() {
     let out = helper.run(dir, &with(&["lock", "s.yaml"], &reach(&src)));
     common::fails_with(&out, "token endpoint");
 }
+
+/// Runs openssl (installed by scripts/test.sh), panicking with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl not found: scripts/test.sh installs it");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn certs_dir_gives_each_registry_its_ca_and_client_certificate() {
+    // A throwaway client CA and a client certificate made with openssl; the distribution
+    // registry requires a certificate from that CA on every connection (http.tls.clientcas).
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).expect("pki");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=airlock test client CA",
+                "-days",
+                "2",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &pki,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=airlock-client",
+            ],
+        ]
+        .concat(),
+    );
+    // A v3 certificate for client authentication (webpki refuses v1 certificates).
+    std::fs::write(
+        pki.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.cert",
+            "-days",
+            "2",
+        ],
+    );
+    let reg = TestRegistry::start_with(common::RegistryConfig {
+        tls: true,
+        client_ca: Some(pki.join("ca.pem")),
+        ..Default::default()
+    });
+    let server_ca = reg.tls.as_ref().expect("tls").ca_file.clone();
+    // certs.d/HOST:PORT/ with the server's CA and the client certificate, as docker reads it.
+    let certs = dir.join("certs.d");
+    let host_dir = certs.join(&reg.host);
+    std::fs::create_dir_all(&host_dir).expect("certs dir");
+    std::fs::copy(&server_ca, host_dir.join("ca.crt")).expect("ca");
+    std::fs::copy(pki.join("client.cert"), host_dir.join("client.cert")).expect("cert");
+    std::fs::copy(pki.join("client.key"), host_dir.join("client.key")).expect("key");
+    let client = airlock::registry::Registry::new(airlock::registry::RegistryOptions {
+        certs_dirs: vec![certs.clone()],
+        ..Default::default()
+    })
+    .expect("client");
+    let img = fixtures::small_image(34, 3000);
+    rt().block_on(fixtures::push_image(
+        &client,
+        &Repo::parse(&reg.host, "mtls/app").expect("repository"),
+        &img,
+        Some("1"),
+    ));
+    std::fs::write(
+        dir.join("m.yaml"),
+        format!("name: m\nimages:\n  - ref: {}/mtls/app:1\n", reg.host),
+    )
+    .expect("spec");
+    let certs_flag = certs.display().to_string();
+    ok(&common::airlock(
+        dir,
+        &["lock", "m.yaml", "--certs-dir", &certs_flag],
+    ));
+    let lock = std::fs::read_to_string(dir.join("m.lock")).expect("lock");
+    assert!(lock.contains(&img.manifest.digest().to_string()), "{lock}");
+    // The same through the environment override.
+    std::fs::remove_file(dir.join("m.lock")).expect("rm");
+    ok(&common::airlock_env(
+        dir,
+        &["lock", "m.yaml"],
+        &[("AIRLOCK_CERTS_DIR", &certs_flag)],
+    ));
+    // The CA alone: the TLS handshake fails for want of a client certificate.
+    let ca_only = dir.join("ca-only");
+    std::fs::create_dir_all(ca_only.join(&reg.host)).expect("dir");
+    std::fs::copy(&server_ca, ca_only.join(&reg.host).join("ca.crt")).expect("ca");
+    let out = common::airlock(
+        dir,
+        &[
+            "lock",
+            "m.yaml",
+            "--certs-dir",
+            &ca_only.display().to_string(),
+        ],
+    );
+    // (The server closes the handshake: the error names the registry and the URL.)
+    common::fails_with(&out, &reg.host);
+    // A certificate without its key is named, not ignored.
+    std::fs::remove_file(host_dir.join("client.key")).expect("rm key");
+    let out = common::airlock(dir, &["lock", "m.yaml", "--certs-dir", &certs_flag]);
+    common::fails_with(&out, "no `client.key` beside it");
+}
