@@ -103,21 +103,38 @@ fn with<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
         .collect()
 }
 
-/// A registry demanding bearer tokens, holding one image at `app:1`, and a spec for it.
-fn source_with_image(work: &Path) -> (TestRegistry, fixtures::Image) {
-    let src = token_registry();
-    let img = fixtures::small_image(31, 4000);
+/// Pushes a small image to `host/repo:1` with `client`.
+fn push_one(
+    client: &airlock::registry::Registry,
+    host: &str,
+    repo: &str,
+    seed: u64,
+    size: usize,
+) -> fixtures::Image {
+    let img = fixtures::small_image(seed, size);
     rt().block_on(fixtures::push_image(
-        &src.client(),
-        &Repo::parse(&src.host, "app").expect("repository"),
+        client,
+        &Repo::parse(host, repo).expect("repository"),
         &img,
         Some("1"),
     ));
+    img
+}
+
+/// Writes the spec `NAME.yaml` carrying one image.
+fn write_spec(dir: &Path, name: &str, reference: &str) {
     std::fs::write(
-        work.join("s.yaml"),
-        format!("name: s\nimages:\n  - ref: {}/app:1\n", src.host),
+        dir.join(format!("{name}.yaml")),
+        format!("name: {name}\nimages:\n  - ref: {reference}\n"),
     )
     .expect("spec");
+}
+
+/// A registry demanding bearer tokens, holding one image at `app:1`, and a spec for it.
+fn source_with_image(work: &Path) -> (TestRegistry, fixtures::Image) {
+    let src = token_registry();
+    let img = push_one(&src.client(), &src.host, "app", 31, 4000);
+    write_spec(work, "s", &format!("{}/app:1", src.host));
     (src, img)
 }
 
@@ -186,20 +203,10 @@ fn helper_that_fails_hangs_or_prints_garbage_stops_the_import_with_nothing_pushe
     // helper and the host before a single blob lands.
     let src = TestRegistry::start();
     let dst = token_registry();
-    let img = fixtures::small_image(32, 3000);
-    rt().block_on(fixtures::push_image(
-        &src.client(),
-        &Repo::parse(&src.host, "app").expect("repository"),
-        &img,
-        Some("1"),
-    ));
+    push_one(&src.client(), &src.host, "app", 32, 3000);
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
-    std::fs::write(
-        dir.join("b.yaml"),
-        format!("name: b\nimages:\n  - ref: {}/app:1\n", src.host),
-    )
-    .expect("spec");
+    write_spec(dir, "b", &format!("{}/app:1", src.host));
     let sflags = src.cli_flags();
     let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
     ok(&helper.run(dir, &with(&["lock", "b.yaml"], &sflags)));
@@ -259,20 +266,10 @@ fn zuul_bearer_tokens_end_to_end_as_source_and_target() {
         ..Default::default()
     })
     .expect("client");
-    let img = fixtures::small_image(33, 5000);
-    rt().block_on(fixtures::push_image(
-        &client,
-        &Repo::parse(&zuul.host, "src/app").expect("repository"),
-        &img,
-        Some("1"),
-    ));
+    let img = push_one(&client, &zuul.host, "src/app", 33, 5000);
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
-    std::fs::write(
-        dir.join("z.yaml"),
-        format!("name: z\nimages:\n  - ref: {}/src/app:1\n", zuul.host),
-    )
-    .expect("spec");
+    write_spec(dir, "z", &format!("{}/src/app:1", zuul.host));
     let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
     let flags = vec!["--insecure-registry".to_string(), zuul.host.clone()];
     // Nothing stored for zuul: the helper says so, and pulls go on with anonymous tokens.
@@ -510,18 +507,8 @@ fn certs_dir_gives_each_registry_its_ca_and_client_certificate() {
         ..Default::default()
     })
     .expect("client");
-    let img = fixtures::small_image(34, 3000);
-    rt().block_on(fixtures::push_image(
-        &client,
-        &Repo::parse(&reg.host, "mtls/app").expect("repository"),
-        &img,
-        Some("1"),
-    ));
-    std::fs::write(
-        dir.join("m.yaml"),
-        format!("name: m\nimages:\n  - ref: {}/mtls/app:1\n", reg.host),
-    )
-    .expect("spec");
+    let img = push_one(&client, &reg.host, "mtls/app", 34, 3000);
+    write_spec(dir, "m", &format!("{}/mtls/app:1", reg.host));
     let certs_flag = certs.display().to_string();
     ok(&common::airlock(
         dir,
