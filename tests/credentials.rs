@@ -103,21 +103,38 @@ fn with<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
         .collect()
 }
 
-/// A registry demanding bearer tokens, holding one image at `app:1`, and a spec for it.
-fn source_with_image(work: &Path) -> (TestRegistry, fixtures::Image) {
-    let src = token_registry();
-    let img = fixtures::small_image(31, 4000);
+/// Pushes a small image to `host/repo:1` with `client`.
+fn push_one(
+    client: &airlock::registry::Registry,
+    host: &str,
+    repo: &str,
+    seed: u64,
+    size: usize,
+) -> fixtures::Image {
+    let img = fixtures::small_image(seed, size);
     rt().block_on(fixtures::push_image(
-        &src.client(),
-        &Repo::parse(&src.host, "app").expect("repository"),
+        client,
+        &Repo::parse(host, repo).expect("repository"),
         &img,
         Some("1"),
     ));
+    img
+}
+
+/// Writes the spec `NAME.yaml` carrying one image.
+fn write_spec(dir: &Path, name: &str, reference: &str) {
     std::fs::write(
-        work.join("s.yaml"),
-        format!("name: s\nimages:\n  - ref: {}/app:1\n", src.host),
+        dir.join(format!("{name}.yaml")),
+        format!("name: {name}\nimages:\n  - ref: {reference}\n"),
     )
     .expect("spec");
+}
+
+/// A registry demanding bearer tokens, holding one image at `app:1`, and a spec for it.
+fn source_with_image(work: &Path) -> (TestRegistry, fixtures::Image) {
+    let src = token_registry();
+    let img = push_one(&src.client(), &src.host, "app", 31, 4000);
+    write_spec(work, "s", &format!("{}/app:1", src.host));
     (src, img)
 }
 
@@ -186,20 +203,10 @@ fn helper_that_fails_hangs_or_prints_garbage_stops_the_import_with_nothing_pushe
     // helper and the host before a single blob lands.
     let src = TestRegistry::start();
     let dst = token_registry();
-    let img = fixtures::small_image(32, 3000);
-    rt().block_on(fixtures::push_image(
-        &src.client(),
-        &Repo::parse(&src.host, "app").expect("repository"),
-        &img,
-        Some("1"),
-    ));
+    push_one(&src.client(), &src.host, "app", 32, 3000);
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
-    std::fs::write(
-        dir.join("b.yaml"),
-        format!("name: b\nimages:\n  - ref: {}/app:1\n", src.host),
-    )
-    .expect("spec");
+    write_spec(dir, "b", &format!("{}/app:1", src.host));
     let sflags = src.cli_flags();
     let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
     ok(&helper.run(dir, &with(&["lock", "b.yaml"], &sflags)));
@@ -259,20 +266,10 @@ fn zuul_bearer_tokens_end_to_end_as_source_and_target() {
         ..Default::default()
     })
     .expect("client");
-    let img = fixtures::small_image(33, 5000);
-    rt().block_on(fixtures::push_image(
-        &client,
-        &Repo::parse(&zuul.host, "src/app").expect("repository"),
-        &img,
-        Some("1"),
-    ));
+    let img = push_one(&client, &zuul.host, "src/app", 33, 5000);
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
-    std::fs::write(
-        dir.join("z.yaml"),
-        format!("name: z\nimages:\n  - ref: {}/src/app:1\n", zuul.host),
-    )
-    .expect("spec");
+    write_spec(dir, "z", &format!("{}/src/app:1", zuul.host));
     let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
     let flags = vec!["--insecure-registry".to_string(), zuul.host.clone()];
     // Nothing stored for zuul: the helper says so, and pulls go on with anonymous tokens.
@@ -401,4 +398,148 @@ fn login_and_logout_go_through_the_configured_helper() {
     assert_eq!(helper.calls(), "store\nget\nerase\n");
     let out = helper.run(dir, &with(&["lock", "s.yaml"], &reach(&src)));
     common::fails_with(&out, "token endpoint");
+}
+
+/// Runs openssl (installed by scripts/test.sh), panicking with its stderr on failure.
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .expect("openssl not found: scripts/test.sh installs it");
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn certs_dir_gives_each_registry_its_ca_and_client_certificate() {
+    // A throwaway client CA and a client certificate made with openssl; the distribution
+    // registry requires a certificate from that CA on every connection (http.tls.clientcas).
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let pki = dir.join("pki");
+    std::fs::create_dir_all(&pki).expect("pki");
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    openssl(
+        &pki,
+        &[
+            &["req", "-x509"][..],
+            &ec,
+            &[
+                "-keyout",
+                "ca.key",
+                "-out",
+                "ca.pem",
+                "-subj",
+                "/CN=airlock test client CA",
+                "-days",
+                "2",
+            ],
+        ]
+        .concat(),
+    );
+    openssl(
+        &pki,
+        &[
+            &["req"][..],
+            &ec,
+            &[
+                "-keyout",
+                "client.key",
+                "-out",
+                "client.csr",
+                "-subj",
+                "/CN=airlock-client",
+            ],
+        ]
+        .concat(),
+    );
+    // A v3 certificate for client authentication (webpki refuses v1 certificates).
+    std::fs::write(
+        pki.join("client.ext"),
+        "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\nextendedKeyUsage=clientAuth\n",
+    )
+    .expect("ext");
+    openssl(
+        &pki,
+        &[
+            "x509",
+            "-req",
+            "-in",
+            "client.csr",
+            "-CA",
+            "ca.pem",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-extfile",
+            "client.ext",
+            "-out",
+            "client.cert",
+            "-days",
+            "2",
+        ],
+    );
+    let reg = TestRegistry::start_with(common::RegistryConfig {
+        tls: true,
+        client_ca: Some(pki.join("ca.pem")),
+        ..Default::default()
+    });
+    let server_ca = reg.tls.as_ref().expect("tls").ca_file.clone();
+    // certs.d/HOST:PORT/ with the server's CA and the client certificate, as docker reads it.
+    let certs = dir.join("certs.d");
+    let host_dir = certs.join(&reg.host);
+    std::fs::create_dir_all(&host_dir).expect("certs dir");
+    std::fs::copy(&server_ca, host_dir.join("ca.crt")).expect("ca");
+    std::fs::copy(pki.join("client.cert"), host_dir.join("client.cert")).expect("cert");
+    std::fs::copy(pki.join("client.key"), host_dir.join("client.key")).expect("key");
+    let client = airlock::registry::Registry::new(airlock::registry::RegistryOptions {
+        certs_dirs: vec![certs.clone()],
+        ..Default::default()
+    })
+    .expect("client");
+    let img = push_one(&client, &reg.host, "mtls/app", 34, 3000);
+    write_spec(dir, "m", &format!("{}/mtls/app:1", reg.host));
+    let certs_flag = certs.display().to_string();
+    ok(&common::airlock(
+        dir,
+        &["lock", "m.yaml", "--certs-dir", &certs_flag],
+    ));
+    let lock = std::fs::read_to_string(dir.join("m.lock")).expect("lock");
+    assert!(lock.contains(&img.manifest.digest().to_string()), "{lock}");
+    // The same through the environment override.
+    std::fs::remove_file(dir.join("m.lock")).expect("rm");
+    ok(&common::airlock_env(
+        dir,
+        &["lock", "m.yaml"],
+        &[("AIRLOCK_CERTS_DIR", &certs_flag)],
+    ));
+    // The CA alone: the TLS handshake fails for want of a client certificate.
+    let ca_only = dir.join("ca-only");
+    std::fs::create_dir_all(ca_only.join(&reg.host)).expect("dir");
+    std::fs::copy(&server_ca, ca_only.join(&reg.host).join("ca.crt")).expect("ca");
+    let out = common::airlock(
+        dir,
+        &[
+            "lock",
+            "m.yaml",
+            "--certs-dir",
+            &ca_only.display().to_string(),
+        ],
+    );
+    // (The server closes the handshake: the error names the registry and the URL.)
+    common::fails_with(&out, &reg.host);
+    // A certificate without its key is named, not ignored.
+    std::fs::remove_file(host_dir.join("client.key")).expect("rm key");
+    let out = common::airlock(dir, &["lock", "m.yaml", "--certs-dir", &certs_flag]);
+    common::fails_with(&out, "no `client.key` beside it");
 }

@@ -93,6 +93,11 @@ pub struct RegistryArgs {
     /// Extra CA certificates (PEM) to trust for registries and chart repositories. Repeatable.
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_files: Vec<PathBuf>,
+    /// A `certs.d` directory: `DIR/HOST[:PORT]/*.crt` are CAs for that registry,
+    /// `client.cert` + `client.key` its client certificate (mutual TLS). Repeatable. Default:
+    /// `$AIRLOCK_CERTS_DIR`, else `/etc/docker/certs.d` and `/etc/containers/certs.d`.
+    #[arg(long = "certs-dir", value_name = "DIR")]
+    pub certs_dirs: Vec<PathBuf>,
     /// Credentials: USER:PASSWORD or HOST=USER:PASSWORD. Repeatable. Otherwise
     /// `$REGISTRY_AUTH_FILE`, containers `auth.json` and `~/.docker/config.json` are used,
     /// with the credential helpers they name (`credHelpers`, `credsStore`).
@@ -127,6 +132,11 @@ impl RegistryArgs {
         airlock::registry::RegistryOptions {
             insecure: self.insecure.clone(),
             ca_files: self.ca_files.clone(),
+            certs_dirs: if self.certs_dirs.is_empty() {
+                airlock::registry::tls::default_certs_dirs()
+            } else {
+                self.certs_dirs.clone()
+            },
             credentials,
             retry: airlock::registry::RetryPolicy {
                 attempts: self.retries.max(1),

@@ -11,6 +11,7 @@ pub mod auth_file;
 pub mod cred_helper;
 pub mod http;
 pub mod login;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -74,6 +75,9 @@ pub struct RegistryOptions {
     pub insecure: Vec<String>,
     /// Extra PEM CA bundles to trust.
     pub ca_files: Vec<PathBuf>,
+    /// `certs.d` directories (`DIR/HOST[:PORT]/`: `*.crt` CAs, `client.cert` + `client.key`
+    /// for mutual TLS), read for a registry the first time it is reached.
+    pub certs_dirs: Vec<PathBuf>,
     /// Credentials by host.
     pub credentials: CredentialStore,
     /// Retry policy.
@@ -286,6 +290,8 @@ pub struct Registry {
     options: RegistryOptions,
     hosts: Mutex<HashMap<String, HostAuth>>,
     tokens: Mutex<HashMap<(String, String), String>>,
+    /// Clients for registries with a `certs.d` directory (their own CAs, a client certificate).
+    host_clients: Mutex<HashMap<String, reqwest::Client>>,
 }
 
 /// An upload session for one blob.
@@ -360,34 +366,7 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
 impl Registry {
     /// Builds a client. CA files are read here so a bad one fails early and clearly.
     pub fn new(options: RegistryOptions) -> Result<Registry, RegistryError> {
-        let mut builder = reqwest::Client::builder()
-            .use_rustls_tls()
-            .connect_timeout(Duration::from_secs(30))
-            .read_timeout(Duration::from_secs(300))
-            .pool_max_idle_per_host(16)
-            .user_agent(concat!("airlock/", env!("CARGO_PKG_VERSION")))
-            .redirect(redirect_policy());
-        for path in &options.ca_files {
-            let pem = crate::io::read_capped(path, crate::io::MAX_CA_FILE_BYTES, "CA file")
-                .map_err(|e| RegistryError::CaFile {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
-            let certs =
-                reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| RegistryError::CaFile {
-                    path: path.clone(),
-                    why: e.to_string(),
-                })?;
-            if certs.is_empty() {
-                return Err(RegistryError::CaFile {
-                    path: path.clone(),
-                    why: "no PEM certificate in the file".into(),
-                });
-            }
-            for c in certs {
-                builder = builder.add_root_certificate(c);
-            }
-        }
+        let builder = tls::base_builder(&options.ca_files)?;
         let http = builder.build().map_err(|e| RegistryError::CaFile {
             path: options.ca_files.first().cloned().unwrap_or_default(),
             why: e.to_string(),
@@ -397,12 +376,35 @@ impl Registry {
             options,
             hosts: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            host_clients: Mutex::new(HashMap::new()),
         })
     }
 
     /// The HTTP client, for plain downloads (chart repositories) with the same TLS roots.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The HTTP client for one registry: its own when a `certs.d` directory names it (built
+    /// once; a bad certificate there is an error naming the file), else the shared one.
+    fn client(&self, registry: &str) -> Result<reqwest::Client, RegistryError> {
+        if self.options.certs_dirs.is_empty() {
+            return Ok(self.http.clone());
+        }
+        if let Some(c) = self
+            .host_clients
+            .lock()
+            .ok()
+            .and_then(|m| m.get(registry).cloned())
+        {
+            return Ok(c);
+        }
+        let client = tls::host_client(&self.options.ca_files, &self.options.certs_dirs, registry)?
+            .unwrap_or_else(|| self.http.clone());
+        if let Ok(mut m) = self.host_clients.lock() {
+            m.insert(registry.to_string(), client.clone());
+        }
+        Ok(client)
     }
 
     /// The retry policy in force.
@@ -575,9 +577,9 @@ impl Registry {
                     if !joined.is_empty() {
                         form.push(("scope", joined));
                     }
-                    self.http.post(realm_url.clone()).form(&form)
+                    self.client(registry)?.post(realm_url.clone()).form(&form)
                 } else {
-                    let mut req = self.http.get(realm_url.clone()).query(&query);
+                    let mut req = self.client(registry)?.get(realm_url.clone()).query(&query);
                     if let (true, Some(c)) = (send_creds, creds) {
                         req = req.basic_auth(&c.username, Some(c.password()));
                     }
@@ -680,13 +682,10 @@ impl Registry {
         let policy = &policy;
         let mut attempt = used;
         let mut authed = false;
+        let client = self.client(registry)?;
         loop {
             attempt += 1;
-            let mut req = make(
-                self.http
-                    .request(method.clone(), url)
-                    .timeout(policy.deadline),
-            );
+            let mut req = make(client.request(method.clone(), url).timeout(policy.deadline));
             if let Some(h) = self.auth_header(registry, scope, url) {
                 req = req.header(AUTHORIZATION, h);
             }
@@ -1394,7 +1393,7 @@ impl BlobUpload<'_> {
         let retry = &self.registry.options.retry;
         let mut req = self
             .registry
-            .http
+            .client(&self.repo.registry)?
             .request(Method::PATCH, &url)
             .timeout(deadline_for(retry.deadline, len, retry.min_rate))
             .header(CONTENT_TYPE, "application/octet-stream")

@@ -73,6 +73,8 @@ pub struct RegistryConfig {
     pub basic_auth: Option<(String, String)>,
     /// Bearer-token auth through a token server that accepts these credentials.
     pub token_auth: Option<(String, String)>,
+    /// With `tls`: a CA (PEM file) whose client certificates the registry requires (mTLS).
+    pub client_ca: Option<PathBuf>,
 }
 
 /// A running `docker-registry`, killed on drop.
@@ -109,6 +111,9 @@ impl TestRegistry {
                     t.cert_file.display(),
                     t.key_file.display()
                 ));
+                if let Some(ca) = &cfg.client_ca {
+                    config.push_str(&format!("    clientcas:\n      - {}\n", ca.display()));
+                }
             }
             if let Some((user, pass)) = &cfg.basic_auth {
                 let hash = bcrypt::hash(pass, 4).expect("bcrypt");
@@ -312,6 +317,7 @@ pub fn client_for(reg: &TestRegistry, retry: RetryPolicy) -> Registry {
     Registry::new(RegistryOptions {
         insecure,
         ca_files: reg.tls.iter().map(|t| t.ca_file.clone()).collect(),
+        certs_dirs: Vec::new(),
         credentials,
         retry,
     })
