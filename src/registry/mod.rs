@@ -8,6 +8,7 @@
 
 pub mod auth;
 pub mod http;
+pub mod limit;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -75,6 +76,9 @@ pub struct RegistryOptions {
     pub credentials: CredentialStore,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// The most requests in flight at once (`None`: [`limit::DEFAULT_MAX_REQUESTS`]); below
+    /// it the limit adapts to the registry's answers.
+    pub max_requests: Option<usize>,
 }
 
 /// Everything that can go wrong talking to a registry. Each names the URL or registry.
@@ -279,6 +283,8 @@ pub struct Registry {
     options: RegistryOptions,
     hosts: Mutex<HashMap<String, HostAuth>>,
     tokens: Mutex<HashMap<(String, String), String>>,
+    /// Shared by every request of every stage, so the registry sees one adaptive load.
+    limit: limit::Limit,
 }
 
 /// An upload session for one blob.
@@ -387,15 +393,22 @@ impl Registry {
         })?;
         Ok(Registry {
             http,
-            options,
             hosts: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
+            limit: limit::Limit::new(options.max_requests.unwrap_or(limit::DEFAULT_MAX_REQUESTS)),
+            options,
         })
     }
 
     /// The HTTP client, for plain downloads (chart repositories) with the same TLS roots.
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The adaptive limit on requests in flight: stages size their concurrency by its
+    /// ceiling and leave the rest to it.
+    pub fn limit(&self) -> &limit::Limit {
+        &self.limit
     }
 
     /// The retry policy in force.
@@ -648,7 +661,22 @@ impl Registry {
                 .base_delay
                 .saturating_mul(1 << (attempt - 1).min(16))
                 .min(policy.max_delay);
-            match req.send().await {
+            let permit = self.limit.acquire().await;
+            let sent = req.send().await;
+            match &sent {
+                Err(e) if e.is_connect() || e.is_timeout() => {
+                    permit.finish(limit::Outcome::Overloaded, None)
+                }
+                Ok(r)
+                    if r.status() == StatusCode::TOO_MANY_REQUESTS
+                        || r.status().is_server_error() =>
+                {
+                    permit.finish(limit::Outcome::Overloaded, retry_after(r.headers()))
+                }
+                _ => permit.finish(limit::Outcome::Success, None),
+            }
+            drop(permit);
+            match sent {
                 Err(source) => {
                     let retryable = source.is_connect()
                         || source.is_timeout()
