@@ -1017,77 +1017,21 @@ async fn fetch_artifact<'a>(
     })
 }
 
-/// Which downloads have finished, for the writer to wait on.
-#[derive(Default)]
-struct Arrivals {
-    state: std::sync::Mutex<(std::collections::HashSet<Digest>, bool)>,
-    cv: std::sync::Condvar,
-}
-
-impl Arrivals {
-    fn arrived(&self, d: Digest) {
-        if let Ok(mut g) = self.state.lock() {
-            g.0.insert(d);
-        }
-        self.cv.notify_all();
-    }
-
-    fn abort(&self) {
-        if let Ok(mut g) = self.state.lock() {
-            g.1 = true;
-        }
-        self.cv.notify_all();
-    }
-
-    fn aborted(&self) -> bool {
-        self.state.lock().map(|g| g.1).unwrap_or(true)
-    }
-
-    /// Blocks until `d` has been downloaded (when this run downloads it at all).
-    fn wait(
-        &self,
-        d: &Digest,
-        downloading: &std::collections::HashSet<Digest>,
-    ) -> Result<(), WriteError> {
-        if !downloading.contains(d) {
-            return Ok(());
-        }
-        let mut g = self
-            .state
-            .lock()
-            .map_err(|_| WriteError::Aborted("download state poisoned".into()))?;
-        loop {
-            if g.0.contains(d) {
-                return Ok(());
-            }
-            if g.1 {
-                return Err(WriteError::Aborted(format!("blob {d} was not downloaded")));
-            }
-            g = self
-                .cv
-                .wait(g)
-                .map_err(|_| WriteError::Aborted("download state poisoned".into()))?;
-        }
-    }
-}
-
-/// Downloads blobs into the cache, `jobs` at a time, in the order given.
-async fn pull_all(
+/// The download stage: blobs the cache lacks, `jobs` at a time, handed to the pack stage in
+/// pack order through a bounded queue (`buffered` yields them in the order given, whichever
+/// finishes first), so the writer never waits on anything but the next blob it packs, and a
+/// slow writer holds the downloads back instead of letting them run ahead without bound.
+async fn download_stage(
     registry: &Registry,
     cache: &Path,
     missing: Vec<(Digest, Descriptor, Repo)>,
     jobs: usize,
-    arrivals: &Arrivals,
+    arrived: tokio::sync::mpsc::Sender<Digest>,
     reporter: &dyn Reporter,
 ) -> Result<(), CollectError> {
-    stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
+    let mut downloads = stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
         let dest = cache_path(cache, &digest);
         async move {
-            if arrivals.aborted() {
-                return Err(CollectError::Write(WriteError::Aborted(
-                    "the bundle writer stopped".into(),
-                )));
-            }
             registry
                 .download_blob(&repo, &digest, desc.size, &dest, reporter)
                 .await
@@ -1096,14 +1040,40 @@ async fn pull_all(
                     source,
                 })?;
             reporter.item(digest.short());
-            arrivals.arrived(digest);
-            Ok::<(), CollectError>(())
+            Ok::<Digest, CollectError>(digest)
         }
     }))
-    .buffer_unordered(jobs.max(1))
-    .try_collect::<Vec<()>>()
-    .await
-    .map(|_| ())
+    .buffered(jobs.max(1));
+    while let Some(d) = downloads.next().await {
+        if arrived.send(d?).await.is_err() {
+            return Err(CollectError::Write(WriteError::Aborted(
+                "the bundle writer stopped".into(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The pack stage's side of the queue: before packing a blob this run downloads, takes the
+/// next arrival, which is that very blob (the download stage runs in pack order).
+fn await_arrival(
+    arrivals: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Digest>>,
+    d: &Digest,
+    downloading: &std::collections::HashSet<Digest>,
+) -> Result<(), WriteError> {
+    if !downloading.contains(d) {
+        return Ok(());
+    }
+    let mut rx = arrivals
+        .lock()
+        .map_err(|_| WriteError::Aborted("download queue poisoned".into()))?;
+    match rx.blocking_recv() {
+        Some(got) if &got == d => Ok(()),
+        Some(got) => Err(WriteError::Aborted(format!(
+            "blob {got} arrived where {d} was expected"
+        ))),
+        None => Err(WriteError::Aborted(format!("blob {d} was not downloaded"))),
+    }
 }
 
 fn cache_path(cache: &Path, digest: &Digest) -> PathBuf {
@@ -1419,13 +1389,16 @@ pub async fn collect(
     }
     let mut missing = missing;
     missing.sort_by_key(|(d, _, _)| order.get(d).copied().unwrap_or(usize::MAX));
-    let arrivals = Arrivals::default();
+    let (arrived, arrivals) = tokio::sync::mpsc::channel::<Digest>(opts.jobs.max(1));
+    let arrivals = std::sync::Mutex::new(arrivals);
     reporter.phase("collect", to_download + manifest.total_blob_bytes());
     let rt = tokio::runtime::Handle::current();
     let (written, pulled) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
+            // The pack stage, on its own thread: the bundle in its fixed order, each blob this
+            // run downloads taken from the queue when its turn comes.
             let writer = scope.spawn(|| {
-                let ready = |d: &Digest| arrivals.wait(d, &fresh);
+                let ready = |d: &Digest| await_arrival(&arrivals, d, &fresh);
                 let r = write_bundle(
                     &out,
                     &manifest,
@@ -1436,22 +1409,20 @@ pub async fn collect(
                     &ready,
                     reporter,
                 );
-                if r.is_err() {
-                    arrivals.abort();
+                // Closing the queue stops the download stage when the writer fails.
+                if let Ok(mut rx) = arrivals.lock() {
+                    rx.close();
                 }
                 r
             });
-            let pulled = rt.block_on(pull_all(
+            let pulled = rt.block_on(download_stage(
                 registry,
                 &opts.cache,
                 missing,
                 opts.jobs,
-                &arrivals,
+                arrived,
                 reporter,
             ));
-            if pulled.is_err() {
-                arrivals.abort();
-            }
             let written = writer
                 .join()
                 .unwrap_or_else(|_| Err(WriteError::Aborted("the bundle writer panicked".into())));
