@@ -10,14 +10,17 @@ N=120
 # BENCH_PROFILE=debug measures the debug build (dependencies optimised, airlock not): a quick
 # look on a machine too loaded to build a release; the figures to publish use the release.
 PROFILE=${BENCH_PROFILE:-release}
-if [ "$PROFILE" = release ]; then
-  cargo build --release --quiet --bin airlock --example samples
-else
-  cargo build --quiet --bin airlock --example samples
+# BENCH_BUILD=0 measures the binaries already in target/ (say which commit built them).
+if [ "${BENCH_BUILD:-1}" = 1 ]; then
+  if [ "$PROFILE" = release ]; then
+    cargo build --release --quiet --bin airlock --example samples
+  else
+    cargo build --quiet --bin airlock --example samples
+  fi
+  # The proxy only forwards and sleeps; its debug build (dependencies optimised) is enough
+  # and is the same for airlock and skopeo.
+  cargo build --quiet --example wanproxy
 fi
-# The proxy only forwards and sleeps; its debug build (dependencies optimised) is enough and
-# is the same for airlock and skopeo.
-cargo build --quiet --example wanproxy
 AIRLOCK=$PWD/target/$PROFILE/airlock
 SAMPLES=$PWD/target/$PROFILE/examples/samples
 WANPROXY=$PWD/target/debug/examples/wanproxy
@@ -26,7 +29,8 @@ PROXIES=()
 cleanup() {
   for p in "${PROXIES[@]}"; do kill "$p" 2>/dev/null || true; done
   stop_registries "$WORK"
-  rm -rf "$WORK"
+  # The registries may still be writing as they stop.
+  rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; }
 }
 trap cleanup EXIT
 export AIRLOCK_PASSWORD=bench-only
