@@ -28,6 +28,7 @@ WORK=$(mktemp -d -t airlock-bench-wan.XXXXXX)
 PROXIES=()
 cleanup() {
   for p in "${PROXIES[@]}"; do kill "$p" 2>/dev/null || true; done
+  wait "${PROXIES[@]}" 2>/dev/null || true
   stop_registries "$WORK"
   # The registries may still be writing as they stop.
   rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; }
