@@ -25,10 +25,12 @@ AIRLOCK=$PWD/target/$PROFILE/airlock
 SAMPLES=$PWD/target/$PROFILE/examples/samples
 WANPROXY=$PWD/target/debug/examples/wanproxy
 WORK=$(mktemp -d -t airlock-bench-wan.XXXXXX)
-PROXIES=()
 cleanup() {
-  for p in "${PROXIES[@]}"; do kill "$p" 2>/dev/null || true; done
-  wait "${PROXIES[@]}" 2>/dev/null || true
+  # start_proxy runs in a command substitution (a subshell): its pids are kept in files.
+  for f in "$WORK"/*.proxypid; do
+    [ -f "$f" ] && kill "$(cat "$f")" 2>/dev/null || true
+  done
+  sleep 0.2
   stop_registries "$WORK"
   # The registries may still be writing as they stop.
   rm -rf "$WORK" 2>/dev/null || { sleep 1; rm -rf "$WORK"; }
@@ -42,7 +44,7 @@ export AIRLOCK_PASSWORD=bench-only
 start_proxy() {
   local name=$1 upstream=$2
   "$WANPROXY" "$upstream" "$DELAY" "$WORK/$name.count" >"$WORK/$name.host" 2>"$WORK/$name.log" &
-  PROXIES+=($!)
+  echo $! >"$WORK/$name.proxypid"
   for _ in $(seq 1 100); do
     [ -s "$WORK/$name.host" ] && [ -s "$WORK/$name.count" ] && { cat "$WORK/$name.host"; return 0; }
     sleep 0.1
