@@ -3,6 +3,7 @@
 //!
 //! `cargo run --example samples -- demo REGISTRY CHART_DIR VENDOR_PUB`
 //! `cargo run --example samples -- bench REGISTRY [BIG_LAYER_MIB]`
+//! `cargo run --example samples -- many REGISTRY` (the many-image set; prints one reference a line)
 
 #[path = "../tests/common/fixtures.rs"]
 #[allow(dead_code)]
@@ -103,6 +104,75 @@ async fn bench(host: &str, big_mib: usize) {
     println!("{total}");
 }
 
+/// The many-image set of the WAN benchmark, the same bytes on every run: 100 single-platform
+/// images and 20 two-platform indexes (`many/imgNNN:1`, `many/multiNN:1`), every image a
+/// shared 256 KiB base layer plus a small layer of its own; every fourth single-platform
+/// image and every other index is signed cosign-style (30 in all). Pushed a few at a time.
+async fn many(host: &str) {
+    use futures_util::StreamExt;
+    let reg = &client(host);
+    let base = fixtures::layer(5000, 256 << 10, Compression::Gzip, false);
+    let singles = futures_util::stream::iter((0..100u64).map(|i| {
+        let base = base.clone();
+        async move {
+            let img = fixtures::image(
+                vec![
+                    base,
+                    fixtures::layer(6000 + i, 16 << 10, Compression::Gzip, false),
+                ],
+                "linux/amd64",
+                false,
+            );
+            let repo = Repo::parse(host, &format!("many/img{i:03}")).expect("repository");
+            fixtures::push_image(reg, &repo, &img, Some("1")).await;
+            if i % 4 == 0 {
+                fixtures::push_signature(reg, &repo, &img.manifest.digest(), None).await;
+            }
+            format!("{repo}:1")
+        }
+    }))
+    .buffered(8)
+    .collect::<Vec<_>>()
+    .await;
+    let multis = futures_util::stream::iter((0..20u64).map(|i| {
+        let base = base.clone();
+        async move {
+            let images: Vec<_> = ["linux/amd64", "linux/arm64/v8"]
+                .iter()
+                .enumerate()
+                .map(|(k, platform)| {
+                    fixtures::image(
+                        vec![
+                            base.clone(),
+                            fixtures::layer(
+                                7000 + 2 * i + k as u64,
+                                16 << 10,
+                                Compression::Gzip,
+                                false,
+                            ),
+                        ],
+                        platform,
+                        false,
+                    )
+                })
+                .collect();
+            let idx = fixtures::index(&images, false);
+            let repo = Repo::parse(host, &format!("many/multi{i:02}")).expect("repository");
+            fixtures::push_index(reg, &repo, &images, &idx, "1").await;
+            if i % 2 == 0 {
+                fixtures::push_signature(reg, &repo, &idx.digest(), None).await;
+            }
+            format!("{repo}:1")
+        }
+    }))
+    .buffered(8)
+    .collect::<Vec<_>>()
+    .await;
+    for r in singles.iter().chain(&multis) {
+        println!("{r}");
+    }
+}
+
 #[tokio::main]
 async fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -112,9 +182,10 @@ async fn main() {
             let big = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(300);
             bench(&args[2], big).await
         }
+        Some("many") if args.len() == 3 => many(&args[2]).await,
         _ => {
             eprintln!(
-                "usage: samples demo REGISTRY CHART_DIR VENDOR_PUB | samples bench REGISTRY [BIG_LAYER_MIB]"
+                "usage: samples demo REGISTRY CHART_DIR VENDOR_PUB | samples bench REGISTRY [BIG_LAYER_MIB] | samples many REGISTRY"
             );
             std::process::exit(2);
         }

@@ -3,11 +3,20 @@
 # some shared) in local registries. Prints a markdown table (MB/s, ratios, peak RSS), then
 # repeats the airlock runs with one layer grown to 2 GiB to show memory stays flat.
 # Usage: scripts/bench.sh [BIG_LAYER_MIB_FOR_FLATNESS_RUN (default 2048; 0 to skip)]
+#        scripts/bench.sh wan [DELAY_MS (default 25)]
+# The `wan` section: 120 small images (100 single-platform, 20 two-platform indexes, 30
+# signed) in a real registry behind a loopback proxy that adds DELAY_MS to every request;
+# lock + collect against a skopeo pull loop, import (into a registry behind the same kind of
+# proxy) against a skopeo push loop from an OCI layout; requests per image counted at the
+# proxies; peak RSS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 ensure_apt docker-registry:docker-registry skopeo:skopeo zstd:zstd openssl:openssl python3:python3
 [ -x /usr/bin/time ] || ensure_apt gnu-time-missing:time
+if [ "${1:-}" = wan ]; then
+  exec bash scripts/bench-wan.sh "${2:-25}"
+fi
 FLAT_MIB=${1:-2048}
 
 cargo build --release --quiet --bin airlock --example samples

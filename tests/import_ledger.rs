@@ -299,7 +299,8 @@ fn a_record_that_fails_after_the_manifests_leaves_no_tag() {
 #[test]
 fn a_crash_between_record_and_tags_is_finished_by_a_rerun_without_a_second_entry() {
     let s = Setup::new();
-    // The first tag PUT (by tag, not digest) hangs: the import is recorded by then.
+    // The first tag PUT (by tag, not digest) hangs: the import is recorded by then. One
+    // request at a time, so no other tag is set beside it.
     let proxy = Proxy::start(
         &s.dst.host,
         Fault::StallAfter {
@@ -307,7 +308,7 @@ fn a_crash_between_record_and_tags_is_finished_by_a_rerun_without_a_second_entry
             needle: "PUT /v2/m/apps/a/manifests/1".into(),
         },
     );
-    let args = s.import_args(&proxy.host, "l", &["--jobs", "1"]);
+    let args = s.import_args(&proxy.host, "l", &["--jobs", "1", "--max-requests", "1"]);
     let stderr = s.dir().join("import.err");
     let mut child = spawn_airlock(s.dir(), &args, Some(&stderr));
     wait_for("the tag PUT", || {

@@ -21,8 +21,9 @@ pub struct Args {
     /// Blob cache (default: `$XDG_CACHE_HOME/airlock` or `~/.cache/airlock`).
     #[arg(long)]
     pub cache: Option<PathBuf>,
-    /// Blobs downloaded at once.
-    #[arg(long, default_value_t = 6)]
+    /// Blobs downloaded at once (each streams to the cache, so this costs little memory; a
+    /// registry a round trip away needs many in flight).
+    #[arg(long, default_value_t = 16)]
     pub jobs: usize,
     /// Replay sequence recorded in `airlock.json` (default: the lock's creation time in Unix
     /// seconds). Importers with a ledger refuse a bundle lower than the last admitted one of

@@ -112,6 +112,11 @@ pub struct RegistryArgs {
     /// that over 30 s is cut off, so a peer that trickles cannot hold a command forever.
     #[arg(long, default_value = "2m", value_name = "DURATION", value_parser = humantime::parse_duration)]
     pub timeout: std::time::Duration,
+    /// The most registry requests in flight at once. Below it the limit adapts: it grows while
+    /// requests succeed and halves on 429, 503 and connection errors (honouring Retry-After).
+    /// 1 makes every request wait for the one before.
+    #[arg(long, default_value_t = airlock::registry::limit::DEFAULT_MAX_REQUESTS, value_name = "N", value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=1024))]
+    pub max_requests: usize,
 }
 
 impl RegistryArgs {
@@ -144,6 +149,7 @@ impl RegistryArgs {
                 stall_window: self.timeout.min(std::time::Duration::from_secs(30)),
                 ..Default::default()
             },
+            max_requests: Some(self.max_requests),
         }
     }
 }

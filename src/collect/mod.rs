@@ -361,21 +361,30 @@ async fn discover_attachments(
     subjects: &[Digest],
 ) -> Result<Vec<LockedAttachment>, CollectError> {
     let repo = repo_of(r);
-    let mut out = Vec::new();
-    for subject in subjects {
-        for suffix in ATTACHMENT_SUFFIXES {
-            let tag = Tag::for_subject(subject, suffix);
+    let repo = &repo;
+    let tags: Vec<(&Digest, Tag)> = subjects
+        .iter()
+        .flat_map(|s| {
+            ATTACHMENT_SUFFIXES
+                .iter()
+                .map(move |suffix| (s, Tag::for_subject(s, suffix)))
+        })
+        .collect();
+    // Every tag looked up at once (the limit paces them); `buffered` keeps their order, so the
+    // lock does not depend on which answer came first.
+    let found: Vec<Option<LockedAttachment>> = stream::iter(tags.into_iter().map(
+        |(subject, tag)| async move {
             let what = format!("{}/{}:{tag}", r.registry, r.repository);
             if registry
-                .head_manifest(&repo, &tag)
+                .head_manifest(repo, &tag)
                 .await
                 .map_err(reg_err(&what))?
                 .is_none()
             {
-                continue;
+                return Ok(None);
             }
             let raw = registry
-                .get_manifest(&repo, &tag)
+                .get_manifest(repo, &tag)
                 .await
                 .map_err(reg_err(&what))?;
             let parsed = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(
@@ -395,19 +404,24 @@ async fn discover_attachments(
                     ),
                 });
             }
-            out.push(LockedAttachment {
+            Ok(Some(LockedAttachment {
                 subject: subject.clone(),
                 tag,
                 digest: raw.digest,
                 media_type: parsed.media_type,
-            });
-        }
-    }
-    Ok(out)
+            }))
+        },
+    ))
+    .buffered(registry.limit().max())
+    .try_collect()
+    .await?;
+    Ok(found.into_iter().flatten().collect())
 }
 
-/// Resolves one image to its digest, children and attachments.
-async fn lock_image(
+/// Locks one image: resolves its reference, then finds what is attached to it and to each
+/// carried child. Everything per image is here, so the resolve stage can run many images at
+/// once.
+pub async fn lock_image(
     registry: &Registry,
     reference: &Reference,
     platforms: &[Platform],
@@ -441,11 +455,16 @@ pub async fn lock_spec(
         .as_ref()
         .map(|t| inline_keys(t, spec_dir))
         .transpose()?;
-    let mut images = Vec::new();
-    for img in &spec.images {
-        images.push(lock_image(registry, &img.reference, &img.platforms).await?);
+    // The resolve stage: images locked concurrently (the registry's adaptive limit paces the
+    // requests), collected in spec order whatever order they finish in.
+    let mut images: Vec<LockedImage> = stream::iter(spec.images.iter().map(|img| async move {
+        let locked = lock_image(registry, &img.reference, &img.platforms).await?;
         reporter.item(&img.reference.to_string());
-    }
+        Ok::<_, CollectError>(locked)
+    }))
+    .buffered(registry.limit().max())
+    .try_collect()
+    .await?;
     let mut charts = Vec::new();
     let tmp = tempfile::tempdir().map_err(|source| CollectError::Io {
         path: std::env::temp_dir(),
@@ -536,7 +555,8 @@ pub async fn lock_spec(
         reporter.item(&c.label());
     }
     // Images the charts deploy: one already in the spec gains the chart's name; a new one is
-    // pinned like a spec image (all platforms) in the order the charts list them.
+    // pinned like a spec image (all platforms), concurrently, in the order the charts list them.
+    let mut new_images: Vec<(Reference, Vec<String>)> = Vec::new();
     for set in &chart_sets {
         for r in &set.images {
             let name = r.to_string();
@@ -544,14 +564,25 @@ pub async fn lock_spec(
                 if !i.charts.contains(&set.chart) {
                     i.charts.push(set.chart.clone());
                 }
-                continue;
+            } else if let Some((_, charts)) = new_images.iter_mut().find(|(n, _)| n == r) {
+                charts.push(set.chart.clone());
+            } else {
+                new_images.push((r.clone(), vec![set.chart.clone()]));
             }
-            let mut locked = lock_image(registry, r, &[]).await?;
-            locked.charts.push(set.chart.clone());
-            images.push(locked);
-            reporter.item(&name);
         }
     }
+    let from_charts: Vec<LockedImage> = stream::iter(new_images.into_iter().map(
+        |(r, charts)| async move {
+            let mut locked = lock_image(registry, &r, &[]).await?;
+            locked.charts = charts;
+            reporter.item(&r.to_string());
+            Ok::<_, CollectError>(locked)
+        },
+    ))
+    .buffered(registry.limit().max())
+    .try_collect()
+    .await?;
+    images.extend(from_charts);
     let files = spec
         .files
         .iter()
@@ -894,111 +925,31 @@ impl Plan {
         Ok(total)
     }
 
-    async fn fetch_manifest(
-        &mut self,
-        registry: &Registry,
-        artifact: &str,
-        repo: &Repo,
-        digest: &Digest,
-        media_type: &str,
-    ) -> Result<ParsedManifest, CollectError> {
-        let raw = registry
-            .get_manifest(repo, digest)
-            .await
-            .map_err(reg_err(artifact))?;
-        let parsed = ParsedManifest::parse(&raw.bytes, Some(media_type)).map_err(|source| {
-            CollectError::Manifest {
-                artifact: artifact.to_string(),
-                source,
-            }
-        })?;
-        if parsed.media_type != media_type {
-            return Err(CollectError::Mismatch {
-                artifact: artifact.to_string(),
-                why: format!(
-                    "manifest {digest} is `{}` but the lock says `{media_type}`",
-                    parsed.media_type
-                ),
-            });
+    /// The plan stage for one registry artifact: its fetched manifests, the blobs they name
+    /// and its entry in `airlock.json`. Runs in lock order, so the plan (and the bundle) does
+    /// not depend on which fetch finished first.
+    fn add_fetched(&mut self, f: Fetched<'_>) -> Result<(), CollectError> {
+        let Fetched {
+            pin,
+            root,
+            children: fetched_children,
+            children_listed,
+        } = f;
+        let name = pin.source.to_string();
+        let repo = repo_of(pin.source);
+        let (root_bytes, root_parsed) = root;
+        let mut size = root_parsed.blobs().map(|d| d.size).sum::<u64>() + root_bytes.len() as u64;
+        self.manifests.insert(
+            pin.digest.clone(),
+            (root_bytes, root_parsed.media_type.clone()),
+        );
+        if root_parsed.kind != ManifestKind::Index {
+            self.add_image_blobs(&name, &root_parsed, &repo)?;
         }
-        self.manifests
-            .insert(digest.clone(), (raw.bytes, parsed.media_type.clone()));
-        Ok(parsed)
-    }
-
-    async fn add_registry_artifact(
-        &mut self,
-        registry: &Registry,
-        pin: Pinned<'_>,
-    ) -> Result<(), CollectError> {
-        let Pinned {
-            kind,
-            source,
-            digest,
-            media_type,
-            platforms,
-            children: locked_children,
-        } = pin;
-        let name = source.to_string();
-        let repo = repo_of(source);
-        let root = self
-            .fetch_manifest(registry, &name, &repo, digest, media_type)
-            .await?;
-        let mut children = Vec::new();
-        let mut size =
-            root.blobs().map(|d| d.size).sum::<u64>() + self.manifests[digest].0.len() as u64;
-        // An attachment's index (referrers) carries every child; the lock does not list them.
-        let all_children: Vec<LockedChild>;
-        let locked_children = if kind == ArtifactKind::Attachment {
-            let declared = size + root.manifests.iter().map(|d| d.size).sum::<u64>();
-            if declared > MAX_ATTACHMENT_BYTES {
-                return Err(CollectError::Unsupported {
-                    artifact: name,
-                    why: format!("attachment {digest} declares {declared} bytes, over the {MAX_ATTACHMENT_BYTES}-byte limit for signature material; refused before download"),
-                });
-            }
-            all_children = children_of(&root, &[]);
-            &all_children[..]
-        } else {
-            locked_children
-        };
-        if root.kind == ManifestKind::Index {
-            let want: BTreeMap<&Digest, &LockedChild> =
-                locked_children.iter().map(|c| (&c.digest, c)).collect();
-            let have: BTreeMap<&Digest, &Descriptor> =
-                root.manifests.iter().map(|d| (&d.digest, d)).collect();
-            if want.keys().collect::<Vec<_>>() != have.keys().collect::<Vec<_>>() {
-                return Err(CollectError::Mismatch {
-                    artifact: name,
-                    why: format!("index {digest} has other children than the lock lists; run `airlock lock` again"),
-                });
-            }
-            for c in locked_children {
-                if c.selected {
-                    if media::is_index(&c.media_type) {
-                        return Err(CollectError::Unsupported {
-                            artifact: name,
-                            why: format!(
-                                "child {} is itself an index; nested indexes are not supported",
-                                c.digest
-                            ),
-                        });
-                    }
-                    let m = self
-                        .fetch_manifest(registry, &name, &repo, &c.digest, &c.media_type)
-                        .await?;
-                    size += self.add_image_blobs(&name, &m, &repo)?
-                        + self.manifests[&c.digest].0.len() as u64;
-                }
-                children.push(Child {
-                    digest: c.digest.clone(),
-                    media_type: c.media_type.clone(),
-                    platform: c.platform.clone(),
-                    included: c.selected,
-                });
-            }
-        } else {
-            self.add_image_blobs(&name, &root, &repo)?;
+        for (digest, bytes, parsed) in fetched_children {
+            size += self.add_image_blobs(&name, &parsed, &repo)? + bytes.len() as u64;
+            self.manifests
+                .insert(digest, (bytes, parsed.media_type.clone()));
         }
         self.artifacts.push(Artifact {
             verification: Vec::new(),
@@ -1006,91 +957,158 @@ impl Plan {
             artifact_type: None,
             scan: None,
             size,
-            kind,
+            kind: pin.kind,
             source: name,
-            registry: Some(source.registry.clone()),
-            repository: source.repository.clone(),
-            tag: source.tag.clone(),
-            digest: digest.clone(),
-            media_type: media_type.to_string(),
-            platforms: platforms.to_vec(),
-            children,
+            registry: Some(pin.source.registry.clone()),
+            repository: pin.source.repository.clone(),
+            tag: pin.source.tag.clone(),
+            digest: pin.digest.clone(),
+            media_type: pin.media_type.to_string(),
+            platforms: pin.platforms.to_vec(),
+            children: children_listed,
         });
         Ok(())
     }
 }
 
-/// Which downloads have finished, for the writer to wait on.
-#[derive(Default)]
-struct Arrivals {
-    state: std::sync::Mutex<(std::collections::HashSet<Digest>, bool)>,
-    cv: std::sync::Condvar,
+/// One registry artifact's manifests, fetched and checked against the lock, waiting for the
+/// plan stage.
+struct Fetched<'a> {
+    pin: Pinned<'a>,
+    /// The root manifest's bytes, parsed.
+    root: (Bytes, ParsedManifest),
+    /// Each carried child of an index, in the index's order.
+    children: Vec<(Digest, Bytes, ParsedManifest)>,
+    /// Every child of an index, carried or not, for `airlock.json`.
+    children_listed: Vec<Child>,
 }
 
-impl Arrivals {
-    fn arrived(&self, d: Digest) {
-        if let Ok(mut g) = self.state.lock() {
-            g.0.insert(d);
+/// Fetches one manifest by digest and checks its media type against the lock's.
+async fn fetch_manifest(
+    registry: &Registry,
+    artifact: &str,
+    repo: &Repo,
+    digest: &Digest,
+    media_type: &str,
+) -> Result<(Bytes, ParsedManifest), CollectError> {
+    let raw = registry
+        .get_manifest(repo, digest)
+        .await
+        .map_err(reg_err(artifact))?;
+    let parsed = ParsedManifest::parse(&raw.bytes, Some(media_type)).map_err(|source| {
+        CollectError::Manifest {
+            artifact: artifact.to_string(),
+            source,
         }
-        self.cv.notify_all();
+    })?;
+    if parsed.media_type != media_type {
+        return Err(CollectError::Mismatch {
+            artifact: artifact.to_string(),
+            why: format!(
+                "manifest {digest} is `{}` but the lock says `{media_type}`",
+                parsed.media_type
+            ),
+        });
     }
-
-    fn abort(&self) {
-        if let Ok(mut g) = self.state.lock() {
-            g.1 = true;
-        }
-        self.cv.notify_all();
-    }
-
-    fn aborted(&self) -> bool {
-        self.state.lock().map(|g| g.1).unwrap_or(true)
-    }
-
-    /// Blocks until `d` has been downloaded (when this run downloads it at all).
-    fn wait(
-        &self,
-        d: &Digest,
-        downloading: &std::collections::HashSet<Digest>,
-    ) -> Result<(), WriteError> {
-        if !downloading.contains(d) {
-            return Ok(());
-        }
-        let mut g = self
-            .state
-            .lock()
-            .map_err(|_| WriteError::Aborted("download state poisoned".into()))?;
-        loop {
-            if g.0.contains(d) {
-                return Ok(());
-            }
-            if g.1 {
-                return Err(WriteError::Aborted(format!("blob {d} was not downloaded")));
-            }
-            g = self
-                .cv
-                .wait(g)
-                .map_err(|_| WriteError::Aborted("download state poisoned".into()))?;
-        }
-    }
+    Ok((raw.bytes, parsed))
 }
 
-/// Downloads blobs into the cache, `jobs` at a time, in the order given.
-async fn pull_all(
+/// The fetch stage for one registry artifact: its root manifest, then its carried children
+/// (all at once), each checked against what the lock pins.
+async fn fetch_artifact<'a>(
+    registry: &Registry,
+    pin: Pinned<'a>,
+) -> Result<Fetched<'a>, CollectError> {
+    let name = pin.source.to_string();
+    let repo = repo_of(pin.source);
+    let digest = pin.digest;
+    let (root_bytes, root) = fetch_manifest(registry, &name, &repo, digest, pin.media_type).await?;
+    // An attachment's index (referrers) carries every child; the lock does not list them.
+    let all_children: Vec<LockedChild>;
+    let locked_children = if pin.kind == ArtifactKind::Attachment {
+        let declared = root.blobs().map(|d| d.size).sum::<u64>()
+            + root_bytes.len() as u64
+            + root.manifests.iter().map(|d| d.size).sum::<u64>();
+        if declared > MAX_ATTACHMENT_BYTES {
+            return Err(CollectError::Unsupported {
+                artifact: name,
+                why: format!("attachment {digest} declares {declared} bytes, over the {MAX_ATTACHMENT_BYTES}-byte limit for signature material; refused before download"),
+            });
+        }
+        all_children = children_of(&root, &[]);
+        &all_children[..]
+    } else {
+        pin.children
+    };
+    let mut children = Vec::new();
+    let mut listed = Vec::new();
+    if root.kind == ManifestKind::Index {
+        let want: BTreeMap<&Digest, &LockedChild> =
+            locked_children.iter().map(|c| (&c.digest, c)).collect();
+        let have: BTreeMap<&Digest, &Descriptor> =
+            root.manifests.iter().map(|d| (&d.digest, d)).collect();
+        if want.keys().collect::<Vec<_>>() != have.keys().collect::<Vec<_>>() {
+            return Err(CollectError::Mismatch {
+                artifact: name,
+                why: format!("index {digest} has other children than the lock lists; run `airlock lock` again"),
+            });
+        }
+        if let Some(c) = locked_children
+            .iter()
+            .find(|c| c.selected && media::is_index(&c.media_type))
+        {
+            return Err(CollectError::Unsupported {
+                artifact: name,
+                why: format!(
+                    "child {} is itself an index; nested indexes are not supported",
+                    c.digest
+                ),
+            });
+        }
+        let (name, repo) = (&name, &repo);
+        children = stream::iter(locked_children.iter().filter(|c| c.selected).map(
+            |c| async move {
+                let (bytes, parsed) =
+                    fetch_manifest(registry, name, repo, &c.digest, &c.media_type).await?;
+                Ok::<_, CollectError>((c.digest.clone(), bytes, parsed))
+            },
+        ))
+        .buffered(registry.limit().max())
+        .try_collect()
+        .await?;
+        listed = locked_children
+            .iter()
+            .map(|c| Child {
+                digest: c.digest.clone(),
+                media_type: c.media_type.clone(),
+                platform: c.platform.clone(),
+                included: c.selected,
+            })
+            .collect();
+    }
+    Ok(Fetched {
+        pin,
+        root: (root_bytes, root),
+        children,
+        children_listed: listed,
+    })
+}
+
+/// The download stage: blobs the cache lacks, `jobs` at a time, handed to the pack stage in
+/// pack order through a bounded queue (`buffered` yields them in the order given, whichever
+/// finishes first), so the writer never waits on anything but the next blob it packs, and a
+/// slow writer holds the downloads back instead of letting them run ahead without bound.
+async fn download_stage(
     registry: &Registry,
     cache: &Path,
     missing: Vec<(Digest, Descriptor, Repo)>,
     jobs: usize,
-    arrivals: &Arrivals,
+    arrived: tokio::sync::mpsc::Sender<Digest>,
     reporter: &dyn Reporter,
 ) -> Result<(), CollectError> {
-    stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
+    let mut downloads = stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
         let dest = cache_path(cache, &digest);
         async move {
-            if arrivals.aborted() {
-                return Err(CollectError::Write(WriteError::Aborted(
-                    "the bundle writer stopped".into(),
-                )));
-            }
             registry
                 .download_blob(&repo, &digest, desc.size, &dest, reporter)
                 .await
@@ -1099,14 +1117,40 @@ async fn pull_all(
                     source,
                 })?;
             reporter.item(digest.short());
-            arrivals.arrived(digest);
-            Ok::<(), CollectError>(())
+            Ok::<Digest, CollectError>(digest)
         }
     }))
-    .buffer_unordered(jobs.max(1))
-    .try_collect::<Vec<()>>()
-    .await
-    .map(|_| ())
+    .buffered(jobs.max(1));
+    while let Some(d) = downloads.next().await {
+        if arrived.send(d?).await.is_err() {
+            return Err(CollectError::Write(WriteError::Aborted(
+                "the bundle writer stopped".into(),
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// The pack stage's side of the queue: before packing a blob this run downloads, takes the
+/// next arrival, which is that very blob (the download stage runs in pack order).
+fn await_arrival(
+    arrivals: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Digest>>,
+    d: &Digest,
+    downloading: &std::collections::HashSet<Digest>,
+) -> Result<(), WriteError> {
+    if !downloading.contains(d) {
+        return Ok(());
+    }
+    let mut rx = arrivals
+        .lock()
+        .map_err(|_| WriteError::Aborted("download queue poisoned".into()))?;
+    match rx.blocking_recv() {
+        Some(got) if &got == d => Ok(()),
+        Some(got) => Err(WriteError::Aborted(format!(
+            "blob {got} arrived where {d} was expected"
+        ))),
+        None => Err(WriteError::Aborted(format!("blob {d} was not downloaded"))),
+    }
 }
 
 fn cache_path(cache: &Path, digest: &Digest) -> PathBuf {
@@ -1150,33 +1194,50 @@ pub async fn collect(
         pulls: BTreeMap::new(),
         local: HashMap::new(),
     };
-    for img in &lock.images {
-        let pin = Pinned {
+    // Attachments are pinned by tag under their image's repository.
+    let attachment_sources: Vec<Vec<Reference>> = lock
+        .images
+        .iter()
+        .map(|img| {
+            img.attachments
+                .iter()
+                .map(|att| Reference {
+                    tag: Some(att.tag.clone()),
+                    digest: None,
+                    ..img.source.clone()
+                })
+                .collect()
+        })
+        .collect();
+    let mut pins: Vec<Pinned> = Vec::new();
+    for (img, sources) in lock.images.iter().zip(&attachment_sources) {
+        pins.push(Pinned {
             kind: ArtifactKind::Image,
             source: &img.source,
             digest: &img.digest,
             media_type: &img.media_type,
             platforms: &img.platforms,
             children: &img.children,
-        };
-        plan.add_registry_artifact(registry, pin).await?;
-        for att in &img.attachments {
-            let source = Reference {
-                tag: Some(att.tag.clone()),
-                digest: None,
-                ..img.source.clone()
-            };
-            let pin = Pinned {
+        });
+        for (att, source) in img.attachments.iter().zip(sources) {
+            pins.push(Pinned {
                 kind: ArtifactKind::Attachment,
-                source: &source,
+                source,
                 digest: &att.digest,
                 media_type: &att.media_type,
                 platforms: &[],
                 children: &[],
-            };
-            plan.add_registry_artifact(registry, pin).await?;
+            });
         }
     }
+    // The fetch stage feeds the plan stage through a bounded queue: manifests are fetched
+    // many at once, planned one by one in lock order.
+    let mut fetched = stream::iter(pins.into_iter().map(|pin| fetch_artifact(registry, pin)))
+        .buffered(registry.limit().max());
+    while let Some(f) = fetched.next().await {
+        plan.add_fetched(f?)?;
+    }
+    drop(fetched);
     for c in &lock.charts {
         match c {
             LockedChart::Oci {
@@ -1192,7 +1253,7 @@ pub async fn collect(
                     platforms: &[],
                     children: &[],
                 };
-                plan.add_registry_artifact(registry, pin).await?;
+                plan.add_fetched(fetch_artifact(registry, pin).await?)?;
             }
             LockedChart::Http {
                 repo,
@@ -1405,13 +1466,16 @@ pub async fn collect(
     }
     let mut missing = missing;
     missing.sort_by_key(|(d, _, _)| order.get(d).copied().unwrap_or(usize::MAX));
-    let arrivals = Arrivals::default();
+    let (arrived, arrivals) = tokio::sync::mpsc::channel::<Digest>(opts.jobs.max(1));
+    let arrivals = std::sync::Mutex::new(arrivals);
     reporter.phase("collect", to_download + manifest.total_blob_bytes());
     let rt = tokio::runtime::Handle::current();
     let (written, pulled) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
+            // The pack stage, on its own thread: the bundle in its fixed order, each blob this
+            // run downloads taken from the queue when its turn comes.
             let writer = scope.spawn(|| {
-                let ready = |d: &Digest| arrivals.wait(d, &fresh);
+                let ready = |d: &Digest| await_arrival(&arrivals, d, &fresh);
                 let r = write_bundle(
                     &out,
                     &manifest,
@@ -1422,22 +1486,20 @@ pub async fn collect(
                     &ready,
                     reporter,
                 );
-                if r.is_err() {
-                    arrivals.abort();
+                // Closing the queue stops the download stage when the writer fails.
+                if let Ok(mut rx) = arrivals.lock() {
+                    rx.close();
                 }
                 r
             });
-            let pulled = rt.block_on(pull_all(
+            let pulled = rt.block_on(download_stage(
                 registry,
                 &opts.cache,
                 missing,
                 opts.jobs,
-                &arrivals,
+                arrived,
                 reporter,
             ));
-            if pulled.is_err() {
-                arrivals.abort();
-            }
             let written = writer
                 .join()
                 .unwrap_or_else(|_| Err(WriteError::Aborted("the bundle writer panicked".into())));

@@ -10,7 +10,7 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{cache_path, pull_all, Arrivals, CollectError, CollectOptions, Plan};
+use super::{cache_path, download_stage, CollectError, CollectOptions, Plan};
 use crate::bundle::writer::BlobData;
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry};
 use crate::lock::Lock;
@@ -211,15 +211,9 @@ pub(super) async fn scan_plan(
     let missing = plan.not_in_cache(&opts.cache);
     reporter.phase("pull", missing.iter().map(|(_, d, _)| d.size).sum());
     let mut checked: HashSet<Digest> = missing.iter().map(|(d, _, _)| d.clone()).collect();
-    let pulled = pull_all(
-        registry,
-        &opts.cache,
-        missing,
-        opts.jobs,
-        &Arrivals::default(),
-        reporter,
-    )
-    .await;
+    // Nothing packs yet: the queue holds every arrival, and no one waits on it.
+    let (arrived, _unread) = tokio::sync::mpsc::channel(missing.len().max(1));
+    let pulled = download_stage(registry, &opts.cache, missing, opts.jobs, arrived, reporter).await;
     reporter.finish_phase();
     pulled?;
 

@@ -29,7 +29,8 @@ pub use stages::{import, import_from, run};
 /// Upload chunk size: a blob up to this size is read whole and sent in one request; larger
 /// ones go in chunks of this size. Bounds memory: see [`MAX_INFLIGHT`].
 pub const CHUNK_SIZE: usize = 8 * 1024 * 1024;
-/// Blob uploads in flight at once. With the channel depths below, at most about
+/// Blob data in flight, in chunks: uploads run within `MAX_INFLIGHT * CHUNK_SIZE` bytes (see
+/// `upload::drive`). With the channel depths below, at most about
 /// `(MAX_INFLIGHT + 4) * CHUNK_SIZE` bytes of blob data are in memory.
 pub const MAX_INFLIGHT: usize = 4;
 

@@ -5,6 +5,7 @@
 use std::collections::HashSet;
 
 use bytes::Bytes;
+use futures_util::stream::{self, StreamExt, TryStreamExt};
 
 use crate::bundle::reader::BundleContents;
 use crate::bundle::{Artifact, BundleManifest};
@@ -41,14 +42,6 @@ async fn ensure_manifest(
     Ok(true)
 }
 
-fn count(report: &mut ImportReport, pushed: bool) {
-    if pushed {
-        report.manifests_pushed += 1;
-    } else {
-        report.manifests_skipped += 1;
-    }
-}
-
 fn included(a: &Artifact) -> HashSet<&Digest> {
     a.children
         .iter()
@@ -57,8 +50,80 @@ fn included(a: &Artifact) -> HashSet<&Digest> {
         .collect()
 }
 
+/// What the manifest stage did for one artifact.
+struct ArtifactPush {
+    pushed: usize,
+    skipped: usize,
+    /// The derived index pushed instead of a refused original, with its bytes.
+    derived: Option<(Digest, Bytes)>,
+}
+
+/// Pushes one artifact's manifests: its carried children first, then its root (or, when the
+/// registry refuses an index with missing children, the index of the carried ones).
+async fn push_artifact(
+    registry: &Registry,
+    contents: &BundleContents,
+    a: &Artifact,
+    repo: &Repo,
+    reporter: &dyn Reporter,
+) -> Result<ArtifactPush, ImportError> {
+    let mut out = ArtifactPush {
+        pushed: 0,
+        skipped: 0,
+        derived: None,
+    };
+    let mut count = |pushed: bool| {
+        if pushed {
+            out.pushed += 1;
+        } else {
+            out.skipped += 1;
+        }
+    };
+    for c in a.children.iter().filter(|c| c.included) {
+        let (bytes, parsed) = &contents.manifests[&c.digest];
+        let pushed = ensure_manifest(registry, repo, &c.digest, bytes, &parsed.media_type)
+            .await
+            .map_err(reg(format!("{}: pushing manifest {}", a.source, c.digest)))?;
+        count(pushed);
+    }
+    let (bytes, parsed) = &contents.manifests[&a.digest];
+    match ensure_manifest(registry, repo, &a.digest, bytes, &parsed.media_type).await {
+        Ok(pushed) => count(pushed),
+        Err(RegistryError::Status { status, .. })
+            if parsed.kind == ManifestKind::Index
+                && BundleManifest::is_subset(a)
+                && status.is_client_error() =>
+        {
+            let Some(d_bytes) = super::derived_index(bytes, &included(a)) else {
+                return Err(ImportError::DeriveIndex {
+                    source_ref: a.source.clone(),
+                    digest: a.digest.clone(),
+                });
+            };
+            let d = Digest::of(&d_bytes);
+            reporter.warn(&format!(
+                "{repo}: the registry refused index {} with missing children; pushed derived index {d} of the carried platforms",
+                a.digest
+            ));
+            let pushed = ensure_manifest(registry, repo, &d, &d_bytes, &parsed.media_type)
+                .await
+                .map_err(reg(format!("{}: pushing derived index {d}", a.source)))?;
+            count(pushed);
+            out.derived = Some((d, d_bytes));
+        }
+        Err(e) => {
+            return Err(reg(format!("{}: pushing manifest {}", a.source, a.digest))(
+                e,
+            ))
+        }
+    }
+    Ok(out)
+}
+
 /// Pushes every manifest of the artifacts the gate kept (children first), fills
-/// `report.artifacts`, and decides the tags. Nothing here is pullable by tag.
+/// `report.artifacts`, and decides the tags. Nothing here is pullable by tag. Artifacts are
+/// pushed concurrently (the registry's adaptive limit paces them); the report keeps bundle
+/// order.
 pub(super) async fn push_manifests(
     registry: &Registry,
     contents: &BundleContents,
@@ -67,67 +132,45 @@ pub(super) async fn push_manifests(
     report: &mut ImportReport,
     reporter: &dyn Reporter,
 ) -> Result<TagPlan, ImportError> {
+    let artifacts = &contents.manifest.artifacts;
+    let results: Vec<Option<ArtifactPush>> = stream::iter(
+        artifacts
+            .iter()
+            .zip(repos.iter())
+            .enumerate()
+            .map(|(i, (a, repo))| {
+                let skipped = gate.skipped.contains_key(&i);
+                async move {
+                    if skipped {
+                        return Ok(None);
+                    }
+                    push_artifact(registry, contents, a, repo, reporter)
+                        .await
+                        .map(Some)
+                }
+            }),
+    )
+    .buffered(registry.limit().max())
+    .try_collect()
+    .await?;
     // The derived index pushed for an artifact, by artifact index: tagged as pushed.
-    let mut derived_bytes: Vec<Option<Bytes>> = vec![None; contents.manifest.artifacts.len()];
-    for (i, (a, repo)) in contents
-        .manifest
-        .artifacts
-        .iter()
-        .zip(repos.iter())
-        .enumerate()
-    {
+    let mut derived_bytes: Vec<Option<Bytes>> = vec![None; artifacts.len()];
+    for (i, ((a, repo), result)) in artifacts.iter().zip(repos).zip(results).enumerate() {
         let signatures = gate.verified.remove(&i).unwrap_or_default();
-        if let Some(why) = gate.skipped.get(&i) {
+        let Some(pushed) = result else {
+            let why = gate.skipped.get(&i).cloned().unwrap_or_default();
             reporter.warn(&format!("{}: left out: {why}", a.source));
-            report.artifacts.push(ImportedArtifact::new(
-                a,
-                repo,
-                None,
-                signatures,
-                Some(why.clone()),
-            ));
+            report
+                .artifacts
+                .push(ImportedArtifact::new(a, repo, None, signatures, Some(why)));
             continue;
-        }
-        for c in a.children.iter().filter(|c| c.included) {
-            let (bytes, parsed) = &contents.manifests[&c.digest];
-            let pushed = ensure_manifest(registry, repo, &c.digest, bytes, &parsed.media_type)
-                .await
-                .map_err(reg(format!("{}: pushing manifest {}", a.source, c.digest)))?;
-            count(report, pushed);
-        }
-        let (bytes, parsed) = &contents.manifests[&a.digest];
-        let mut derived = None;
-        match ensure_manifest(registry, repo, &a.digest, bytes, &parsed.media_type).await {
-            Ok(pushed) => count(report, pushed),
-            Err(RegistryError::Status { status, .. })
-                if parsed.kind == ManifestKind::Index
-                    && BundleManifest::is_subset(a)
-                    && status.is_client_error() =>
-            {
-                let Some(d_bytes) = super::derived_index(bytes, &included(a)) else {
-                    return Err(ImportError::DeriveIndex {
-                        source_ref: a.source.clone(),
-                        digest: a.digest.clone(),
-                    });
-                };
-                let d = Digest::of(&d_bytes);
-                reporter.warn(&format!(
-                    "{repo}: the registry refused index {} with missing children; pushed derived index {d} of the carried platforms",
-                    a.digest
-                ));
-                let pushed = ensure_manifest(registry, repo, &d, &d_bytes, &parsed.media_type)
-                    .await
-                    .map_err(reg(format!("{}: pushing derived index {d}", a.source)))?;
-                count(report, pushed);
-                derived = Some(d);
-                derived_bytes[i] = Some(d_bytes);
-            }
-            Err(e) => {
-                return Err(reg(format!("{}: pushing manifest {}", a.source, a.digest))(
-                    e,
-                ))
-            }
-        }
+        };
+        report.manifests_pushed += pushed.pushed;
+        report.manifests_skipped += pushed.skipped;
+        let derived = pushed.derived.map(|(d, b)| {
+            derived_bytes[i] = Some(b);
+            d
+        });
         report
             .artifacts
             .push(ImportedArtifact::new(a, repo, derived, signatures, None));
@@ -147,6 +190,8 @@ async fn plan_tags(
     derived_bytes: Vec<Option<Bytes>>,
 ) -> Result<TagPlan, ImportError> {
     let mut plan = TagPlan::default();
+    // Each tag to set: (artifact index, tag, digest it should name, derived bytes).
+    let mut candidates = Vec::new();
     for (i, (art, derived)) in report.artifacts.iter().zip(derived_bytes).enumerate() {
         let a = &contents.manifest.artifacts[i];
         let Some(tag) = a.tag.clone() else { continue };
@@ -157,24 +202,39 @@ async fn plan_tags(
             // A referrers index: merged with what the target has, below.
             continue;
         }
-        let digest = art.derived_digest.as_ref().unwrap_or(&art.digest);
-        let repo = &repos[i];
-        let current = registry
-            .head_manifest(repo, &tag)
-            .await
-            .map_err(reg(format!("{repo}:{tag}: reading tag")))?;
-        if current.as_ref() == Some(digest) {
+        let digest = art
+            .derived_digest
+            .clone()
+            .unwrap_or_else(|| art.digest.clone());
+        candidates.push((i, tag, digest, derived));
+    }
+    // Where each tag points now, read concurrently, in order.
+    let current: Vec<Option<Digest>> = stream::iter(candidates.iter().map(|(i, tag, _, _)| {
+        let repo = &repos[*i];
+        async move {
+            registry
+                .head_manifest(repo, tag)
+                .await
+                .map_err(reg(format!("{repo}:{tag}: reading tag")))
+        }
+    }))
+    .buffered(registry.limit().max())
+    .try_collect()
+    .await?;
+    for ((i, tag, digest, derived), current) in candidates.into_iter().zip(current) {
+        if current.as_ref() == Some(&digest) {
             report.tags_unchanged += 1;
             continue;
         }
+        let a = &contents.manifest.artifacts[i];
         let (bytes, media_type) = match derived {
             Some(b) => (b, contents.manifests[&a.digest].1.media_type.clone()),
             None => {
-                let (b, parsed) = &contents.manifests[digest];
+                let (b, parsed) = &contents.manifests[&digest];
                 (b.clone(), parsed.media_type.clone())
             }
         };
-        plan.tags.push((repo.clone(), tag, bytes, media_type));
+        plan.tags.push((repos[i].clone(), tag, bytes, media_type));
     }
 
     let kept: Vec<Option<&Repo>> = repos
@@ -182,8 +242,17 @@ async fn plan_tags(
         .enumerate()
         .map(|(i, r)| (!gate.skipped.contains_key(&i)).then_some(r))
         .collect();
-    for ((repo, subject), wanted) in referrers::wanted(contents, &kept) {
-        match referrers::plan(registry, &repo, &subject, &wanted).await? {
+    let wanted = referrers::wanted(contents, &kept);
+    let planned: Vec<referrers::Plan> = stream::iter(
+        wanted
+            .iter()
+            .map(|((repo, subject), wanted)| referrers::plan(registry, repo, subject, wanted)),
+    )
+    .buffered(registry.limit().max())
+    .try_collect()
+    .await?;
+    for (((repo, _), _), p) in wanted.into_iter().zip(planned) {
+        match p {
             referrers::Plan::Api => report.referrers_via_api += 1,
             referrers::Plan::Unchanged => report.referrer_indexes_unchanged += 1,
             referrers::Plan::Write { tag, index } => plan.indexes.push((repo, tag, index)),
@@ -199,16 +268,25 @@ pub(super) async fn set_tags(
     plan: TagPlan,
     report: &mut ImportReport,
 ) -> Result<(), ImportError> {
-    for (repo, tag, bytes, media_type) in plan.tags {
-        registry
-            .put_manifest(&repo, &tag, &bytes, &media_type)
-            .await
-            .map_err(reg(format!("{repo}:{tag}: setting tag")))?;
-        report.tags_set += 1;
-    }
-    for (repo, tag, index) in plan.indexes {
-        referrers::write(registry, &repo, &tag, index).await?;
-        report.referrer_indexes_updated += 1;
-    }
+    let jobs = registry.limit().max();
+    report.tags_set += stream::iter(plan.tags.iter().map(
+        |(repo, tag, bytes, media_type)| async move {
+            registry
+                .put_manifest(repo, tag, bytes, media_type)
+                .await
+                .map_err(reg(format!("{repo}:{tag}: setting tag")))
+        },
+    ))
+    .buffer_unordered(jobs)
+    .try_collect::<Vec<_>>()
+    .await?
+    .len();
+    report.referrer_indexes_updated += stream::iter(plan.indexes.into_iter().map(
+        |(repo, tag, index)| async move { referrers::write(registry, &repo, &tag, index).await },
+    ))
+    .buffer_unordered(jobs)
+    .try_collect::<Vec<()>>()
+    .await?
+    .len();
     Ok(())
 }

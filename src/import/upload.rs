@@ -411,25 +411,52 @@ async fn mount_omitted(
     Err(ImportError::OmittedMissing { missing: lacking })
 }
 
-/// The upload side: answers the plan, runs up to [`MAX_INFLIGHT`] uploads at once.
+/// Uploads in flight at once at most (small blobs; the byte budget bounds large ones).
+const MAX_UPLOAD_TASKS: usize = 64;
+
+/// The upload side: answers the plan, then runs uploads concurrently within a byte budget of
+/// [`MAX_INFLIGHT`] × [`CHUNK_SIZE`] (a whole blob counts its size, a streamed one a chunk)
+/// and at most [`MAX_UPLOAD_TASKS`] at once: many small blobs fly together over a slow link,
+/// while memory stays as bounded as with [`MAX_INFLIGHT`] large ones.
 async fn drive(
     registry: Arc<Registry>,
     mut rx: tokio::sync::mpsc::Receiver<Msg>,
     jobs: usize,
 ) -> Result<Pushed, ImportError> {
+    let budget = (MAX_INFLIGHT * CHUNK_SIZE) as u64;
+    let mut in_flight = 0u64;
     let mut total = Pushed::default();
-    let mut tasks: tokio::task::JoinSet<Result<Pushed, ImportError>> = tokio::task::JoinSet::new();
+    type Task = (u64, Result<Pushed, ImportError>);
+    let mut tasks: tokio::task::JoinSet<Task> = tokio::task::JoinSet::new();
     let mut stream_tx: Option<tokio::sync::mpsc::Sender<Option<Bytes>>> = None;
-    let mut add = |r: Result<Result<Pushed, ImportError>, tokio::task::JoinError>| -> Result<(), ImportError> {
-        let p = r.map_err(ImportError::UploadTask)??;
-        total.pushed += p.pushed;
-        total.mounted += p.mounted;
-        total.bytes += p.bytes;
-        Ok(())
-    };
+    let mut add =
+        |r: Result<Task, tokio::task::JoinError>, in_flight: &mut u64| -> Result<(), ImportError> {
+            let (cost, p) = r.map_err(ImportError::UploadTask)?;
+            *in_flight -= cost;
+            let p = p?;
+            total.pushed += p.pushed;
+            total.mounted += p.mounted;
+            total.bytes += p.bytes;
+            Ok(())
+        };
     while let Some(msg) = rx.recv().await {
         while let Some(r) = tasks.try_join_next() {
-            add(r)?;
+            add(r, &mut in_flight)?;
+        }
+        let cost = match &msg {
+            Msg::Whole { entry, .. } => entry.size.max(1),
+            Msg::Start { .. } => CHUNK_SIZE as u64,
+            _ => 0,
+        };
+        if cost > 0 {
+            while tasks.len() >= MAX_UPLOAD_TASKS
+                || (!tasks.is_empty() && in_flight + cost > budget)
+            {
+                if let Some(r) = tasks.join_next().await {
+                    add(r, &mut in_flight)?;
+                }
+            }
+            in_flight += cost;
         }
         match msg {
             Msg::Plan {
@@ -446,22 +473,14 @@ async fn drive(
                 repos,
                 bytes,
             } => {
-                while tasks.len() >= MAX_INFLIGHT {
-                    if let Some(r) = tasks.join_next().await {
-                        add(r)?;
-                    }
-                }
-                tasks.spawn(upload_whole(registry.clone(), entry, repos, bytes));
+                let task = upload_whole(registry.clone(), entry, repos, bytes);
+                tasks.spawn(async move { (cost, task.await) });
             }
             Msg::Start { entry, repos } => {
-                while tasks.len() >= MAX_INFLIGHT {
-                    if let Some(r) = tasks.join_next().await {
-                        add(r)?;
-                    }
-                }
                 let (tx, chunks) = tokio::sync::mpsc::channel(2);
                 stream_tx = Some(tx);
-                tasks.spawn(upload_stream(registry.clone(), entry, repos, chunks));
+                let task = upload_stream(registry.clone(), entry, repos, chunks);
+                tasks.spawn(async move { (cost, task.await) });
             }
             Msg::Chunk(chunk) => {
                 if let Some(tx) = &stream_tx {
@@ -482,7 +501,7 @@ async fn drive(
     }
     drop(stream_tx);
     while let Some(r) = tasks.join_next().await {
-        add(r)?;
+        add(r, &mut in_flight)?;
     }
     Ok(total)
 }

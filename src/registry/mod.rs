@@ -12,6 +12,7 @@ pub mod cred_helper;
 pub mod http;
 pub mod login;
 pub mod tls;
+pub mod limit;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -82,6 +83,9 @@ pub struct RegistryOptions {
     pub credentials: CredentialStore,
     /// Retry policy.
     pub retry: RetryPolicy,
+    /// The most requests in flight at once (`None`: [`limit::DEFAULT_MAX_REQUESTS`]); below
+    /// it the limit adapts to the registry's answers.
+    pub max_requests: Option<usize>,
 }
 
 /// Everything that can go wrong talking to a registry. Each names the URL or registry.
@@ -292,6 +296,8 @@ pub struct Registry {
     tokens: Mutex<HashMap<(String, String), String>>,
     /// Clients for registries with a `certs.d` directory (their own CAs, a client certificate).
     host_clients: Mutex<HashMap<String, reqwest::Client>>,
+    /// Shared by every request of every stage, so the registry sees one adaptive load.
+    limit: limit::Limit,
 }
 
 /// An upload session for one blob.
@@ -373,10 +379,11 @@ impl Registry {
         })?;
         Ok(Registry {
             http,
-            options,
             hosts: Mutex::new(HashMap::new()),
             tokens: Mutex::new(HashMap::new()),
             host_clients: Mutex::new(HashMap::new()),
+            limit: limit::Limit::new(options.max_requests.unwrap_or(limit::DEFAULT_MAX_REQUESTS)),
+            options,
         })
     }
 
@@ -405,6 +412,10 @@ impl Registry {
             m.insert(registry.to_string(), client.clone());
         }
         Ok(client)
+    /// The adaptive limit on requests in flight: stages size their concurrency by its
+    /// ceiling and leave the rest to it.
+    pub fn limit(&self) -> &limit::Limit {
+        &self.limit
     }
 
     /// The retry policy in force.
@@ -693,7 +704,22 @@ impl Registry {
                 .base_delay
                 .saturating_mul(1 << (attempt - 1).min(16))
                 .min(policy.max_delay);
-            match req.send().await {
+            let permit = self.limit.acquire().await;
+            let sent = req.send().await;
+            match &sent {
+                Err(e) if e.is_connect() || e.is_timeout() => {
+                    permit.finish(limit::Outcome::Overloaded, None)
+                }
+                Ok(r)
+                    if r.status() == StatusCode::TOO_MANY_REQUESTS
+                        || r.status().is_server_error() =>
+                {
+                    permit.finish(limit::Outcome::Overloaded, retry_after(r.headers()))
+                }
+                _ => permit.finish(limit::Outcome::Success, None),
+            }
+            drop(permit);
+            match sent {
                 Err(source) => {
                     let retryable = source.is_connect()
                         || source.is_timeout()

@@ -1,5 +1,6 @@
 //! A fault-injecting HTTP proxy in front of a real registry, for what real registries never do:
-//! bursts of 503, bodies cut off, lying digest headers, odd content types.
+//! bursts of 503, bodies cut off, lying digest headers, odd content types; and, for the WAN
+//! benchmark, a fixed delay on every request (a registry one round trip away).
 
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -14,6 +15,12 @@ use hyper::body::Frame;
 pub enum Fault {
     /// Pass everything through.
     None,
+    /// A registry under load: while more than `max_in_flight` requests are in flight, answer
+    /// the newcomers 429 (every other one with `Retry-After: 1`) or 503, alternating.
+    Overload { max_in_flight: usize },
+    /// Hold each request a different time, up to `max_ms` (a fixed pseudo-random sequence), so
+    /// answers come back in another order than the requests went out.
+    Jitter { max_ms: u64 },
     /// Answer the first `n` requests with 503 (with `Retry-After: 0`), then pass through.
     Fail503 { n: usize },
     /// Answer every request with 503.
@@ -60,6 +67,10 @@ pub enum Fault {
 pub struct Proxy {
     pub host: String,
     pub requests: Arc<AtomicUsize>,
+    /// Requests answered 429/503 by [`Fault::Overload`].
+    pub rejected: Arc<AtomicUsize>,
+    /// The most requests in flight at once (counted until the response headers).
+    pub peak_in_flight: Arc<AtomicUsize>,
     pub log: Arc<Mutex<Vec<String>>>,
     released: Arc<AtomicBool>,
     rt: tokio::runtime::Runtime,
@@ -69,7 +80,16 @@ use super::{full, Body};
 
 impl Proxy {
     pub fn start(upstream: &str, fault: Fault) -> Proxy {
+        Proxy::start_delayed(upstream, fault, std::time::Duration::ZERO)
+    }
+
+    /// [`Proxy::start`] that waits `delay` before forwarding each request: every request
+    /// costs one extra round trip, as to a registry across a WAN.
+    pub fn start_delayed(upstream: &str, fault: Fault, delay: std::time::Duration) -> Proxy {
         let requests = Arc::new(AtomicUsize::new(0));
+        let rejected = Arc::new(AtomicUsize::new(0));
+        let peak_in_flight = Arc::new(AtomicUsize::new(0));
+        let (rj, pk) = (rejected.clone(), peak_in_flight.clone());
         let log = Arc::new(Mutex::new(Vec::new()));
         let released = Arc::new(AtomicBool::new(false));
         let (r, l, rel) = (requests.clone(), log.clone(), released.clone());
@@ -78,7 +98,11 @@ impl Proxy {
             let state = Arc::new(State {
                 upstream: format!("http://{upstream}"),
                 fault,
+                delay,
                 requests: r,
+                rejected: rj,
+                in_flight: AtomicUsize::new(0),
+                peak_in_flight: pk,
                 cuts: AtomicUsize::new(0),
                 uploads: AtomicUsize::new(0),
                 matched: AtomicUsize::new(0),
@@ -96,6 +120,8 @@ impl Proxy {
         Proxy {
             host: addr.to_string(),
             requests,
+            rejected,
+            peak_in_flight,
             log,
             released,
             rt,
@@ -128,7 +154,11 @@ impl Drop for Proxy {
 struct State {
     upstream: String,
     fault: Fault,
+    delay: std::time::Duration,
     requests: Arc<AtomicUsize>,
+    rejected: Arc<AtomicUsize>,
+    in_flight: AtomicUsize,
+    peak_in_flight: Arc<AtomicUsize>,
     cuts: AtomicUsize,
     uploads: AtomicUsize,
     matched: AtomicUsize,
@@ -149,8 +179,23 @@ fn unavailable() -> hyper::Response<Body> {
         .expect("response")
 }
 
+/// Counts a request in flight until dropped.
+struct InFlight<'a>(&'a AtomicUsize);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 impl State {
     async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Body> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        let _in_flight = InFlight(&self.in_flight);
+        self.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        if !self.delay.is_zero() {
+            tokio::time::sleep(self.delay).await;
+        }
         let n = self.requests.fetch_add(1, Ordering::SeqCst);
         let method = req.method().clone();
         let path = req
@@ -162,7 +207,25 @@ impl State {
             .lock()
             .expect("log")
             .push(format!("{method} {path}"));
+        if let Fault::Jitter { max_ms } = self.fault {
+            let spread = (n as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            tokio::time::sleep(std::time::Duration::from_millis(spread % max_ms.max(1))).await;
+        }
         match &self.fault {
+            Fault::Overload { max_in_flight } if now > *max_in_flight => {
+                let k = self.rejected.fetch_add(1, Ordering::SeqCst);
+                let b = hyper::Response::builder();
+                let b = match k % 4 {
+                    0 => b.status(429).header("Retry-After", "1"),
+                    2 => b.status(429),
+                    _ => b.status(503),
+                };
+                return b
+                    .body(full(Bytes::from_static(
+                        b"{\"errors\":[{\"code\":\"TOOMANYREQUESTS\",\"message\":\"injected\"}]}",
+                    )))
+                    .expect("response");
+            }
             Fault::Fail503 { n: k } if n < *k => return unavailable(),
             Fault::Always503 => return unavailable(),
             Fault::DieAfterUploads { n: k } if self.uploads.load(Ordering::SeqCst) >= *k => {

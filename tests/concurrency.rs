@@ -1,0 +1,182 @@
+//! Concurrency (issue #12): lock, collect and import run many requests at once under one
+//! adaptive limit. What they produce must not depend on the order answers arrive in, and a
+//! registry that answers 429/503 under load is backed off from, not hammered into failure.
+
+mod common;
+
+use std::path::Path;
+use std::sync::atomic::Ordering;
+
+use airlock::registry::Repo;
+use common::fixtures;
+use common::proxy::{Fault, Proxy};
+use common::{airlock, airlock_env, ok, rt, sha256_file, TestRegistry};
+
+/// Pushes 12 single-platform images (every third signed) and 3 two-platform indexes (one
+/// signed) to `src`; returns the spec text naming them through `host`.
+fn push_set(src: &TestRegistry, host: &str) -> String {
+    let reg = src.client();
+    let mut spec = String::from("name: many\nimages:\n");
+    rt().block_on(async {
+        for i in 0..12u64 {
+            let img = fixtures::small_image(100 + i, 2048);
+            let repo = Repo::parse(&src.host, &format!("many/img{i:02}")).expect("repository");
+            fixtures::push_image(&reg, &repo, &img, Some("1")).await;
+            if i % 3 == 0 {
+                fixtures::push_signature(&reg, &repo, &img.manifest.digest(), None).await;
+            }
+            spec.push_str(&format!("  - ref: {host}/many/img{i:02}:1\n"));
+        }
+        for i in 0..3u64 {
+            let images: Vec<_> = ["linux/amd64", "linux/arm64/v8"]
+                .iter()
+                .enumerate()
+                .map(|(k, p)| {
+                    fixtures::image(
+                        vec![fixtures::layer(
+                            200 + 2 * i + k as u64,
+                            2048,
+                            fixtures::Compression::Gzip,
+                            false,
+                        )],
+                        p,
+                        false,
+                    )
+                })
+                .collect();
+            let idx = fixtures::index(&images, false);
+            let repo = Repo::parse(&src.host, &format!("many/multi{i}")).expect("repository");
+            fixtures::push_index(&reg, &repo, &images, &idx, "1").await;
+            if i == 0 {
+                fixtures::push_signature(&reg, &repo, &idx.digest(), None).await;
+            }
+            spec.push_str(&format!("  - ref: {host}/many/multi{i}:1\n"));
+        }
+    });
+    spec
+}
+
+/// A fixed creation time, so two runs can be compared byte for byte.
+const EPOCH: &[(&str, &str)] = &[("SOURCE_DATE_EPOCH", "1700000000")];
+
+/// `airlock lock` then `collect` of `spec` in `dir` through `host`, with `--max-requests`.
+fn lock_and_collect(dir: &Path, spec: &str, host: &str, max_requests: &str) {
+    std::fs::create_dir_all(dir).expect("dir");
+    std::fs::write(dir.join("many.yaml"), spec).expect("spec");
+    ok(&airlock_env(
+        dir,
+        &[
+            "lock",
+            "many.yaml",
+            "--insecure-registry",
+            host,
+            "--max-requests",
+            max_requests,
+        ],
+        EPOCH,
+    ));
+    ok(&airlock_env(
+        dir,
+        &[
+            "collect",
+            "many.lock",
+            "-o",
+            "many.tar.zst",
+            "--cache",
+            "cache",
+            "--insecure-registry",
+            host,
+            "--max-requests",
+            max_requests,
+        ],
+        EPOCH,
+    ));
+}
+
+#[test]
+fn lock_and_bundle_bytes_do_not_depend_on_concurrency_or_answer_order() {
+    let src = TestRegistry::start();
+    // Answers held 0-40 ms each, so concurrent requests finish out of order.
+    let proxy = Proxy::start(&src.host, Fault::Jitter { max_ms: 40 });
+    let spec = push_set(&src, &proxy.host);
+    let work = tempfile::tempdir().expect("tmp");
+    let one = work.path().join("one");
+    let many = work.path().join("many");
+    lock_and_collect(&one, &spec, &proxy.host, "1");
+    let sequential_peak = proxy.peak_in_flight.swap(0, Ordering::SeqCst);
+    lock_and_collect(&many, &spec, &proxy.host, "32");
+    let concurrent_peak = proxy.peak_in_flight.load(Ordering::SeqCst);
+    assert_eq!(
+        sequential_peak, 1,
+        "--max-requests 1 sends one request at a time"
+    );
+    assert!(
+        concurrent_peak > 1,
+        "the concurrent run never had two requests in flight"
+    );
+    let lock_one = std::fs::read(one.join("many.lock")).expect("lock");
+    let lock_many = std::fs::read(many.join("many.lock")).expect("lock");
+    assert_eq!(
+        String::from_utf8_lossy(&lock_one),
+        String::from_utf8_lossy(&lock_many),
+        "the lock depends on concurrency"
+    );
+    let text = String::from_utf8_lossy(&lock_one);
+    assert_eq!(text.matches("\"source\":").count(), 15, "{text}");
+    assert_eq!(text.matches(".sig\"").count(), 5, "{text}");
+    assert_eq!(
+        sha256_file(&one.join("many.tar.zst")),
+        sha256_file(&many.join("many.tar.zst")),
+        "the bundle depends on concurrency"
+    );
+}
+
+#[test]
+fn an_overloaded_registry_is_backed_off_from_and_the_run_completes() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    // Both registries take at most 3 requests at once and answer the rest 429 or 503
+    // (some 429s with Retry-After: 1).
+    let src_proxy = Proxy::start(&src.host, Fault::Overload { max_in_flight: 3 });
+    let dst_proxy = Proxy::start(&dst.host, Fault::Overload { max_in_flight: 3 });
+    let spec = push_set(&src, &src_proxy.host);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    lock_and_collect(dir, &spec, &src_proxy.host, "32");
+    let target = format!("{}/mirror", dst_proxy.host);
+    let out = airlock(
+        dir,
+        &[
+            "import",
+            "many.tar.zst",
+            "--to",
+            &target,
+            "--insecure-registry",
+            &dst_proxy.host,
+            "--allow-unsigned",
+        ],
+    );
+    ok(&out);
+    for (name, proxy) in [("source", &src_proxy), ("target", &dst_proxy)] {
+        let rejected = proxy.rejected.load(Ordering::SeqCst);
+        let seen = proxy.requests.load(Ordering::SeqCst);
+        let answered = seen - rejected;
+        eprintln!("{name}: {seen} requests, {rejected} answered 429/503");
+        // The fault was met: the limit starts above 3, so the first round overloads.
+        assert!(rejected > 0, "{name}: the registry was never overloaded");
+        // Backing off keeps refusals a small share; holding 32 in flight against a limit of 3
+        // would have most requests refused (and run out of retries).
+        assert!(
+            rejected * 4 < answered,
+            "{name}: {rejected} refused against {answered} answered: the limit did not back off"
+        );
+    }
+    // Everything arrived: every image is tagged at the target.
+    for i in 0..12 {
+        let repo = format!("mirror/many/img{i:02}");
+        assert!(
+            dst.tags(&repo).contains(&"1".to_string()),
+            "{repo} untagged"
+        );
+    }
+}
