@@ -5,46 +5,11 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use airlock::ledger::{
-    self, ArtifactRecord, Durability, Entry, Ledger, LedgerSigner, OpenOptions, Outcome,
-    SignatureResult, Verdict, VerifyOptions,
-};
-use sha2::Digest as _;
+#[path = "support/ledger_entries.rs"]
+mod ledger_entries;
 
-fn sha(s: &str) -> String {
-    format!("sha256:{}", hex::encode(sha2::Sha256::digest(s.as_bytes())))
-}
-
-fn entry(n: u64) -> Entry {
-    let mut e = Entry::new(
-        "bench",
-        &sha(&format!("bundle {n}")),
-        "registry.internal/mirror",
-        Outcome::Admitted,
-    );
-    e.bundle.signatures = vec![SignatureResult {
-        signer: sha("key"),
-        verdict: Verdict::Verified,
-        detail: None,
-    }];
-    e.policy_digest = Some(sha("policy"));
-    e.artifacts = (0..3)
-        .map(|a| ArtifactRecord {
-            kind: "image".into(),
-            source_ref: format!("registry.example/team/app-{a}:1.{n}"),
-            target_ref: Some(format!("registry.internal/mirror/team/app-{a}:1.{n}")),
-            digest: sha(&format!("artifact {n} {a}")),
-            media_type: Some("application/vnd.oci.image.index.v1+json".into()),
-            signatures: vec![SignatureResult {
-                signer: sha("key"),
-                verdict: Verdict::Verified,
-                detail: None,
-            }],
-            scan: Some(serde_json::json!({"critical": 0, "high": 1, "medium": 4})),
-        })
-        .collect();
-    e
-}
+use airlock::ledger::{self, Durability, Ledger, LedgerSigner, OpenOptions, VerifyOptions};
+use ledger_entries::entry;
 
 fn open(dir: &Path, durability: Durability) -> Ledger {
     Ledger::open_with(
