@@ -14,7 +14,7 @@ use airlock::bundle::BundleSource;
 use airlock::oci::digest::bytes_hashed;
 use airlock::progress::NoProgress;
 use airlock::registry::Repo;
-use airlock::trust::keys::PublicKey;
+use airlock::trust::keys::{PublicKey, SigningKey};
 
 #[test]
 fn reading_parts_hashes_each_byte_once_as_reading_the_file_does() {
@@ -65,7 +65,8 @@ fn reading_parts_hashes_each_byte_once_as_reading_the_file_does() {
         "cache",
     ]);
     let bundle = dir.join("b.tar.zst");
-    parts::split(&bundle, &dir.join("parts"), 64 * 1024, &[], &NoProgress).expect("split");
+    let key = SigningKey::load(&dir.join("k.key"), b"pw").expect("signing key");
+    parts::split(&bundle, &dir.join("parts"), 64 * 1024, &[key], &NoProgress).expect("split");
 
     let policy = SignaturePolicy {
         trusted: vec![PublicKey::load(&dir.join("k.pub")).expect("key")],
