@@ -184,6 +184,8 @@ pub fn init(dir: &Path, origin: &str, password: &[u8]) -> Result<InitReport, Led
     write_atomic(&dir.join(CHECKPOINTS).join("0"), note.as_bytes(), true)?;
     write_atomic(&dir.join(CHECKPOINT), note.as_bytes(), true)?;
     write_state(dir, &Frontier::new(), 0, None)?;
+    // The derived files of the empty tree: empty.
+    derived::Rebuild::start(dir)?.finish()?;
     sync_dir(dir)?;
     Ok(InitReport {
         dir: dir.to_owned(),
