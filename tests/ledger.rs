@@ -1419,3 +1419,200 @@ fn the_example_entry_in_the_spec_is_a_valid_canonical_entry() {
     assert_eq!(e.to_line().unwrap(), line.as_bytes());
     assert_eq!(e.index, 0);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Scale: derived files, streaming verify
+// ---------------------------------------------------------------------------------------------
+
+/// A stored checkpoint whose body states the entries' root but whose signature is broken is
+/// vouched for by the latest checkpoint in a default verify, and caught by its own signature
+/// with `every_signature`; one whose root differs is always checked.
+#[test]
+fn every_signature_checks_the_checkpoints_the_latest_vouches_for() {
+    let (_t, dir, _s) = ledger_with(5);
+    let path = dir.join("checkpoints/3");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let sig_line = text.lines().last().unwrap().to_owned();
+    let (head, sig) = sig_line.rsplit_once(' ').unwrap();
+    let mut raw = B64.decode(sig).unwrap();
+    let last = raw.len() - 1;
+    raw[last] ^= 1;
+    std::fs::write(
+        &path,
+        text.replace(&sig_line, &format!("{head} {}", B64.encode(raw))),
+    )
+    .unwrap();
+    let r = check(&dir);
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!(
+        (r.checkpoints_verified, r.checkpoint_signatures_checked),
+        (6, 0)
+    );
+    let every = VerifyOptions {
+        every_signature: true,
+        ..Default::default()
+    };
+    let r = ledger::verify(&dir, &every).unwrap();
+    assert!(
+        matches!(
+            r.problems.first(),
+            Some(LedgerError::BadCheckpointSignature { size: Some(3), .. })
+        ),
+        "{:?}",
+        r.problems
+    );
+    assert_eq!(r.checkpoint_signatures_checked, 5);
+}
+
+/// `tree-hashes` and `entry-offsets` are derived: an old ledger without them gets them at the
+/// next open; a damaged one is caught (open rebuilds one whose right edge disagrees; a proof
+/// falls back to the entries when one inside disagrees) and never changes a proof.
+#[test]
+fn derived_files_are_rebuilt_or_bypassed_never_trusted() {
+    let (_t, dir, signer) = ledger_with(9);
+    let hashes = dir.join("tree-hashes");
+    let offsets = dir.join("entry-offsets");
+    let good = std::fs::read(&hashes).unwrap();
+    assert_eq!(good.len(), 32 * merkle::stored_hash_count(9) as usize);
+    assert_eq!(std::fs::read(&offsets).unwrap().len(), 8 * 9);
+    let proof = |i| {
+        let p = ledger::prove_inclusion(&dir, i, None).unwrap();
+        ledger::verify_inclusion_proof(
+            Path::new("p"),
+            p.to_text().as_bytes(),
+            &signer.verifier(),
+            &[],
+            None,
+        )
+        .unwrap();
+        p.to_text()
+    };
+    let before: Vec<String> = (0..9).map(proof).collect();
+
+    // An old ledger: no derived files. Proofs still work (from the entries); open adds them.
+    std::fs::remove_file(&hashes).unwrap();
+    std::fs::remove_file(&offsets).unwrap();
+    assert!(check(&dir)
+        .warnings
+        .iter()
+        .any(|w| w.contains("tree-hashes")));
+    assert_eq!((0..9).map(proof).collect::<Vec<_>>(), before);
+    drop(ledger::Ledger::open(&dir).unwrap());
+    assert_eq!(std::fs::read(&hashes).unwrap(), good);
+
+    // A hash inside the tree flipped: verify names the file, proofs stay right.
+    let mut bad = good.clone();
+    bad[32 * 2] ^= 1; // hash 2: the parent of leaves 0 and 1
+    std::fs::write(&hashes, &bad).unwrap();
+    let r = check(&dir);
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert!(
+        r.warnings
+            .iter()
+            .any(|w| w.contains("`tree-hashes` disagrees with entries.jsonl at hash 2")),
+        "{:?}",
+        r.warnings
+    );
+    assert_eq!((0..9).map(proof).collect::<Vec<_>>(), before);
+
+    // An offset pointing at another entry: the proof still carries the right entry.
+    let mut offs = std::fs::read(&offsets).unwrap();
+    let (a, b) = (offs[8..16].to_vec(), offs[16..24].to_vec());
+    offs[8..16].copy_from_slice(&b);
+    offs[16..24].copy_from_slice(&a);
+    std::fs::write(&offsets, &offs).unwrap();
+    assert_eq!((0..9).map(proof).collect::<Vec<_>>(), before);
+
+    // The right edge disagrees (the last hash): open rebuilds both.
+    let mut bad = good.clone();
+    let n = bad.len();
+    bad[n - 1] ^= 1;
+    std::fs::write(&hashes, &bad).unwrap();
+    let mut l = ledger::Ledger::open(&dir).unwrap();
+    assert_eq!(std::fs::read(&hashes).unwrap(), good);
+    l.append(&entry(9), &signer).unwrap();
+    drop(l);
+    let r = check(&dir);
+    assert!(
+        r.is_ok() && r.warnings.iter().all(|w| !w.contains("derived")),
+        "{r:?}"
+    );
+    proof(9);
+}
+
+/// A ledger of 100 000 entries (ten checkpoints): an entry edited in the middle is named by
+/// its line when the edit breaks canonical form, and pinned between two checkpoints when it
+/// does not; nothing else is reported.
+#[test]
+fn tamper_in_the_middle_of_100k_entries_is_named() {
+    let (_t, dir, signer) = new_ledger();
+    let mut l = ledger::Ledger::open_with(
+        &dir,
+        &ledger::OpenOptions {
+            durability: ledger::Durability::DangerousNoSync,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let template = entry(0);
+    for chunk in 0..10u64 {
+        let batch: Vec<Entry> = (0..10_000u64)
+            .map(|i| {
+                let mut e = template.clone();
+                e.operator = format!("op-{}", chunk * 10_000 + i);
+                e
+            })
+            .collect();
+        l.append_all(&batch, &signer).unwrap();
+    }
+    drop(l);
+    let r = check(&dir);
+    assert!(r.is_ok(), "{:?}", r.problems.first());
+    assert_eq!(r.entries, 100_000);
+
+    let path = dir.join(ledger::ENTRIES);
+    let good = std::fs::read(&path).unwrap();
+    let at = |needle: &str| {
+        good.windows(needle.len())
+            .position(|w| w == needle.as_bytes())
+            .unwrap()
+    };
+    // Not canonical: a space after a colon in entry 54 321.
+    let i = at("\"op-54321\"");
+    let mut bad = good.clone();
+    bad.insert(i, b' ');
+    std::fs::write(&path, &bad).unwrap();
+    let r = check(&dir);
+    assert!(
+        matches!(
+            r.problems.as_slice(),
+            [
+                LedgerError::EntryMismatch {
+                    index: 50_000,
+                    last: 59_999,
+                    ..
+                },
+                LedgerError::EntryNotCanonical { index: 54_321 }
+            ]
+        ),
+        "{:?}",
+        r.problems
+    );
+    // Canonical but changed: pinned to the checkpoints around it.
+    let mut bad = good.clone();
+    bad[i + 4] = b'9';
+    std::fs::write(&path, &bad).unwrap();
+    let r = check(&dir);
+    assert!(
+        matches!(
+            r.problems.as_slice(),
+            [LedgerError::EntryMismatch {
+                index: 50_000,
+                last: 59_999,
+                checkpoint: 60_000
+            }]
+        ),
+        "{:?}",
+        r.problems
+    );
+}

@@ -6,8 +6,10 @@
 //! sha256; `NAME.parts.json.sig`, next to it, holds signatures over its exact bytes in the same
 //! format as `airlock.json.sig` (see [`crate::trust::bundle_sig`]). Each part can be checked on
 //! its own ([`check_parts`]), and the parts are read in sequence as one bundle stream
-//! ([`PartsReader`]) that checks every part's size and digest as it passes, so nothing is ever
-//! reassembled on disk.
+//! ([`PartsReader`]) that checks every part's size as it passes, so nothing is ever
+//! reassembled on disk. Reading hashes each byte once, as from the one file: the bundle
+//! reader checks every blob against its digest; the part digests name a damaged part after
+//! a failure ([`PartsReader::diagnose`]) and are what `verify-parts` checks.
 
 use std::io::{self, Read, Write};
 use std::path::{Path, PathBuf};
@@ -607,16 +609,20 @@ pub fn check_parts(set: &PartsSet, progress: &dyn Reporter) -> PartsCheck {
     PartsCheck { parts, bundle_ok }
 }
 
-/// Reads the parts of a bundle in order as one stream, checking each part's size and sha256
-/// as it passes and, at the end, the whole bundle's sha256. A failure is an I/O error whose
-/// message names the part; the typed error stays available from [`PartsReader::failure`] (the
-/// decoders above this reader may rewrap the message), so pass it by `&mut` to keep it.
+/// Reads the parts of a bundle in order as one stream, checking each part's size as it
+/// passes (and that nothing follows it). It hashes nothing: the bundle reader above checks
+/// every blob against its digest, and hashing the same bytes again per part and for the
+/// whole would triple the hashing of a read from parts. When the consumer stops with an
+/// error, [`PartsReader::diagnose`] hashes the parts read so far to name a damaged one. A
+/// failure is an I/O error whose message names the part; the typed error stays available
+/// from [`PartsReader::failure`] (the decoders above this reader may rewrap the message), so
+/// pass it by `&mut` to keep it.
 pub struct PartsReader {
     set: PartsSet,
     index: usize,
     file: Option<fs_err::File>,
-    part: Hasher,
-    whole: Hasher,
+    /// Bytes read from the current part.
+    in_part: u64,
     done: bool,
     failure: Option<PartError>,
 }
@@ -627,8 +633,7 @@ impl PartsReader {
             set,
             index: 0,
             file: None,
-            part: Hasher::new(),
-            whole: Hasher::new(),
+            in_part: 0,
             done: false,
             failure: None,
         }
@@ -647,26 +652,19 @@ impl PartsReader {
         io::Error::new(io::ErrorKind::InvalidData, e.to_string())
     }
 
-    /// After the consumer above stopped with an error: reads the rest of the part it stopped
-    /// in and checks it, so a damaged part is named even when the decoder noticed first.
-    /// Returns the part's error, or `None` when that part is sound (the fault lies elsewhere).
+    /// After the consumer above stopped with an error: hashes every part up to the one it
+    /// stopped in (damage may surface only when a later blob's digest is checked) and returns
+    /// the first whose size or digest is wrong, or `None` when they are sound (the fault lies
+    /// in the bundle itself). Costs a second read of those parts, on failure only.
     pub fn diagnose(&mut self) -> Option<PartError> {
         if let Some(e) = self.failure() {
             return Some(e);
         }
-        if self.file.is_none() || self.done {
-            return None;
-        }
-        let start = self.index;
-        let mut buf = vec![0u8; BUF];
-        while !self.done && self.index == start {
-            match self.read(&mut buf) {
-                Ok(0) => break,
-                Ok(_) => {}
-                Err(_) => break,
-            }
-        }
-        self.failure()
+        let last = self
+            .index
+            .min(self.set.manifest.parts.len().saturating_sub(1));
+        (0..=last)
+            .find_map(|i| check_part(&self.set.part_path(i), &self.set.manifest.parts[i]).err())
     }
 
     fn path(&self) -> PathBuf {
@@ -682,11 +680,11 @@ impl PartsReader {
             why: e.to_string(),
         })?;
         self.file = Some(f);
-        self.part = Hasher::new();
+        self.in_part = 0;
         Ok(())
     }
 
-    /// Checks the current part's digest (all its bytes read) and that nothing follows them.
+    /// Checks that nothing follows the current part's listed bytes (all of them read).
     fn close_current(&mut self) -> Result<(), PartError> {
         let path = self.path();
         let expected = &self.set.manifest.parts[self.index];
@@ -712,18 +710,42 @@ impl PartsReader {
                 }
             }
         }
-        let actual = std::mem::take(&mut self.part).finish();
-        if actual != expected.sha256 {
-            return Err(PartError::BadDigest {
-                part: path,
-                expected: expected.sha256.clone(),
-                actual,
-            });
-        }
         self.file = None;
         self.index += 1;
         Ok(())
     }
+}
+
+/// Reads one part whole and checks its size and sha256.
+fn check_part(path: &Path, p: &Part) -> Result<(), PartError> {
+    let unreadable = |e: io::Error| PartError::Unreadable {
+        part: path.to_path_buf(),
+        why: e.to_string(),
+    };
+    let f = fs_err::File::open(path).map_err(|e| match e.kind() {
+        io::ErrorKind::NotFound => PartError::Missing {
+            part: path.to_path_buf(),
+        },
+        _ => unreadable(e),
+    })?;
+    let mut w = crate::oci::DigestWriter::new(io::sink());
+    io::copy(&mut f.take(p.size + 1), &mut w).map_err(unreadable)?;
+    let (_, actual, size) = w.finish();
+    if size != p.size {
+        return Err(PartError::WrongSize {
+            part: path.to_path_buf(),
+            expected: p.size,
+            actual: size,
+        });
+    }
+    if actual != p.sha256 {
+        return Err(PartError::BadDigest {
+            part: path.to_path_buf(),
+            expected: p.sha256.clone(),
+            actual,
+        });
+    }
+    Ok(())
 }
 
 impl Read for PartsReader {
@@ -739,18 +761,6 @@ impl Read for PartsReader {
                 return Ok(0);
             }
             if self.index == self.set.manifest.parts.len() {
-                let whole = std::mem::take(&mut self.whole);
-                let (size, actual) = (whole.len(), whole.finish());
-                let m = &self.set.manifest;
-                if size != m.size || actual != m.sha256 {
-                    let e = PartError::WholeMismatch {
-                        expected: m.sha256.clone(),
-                        expected_size: m.size,
-                        actual,
-                        actual_size: size,
-                    };
-                    return Err(self.fail(e));
-                }
                 self.done = true;
                 return Ok(0);
             }
@@ -760,7 +770,7 @@ impl Read for PartsReader {
                 }
             }
             let size = self.set.manifest.parts[self.index].size;
-            let left = size - self.part.len();
+            let left = size - self.in_part;
             if left == 0 {
                 if let Err(e) = self.close_current() {
                     return Err(self.fail(e));
@@ -786,12 +796,11 @@ impl Read for PartsReader {
                 let e = PartError::WrongSize {
                     part: self.path(),
                     expected: size,
-                    actual: self.part.len(),
+                    actual: self.in_part,
                 };
                 return Err(self.fail(e));
             }
-            self.part.update(&buf[..n]);
-            self.whole.update(&buf[..n]);
+            self.in_part += n as u64;
             return Ok(n);
         }
     }
@@ -1076,9 +1085,15 @@ mod tests {
         bytes[10] ^= 1;
         std::fs::write(&p, bytes).expect("write");
         let mut r = set.open().expect("open");
-        let e = r.read_to_end(&mut Vec::new()).expect_err("must fail");
-        assert!(e.to_string().contains("b.tar.zst.part-0002"), "{e}");
-        assert!(matches!(r.failure(), Some(PartError::BadDigest { .. })));
+        // The reader hashes nothing; the consumer's digest check fails, then diagnosis names
+        // the part.
+        let mut out = Vec::new();
+        r.read_to_end(&mut out).expect("sizes are right");
+        assert_ne!(crate::oci::Digest::of(&out), set.manifest.sha256);
+        match r.diagnose() {
+            Some(PartError::BadDigest { part, .. }) => assert_eq!(part, p),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
@@ -1090,12 +1105,14 @@ mod tests {
         std::fs::rename(&a, &tmpname).expect("mv");
         std::fs::rename(&b, &a).expect("mv");
         std::fs::rename(&tmpname, &b).expect("mv");
-        let e = set
-            .open()
-            .expect("open")
-            .read_to_end(&mut Vec::new())
-            .expect_err("must fail");
-        assert!(e.to_string().contains("part-0001") && e.to_string().contains("sha256 mismatch"));
+        let mut r = set.open().expect("open");
+        let mut first = vec![0u8; 3500];
+        r.read_exact(&mut first).expect("read");
+        let e = r.diagnose().expect("a bad part");
+        assert!(
+            e.to_string().contains("part-0001") && e.to_string().contains("sha256 mismatch"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -75,6 +75,10 @@ struct VerifyArgs {
     /// A witness verifier key whose cosignatures are checked (repeatable).
     #[arg(long, value_name = "KEY")]
     witness_vkey: Vec<String>,
+    /// Also check the log signature of every stored checkpoint whose root the latest
+    /// checkpoint already vouches for (slower: one signature check per append).
+    #[arg(long)]
+    every_signature: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -246,6 +250,7 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
         vkey: opt_vkey(a.vkey.as_ref())?,
         trusted_checkpoint: None,
         witnesses: vkeys(&a.witness_vkey)?,
+        every_signature: a.every_signature,
     };
     if let Some(p) = &a.trusted_checkpoint {
         let bytes = airlock::io::read_capped(p, ledger::MAX_CHECKPOINT_BYTES, "checkpoint")?;
@@ -284,8 +289,9 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
             outln!("entries      {}", report.entries);
             outln!("root         {}", report.root);
             outln!(
-                "checkpoints  {} verified, latest size {}",
+                "checkpoints  {} verified ({} by their own signature), latest size {}",
                 report.checkpoints_verified,
+                report.checkpoint_signatures_checked,
                 report
                     .checkpoint_size
                     .map_or_else(|| "-".to_owned(), |s| s.to_string())

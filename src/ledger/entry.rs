@@ -86,6 +86,183 @@ fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
     Ok(())
 }
 
+/// Whether `line` is byte for byte the canonical form ([`canonicalize`]) of the JSON value it
+/// encodes, decided in one pass over the bytes without building the value. It accepts only
+/// what `canonicalize(parse(line)) == line` accepts (it may refuse rarer canonical lines,
+/// e.g. member names with escapes, which callers then check the slow way).
+pub fn is_canonical(line: &[u8]) -> bool {
+    if std::str::from_utf8(line).is_err() {
+        return false;
+    }
+    let mut s = Scan { b: line, i: 0 };
+    s.value(0) && s.i == line.len()
+}
+
+/// Nesting deeper than this is left to the slow path (serde_json stops at 128).
+const SCAN_MAX_DEPTH: usize = 64;
+
+/// The cursor of [`is_canonical`].
+struct Scan<'a> {
+    b: &'a [u8],
+    i: usize,
+}
+
+impl Scan<'_> {
+    fn peek(&self) -> Option<u8> {
+        self.b.get(self.i).copied()
+    }
+
+    fn eat(&mut self, c: u8) -> bool {
+        let ok = self.peek() == Some(c);
+        self.i += usize::from(ok);
+        ok
+    }
+
+    fn literal(&mut self, word: &[u8]) -> bool {
+        let ok = self.b[self.i..].starts_with(word);
+        if ok {
+            self.i += word.len();
+        }
+        ok
+    }
+
+    fn value(&mut self, depth: usize) -> bool {
+        match self.peek() {
+            Some(b'{') => depth < SCAN_MAX_DEPTH && self.object(depth),
+            Some(b'[') => depth < SCAN_MAX_DEPTH && self.array(depth),
+            Some(b'"') => self.string(),
+            Some(b't') => self.literal(b"true"),
+            Some(b'f') => self.literal(b"false"),
+            Some(b'n') => self.literal(b"null"),
+            Some(b'-' | b'0'..=b'9') => self.number(),
+            _ => false,
+        }
+    }
+
+    fn array(&mut self, depth: usize) -> bool {
+        self.i += 1;
+        if self.eat(b']') {
+            return true;
+        }
+        loop {
+            if !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b']') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    fn object(&mut self, depth: usize) -> bool {
+        self.i += 1;
+        if self.eat(b'}') {
+            return true;
+        }
+        let mut prev: Option<&[u8]> = None;
+        loop {
+            let start = self.i + 1;
+            if !self.string() {
+                return false;
+            }
+            let key = &self.b[start..self.i - 1];
+            if prev.is_some_and(|p| !key_before(p, key)) {
+                return false;
+            }
+            prev = Some(key);
+            if !self.eat(b':') || !self.value(depth + 1) {
+                return false;
+            }
+            if self.eat(b'}') {
+                return true;
+            }
+            if !self.eat(b',') {
+                return false;
+            }
+        }
+    }
+
+    /// A string with exactly the escapes [`write_string`] writes.
+    fn string(&mut self) -> bool {
+        if !self.eat(b'"') {
+            return false;
+        }
+        while let Some(c) = self.peek() {
+            match c {
+                b'"' => {
+                    self.i += 1;
+                    return true;
+                }
+                b'\\' => {
+                    let ok = match self.b.get(self.i + 1) {
+                        Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                            self.i += 2;
+                            true
+                        }
+                        Some(b'u') => {
+                            let hex = self.b.get(self.i + 2..self.i + 6);
+                            let v = hex.and_then(|h| {
+                                let lower =
+                                    h.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
+                                let h = std::str::from_utf8(h).ok()?;
+                                lower.then(|| u32::from_str_radix(h, 16).ok()).flatten()
+                            });
+                            self.i += 6;
+                            // Only control characters without a short escape.
+                            v.is_some_and(|v| v < 0x20 && ![8, 9, 10, 12, 13].contains(&v))
+                        }
+                        _ => false,
+                    };
+                    if !ok {
+                        return false;
+                    }
+                }
+                c if c < 0x20 => return false,
+                _ => self.i += 1,
+            }
+        }
+        false
+    }
+
+    /// An integer within ±(2^53 − 1), no leading zeros, no `-0`, no fraction or exponent.
+    fn number(&mut self) -> bool {
+        let neg = self.eat(b'-');
+        let start = self.i;
+        while self.peek().is_some_and(|c| c.is_ascii_digit()) {
+            self.i += 1;
+        }
+        let digits = &self.b[start..self.i];
+        if digits.is_empty()
+            || digits.len() > 16
+            || (digits[0] == b'0' && (digits.len() > 1 || neg))
+        {
+            return false;
+        }
+        let v = digits
+            .iter()
+            .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
+        v <= MAX_SAFE_INTEGER && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
+    }
+}
+
+/// Whether member name `a` sorts strictly before `b` (UTF-16 code units, as RFC 8785 says).
+/// Names with escapes are refused (the slow path decides them).
+fn key_before(a: &[u8], b: &[u8]) -> bool {
+    if a.contains(&b'\\') || b.contains(&b'\\') {
+        return false;
+    }
+    if a.is_ascii() && b.is_ascii() {
+        return a < b;
+    }
+    match (std::str::from_utf8(a), std::str::from_utf8(b)) {
+        (Ok(a), Ok(b)) => a.encode_utf16().lt(b.encode_utf16()),
+        _ => false,
+    }
+}
+
 fn write_string(s: &str, out: &mut Vec<u8>) {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     out.push(b'"');
@@ -350,7 +527,24 @@ impl Entry {
     }
 
     /// Parses a line (without newline): size limit, JSON, canonical form, schema, values.
+    ///
+    /// A line that [`is_canonical`] is parsed straight into an entry; any other line, or one
+    /// that fails later, takes the full path (parse to a value, re-encode, compare), which
+    /// decides the error. The result is the same either way; only a bad line costs more.
     pub fn from_line(line: &[u8]) -> Result<Self, EntryError> {
+        if line.len() <= MAX_ENTRY_BYTES && is_canonical(line) {
+            if let Ok(e) = serde_json::from_slice::<Entry>(line) {
+                if e.validate().is_ok() {
+                    return Ok(e);
+                }
+            }
+        }
+        Self::from_line_by_value(line)
+    }
+
+    /// [`Entry::from_line`] by the definition: parse to a value, re-encode canonically,
+    /// compare bytes, then read the entry from the value.
+    fn from_line_by_value(line: &[u8]) -> Result<Self, EntryError> {
         if line.len() > MAX_ENTRY_BYTES {
             return Err(EntryError::TooLarge {
                 size: line.len(),
@@ -557,6 +751,62 @@ mod tests {
         );
         assert!(canonicalize(&json!(9007199254740992u64)).is_err());
         assert!(canonicalize(&json!(1.5)).is_err());
+    }
+
+    /// The one-pass check never accepts a line the definition refuses, and accepts the
+    /// canonical lines entries are written as; checked on entries with every member kind and
+    /// on every single-byte deletion, duplication and substitution of them.
+    #[test]
+    fn one_pass_check_agrees_with_the_definition() {
+        let by_definition = |l: &[u8]| {
+            serde_json::from_slice::<Value>(l)
+                .ok()
+                .and_then(|v| canonicalize(&v).ok())
+                .is_some_and(|c| c == l)
+        };
+        let mut e = Entry::new(
+            "op \u{1}\"é\u{1f600}",
+            &format!("sha256:{}", "a".repeat(64)),
+            "reg",
+            Outcome::Rejected {
+                reason: "tab\there\\".into(),
+            },
+        );
+        e.artifacts.push(ArtifactRecord {
+            kind: "image".into(),
+            source_ref: "r/x:1".into(),
+            target_ref: None,
+            digest: format!("sha256:{}", "b".repeat(64)),
+            media_type: None,
+            signatures: vec![],
+            scan: Some(json!({"\u{e000}": -12, "\u{1f600}": [0, 9007199254740991i64, null, true, false], "a": {}})),
+        });
+        let line = e.to_line().unwrap();
+        assert!(is_canonical(&line));
+        assert_eq!(Entry::from_line(&line).unwrap(), e);
+        let subs = [
+            b'"', b'\\', b'0', b'1', b'-', b'.', b'e', b' ', b'{', b'}', b'[', b']', b',', b':',
+            b'u', b'A', 0x1f, 0xc3,
+        ];
+        for i in 0..line.len() {
+            let mut variants = Vec::new();
+            let mut del = line.clone();
+            del.remove(i);
+            variants.push(del);
+            let mut dup = line.clone();
+            dup.insert(i, line[i]);
+            variants.push(dup);
+            for &c in &subs {
+                let mut m = line.clone();
+                m[i] = c;
+                variants.push(m);
+            }
+            for m in variants {
+                if is_canonical(&m) {
+                    assert!(by_definition(&m), "{}", String::from_utf8_lossy(&m));
+                }
+            }
+        }
     }
 
     #[test]

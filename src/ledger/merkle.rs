@@ -318,98 +318,168 @@ impl Tree {
             .copied()
     }
 
-    /// `MTH(D[start:end])`; `start` is aligned as in the RFC 6962 recursion.
-    fn range_hash(&self, start: u64, end: u64) -> Hash {
-        let n = end - start;
-        if n == 0 {
-            return empty_root();
-        }
-        if n.is_power_of_two() && start & (n - 1) == 0 {
-            let level = n.trailing_zeros() as usize;
-            return self.levels[level][(start >> level) as usize];
-        }
-        let k = split_point(n);
-        node_hash(
-            &self.range_hash(start, start + k),
-            &self.range_hash(start + k, end),
-        )
-    }
-
     /// Root of the first `size` leaves, or `None` if `size` is larger than the tree.
     pub fn root_at(&self, size: u64) -> Option<Hash> {
-        (size <= self.size()).then(|| self.range_hash(0, size))
+        root_at(self, size)
     }
 
     /// Root of the whole tree.
     pub fn root(&self) -> Hash {
-        self.range_hash(0, self.size())
+        range_hash(self, 0, self.size())
     }
 
     /// Inclusion proof for leaf `index` in the tree of the first `size` leaves
     /// (RFC 9162 §2.1.3.1), from the leaf's sibling up to the root's child.
     pub fn inclusion_proof(&self, index: u64, size: u64) -> Result<Vec<Hash>, ProofError> {
-        if index >= size || size > self.size() {
-            return Err(ProofError::IndexOutOfRange {
-                index,
-                size: size.min(self.size()),
-            });
-        }
-        let mut proof = Vec::new();
-        self.path(index, 0, size, &mut proof);
-        Ok(proof)
-    }
-
-    fn path(&self, m: u64, start: u64, end: u64, out: &mut Vec<Hash>) {
-        let n = end - start;
-        if n <= 1 {
-            return;
-        }
-        let k = split_point(n);
-        if m < k {
-            self.path(m, start, start + k, out);
-            out.push(self.range_hash(start + k, end));
-        } else {
-            self.path(m - k, start + k, end, out);
-            out.push(self.range_hash(start, start + k));
-        }
+        inclusion_proof(self, index, size)
     }
 
     /// Consistency proof from the tree of the first `size1` leaves to that of the first
     /// `size2` (RFC 9162 §2.1.4.1). Empty when `size1` is 0 or equal to `size2`.
     pub fn consistency_proof(&self, size1: u64, size2: u64) -> Result<Vec<Hash>, ProofError> {
-        if size2 > self.size() {
-            return Err(ProofError::IndexOutOfRange {
-                index: size2,
-                size: self.size(),
-            });
-        }
-        if size1 > size2 {
-            return Err(ProofError::SizeDecreased { size1, size2 });
-        }
-        let mut proof = Vec::new();
-        if size1 > 0 && size1 < size2 {
-            self.subproof(size1, 0, size2, true, &mut proof);
-        }
-        Ok(proof)
+        consistency_proof(self, size1, size2)
+    }
+}
+
+impl Subtrees for Tree {
+    fn size(&self) -> u64 {
+        Tree::size(self)
     }
 
-    fn subproof(&self, m: u64, start: u64, end: u64, complete: bool, out: &mut Vec<Hash>) {
-        let n = end - start;
-        if m == n {
-            if !complete {
-                out.push(self.range_hash(start, end));
-            }
-            return;
-        }
-        let k = split_point(n);
-        if m <= k {
-            self.subproof(m, start, start + k, complete, out);
-            out.push(self.range_hash(start + k, end));
-        } else {
-            self.subproof(m - k, start + k, end, false, out);
-            out.push(self.range_hash(start, start + k));
-        }
+    fn subtree(&self, level: u32, index: u64) -> Hash {
+        self.levels[level as usize][index as usize]
     }
+}
+
+/// Where the hashes of perfect subtrees come from: memory ([`Tree`]) or a file of stored
+/// hashes (the ledger's `tree-hashes`). Roots and proofs need only these, O(log² n) of them.
+pub trait Subtrees {
+    /// Number of leaves.
+    fn size(&self) -> u64;
+    /// Hash of the perfect subtree over leaves `[index·2^level, (index+1)·2^level)`, which
+    /// lies inside the tree. A store that cannot read it returns any value and remembers the
+    /// failure: every proof made from a store is checked against a signed root before use.
+    fn subtree(&self, level: u32, index: u64) -> Hash;
+}
+
+/// `MTH(D[start:end])`; `start` is aligned as in the RFC 6962 recursion.
+fn range_hash<S: Subtrees + ?Sized>(t: &S, start: u64, end: u64) -> Hash {
+    let n = end - start;
+    if n == 0 {
+        return empty_root();
+    }
+    if n.is_power_of_two() && start & (n - 1) == 0 {
+        let level = n.trailing_zeros();
+        return t.subtree(level, start >> level);
+    }
+    let k = split_point(n);
+    node_hash(
+        &range_hash(t, start, start + k),
+        &range_hash(t, start + k, end),
+    )
+}
+
+/// Root of the first `size` leaves of `t`, or `None` if `size` is larger than the tree.
+pub fn root_at<S: Subtrees + ?Sized>(t: &S, size: u64) -> Option<Hash> {
+    (size <= t.size()).then(|| range_hash(t, 0, size))
+}
+
+/// Inclusion proof for leaf `index` in the tree of the first `size` leaves of `t`
+/// (RFC 9162 §2.1.3.1), from the leaf's sibling up to the root's child.
+pub fn inclusion_proof<S: Subtrees + ?Sized>(
+    t: &S,
+    index: u64,
+    size: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    if index >= size || size > t.size() {
+        return Err(ProofError::IndexOutOfRange {
+            index,
+            size: size.min(t.size()),
+        });
+    }
+    let mut proof = Vec::new();
+    path(t, index, 0, size, &mut proof);
+    Ok(proof)
+}
+
+fn path<S: Subtrees + ?Sized>(t: &S, m: u64, start: u64, end: u64, out: &mut Vec<Hash>) {
+    let n = end - start;
+    if n <= 1 {
+        return;
+    }
+    let k = split_point(n);
+    if m < k {
+        path(t, m, start, start + k, out);
+        out.push(range_hash(t, start + k, end));
+    } else {
+        path(t, m - k, start + k, end, out);
+        out.push(range_hash(t, start, start + k));
+    }
+}
+
+/// Consistency proof from the tree of the first `size1` leaves of `t` to that of the first
+/// `size2` (RFC 9162 §2.1.4.1). Empty when `size1` is 0 or equal to `size2`.
+pub fn consistency_proof<S: Subtrees + ?Sized>(
+    t: &S,
+    size1: u64,
+    size2: u64,
+) -> Result<Vec<Hash>, ProofError> {
+    if size2 > t.size() {
+        return Err(ProofError::IndexOutOfRange {
+            index: size2,
+            size: t.size(),
+        });
+    }
+    if size1 > size2 {
+        return Err(ProofError::SizeDecreased { size1, size2 });
+    }
+    let mut proof = Vec::new();
+    if size1 > 0 && size1 < size2 {
+        subproof(t, size1, 0, size2, true, &mut proof);
+    }
+    Ok(proof)
+}
+
+fn subproof<S: Subtrees + ?Sized>(
+    t: &S,
+    m: u64,
+    start: u64,
+    end: u64,
+    complete: bool,
+    out: &mut Vec<Hash>,
+) {
+    let n = end - start;
+    if m == n {
+        if !complete {
+            out.push(range_hash(t, start, end));
+        }
+        return;
+    }
+    let k = split_point(n);
+    if m <= k {
+        subproof(t, m, start, start + k, complete, out);
+        out.push(range_hash(t, start + k, end));
+    } else {
+        subproof(t, m - k, start + k, end, false, out);
+        out.push(range_hash(t, start, start + k));
+    }
+}
+
+/// Position of the perfect subtree `(level, index)` in the stored-hash order: the order in
+/// which an append-only log completes subtrees (leaf `n`, then every subtree that leaf
+/// completes, lowest first), as in Go's `golang.org/x/mod/sumdb/tlog`. A file of hashes in
+/// this order grows by appends only and serves any subtree with one seek.
+pub fn stored_hash_index(level: u32, index: u64) -> u64 {
+    // The subtree is completed by its last leaf, `(index + 1)·2^level − 1`; before that
+    // leaf's hash come 2·leaf − popcount(leaf) hashes, then the `level` hashes it completes
+    // below this one.
+    let leaf = ((index + 1) << level) - 1;
+    2 * leaf - u64::from(leaf.count_ones()) + u64::from(level)
+}
+
+/// Number of hashes stored for a tree of `size` leaves (see [`stored_hash_index`]).
+pub fn stored_hash_count(size: u64) -> u64 {
+    2 * size - u64::from(size.count_ones())
 }
 
 /// The right edge of a tree: the roots of its perfect subtrees, largest first (one per set bit
@@ -444,6 +514,13 @@ impl Frontier {
 
     /// Appends a leaf hash.
     pub fn push(&mut self, leaf: Hash) {
+        self.push_stored(leaf, |_| {});
+    }
+
+    /// Appends a leaf hash, handing `stored` each hash the append completes in stored-hash
+    /// order (the leaf, then each subtree it completes; see [`stored_hash_index`]).
+    pub fn push_stored(&mut self, leaf: Hash, mut stored: impl FnMut(&Hash)) {
+        stored(&leaf);
         let mut h = leaf;
         let mut s = self.size;
         while s & 1 == 1 {
@@ -453,6 +530,7 @@ impl Frontier {
                 .pop()
                 .expect("frontier has a hash for every set bit");
             h = node_hash(&left, &h);
+            stored(&h);
             s >>= 1;
         }
         self.hashes.push(h);

@@ -10,6 +10,8 @@
 //! ledger.key             the log's Ed25519 private key, PKCS#8 in cosign's encrypted envelope
 //! evidence/sha256/<hex>  large evidence, stored by digest and referenced from entries
 //! tree-state             cache of the tree's right edge (O(log n) appends); rebuilt if stale
+//! tree-hashes            every subtree hash (O(log n) proofs); derived, checked, rebuilt
+//! entry-offsets          where each entry line starts; derived, checked, rebuilt
 //! lock                   held exclusively by an appender, shared by readers
 //! recovered/             bytes removed from the end of entries.jsonl by crash recovery
 //! ```
@@ -30,9 +32,11 @@
 use std::path::PathBuf;
 
 pub mod checkpoint;
+mod derived;
 pub mod entry;
 mod export;
 mod keys;
+mod lines;
 pub mod merkle;
 pub mod note;
 mod proof;

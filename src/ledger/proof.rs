@@ -12,13 +12,19 @@ use base64::Engine as _;
 use serde::Serialize;
 
 use super::checkpoint::{parse_decimal, Checkpoint, SignedCheckpoint};
+use super::derived::{entry_line, StoredTree};
 use super::entry::{Entry, MAX_ENTRY_BYTES};
-use super::merkle::{empty_root, leaf_hash, verify_consistency, verify_inclusion, Hash};
+use super::lines::{Line, LineReader};
+use super::merkle::{
+    consistency_proof, empty_root, inclusion_proof, leaf_hash, root_at, verify_consistency,
+    verify_inclusion, Hash, Subtrees, Tree,
+};
 use super::note::VerifierKey;
 use super::store::{
-    acquire_lock, open_checkpoint_bytes, read_capped, CHECKPOINT, LOCK, MAX_CHECKPOINT_BYTES,
+    acquire_lock, open_checkpoint_bytes, read_capped, CHECKPOINT, ENTRIES, LOCK,
+    MAX_CHECKPOINT_BYTES,
 };
-use super::verify::{ledger_key, Lines};
+use super::verify::ledger_key;
 use super::LedgerError;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -137,21 +143,65 @@ fn latest_for(dir: &Path, vkey: &VerifierKey) -> Result<SignedCheckpoint, Ledger
     open_checkpoint_bytes(&path, &bytes, vkey, &[])
 }
 
-fn tree_matching(dir: &Path, cp: &Checkpoint) -> Result<(Lines, super::merkle::Tree), LedgerError> {
-    let lines = Lines::read(dir)?;
-    let tree = lines.tree();
-    match tree.root_at(cp.size) {
-        None => Err(LedgerError::Truncated {
-            index: tree.size(),
-            expected: cp.size,
-        }),
-        Some(r) if r != cp.root => Err(LedgerError::EntryMismatch {
+/// The tree of the first `cp.size` entry lines, recomputed from `entries.jsonl` (O(n)), and
+/// line `want` if asked: the slow path when the derived `tree-hashes` cannot be used. Fails
+/// when the entries do not give the checkpoint's root.
+fn tree_from_entries(
+    dir: &Path,
+    cp: &Checkpoint,
+    want: Option<u64>,
+) -> Result<(Tree, Option<Vec<u8>>), LedgerError> {
+    let mut lines = LineReader::open(&dir.join(ENTRIES))?;
+    let mut tree = Tree::new();
+    let mut wanted = None;
+    while tree.size() < cp.size {
+        let leaf = match lines.next_line()? {
+            Some(Line::Whole { bytes, .. }) => {
+                if want == Some(tree.size()) {
+                    wanted = Some(bytes.to_vec());
+                }
+                leaf_hash(bytes)
+            }
+            Some(Line::Long { leaf, .. }) => leaf,
+            Some(Line::Torn { .. }) | None => {
+                return Err(LedgerError::Truncated {
+                    index: tree.size(),
+                    expected: cp.size,
+                })
+            }
+        };
+        tree.push_leaf_hash(leaf);
+    }
+    if tree.root() != cp.root {
+        return Err(LedgerError::EntryMismatch {
             index: 0,
             last: cp.size.saturating_sub(1),
             checkpoint: cp.size,
-        }),
-        Some(_) => Ok((lines, tree)),
+        });
     }
+    Ok((tree, wanted))
+}
+
+/// Runs `f` on the ledger's tree at the signed checkpoint `cp`: on the derived `tree-hashes`
+/// (O(log n) reads) when its root there is `cp.root`, and, if `f` fails on it, on the tree
+/// recomputed from `entries.jsonl`, whose answer stands. `f` checks what it makes against
+/// signed roots, so a damaged derived file costs time, never a wrong answer.
+pub(crate) fn on_signed_tree<T>(
+    dir: &Path,
+    cp: &Checkpoint,
+    f: impl Fn(&dyn Subtrees) -> Result<T, LedgerError>,
+) -> Result<T, LedgerError> {
+    if let Some(t) = StoredTree::open(dir, cp.size) {
+        if root_at(&t, cp.size) == Some(cp.root) && !t.failed() {
+            if let Ok(v) = f(&t) {
+                if !t.failed() {
+                    return Ok(v);
+                }
+            }
+        }
+    }
+    let (tree, _) = tree_from_entries(dir, cp, None)?;
+    f(&tree)
 }
 
 /// Makes an inclusion proof for entry `index` relative to the ledger's latest checkpoint.
@@ -168,16 +218,33 @@ pub fn prove_inclusion(
     if index >= size {
         return Err(LedgerError::IndexOutOfRange { index, size });
     }
-    let (lines, tree) = tree_matching(dir, &latest.checkpoint)?;
-    let hashes = tree
-        .inclusion_proof(index, size)
-        .map_err(|source| LedgerError::Proof {
-            what: format!("inclusion proof for entry {index}"),
-            source,
-        })?;
+    let root = latest.checkpoint.root;
+    let proof_error = |source| LedgerError::Proof {
+        what: format!("inclusion proof for entry {index}"),
+        source,
+    };
+    // From the derived files: the line through `entry-offsets`, the path through
+    // `tree-hashes`, used only if they verify against the signed root.
+    let fast = || {
+        let (_, line) = entry_line(dir, index)?;
+        let t = StoredTree::open(dir, size)?;
+        let hashes = inclusion_proof(&t, index, size).ok()?;
+        verify_inclusion(index, size, &leaf_hash(&line), &hashes, &root).ok()?;
+        (!t.failed()).then_some((line, hashes))
+    };
+    let (line, hashes) = match fast() {
+        Some(found) => found,
+        None => {
+            let (tree, line) = tree_from_entries(dir, &latest.checkpoint, Some(index))?;
+            let hashes = tree.inclusion_proof(index, size).map_err(proof_error)?;
+            // `index < size`, and every line below `size` was read.
+            let line = line.ok_or(LedgerError::IndexOutOfRange { index, size })?;
+            (line, hashes)
+        }
+    };
     Ok(InclusionProof {
         index,
-        entry: Some(lines.line(index as usize).to_vec()),
+        entry: Some(line),
         hashes,
         checkpoint: latest.note,
     })
@@ -299,30 +366,27 @@ pub fn prove_consistency(
             newest: old_cp.size,
         });
     }
-    let (_lines, tree) = tree_matching(dir, new)?;
-    let old_root = tree.root_at(old_cp.size).unwrap_or_else(empty_root);
-    if old_root != old_cp.root {
-        return Err(LedgerError::Fork {
-            size: old_cp.size,
-            path: from.to_owned(),
-            expected: B64.encode(old_root),
-            found: old_cp.root_base64(),
-        });
-    }
-    let proof = tree
-        .consistency_proof(old_cp.size, new.size)
-        .map_err(|source| LedgerError::Proof {
+    let proof = on_signed_tree(dir, new, |tree| {
+        let old_root = root_at(tree, old_cp.size).unwrap_or_else(empty_root);
+        if old_root != old_cp.root {
+            return Err(LedgerError::Fork {
+                size: old_cp.size,
+                path: from.to_owned(),
+                expected: B64.encode(old_root),
+                found: old_cp.root_base64(),
+            });
+        }
+        let proof_error = |source| LedgerError::Proof {
             what: format!("consistency proof {} -> {}", old_cp.size, new.size),
             source,
-        })?;
-    if old_cp.size > 0 {
-        verify_consistency(old_cp.size, new.size, &proof, &old_cp.root, &new.root).map_err(
-            |source| LedgerError::Proof {
-                what: format!("consistency proof {} -> {}", old_cp.size, new.size),
-                source,
-            },
-        )?;
-    }
+        };
+        let proof = consistency_proof(tree, old_cp.size, new.size).map_err(proof_error)?;
+        if old_cp.size > 0 {
+            verify_consistency(old_cp.size, new.size, &proof, &old_cp.root, &new.root)
+                .map_err(proof_error)?;
+        }
+        Ok(proof)
+    })?;
     Ok(ConsistencyProof {
         old_size: old_cp.size,
         old_root: old_cp.root_base64(),

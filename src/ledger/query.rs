@@ -6,11 +6,14 @@ use std::time::Duration;
 use serde::Serialize;
 
 use super::entry::{ArtifactRecord, Entry, Outcome, SignatureResult};
+use super::lines::{Line, LineReader};
+use super::merkle::{empty_root, leaf_hash, Frontier};
 use super::note::VerifierKey;
 use super::store::{
-    acquire_lock, open_checkpoint_bytes, read_capped, CHECKPOINT, LOCK, MAX_CHECKPOINT_BYTES,
+    acquire_lock, open_checkpoint_bytes, read_capped, CHECKPOINT, ENTRIES, LOCK,
+    MAX_CHECKPOINT_BYTES,
 };
-use super::verify::{ledger_key, Lines};
+use super::verify::ledger_key;
 use super::LedgerError;
 
 /// What to look for.
@@ -91,84 +94,62 @@ pub(crate) fn find_locked(
     vkey: &VerifierKey,
     query: &Query,
 ) -> Result<FindResult, LedgerError> {
-    let lines = Lines::read(dir)?;
     let path = dir.join(CHECKPOINT);
-    let checked = read_capped(&path, MAX_CHECKPOINT_BYTES)
-        .and_then(|b| open_checkpoint_bytes(&path, &b, vkey, &[]))
-        .and_then(|cp| {
-            let tree = lines.tree();
-            match tree.root_at(cp.checkpoint.size) {
-                Some(r) if r == cp.checkpoint.root => Ok(cp.checkpoint.size),
-                Some(_) => Err(LedgerError::EntryMismatch {
-                    index: 0,
-                    last: cp.checkpoint.size.saturating_sub(1),
-                    checkpoint: cp.checkpoint.size,
-                }),
-                None => Err(LedgerError::Truncated {
-                    index: tree.size(),
-                    expected: cp.checkpoint.size,
-                }),
-            }
-        });
+    let latest = read_capped(&path, MAX_CHECKPOINT_BYTES)
+        .and_then(|b| open_checkpoint_bytes(&path, &b, vkey, &[]));
+    // One pass: every line is searched and hashed; whether the lines past the checkpoint
+    // count is known only at the end, so their matches are kept apart until then.
+    let signed_size = latest.as_ref().map_or(u64::MAX, |c| c.checkpoint.size);
+    let mut lines = LineReader::open(&dir.join(ENTRIES))?;
+    let mut frontier = Frontier::new();
+    let mut root_at_size = (signed_size == 0).then(empty_root);
+    let mut matches = Vec::new();
+    let mut past = Vec::new();
+    let mut skipped_lines = Vec::new();
+    let mut skipped_past = Vec::new();
+    loop {
+        let i = frontier.size();
+        let (leaf, entry) = match lines.next_line()? {
+            Some(Line::Whole { bytes, .. }) => (leaf_hash(bytes), Entry::from_line(bytes).ok()),
+            Some(Line::Long { leaf, .. }) => (leaf, None),
+            Some(Line::Torn { .. }) | None => break,
+        };
+        frontier.push(leaf);
+        if frontier.size() == signed_size {
+            root_at_size = Some(frontier.root());
+        }
+        let (found, skipped) = if i < signed_size {
+            (&mut matches, &mut skipped_lines)
+        } else {
+            (&mut past, &mut skipped_past)
+        };
+        match entry {
+            Some(e) => found.extend(matching(e, query)),
+            None => skipped.push(i),
+        }
+    }
+    let all = frontier.size();
+    let checked = latest.and_then(|cp| match root_at_size {
+        Some(r) if r == cp.checkpoint.root => Ok(cp.checkpoint.size),
+        Some(_) => Err(LedgerError::EntryMismatch {
+            index: 0,
+            last: cp.checkpoint.size.saturating_sub(1),
+            checkpoint: cp.checkpoint.size,
+        }),
+        None => Err(LedgerError::Truncated {
+            index: all,
+            expected: cp.checkpoint.size,
+        }),
+    });
     let (checkpoint_size, unverified_reason) = match checked {
         Ok(s) => (Some(s), None),
         Err(e) => (None, Some(e.full_message())),
     };
-    let all = lines.spans.len() as u64;
     let committed = checkpoint_size.unwrap_or(all).min(all);
     let uncommitted = all - committed;
-    let mut matches = Vec::new();
-    let mut skipped_lines = Vec::new();
-    for i in 0..committed as usize {
-        let Ok(e) = Entry::from_line(lines.line(i)) else {
-            skipped_lines.push(i as u64);
-            continue;
-        };
-        let artifacts: Vec<ArtifactRecord> = match query {
-            Query::All => e.artifacts.clone(),
-            Query::Bundle(b) if &e.bundle.digest == b || e.bundle.name.as_ref() == Some(b) => {
-                e.artifacts.clone()
-            }
-            Query::Bundle(_) => continue,
-            Query::Digest(d) => {
-                let hits: Vec<_> = e
-                    .artifacts
-                    .iter()
-                    .filter(|a| &a.digest == d)
-                    .cloned()
-                    .collect();
-                if hits.is_empty() && &e.bundle.digest != d {
-                    continue;
-                }
-                hits
-            }
-            Query::Ref(r) => {
-                let hits: Vec<_> = e
-                    .artifacts
-                    .iter()
-                    .filter(|a| &a.source_ref == r || a.target_ref.as_ref() == Some(r))
-                    .cloned()
-                    .collect();
-                if hits.is_empty() {
-                    continue;
-                }
-                hits
-            }
-        };
-        matches.push(Match {
-            index: e.index,
-            time: e.time,
-            operator: e.operator,
-            importer: e.importer,
-            bundle: e.bundle.digest,
-            bundle_name: e.bundle.name,
-            bundle_signatures: e.bundle.signatures,
-            bundle_sequence: e.bundle.sequence,
-            policy_digest: e.policy_digest,
-            target_registry: e.target_registry,
-            result: e.result,
-            artifacts,
-        });
+    if checkpoint_size.is_none() {
+        matches.append(&mut past);
+        skipped_lines.append(&mut skipped_past);
     }
     Ok(FindResult {
         matches,
@@ -176,5 +157,54 @@ pub(crate) fn find_locked(
         unverified_reason,
         skipped_lines,
         uncommitted,
+    })
+}
+
+/// The match `e` gives for `query`, if any.
+fn matching(e: Entry, query: &Query) -> Option<Match> {
+    let artifacts: Vec<ArtifactRecord> = match query {
+        Query::All => e.artifacts.clone(),
+        Query::Bundle(b) if &e.bundle.digest == b || e.bundle.name.as_ref() == Some(b) => {
+            e.artifacts.clone()
+        }
+        Query::Bundle(_) => return None,
+        Query::Digest(d) => {
+            let hits: Vec<_> = e
+                .artifacts
+                .iter()
+                .filter(|a| &a.digest == d)
+                .cloned()
+                .collect();
+            if hits.is_empty() && &e.bundle.digest != d {
+                return None;
+            }
+            hits
+        }
+        Query::Ref(r) => {
+            let hits: Vec<_> = e
+                .artifacts
+                .iter()
+                .filter(|a| &a.source_ref == r || a.target_ref.as_ref() == Some(r))
+                .cloned()
+                .collect();
+            if hits.is_empty() {
+                return None;
+            }
+            hits
+        }
+    };
+    Some(Match {
+        index: e.index,
+        time: e.time,
+        operator: e.operator,
+        importer: e.importer,
+        bundle: e.bundle.digest,
+        bundle_name: e.bundle.name,
+        bundle_signatures: e.bundle.signatures,
+        bundle_sequence: e.bundle.sequence,
+        policy_digest: e.policy_digest,
+        target_registry: e.target_registry,
+        result: e.result,
+        artifacts,
     })
 }

@@ -6,7 +6,7 @@
 //! line, or whole lines without a checkpoint), saving the removed bytes under `recovered/`,
 //! and reports it as a [`Recovery`].
 
-use std::io::{BufRead as _, Read as _, Seek as _, SeekFrom, Write as _};
+use std::io::{Read as _, Seek as _, SeekFrom, Write as _};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -15,8 +15,10 @@ use serde::{Deserialize, Serialize};
 use sha2::Digest as _;
 
 use super::checkpoint::{Checkpoint, CheckpointError, SignedCheckpoint};
+use super::derived::{self, DerivedWriter, Rebuild};
 use super::entry::{Entry, EntryError, MAX_ENTRY_BYTES};
 use super::keys::{read_vkey, LedgerSigner};
+use super::lines::{Line, LineReader};
 use super::merkle::{empty_root, leaf_hash, Frontier, Hash};
 use super::note::{self, NoteError, VerifierKey};
 use super::LedgerError;
@@ -143,6 +145,9 @@ pub struct Ledger {
     last_leaf: Option<Hash>,
     offset: u64,
     entries: fs_err::File,
+    /// Appends to `tree-hashes` and `entry-offsets`; `None` after a failed write (the next
+    /// open rebuilds them).
+    derived: Option<DerivedWriter>,
     durability: Durability,
     recovery: Option<Recovery>,
     poisoned: bool,
@@ -179,6 +184,8 @@ pub fn init(dir: &Path, origin: &str, password: &[u8]) -> Result<InitReport, Led
     write_atomic(&dir.join(CHECKPOINTS).join("0"), note.as_bytes(), true)?;
     write_atomic(&dir.join(CHECKPOINT), note.as_bytes(), true)?;
     write_state(dir, &Frontier::new(), 0, None)?;
+    // The derived files of the empty tree: empty.
+    derived::Rebuild::start(dir)?.finish()?;
     sync_dir(dir)?;
     Ok(InitReport {
         dir: dir.to_owned(),
@@ -252,14 +259,15 @@ impl Ledger {
             .len();
         let (frontier, offset, last_leaf) =
             match read_state(dir, size, &latest.checkpoint.root, len) {
-                Some(s) => s,
-                None => {
-                    let s = rebuild(&entries_path, &latest.checkpoint)?;
+                Some(s) if derived::check(dir, &s.0, s.1, s.2) => s,
+                _ => {
+                    let s = rebuild(dir, &latest.checkpoint)?;
                     // A stale cache is only a cache: failing to refresh it costs a rebuild later.
                     let _ = write_state(dir, &s.0, s.1, s.2);
                     s
                 }
             };
+        let derived = DerivedWriter::open(dir).ok();
         let mut ledger = Self {
             dir: dir.to_owned(),
             _lock: lock,
@@ -269,6 +277,7 @@ impl Ledger {
             last_leaf,
             offset,
             entries,
+            derived,
             durability: opts.durability,
             recovery: None,
             poisoned: false,
@@ -426,12 +435,15 @@ impl Ledger {
         let mut frontier = self.frontier.clone();
         let mut buf = Vec::new();
         let mut last = [0u8; 32];
+        let mut offsets = Vec::with_capacity(entries.len());
+        let mut stored = Vec::new();
         for (i, e) in entries.iter().enumerate() {
             let mut e = e.clone();
             e.index = first + i as u64;
             let line = e.to_line().map_err(LedgerError::InvalidEntry)?;
             last = leaf_hash(&line);
-            frontier.push(last);
+            frontier.push_stored(last, |h| stored.push(*h));
+            offsets.push(self.offset + buf.len() as u64);
             buf.extend_from_slice(&line);
             buf.push(b'\n');
         }
@@ -468,6 +480,14 @@ impl Ledger {
         let named = self.dir.join(CHECKPOINTS).join(cp.size.to_string());
         if let Err(e) = write_atomic(&named, note.as_bytes(), sync) {
             warnings.push(format!("{}", e));
+        }
+        if let Some(d) = self.derived.as_mut() {
+            if let Err(e) = d.append(&offsets, &stored) {
+                warnings.push(format!(
+                    "cannot append to the tree hashes (the next open rebuilds them): {e}"
+                ));
+                self.derived = None;
+            }
         }
         if let Err(e) = write_state(&self.dir, &self.frontier, self.offset, self.last_leaf) {
             warnings.push(format!("{}", e));
@@ -776,30 +796,28 @@ fn read_state(
     (Some(leaf_hash(line)) == last_leaf).then_some((frontier, state.offset, last_leaf))
 }
 
-/// Recomputes the right edge from the first `cp.size` lines of `entries.jsonl` (O(n), only
-/// when the cache is missing or stale).
-fn rebuild(path: &Path, cp: &Checkpoint) -> Result<(Frontier, u64, Option<Hash>), LedgerError> {
-    let f = fs_err::File::open(path).map_err(|e| LedgerError::io("read", path, e))?;
-    let mut r = std::io::BufReader::with_capacity(1 << 20, f);
+/// Recomputes the right edge from the first `cp.size` lines of `entries.jsonl` and rewrites
+/// the derived files (O(n), only when a cache is missing, stale or disagrees).
+fn rebuild(dir: &Path, cp: &Checkpoint) -> Result<(Frontier, u64, Option<Hash>), LedgerError> {
+    let path = dir.join(ENTRIES);
+    let mut lines = LineReader::open(&path)?;
+    let mut derived = Rebuild::start(dir)?;
     let mut frontier = Frontier::new();
-    let mut offset = 0u64;
     let mut last = None;
-    let mut line = Vec::new();
     while frontier.size() < cp.size {
-        line.clear();
-        let n = r
-            .read_until(b'\n', &mut line)
-            .map_err(|e| LedgerError::io("read", path, e))?;
-        if n == 0 || line.last() != Some(&b'\n') {
-            return Err(LedgerError::Truncated {
-                index: frontier.size(),
-                expected: cp.size,
-            });
-        }
-        let leaf = leaf_hash(&line[..n - 1]);
-        frontier.push(leaf);
+        let index = frontier.size();
+        let truncated = LedgerError::Truncated {
+            index,
+            expected: cp.size,
+        };
+        // A line longer than any entry cannot be what was signed; the root check says so.
+        let (offset, leaf) = match lines.next_line()? {
+            Some(Line::Whole { offset, bytes }) => (offset, leaf_hash(bytes)),
+            Some(Line::Long { offset, leaf, .. }) => (offset, leaf),
+            Some(Line::Torn { .. }) | None => return Err(truncated),
+        };
+        derived.push(&mut frontier, offset, leaf)?;
         last = Some(leaf);
-        offset += n as u64;
     }
     if frontier.root() != cp.root {
         return Err(LedgerError::EntryMismatch {
@@ -808,7 +826,8 @@ fn rebuild(path: &Path, cp: &Checkpoint) -> Result<(Frontier, u64, Option<Hash>)
             checkpoint: cp.size,
         });
     }
-    Ok((frontier, offset, last))
+    derived.finish()?;
+    Ok((frontier, lines.position(), last))
 }
 
 #[cfg(test)]

@@ -7,11 +7,15 @@ use base64::Engine as _;
 use serde::Serialize;
 use sha2::Digest as _;
 
-use super::checkpoint::SignedCheckpoint;
-use super::entry::{Entry, EntryError};
+use std::io::{BufRead as _, Read as _};
+
+use super::checkpoint::Checkpoint;
+use super::derived::{ENTRY_OFFSETS, TREE_HASHES};
+use super::entry::{Entry, EntryError, EvidenceRef};
 use super::keys::read_vkey;
-use super::merkle::{empty_root, leaf_hash, Tree};
-use super::note::VerifierKey;
+use super::lines::{Line, LineReader};
+use super::merkle::{leaf_hash, Frontier, Hash};
+use super::note::{Note, VerifierKey};
 use super::store::{
     acquire_lock, evidence_path, open_checkpoint_bytes, read_capped, CHECKPOINT, CHECKPOINTS,
     ENTRIES, LOCK, MAX_CHECKPOINT_BYTES, VKEY,
@@ -35,6 +39,9 @@ pub struct VerifyOptions {
     pub trusted_checkpoint: Option<(PathBuf, Vec<u8>)>,
     /// Witness keys whose cosignatures are checked (and reported) when present.
     pub witnesses: Vec<VerifierKey>,
+    /// Check the log signature of every stored checkpoint, also those the latest checkpoint
+    /// vouches for (same root as the entries at their size).
+    pub every_signature: bool,
 }
 
 /// The outcome of [`verify`]: what was checked and every problem found.
@@ -54,8 +61,11 @@ pub struct VerifyReport {
     pub root: String,
     /// Size of the `checkpoint` file, when it verified.
     pub checkpoint_size: Option<u64>,
-    /// Checkpoint files whose signature verified.
+    /// Stored checkpoint files that are sound: their log signature verified, or the latest
+    /// checkpoint vouches for the root they state.
     pub checkpoints_verified: usize,
+    /// Of those, how many had their own log signature checked.
+    pub checkpoint_signatures_checked: usize,
     /// Witness key ids with a verified cosignature on the latest checkpoint.
     pub cosigned_by: Vec<String>,
     /// Size of the trusted checkpoint checked, if any.
@@ -90,41 +100,6 @@ impl VerifyReport {
     /// The first problem (checkpoint forgeries first, then the lowest entry index).
     pub fn first_problem(&self) -> Option<&LedgerError> {
         self.problems.first()
-    }
-}
-
-/// The entries file split into complete lines, plus a torn tail if any.
-pub(crate) struct Lines {
-    pub bytes: Vec<u8>,
-    /// `(start, end)` of each complete line, without its newline.
-    pub spans: Vec<(usize, usize)>,
-    /// `(offset, len)` of a final line with no newline.
-    pub torn: Option<(u64, u64)>,
-}
-
-impl Lines {
-    pub fn read(dir: &Path) -> Result<Self, LedgerError> {
-        let path = dir.join(ENTRIES);
-        let bytes = fs_err::read(&path).map_err(|e| LedgerError::io("read", &path, e))?;
-        let mut spans = Vec::new();
-        let mut start = 0;
-        for (i, &b) in bytes.iter().enumerate() {
-            if b == b'\n' {
-                spans.push((start, i));
-                start = i + 1;
-            }
-        }
-        let torn = (start < bytes.len()).then(|| (start as u64, (bytes.len() - start) as u64));
-        Ok(Self { bytes, spans, torn })
-    }
-
-    pub fn line(&self, i: usize) -> &[u8] {
-        let (s, e) = self.spans[i];
-        &self.bytes[s..e]
-    }
-
-    pub fn tree(&self) -> Tree {
-        Tree::from_leaf_hashes(par_map(&self.spans, |&(s, e)| leaf_hash(&self.bytes[s..e])))
     }
 }
 
@@ -165,11 +140,157 @@ pub(crate) fn ledger_key(
     }
 }
 
-/// Verifies the ledger in `dir`: every line is a canonical entry whose index is its position;
-/// every stored checkpoint is signed by the log key and matches the tree recomputed from the
-/// entries; `checkpoint` is the newest; nothing was truncated; a trusted checkpoint, if given,
-/// is still extended. Returns `Err` only when the ledger cannot be read at all; every finding
-/// is in [`VerifyReport::problems`].
+/// Lines handed to the parsing threads at a time (and at most [`BATCH_BYTES`]).
+const BATCH_LINES: usize = 8192;
+/// Bytes of lines held at a time: what bounds `verify`'s memory, with the 16 bytes a line
+/// of the index-order check.
+const BATCH_BYTES: usize = 16 << 20;
+
+/// One line of a batch.
+enum Slot {
+    /// `buf[start..end]`.
+    Whole(usize, usize),
+    /// Longer than any entry: its leaf hash and length.
+    Long(Hash, u64),
+}
+
+/// What a parsing thread found in one line.
+struct Parsed {
+    leaf: Hash,
+    /// The entry's index and evidence, or why it is not an entry (and the index it states).
+    entry: Result<(u64, Vec<EvidenceRef>), (EntryError, Option<u64>)>,
+}
+
+fn parse_slot(buf: &[u8], slot: &Slot) -> Parsed {
+    match *slot {
+        Slot::Whole(s, e) => {
+            let line = &buf[s..e];
+            Parsed {
+                leaf: leaf_hash(line),
+                entry: Entry::from_line(line)
+                    .map(|e| (e.index, e.evidence))
+                    .map_err(|err| (err, stated_index(line))),
+            }
+        }
+        Slot::Long(leaf, size) => Parsed {
+            leaf,
+            entry: Err((
+                EntryError::TooLarge {
+                    size: usize::try_from(size).unwrap_or(usize::MAX),
+                    max: super::entry::MAX_ENTRY_BYTES,
+                },
+                None,
+            )),
+        },
+    }
+}
+
+/// Roots of the tree at the sizes checkpoints name, collected while the leaves stream past.
+struct Roots {
+    /// Sizes wanted, ascending, deduplicated.
+    wanted: Vec<u64>,
+    next: usize,
+    found: Vec<(u64, Hash)>,
+}
+
+impl Roots {
+    fn new(mut wanted: Vec<u64>) -> Self {
+        wanted.sort_unstable();
+        wanted.dedup();
+        let mut r = Self {
+            wanted,
+            next: 0,
+            found: Vec::new(),
+        };
+        r.reached(&Frontier::new());
+        r
+    }
+
+    /// Records the root if `frontier` has a wanted size.
+    fn reached(&mut self, frontier: &Frontier) {
+        while self
+            .wanted
+            .get(self.next)
+            .is_some_and(|&w| w <= frontier.size())
+        {
+            if self.wanted[self.next] == frontier.size() {
+                self.found.push((frontier.size(), frontier.root()));
+            }
+            self.next += 1;
+        }
+    }
+
+    /// The root at `size`, if the entries reach it.
+    fn at(&self, size: u64) -> Option<Hash> {
+        self.found
+            .binary_search_by_key(&size, |(s, _)| *s)
+            .ok()
+            .map(|i| self.found[i].1)
+    }
+}
+
+/// Compares the derived `tree-hashes` and `entry-offsets` with what the entries give, as
+/// they stream past; remembers the first disagreement.
+struct DerivedCheck {
+    hashes: Option<std::io::BufReader<fs_err::File>>,
+    offsets: Option<std::io::BufReader<fs_err::File>>,
+    hash_at: u64,
+    problem: Option<String>,
+}
+
+impl DerivedCheck {
+    fn open(dir: &Path) -> Self {
+        let open = |name: &str| {
+            fs_err::File::open(dir.join(name))
+                .ok()
+                .map(|f| std::io::BufReader::with_capacity(1 << 16, f))
+        };
+        Self {
+            hashes: open(TREE_HASHES),
+            offsets: open(ENTRY_OFFSETS),
+            hash_at: 0,
+            problem: None,
+        }
+    }
+
+    fn present(&self) -> bool {
+        self.hashes.is_some() && self.offsets.is_some()
+    }
+
+    fn offset(&mut self, index: u64, offset: u64) {
+        let mut raw = [0u8; 8];
+        if let (None, Some(r)) = (&self.problem, self.offsets.as_mut()) {
+            if r.read_exact(&mut raw).is_err() || u64::from_le_bytes(raw) != offset {
+                self.problem = Some(format!(
+                    "`{ENTRY_OFFSETS}` disagrees with entries.jsonl at entry {index}"
+                ));
+            }
+        }
+    }
+
+    fn hash(&mut self, h: &Hash) {
+        let mut raw = [0u8; 32];
+        if let (None, Some(r)) = (&self.problem, self.hashes.as_mut()) {
+            if r.read_exact(&mut raw).is_err() || raw != *h {
+                self.problem = Some(format!(
+                    "`{TREE_HASHES}` disagrees with entries.jsonl at hash {}",
+                    self.hash_at
+                ));
+            }
+        }
+        self.hash_at += 1;
+    }
+}
+
+/// Verifies the ledger in `dir` (see `docs/ARCHITECTURE.md`, "What `ledger verify` proves"):
+/// every line is a canonical entry whose index is its position; the tree recomputed from the
+/// entries matches the latest checkpoint, whose log signature verifies; every stored
+/// checkpoint states the tree's root at its size and carries a signature line by the log key,
+/// and that signature is checked unless the latest checkpoint already vouches for the root
+/// (always with [`VerifyOptions::every_signature`]); `checkpoint` is the newest; nothing was truncated; a
+/// trusted checkpoint, if given, is still extended. Streams `entries.jsonl` in bounded
+/// memory. Returns `Err` only when the ledger cannot be read at all; every finding is in
+/// [`VerifyReport::problems`].
 pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerError> {
     if !dir.join(ENTRIES).is_file() {
         return Err(LedgerError::NotALedger {
@@ -179,49 +300,12 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
     }
     let vkey = ledger_key(dir, opts.vkey.as_ref())?;
     let _lock = acquire_lock(&dir.join(LOCK), false, Duration::from_secs(30))?;
-    let lines = Lines::read(dir)?;
-    let n = lines.spans.len() as u64;
     let mut auth_problems: Vec<LedgerError> = Vec::new();
     let mut problems: Vec<(u64, u8, LedgerError)> = Vec::new();
     let mut warnings = Vec::new();
 
-    // 1. Entries one by one.
-    if let Some((offset, len)) = lines.torn {
-        problems.push((
-            n,
-            0,
-            LedgerError::TornLine {
-                index: n,
-                offset,
-                len,
-            },
-        ));
-    }
-    let mut stated: Vec<Option<u64>> = Vec::with_capacity(lines.spans.len());
-    let mut parsed: Vec<Option<Entry>> = Vec::with_capacity(lines.spans.len());
-    let indices: Vec<usize> = (0..lines.spans.len()).collect();
-    let results = par_map(&indices, |&i| Entry::from_line(lines.line(i)));
-    for (i, result) in results.into_iter().enumerate() {
-        match result {
-            Ok(e) => {
-                stated.push(Some(e.index));
-                parsed.push(Some(e));
-            }
-            Err(err) => {
-                let index = i as u64;
-                let p = match err {
-                    EntryError::NotCanonical => LedgerError::EntryNotCanonical { index },
-                    source => LedgerError::EntryMalformed { index, source },
-                };
-                problems.push((index, 1, p));
-                stated.push(stated_index(lines.line(i)));
-                parsed.push(None);
-            }
-        }
-    }
-
-    // 2. The tree and every checkpoint.
-    let tree = lines.tree();
+    // 1. The checkpoints' names and the latest one, so the roots at their sizes can be taken
+    // as the entries stream past.
     let latest_path = dir.join(CHECKPOINT);
     let latest = match read_capped(&latest_path, MAX_CHECKPOINT_BYTES)
         .and_then(|b| open_checkpoint_bytes(&latest_path, &b, &vkey, &opts.witnesses))
@@ -232,7 +316,15 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
             None
         }
     };
-    let mut stored: Vec<(u64, PathBuf, SignedCheckpoint)> = Vec::new();
+    let trusted = opts.trusted_checkpoint.as_ref().and_then(|(path, bytes)| {
+        match open_checkpoint_bytes(path, bytes, &vkey, &opts.witnesses) {
+            Ok(t) => Some((path, t)),
+            Err(e) => {
+                auth_problems.push(e);
+                None
+            }
+        }
+    });
     let cps_dir = dir.join(CHECKPOINTS);
     let mut names = Vec::new();
     if cps_dir.is_dir() {
@@ -252,26 +344,144 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         warnings.push(format!("`{}` is missing", cps_dir.display()));
     }
     names.sort();
-    let opened = par_map(&names, |(_, path)| {
-        super::store::read_signed_checkpoint(path, &vkey, &opts.witnesses)
+    let mut wanted: Vec<u64> = names.iter().map(|(s, _)| *s).collect();
+    wanted.extend(latest.iter().map(|c| c.checkpoint.size));
+    wanted.extend(trusted.iter().map(|(_, t)| t.checkpoint.size));
+    let mut roots = Roots::new(wanted);
+
+    // 2. Entries, streamed in batches parsed on all cores: canonical form, index, evidence,
+    // the tree, and the derived files.
+    let mut frontier = Frontier::new();
+    let mut derived = DerivedCheck::open(dir);
+    let mut stated: Vec<Option<u64>> = Vec::new();
+    let mut reader = LineReader::open(&dir.join(ENTRIES))?;
+    let mut buf = Vec::new();
+    let mut slots = Vec::new();
+    let mut offsets = Vec::new();
+    let mut torn = None;
+    loop {
+        buf.clear();
+        slots.clear();
+        offsets.clear();
+        while slots.len() < BATCH_LINES && buf.len() < BATCH_BYTES {
+            match reader.next_line()? {
+                None => break,
+                Some(Line::Torn { offset, len }) => {
+                    torn = Some((offset, len));
+                    break;
+                }
+                Some(Line::Whole { offset, bytes }) => {
+                    slots.push(Slot::Whole(buf.len(), buf.len() + bytes.len()));
+                    buf.extend_from_slice(bytes);
+                    offsets.push(offset);
+                }
+                Some(Line::Long { offset, len, leaf }) => {
+                    slots.push(Slot::Long(leaf, len));
+                    offsets.push(offset);
+                }
+            }
+        }
+        if slots.is_empty() {
+            break;
+        }
+        let parsed = par_map(&slots, |slot| parse_slot(&buf, slot));
+        for (p, &offset) in parsed.into_iter().zip(&offsets) {
+            let index = frontier.size();
+            derived.offset(index, offset);
+            frontier.push_stored(p.leaf, |h| derived.hash(h));
+            roots.reached(&frontier);
+            match p.entry {
+                Ok((stated_index, evidence)) => {
+                    stated.push(Some(stated_index));
+                    check_evidence(dir, stated_index, &evidence, &mut problems, &mut warnings);
+                }
+                Err((err, stated_index)) => {
+                    let p = match err {
+                        EntryError::NotCanonical => LedgerError::EntryNotCanonical { index },
+                        source => LedgerError::EntryMalformed { index, source },
+                    };
+                    problems.push((index, 1, p));
+                    stated.push(stated_index);
+                }
+            }
+        }
+        if torn.is_some() {
+            break;
+        }
+    }
+    let n = frontier.size();
+    if let Some((offset, len)) = torn {
+        problems.push((
+            n,
+            0,
+            LedgerError::TornLine {
+                index: n,
+                offset,
+                len,
+            },
+        ));
+    }
+    if !derived.present() {
+        warnings.push(format!(
+            "`{TREE_HASHES}` or `{ENTRY_OFFSETS}` is missing (derived; the next append or open rebuilds them)"
+        ));
+    } else if let Some(p) = derived.problem.take().or_else(|| {
+        let (h, o) = (derived.hashes.as_mut(), derived.offsets.as_mut());
+        let longer = |r: Option<&mut std::io::BufReader<fs_err::File>>| {
+            r.is_some_and(|r| r.fill_buf().is_ok_and(|b| !b.is_empty()))
+        };
+        // Longer than the entries: only an interrupted append leaves that.
+        (longer(h) || longer(o)).then(|| "the derived files run past the entries".to_owned())
+    }) {
+        warnings.push(format!(
+            "{p} (a derived file: proofs check it and fall back to entries.jsonl; delete it and the next open rebuilds it)"
+        ));
+    }
+
+    // 3. Every checkpoint against the tree. The latest one's signature is always checked;
+    // when it verified and the entries match it, a stored checkpoint at or below its size
+    // that states the same root as the entries is vouched for by it, and its own signature
+    // is checked only with `every_signature`.
+    let vouched_up_to = latest
+        .as_ref()
+        .filter(|c| roots.at(c.checkpoint.size) == Some(c.checkpoint.root))
+        .map(|c| c.checkpoint.size);
+    let every = opts.every_signature || vouched_up_to.is_none();
+    let opened = par_map(&names, |(size, path)| {
+        let bytes = read_capped(path, MAX_CHECKPOINT_BYTES)?;
+        if !every {
+            if let Some(body) = vouchable_body(&bytes, &vkey) {
+                let vouched = body.size == *size
+                    && body.origin == vkey.name()
+                    && vouched_up_to.is_some_and(|v| body.size <= v)
+                    && roots.at(body.size) == Some(body.root);
+                if vouched {
+                    return Ok((body, false));
+                }
+            }
+        }
+        open_checkpoint_bytes(path, &bytes, &vkey, &opts.witnesses).map(|c| (c.checkpoint, true))
     });
+    let mut stored: Vec<(u64, Checkpoint)> = Vec::new();
+    let mut signatures_checked = 0;
     for ((size, path), cp) in names.into_iter().zip(opened) {
-        let cp = match cp {
+        let (cp, signature_checked) = match cp {
             Ok(c) => c,
             Err(e) => {
                 auth_problems.push(e);
                 continue;
             }
         };
-        if cp.checkpoint.size != size {
+        signatures_checked += usize::from(signature_checked);
+        if cp.size != size {
             auth_problems.push(LedgerError::CheckpointSizeMismatch {
                 path,
                 name: size,
-                body: cp.checkpoint.size,
+                body: cp.size,
             });
             continue;
         }
-        stored.push((size, path, cp));
+        stored.push((size, cp));
     }
 
     // Each stored checkpoint must match the tree; the first mismatch pins the edited entry
@@ -279,10 +489,10 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
     let mut last_good = 0u64;
     let mut newest = 0u64;
     let mut mismatch_reported = false;
-    for (size, _path, cp) in &stored {
+    for (size, cp) in &stored {
         newest = newest.max(*size);
-        match tree.root_at(*size) {
-            Some(root) if root == cp.checkpoint.root => last_good = *size,
+        match roots.at(*size) {
+            Some(root) if root == cp.root => last_good = *size,
             Some(_) if !mismatch_reported => {
                 mismatch_reported = true;
                 problems.push((
@@ -323,15 +533,15 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
                 },
             ));
         }
-        match stored.iter().find(|(s, _, _)| *s == size) {
-            Some((_, _, c)) if c.checkpoint.root != cp.checkpoint.root => {
+        match stored.iter().find(|(s, _)| *s == size) {
+            Some((_, c)) if c.root != cp.checkpoint.root => {
                 problems.push((
                     size,
                     3,
                     LedgerError::Fork {
                         size,
                         path: latest_path.clone(),
-                        expected: B64.encode(c.checkpoint.root),
+                        expected: B64.encode(c.root),
                         found: cp.checkpoint.root_base64(),
                     },
                 ));
@@ -342,7 +552,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
                 CHECKPOINTS
             )),
         }
-        match tree.root_at(size) {
+        match roots.at(size) {
             Some(root) if root != cp.checkpoint.root && !mismatch_reported => {
                 problems.push((
                     last_good,
@@ -378,7 +588,7 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         ));
     }
 
-    // 3. Index order: line i must hold entry i.
+    // 4. Index order: line i must hold entry i.
     if let Some(i) = (0..stated.len()).find(|&i| stated[i].is_some_and(|s| s != i as u64)) {
         let index = i as u64;
         let found = stated[i].unwrap_or(index);
@@ -394,85 +604,43 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         problems.push((index, 1, p));
     }
 
-    // 4. A checkpoint the auditor kept.
+    // 5. A checkpoint the auditor kept.
     let mut trusted_size = None;
-    if let Some((path, bytes)) = &opts.trusted_checkpoint {
-        match open_checkpoint_bytes(path, bytes, &vkey, &opts.witnesses) {
-            Err(e) => auth_problems.push(e),
-            Ok(t) => {
-                let size = t.checkpoint.size;
-                trusted_size = Some(size);
-                match tree.root_at(size) {
-                    None => problems.push((
-                        n,
-                        4,
-                        LedgerError::Truncated {
-                            index: n,
-                            expected: size,
-                        },
-                    )),
-                    Some(root) if root != t.checkpoint.root => problems.push((
-                        size,
-                        3,
-                        LedgerError::Fork {
-                            size,
-                            path: path.clone(),
-                            expected: B64.encode(root),
-                            found: t.checkpoint.root_base64(),
-                        },
-                    )),
-                    Some(_) => {}
-                }
-                if let Some(latest) = checkpoint_size {
-                    if size > latest {
-                        problems.push((
-                            latest,
-                            3,
-                            LedgerError::Rollback {
-                                path: latest_path.clone(),
-                                presented: latest,
-                                newest: size,
-                            },
-                        ));
-                    }
-                }
-            }
+    if let Some((path, t)) = &trusted {
+        let size = t.checkpoint.size;
+        trusted_size = Some(size);
+        match roots.at(size) {
+            None => problems.push((
+                n,
+                4,
+                LedgerError::Truncated {
+                    index: n,
+                    expected: size,
+                },
+            )),
+            Some(root) if root != t.checkpoint.root => problems.push((
+                size,
+                3,
+                LedgerError::Fork {
+                    size,
+                    path: (*path).clone(),
+                    expected: B64.encode(root),
+                    found: t.checkpoint.root_base64(),
+                },
+            )),
+            Some(_) => {}
         }
-    }
-
-    // 5. Evidence referenced by entries.
-    for e in parsed.iter().flatten() {
-        for ev in &e.evidence {
-            let Some(p) = evidence_path(dir, &ev.digest) else {
-                continue;
-            };
-            match crate::io::read_capped(&p, MAX_EVIDENCE_FILE_BYTES, "ledger evidence") {
-                // Larger than any evidence airlock stores: it cannot be what was recorded.
-                Err(err) if err.is_too_large() => problems.push((
-                    e.index,
-                    5,
-                    LedgerError::EvidenceMismatch {
-                        index: e.index,
-                        digest: ev.digest.clone(),
+        if let Some(latest) = checkpoint_size {
+            if size > latest {
+                problems.push((
+                    latest,
+                    3,
+                    LedgerError::Rollback {
+                        path: latest_path.clone(),
+                        presented: latest,
+                        newest: size,
                     },
-                )),
-                Ok(bytes) => {
-                    let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
-                    if got != ev.digest {
-                        problems.push((
-                            e.index,
-                            5,
-                            LedgerError::EvidenceMismatch {
-                                index: e.index,
-                                digest: ev.digest.clone(),
-                            },
-                        ));
-                    }
-                }
-                Err(_) => warnings.push(format!(
-                    "entry {}: evidence {} is not stored here",
-                    e.index, ev.digest
-                )),
+                ));
             }
         }
     }
@@ -484,21 +652,65 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
     if opts.vkey.is_none() {
         warnings.push("verified with the key stored in the ledger directory; pass --vkey for an independent check".into());
     }
-    let root = if n == 0 { empty_root() } else { tree.root() };
     Ok(VerifyReport {
         dir: dir.to_owned(),
         origin: vkey.name().to_owned(),
         vkey: vkey.to_string(),
         vkey_given: opts.vkey.is_some(),
         entries: n,
-        root: B64.encode(root),
+        root: B64.encode(frontier.root()),
         checkpoint_size,
         checkpoints_verified: stored.len(),
+        checkpoint_signatures_checked: signatures_checked,
         cosigned_by,
         trusted_checkpoint: trusted_size,
         problems: all,
         warnings,
     })
+}
+
+/// The body of a checkpoint note that carries a signature line by the log key (its name and
+/// key hash; the signature itself is not checked), if it has one.
+fn vouchable_body(bytes: &[u8], vkey: &VerifierKey) -> Option<Checkpoint> {
+    let note = Note::parse(bytes).ok()?;
+    note.signatures
+        .iter()
+        .any(|s| s.name == vkey.name() && s.hash == vkey.hash())
+        .then(|| Checkpoint::parse_body(&note.text).ok())
+        .flatten()
+}
+
+/// Checks the evidence files entry `index` references.
+fn check_evidence(
+    dir: &Path,
+    index: u64,
+    evidence: &[EvidenceRef],
+    problems: &mut Vec<(u64, u8, LedgerError)>,
+    warnings: &mut Vec<String>,
+) {
+    for ev in evidence {
+        let Some(p) = evidence_path(dir, &ev.digest) else {
+            continue;
+        };
+        let mismatch = || LedgerError::EvidenceMismatch {
+            index,
+            digest: ev.digest.clone(),
+        };
+        match crate::io::read_capped(&p, MAX_EVIDENCE_FILE_BYTES, "ledger evidence") {
+            // Larger than any evidence airlock stores: it cannot be what was recorded.
+            Err(err) if err.is_too_large() => problems.push((index, 5, mismatch())),
+            Ok(bytes) => {
+                let got = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&bytes)));
+                if got != ev.digest {
+                    problems.push((index, 5, mismatch()));
+                }
+            }
+            Err(_) => warnings.push(format!(
+                "entry {index}: evidence {} is not stored here",
+                ev.digest
+            )),
+        }
+    }
 }
 
 /// The `index` member of a line that is not a valid entry, if it has one.

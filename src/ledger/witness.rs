@@ -13,10 +13,10 @@ use base64::Engine as _;
 use serde::{Deserialize, Serialize};
 
 use super::keys::LedgerSigner;
-use super::merkle::{empty_root, verify_consistency, Hash};
+use super::merkle::{consistency_proof, empty_root, verify_consistency, Hash};
 use super::note::{self, VerifierKey, ALG_COSIGNATURE_V1};
+use super::proof::on_signed_tree;
 use super::store::{read_capped, write_atomic, Ledger};
-use super::verify::Lines;
 use super::LedgerError;
 
 const B64: base64::engine::GeneralPurpose = base64::engine::general_purpose::STANDARD;
@@ -141,21 +141,24 @@ pub fn cosign(
             presented: new.size,
             source,
         };
-        let lines = Lines::read(dir)?;
-        let tree = lines.tree();
-        if tree.root_at(new.size) != Some(new.root) {
-            return Err(fork(None));
-        }
-        if p.size == 0 {
-            if old_root != empty_root() {
-                return Err(fork(None));
+        let checked = on_signed_tree(dir, new, |tree| {
+            if p.size == 0 {
+                return if old_root == empty_root() {
+                    Ok(())
+                } else {
+                    Err(fork(None))
+                };
             }
-        } else {
-            let proof = tree
-                .consistency_proof(p.size, new.size)
-                .map_err(|e| fork(Some(e)))?;
+            let proof = consistency_proof(tree, p.size, new.size).map_err(|e| fork(Some(e)))?;
             verify_consistency(p.size, new.size, &proof, &old_root, &new.root)
-                .map_err(|e| fork(Some(e)))?;
+                .map_err(|e| fork(Some(e)))
+        });
+        match checked {
+            // The entries do not give the checkpoint's root: not a tree that extends.
+            Err(LedgerError::EntryMismatch { .. } | LedgerError::Truncated { .. }) => {
+                return Err(fork(None))
+            }
+            other => other?,
         }
     }
     let timestamp = std::time::SystemTime::now()

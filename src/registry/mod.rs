@@ -412,6 +412,8 @@ impl Registry {
             m.insert(registry.to_string(), client.clone());
         }
         Ok(client)
+    }
+
     /// The adaptive limit on requests in flight: stages size their concurrency by its
     /// ceiling and leave the rest to it.
     pub fn limit(&self) -> &limit::Limit {
