@@ -2,6 +2,7 @@
 //! pack it into a bundle (`collect`).
 
 pub mod chart;
+pub mod discover;
 pub mod scan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use crate::bundle::writer::{write_bundle, BlobData, WriteError};
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, BUNDLE_FORMAT};
-use crate::lock::{Lock, LockedAttachment, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
+use crate::lock::{Lock, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
 use crate::oci::{
     media, Descriptor, Digest, ManifestError, ManifestKind, ParsedManifest, Platform, RepoName, Tag,
 };
@@ -72,6 +73,18 @@ pub enum CollectError {
         artifact: String,
         /// What differs.
         why: String,
+    },
+    /// A referrer whose own manifest names another subject than the one it was listed for.
+    #[error("{artifact}: referrer {referrer} is listed for {listed_for} but its manifest names {}; refused", names.as_ref().map(|d| format!("subject {d}")).unwrap_or_else(|| "no subject".into()))]
+    ReferrerSubject {
+        /// Where it was listed (repository and subject, or the fallback tag).
+        artifact: String,
+        /// The referrer's manifest digest.
+        referrer: Digest,
+        /// The digest it was listed for.
+        listed_for: Digest,
+        /// The subject its manifest names.
+        names: Option<Digest>,
     },
     /// Content airlock will not carry.
     #[error("{artifact}: {why}")]
@@ -264,6 +277,49 @@ async fn small_blob(
     })
 }
 
+/// The signature material pinned for `subject` (the image or one of its children): each
+/// attachment's manifest (and each child of an attached index) with its blobs, read through the
+/// cache.
+async fn signature_artifacts(
+    img: &LockedImage,
+    subject: &Digest,
+    plan: &Plan,
+    registry: &Registry,
+    repo: &Repo,
+    cache: &Path,
+) -> Result<Vec<crate::trust::verify::SignatureArtifact>, CollectError> {
+    let mut artifacts = Vec::new();
+    for att in img.attachments.iter().filter(|a| &a.subject == subject) {
+        let mut manifests = vec![att.digest.clone()];
+        if let Some((bytes, _)) = plan.manifests.get(&att.digest) {
+            if let Ok(p) = ParsedManifest::parse(bytes, Some(&att.media_type)) {
+                manifests.extend(p.manifests.iter().map(|d| d.digest.clone()));
+            }
+        }
+        for m in manifests {
+            let Some((bytes, media_type)) = plan.manifests.get(&m).cloned() else {
+                continue;
+            };
+            let Ok(parsed) = ParsedManifest::parse(&bytes, Some(&media_type)) else {
+                continue;
+            };
+            let mut blobs = BTreeMap::new();
+            for d in parsed.blobs() {
+                blobs.insert(
+                    d.digest.clone(),
+                    small_blob(registry, repo, d, cache).await?,
+                );
+            }
+            artifacts.push(crate::trust::verify::SignatureArtifact {
+                media_type,
+                manifest: bytes.to_vec(),
+                blobs,
+            });
+        }
+    }
+    Ok(artifacts)
+}
+
 /// Checks every image a rule of the lock's trust policy covers against its carried
 /// signatures; records what verified in the artifact.
 async fn verify_signatures(
@@ -287,35 +343,23 @@ async fn verify_signatures(
             .resolve(&opts.base_dir)
             .map_err(|e| CollectError::Policy(crate::error_chain(&e)))?;
         let repo = repo_of(&img.source);
-        let mut artifacts = Vec::new();
-        for att in img.attachments.iter().filter(|a| a.subject == img.digest) {
-            let mut manifests = vec![att.digest.clone()];
-            if let Some((bytes, _)) = plan.manifests.get(&att.digest) {
-                if let Ok(p) = ParsedManifest::parse(bytes, Some(&att.media_type)) {
-                    manifests.extend(p.manifests.iter().map(|d| d.digest.clone()));
-                }
-            }
-            for m in manifests {
-                let Some((bytes, media_type)) = plan.manifests.get(&m).cloned() else {
-                    continue;
-                };
-                let Ok(parsed) = ParsedManifest::parse(&bytes, Some(&media_type)) else {
-                    continue;
-                };
-                let mut blobs = BTreeMap::new();
-                for d in parsed.blobs() {
-                    blobs.insert(
-                        d.digest.clone(),
-                        small_blob(registry, &repo, d, &opts.cache).await?,
-                    );
-                }
-                artifacts.push(crate::trust::verify::SignatureArtifact {
-                    media_type,
-                    manifest: bytes.to_vec(),
-                    blobs,
-                });
-            }
+        let children: Vec<&Digest> = if rule.require_children {
+            img.children
+                .iter()
+                .filter(|c| c.selected)
+                .map(|c| &c.digest)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut by_subject: BTreeMap<Digest, Vec<crate::trust::verify::SignatureArtifact>> =
+            BTreeMap::new();
+        for subject in std::iter::once(&img.digest).chain(children.iter().copied()) {
+            let found =
+                signature_artifacts(img, subject, plan, registry, &repo, &opts.cache).await?;
+            by_subject.insert(subject.clone(), found);
         }
+        let artifacts = by_subject.get(&img.digest).cloned().unwrap_or_default();
         let results = crate::trust::verify::verify_image(
             &img.digest,
             &repo_name,
@@ -323,6 +367,16 @@ async fn verify_signatures(
             &resolved,
             root.as_ref(),
         )
+        .and_then(|mut results| {
+            results.extend(crate::trust::verify::verify_children(
+                children.iter().copied(),
+                &repo_name,
+                |d| by_subject.get(d).cloned().unwrap_or_default(),
+                &resolved,
+                root.as_ref(),
+            )?);
+            Ok(results)
+        })
         .map_err(|source| CollectError::Untrusted {
             artifact: img.source.to_string(),
             source: Box::new(source),
@@ -339,61 +393,6 @@ async fn verify_signatures(
         }
     }
     Ok(())
-}
-
-/// Finds what is attached to `subjects` in `repo` by tag: cosign's `sha256-<hex>.sig`, `.att`,
-/// `.sbom`, and the OCI referrers tag schema's `sha256-<hex>` index (the distribution registry
-/// has no referrers API). Refuses an attachment whose content exceeds
-/// [`MAX_ATTACHMENT_BYTES`] before anything of it is downloaded.
-async fn discover_attachments(
-    registry: &Registry,
-    r: &Reference,
-    subjects: &[Digest],
-) -> Result<Vec<LockedAttachment>, CollectError> {
-    let repo = repo_of(r);
-    let mut out = Vec::new();
-    for subject in subjects {
-        for suffix in ATTACHMENT_SUFFIXES {
-            let tag = Tag::for_subject(subject, suffix);
-            let what = format!("{}/{}:{tag}", r.registry, r.repository);
-            if registry
-                .head_manifest(&repo, &tag)
-                .await
-                .map_err(reg_err(&what))?
-                .is_none()
-            {
-                continue;
-            }
-            let raw = registry
-                .get_manifest(&repo, &tag)
-                .await
-                .map_err(reg_err(&what))?;
-            let parsed = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(
-                |source| CollectError::Manifest {
-                    artifact: what.clone(),
-                    source,
-                },
-            )?;
-            let size: u64 = parsed.blobs().map(|d| d.size).sum::<u64>()
-                + parsed.manifests.iter().map(|d| d.size).sum::<u64>();
-            if size > MAX_ATTACHMENT_BYTES {
-                return Err(CollectError::Unsupported {
-                    artifact: what,
-                    why: format!(
-                        "attachment {} declares {size} bytes of content, over the {MAX_ATTACHMENT_BYTES}-byte limit for signature material; refused before download",
-                        raw.digest
-                    ),
-                });
-            }
-            out.push(LockedAttachment {
-                subject: subject.clone(),
-                tag,
-                digest: raw.digest,
-                media_type: parsed.media_type,
-            });
-        }
-    }
-    Ok(out)
 }
 
 /// Resolves every reference of a spec to digests. `previous` keeps the creation time when
@@ -423,7 +422,8 @@ pub async fn lock_spec(
                     .map(|c| c.digest.clone()),
             )
             .collect();
-        locked.attachments = discover_attachments(registry, &img.reference, &subjects).await?;
+        locked.attachments =
+            discover::discover_attachments(registry, &img.reference, &subjects).await?;
         images.push(locked);
         reporter.item(&img.reference.to_string());
     }
@@ -628,6 +628,8 @@ struct Pinned<'a> {
     media_type: &'a str,
     platforms: &'a [Platform],
     children: &'a [LockedChild],
+    /// For a referrer carried by digest: its subject and artifact type.
+    subject: Option<(&'a Digest, Option<&'a str>)>,
 }
 
 struct Plan {
@@ -865,6 +867,7 @@ impl Plan {
             media_type,
             platforms,
             children: locked_children,
+            subject,
         } = pin;
         let name = source.to_string();
         let repo = repo_of(source);
@@ -876,7 +879,7 @@ impl Plan {
             root.blobs().map(|d| d.size).sum::<u64>() + self.manifests[digest].0.len() as u64;
         // An attachment's index (referrers) carries every child; the lock does not list them.
         let all_children: Vec<LockedChild>;
-        let locked_children = if kind == ArtifactKind::Attachment {
+        let locked_children = if kind.is_evidence() {
             let declared = size + root.manifests.iter().map(|d| d.size).sum::<u64>();
             if declared > MAX_ATTACHMENT_BYTES {
                 return Err(CollectError::Unsupported {
@@ -929,8 +932,8 @@ impl Plan {
         }
         self.artifacts.push(Artifact {
             verification: Vec::new(),
-            subject: None,
-            artifact_type: None,
+            subject: subject.map(|(d, _)| d.clone()),
+            artifact_type: subject.and_then(|(_, t)| t.map(str::to_string)),
             scan: None,
             size,
             kind,
@@ -1085,21 +1088,39 @@ pub async fn collect(
             media_type: &img.media_type,
             platforms: &img.platforms,
             children: &img.children,
+            subject: None,
         };
         plan.add_registry_artifact(registry, pin).await?;
         for att in &img.attachments {
-            let source = Reference {
-                tag: Some(att.tag.clone()),
-                digest: None,
-                ..img.source.clone()
+            // A tagged attachment travels under its tag; a referrer by digest, with its subject.
+            let (kind, source, subject) = match &att.tag {
+                Some(tag) => (
+                    ArtifactKind::Attachment,
+                    Reference {
+                        tag: Some(tag.clone()),
+                        digest: None,
+                        ..img.source.clone()
+                    },
+                    None,
+                ),
+                None => (
+                    ArtifactKind::Referrer,
+                    Reference {
+                        tag: None,
+                        digest: Some(att.digest.clone()),
+                        ..img.source.clone()
+                    },
+                    Some((&att.subject, att.artifact_type.as_deref())),
+                ),
             };
             let pin = Pinned {
-                kind: ArtifactKind::Attachment,
+                kind,
                 source: &source,
                 digest: &att.digest,
                 media_type: &att.media_type,
                 platforms: &[],
                 children: &[],
+                subject,
             };
             plan.add_registry_artifact(registry, pin).await?;
         }
@@ -1118,6 +1139,7 @@ pub async fn collect(
                     media_type,
                     platforms: &[],
                     children: &[],
+                    subject: None,
                 };
                 plan.add_registry_artifact(registry, pin).await?;
             }

@@ -20,8 +20,8 @@ use super::{gate, referrers, reg, ImportError, ImportReport, ImportedArtifact};
 pub(super) struct TagPlan {
     /// (repository, tag, manifest bytes, media type) for each tag to set or move.
     tags: Vec<(Repo, Tag, Bytes, String)>,
-    /// (repository, fallback tag, merged index) for each referrers index to write.
-    indexes: Vec<(Repo, Tag, Bytes)>,
+    /// (repository, fallback tag, referrers to list) for each fallback index to merge into.
+    indexes: Vec<(Repo, Tag, referrers::Wanted)>,
 }
 
 /// Pushes a manifest unless the target has it. Returns true when pushed.
@@ -186,7 +186,7 @@ async fn plan_tags(
         match referrers::plan(registry, &repo, &subject, &wanted).await? {
             referrers::Plan::Api => report.referrers_via_api += 1,
             referrers::Plan::Unchanged => report.referrer_indexes_unchanged += 1,
-            referrers::Plan::Write { tag, index } => plan.indexes.push((repo, tag, index)),
+            referrers::Plan::Write { tag } => plan.indexes.push((repo, tag, wanted)),
         }
     }
     Ok(plan)
@@ -206,8 +206,8 @@ pub(super) async fn set_tags(
             .map_err(reg(format!("{repo}:{tag}: setting tag")))?;
         report.tags_set += 1;
     }
-    for (repo, tag, index) in plan.indexes {
-        referrers::write(registry, &repo, &tag, index).await?;
+    for (repo, tag, wanted) in plan.indexes {
+        referrers::write(registry, &repo, &tag, &wanted).await?;
         report.referrer_indexes_updated += 1;
     }
     Ok(())
