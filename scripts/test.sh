@@ -9,6 +9,8 @@ command -v docker-registry >/dev/null || need_apt+=(docker-registry)
 command -v skopeo >/dev/null || need_apt+=(skopeo)
 command -v zstd >/dev/null || need_apt+=(zstd)
 command -v openssl >/dev/null || need_apt+=(openssl)
+# tests/referrers.rs reads the target's referrers API with curl, an independent client.
+command -v curl >/dev/null || need_apt+=(curl)
 # Peak memory of bad-input runs is measured with GNU time.
 command -v flock >/dev/null || need_apt+=(util-linux)
 [ -x /usr/bin/time ] || need_apt+=(time)
@@ -51,6 +53,15 @@ if ! "$ZUUL/bin/zuul-registry" --help >/dev/null 2>&1; then
   "$ZUUL/bin/pip" install -q zuul-registry==1.3.0
 fi
 export AIRLOCK_ZUUL_REGISTRY="$PWD/$ZUUL/bin/zuul-registry"
+# ferro-oci-server 1.0.0 (crates.io) serves the OCI 1.1 referrers API that distribution 2.8 lacks;
+# tests/referrers.rs uses both as source and target. Built once (a few minutes), kept in target/.
+FERRO=target/peers/ferro/bin/ferro-oci-server
+if [ ! -x "$FERRO" ]; then
+  CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \
+  CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_TARGET_DIR=target/peers/ferro-build \
+    cargo install --locked ferro-oci-server --version 1.0.0 --root target/peers/ferro
+  rm -rf target/peers/ferro-build
+export AIRLOCK_FERRO="$PWD/$FERRO"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
 

@@ -69,18 +69,38 @@ pub struct LockedImage {
     pub charts: Vec<String>,
 }
 
-/// A signature, attestation or SBOM attached to an image by tag.
+/// A signature, attestation or SBOM attached to an image: by tag (cosign's
+/// `sha256-<hex>.sig|.att|.sbom`, the referrers tag schema's `sha256-<hex>` index), or by
+/// digest alone (an OCI 1.1 referrer listed by the source's referrers API, as cosign v3
+/// pushes its signatures).
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
 pub struct LockedAttachment {
     /// The digest it is attached to.
     pub subject: Digest,
-    /// The tag it lives under (`sha256-<hex>.sig`, or `sha256-<hex>` for referrers).
-    pub tag: crate::oci::Tag,
+    /// The tag it lives under; `None` for a referrer found by the referrers API.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tag: Option<crate::oci::Tag>,
     /// Its manifest digest.
     pub digest: Digest,
     /// Its manifest media type.
     pub media_type: String,
+    /// A referrer's artifact type (its `artifactType`, else its config media type), read from
+    /// the manifest itself rather than from the registry's listing.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artifact_type: Option<String>,
+}
+
+impl LockedAttachment {
+    /// How `lock` names it when reporting drift: the tag, or for a tagless referrer its
+    /// artifact type and subject (its digest is what drifts).
+    pub fn label(&self) -> String {
+        match (&self.tag, &self.artifact_type) {
+            (Some(tag), _) => format!(":{tag}"),
+            (None, Some(t)) => format!(" referrer ({t}) of {}", self.subject),
+            (None, None) => format!(" referrer of {}", self.subject),
+        }
+    }
 }
 
 /// A child of an index.
@@ -195,11 +215,19 @@ impl Lock {
     }
 
     fn pins(&self) -> Vec<(String, Digest)> {
-        let mut out: Vec<(String, Digest)> = self
-            .images
-            .iter()
-            .map(|i| (i.source.to_string(), i.digest.clone()))
-            .collect();
+        let mut out: Vec<(String, Digest)> = Vec::new();
+        for i in &self.images {
+            out.push((i.source.to_string(), i.digest.clone()));
+            // Each attachment drifts on its own: a re-signed image keeps its digest.
+            for a in &i.attachments {
+                let name = match &a.tag {
+                    Some(_) => format!("{}{}", i.source, a.label()),
+                    // A tagless referrer has no name but its digest: it appears or vanishes.
+                    None => format!("{}{} = {}", i.source, a.label(), a.digest),
+                };
+                out.push((name, a.digest.clone()));
+            }
+        }
         for c in &self.charts {
             match c {
                 LockedChart::Oci { source, digest, .. } => {
@@ -306,6 +334,46 @@ mod tests {
         assert_eq!(ch[1].old, None);
         assert_eq!(ch[2].new, None);
         assert!(new.changes_from(&new).is_empty());
+    }
+
+    #[test]
+    fn reports_drift_per_attachment_and_reads_old_tagged_attachments() {
+        let att = |digest: Digest, tag: Option<&str>| LockedAttachment {
+            subject: d(1),
+            tag: tag.map(|t| t.parse().expect("tag")),
+            digest,
+            media_type: crate::oci::media::OCI_MANIFEST.into(),
+            artifact_type: tag
+                .is_none()
+                .then(|| "application/vnd.dev.sigstore.bundle.v0.3+json".into()),
+        };
+        let mut old = lock(vec![("a:1", d(1))]);
+        old.images[0].attachments = vec![att(d(5), Some("sha256-x.sig")), att(d(6), None)];
+        let mut new = old.clone();
+        new.images[0].attachments = vec![att(d(7), Some("sha256-x.sig")), att(d(8), None)];
+        let ch = new.changes_from(&old);
+        // The image is unchanged; the tagged signature moved; one referrer replaced another.
+        assert_eq!(ch.len(), 3, "{ch:?}");
+        assert!(ch[0].artifact.ends_with(":sha256-x.sig"));
+        assert_eq!(
+            (ch[0].old.clone(), ch[0].new.clone()),
+            (Some(d(5)), Some(d(7)))
+        );
+        assert!(ch[1]
+            .artifact
+            .contains("referrer (application/vnd.dev.sigstore.bundle.v0.3+json)"));
+        assert_eq!((ch[1].old.clone(), ch[1].new.clone()), (None, Some(d(8))));
+        assert_eq!((ch[2].old.clone(), ch[2].new.clone()), (Some(d(6)), None));
+        // A lock written before referrers had no `artifact_type` and always a tag.
+        let mut v: serde_json::Value = serde_json::from_slice(&old.to_bytes()).expect("json");
+        v["images"][0]["attachments"] = serde_json::json!([{"subject": d(1), "tag": "sha256-x.sig", "digest": d(5), "media_type": "x"}]);
+        let back =
+            Lock::parse(&serde_json::to_vec(&v).expect("json"), "old.lock").expect("old lock");
+        assert_eq!(
+            back.images[0].attachments[0].tag.as_deref(),
+            Some("sha256-x.sig")
+        );
+        assert_eq!(back.images[0].attachments[0].artifact_type, None);
     }
 
     #[test]

@@ -376,7 +376,14 @@ fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
                         art.digest
                     );
                     for s in &art.signatures {
-                        outln!("      signature {} {:?}", s.signer, s.verdict);
+                        outln!(
+                            "      signature {} {:?}{}",
+                            s.signer,
+                            s.verdict,
+                            s.detail
+                                .as_ref()
+                                .map_or_else(String::new, |d| format!(" ({d})"))
+                        );
                     }
                 }
             }

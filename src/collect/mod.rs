@@ -3,6 +3,7 @@
 
 pub mod chart;
 pub mod chart_images;
+pub mod discover;
 pub mod scan;
 
 use std::collections::{BTreeMap, HashMap};
@@ -14,7 +15,7 @@ use serde::Serialize;
 
 use crate::bundle::writer::{write_bundle, BlobData, WriteError};
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, BUNDLE_FORMAT};
-use crate::lock::{Lock, LockedAttachment, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
+use crate::lock::{Lock, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
 use crate::oci::{
     media, Descriptor, Digest, ManifestError, ManifestKind, ParsedManifest, Platform, RepoName, Tag,
 };
@@ -81,6 +82,18 @@ pub enum CollectError {
         artifact: String,
         /// What differs.
         why: String,
+    },
+    /// A referrer whose own manifest names another subject than the one it was listed for.
+    #[error("{artifact}: referrer {referrer} is listed for {listed_for} but its manifest names {}; refused", names.as_ref().map(|d| format!("subject {d}")).unwrap_or_else(|| "no subject".into()))]
+    ReferrerSubject {
+        /// Where it was listed (repository and subject, or the fallback tag).
+        artifact: String,
+        /// The referrer's manifest digest.
+        referrer: Digest,
+        /// The digest it was listed for.
+        listed_for: Digest,
+        /// The subject its manifest names.
+        names: Option<Digest>,
     },
     /// Content airlock will not carry.
     #[error("{artifact}: {why}")]
@@ -274,6 +287,49 @@ async fn small_blob(
     })
 }
 
+/// The signature material pinned for `subject` (the image or one of its children): each
+/// attachment's manifest (and each child of an attached index) with its blobs, read through the
+/// cache.
+async fn signature_artifacts(
+    img: &LockedImage,
+    subject: &Digest,
+    plan: &Plan,
+    registry: &Registry,
+    repo: &Repo,
+    cache: &Path,
+) -> Result<Vec<crate::trust::verify::SignatureArtifact>, CollectError> {
+    let mut artifacts = Vec::new();
+    for att in img.attachments.iter().filter(|a| &a.subject == subject) {
+        let mut manifests = vec![att.digest.clone()];
+        if let Some((bytes, _)) = plan.manifests.get(&att.digest) {
+            if let Ok(p) = ParsedManifest::parse(bytes, Some(&att.media_type)) {
+                manifests.extend(p.manifests.iter().map(|d| d.digest.clone()));
+            }
+        }
+        for m in manifests {
+            let Some((bytes, media_type)) = plan.manifests.get(&m).cloned() else {
+                continue;
+            };
+            let Ok(parsed) = ParsedManifest::parse(&bytes, Some(&media_type)) else {
+                continue;
+            };
+            let mut blobs = BTreeMap::new();
+            for d in parsed.blobs() {
+                blobs.insert(
+                    d.digest.clone(),
+                    small_blob(registry, repo, d, cache).await?,
+                );
+            }
+            artifacts.push(crate::trust::verify::SignatureArtifact {
+                media_type,
+                manifest: bytes.to_vec(),
+                blobs,
+            });
+        }
+    }
+    Ok(artifacts)
+}
+
 /// Checks every image a rule of the lock's trust policy covers against its carried
 /// signatures; records what verified in the artifact.
 async fn verify_signatures(
@@ -297,35 +353,23 @@ async fn verify_signatures(
             .resolve(&opts.base_dir)
             .map_err(|e| CollectError::Policy(crate::error_chain(&e)))?;
         let repo = repo_of(&img.source);
-        let mut artifacts = Vec::new();
-        for att in img.attachments.iter().filter(|a| a.subject == img.digest) {
-            let mut manifests = vec![att.digest.clone()];
-            if let Some((bytes, _)) = plan.manifests.get(&att.digest) {
-                if let Ok(p) = ParsedManifest::parse(bytes, Some(&att.media_type)) {
-                    manifests.extend(p.manifests.iter().map(|d| d.digest.clone()));
-                }
-            }
-            for m in manifests {
-                let Some((bytes, media_type)) = plan.manifests.get(&m).cloned() else {
-                    continue;
-                };
-                let Ok(parsed) = ParsedManifest::parse(&bytes, Some(&media_type)) else {
-                    continue;
-                };
-                let mut blobs = BTreeMap::new();
-                for d in parsed.blobs() {
-                    blobs.insert(
-                        d.digest.clone(),
-                        small_blob(registry, &repo, d, &opts.cache).await?,
-                    );
-                }
-                artifacts.push(crate::trust::verify::SignatureArtifact {
-                    media_type,
-                    manifest: bytes.to_vec(),
-                    blobs,
-                });
-            }
+        let children: Vec<&Digest> = if rule.require_children {
+            img.children
+                .iter()
+                .filter(|c| c.selected)
+                .map(|c| &c.digest)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let mut by_subject: BTreeMap<Digest, Vec<crate::trust::verify::SignatureArtifact>> =
+            BTreeMap::new();
+        for subject in std::iter::once(&img.digest).chain(children.iter().copied()) {
+            let found =
+                signature_artifacts(img, subject, plan, registry, &repo, &opts.cache).await?;
+            by_subject.insert(subject.clone(), found);
         }
+        let artifacts = by_subject.get(&img.digest).cloned().unwrap_or_default();
         let results = crate::trust::verify::verify_image(
             &img.digest,
             &repo_name,
@@ -333,6 +377,16 @@ async fn verify_signatures(
             &resolved,
             root.as_ref(),
         )
+        .and_then(|mut results| {
+            results.extend(crate::trust::verify::verify_children(
+                children.iter().copied(),
+                &repo_name,
+                |d| by_subject.get(d).cloned().unwrap_or_default(),
+                &resolved,
+                root.as_ref(),
+            )?);
+            Ok(results)
+        })
         .map_err(|source| CollectError::Untrusted {
             artifact: img.source.to_string(),
             source: Box::new(source),
@@ -349,73 +403,6 @@ async fn verify_signatures(
         }
     }
     Ok(())
-}
-
-/// Finds what is attached to `subjects` in `repo` by tag: cosign's `sha256-<hex>.sig`, `.att`,
-/// `.sbom`, and the OCI referrers tag schema's `sha256-<hex>` index (the distribution registry
-/// has no referrers API). Refuses an attachment whose content exceeds
-/// [`MAX_ATTACHMENT_BYTES`] before anything of it is downloaded.
-async fn discover_attachments(
-    registry: &Registry,
-    r: &Reference,
-    subjects: &[Digest],
-) -> Result<Vec<LockedAttachment>, CollectError> {
-    let repo = repo_of(r);
-    let repo = &repo;
-    let tags: Vec<(&Digest, Tag)> = subjects
-        .iter()
-        .flat_map(|s| {
-            ATTACHMENT_SUFFIXES
-                .iter()
-                .map(move |suffix| (s, Tag::for_subject(s, suffix)))
-        })
-        .collect();
-    // Every tag looked up at once (the limit paces them); `buffered` keeps their order, so the
-    // lock does not depend on which answer came first.
-    let found: Vec<Option<LockedAttachment>> = stream::iter(tags.into_iter().map(
-        |(subject, tag)| async move {
-            let what = format!("{}/{}:{tag}", r.registry, r.repository);
-            if registry
-                .head_manifest(repo, &tag)
-                .await
-                .map_err(reg_err(&what))?
-                .is_none()
-            {
-                return Ok(None);
-            }
-            let raw = registry
-                .get_manifest(repo, &tag)
-                .await
-                .map_err(reg_err(&what))?;
-            let parsed = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(
-                |source| CollectError::Manifest {
-                    artifact: what.clone(),
-                    source,
-                },
-            )?;
-            let size: u64 = parsed.blobs().map(|d| d.size).sum::<u64>()
-                + parsed.manifests.iter().map(|d| d.size).sum::<u64>();
-            if size > MAX_ATTACHMENT_BYTES {
-                return Err(CollectError::Unsupported {
-                    artifact: what,
-                    why: format!(
-                        "attachment {} declares {size} bytes of content, over the {MAX_ATTACHMENT_BYTES}-byte limit for signature material; refused before download",
-                        raw.digest
-                    ),
-                });
-            }
-            Ok(Some(LockedAttachment {
-                subject: subject.clone(),
-                tag,
-                digest: raw.digest,
-                media_type: parsed.media_type,
-            }))
-        },
-    ))
-    .buffered(registry.limit().max())
-    .try_collect()
-    .await?;
-    Ok(found.into_iter().flatten().collect())
 }
 
 /// Locks one image: resolves its reference, then finds what is attached to it and to each
@@ -436,7 +423,7 @@ pub async fn lock_image(
                 .map(|c| c.digest.clone()),
         )
         .collect();
-    locked.attachments = discover_attachments(registry, reference, &subjects).await?;
+    locked.attachments = discover::discover_attachments(registry, reference, &subjects).await?;
     Ok(locked)
 }
 
@@ -571,17 +558,16 @@ pub async fn lock_spec(
             }
         }
     }
-    let from_charts: Vec<LockedImage> = stream::iter(new_images.into_iter().map(
-        |(r, charts)| async move {
+    let from_charts: Vec<LockedImage> =
+        stream::iter(new_images.into_iter().map(|(r, charts)| async move {
             let mut locked = lock_image(registry, &r, &[]).await?;
             locked.charts = charts;
             reporter.item(&r.to_string());
             Ok::<_, CollectError>(locked)
-        },
-    ))
-    .buffered(registry.limit().max())
-    .try_collect()
-    .await?;
+        }))
+        .buffered(registry.limit().max())
+        .try_collect()
+        .await?;
     images.extend(from_charts);
     let files = spec
         .files
@@ -732,6 +718,8 @@ struct Pinned<'a> {
     media_type: &'a str,
     platforms: &'a [Platform],
     children: &'a [LockedChild],
+    /// For a referrer carried by digest: its subject and artifact type.
+    subject: Option<(&'a Digest, Option<&'a str>)>,
 }
 
 struct Plan {
@@ -953,8 +941,8 @@ impl Plan {
         }
         self.artifacts.push(Artifact {
             verification: Vec::new(),
-            subject: None,
-            artifact_type: None,
+            subject: pin.subject.map(|(d, _)| d.clone()),
+            artifact_type: pin.subject.and_then(|(_, t)| t.map(str::to_string)),
             scan: None,
             size,
             kind: pin.kind,
@@ -1025,7 +1013,7 @@ async fn fetch_artifact<'a>(
     let (root_bytes, root) = fetch_manifest(registry, &name, &repo, digest, pin.media_type).await?;
     // An attachment's index (referrers) carries every child; the lock does not list them.
     let all_children: Vec<LockedChild>;
-    let locked_children = if pin.kind == ArtifactKind::Attachment {
+    let locked_children = if pin.kind.is_evidence() {
         let declared = root.blobs().map(|d| d.size).sum::<u64>()
             + root_bytes.len() as u64
             + root.manifests.iter().map(|d| d.size).sum::<u64>();
@@ -1194,17 +1182,31 @@ pub async fn collect(
         pulls: BTreeMap::new(),
         local: HashMap::new(),
     };
-    // Attachments are pinned by tag under their image's repository.
-    let attachment_sources: Vec<Vec<Reference>> = lock
+    // A tagged attachment travels under its tag; a referrer by digest, with its subject. The
+    // sources are built first: the pins borrow them.
+    let attachment_sources: Vec<Vec<(ArtifactKind, Reference)>> = lock
         .images
         .iter()
         .map(|img| {
             img.attachments
                 .iter()
-                .map(|att| Reference {
-                    tag: Some(att.tag.clone()),
-                    digest: None,
-                    ..img.source.clone()
+                .map(|att| match &att.tag {
+                    Some(tag) => (
+                        ArtifactKind::Attachment,
+                        Reference {
+                            tag: Some(tag.clone()),
+                            digest: None,
+                            ..img.source.clone()
+                        },
+                    ),
+                    None => (
+                        ArtifactKind::Referrer,
+                        Reference {
+                            tag: None,
+                            digest: Some(att.digest.clone()),
+                            ..img.source.clone()
+                        },
+                    ),
                 })
                 .collect()
         })
@@ -1218,15 +1220,19 @@ pub async fn collect(
             media_type: &img.media_type,
             platforms: &img.platforms,
             children: &img.children,
+            subject: None,
         });
-        for (att, source) in img.attachments.iter().zip(sources) {
+        for (att, (kind, source)) in img.attachments.iter().zip(sources) {
+            let subject = (*kind == ArtifactKind::Referrer)
+                .then_some((&att.subject, att.artifact_type.as_deref()));
             pins.push(Pinned {
-                kind: ArtifactKind::Attachment,
+                kind: *kind,
                 source,
                 digest: &att.digest,
                 media_type: &att.media_type,
                 platforms: &[],
                 children: &[],
+                subject,
             });
         }
     }
@@ -1252,6 +1258,7 @@ pub async fn collect(
                     media_type,
                     platforms: &[],
                     children: &[],
+                    subject: None,
                 };
                 plan.add_fetched(fetch_artifact(registry, pin).await?)?;
             }

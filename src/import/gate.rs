@@ -13,7 +13,7 @@ use std::path::PathBuf;
 use crate::bundle::{Artifact, ArtifactKind, BundleContents};
 use crate::oci::{Digest, ParsedManifest, RepoName};
 use crate::trust::policy::TrustPolicy;
-use crate::trust::verify::{verify_image, SignatureArtifact, SignatureResult};
+use crate::trust::verify::{verify_children, verify_image, SignatureArtifact, SignatureResult};
 
 /// What to do with an image that fails the isolated side's policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
@@ -119,16 +119,20 @@ pub fn subject_of(a: &Artifact, contents: &BundleContents) -> Option<Digest> {
     }
 }
 
-/// The signature material the bundle carries for `image`: every evidence artifact attached to
-/// its digest in the same source repository, each manifest (and each child of an index) with
-/// its blobs from the evidence.
-pub fn signature_artifacts(contents: &BundleContents, image: &Artifact) -> Vec<SignatureArtifact> {
+/// The signature material the bundle carries for `subject` (`image` or one of its children):
+/// every evidence artifact attached to that digest in the image's source repository, each
+/// manifest (and each child of an index) with its blobs from the evidence.
+pub fn signature_artifacts(
+    contents: &BundleContents,
+    image: &Artifact,
+    subject: &Digest,
+) -> Vec<SignatureArtifact> {
     let mut out = Vec::new();
     for a in contents.manifest.artifacts.iter().filter(|a| {
         a.kind.is_evidence()
             && a.registry == image.registry
             && a.repository == image.repository
-            && subject_of(a, contents).as_ref() == Some(&image.digest)
+            && subject_of(a, contents).as_ref() == Some(subject)
     }) {
         let roots = std::iter::once(&a.digest)
             .chain(a.children.iter().filter(|c| c.included).map(|c| &c.digest));
@@ -186,8 +190,23 @@ pub fn check(contents: &BundleContents, policy: &ImagePolicy) -> Result<GateOutc
             )),
             Some(rule) => {
                 let resolved = rule.resolve(&policy.base_dir).map_err(|e| policy_err(&e))?;
-                let artifacts = signature_artifacts(contents, a);
+                let artifacts = signature_artifacts(contents, a, &a.digest);
+                let children = a
+                    .children
+                    .iter()
+                    .filter(|c| rule.require_children && c.included)
+                    .map(|c| &c.digest);
                 verify_image(&a.digest, &repo_name, &artifacts, &resolved, root.as_ref())
+                    .and_then(|mut results| {
+                        results.extend(verify_children(
+                            children,
+                            &repo_name,
+                            |d| signature_artifacts(contents, a, d),
+                            &resolved,
+                            root.as_ref(),
+                        )?);
+                        Ok(results)
+                    })
                     .map_err(|e| crate::error_chain(&e))
             }
         };

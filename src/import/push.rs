@@ -21,8 +21,8 @@ use super::{gate, referrers, reg, ImportError, ImportReport, ImportedArtifact};
 pub(super) struct TagPlan {
     /// (repository, tag, manifest bytes, media type) for each tag to set or move.
     tags: Vec<(Repo, Tag, Bytes, String)>,
-    /// (repository, fallback tag, merged index) for each referrers index to write.
-    indexes: Vec<(Repo, Tag, Bytes)>,
+    /// (repository, fallback tag, referrers to list) for each fallback index to merge into.
+    indexes: Vec<(Repo, Tag, referrers::Wanted)>,
 }
 
 /// Pushes a manifest unless the target has it. Returns true when pushed.
@@ -251,11 +251,11 @@ async fn plan_tags(
     .buffered(registry.limit().max())
     .try_collect()
     .await?;
-    for (((repo, _), _), p) in wanted.into_iter().zip(planned) {
+    for (((repo, _), w), p) in wanted.into_iter().zip(planned) {
         match p {
             referrers::Plan::Api => report.referrers_via_api += 1,
             referrers::Plan::Unchanged => report.referrer_indexes_unchanged += 1,
-            referrers::Plan::Write { tag, index } => plan.indexes.push((repo, tag, index)),
+            referrers::Plan::Write { tag } => plan.indexes.push((repo, tag, w)),
         }
     }
     Ok(plan)
@@ -282,7 +282,7 @@ pub(super) async fn set_tags(
     .await?
     .len();
     report.referrer_indexes_updated += stream::iter(plan.indexes.into_iter().map(
-        |(repo, tag, index)| async move { referrers::write(registry, &repo, &tag, index).await },
+        |(repo, tag, index)| async move { referrers::write(registry, &repo, &tag, &index).await },
     ))
     .buffer_unordered(jobs)
     .try_collect::<Vec<()>>()

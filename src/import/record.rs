@@ -413,8 +413,34 @@ fn check_result(v: &serde_json::Value, place: &str) -> SignatureResult {
         "unknown".to_string()
     };
     let mut detail = place.to_string();
+    if let Some(rule) = v["rule"].as_str() {
+        detail.push_str(&format!("; rule `{rule}`"));
+    }
+    if let Some(kind) = v["kind"].as_str() {
+        detail.push_str(&format!("; {kind}"));
+    }
     if let Some(n) = v["rekor_log_index"].as_u64() {
         detail.push_str(&format!("; rekor log index {n}"));
+    }
+    let time = |secs: i64| {
+        u64::try_from(secs)
+            .ok()
+            .map(|s| {
+                humantime::format_rfc3339_seconds(
+                    std::time::UNIX_EPOCH + std::time::Duration::from_secs(s),
+                )
+                .to_string()
+            })
+            .unwrap_or_else(|| secs.to_string())
+    };
+    if let Some(t) = v["integrated_time"].as_i64() {
+        detail.push_str(&format!("; integrated {}", time(t)));
+    }
+    if let Some(t) = v["timestamp"].as_i64() {
+        detail.push_str(&format!("; timestamp {}", time(t)));
+    }
+    if let Some(b) = v["bundle"].as_str() {
+        detail.push_str(&format!("; bundle {b}"));
     }
     SignatureResult {
         signer: who,

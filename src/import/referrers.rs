@@ -14,6 +14,7 @@ use serde_json::Value;
 use super::{reg, ImportError};
 use crate::bundle::{Artifact, ArtifactKind, BundleContents};
 use crate::oci::{media, Digest, Tag};
+use crate::registry::referrers::Referrers;
 use crate::registry::{Registry, Repo};
 
 /// The tag of the referrers tag schema for `subject`.
@@ -169,22 +170,50 @@ fn render(manifests: Vec<Value>) -> Bytes {
 /// What the tag stage does for one subject's referrers.
 #[derive(Debug)]
 pub enum Plan {
-    /// The target's referrers API lists them by itself.
+    /// The target's referrers API lists every one already (checked after they were pushed).
     Api,
     /// The fallback index already lists every one.
     Unchanged,
-    /// Write this merged fallback index at this tag.
+    /// Merge into the fallback index at this tag (re-read when written: see [`write`]).
     Write {
         /// `sha256-<hex>` of the subject.
         tag: Tag,
-        /// The merged index.
-        index: Bytes,
     },
 }
 
-/// Decides how one subject's referrers are brought up to date at the target: reads its
-/// fallback index (if the target has no referrers API) and merges ours in. A non-index at the
-/// fallback tag is refused here, before anything is tagged.
+/// How often [`write`] re-reads and merges when another writer changed the fallback index
+/// between its read and its write.
+pub const MAX_MERGE_ATTEMPTS: usize = 5;
+
+/// The fallback index at `tag`, if there is one.
+async fn read_index(
+    registry: &Registry,
+    repo: &Repo,
+    tag: &Tag,
+    what: &str,
+) -> Result<Option<Bytes>, ImportError> {
+    Ok(
+        match registry
+            .head_manifest(repo, tag)
+            .await
+            .map_err(reg(what.to_string()))?
+        {
+            Some(_) => Some(
+                registry
+                    .get_manifest(repo, tag)
+                    .await
+                    .map_err(reg(what.to_string()))?
+                    .bytes,
+            ),
+            None => None,
+        },
+    )
+}
+
+/// Decides how one subject's referrers are brought up to date at the target, once they are
+/// pushed by digest. A target with the referrers API must list each of them now (else the
+/// import fails before it is recorded); one without it gets the fallback index merged, and a
+/// non-index at the fallback tag is refused here, before anything is tagged.
 pub async fn plan(
     registry: &Registry,
     repo: &Repo,
@@ -193,47 +222,77 @@ pub async fn plan(
 ) -> Result<Plan, ImportError> {
     let tag = fallback_tag(subject);
     let what = || format!("{repo}:{tag}: updating the referrers of {subject}");
-    if registry
-        .supports_referrers(repo, subject)
+    match registry
+        .list_referrers(repo, subject)
         .await
         .map_err(reg(what()))?
     {
-        return Ok(Plan::Api);
+        Referrers::Listed(listed) => {
+            let missing: Vec<&str> = wanted
+                .descriptors
+                .iter()
+                .filter_map(digest_of)
+                .filter(|d| !listed.iter().any(|l| l.digest.as_str() == *d))
+                .collect();
+            if !missing.is_empty() {
+                return Err(ImportError::Referrers {
+                    what: what(),
+                    why: format!(
+                        "the target's referrers API does not list {} after it was pushed",
+                        missing.join(", ")
+                    ),
+                });
+            }
+            Ok(Plan::Api)
+        }
+        Referrers::NoApi => {
+            let existing = read_index(registry, repo, &tag, &what()).await?;
+            let merged = merge_index(existing.as_deref(), wanted)
+                .map_err(|why| ImportError::Referrers { what: what(), why })?;
+            Ok(match merged {
+                None => Plan::Unchanged,
+                Some(_) => Plan::Write { tag },
+            })
+        }
     }
-    let existing = match registry
-        .head_manifest(repo, &tag)
-        .await
-        .map_err(reg(what()))?
-    {
-        Some(_) => Some(
-            registry
-                .get_manifest(repo, &tag)
-                .await
-                .map_err(reg(what()))?
-                .bytes,
-        ),
-        None => None,
-    };
-    let merged = merge_index(existing.as_deref(), wanted)
-        .map_err(|why| ImportError::Referrers { what: what(), why })?;
-    Ok(match merged {
-        None => Plan::Unchanged,
-        Some(index) => Plan::Write { tag, index },
-    })
 }
 
-/// Writes a merged fallback index (see [`plan`]).
+/// Merges `wanted` into the fallback index at `tag`: reads it, merges, writes, and reads it
+/// back; when another writer replaced it in between so that an entry of ours is missing,
+/// merges again with what is there now, up to [`MAX_MERGE_ATTEMPTS`] times. Entries others
+/// listed are never dropped.
 pub async fn write(
     registry: &Registry,
     repo: &Repo,
     tag: &Tag,
-    index: Bytes,
+    wanted: &Wanted,
 ) -> Result<(), ImportError> {
-    registry
-        .put_manifest(repo, tag, &index, media::OCI_INDEX)
-        .await
-        .map_err(reg(format!("{repo}:{tag}: writing the referrers index")))?;
-    Ok(())
+    let what = format!("{repo}:{tag}: writing the referrers index");
+    for _ in 0..MAX_MERGE_ATTEMPTS {
+        let existing = read_index(registry, repo, tag, &what).await?;
+        let merged =
+            merge_index(existing.as_deref(), wanted).map_err(|why| ImportError::Referrers {
+                what: what.clone(),
+                why,
+            })?;
+        let Some(index) = merged else {
+            return Ok(());
+        };
+        registry
+            .put_manifest(repo, tag, &index, media::OCI_INDEX)
+            .await
+            .map_err(reg(what.clone()))?;
+        let now = read_index(registry, repo, tag, &what).await?;
+        if matches!(merge_index(now.as_deref(), wanted), Ok(None)) {
+            return Ok(());
+        }
+    }
+    Err(ImportError::Referrers {
+        what,
+        why: format!(
+            "another writer kept replacing the index; gave up after {MAX_MERGE_ATTEMPTS} merges"
+        ),
+    })
 }
 
 #[cfg(test)]

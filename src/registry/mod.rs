@@ -10,9 +10,10 @@ pub mod auth;
 pub mod auth_file;
 pub mod cred_helper;
 pub mod http;
-pub mod login;
-pub mod tls;
 pub mod limit;
+pub mod login;
+pub mod referrers;
+pub mod tls;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -178,6 +179,16 @@ pub enum RegistryError {
         /// What the body was (manifest, token response, list page, error page…).
         what: &'static str,
         /// The limit.
+        limit: usize,
+    },
+    /// A referrers listing with more entries than airlock carries for one subject.
+    #[error("{url}: the referrers of {subject} list more than {limit} entries; refused")]
+    TooManyReferrers {
+        /// URL of the page that went over.
+        url: String,
+        /// The subject.
+        subject: Digest,
+        /// The cap ([`referrers::MAX_REFERRERS`]).
         limit: usize,
     },
     /// A `Location` or `Link` that leaves the registry's origin: following it would hand our
@@ -1101,36 +1112,6 @@ impl Registry {
             s if s.is_success() => Ok(true),
             StatusCode::NOT_FOUND => Ok(false),
             _ => Err(Self::status_error(Method::HEAD, &url, resp).await),
-        }
-    }
-
-    /// Whether the registry serves the OCI 1.1 referrers API for `repo`. Per the distribution
-    /// spec a registry that has it never answers 404 there; the distribution registry 2.x
-    /// does, so airlock then keeps the `sha256-<hex>` fallback index itself.
-    pub async fn supports_referrers(
-        &self,
-        repo: &Repo,
-        subject: &Digest,
-    ) -> Result<bool, RegistryError> {
-        let url = self.url(repo, &format!("referrers/{subject}"));
-        let resp = self
-            .execute(
-                &repo.registry,
-                &Self::pull_scope(repo),
-                Method::GET,
-                &url,
-                &|r| r.header(ACCEPT, media::OCI_INDEX),
-            )
-            .await?;
-        let is_index = resp
-            .headers()
-            .get(CONTENT_TYPE)
-            .and_then(|v| v.to_str().ok())
-            .is_some_and(|ct| ct.starts_with(media::OCI_INDEX));
-        match resp.status() {
-            s if s.is_success() => Ok(is_index),
-            s if s.is_client_error() => Ok(false),
-            _ => Err(Self::status_error(Method::GET, &url, resp).await),
         }
     }
 

@@ -15,6 +15,7 @@
 //!         issuer: https://token.actions.githubusercontent.com
 //!     require: 2                              # N of the M signers above; default 1
 //!     require_tlog: true                      # key signatures need a Rekor entry too
+//!     require_children: true                  # each carried platform signed on its own too
 //! ```
 //!
 //! Each key and each keyless entry is one *signer*; an image passes a rule when at least
@@ -119,6 +120,10 @@ pub struct Rule {
     /// Key signatures must carry a verified Rekor entry too (keyless ones always must).
     #[serde(default)]
     pub require_tlog: bool,
+    /// Every carried child of an index must carry its own valid signature too (cosign signs
+    /// each platform's manifest when asked with `--recursive`).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub require_children: bool,
 }
 
 fn one() -> usize {

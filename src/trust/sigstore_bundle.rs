@@ -116,6 +116,9 @@ pub struct VerifiedBundle {
     pub rekor_log_index: Option<u64>,
     /// The Rekor integrated time (seconds since the epoch), when a SET or checkpoint gave one.
     pub integrated_time: Option<i64>,
+    /// The earliest verified signing time other than the log's integrated time: an RFC 3161
+    /// timestamp the bundle carries (Unix seconds).
+    pub timestamp: Option<i64>,
 }
 
 /// Parses a bundle strictly: JSON, known media type, structural rules of its version.
@@ -194,6 +197,12 @@ pub fn verify_parsed_bundle(
         issuer: result.issuer().map(str::to_owned),
         rekor_log_index,
         integrated_time: result.integrated_time().map(|t| t.as_second()),
+        timestamp: result
+            .verified_timestamps()
+            .iter()
+            .map(|t| t.as_second())
+            .filter(|t| Some(*t) != result.integrated_time().map(|i| i.as_second()))
+            .min(),
     })
 }
 

@@ -86,10 +86,26 @@ pub struct SignatureResult {
     pub rekor_log_index: Option<u64>,
     /// The Rekor integrated time (Unix seconds), when verified.
     pub integrated_time: Option<i64>,
+    /// An RFC 3161 timestamp's time (Unix seconds), when the bundle carried a verified one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub timestamp: Option<i64>,
     /// How the signature was carried.
     pub kind: SignatureKind,
     /// The digest of the signature artifact's manifest.
     pub artifact: Digest,
+    /// The digest of the carried Sigstore bundle (the referrer's layer), for bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bundle: Option<Digest>,
+    /// The pattern of the policy rule that admitted the image.
+    pub rule: String,
+}
+
+/// The transparency and time evidence of one verified signature.
+#[derive(Debug, Clone, Copy, Default)]
+struct Evidence {
+    rekor_log_index: Option<u64>,
+    integrated_time: Option<i64>,
+    timestamp: Option<i64>,
 }
 
 /// Why one signature (or signature artifact) did not count.
@@ -365,8 +381,11 @@ impl LayerCtx<'_> {
                     i,
                     self.key_result(
                         key,
-                        v.rekor_log_index,
-                        v.integrated_time,
+                        Evidence {
+                            rekor_log_index: v.rekor_log_index,
+                            integrated_time: v.integrated_time,
+                            timestamp: None,
+                        },
                         SignatureKind::SimpleSigning,
                     ),
                 ),
@@ -386,8 +405,11 @@ impl LayerCtx<'_> {
             Ok(v) => self.keyless_matched(
                 v.identity,
                 v.issuer,
-                v.rekor_log_index,
-                v.integrated_time,
+                Evidence {
+                    rekor_log_index: v.rekor_log_index,
+                    integrated_time: v.integrated_time,
+                    timestamp: None,
+                },
                 SignatureKind::SimpleSigning,
                 satisfied,
                 failures,
@@ -397,21 +419,27 @@ impl LayerCtx<'_> {
     }
 
     /// The result of a key signature that verified.
-    fn key_result(
-        &self,
-        key: &PublicKey,
-        rekor_log_index: Option<u64>,
-        integrated_time: Option<i64>,
-        kind: SignatureKind,
-    ) -> SignatureResult {
-        SignatureResult {
-            signer: Signer::Key {
+    fn key_result(&self, key: &PublicKey, e: Evidence, kind: SignatureKind) -> SignatureResult {
+        self.result(
+            Signer::Key {
                 key_id: key.key_id().clone(),
             },
-            rekor_log_index,
-            integrated_time,
+            e,
+            kind,
+        )
+    }
+
+    /// A verified signature by `signer`, with the rule and (for a bundle) the bundle's digest.
+    fn result(&self, signer: Signer, e: Evidence, kind: SignatureKind) -> SignatureResult {
+        SignatureResult {
+            signer,
+            rekor_log_index: e.rekor_log_index,
+            integrated_time: e.integrated_time,
+            timestamp: e.timestamp,
             kind,
             artifact: self.artifact.clone(),
+            bundle: (kind == SignatureKind::SigstoreBundle).then(|| self.layer.clone()),
+            rule: self.rule.pattern.clone(),
         }
     }
 
@@ -451,12 +479,7 @@ impl LayerCtx<'_> {
                     Ok(v) => record(
                         satisfied,
                         i,
-                        self.key_result(
-                            key,
-                            v.rekor_log_index,
-                            v.integrated_time,
-                            SignatureKind::SigstoreBundle,
-                        ),
+                        self.key_result(key, bundle_evidence(&v), SignatureKind::SigstoreBundle),
                     ),
                     Err(e) => failures.push(fail(Some(key.key_id().clone()), e)),
                 }
@@ -485,10 +508,9 @@ impl LayerCtx<'_> {
         match sigstore_bundle::verify_parsed_bundle(&bundle, artifact, root, BundleSigner::Keyless)
         {
             Ok(v) => self.keyless_matched(
-                v.identity,
-                v.issuer,
-                v.rekor_log_index,
-                v.integrated_time,
+                v.identity.clone(),
+                v.issuer.clone(),
+                bundle_evidence(&v),
                 SignatureKind::SigstoreBundle,
                 satisfied,
                 failures,
@@ -497,13 +519,11 @@ impl LayerCtx<'_> {
         }
     }
 
-    #[allow(clippy::too_many_arguments)]
     fn keyless_matched(
         &self,
         identity: Option<String>,
         issuer: Option<String>,
-        rekor_log_index: Option<u64>,
-        integrated_time: Option<i64>,
+        evidence: Evidence,
         kind: SignatureKind,
         satisfied: &mut BTreeMap<usize, SignatureResult>,
         failures: &mut Vec<SignatureFailure>,
@@ -528,17 +548,19 @@ impl LayerCtx<'_> {
             });
             return;
         }
-        let result = SignatureResult {
-            signer: Signer::Keyless { identity, issuer },
-            rekor_log_index,
-            integrated_time,
-            kind,
-            artifact: self.artifact.clone(),
-        };
+        let result = self.result(Signer::Keyless { identity, issuer }, evidence, kind);
         // One identity is one signer, however many entries of the rule it matches.
         if let Some(i) = matched.into_iter().find(|i| !satisfied.contains_key(i)) {
             record(satisfied, i, result);
         }
+    }
+}
+
+fn bundle_evidence(v: &sigstore_bundle::VerifiedBundle) -> Evidence {
+    Evidence {
+        rekor_log_index: v.rekor_log_index,
+        integrated_time: v.integrated_time,
+        timestamp: v.timestamp,
     }
 }
 
@@ -550,4 +572,27 @@ fn record(satisfied: &mut BTreeMap<usize, SignatureResult>, index: usize, result
         return;
     }
     satisfied.insert(index, result);
+}
+
+/// [`verify_image`] for each carried child of an index, on the signatures attached to that
+/// child (`artifacts` gives them by digest): what a rule with `require_children` asks. Stops at
+/// the first child that fails.
+pub fn verify_children<'a>(
+    children: impl IntoIterator<Item = &'a Digest>,
+    source_repository: &str,
+    artifacts: impl Fn(&Digest) -> Vec<SignatureArtifact>,
+    rule: &ResolvedRule,
+    root: Option<&TrustedRoot>,
+) -> Result<Vec<SignatureResult>, VerifyError> {
+    let mut out = Vec::new();
+    for child in children {
+        out.extend(verify_image(
+            child,
+            source_repository,
+            &artifacts(child),
+            rule,
+            root,
+        )?);
+    }
+    Ok(out)
 }

@@ -4,6 +4,8 @@
 //! deterministic fixture images.
 #![allow(dead_code)]
 
+pub mod cosign3;
+pub mod ferro;
 pub mod fixtures;
 pub mod proxy;
 mod serve;
