@@ -233,12 +233,12 @@ fn every_local_file_input_is_capped_against_dev_zero() {
         ),
         (
             "collect --password-file",
-            [&collect[..], &["--sign", "k.key", "--password-file", z]].concat(),
+            [&collect[..], &["--key", "k.key", "--password-file", z]].concat(),
             vec!["/dev/zero", "larger than"],
         ),
         (
             "collect --sign",
-            [&collect[..], &["--sign", z, "--password-file", "pw"]].concat(),
+            [&collect[..], &["--key", z, "--password-file", "pw"]].concat(),
             vec!["/dev/zero"],
         ),
         (
@@ -316,7 +316,7 @@ fn every_local_file_input_is_capped_against_dev_zero() {
         ),
         (
             "key generate --password-file",
-            vec!["key", "generate", "--out", "k2", "--password-file", z],
+            vec!["key", "generate", "--output", "k2", "--password-file", z],
             vec!["/dev/zero", "larger than"],
         ),
     ];

@@ -119,7 +119,7 @@ fn errors_people_see() {
                 "mirror-config",
                 "--ledger",
                 "no-such-ledger",
-                "--format",
+                "--runtime",
                 "containerd",
                 "-o",
                 "out",
@@ -131,7 +131,7 @@ fn errors_people_see() {
                 "mirror-config",
                 "--from-report",
                 "report.json",
-                "--format",
+                "--runtime",
                 "k3s",
                 "-o",
                 "out",
@@ -143,7 +143,7 @@ fn errors_people_see() {
                 "mirror-config",
                 "--ledger",
                 "l",
-                "--format",
+                "--runtime",
                 "docker",
                 "-o",
                 "out",
@@ -168,7 +168,7 @@ fn errors_people_see() {
                 "typo.yaml",
                 "--ledger",
                 "l",
-                "--format",
+                "--controller",
                 "kyverno",
                 "-o",
                 "out",
@@ -200,10 +200,6 @@ fn errors_people_see() {
                 "--on-untrusted",
                 "skip-artifact",
             ],
-        ),
-        (
-            "collect-missing-output-dir",
-            &["collect", "ok.lock", "-o", "no/such/dir/x.tar.zst"],
         ),
         (
             "split-bad-size",
@@ -310,10 +306,141 @@ fn chart_images_errors_and_output() {
         ),
         (
             "chart-images-pod-json",
-            &["chart", "images", "pod", "--output", "json"],
+            &["chart", "images", "pod", "--format", "json"],
         ),
     ];
     for (name, args) in cases {
         insta::assert_snapshot!(*name, run(dir, args));
     }
+}
+
+/// Exit codes by class (README "Exit codes"), each with its `--format json` error on stdout:
+/// real bundles made from a local file (no registry needed), then damaged, unsigned, signed by
+/// a key nobody trusts; a registry port nothing listens on; a ledger that is not one.
+#[test]
+fn exit_codes_by_class_and_json_errors() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::create_dir_all(dir.join("local")).expect("mkdir");
+    let data = b"the file that crosses\n";
+    std::fs::write(dir.join("local/tool.txt"), data).expect("write");
+    let sha = common::sha256_file(&dir.join("local/tool.txt"));
+    let spec = |sha: &str| {
+        format!("name: f\nfiles:\n  - path: local/tool.txt\n    sha256: {sha}\n    name: tool\n")
+    };
+    std::fs::write(dir.join("f.yaml"), spec(&sha)).expect("write");
+    std::fs::write(dir.join("pw"), b"pw\n").expect("write");
+    common::ok(&common::airlock(dir, &["lock", "f.yaml"]));
+    for k in ["keys/release", "keys/stranger"] {
+        common::ok(&common::airlock(
+            dir,
+            &["key", "generate", "-o", k, "--password-file", "pw"],
+        ));
+    }
+    // `-o` creates the bundle's directory when it is missing.
+    common::ok(&common::airlock(
+        dir,
+        &["collect", "f.lock", "-o", "out/u.tar.zst", "--cache", "c"],
+    ));
+    common::ok(&common::airlock(
+        dir,
+        &[
+            "collect",
+            "f.lock",
+            "-o",
+            "out/s.tar.zst",
+            "--cache",
+            "c",
+            "--key",
+            "keys/release.key",
+            "--password-file",
+            "pw",
+        ],
+    ));
+    let mut damaged = std::fs::read(dir.join("out/s.tar.zst")).expect("read");
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x55;
+    std::fs::write(dir.join("damaged.tar.zst"), damaged).expect("write");
+    // Drift: the spec now pins another file.
+    std::fs::write(dir.join("g.yaml"), spec(&sha)).expect("write");
+    common::ok(&common::airlock(dir, &["lock", "g.yaml"]));
+    std::fs::write(dir.join("local/tool.txt"), b"changed\n").expect("write");
+    let sha2 = common::sha256_file(&dir.join("local/tool.txt"));
+    std::fs::write(dir.join("g.yaml"), spec(&sha2)).expect("write");
+
+    let trust = ["--trust", "keys/release.pub"];
+    let cases: &[(&str, i32, Vec<&str>)] = &[
+        (
+            "exit-0-verified",
+            0,
+            [&["verify", "out/s.tar.zst"][..], &trust].concat(),
+        ),
+        (
+            "exit-1-missing-file",
+            1,
+            [&["verify", "absent.tar.zst"][..], &trust].concat(),
+        ),
+        ("exit-2-usage", 2, vec!["verify", "--no-such-flag"]),
+        ("exit-3-drift", 3, vec!["lock", "g.yaml", "--check"]),
+        (
+            "exit-4-damaged",
+            4,
+            [&["verify", "damaged.tar.zst"][..], &trust].concat(),
+        ),
+        (
+            "exit-4-untrusted-signer",
+            4,
+            vec!["verify", "out/s.tar.zst", "--trust", "keys/stranger.pub"],
+        ),
+        (
+            "exit-5-unsigned",
+            5,
+            [&["verify", "out/u.tar.zst"][..], &trust].concat(),
+        ),
+        (
+            "exit-6-registry-down",
+            6,
+            vec![
+                "receipt",
+                "--registry",
+                "127.0.0.1:9",
+                "--insecure-registry",
+                "127.0.0.1:9",
+                "--retries",
+                "1",
+                "-o",
+                "r.json",
+            ],
+        ),
+        ("exit-7-not-a-ledger", 7, vec!["ledger", "verify", "local"]),
+    ];
+    for (name, code, args) in cases {
+        let out = common::airlock(dir, args);
+        assert_eq!(out.status.code(), Some(*code), "{name}: {}", run(dir, args));
+        // A fresh key id and a bundle whose bytes move with the clock are not snapshotted.
+        let stable = !matches!(*name, "exit-0-verified" | "exit-4-damaged");
+        if stable {
+            insta::assert_snapshot!(*name, render(&out, dir));
+        }
+        if *code == 0 || *code == 2 || *code == 3 {
+            continue;
+        }
+        // The same failure with --format json: one document on stdout naming the class.
+        let mut json_args = args.clone();
+        json_args.extend(["--format", "json"]);
+        let out = common::airlock(dir, &json_args);
+        assert_eq!(out.status.code(), Some(*code), "{name} (json)");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json error");
+        assert_eq!(v["error"]["exit_code"], *code, "{name}: {v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        if stable {
+            insta::assert_snapshot!(format!("{name}-json"), render(&out, dir));
+        }
+    }
+    assert!(
+        !dir.join("r.json").exists(),
+        "no receipt is written when the registry cannot be reached"
+    );
 }

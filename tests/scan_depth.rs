@@ -562,7 +562,7 @@ fn hostile_files_are_skipped_with_warnings_in_bounded_memory() {
     ));
     build_db(dir, "vuln.db", true);
     let reference = format!("{}/hostile/app:1", reg.host);
-    let mut args = vec!["scan", &reference, "--db", "vuln.db", "--output", "json"];
+    let mut args = vec!["scan", &reference, "--db", "vuln.db", "--format", "json"];
     let flags = reg.cli_flags();
     args.extend(flags.iter().map(String::as_str));
     let (out, peak_kib) = run_sampling_rss(dir, &args);
@@ -757,7 +757,7 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
                 "pw",
                 "--operator",
                 "cron",
-                "--output",
+                "--format",
                 "json",
             ],
             &dst.cli_flags(),

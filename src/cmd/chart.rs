@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use airlock::chart::{chart_images, ChartInput, ImageReport, RenderOptions};
 
-use super::{print_json, print_table, Global, Output, EXIT_FAILURE};
+use super::{print_json, print_table, Format, Global, EXIT_FAILURE};
 
 /// Arguments of `airlock chart`.
 #[derive(clap::Args, Debug)]
@@ -82,9 +82,9 @@ fn images(a: ImagesArgs, g: &Global) -> anyhow::Result<ExitCode> {
         }
     };
     let report = chart_images(input, opts)?;
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => print_human(&report),
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => print_human(&report),
     }
     Ok(if report.unresolved.is_empty() {
         ExitCode::SUCCESS

@@ -13,7 +13,7 @@ use airlock::trust::read_password;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Global, Output};
+use super::{Format, Global};
 
 /// Arguments of `airlock key`.
 #[derive(clap::Args, Debug)]
@@ -34,7 +34,13 @@ enum KeyCommand {
 #[derive(clap::Args, Debug)]
 struct GenerateArgs {
     /// Path and name of the pair: writes OUT.key and OUT.pub (a trailing .key or .pub is dropped).
-    #[arg(long, value_name = "keys/NAME", default_value = "airlock")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "out",
+        value_name = "keys/NAME",
+        default_value = "airlock"
+    )]
     out: PathBuf,
     /// Read the password for the new private key from this file (one trailing newline removed).
     #[arg(long, value_name = "FILE")]
@@ -61,6 +67,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 fn generate(args: GenerateArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    super::create_parent_dir(&args.out)?;
     let paths = KeyPairPaths::new(&args.out);
     // Before the password prompt: do not ask for a password we cannot use.
     paths.check_free(args.force)?;
@@ -81,9 +88,9 @@ fn generate(args: GenerateArgs, global: &Global) -> anyhow::Result<ExitCode> {
         key_id: key.key_id().to_string(),
         algorithm: "ecdsa-p256-sha256",
     };
-    match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Human => {
+    match global.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => {
             outln!("private key  {}", report.private_key.display());
             outln!("public key   {}", report.public_key.display());
             outln!("key id       {}", report.key_id);

@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{human_bytes, print_json, Global, Output, RegistryArgs};
+use super::{human_bytes, print_json, Format, Global, RegistryArgs};
 
 /// Arguments of `airlock receipt`.
 #[derive(clap::Args, Debug)]
@@ -24,7 +24,12 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub ledger: Option<PathBuf>,
     /// Receipt to write.
-    #[arg(short = 'o', long = "out", value_name = "RECEIPT.json")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "out",
+        value_name = "RECEIPT.json"
+    )]
     pub out: PathBuf,
     /// Sign the receipt with the `--ledger`'s own key, into `RECEIPT.json.note` (a signed
     /// note the connected side checks with `collect --trust-receipt ledger.vkey`).
@@ -86,6 +91,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     .await;
     airlock::progress::Reporter::finish_phase(&bars);
     let receipt = receipt.with_context(|| format!("taking a receipt of {}", args.registry))?;
+    super::create_parent_dir(&args.out)?;
     let mut signers = receipt.write(&args.out, &signers)?;
     if let Some(s) = &ledger_signer {
         airlock::receipt::sign_with_ledger(&args.out, s)?;
@@ -100,9 +106,9 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         blob_bytes: receipt.blobs.iter().map(|b| b.size).sum(),
         signers,
     };
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => outln!(
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => outln!(
             "wrote {} ({}): {} manifests, {} blobs ({}) held by {}{}",
             args.out.display(),
             report.digest,

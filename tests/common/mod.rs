@@ -384,13 +384,14 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Asserts failure with exit code 1 and a one-line error containing `needle`; returns stderr.
+/// Asserts a failure (a documented failure class: exit 1, or 4 to 7; not usage or drift) with a
+/// one-line error containing `needle`; returns stderr. [`fails_as`] pins the class too.
 pub fn fails_with(out: &Output, needle: &str) -> String {
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(
+    assert!(
+        matches!(out.status.code(), Some(1 | 4..=7)),
+        "expected a failure exit code (1, 4-7), got {:?}; stdout: {}\nstderr: {stderr}",
         out.status.code(),
-        Some(1),
-        "expected exit 1; stdout: {}\nstderr: {stderr}",
         String::from_utf8_lossy(&out.stdout)
     );
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
@@ -399,6 +400,18 @@ pub fn fails_with(out: &Output, needle: &str) -> String {
         errors[0].contains(needle),
         "error line lacks `{needle}`: {}",
         errors[0]
+    );
+    stderr
+}
+
+/// [`fails_with`], and the exit code is `code` (README: 1 other, 4 verification, 5 policy,
+/// 6 registry, 7 ledger).
+pub fn fails_as(out: &Output, code: i32, needle: &str) -> String {
+    let stderr = fails_with(out, needle);
+    assert_eq!(
+        out.status.code(),
+        Some(code),
+        "wrong exit code; stderr: {stderr}"
     );
     stderr
 }
