@@ -95,6 +95,18 @@ impl ErrorKind {
     }
 }
 
+/// A command line that does not make sense although each flag parsed (two flags that
+/// contradict each other): exit 2, like clap's own usage errors.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct UsageError(pub String);
+
+impl Classify for UsageError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Usage
+    }
+}
+
 /// What class of failure an error is. A trait, not an inherent method, so it cannot clash with
 /// a type's own `kind` (the ledger's problem names).
 pub trait Classify {
@@ -125,6 +137,7 @@ fn known_kind(e: &(dyn Error + 'static)) -> Option<ErrorKind> {
         };
     }
     try_types!(
+        UsageError,
         ImportError,
         CollectError,
         RecordError,

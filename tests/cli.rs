@@ -444,3 +444,112 @@ fn exit_codes_by_class_and_json_errors() {
         "no receipt is written when the registry cannot be reached"
     );
 }
+
+/// `hint:` lines for the registry failures people hit first, against real registries: TLS
+/// spoken to a plain-HTTP registry and the reverse, a private CA, 401, no such tag, a name that
+/// does not resolve. None of them is retried (each says "after 1 attempt(s)"); all exit 6.
+#[test]
+fn registry_failures_say_what_to_do_next() {
+    let plain = common::TestRegistry::start();
+    let tls = common::TestRegistry::start_with(common::RegistryConfig {
+        tls: true,
+        basic_auth: Some(("alice".into(), "s3cret".into())),
+        ..Default::default()
+    });
+    let ca = tls.tls.as_ref().expect("tls").ca_file.clone();
+    let ca = ca.to_str().expect("utf8");
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("missing.yaml"),
+        format!("name: m\nimages:\n  - ref: {}/app:nope\n", plain.host),
+    )
+    .expect("write");
+    let render = |out: &Output| {
+        render(out, dir)
+            .replace(&plain.host, "[PLAIN]")
+            .replace(&tls.host, "[TLS]")
+            .replace(ca, "[CA]")
+    };
+    let receipt = |host: &str, extra: &[&str]| {
+        let mut args = vec!["receipt", "--registry", host, "-o", "r.json"];
+        args.extend_from_slice(extra);
+        common::airlock(dir, &args)
+    };
+    let cases: Vec<(&str, Output)> = vec![
+        ("hint-https-to-plain-http", receipt(&plain.host, &[])),
+        (
+            "hint-http-to-tls",
+            receipt(&tls.host, &["--insecure-registry", &tls.host]),
+        ),
+        ("hint-unknown-ca", receipt(&tls.host, &[])),
+        ("hint-unauthorized", receipt(&tls.host, &["--ca-file", ca])),
+        (
+            "hint-name-does-not-resolve",
+            receipt("registry.airlock-test.invalid", &[]),
+        ),
+        (
+            "hint-no-such-tag",
+            common::airlock(
+                dir,
+                &["lock", "missing.yaml", "--insecure-registry", &plain.host],
+            ),
+        ),
+    ];
+    for (name, out) in &cases {
+        let text = render(out);
+        assert_eq!(out.status.code(), Some(6), "{name}: {text}");
+        assert!(text.contains("\nhint: "), "{name} has no hint: {text}");
+        // The resolver's own words differ between machines; the hint line does not.
+        if *name == "hint-name-does-not-resolve" {
+            assert!(
+                text.contains("hint: the name `registry.airlock-test.invalid` does not resolve")
+            );
+        } else {
+            insta::assert_snapshot!(*name, text);
+        }
+    }
+    for (name, out) in &cases[..5] {
+        let text = render(out);
+        assert!(
+            text.contains("after 1 attempt(s)")
+                || name.contains("unauthorized")
+                || name.contains("http-to-tls"),
+            "{name} was retried: {text}"
+        );
+    }
+    assert!(!dir.join("r.json").exists(), "no receipt written");
+}
+
+/// `receipt --registry HOST/PREFIX` takes the prefix from the registry value, and refuses a
+/// second, different `--prefix` as a usage error (exit 2) before any request.
+#[test]
+fn receipt_registry_takes_a_prefix() {
+    let plain = common::TestRegistry::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let with_prefix = format!("{}/mirror", plain.host);
+    let args = [
+        "receipt",
+        "--registry",
+        &with_prefix,
+        "--insecure-registry",
+        &plain.host,
+        "-o",
+        "out/r.json",
+        "--format",
+        "json",
+    ];
+    let stdout = common::ok(&common::airlock(dir, &args));
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["manifests"], 0, "{v}");
+    let receipt = std::fs::read_to_string(dir.join("out/r.json")).expect("receipt written");
+    let r: serde_json::Value = serde_json::from_str(&receipt).expect("receipt json");
+    assert_eq!(r["registry"], plain.host.as_str(), "{r}");
+    let mut both = args.to_vec();
+    both.extend(["--prefix", "other"]);
+    let out = common::airlock(dir, &both);
+    let text = render(&out, dir).replace(&plain.host, "[PLAIN]");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    insta::assert_snapshot!("receipt-two-prefixes", text);
+}

@@ -99,7 +99,7 @@ pub struct Args {
 
 /// Runs `airlock import`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let target: Target = args.to.parse()?;
+    let target: Target = args.to.parse().context("--to")?;
     let rewrites = match &args.mapping {
         Some(p) => Mapping::load_rewrites(p)?,
         None => Vec::new(),

@@ -7,6 +7,7 @@
 //! airlock makes are written here directly on `reqwest` (rustls).
 
 pub mod auth;
+pub mod diagnose;
 pub mod http;
 
 use std::collections::HashMap;
@@ -128,7 +129,7 @@ pub enum RegistryError {
         attempts: u32,
     },
     /// Authentication required and refused or impossible.
-    #[error("{registry}: authentication failed ({why}); hint: pass --creds {registry}=USER:PASSWORD or log in with `docker login`/`skopeo login`")]
+    #[error("{registry}: authentication failed ({why})")]
     Unauthorized {
         /// Registry host.
         registry: String,
@@ -650,10 +651,13 @@ impl Registry {
                 .min(policy.max_delay);
             match req.send().await {
                 Err(source) => {
-                    let retryable = source.is_connect()
+                    // A TLS mismatch, an unknown CA or a name that does not resolve stays so.
+                    let transient = source.is_connect()
                         || source.is_timeout()
                         || source.is_request()
                         || source.is_body();
+                    let unresolved = source.is_connect() && !diagnose::resolves(url).await;
+                    let retryable = transient && !unresolved && !diagnose::is_permanent(&source);
                     if retryable && attempt < policy.attempts {
                         tracing::debug!(%url, %source, attempt, "retrying after transport error");
                         tokio::time::sleep(delay).await;

@@ -344,6 +344,8 @@ fn airlock_command(program: &Path, dir: &Path) -> Command {
         .env_remove("DOCKER_CONFIG")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("AIRLOCK_FORMAT")
+        .env_remove("AIRLOCK_QUIET")
         .env("XDG_CACHE_HOME", dir.join("cache"))
         .stdin(Stdio::null());
     c
