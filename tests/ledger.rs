@@ -1388,12 +1388,12 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
     assert_eq!(v["entries"], 5);
     assert_eq!(v["cosigned_by"].as_array().unwrap().len(), 1);
 
-    // Tampering: exit 1, the first problem names the index, in JSON and on stderr.
+    // Tampering: exit 7 (ledger), the first problem names the index, in JSON and on stderr.
     let mut lines = read_lines(&dir);
     lines.swap(1, 3);
     write_lines(&dir, &lines);
     let o = airlock(&["ledger", "verify", d, "--vkey", &vkey, "--format", "json"]);
-    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(o.status.code(), Some(7));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["problems"][0]["kind"], "entries_reordered");
     assert_eq!(v["problems"][0]["index"], 1);

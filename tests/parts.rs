@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use airlock::registry::Repo;
 use common::fixtures::{self, Compression, Image};
-use common::{airlock, fails_with, ok, TestRegistry};
+use common::{airlock, fails_as, fails_with, ok, TestRegistry};
 
 const LAYER_BYTES: usize = 120_000;
 
@@ -413,7 +413,7 @@ fn bad_parts_are_named_and_nothing_is_pushed() {
 
     // Bad sizes are refused with a clear error before anything is written.
     let out = env.run(&["split", "x.tar.zst", "--size", "0"], &[]);
-    fails_with(&out, "invalid size `0`");
+    fails_as(&out, 2, "invalid size `0`");
     let out = env.run(
         &[
             "collect",
@@ -425,6 +425,6 @@ fn bad_parts_are_named_and_nothing_is_pushed() {
         ],
         &[],
     );
-    fails_with(&out, "invalid size `4 parsecs`");
+    fails_as(&out, 2, "invalid size `4 parsecs`");
     assert!(!dir.join("z.tar.zst").exists());
 }

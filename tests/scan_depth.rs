@@ -791,12 +791,12 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
         "no findings yet"
     );
     // The newer database knows pip's and semver's advisories: new findings, the policy now
-    // fails (exit 1), and the change is recorded against the first rescan.
+    // fails (exit 5, policy), and the change is recorded against the first rescan.
     build_db(dir, "new.db", true);
     let second = rescan("new.db");
     assert_eq!(
         second.status.code(),
-        Some(1),
+        Some(5),
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );

@@ -178,7 +178,7 @@ fn scan_registry_index_both_platforms_known_findings() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(5), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("IMAGE") && stdout.contains("SUPPRESSED-BY"),
         "{stdout}"
@@ -415,7 +415,7 @@ fn vex_allow_and_database_age_decide_the_gate() {
     std::fs::write(dir.join("vex/musl.openvex.json"), vex).expect("vex");
     let out = scan("fail_on: high\nvex: [vex/musl.openvex.json]\n", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(1), "musl-utils still fails");
+    assert_eq!(out.status.code(), Some(5), "musl-utils still fails");
     let musl = stdout
         .lines()
         .find(|l| l.contains(" musl ") && l.contains("ALPINE-CVE-2025-26519"))
@@ -449,7 +449,7 @@ fn vex_allow_and_database_age_decide_the_gate() {
         &[],
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(
         stderr.contains("allow entry for CVE-2025-26519 expired on 2020-01-31"),
         "{stderr}"
@@ -482,7 +482,7 @@ fn vex_allow_and_database_age_decide_the_gate() {
         ),
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(
         stderr.contains("old.db was built 10days")
             && stderr.contains("older than max_db_age 3days"),

@@ -67,12 +67,13 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
 }
 
 fn generate(args: GenerateArgs, global: &Global) -> anyhow::Result<ExitCode> {
-    super::create_parent_dir(&args.out)?;
     let paths = KeyPairPaths::new(&args.out);
     // Before the password prompt: do not ask for a password we cannot use.
     paths.check_free(args.force)?;
     let purpose = format!("the new private key `{}`", paths.private_key.display());
     let password = read_password(args.password_file.as_deref(), &purpose, true)?;
+    // Only once the key can be written: a refused command leaves nothing behind.
+    super::create_parent_dir(&args.out)?;
     if password.is_empty() && !global.quiet {
         errln!(
             "warning: `{}` is encrypted with an empty password",

@@ -94,6 +94,17 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|p| format!("{} ({})", p.name, p.status.replace('_', " ")))
             .collect();
+        if g.format == Format::Json {
+            // The report on stdout already lists the bad parts: one JSON document, not two.
+            errln!(
+                "error: `{}`: {} of {} parts are bad: {}; carry those parts again",
+                set.path.display(),
+                bad.len(),
+                check.parts.len(),
+                names.join(", ")
+            );
+            return Ok(ExitCode::from(super::EXIT_FAILURE));
+        }
         anyhow::bail!(
             "`{}`: {} of {} parts are bad: {}; carry those parts again",
             set.path.display(),
