@@ -26,7 +26,7 @@ WORK=$(mktemp -d -t airlock-bench.XXXXXX)
 trap 'stop_registries "$WORK"; rm -rf "$WORK"' EXIT
 # Bundles are signed and checked as in real use (the signature costs microseconds).
 export AIRLOCK_PASSWORD=bench-only
-"$AIRLOCK" key generate --out "$WORK/keys/bench" --quiet >/dev/null
+"$AIRLOCK" key generate -o "$WORK/keys/bench" --quiet >/dev/null
 
 # measure NAME CMD...: runs CMD under /usr/bin/time, records seconds and peak RSS (KiB).
 declare -A SECS RSS
@@ -48,7 +48,7 @@ run_set() {  # run_set LABEL BIG_MIB -> fills SECS/RSS with LABEL-prefixed names
   "$AIRLOCK" lock "$WORK/$label.yaml" -o "$WORK/$label.lock" --insecure-registry "$src" --quiet >/dev/null
   sync
   measure "$label-collect" "$AIRLOCK" collect "$WORK/$label.lock" -o "$WORK/$label.tar.zst" \
-    --cache "$WORK/$label-cache" --insecure-registry "$src" --quiet --sign "$WORK/keys/bench.key"
+    --cache "$WORK/$label-cache" --insecure-registry "$src" --quiet --key "$WORK/keys/bench.key"
   measure "$label-verify" "$AIRLOCK" verify "$WORK/$label.tar.zst" --quiet --trust "$WORK/keys/bench.pub"
   measure "$label-import" "$AIRLOCK" import "$WORK/$label.tar.zst" --to "$dst1/bench" --insecure-registry "$dst1" --quiet \
     --trust "$WORK/keys/bench.pub"

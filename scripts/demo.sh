@@ -55,8 +55,8 @@ YAML
 cd "$WORK"
 export AIRLOCK_PASSWORD=demo-only-password   # a real site keeps keys and passwords elsewhere
 
-say "airlock key generate --out keys/release   (the release engineer's signing key)"
-"$AIRLOCK" key generate --out keys/release
+say "airlock key generate -o keys/release   (the release engineer's signing key)"
+"$AIRLOCK" key generate -o keys/release
 say "airlock ledger init ledger   (the isolated side's provenance ledger)"
 "$AIRLOCK" ledger init ledger --origin demo.invalid/airlock-ledger
 
@@ -64,7 +64,7 @@ say "airlock lock platform.yaml"
 "$AIRLOCK" lock platform.yaml --insecure-registry "$SRC"
 
 say "airlock collect platform.lock -o platform.tar.zst"
-"$AIRLOCK" collect platform.lock -o platform.tar.zst --cache cache --insecure-registry "$SRC" --sign keys/release.key
+"$AIRLOCK" collect platform.lock -o platform.tar.zst --cache cache --insecure-registry "$SRC" --key keys/release.key
 
 say "airlock inspect platform.tar.zst"
 "$AIRLOCK" inspect platform.tar.zst

@@ -8,6 +8,7 @@ pub mod chart;
 pub mod cluster;
 pub mod collect;
 pub mod disk;
+pub mod error_kind;
 pub mod files;
 pub mod import;
 pub mod io;
@@ -24,6 +25,17 @@ pub mod spec;
 pub mod tarstream;
 pub mod trust;
 pub mod untrusted;
+
+/// `VERSION (commit COMMIT, built DATE)`: what `airlock --version` prints and what the ledger
+/// records as the importer, so two builds of one version can be told apart.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("AIRLOCK_COMMIT"),
+    ", built ",
+    env!("AIRLOCK_BUILD_DATE"),
+    ")"
+);
 
 /// An error and its causes on one line (`what: why: why`), for errors that are embedded as text
 /// in another error's message.

@@ -9,10 +9,11 @@ use clap::Parser;
 fn main() -> ExitCode {
     let cli = cmd::Cli::parse();
     cmd::init_tracing(&cli.global);
+    let format = cli.global.format;
     match cmd::run(cli) {
         Ok(code) => code,
         Err(err) => {
-            cmd::print_error(&err);
+            cmd::print_error(&err, format);
             cmd::exit_code_for(&err)
         }
     }

@@ -855,7 +855,7 @@ fn survives_interrupted_import_and_resumes() {
         let to = format!("{}/{prefix}", dst.host);
         let out = run(
             dir,
-            &["import", good, "--to", &to, "--output", "json"],
+            &["import", good, "--to", &to, "--format", "json"],
             &dst.cli_flags(),
         );
         let report: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");

@@ -276,7 +276,7 @@ fn chart_images_takes_oci_and_repo_sources() {
         ],
     ] {
         let mut a = source.clone();
-        a.extend(["--output", "json"]);
+        a.extend(["--format", "json"]);
         let out = ok(&airlock(dir, &a));
         let report: serde_json::Value = serde_json::from_str(&out).expect("json");
         let got: BTreeSet<String> = report["found"]

@@ -122,7 +122,7 @@ fn errors_people_see() {
                 "mirror-config",
                 "--ledger",
                 "no-such-ledger",
-                "--format",
+                "--runtime",
                 "containerd",
                 "-o",
                 "out",
@@ -134,7 +134,7 @@ fn errors_people_see() {
                 "mirror-config",
                 "--from-report",
                 "report.json",
-                "--format",
+                "--runtime",
                 "k3s",
                 "-o",
                 "out",
@@ -146,7 +146,7 @@ fn errors_people_see() {
                 "mirror-config",
                 "--ledger",
                 "l",
-                "--format",
+                "--runtime",
                 "docker",
                 "-o",
                 "out",
@@ -171,7 +171,7 @@ fn errors_people_see() {
                 "typo.yaml",
                 "--ledger",
                 "l",
-                "--format",
+                "--controller",
                 "kyverno",
                 "-o",
                 "out",
@@ -213,10 +213,6 @@ fn errors_people_see() {
                 "--on-untrusted",
                 "skip-artifact",
             ],
-        ),
-        (
-            "collect-missing-output-dir",
-            &["collect", "ok.lock", "-o", "no/such/dir/x.tar.zst"],
         ),
         (
             "split-bad-size",
@@ -376,10 +372,250 @@ fn chart_images_errors_and_output() {
         ),
         (
             "chart-images-pod-json",
-            &["chart", "images", "pod", "--output", "json"],
+            &["chart", "images", "pod", "--format", "json"],
         ),
     ];
     for (name, args) in cases {
         insta::assert_snapshot!(*name, run(dir, args));
     }
+}
+
+/// Exit codes by class (README "Exit codes"), each with its `--format json` error on stdout:
+/// real bundles made from a local file (no registry needed), then damaged, unsigned, signed by
+/// a key nobody trusts; a registry port nothing listens on; a ledger that is not one.
+#[test]
+fn exit_codes_by_class_and_json_errors() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::create_dir_all(dir.join("local")).expect("mkdir");
+    let data = b"the file that crosses\n";
+    std::fs::write(dir.join("local/tool.txt"), data).expect("write");
+    let sha = common::sha256_file(&dir.join("local/tool.txt"));
+    let spec = |sha: &str| {
+        format!("name: f\nfiles:\n  - path: local/tool.txt\n    sha256: {sha}\n    name: tool\n")
+    };
+    std::fs::write(dir.join("f.yaml"), spec(&sha)).expect("write");
+    std::fs::write(dir.join("pw"), b"pw\n").expect("write");
+    common::ok(&common::airlock(dir, &["lock", "f.yaml"]));
+    for k in ["keys/release", "keys/stranger"] {
+        common::ok(&common::airlock(
+            dir,
+            &["key", "generate", "-o", k, "--password-file", "pw"],
+        ));
+    }
+    // `-o` creates the bundle's directory when it is missing.
+    common::ok(&common::airlock(
+        dir,
+        &["collect", "f.lock", "-o", "out/u.tar.zst", "--cache", "c"],
+    ));
+    common::ok(&common::airlock(
+        dir,
+        &[
+            "collect",
+            "f.lock",
+            "-o",
+            "out/s.tar.zst",
+            "--cache",
+            "c",
+            "--key",
+            "keys/release.key",
+            "--password-file",
+            "pw",
+        ],
+    ));
+    let mut damaged = std::fs::read(dir.join("out/s.tar.zst")).expect("read");
+    let mid = damaged.len() / 2;
+    damaged[mid] ^= 0x55;
+    std::fs::write(dir.join("damaged.tar.zst"), damaged).expect("write");
+    // Drift: the spec now pins another file.
+    std::fs::write(dir.join("g.yaml"), spec(&sha)).expect("write");
+    common::ok(&common::airlock(dir, &["lock", "g.yaml"]));
+    std::fs::write(dir.join("local/tool.txt"), b"changed\n").expect("write");
+    let sha2 = common::sha256_file(&dir.join("local/tool.txt"));
+    std::fs::write(dir.join("g.yaml"), spec(&sha2)).expect("write");
+
+    let trust = ["--trust", "keys/release.pub"];
+    let cases: &[(&str, i32, Vec<&str>)] = &[
+        (
+            "exit-0-verified",
+            0,
+            [&["verify", "out/s.tar.zst"][..], &trust].concat(),
+        ),
+        (
+            "exit-1-missing-file",
+            1,
+            [&["verify", "absent.tar.zst"][..], &trust].concat(),
+        ),
+        ("exit-2-usage", 2, vec!["verify", "--no-such-flag"]),
+        ("exit-3-drift", 3, vec!["lock", "g.yaml", "--check"]),
+        (
+            "exit-4-damaged",
+            4,
+            [&["verify", "damaged.tar.zst"][..], &trust].concat(),
+        ),
+        (
+            "exit-4-untrusted-signer",
+            4,
+            vec!["verify", "out/s.tar.zst", "--trust", "keys/stranger.pub"],
+        ),
+        (
+            "exit-5-unsigned",
+            5,
+            [&["verify", "out/u.tar.zst"][..], &trust].concat(),
+        ),
+        (
+            "exit-6-registry-down",
+            6,
+            vec![
+                "receipt",
+                "--registry",
+                "127.0.0.1:9",
+                "--insecure-registry",
+                "127.0.0.1:9",
+                "--retries",
+                "1",
+                "-o",
+                "r.json",
+            ],
+        ),
+        ("exit-7-not-a-ledger", 7, vec!["ledger", "verify", "local"]),
+    ];
+    for (name, code, args) in cases {
+        let out = common::airlock(dir, args);
+        assert_eq!(out.status.code(), Some(*code), "{name}: {}", run(dir, args));
+        // A fresh key id and a bundle whose bytes move with the clock are not snapshotted.
+        let stable = !matches!(*name, "exit-0-verified" | "exit-4-damaged");
+        if stable {
+            insta::assert_snapshot!(*name, render(&out, dir));
+        }
+        if *code == 0 || *code == 2 || *code == 3 {
+            continue;
+        }
+        // The same failure with --format json: one document on stdout naming the class.
+        let mut json_args = args.clone();
+        json_args.extend(["--format", "json"]);
+        let out = common::airlock(dir, &json_args);
+        assert_eq!(out.status.code(), Some(*code), "{name} (json)");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json error");
+        assert_eq!(v["error"]["exit_code"], *code, "{name}: {v}");
+        assert!(v["error"]["message"]
+            .as_str()
+            .is_some_and(|m| !m.is_empty()));
+        if stable {
+            insta::assert_snapshot!(format!("{name}-json"), render(&out, dir));
+        }
+    }
+    assert!(
+        !dir.join("r.json").exists(),
+        "no receipt is written when the registry cannot be reached"
+    );
+}
+
+/// `hint:` lines for the registry failures people hit first, against real registries: TLS
+/// spoken to a plain-HTTP registry and the reverse, a private CA, 401, no such tag, a name that
+/// does not resolve. None of them is retried (each says "after 1 attempt(s)"); all exit 6.
+#[test]
+fn registry_failures_say_what_to_do_next() {
+    let plain = common::TestRegistry::start();
+    let tls = common::TestRegistry::start_with(common::RegistryConfig {
+        tls: true,
+        basic_auth: Some(("alice".into(), "s3cret".into())),
+        ..Default::default()
+    });
+    let ca = tls.tls.as_ref().expect("tls").ca_file.clone();
+    let ca = ca.to_str().expect("utf8");
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("missing.yaml"),
+        format!("name: m\nimages:\n  - ref: {}/app:nope\n", plain.host),
+    )
+    .expect("write");
+    let render = |out: &Output| {
+        render(out, dir)
+            .replace(&plain.host, "[PLAIN]")
+            .replace(&tls.host, "[TLS]")
+            .replace(ca, "[CA]")
+    };
+    let receipt = |host: &str, extra: &[&str]| {
+        let mut args = vec!["receipt", "--registry", host, "-o", "r.json"];
+        args.extend_from_slice(extra);
+        common::airlock(dir, &args)
+    };
+    let cases: Vec<(&str, Output)> = vec![
+        ("hint-https-to-plain-http", receipt(&plain.host, &[])),
+        (
+            "hint-http-to-tls",
+            receipt(&tls.host, &["--insecure-registry", &tls.host]),
+        ),
+        ("hint-unknown-ca", receipt(&tls.host, &[])),
+        ("hint-unauthorized", receipt(&tls.host, &["--ca-file", ca])),
+        (
+            "hint-name-does-not-resolve",
+            receipt("registry.airlock-test.invalid", &[]),
+        ),
+        (
+            "hint-no-such-tag",
+            common::airlock(
+                dir,
+                &["lock", "missing.yaml", "--insecure-registry", &plain.host],
+            ),
+        ),
+    ];
+    for (name, out) in &cases {
+        let text = render(out);
+        assert_eq!(out.status.code(), Some(6), "{name}: {text}");
+        assert!(text.contains("\nhint: "), "{name} has no hint: {text}");
+        // The resolver's own words differ between machines; the hint line does not.
+        if *name == "hint-name-does-not-resolve" {
+            assert!(
+                text.contains("hint: the name `registry.airlock-test.invalid` does not resolve")
+            );
+        } else {
+            insta::assert_snapshot!(*name, text);
+        }
+    }
+    for (name, out) in &cases[..5] {
+        let text = render(out);
+        assert!(
+            text.contains("after 1 attempt(s)")
+                || name.contains("unauthorized")
+                || name.contains("http-to-tls"),
+            "{name} was retried: {text}"
+        );
+    }
+    assert!(!dir.join("r.json").exists(), "no receipt written");
+}
+
+/// `receipt --registry HOST/PREFIX` takes the prefix from the registry value, and refuses a
+/// second, different `--prefix` as a usage error (exit 2) before any request.
+#[test]
+fn receipt_registry_takes_a_prefix() {
+    let plain = common::TestRegistry::start();
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let with_prefix = format!("{}/mirror", plain.host);
+    let args = [
+        "receipt",
+        "--registry",
+        &with_prefix,
+        "--insecure-registry",
+        &plain.host,
+        "-o",
+        "out/r.json",
+        "--format",
+        "json",
+    ];
+    let stdout = common::ok(&common::airlock(dir, &args));
+    let v: serde_json::Value = serde_json::from_str(&stdout).expect("json");
+    assert_eq!(v["manifests"], 0, "{v}");
+    let receipt = std::fs::read_to_string(dir.join("out/r.json")).expect("receipt written");
+    let r: serde_json::Value = serde_json::from_str(&receipt).expect("receipt json");
+    assert_eq!(r["registry"], plain.host.as_str(), "{r}");
+    let mut both = args.to_vec();
+    both.extend(["--prefix", "other"]);
+    let out = common::airlock(dir, &both);
+    let text = render(&out, dir).replace(&plain.host, "[PLAIN]");
+    assert_eq!(out.status.code(), Some(2), "{text}");
+    insta::assert_snapshot!("receipt-two-prefixes", text);
 }

@@ -94,7 +94,7 @@ fn site() -> Site {
         "ledger",
         "--ledger-password-file",
         "pw",
-        "--output",
+        "--format",
         "json",
         "--quiet",
     ];
@@ -163,7 +163,7 @@ fn containerd_pulls_the_source_name_through_the_generated_hosts_toml_and_never_u
         &[
             "--ledger",
             "ledger",
-            "--format",
+            "--runtime",
             "containerd",
             "--plain-http",
             "-o",
@@ -251,7 +251,7 @@ fn podman_pulls_through_the_registries_conf_drop_in_and_the_upstream_is_blocked(
     let digest = site.image.manifest.digest();
     let podman = podman_cmd(dir);
     let mut args = vec!["--from-report", "report.json"];
-    args.extend(["--format", "crio", "--plain-http", "-o", "containers"]);
+    args.extend(["--runtime", "crio", "--plain-http", "-o", "containers"]);
     mirror_config_cli(dir, &args);
     let script = format!(
         "export HOME={d}\n{podman} pull -q {SOURCE}/app:1.0 || exit 10\n\
@@ -382,7 +382,7 @@ fn mirror_config_refuses_a_ca_file_that_is_not_pem_and_a_missing_ledger() {
                 "mirror-config",
                 "--ledger",
                 "ledger",
-                "--format",
+                "--runtime",
                 "k3s",
                 "--ca-file",
                 "not-a-ca.pem",
@@ -400,7 +400,7 @@ fn mirror_config_refuses_a_ca_file_that_is_not_pem_and_a_missing_ledger() {
                 "mirror-config",
                 "--ledger",
                 "nope",
-                "--format",
+                "--runtime",
                 "k3s",
                 "-o",
                 "out",
@@ -726,7 +726,7 @@ fn admission_cli(dir: &Path, policy: &Path, format: &str, out: &str) -> Output {
     let policy = policy.to_str().expect("utf8");
     let args = ["admission-policy", "--policy", policy, "--ledger", "ledger"];
     let mut all = args.to_vec();
-    all.extend(["--format", format, "-o", out]);
+    all.extend(["--controller", format, "-o", out]);
     airlock(dir, &all)
 }
 

@@ -68,7 +68,7 @@ fn delta_bundle_carries_only_the_changed_layer() {
     for k in ["keys/site", "keys/other"] {
         ok(&airlock(
             dir,
-            &["key", "generate", "--out", k, "--password-file", "pw"],
+            &["key", "generate", "--output", k, "--password-file", "pw"],
         ));
     }
     for (name, tag) in [("v1", "1"), ("v2", "2")] {
@@ -138,7 +138,7 @@ fn delta_bundle_carries_only_the_changed_layer() {
             "keys/site.key",
             "--password-file",
             "pw",
-            "--output",
+            "--format",
             "json",
         ],
         &dflags,
@@ -170,7 +170,7 @@ fn delta_bundle_carries_only_the_changed_layer() {
             "mirror",
             "-o",
             "r2.json",
-            "--output",
+            "--format",
             "json",
         ];
         a.extend_from_slice(extra);
@@ -284,7 +284,7 @@ fn delta_bundle_carries_only_the_changed_layer() {
             "receipt.json",
             "--trust-receipt",
             "keys/site.pub",
-            "--output",
+            "--format",
             "json",
         ],
         &sflags,
@@ -442,7 +442,7 @@ fn a_delta_never_leaves_out_evidence() {
         &["collect", "s2.lock", "-o", "s2.tar.zst", "--have", "r.json"],
         &sflags,
     ));
-    let out = airlock(dir, &["inspect", "s2.tar.zst", "--output", "json"]);
+    let out = airlock(dir, &["inspect", "s2.tar.zst", "--format", "json"]);
     let inspect: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
     let listed = |key: &str| -> Vec<String> {
         inspect["manifest"][key]

@@ -254,7 +254,11 @@ fn a_record_that_fails_after_the_manifests_leaves_no_tag() {
     proxy.release();
     let status = child.wait().expect("wait");
     let err = std::fs::read_to_string(&stderr).expect("stderr");
-    assert_eq!(status.code(), Some(1), "{err}");
+    assert_eq!(
+        status.code(),
+        Some(7),
+        "a ledger that cannot record is exit 7: {err}"
+    );
     let line = error_line(&err);
     assert!(
         line.contains("ledger `t/l`: cannot record the admitted import, so nothing was tagged")

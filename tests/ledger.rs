@@ -1207,7 +1207,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
     let dir = t.path().join("l");
     let d = dir.to_str().unwrap();
     let init = ok(&airlock(&[
-        "ledger", "init", d, "--origin", ORIGIN, "--output", "json",
+        "ledger", "init", d, "--origin", ORIGIN, "--format", "json",
     ]));
     let vkey = init["vkey"].as_str().unwrap().to_owned();
     assert!(vkey.starts_with(&format!("{ORIGIN}+")));
@@ -1240,7 +1240,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         &vkey,
         "--trusted-checkpoint",
         kept.to_str().unwrap(),
-        "--output",
+        "--format",
         "json",
     ]));
     assert_eq!(v["entries"], 5);
@@ -1254,7 +1254,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         d,
         "--digest",
         &sha("artifact 2"),
-        "--output",
+        "--format",
         "json",
     ]));
     assert_eq!(s["matches"][0]["index"], 2);
@@ -1278,7 +1278,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         "2",
         "-o",
         proof.to_str().unwrap(),
-        "--output",
+        "--format",
         "json",
     ]));
     let vp = ok(&airlock(&[
@@ -1287,7 +1287,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         proof.to_str().unwrap(),
         "--vkey",
         &vkey,
-        "--output",
+        "--format",
         "json",
     ]));
     assert_eq!(vp["index"], 2);
@@ -1324,7 +1324,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         d,
         "--from",
         kept.to_str().unwrap(),
-        "--output",
+        "--format",
         "json",
     ]));
     assert_eq!(
@@ -1338,7 +1338,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         "witness-key",
         "--name",
         "witness.test/w",
-        "--out",
+        "--output",
         w.to_str().unwrap(),
     ]));
     let wkey = w.with_extension("key");
@@ -1350,7 +1350,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         wkey.to_str().unwrap(),
         "--log-vkey",
         &vkey,
-        "--output",
+        "--format",
         "json",
     ]));
     assert_eq!(cs["size"], 5);
@@ -1361,7 +1361,7 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         d,
         "--witness-vkey",
         wvkey.to_str().unwrap(),
-        "--output",
+        "--format",
         "json",
     ]));
     assert_eq!(v["cosigned_by"].as_array().unwrap().len(), 1);
@@ -1382,18 +1382,18 @@ fn cli_init_verify_show_prove_consistency_cosign_export() {
         tar.to_str().unwrap(),
         "--vkey",
         &vkey,
-        "--output",
+        "--format",
         "json",
     ]));
     assert_eq!(v["entries"], 5);
     assert_eq!(v["cosigned_by"].as_array().unwrap().len(), 1);
 
-    // Tampering: exit 1, the first problem names the index, in JSON and on stderr.
+    // Tampering: exit 7 (ledger), the first problem names the index, in JSON and on stderr.
     let mut lines = read_lines(&dir);
     lines.swap(1, 3);
     write_lines(&dir, &lines);
-    let o = airlock(&["ledger", "verify", d, "--vkey", &vkey, "--output", "json"]);
-    assert_eq!(o.status.code(), Some(1));
+    let o = airlock(&["ledger", "verify", d, "--vkey", &vkey, "--format", "json"]);
+    assert_eq!(o.status.code(), Some(7));
     let v: Value = serde_json::from_slice(&o.stdout).unwrap();
     assert_eq!(v["problems"][0]["kind"], "entries_reordered");
     assert_eq!(v["problems"][0]["index"], 1);

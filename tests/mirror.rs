@@ -214,7 +214,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
         &[
             "key",
             "generate",
-            "--out",
+            "--output",
             "keys/release",
             "--password-file",
             "pw",
@@ -225,7 +225,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
         &[
             "key",
             "generate",
-            "--out",
+            "--output",
             "keys/other",
             "--password-file",
             "pw",
@@ -300,7 +300,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
                 "b1.tar.zst",
                 "--cache",
                 "c1",
-                "--sign",
+                "--key",
                 "keys/release.key",
                 "--password-file",
                 "pw",
@@ -319,7 +319,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
                 "b2.tar.zst",
                 "--cache",
                 "c2",
-                "--sign",
+                "--key",
                 "keys/release.key",
                 "--password-file",
                 "pw",
@@ -335,7 +335,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     );
 
     // every blob once, even when shared
-    let out = airlock(dir, &["inspect", "b1.tar.zst", "--output", "json"]);
+    let out = airlock(dir, &["inspect", "b1.tar.zst", "--format", "json"]);
     let inspect: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
     let blobs = inspect["manifest"]["blobs"].as_array().expect("blobs");
     let shared = source.shared_a.layers[0].digest().to_string();
@@ -416,7 +416,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
                     "b1.tar.zst",
                     "--to",
                     &to,
-                    "--output",
+                    "--format",
                     "json",
                     "--trust",
                     "keys/release.pub",
@@ -522,7 +522,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
                 "b1.tar.zst",
                 "--to",
                 &to,
-                "--output",
+                "--format",
                 "json",
                 "--trust",
                 "keys/release.pub",
@@ -541,7 +541,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
     let out = airlock(
         dir,
         &[
-            "ledger", "show", "ledger", "--digest", &single, "--output", "json",
+            "ledger", "show", "ledger", "--digest", &single, "--format", "json",
         ],
     );
     let shown = ok(&out);
@@ -734,7 +734,7 @@ fn lock_reports_drift_and_collect_refuses_unpinned_specs() {
         "--check must not write"
     );
 
-    let out = airlock(dir, &args(&["lock", "d.yaml", "--output", "json"], &flags));
+    let out = airlock(dir, &args(&["lock", "d.yaml", "--format", "json"], &flags));
     let report: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
     assert_eq!(
         report["changes"][0]["old"],
@@ -970,7 +970,7 @@ fn collect_verifies_image_signatures_against_the_spec_policy() {
         dir,
         &args(&["collect", "good.lock", "-o", "good.tar.zst"], &flags),
     ));
-    let out = airlock(dir, &["inspect", "good.tar.zst", "--output", "json"]);
+    let out = airlock(dir, &["inspect", "good.tar.zst", "--format", "json"]);
     let inspect: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
     let v = &inspect["manifest"]["artifacts"][0]["verification"][0];
     assert_eq!(
@@ -1080,7 +1080,7 @@ fn referrers_merge_into_the_targets_fallback_index() {
         "--to",
         &to,
         "--allow-unsigned",
-        "--output",
+        "--format",
         "json",
     ];
     let out = airlock(dir, &args(&import, &dst.cli_flags()));

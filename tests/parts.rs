@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 use airlock::registry::Repo;
 use common::fixtures::{self, Compression, Image};
-use common::{airlock, fails_with, ok, TestRegistry};
+use common::{airlock, fails_as, fails_with, ok, TestRegistry};
 
 const LAYER_BYTES: usize = 120_000;
 
@@ -50,7 +50,7 @@ impl Env {
         for k in ["keys/release", "keys/other"] {
             ok(&airlock(
                 dir,
-                &["key", "generate", "--out", k, "--password-file", "pw"],
+                &["key", "generate", "--output", k, "--password-file", "pw"],
             ));
         }
         std::fs::write(
@@ -83,7 +83,7 @@ impl Env {
             "p.lock",
             "-o",
             out,
-            "--sign",
+            "--key",
             "keys/release.key",
             "--password-file",
             "pw",
@@ -141,7 +141,7 @@ fn parts_verify_and_import_exactly_like_the_whole_bundle() {
     // collect --split writes parts and a signed parts manifest instead of the bundle; the
     // parts join to the very bytes collect writes unsplit (collect is reproducible).
     std::fs::create_dir_all(dir.join("dvd")).expect("dir");
-    let out = env.collect("dvd/p.tar.zst", &["--split", "64KiB", "--output", "json"]);
+    let out = env.collect("dvd/p.tar.zst", &["--split", "64KiB", "--format", "json"]);
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     let n_parts = report["parts"]["manifest"]["parts"]
         .as_array()
@@ -181,7 +181,7 @@ fn parts_verify_and_import_exactly_like_the_whole_bundle() {
             "100KiB",
             "--out-dir",
             "usb",
-            "--sign",
+            "--key",
             "keys/release.key",
             "--password-file",
             "pw",
@@ -198,7 +198,7 @@ fn parts_verify_and_import_exactly_like_the_whole_bundle() {
 
     // verify-parts: every part good, the whole digest too.
     let out = env.run(
-        &["verify-parts", "usb", "--output", "json"],
+        &["verify-parts", "usb", "--format", "json"],
         &TRUST.map(String::from),
     );
     let v: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
@@ -289,7 +289,7 @@ fn bad_parts_are_named_and_nothing_is_pushed() {
             && err.contains("p.tar.zst.part-0004 (bad digest)"),
         "{err}"
     );
-    let out = env.run(&["verify-parts", "m", "--output", "json"], &trust);
+    let out = env.run(&["verify-parts", "m", "--format", "json"], &trust);
     assert_eq!(out.status.code(), Some(1));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let bad: Vec<(String, String)> = v["parts"]
@@ -413,7 +413,7 @@ fn bad_parts_are_named_and_nothing_is_pushed() {
 
     // Bad sizes are refused with a clear error before anything is written.
     let out = env.run(&["split", "x.tar.zst", "--size", "0"], &[]);
-    fails_with(&out, "invalid size `0`");
+    fails_as(&out, 2, "invalid size `0`");
     let out = env.run(
         &[
             "collect",
@@ -425,6 +425,6 @@ fn bad_parts_are_named_and_nothing_is_pushed() {
         ],
         &[],
     );
-    fails_with(&out, "invalid size `4 parsecs`");
+    fails_as(&out, 2, "invalid size `4 parsecs`");
     assert!(!dir.join("z.tar.zst").exists());
 }

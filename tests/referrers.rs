@@ -174,7 +174,7 @@ fn import(dir: &Path, dst: &TestRegistry, extra: &[&str]) -> std::process::Outpu
         "--allow-unsigned",
         "--policy",
         "policy.yaml",
-        "--output",
+        "--format",
         "json",
     ];
     a.extend_from_slice(extra);
@@ -300,7 +300,7 @@ fn cosign_v3_referrer_from_a_referrers_api_registry_lands_on_both_kinds_of_targe
     assert_eq!(atts.len(), 3, "{lock}");
 
     // collect verified the bundle.
-    let out = airlock(dir, &["inspect", "b.tar.zst", "--output", "json"]);
+    let out = airlock(dir, &["inspect", "b.tar.zst", "--format", "json"]);
     let inspect: Value = serde_json::from_str(&ok(&out)).expect("json");
     let image = inspect["manifest"]["artifacts"]
         .as_array()

@@ -97,7 +97,7 @@ fn collect_killed_mid_download_does_not_download_completed_blobs_again() {
     );
 
     proxy.release();
-    let out = airlock(dir, &[&args[..], &["--output", "json"]].concat());
+    let out = airlock(dir, &[&args[..], &["--format", "json"]].concat());
     let report: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
     ok(&airlock(dir, &["verify", "r.tar.zst", "--allow-unsigned"]));
     let all: Vec<airlock::oci::Digest> = std::iter::once(&img.config)
@@ -267,7 +267,7 @@ fn import_killed_mid_push_resumes_and_the_ledger_records_only_the_completed_one(
     proxy.release();
 
     let to = format!("{}/m", dst.host);
-    let mut a = vec!["import", "i.tar.zst", "--to", &to, "--output", "json"];
+    let mut a = vec!["import", "i.tar.zst", "--to", &to, "--format", "json"];
     a.extend_from_slice(&ledger);
     let dflags = dst.cli_flags();
     a.extend(dflags.iter().map(String::as_str));

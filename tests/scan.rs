@@ -1239,7 +1239,7 @@ fn db_build_cli_compiles_osv_and_names_a_malformed_record() {
     let dir = tempfile::tempdir().expect("tmp");
     let data = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_airlock"))
-        .args(["db", "build", "--output", "json", "-o"])
+        .args(["db", "build", "--format", "json", "-o"])
         .arg(dir.path().join("vuln.db"))
         .arg("--osv")
         .arg(data.join("alpine"))

@@ -573,7 +573,7 @@ fn hostile_files_are_skipped_with_warnings_in_bounded_memory() {
     ));
     build_db(dir, "vuln.db", true);
     let reference = format!("{}/hostile/app:1", reg.host);
-    let mut args = vec!["scan", &reference, "--db", "vuln.db", "--output", "json"];
+    let mut args = vec!["scan", &reference, "--db", "vuln.db", "--format", "json"];
     let flags = reg.cli_flags();
     args.extend(flags.iter().map(String::as_str));
     let (out, peak_kib) = run_sampling_rss(dir, &args);
@@ -768,7 +768,7 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
                 "pw",
                 "--operator",
                 "cron",
-                "--output",
+                "--format",
                 "json",
             ],
             &dst.cli_flags(),
@@ -802,12 +802,12 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
         "no findings yet"
     );
     // The newer database knows pip's and semver's advisories: new findings, the policy now
-    // fails (exit 1), and the change is recorded against the first rescan.
+    // fails (exit 5, policy), and the change is recorded against the first rescan.
     build_db(dir, "new.db", true);
     let second = rescan("new.db");
     assert_eq!(
         second.status.code(),
-        Some(1),
+        Some(5),
         "{}",
         String::from_utf8_lossy(&second.stderr)
     );

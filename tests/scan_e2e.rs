@@ -144,7 +144,7 @@ fn scan_registry_index_both_platforms_known_findings() {
     let out = airlock(
         dir,
         &args(
-            &["scan", &image, "--db", "vuln.db", "--output", "json"],
+            &["scan", &image, "--db", "vuln.db", "--format", "json"],
             &flags,
         ),
     );
@@ -178,7 +178,7 @@ fn scan_registry_index_both_platforms_known_findings() {
     );
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stdout}\n{stderr}");
+    assert_eq!(out.status.code(), Some(5), "{stdout}\n{stderr}");
     assert!(
         stdout.contains("IMAGE") && stdout.contains("SUPPRESSED-BY"),
         "{stdout}"
@@ -217,7 +217,7 @@ fn scan_registry_index_both_platforms_known_findings() {
                 "policy.yaml",
                 "--platform",
                 "linux/arm64",
-                "--output",
+                "--format",
                 "json",
             ],
             &flags,
@@ -291,7 +291,7 @@ fn scan_bundle_gives_the_same_findings_and_whiteouts_remove_packages() {
             "scan.tar.zst",
             "--db",
             "vuln.db",
-            "--output",
+            "--format",
             "json",
         ],
     );
@@ -334,7 +334,7 @@ fn scan_bundle_gives_the_same_findings_and_whiteouts_remove_packages() {
             "parts/scan.parts.json",
             "--db",
             "vuln.db",
-            "--output",
+            "--format",
             "json",
         ],
     );
@@ -343,7 +343,7 @@ fn scan_bundle_gives_the_same_findings_and_whiteouts_remove_packages() {
     assert_eq!(findings(&v), expected_two_platforms());
     let out = airlock(
         dir,
-        &["scan", "parts", "--db", "vuln.db", "--output", "json"],
+        &["scan", "parts", "--db", "vuln.db", "--format", "json"],
     );
     ok(&out);
     assert_eq!(findings(&json(&out)), expected_two_platforms());
@@ -357,7 +357,7 @@ fn scan_bundle_gives_the_same_findings_and_whiteouts_remove_packages() {
                 &format!("{}/scan/whiteout:1", reg.host),
                 "--db",
                 "vuln.db",
-                "--output",
+                "--format",
                 "json",
             ],
             &flags,
@@ -415,7 +415,7 @@ fn vex_allow_and_database_age_decide_the_gate() {
     std::fs::write(dir.join("vex/musl.openvex.json"), vex).expect("vex");
     let out = scan("fail_on: high\nvex: [vex/musl.openvex.json]\n", &[]);
     let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    assert_eq!(out.status.code(), Some(1), "musl-utils still fails");
+    assert_eq!(out.status.code(), Some(5), "musl-utils still fails");
     let musl = stdout
         .lines()
         .find(|l| l.contains(" musl ") && l.contains("ALPINE-CVE-2025-26519"))
@@ -433,7 +433,7 @@ fn vex_allow_and_database_age_decide_the_gate() {
     // An allow entry valid today suppresses both and the gate passes; the JSON says by what.
     let out = scan(
         "fail_on: high\nallow:\n  - {id: CVE-2025-26519, expires: 2999-12-31, reason: iconv unused}\n",
-        &["--output", "json"],
+        &["--format", "json"],
     );
     let v = json(&out);
     ok(&out);
@@ -449,7 +449,7 @@ fn vex_allow_and_database_age_decide_the_gate() {
         &[],
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(
         stderr.contains("allow entry for CVE-2025-26519 expired on 2020-01-31"),
         "{stderr}"
@@ -482,7 +482,7 @@ fn vex_allow_and_database_age_decide_the_gate() {
         ),
     );
     let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert_eq!(out.status.code(), Some(5), "{stderr}");
     assert!(
         stderr.contains("old.db was built 10days")
             && stderr.contains("older than max_db_age 3days"),
@@ -669,7 +669,7 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
                 "--db",
                 "vuln.db",
                 "--carry-db",
-                "--output",
+                "--format",
                 "json",
             ],
             &flags,
@@ -685,7 +685,7 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
     assert_eq!(scans[0]["summary"]["suppressed"], 2);
     assert_eq!(scans[1]["summary"]["findings"]["unknown"], 1);
 
-    let out = airlock(dir, &["inspect", "s.tar.zst", "--output", "json"]);
+    let out = airlock(dir, &["inspect", "s.tar.zst", "--format", "json"]);
     let inspect = json(&out);
     let arts = inspect["manifest"]["artifacts"]
         .as_array()
@@ -825,7 +825,7 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
     // `airlock scan` of the bundle skips the carried database and scans both platforms.
     let out = airlock(
         dir,
-        &["scan", "s.tar.zst", "--db", "vuln.db", "--output", "json"],
+        &["scan", "s.tar.zst", "--db", "vuln.db", "--format", "json"],
     );
     ok(&out);
     assert_eq!(findings(&json(&out)), expected_two_platforms());

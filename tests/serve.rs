@@ -499,7 +499,7 @@ fn airlock_locks_and_collects_from_serve_the_same_content() {
     ));
     let blobs = |bundle: &str| -> Vec<String> {
         let v: serde_json::Value =
-            serde_json::from_str(&ok(&airlock(dir, &["inspect", bundle, "--output", "json"])))
+            serde_json::from_str(&ok(&airlock(dir, &["inspect", bundle, "--format", "json"])))
                 .expect("json");
         let mut d: Vec<String> = v["manifest"]["blobs"]
             .as_array()

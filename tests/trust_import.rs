@@ -86,7 +86,7 @@ impl World {
         };
         run(&["lock", "b.yaml"]);
         run(&["collect", "b.lock", "-o", "b.tar.zst"]);
-        let out = airlock(dir, &["inspect", "b.tar.zst", "--output", "json"]);
+        let out = airlock(dir, &["inspect", "b.tar.zst", "--format", "json"]);
         let inspect: serde_json::Value = serde_json::from_str(&ok(&out)).expect("json");
         let images: Vec<&serde_json::Value> = inspect["manifest"]["artifacts"]
             .as_array()
@@ -192,7 +192,7 @@ fn import_policy_rejects_or_skips_untrusted_images_before_pushing() {
             "policy.yaml",
             "--on-untrusted",
             "skip-artifact",
-            "--output",
+            "--format",
             "json",
             "--ledger",
             "ledger",
@@ -337,7 +337,7 @@ fn ledger_refuses_an_older_bundle_from_the_same_signer() {
         &[
             "key",
             "generate",
-            "--out",
+            "--output",
             "keys/rel",
             "--password-file",
             "pw",
@@ -368,7 +368,7 @@ fn ledger_refuses_an_older_bundle_from_the_same_signer() {
                 &out,
                 "--sequence",
                 seq,
-                "--sign",
+                "--key",
                 "keys/rel.key",
                 "--password-file",
                 "pw",

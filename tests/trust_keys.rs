@@ -841,7 +841,7 @@ fn cli_generate_with_password_file() {
         &[
             "key",
             "generate",
-            "--out",
+            "--output",
             "keys/release",
             "--password-file",
             "pw",
@@ -879,7 +879,7 @@ fn cli_generate_json_with_env_passwords() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = airlock(
         dir.path(),
-        &["key", "generate", "--out", "a", "--output", "json"],
+        &["key", "generate", "--output", "a", "--format", "json"],
         &[("AIRLOCK_PASSWORD", TEST_PASSWORD)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -892,7 +892,7 @@ fn cli_generate_json_with_env_passwords() {
     // COSIGN_PASSWORD works as a fallback, as in cosign.
     let out = airlock(
         dir.path(),
-        &["key", "generate", "--out", "b", "--quiet"],
+        &["key", "generate", "--output", "b", "--quiet"],
         &[("COSIGN_PASSWORD", TEST_PASSWORD)],
     );
     assert!(out.status.success(), "{}", stderr(&out));
@@ -902,7 +902,7 @@ fn cli_generate_json_with_env_passwords() {
 #[test]
 fn cli_missing_password_writes_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
-    let out = airlock(dir.path(), &["key", "generate", "--out", "keys/x"], &[]);
+    let out = airlock(dir.path(), &["key", "generate", "--output", "keys/x"], &[]);
     assert_eq!(out.status.code(), Some(1));
     let err = stderr(&out);
     for needle in [
@@ -918,7 +918,14 @@ fn cli_missing_password_writes_nothing() {
     // A password file that does not exist: named, and still nothing written.
     let out = airlock(
         dir.path(),
-        &["key", "generate", "--out", "x", "--password-file", "nope"],
+        &[
+            "key",
+            "generate",
+            "--output",
+            "x",
+            "--password-file",
+            "nope",
+        ],
         &[("AIRLOCK_PASSWORD", TEST_PASSWORD)],
     );
     assert_eq!(out.status.code(), Some(1));
@@ -930,11 +937,11 @@ fn cli_missing_password_writes_nothing() {
 fn cli_refuses_to_overwrite_without_force() {
     let dir = tempfile::tempdir().expect("tempdir");
     let env = [("AIRLOCK_PASSWORD", TEST_PASSWORD)];
-    let out = airlock(dir.path(), &["key", "generate", "--out", "k"], &env);
+    let out = airlock(dir.path(), &["key", "generate", "--output", "k"], &env);
     assert!(out.status.success(), "{}", stderr(&out));
     let before = fs_err::read(dir.path().join("k.key")).expect("read");
 
-    let out = airlock(dir.path(), &["key", "generate", "--out", "k"], &env);
+    let out = airlock(dir.path(), &["key", "generate", "--output", "k"], &env);
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
     assert!(stderr(&out).contains("--force"), "{}", stderr(&out));
@@ -944,12 +951,12 @@ fn cli_refuses_to_overwrite_without_force() {
     );
 
     // The existence check comes before the password: no password needed to be told.
-    let out = airlock(dir.path(), &["key", "generate", "--out", "k"], &[]);
+    let out = airlock(dir.path(), &["key", "generate", "--output", "k"], &[]);
     assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
 
     let out = airlock(
         dir.path(),
-        &["key", "generate", "--out", "k", "--force"],
+        &["key", "generate", "--output", "k", "--force"],
         &env,
     );
     assert!(out.status.success(), "{}", stderr(&out));

@@ -98,7 +98,17 @@ pub enum BundleError {
         /// Size in the tar header.
         actual: u64,
     },
-    /// The signature gate refused the bundle; nothing past `airlock.json` was read.
+    /// The bundle carries no signature the policy can check (unsigned, or no `--trust` key
+    /// given) and unsigned bundles are not allowed; nothing past `airlock.json` was read.
+    #[error("bundle `{path}`: refused before reading any blob: {why}")]
+    Unsigned {
+        /// The bundle.
+        path: PathBuf,
+        /// Why.
+        why: String,
+    },
+    /// A signature that does not verify against the trusted keys (or too few of them); nothing
+    /// past `airlock.json` was read.
     #[error("bundle `{path}`: refused before reading any blob: {why}")]
     Untrusted {
         /// The bundle.
@@ -131,12 +141,12 @@ pub enum BundleError {
         source: super::parts::PartError,
     },
     /// A split bundle's parts manifest cannot be used (unreadable, malformed, parts missing).
-    #[error("bundle `{path}`: {why}")]
+    #[error("bundle `{path}`: {source}")]
     Parts {
         /// The parts manifest or directory.
         path: PathBuf,
         /// What is wrong.
-        why: String,
+        source: Box<super::parts::PartsError>,
     },
 }
 

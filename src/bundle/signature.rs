@@ -62,11 +62,15 @@ pub fn check_bytes(
         path: path.to_path_buf(),
         why,
     };
+    let unsigned = |why: String| BundleError::Unsigned {
+        path: path.to_path_buf(),
+        why,
+    };
     if policy.trusted.is_empty() {
         if policy.allow_unsigned {
             return Ok(SignatureStatus::UncheckedAllowed);
         }
-        return Err(refuse(if signature.is_some() {
+        return Err(unsigned(if signature.is_some() {
             "no trusted key given; pass --trust KEY.pub (or --allow-unsigned, for labs only)".into()
         } else {
             "the bundle is not signed; collect it with --sign, or pass --allow-unsigned (labs only)"
@@ -77,7 +81,9 @@ pub fn check_bytes(
         if policy.allow_unsigned {
             return Ok(SignatureStatus::UncheckedAllowed);
         }
-        return Err(refuse(format!("the bundle is not signed (no {sig_name})")));
+        return Err(unsigned(format!(
+            "the bundle is not signed (no {sig_name})"
+        )));
     };
     let sigs = SigFile::from_slice(sig_bytes)
         .map_err(|e| refuse(format!("{sig_name}: {}", crate::error_chain(&e))))?;

@@ -28,7 +28,7 @@ fn parts_error(path: &Path, e: PartsError) -> BundleError {
         },
         other => BundleError::Parts {
             path: path.to_path_buf(),
-            why: crate::error_chain(&other),
+            source: Box::new(other),
         },
     }
 }

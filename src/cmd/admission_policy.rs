@@ -11,11 +11,11 @@ use serde::Serialize;
 use airlock::cluster::admission::{self, AdmissionFormat};
 use airlock::cluster::mirror_config;
 
-use super::{print_json, Global, Output};
+use super::{print_json, Format, Global};
 
 /// Which admission controller to write for.
 #[derive(ValueEnum, Debug, Clone, Copy)]
-pub enum Format {
+pub enum Controller {
     /// Kyverno `ClusterPolicy` with `verifyImages`.
     Kyverno,
     /// sigstore policy-controller `ClusterImagePolicy` (+ `TrustRoot` for offline keyless).
@@ -37,9 +37,9 @@ pub struct Args {
     pub registry: Option<String>,
     /// The admission controller.
     #[arg(long, value_enum)]
-    pub format: Format,
+    pub controller: Controller,
     /// Output directory (created if needed).
-    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "DIR")]
     pub out: PathBuf,
 }
 
@@ -60,18 +60,18 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let admitted =
         super::mirror_config::load_admitted(Some(&args.ledger), None, args.registry.as_deref())?;
     let mirrors = mirror_config::mirrors(&admitted)?;
-    let format = match args.format {
-        Format::Kyverno => AdmissionFormat::Kyverno,
-        Format::PolicyController => AdmissionFormat::PolicyController,
+    let format = match args.controller {
+        Controller::Kyverno => AdmissionFormat::Kyverno,
+        Controller::PolicyController => AdmissionFormat::PolicyController,
     };
     let files = admission::render(format, &policy, &args.policy, &mirrors)?;
     mirror_config::write(&args.out, &files)?;
     let report = Report {
         files: files.iter().map(|f| args.out.join(&f.path)).collect(),
     };
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => {
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => {
             for f in &report.files {
                 outln!("wrote {}", f.display());
             }

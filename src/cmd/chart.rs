@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use airlock::chart::{chart_images, ChartInput, ImageReport, RenderOptions};
 use airlock::collect::chart_images::{fetch_remote_chart, RemoteChart};
 
-use super::{print_json, print_table, Global, Output, RegistryArgs, EXIT_FAILURE};
+use super::{print_json, print_table, Format, Global, RegistryArgs, EXIT_FAILURE};
 
 /// Arguments of `airlock chart`.
 #[derive(clap::Args, Debug)]
@@ -122,9 +122,9 @@ async fn images(a: ImagesArgs, g: &Global) -> anyhow::Result<ExitCode> {
     };
     // The engine runs on its own thread; keep the runtime's workers free meanwhile.
     let report = tokio::task::spawn_blocking(move || chart_images(input, opts)).await??;
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => print_human(&report),
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => print_human(&report),
     }
     Ok(if report.unresolved.is_empty() {
         ExitCode::SUCCESS

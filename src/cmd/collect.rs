@@ -8,7 +8,7 @@ use anyhow::Context;
 use airlock::lock::Lock;
 use airlock::spec::Spec;
 
-use super::{human_bytes, print_json, print_table, Global, Output, RegistryArgs};
+use super::{human_bytes, print_json, print_table, Format, Global, RegistryArgs};
 
 /// Arguments of `airlock collect`.
 #[derive(clap::Args, Debug)]
@@ -16,7 +16,7 @@ pub struct Args {
     /// A lockfile (`NAME.lock`), or a spec whose every reference is pinned by digest.
     pub input: PathBuf,
     /// Bundle to write (`NAME.tar.zst`).
-    #[arg(short = 'o', long = "out")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "BUNDLE")]
     pub out: PathBuf,
     /// Blob cache (default: `$XDG_CACHE_HOME/airlock` or `~/.cache/airlock`).
     #[arg(long)]
@@ -31,7 +31,7 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub sequence: Option<u64>,
     /// Sign `airlock.json` with this key (cosign format). Repeatable: several signers.
-    #[arg(long, value_name = "KEY")]
+    #[arg(long = "key", alias = "sign", value_name = "KEY")]
     pub sign: Vec<PathBuf>,
     /// File holding the signing keys' password (else `AIRLOCK_PASSWORD`, else a prompt).
     #[arg(long, value_name = "FILE")]
@@ -107,6 +107,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    super::create_parent_dir(&args.out)?;
     let registry = args.registry.client(None)?;
     let bars = super::progress::Bars::new(g.quiet);
     let is_spec = matches!(
@@ -157,8 +158,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
-    match g.output {
-        Output::Json => match &parts {
+    match g.format {
+        Format::Json => match &parts {
             None => print_json(&report)?,
             Some(p) => {
                 let mut v = serde_json::to_value(&report)?;
@@ -166,7 +167,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 print_json(&v)?
             }
         },
-        Output::Human => {
+        Format::Table => {
             let rows: Vec<Vec<String>> = report
                 .artifacts
                 .iter()
@@ -217,7 +218,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if let (Output::Human, Some(p)) = (g.output, &parts) {
+    if let (Format::Table, Some(p)) = (g.format, &parts) {
         super::split::print_split(p);
         outln!("removed {}: the parts replace it", report.bundle.display());
     }

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use super::{print_json, Global, Output};
+use super::{print_json, Format, Global};
 
 /// Arguments of `airlock db`.
 #[derive(clap::Args, Debug)]
@@ -23,7 +23,7 @@ pub enum DbCommand {
         #[arg(long = "osv", required = true, value_name = "PATH")]
         osv: Vec<PathBuf>,
         /// The database file to write.
-        #[arg(short = 'o', long = "out", value_name = "FILE")]
+        #[arg(short = 'o', long = "output", alias = "out", value_name = "FILE")]
         out: PathBuf,
     },
 }
@@ -32,10 +32,11 @@ pub enum DbCommand {
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     match args.command {
         DbCommand::Build { osv, out } => {
+            super::create_parent_dir(&out)?;
             let header = airlock::scan::db::build(&osv, &out, std::time::SystemTime::now())?;
-            match g.output {
-                Output::Json => print_json(&header)?,
-                Output::Human => {
+            match g.format {
+                Format::Json => print_json(&header)?,
+                Format::Table => {
                     outln!(
                         "wrote {} ({} records read, {} skipped) built {}",
                         out.display(),

@@ -8,7 +8,7 @@ use anyhow::Context;
 use airlock::import::gate::ImagePolicy;
 use airlock::import::{ImportOptions, Mapping, Recorder, Target};
 
-use super::{human_bytes, print_json, print_table, Global, Output, RegistryArgs, TrustArgs};
+use super::{human_bytes, print_json, print_table, Format, Global, RegistryArgs, TrustArgs};
 
 /// `--on-untrusted`.
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -99,7 +99,7 @@ pub struct Args {
 
 /// Runs `airlock import`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
-    let target: Target = args.to.parse()?;
+    let target: Target = args.to.parse().context("--to")?;
     let rewrites = match &args.mapping {
         Some(p) => Mapping::load_rewrites(p)?,
         None => Vec::new(),
@@ -187,9 +187,9 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let report = report?;
     super::warn_unsigned(&report.signature);
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => {
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => {
             let rows: Vec<Vec<String>> = report
                 .artifacts
                 .iter()

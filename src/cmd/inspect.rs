@@ -8,7 +8,7 @@ use serde::Serialize;
 use airlock::bundle::reader::read_table_of_contents;
 use airlock::bundle::BundleManifest;
 
-use super::{human_bytes, print_json, print_table, Global, Output};
+use super::{human_bytes, print_json, print_table, Format, Global};
 
 /// Arguments of `airlock inspect`.
 #[derive(clap::Args, Debug)]
@@ -29,14 +29,14 @@ struct Report<'a> {
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let c = read_table_of_contents(&args.bundle)?;
     let m = &c.manifest;
-    match g.output {
-        Output::Json => print_json(&Report {
+    match g.format {
+        Format::Json => print_json(&Report {
             bundle: &args.bundle,
             signed: c.signature.is_some(),
             total_bytes: m.total_blob_bytes(),
             manifest: m,
         })?,
-        Output::Human => {
+        Format::Table => {
             outln!("bundle   {} ({})", m.name, args.bundle.display());
             outln!("created  {} by {}", m.created, m.tool);
             outln!("lock     {}", m.lock_digest);

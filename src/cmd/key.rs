@@ -13,7 +13,7 @@ use airlock::trust::read_password;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Global, Output};
+use super::{Format, Global};
 
 /// Arguments of `airlock key`.
 #[derive(clap::Args, Debug)]
@@ -34,7 +34,13 @@ enum KeyCommand {
 #[derive(clap::Args, Debug)]
 struct GenerateArgs {
     /// Path and name of the pair: writes OUT.key and OUT.pub (a trailing .key or .pub is dropped).
-    #[arg(long, value_name = "keys/NAME", default_value = "airlock")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "out",
+        value_name = "keys/NAME",
+        default_value = "airlock"
+    )]
     out: PathBuf,
     /// Read the password for the new private key from this file (one trailing newline removed).
     #[arg(long, value_name = "FILE")]
@@ -66,6 +72,8 @@ fn generate(args: GenerateArgs, global: &Global) -> anyhow::Result<ExitCode> {
     paths.check_free(args.force)?;
     let purpose = format!("the new private key `{}`", paths.private_key.display());
     let password = read_password(args.password_file.as_deref(), &purpose, true)?;
+    // Only once the key can be written: a refused command leaves nothing behind.
+    super::create_parent_dir(&args.out)?;
     if password.is_empty() && !global.quiet {
         errln!(
             "warning: `{}` is encrypted with an empty password",
@@ -81,9 +89,9 @@ fn generate(args: GenerateArgs, global: &Global) -> anyhow::Result<ExitCode> {
         key_id: key.key_id().to_string(),
         algorithm: "ecdsa-p256-sha256",
     };
-    match global.output {
-        Output::Json => println!("{}", serde_json::to_string_pretty(&report)?),
-        Output::Human => {
+    match global.format {
+        Format::Json => println!("{}", serde_json::to_string_pretty(&report)?),
+        Format::Table => {
             outln!("private key  {}", report.private_key.display());
             outln!("public key   {}", report.public_key.display());
             outln!("key id       {}", report.key_id);

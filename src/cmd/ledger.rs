@@ -11,7 +11,7 @@ use airlock::trust::read_password;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{Global, Output, EXIT_FAILURE};
+use super::{Format, Global, EXIT_FAILURE, EXIT_LEDGER};
 
 /// Arguments of `airlock ledger`.
 #[derive(clap::Args, Debug)]
@@ -105,7 +105,7 @@ struct ProveArgs {
     #[arg(long)]
     index: u64,
     /// Write the proof here (default: stdout).
-    #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "FILE")]
     out: Option<PathBuf>,
     /// Check the ledger's checkpoint with this key instead of the directory's own.
     #[arg(long, value_name = "KEY")]
@@ -138,7 +138,7 @@ struct ConsistencyArgs {
     #[arg(long, value_name = "KEY")]
     vkey: Option<String>,
     /// Write the proof (`old N`, hashes, the new checkpoint) here.
-    #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "FILE")]
     out: Option<PathBuf>,
 }
 
@@ -166,7 +166,7 @@ struct WitnessKeyArgs {
     #[arg(long)]
     name: String,
     /// Path without extension: writes OUT.key and OUT.vkey.
-    #[arg(long, value_name = "OUT")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "OUT")]
     out: PathBuf,
     /// Read the password for the new private key from this file.
     #[arg(long, value_name = "FILE")]
@@ -178,7 +178,7 @@ struct ExportArgs {
     /// Ledger directory.
     dir: PathBuf,
     /// The export file (a tar).
-    #[arg(long, short = 'o', value_name = "FILE")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "FILE")]
     out: PathBuf,
     /// Include the evidence store.
     #[arg(long)]
@@ -225,9 +225,9 @@ fn init(a: InitArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let password = read_password(a.password_file.as_deref(), &purpose, true)?;
     let report = ledger::init(&a.dir, &a.origin, password.as_bytes())
         .with_context(|| format!("cannot make ledger `{}`", a.dir.display()))?;
-    match global.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => {
+    match global.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => {
             outln!("ledger       {}", report.dir.display());
             outln!("origin       {}", report.origin);
             outln!("verifier key {}", report.vkey);
@@ -272,9 +272,9 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let mut report = ledger::verify(&dir, &opts)
         .with_context(|| format!("cannot verify ledger `{}`", a.path.display()))?;
     report.dir = a.path.clone();
-    match global.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => {
+    match global.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => {
             outln!("ledger       {}", report.dir.display());
             outln!("origin       {}", report.origin);
             outln!(
@@ -323,7 +323,7 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
             a.path.display(),
             first.full_message()
         );
-        return Ok(ExitCode::from(EXIT_FAILURE));
+        return Ok(ExitCode::from(EXIT_LEDGER));
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -337,9 +337,9 @@ fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
     };
     let found = ledger::find(&a.dir, &query)
         .with_context(|| format!("cannot read ledger `{}`", a.dir.display()))?;
-    match global.output {
-        Output::Json => print_json(&found)?,
-        Output::Human => {
+    match global.format {
+        Format::Json => print_json(&found)?,
+        Format::Table => {
             for m in &found.matches {
                 let result = match &m.result {
                     ledger::Outcome::Admitted => "admitted".to_owned(),
@@ -414,7 +414,10 @@ fn show(a: ShowArgs, global: &Global) -> anyhow::Result<ExitCode> {
 
 fn write_or_print(out: Option<&Path>, text: &str) -> anyhow::Result<()> {
     match out {
-        Some(p) => fs_err::write(p, text)?,
+        Some(p) => {
+            super::create_parent_dir(p)?;
+            fs_err::write(p, text)?
+        }
         None => print!("{}", airlock::untrusted::escape_lines(text)),
     }
     Ok(())
@@ -434,8 +437,8 @@ fn prove(a: ProveArgs, global: &Global) -> anyhow::Result<ExitCode> {
         .with_context(|| format!("cannot prove entry {} of `{}`", a.index, a.dir.display()))?;
     let text = proof.to_text();
     let size = proof.tree_size().unwrap_or(0);
-    match global.output {
-        Output::Json => {
+    match global.format {
+        Format::Json => {
             if let Some(p) = &a.out {
                 fs_err::write(p, &text)?;
             }
@@ -446,7 +449,7 @@ fn prove(a: ProveArgs, global: &Global) -> anyhow::Result<ExitCode> {
                 proof: &text,
             })?;
         }
-        Output::Human => {
+        Format::Table => {
             write_or_print(a.out.as_deref(), &text)?;
             if let (Some(p), false) = (&a.out, global.quiet) {
                 errln!(
@@ -475,9 +478,9 @@ fn verify_proof(a: VerifyProofArgs, global: &Global) -> anyhow::Result<ExitCode>
     let entry = entry.as_deref().map(|e| e.strip_suffix(b"\n").unwrap_or(e));
     let v = ledger::verify_inclusion_proof(&a.proof, &text, &vkey, &witnesses, entry)
         .with_context(|| format!("proof `{}` does not verify", a.proof.display()))?;
-    match global.output {
-        Output::Json => print_json(&v)?,
-        Output::Human => {
+    match global.format {
+        Format::Json => print_json(&v)?,
+        Format::Table => {
             outln!(
                 "OK: entry {} is in {} at tree size {} (root {})",
                 v.index,
@@ -509,9 +512,9 @@ fn consistency(a: ConsistencyArgs, global: &Global) -> anyhow::Result<ExitCode> 
     if let Some(out) = &a.out {
         fs_err::write(out, p.to_text())?;
     }
-    match global.output {
-        Output::Json => print_json(&p)?,
-        Output::Human => {
+    match global.format {
+        Format::Json => print_json(&p)?,
+        Format::Table => {
             outln!(
                 "OK: the ledger grew append-only from size {} to {} ({} proof hashes)",
                 p.old_size,
@@ -545,9 +548,9 @@ fn cosign(a: CosignArgs, global: &Global) -> anyhow::Result<ExitCode> {
             )
         },
     )?;
-    match global.output {
-        Output::Json => print_json(&r)?,
-        Output::Human => {
+    match global.format {
+        Format::Json => print_json(&r)?,
+        Format::Table => {
             outln!("cosigned     {} size {} root {}", r.origin, r.size, r.root);
             outln!("witness      {}", r.witness);
             match r.previous_size {
@@ -576,9 +579,9 @@ fn witness_key(a: WitnessKeyArgs, global: &Global) -> anyhow::Result<ExitCode> {
         verifier_key_file: vkey,
         verifier_key: v.to_string(),
     };
-    match global.output {
-        Output::Json => print_json(&made)?,
-        Output::Human => {
+    match global.format {
+        Format::Json => print_json(&made)?,
+        Format::Table => {
             outln!("private key  {}", made.private_key.display());
             outln!("verifier key {}", made.verifier_key);
         }
@@ -590,9 +593,9 @@ fn export(a: ExportArgs, global: &Global) -> anyhow::Result<ExitCode> {
     let witnesses = vkeys(&a.witness_vkey)?;
     let r = ledger::export(&a.dir, &a.out, &witnesses, a.with_evidence)
         .with_context(|| format!("cannot export ledger `{}`", a.dir.display()))?;
-    match global.output {
-        Output::Json => print_json(&r)?,
-        Output::Human => outln!(
+    match global.format {
+        Format::Json => print_json(&r)?,
+        Format::Table => outln!(
             "wrote `{}`: {} entries, {} checkpoints, {} evidence files, {} bytes",
             r.file.display(),
             r.entries,

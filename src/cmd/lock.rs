@@ -9,7 +9,7 @@ use serde::Serialize;
 use airlock::lock::{Change, Lock};
 use airlock::spec::Spec;
 
-use super::{print_json, print_table, Global, Output, RegistryArgs, EXIT_DRIFT};
+use super::{print_json, print_table, Format, Global, RegistryArgs, EXIT_DRIFT};
 
 /// Arguments of `airlock lock`.
 #[derive(clap::Args, Debug)]
@@ -17,7 +17,7 @@ pub struct Args {
     /// The spec (`bundles/NAME.yaml`).
     pub spec: PathBuf,
     /// Lockfile to write (default: the spec path with `.lock`).
-    #[arg(short = 'o', long = "out")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "FILE")]
     pub out: Option<PathBuf>,
     /// Do not write; exit 3 if the lockfile is missing or differs from what the registries
     /// serve now.
@@ -84,15 +84,15 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         fs_err::rename(&tmp, &out)?;
         written = true;
     }
-    match g.output {
-        Output::Json => print_json(&Report {
+    match g.format {
+        Format::Json => print_json(&Report {
             lockfile: &out,
             written,
             drift,
             changes: &changes,
             lock: &lock,
         })?,
-        Output::Human => {
+        Format::Table => {
             if changes.is_empty() && !drift {
                 if !g.quiet {
                     outln!(

@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{print_json, Global, Output, RegistryArgs};
+use super::{print_json, Format, Global, RegistryArgs};
 
 /// The most read from stdin for a password: tokens are long, but not this long.
 const MAX_PASSWORD_BYTES: u64 = 64 * 1024;
@@ -42,12 +42,12 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         .registry_args
         .options(airlock::registry::CredentialStore::empty());
     let place = airlock::registry::login::login(options, &host, creds).await?;
-    match g.output {
-        Output::Json => print_json(&Report {
+    match g.format {
+        Format::Json => print_json(&Report {
             registry: &host,
             stored_in: &place,
         })?,
-        Output::Human => outln!("Login succeeded for {host}: stored in {place}"),
+        Format::Table => outln!("Login succeeded for {host}: stored in {place}"),
     }
     Ok(ExitCode::SUCCESS)
 }

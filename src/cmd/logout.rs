@@ -4,7 +4,7 @@ use std::process::ExitCode;
 
 use serde::Serialize;
 
-use super::{print_json, Global, Output};
+use super::{print_json, Format, Global};
 
 /// Arguments of `airlock logout`.
 #[derive(clap::Args, Debug)]
@@ -23,12 +23,12 @@ struct Report<'a> {
 pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let host = airlock::registry::auth::normalize_host(&args.host);
     let place = airlock::registry::login::logout(&host)?;
-    match g.output {
-        Output::Json => print_json(&Report {
+    match g.format {
+        Format::Json => print_json(&Report {
             registry: &host,
             removed_from: place.as_ref(),
         })?,
-        Output::Human => match &place {
+        Format::Table => match &place {
             Some(p) => outln!("Removed credentials for {host} from {p}"),
             None => outln!("No credentials were stored for {host}"),
         },

@@ -10,11 +10,11 @@ use serde::Serialize;
 
 use airlock::cluster::{mirror_config, Admitted, MirrorFormat, MirrorOptions};
 
-use super::{print_json, print_table, Global, Output};
+use super::{print_json, print_table, Format, Global};
 
 /// Which runtime's configuration to write.
 #[derive(ValueEnum, Debug, Clone, Copy)]
-pub enum Format {
+pub enum Runtime {
     /// containerd `HOST/hosts.toml` (point `config_path` or `ctr --hosts-dir` at the directory).
     Containerd,
     /// k3s / RKE2 `registries.yaml`.
@@ -39,9 +39,9 @@ pub struct Args {
     /// An import's `--output json` report instead of the ledger.
     #[arg(long, value_name = "FILE")]
     pub from_report: Option<PathBuf>,
-    /// The format to write.
+    /// The runtime (or platform) whose configuration to write.
     #[arg(long, value_enum)]
-    pub format: Format,
+    pub runtime: Runtime,
     /// CA certificate (PEM) the nodes must trust for the internal registry.
     #[arg(long = "ca-file", value_name = "PEM")]
     pub ca_file: Option<PathBuf>,
@@ -56,7 +56,7 @@ pub struct Args {
     #[arg(long)]
     pub digest_only: bool,
     /// Output directory (created if needed).
-    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "DIR")]
     pub out: PathBuf,
 }
 
@@ -103,11 +103,11 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         )),
         None => None,
     };
-    let format = match args.format {
-        Format::Containerd => MirrorFormat::Containerd,
-        Format::K3s => MirrorFormat::K3s,
-        Format::Crio => MirrorFormat::Crio,
-        Format::Idms => MirrorFormat::Idms,
+    let format = match args.runtime {
+        Runtime::Containerd => MirrorFormat::Containerd,
+        Runtime::K3s => MirrorFormat::K3s,
+        Runtime::Crio => MirrorFormat::Crio,
+        Runtime::Idms => MirrorFormat::Idms,
     };
     let opts = MirrorOptions {
         ca,
@@ -120,9 +120,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         mirrors,
         files: files.iter().map(|f| args.out.join(&f.path)).collect(),
     };
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => {
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => {
             let rows: Vec<Vec<String>> = report
                 .mirrors
                 .iter()

@@ -24,6 +24,7 @@ pub mod admission_policy;
 pub mod chart;
 pub mod collect;
 pub mod db;
+pub mod hints;
 pub mod import;
 pub mod inspect;
 pub mod key;
@@ -42,18 +43,40 @@ pub mod split;
 pub mod verify;
 pub mod verify_parts;
 
-/// The operation failed: bad input, a verification failure, a registry error.
-pub const EXIT_FAILURE: u8 = 1;
+/// A report's exit code when what it reports is a failure by policy (a scan gate that fails,
+/// a rescan that now fails): the same code as an error of that kind.
+pub const EXIT_POLICY: u8 = 5;
 /// `lock --check` found drift.
 pub const EXIT_DRIFT: u8 = 3;
+/// `ledger verify` found the ledger broken or tampered with.
+pub const EXIT_LEDGER: u8 = 7;
+/// Other failures reported as a result rather than an error (`chart images` with unresolved
+/// images, `verify-parts` with bad parts).
+pub const EXIT_FAILURE: u8 = 1;
+
+/// The version line: the crate version, the commit and the build date (from `build.rs`); the
+/// ledger records the same string as the importer.
+pub const VERSION: &str = airlock::VERSION;
+
+/// The `--help` footer: exit codes, one per error class, from [`airlock::error_kind`].
+fn exit_codes_help() -> String {
+    let mut s = String::from("Exit codes:\n  0  success\n");
+    for k in airlock::error_kind::ErrorKind::ALL {
+        s.push_str(&format!(
+            "  {}  {} ({})\n",
+            k.exit_code(),
+            k.meaning(),
+            k.name()
+        ));
+    }
+    s.push_str("With --format json, a failure prints {\"error\": {\"kind\", \"message\", \"artifact\"}} on stdout.");
+    s
+}
 
 /// airlock carries container images, Helm charts and files into air-gapped sites and proves
 /// what crossed.
-///
-/// Exit codes: 0 success; 1 failure (bad input, verification failed, registry error);
-/// 2 usage error; 3 `lock --check` found drift.
 #[derive(Parser, Debug)]
-#[command(name = "airlock", version, about, long_about)]
+#[command(name = "airlock", version = VERSION, about, long_about, after_help = exit_codes_help())]
 pub struct Cli {
     /// Flags every command takes.
     #[command(flatten)]
@@ -66,25 +89,33 @@ pub struct Cli {
 /// Flags every command takes.
 #[derive(Args, Debug, Clone)]
 pub struct Global {
-    /// Output format for reports on stdout.
-    #[arg(long, global = true, value_enum, default_value_t = Output::Human)]
-    pub output: Output,
+    /// Format of reports (and errors) on stdout.
+    #[arg(long, global = true, value_enum, default_value_t = Format::Table, env = "AIRLOCK_FORMAT", help_heading = "Output")]
+    pub format: Format,
     /// No progress bars and no informational messages on stderr.
-    #[arg(long, short, global = true)]
+    #[arg(
+        long,
+        short,
+        global = true,
+        env = "AIRLOCK_QUIET",
+        help_heading = "Output"
+    )]
     pub quiet: bool,
 }
 
 /// How reports are printed.
 #[derive(ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Output {
+pub enum Format {
     /// Tables and sentences for people.
-    Human,
+    #[value(alias = "human")]
+    Table,
     /// One JSON document on stdout.
     Json,
 }
 
 /// How to reach registries; shared by every command that talks to one.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Registry access")]
 pub struct RegistryArgs {
     /// Registry (HOST:PORT) that may be reached over plain HTTP. Repeatable. Nothing else is,
     /// not even localhost.
@@ -156,6 +187,7 @@ impl RegistryArgs {
 
 /// Which signatures a bundle must carry (verify, import).
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Bundle signature")]
 pub struct TrustArgs {
     /// Public key (PEM) whose signature on a bundle counts. Repeatable.
     #[arg(long, value_name = "KEY.pub")]
@@ -219,10 +251,10 @@ pub enum Command {
     /// The offline vulnerability database.
     Db(db::Args),
     /// Scan an image in a registry, or every image of a bundle: packages, vulnerabilities and
-    /// the policy gate (exit 1 when it fails).
+    /// the policy gate (exit 5 when it fails).
     Scan(scan::Args),
     /// Re-judge every image the ledger admitted against a newer database: what changed since
-    /// the last rescan, a ledger entry, Prometheus metrics (exit 1 when the policy now fails).
+    /// the last rescan, a ledger entry, Prometheus metrics (exit 5 when the policy now fails).
     Rescan(rescan::Args),
     /// The provenance ledger: init, verify, show, prove, consistency, cosign, export.
     Ledger(ledger::Args),
@@ -334,23 +366,57 @@ pub fn init_tracing(_global: &Global) {
         .try_init();
 }
 
-/// Prints the error chain on one line, the way users read it: what failed, then why. The line
-/// is escaped as a whole: names from a bundle or a registry can hold escape sequences that
-/// would erase it and print a fake "OK" instead.
-pub fn print_error(err: &anyhow::Error) {
-    let mut msg = format!("error: {err}");
+/// The error chain on one line, the way users read it: what failed, then why (a cause
+/// already quoted by the one before it is not repeated).
+pub fn error_line(err: &anyhow::Error) -> String {
+    let mut msg = err.to_string();
     for cause in err.chain().skip(1) {
         let c = cause.to_string();
         if !msg.contains(&c) {
             msg.push_str(&format!(": {c}"));
         }
     }
-    eprintln!("{}", airlock::untrusted::escape(&msg));
+    msg
 }
 
-/// Maps an error to the documented exit code.
-pub fn exit_code_for(_err: &anyhow::Error) -> ExitCode {
-    ExitCode::from(EXIT_FAILURE)
+/// Prints a failure once: on stderr as `error: …` plus `hint:` lines, and with `--format json`
+/// also `{"error": {kind, message, artifact}}` on stdout, so a script reading stdout gets an
+/// answer either way. The line is escaped as a whole: names from a bundle or a registry can
+/// hold escape sequences that would erase it and print a fake "OK" instead.
+pub fn print_error(err: &anyhow::Error, format: Format) {
+    let message = error_line(err);
+    eprintln!(
+        "{}",
+        airlock::untrusted::escape(&format!("error: {message}"))
+    );
+    for hint in hints::for_error(err) {
+        eprintln!("{}", airlock::untrusted::escape(&format!("hint: {hint}")));
+    }
+    if format == Format::Json {
+        let kind = airlock::error_kind::of(err.as_ref());
+        let doc = serde_json::json!({
+            "error": {
+                "kind": kind.name(),
+                "exit_code": kind.exit_code(),
+                "message": message,
+                "artifact": airlock::error_kind::artifact(err.as_ref()),
+            }
+        });
+        println!("{doc:#}");
+    }
+}
+
+/// Maps an error to the documented exit code of its class ([`airlock::error_kind::of`]).
+pub fn exit_code_for(err: &anyhow::Error) -> ExitCode {
+    ExitCode::from(airlock::error_kind::of(err.as_ref()).exit_code())
+}
+
+/// Creates the directory an output file goes into, as most tools do (`-o out/b.tar.zst`).
+pub fn create_parent_dir(file: &std::path::Path) -> anyhow::Result<()> {
+    match file.parent() {
+        Some(p) if !p.as_os_str().is_empty() => Ok(fs_err::create_dir_all(p)?),
+        _ => Ok(()),
+    }
 }
 
 /// The default blob cache: `$XDG_CACHE_HOME/airlock` or `~/.cache/airlock`.

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
-use super::{print_json, print_table, Global, Output};
+use super::{print_json, print_table, Format, Global};
 
 /// Arguments of `airlock pin`.
 #[derive(clap::Args, Debug)]
@@ -26,7 +26,7 @@ pub struct Args {
     #[arg(long)]
     pub in_place: bool,
     /// Write the pinned files into this directory (same file names).
-    #[arg(short = 'o', long = "out", value_name = "DIR")]
+    #[arg(short = 'o', long = "output", alias = "out", value_name = "DIR")]
     pub out: Option<PathBuf>,
 }
 
@@ -71,9 +71,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         fs_err::rename(&tmp, &dest)?;
     }
     let reports: Vec<_> = results.into_iter().map(|(_, _, r)| r).collect();
-    match g.output {
-        Output::Json => print_json(&reports)?,
-        Output::Human => {
+    match g.format {
+        Format::Json => print_json(&reports)?,
+        Format::Table => {
             let rows: Vec<Vec<String>> = reports
                 .iter()
                 .flat_map(|r| {

@@ -8,15 +8,17 @@ use std::process::ExitCode;
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::{human_bytes, print_json, Global, Output, RegistryArgs};
+use super::{human_bytes, print_json, Format, Global, RegistryArgs};
 
 /// Arguments of `airlock receipt`.
 #[derive(clap::Args, Debug)]
 pub struct Args {
-    /// The registry to walk (`HOST[:PORT]`).
-    #[arg(long)]
+    /// The registry to walk, and optionally only repositories under a path:
+    /// `HOST[:PORT][/PREFIX]` (as `import --to` takes it).
+    #[arg(long, value_name = "HOST[:PORT][/PREFIX]")]
     pub registry: String,
-    /// Only repositories under this path (e.g. the import prefix).
+    /// Only repositories under this path (e.g. the import prefix); the same as a `/PREFIX` on
+    /// `--registry`.
     #[arg(long, value_name = "PATH")]
     pub prefix: Option<String>,
     /// Only repositories that imports recorded (admitted) in this ledger pushed to: what
@@ -24,7 +26,12 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub ledger: Option<PathBuf>,
     /// Receipt to write.
-    #[arg(short = 'o', long = "out", value_name = "RECEIPT.json")]
+    #[arg(
+        short = 'o',
+        long = "output",
+        alias = "out",
+        value_name = "RECEIPT.json"
+    )]
     pub out: PathBuf,
     /// Sign the receipt with the `--ledger`'s own key, into `RECEIPT.json.note` (a signed
     /// note the connected side checks with `collect --trust-receipt ledger.vkey`).
@@ -69,23 +76,31 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
         _ => None,
     };
-    let registry = args.registry_args.client(Some(&args.registry))?;
+    let target: airlock::import::Target = args.registry.parse().context("--registry")?;
+    let prefix = match (target.prefix.as_str(), args.prefix.as_deref()) {
+        ("", p) => p.map(str::to_string),
+        (p, None) => Some(p.to_string()),
+        (a, Some(b)) if a == b.trim_matches('/') => Some(a.to_string()),
+        (a, Some(b)) => {
+            return Err(airlock::error_kind::UsageError(format!(
+                "--registry names prefix `{a}` and --prefix `{b}`: give the prefix once"
+            ))
+            .into())
+        }
+    };
+    let host = target.registry.as_str();
+    let registry = args.registry_args.client(Some(host))?;
     let bars = super::progress::Bars::new(g.quiet);
     airlock::progress::Reporter::phase(&bars, "receipt", 0);
     let only = match &args.ledger {
-        Some(dir) => Some(airlock::receipt::ledger_repositories(dir, &args.registry)?),
+        Some(dir) => Some(airlock::receipt::ledger_repositories(dir, host)?),
         None => None,
     };
-    let receipt = airlock::receipt::take(
-        &registry,
-        &args.registry,
-        args.prefix.as_deref(),
-        only.as_ref(),
-        &bars,
-    )
-    .await;
+    let receipt =
+        airlock::receipt::take(&registry, host, prefix.as_deref(), only.as_ref(), &bars).await;
     airlock::progress::Reporter::finish_phase(&bars);
     let receipt = receipt.with_context(|| format!("taking a receipt of {}", args.registry))?;
+    super::create_parent_dir(&args.out)?;
     let mut signers = receipt.write(&args.out, &signers)?;
     if let Some(s) = &ledger_signer {
         airlock::receipt::sign_with_ledger(&args.out, s)?;
@@ -100,9 +115,9 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         blob_bytes: receipt.blobs.iter().map(|b| b.size).sum(),
         signers,
     };
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => outln!(
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => outln!(
             "wrote {} ({}): {} manifests, {} blobs ({}) held by {}{}",
             args.out.display(),
             report.digest,

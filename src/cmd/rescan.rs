@@ -12,7 +12,7 @@ use airlock::scan::image::ScanContext;
 use airlock::scan::policy::ScanPolicy;
 use airlock::scan::rescan;
 
-use super::{print_json, Global, Output, RegistryArgs, EXIT_FAILURE};
+use super::{print_json, Format, Global, RegistryArgs, EXIT_POLICY};
 
 /// Arguments of `airlock rescan`.
 #[derive(clap::Args, Debug)]
@@ -115,8 +115,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         rescan::write_atomically(path, rescan::metrics(&outcome, now).as_bytes())
             .with_context(|| format!("writing metrics to `{}`", path.display()))?;
     }
-    match g.output {
-        Output::Json => print_json(&serde_json::json!({
+    match g.format {
+        Format::Json => print_json(&serde_json::json!({
             "passed": outcome.passed(),
             "ledger_entry": receipt.index,
             "database": {"digest": db.digest(), "built_at": db.header().built_at},
@@ -130,7 +130,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 "changes": outcome.changes.get(&s.target.digest.to_string()),
             })).collect::<Vec<_>>(),
         }))?,
-        Output::Human => {
+        Format::Table => {
             let rows: Vec<_> = outcome
                 .scans
                 .iter()
@@ -177,5 +177,5 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             eprintln!("error: scan policy now fails: {}: {r}", s.target.name);
         }
     }
-    Ok(ExitCode::from(EXIT_FAILURE))
+    Ok(ExitCode::from(EXIT_POLICY))
 }

@@ -10,7 +10,7 @@ use airlock::scan::image::ScanSummary;
 use airlock::scan::policy::{ScanPolicy, Suppression};
 use airlock::scan::run::{ScanInput, ScanOutcome, ScanRequest, Scanner};
 
-use super::{print_json, print_table, Global, Output, RegistryArgs, EXIT_FAILURE};
+use super::{print_json, print_table, Format, Global, RegistryArgs, EXIT_POLICY};
 
 /// Which scanner produces the evidence.
 #[derive(clap::ValueEnum, Debug, Clone, Copy, PartialEq, Eq)]
@@ -110,9 +110,9 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let outcome = airlock::scan::run::run(&req, &registry, &bars)
         .await
         .with_context(|| format!("scanning `{}`", args.target))?;
-    match g.output {
-        Output::Json => print_json(&outcome)?,
-        Output::Human => print_human(&outcome),
+    match g.format {
+        Format::Json => print_json(&outcome)?,
+        Format::Table => print_human(&outcome),
     }
     if outcome.passed {
         return Ok(ExitCode::SUCCESS);
@@ -129,7 +129,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    Ok(ExitCode::from(EXIT_FAILURE))
+    Ok(ExitCode::from(EXIT_POLICY))
 }
 
 /// The per-image table: image, platform, OS, packages, counts by severity, gate.

@@ -9,7 +9,7 @@ use anyhow::Context as _;
 use airlock::bundle::parts::{self, SplitReport};
 use airlock::trust::keys::SigningKey;
 
-use super::{human_bytes, print_json, print_table, Global, Output};
+use super::{human_bytes, print_json, print_table, Format, Global};
 
 /// Arguments of `airlock split`.
 #[derive(clap::Args, Debug)]
@@ -23,7 +23,7 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub out_dir: Option<PathBuf>,
     /// Sign `NAME.parts.json` with this key (cosign format). Repeatable: several signers.
-    #[arg(long, value_name = "KEY")]
+    #[arg(long = "key", alias = "sign", value_name = "KEY")]
     pub sign: Vec<PathBuf>,
     /// File holding the signing keys' password (else `AIRLOCK_PASSWORD`, else a prompt).
     #[arg(long, value_name = "FILE")]
@@ -61,9 +61,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     if args.remove_bundle {
         fs_err::remove_file(&args.bundle)?;
     }
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => print_split(&report),
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => print_split(&report),
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use airlock::bundle::reader::VerifyOnly;
 use airlock::bundle::BundleSource;
 
-use super::{human_bytes, print_json, Global, Output, TrustArgs};
+use super::{human_bytes, print_json, Format, Global, TrustArgs};
 
 /// Arguments of `airlock verify`.
 #[derive(clap::Args, Debug)]
@@ -85,9 +85,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     };
     super::warn_unsigned(&visitor.status);
     super::warn_unsigned(&report.parts_signature);
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => {
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => {
             let signed = match &report.signature {
                 Some(airlock::bundle::signature::SignatureStatus::Verified { signers }) => {
                     format!("signed by {}", signers.join(", "))

@@ -11,7 +11,7 @@ use airlock::bundle::parts::{check_parts, PartStatus, PartsSet};
 use airlock::bundle::signature::SignatureStatus;
 use airlock::bundle::BundleSource;
 
-use super::{human_bytes, print_json, print_table, Global, Output, TrustArgs};
+use super::{human_bytes, print_json, print_table, Format, Global, TrustArgs};
 
 /// Arguments of `airlock verify-parts`.
 #[derive(clap::Args, Debug)]
@@ -61,9 +61,9 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         parts: &check.parts,
     };
     super::warn_unsigned(&signature);
-    match g.output {
-        Output::Json => print_json(&report)?,
-        Output::Human => {
+    match g.format {
+        Format::Json => print_json(&report)?,
+        Format::Table => {
             let rows: Vec<Vec<String>> = check
                 .parts
                 .iter()
@@ -94,6 +94,17 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             .iter()
             .map(|p| format!("{} ({})", p.name, p.status.replace('_', " ")))
             .collect();
+        if g.format == Format::Json {
+            // The report on stdout already lists the bad parts: one JSON document, not two.
+            errln!(
+                "error: `{}`: {} of {} parts are bad: {}; carry those parts again",
+                set.path.display(),
+                bad.len(),
+                check.parts.len(),
+                names.join(", ")
+            );
+            return Ok(ExitCode::from(super::EXIT_FAILURE));
+        }
         anyhow::bail!(
             "`{}`: {} of {} parts are bad: {}; carry those parts again",
             set.path.display(),

@@ -32,7 +32,7 @@ impl std::fmt::Display for Target {
 #[derive(Debug, thiserror::Error)]
 pub enum MappingError {
     /// `--to` does not parse.
-    #[error("--to `{0}`: expected HOST[:PORT][/PREFIX], e.g. registry.local:5000/mirror")]
+    #[error("`{0}`: expected HOST[:PORT][/PREFIX], e.g. registry.local:5000/mirror")]
     BadTarget(String),
     /// The mapping file cannot be read or parsed.
     #[error("mapping file `{path}`: {why}")]

@@ -496,7 +496,7 @@ impl Entry {
             index: 0,
             time: now_rfc3339(),
             operator: operator.to_owned(),
-            importer: concat!("airlock/", env!("CARGO_PKG_VERSION")).to_owned(),
+            importer: format!("airlock/{}", crate::VERSION),
             bundle: BundleRecord {
                 digest: bundle_digest.to_owned(),
                 name: None,

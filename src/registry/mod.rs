@@ -9,6 +9,7 @@
 pub mod auth;
 pub mod auth_file;
 pub mod cred_helper;
+pub mod diagnose;
 pub mod http;
 pub mod limit;
 pub mod login;
@@ -144,7 +145,7 @@ pub enum RegistryError {
     #[error(transparent)]
     Credentials(#[from] Box<auth::AuthError>),
     /// Authentication required and refused or impossible.
-    #[error("{registry}: authentication failed ({why}); hint: pass --creds {registry}=USER:PASSWORD or log in with `docker login`/`skopeo login`")]
+    #[error("{registry}: authentication failed ({why})")]
     Unauthorized {
         /// Registry host.
         registry: String,
@@ -734,10 +735,13 @@ impl Registry {
             drop(permit);
             match sent {
                 Err(source) => {
-                    let retryable = source.is_connect()
+                    // A TLS mismatch, an unknown CA or a name that does not resolve stays so.
+                    let transient = source.is_connect()
                         || source.is_timeout()
                         || source.is_request()
                         || source.is_body();
+                    let unresolved = source.is_connect() && !diagnose::resolves(url).await;
+                    let retryable = transient && !unresolved && !diagnose::is_permanent(&source);
                     if retryable && attempt < policy.attempts {
                         tracing::debug!(%url, %source, attempt, "retrying after transport error");
                         tokio::time::sleep(delay).await;

@@ -359,6 +359,8 @@ fn airlock_command(program: &Path, dir: &Path) -> Command {
         .env_remove("DOCKER_CONFIG")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("SOURCE_DATE_EPOCH")
+        .env_remove("AIRLOCK_FORMAT")
+        .env_remove("AIRLOCK_QUIET")
         .env("XDG_CACHE_HOME", dir.join("cache"))
         .stdin(Stdio::null());
     c
@@ -399,15 +401,33 @@ pub fn ok(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// Asserts failure with exit code 1 and a one-line error containing `needle`; returns stderr.
+/// Asserts a failure (a documented failure class: exit 1, or 4 to 7; not usage or drift) with a
+/// one-line error containing `needle`; returns stderr. [`fails_as`] pins the class too.
 pub fn fails_with(out: &Output, needle: &str) -> String {
-    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(
+        matches!(out.status.code(), Some(1 | 4..=7)),
+        "expected a failure exit code (1, 4-7), got {:?}; stdout: {}\nstderr: {}",
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    one_error_line(out, needle)
+}
+
+/// Asserts exit `code` (README "Exit codes": 1 other, 2 usage, 4 verification, 5 policy,
+/// 6 registry, 7 ledger) with a one-line error containing `needle`; returns stderr.
+pub fn fails_as(out: &Output, code: i32, needle: &str) -> String {
     assert_eq!(
         out.status.code(),
-        Some(1),
-        "expected exit 1; stdout: {}\nstderr: {stderr}",
-        String::from_utf8_lossy(&out.stdout)
+        Some(code),
+        "wrong exit code; stderr: {}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    one_error_line(out, needle)
+}
+
+fn one_error_line(out: &Output, needle: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
     let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("error:")).collect();
     assert_eq!(errors.len(), 1, "expected one error line, got: {stderr}");
     assert!(
