@@ -61,6 +61,7 @@ if [ ! -x "$FERRO" ]; then
   CARGO_PROFILE_RELEASE_OPT_LEVEL=1 CARGO_TARGET_DIR=target/peers/ferro-build \
     cargo install --locked ferro-oci-server --version 1.0.0 --root target/peers/ferro
   rm -rf target/peers/ferro-build
+fi
 export AIRLOCK_FERRO="$PWD/$FERRO"
 rustup component list --installed 2>/dev/null | grep -q '^rustfmt' || rustup component add rustfmt
 rustup component list --installed 2>/dev/null | grep -q '^clippy' || rustup component add clippy
