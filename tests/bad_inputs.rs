@@ -767,7 +767,14 @@ fn refuses_registry_that_never_recovers() {
     ];
     for (n, (case, fault, extra, needles, counted, times)) in cases.into_iter().enumerate() {
         let proxy = Proxy::start(&env.src.host, fault);
-        let mut flags = vec![s("--insecure-registry"), proxy.host.clone()];
+        // One request in flight, so the count is exactly one request's attempts (concurrent
+        // requests each have their own bounded attempts; tests/concurrency.rs covers those).
+        let mut flags = vec![
+            s("--insecure-registry"),
+            proxy.host.clone(),
+            s("--max-requests"),
+            s("1"),
+        ];
         flags.extend(extra);
         let spec = env.spec(&format!("case-{n}.yaml"), &proxy.host, true);
         let spec = spec.to_str().expect("utf-8");
@@ -803,6 +810,8 @@ fn refuses_registry_that_never_recovers() {
             "--insecure-registry",
             &proxy.host,
             "--jobs",
+            "1",
+            "--max-requests",
             "1",
         ],
         &[],
