@@ -681,7 +681,13 @@ fn survives_transient_registry_faults() {
     for (n, (case, fault, retried, at_least)) in cases.into_iter().enumerate() {
         eprintln!("--- case: {case}");
         let proxy = Proxy::start(&env.src.host, fault);
-        let flags = vec![s("--insecure-registry"), proxy.host.clone()];
+        // One request in flight: the faults hit the request named, not whichever ran first.
+        let flags = vec![
+            s("--insecure-registry"),
+            proxy.host.clone(),
+            s("--max-requests"),
+            s("1"),
+        ];
         let spec = env.spec(&format!("case-{n}.yaml"), &proxy.host, true);
         let spec = spec.to_str().expect("utf-8");
         let out_file = format!("case-{n}.tar.zst");
