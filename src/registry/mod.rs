@@ -490,6 +490,22 @@ impl Registry {
         follow(&self.origin(registry), base, header, target)
     }
 
+    /// The next page of a paginated answer to `url`: its `Link: <…>; rel="next"`, resolved on
+    /// the registry's origin (a page that points elsewhere is refused).
+    fn next_page(
+        &self,
+        registry: &str,
+        url: &str,
+        resp: &reqwest::Response,
+    ) -> Result<Option<String>, RegistryError> {
+        resp.headers()
+            .get(reqwest::header::LINK)
+            .and_then(|v| v.to_str().ok())
+            .and_then(next_link)
+            .map(|target| self.follow(registry, url, "Link", &target))
+            .transpose()
+    }
+
     /// The `Authorization` header for a request to `url`, only when `url` is on the registry's
     /// own origin: credentials and tokens never travel to another host, port or scheme.
     fn auth_header(&self, registry: &str, scope: &str, url: &str) -> Option<String> {
@@ -880,15 +896,7 @@ impl Registry {
             if !resp.status().is_success() {
                 return Err(Self::status_error(Method::GET, &url, resp).await);
             }
-            next = match resp
-                .headers()
-                .get(reqwest::header::LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link)
-            {
-                Some(target) => Some(self.follow(registry, &url, "Link", &target)?),
-                None => None,
-            };
+            next = self.next_page(registry, &url, &resp)?;
             let bytes = read_capped(resp, MAX_PAGE, &Method::GET, &url, "list page").await?;
             let v: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {

@@ -8,11 +8,11 @@
 //! is buffered past the cap. The `artifactType` of a listed descriptor is the registry's word:
 //! callers read the referrer's manifest before believing it.
 
-use reqwest::header::{ACCEPT, CONTENT_TYPE, LINK};
+use reqwest::header::{ACCEPT, CONTENT_TYPE};
 use reqwest::Method;
 
 use super::http::read_capped;
-use super::{next_link, Registry, RegistryError, Repo};
+use super::{Registry, RegistryError, Repo};
 use crate::oci::{media, Descriptor, Digest};
 
 /// Most referrers accepted for one subject (all pages together).
@@ -97,15 +97,7 @@ impl Registry {
             if !status.is_success() {
                 return Err(Self::status_error(Method::GET, &url, resp).await);
             }
-            next = match resp
-                .headers()
-                .get(LINK)
-                .and_then(|v| v.to_str().ok())
-                .and_then(next_link)
-            {
-                Some(target) => Some(self.follow(&repo.registry, &url, "Link", &target)?),
-                None => None,
-            };
+            next = self.next_page(&repo.registry, &url, &resp)?;
             let body = read_capped(resp, budget, &Method::GET, &url, "referrers listing").await?;
             budget -= body.len();
             let Some(list) = parse_page(&body) else {
