@@ -270,7 +270,24 @@ pub async fn push_oci_chart_tgz(
     version: &str,
     tgz: Vec<u8>,
 ) -> Digest {
+    push_oci_chart_claiming(reg, repo, name, version, tgz, None).await
+}
+
+/// [`push_oci_chart_tgz`] whose manifest declares `claimed_size` for the chart layer (the blob
+/// pushed is the real one), to test limits applied before download.
+pub async fn push_oci_chart_claiming(
+    reg: &Registry,
+    repo: &Repo,
+    name: &str,
+    version: &str,
+    tgz: Vec<u8>,
+    claimed_size: Option<u64>,
+) -> Digest {
     let tgz = Blob::new(tgz, media::HELM_CHART);
+    let mut layer = tgz.descriptor();
+    if let Some(n) = claimed_size {
+        layer["size"] = json!(n);
+    }
     let config = Blob::new(
         serde_json::to_vec(&json!({"apiVersion": "v2", "name": name, "version": version}))
             .expect("json"),
@@ -280,7 +297,7 @@ pub async fn push_oci_chart_tgz(
         "schemaVersion": 2,
         "mediaType": media::OCI_MANIFEST,
         "config": config.descriptor(),
-        "layers": [tgz.descriptor()],
+        "layers": [layer],
         "annotations": {"org.opencontainers.image.title": name, "org.opencontainers.image.version": version},
     });
     let img = Image {
