@@ -22,7 +22,7 @@ use crate::oci::{
 use crate::progress::Reporter;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError, Repo};
-use crate::spec::{parse_oci_chart_ref, ChartSpec, Spec};
+use crate::spec::{parse_oci_chart_ref, ChartSource, Spec};
 
 pub use chart::ChartError;
 
@@ -461,8 +461,8 @@ pub async fn lock_spec(
     for c in &spec.charts {
         let render = c.render();
         let discover = chart_images::wants_discovery(&render);
-        let (locked, tgz) = match c {
-            ChartSpec::Oci { reference, .. } => {
+        let (locked, tgz) = match &c.source {
+            ChartSource::Oci { reference } => {
                 let r = parse_oci_chart_ref(reference).map_err(|why| CollectError::Mismatch {
                     artifact: reference.clone(),
                     why,
@@ -483,12 +483,11 @@ pub async fn lock_spec(
                 };
                 (chart, tgz)
             }
-            ChartSpec::Http {
+            ChartSource::Http {
                 repo,
                 name,
                 version,
                 sha256,
-                ..
             } => {
                 let artifact = format!("{repo} {name}:{version}");
                 let chart_err = |source| CollectError::Chart {
@@ -610,13 +609,13 @@ pub async fn lock_pinned_spec(
         }
     }
     for c in &spec.charts {
-        match c {
-            ChartSpec::Oci { reference, .. } if !reference.contains('@') => {
+        match &c.source {
+            ChartSource::Oci { reference } if !reference.contains('@') => {
                 return Err(CollectError::Unpinned {
                     reference: reference.clone(),
                 })
             }
-            ChartSpec::Http {
+            ChartSource::Http {
                 sha256: None,
                 name,
                 version,
