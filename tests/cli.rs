@@ -45,6 +45,7 @@ const COMMANDS: &[&[&str]] = &[
     &["scan"],
     &["rescan"],
     &["ledger"],
+    &["ledger", "report"],
     &["mirror-config"],
     &["pin"],
     &["admission-policy"],
@@ -222,6 +223,11 @@ fn errors_people_see() {
             "ledger-verify-missing",
             &["ledger", "verify", "no-such-ledger"],
         ),
+        (
+            "ledger-report-missing",
+            &["ledger", "report", "no-such-ledger", "-o", "r.html"],
+        ),
+        ("ledger-report-no-output", &["ledger", "report", "l"]),
         ("scan-no-database", &["scan", "not-a-bundle.tar.zst"]),
         (
             "scan-missing-bundle",
