@@ -20,6 +20,8 @@ command -v containerd >/dev/null || need_apt+=(containerd)
 command -v podman >/dev/null || need_apt+=(podman)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+# tests/ledger_report.rs renders the auditor's HTML report in headless Chromium (no network).
+command -v chromium >/dev/null || need_apt+=(chromium)
 command -v rpmbuild >/dev/null || need_apt+=(rpm)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then

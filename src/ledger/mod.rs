@@ -41,6 +41,7 @@ pub mod merkle;
 pub mod note;
 mod proof;
 mod query;
+pub mod report;
 mod store;
 mod verify;
 pub mod witness;
@@ -59,6 +60,7 @@ pub use proof::{
     VerifiedInclusion, MAX_PROOF_BYTES,
 };
 pub use query::{find, FindResult, Match, Query};
+pub use report::{write_report, ReportSummary};
 pub use store::{
     init, AppendReceipt, Durability, InitReport, Ledger, OpenOptions, Recovery, CHECKPOINT,
     CHECKPOINTS, ENTRIES, EVIDENCE, KEY, LOCK, MAX_CHECKPOINT_BYTES, RECOVERED, STATE, VKEY,
