@@ -521,3 +521,107 @@ fn a_bundle_for_another_digest_fails_collect_and_import_with_nothing_pushed() {
     );
     assert_eq!(dst.stored_blobs(), 0, "a refused bundle pushed something");
 }
+
+/// Turns on `require_children` in the spec's and the site's rule.
+fn require_children(dir: &Path) {
+    for f in ["b.yaml", "policy.yaml"] {
+        let text = std::fs::read_to_string(dir.join(f)).expect("read");
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_suffix("require_tlog: true") {
+                Some(indent) => format!("{l}\n{indent}require_children: true\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(dir.join(f), text).expect("write");
+    }
+}
+
+#[test]
+fn require_children_refuses_an_index_signed_only_at_the_index_then_passes_signed_per_child() {
+    use fixtures::Compression;
+    let src = ferro::start();
+    let key = SigningKey::generate().expect("key");
+    let rekor = FakeRekor::default();
+    let client = src.client();
+    let repo = Repo::parse(&src.host, REPO).expect("repo");
+    let children = vec![
+        fixtures::image(
+            vec![fixtures::layer(130, 1000, Compression::Gzip, false)],
+            "linux/amd64",
+            false,
+        ),
+        fixtures::image(
+            vec![fixtures::layer(131, 1000, Compression::Gzip, false)],
+            "linux/arm64",
+            false,
+        ),
+    ];
+    let idx = fixtures::index(&children, false);
+    rt().block_on(async {
+        fixtures::push_index(&client, &repo, &children, &idx, "1").await;
+        cosign3::push_signature(&client, &repo, &idx, &key, &rekor).await;
+    });
+    let work = workdir(&src.host, &key, &rekor);
+    let dir = work.path();
+    require_children(dir);
+    let flags = src.cli_flags();
+    run(dir, &["lock", "b.yaml"], &flags);
+    let collect = |dir: &Path| {
+        airlock(
+            dir,
+            &[
+                &["collect", "b.lock", "-o", "b.tar.zst"][..],
+                &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+            ]
+            .concat(),
+        )
+    };
+    // The index verifies; its first platform has no signature of its own.
+    let unsigned = children[0].manifest.digest().to_string();
+    let err = common::fails_as(&collect(dir), 5, "0 signature(s) found");
+    assert!(
+        err.contains(&format!("image {unsigned} fails trust rule")),
+        "{err}"
+    );
+    assert!(!dir.join("b.tar.zst").exists());
+
+    // Collected without a policy, the site's `require_children` refuses it before any push.
+    let spec = std::fs::read_to_string(dir.join("b.yaml")).expect("spec");
+    let head = spec.split("trust:").next().expect("head").to_string();
+    std::fs::write(dir.join("b.yaml"), &head).expect("spec");
+    run(dir, &["lock", "b.yaml"], &flags);
+    ok(&collect(dir));
+    let dst = TestRegistry::start();
+    let err = common::fails_as(
+        &import(dir, &dst, &[]),
+        5,
+        "fails the isolated side's policy",
+    );
+    assert!(
+        err.contains(&format!("image {unsigned} fails trust rule")),
+        "{err}"
+    );
+    assert_eq!(dst.stored_blobs(), 0, "a refused bundle pushed something");
+
+    // Each platform signed on its own: collect (policy back on) and import pass.
+    rt().block_on(async {
+        for c in &children {
+            cosign3::push_signature(&client, &repo, &c.manifest, &key, &rekor).await;
+        }
+    });
+    std::fs::write(dir.join("b.yaml"), &spec).expect("spec");
+    run(dir, &["lock", "b.yaml"], &flags);
+    ok(&collect(dir));
+    let report: Value = serde_json::from_str(&ok(&import(dir, &dst, &[]))).expect("json");
+    let img = report["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .find(|a| a["kind"] == "image")
+        .expect("image")
+        .clone();
+    // One signer: the index's signature and each child's all verified, recorded once each.
+    let sigs = img["signatures"].as_array().expect("signatures");
+    assert_eq!(sigs.len(), 3, "index + 2 children: {img}");
+}

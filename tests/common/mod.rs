@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cosign3;
+pub mod der;
 pub mod ferro;
 pub mod fixtures;
 pub mod proxy;
