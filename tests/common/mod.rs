@@ -309,6 +309,20 @@ impl Drop for TestRegistry {
     }
 }
 
+/// A library client for a plain-HTTP, anonymous `host` (a [`proxy::Proxy`] in front of a
+/// registry).
+pub fn client_at(host: &str) -> Registry {
+    Registry::new(RegistryOptions {
+        insecure: vec![host.to_string()],
+        ca_files: Vec::new(),
+        certs_dirs: Vec::new(),
+        credentials: CredentialStore::empty(),
+        retry: RetryPolicy::default(),
+        max_requests: None,
+    })
+    .expect("client")
+}
+
 pub fn client_for(reg: &TestRegistry, retry: RetryPolicy) -> Registry {
     let mut credentials = CredentialStore::empty();
     if let Some((u, p)) = &reg.auth {
