@@ -56,7 +56,7 @@ if ! "$ZUUL/bin/zuul-registry" --help >/dev/null 2>&1; then
 fi
 export AIRLOCK_ZUUL_REGISTRY="$PWD/$ZUUL/bin/zuul-registry"
 # ferro-oci-server 1.0.0 (crates.io) serves the OCI 1.1 referrers API that distribution 2.8 lacks;
-# tests/referrers.rs uses both as source and target. Built once (a few minutes), kept in target/.
+# tests/referrers.rs uses both as source and target (tests/keyless.rs signs on ferro). Built once (a few minutes), kept in target/.
 FERRO=target/peers/ferro/bin/ferro-oci-server
 if [ ! -x "$FERRO" ]; then
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \

@@ -382,14 +382,9 @@ pub async fn push_referrer(reg: &Registry, repo: &Repo, subject: &Blob) -> (Imag
     push_referrer_numbered(reg, repo, subject, 1).await
 }
 
-/// Like [`push_referrer`], with an SBOM whose `version` is `n`: distinct referrers of one
-/// subject, as several tools would leave them.
-pub async fn push_referrer_numbered(
-    reg: &Registry,
-    repo: &Repo,
-    subject: &Blob,
-    n: u32,
-) -> (Image, Blob) {
+/// An SBOM referrer of `subject` whose `version` is `n`: distinct referrers of one subject, as
+/// several tools would leave them.
+pub fn sbom_numbered(subject: &Blob, n: u32) -> Image {
     let sbom = Blob::new(
         format!(r#"{{"bomFormat":"CycloneDX","specVersion":"1.5","version":{n},"components":[]}}"#)
             .into_bytes(),
@@ -404,12 +399,22 @@ pub async fn push_referrer_numbered(
         "layers": [sbom.descriptor()],
         "subject": subject.descriptor(),
     });
-    let art = Image {
+    Image {
         manifest: Blob::new(serde_json::to_vec(&m).expect("json"), media::OCI_MANIFEST),
         config,
         layers: vec![sbom],
         platform: ("".into(), "".into(), None),
-    };
+    }
+}
+
+/// Like [`push_referrer`], with [`sbom_numbered`]`(subject, n)`.
+pub async fn push_referrer_numbered(
+    reg: &Registry,
+    repo: &Repo,
+    subject: &Blob,
+    n: u32,
+) -> (Image, Blob) {
+    let art = sbom_numbered(subject, n);
     push_image(reg, repo, &art, None).await;
     let mut d = art.manifest.descriptor();
     d["artifactType"] = json!("application/vnd.cyclonedx+json");

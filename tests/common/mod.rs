@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cosign3;
+pub mod der;
 pub mod ferro;
 pub mod fixtures;
 pub mod proxy;
@@ -306,6 +307,20 @@ impl Drop for TestRegistry {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A library client for a plain-HTTP, anonymous `host` (a [`proxy::Proxy`] in front of a
+/// registry).
+pub fn client_at(host: &str) -> Registry {
+    Registry::new(RegistryOptions {
+        insecure: vec![host.to_string()],
+        ca_files: Vec::new(),
+        certs_dirs: Vec::new(),
+        credentials: CredentialStore::empty(),
+        retry: RetryPolicy::default(),
+        max_requests: None,
+    })
+    .expect("client")
 }
 
 pub fn client_for(reg: &TestRegistry, retry: RetryPolicy) -> Registry {
