@@ -126,6 +126,9 @@ pub enum CollectError {
     /// The scan policy, database or an image scan cannot be used.
     #[error("scan: {0}")]
     Scan(String),
+    /// A scan policy file that cannot be pinned, or is not what the lock pins.
+    #[error(transparent)]
+    ScanPin(#[from] crate::scan::pins::PinError),
     /// An image fails the lock's scan policy: every failing finding, with image, ID, package
     /// and version.
     #[error("scan gate failed, no bundle written: {}", failures.join("; "))]
@@ -573,6 +576,10 @@ pub async fn lock_spec(
         .iter()
         .map(crate::files::lock_file)
         .collect::<Result<Vec<_>, _>>()?;
+    let scan_files = match &spec.scan {
+        Some(p) => crate::scan::pins::pin(p, spec_dir)?,
+        None => Vec::new(),
+    };
     let mut lock = Lock {
         format: LOCK_FORMAT.to_string(),
         name: spec.name.clone(),
@@ -582,6 +589,7 @@ pub async fn lock_spec(
         charts,
         trust,
         scan: spec.scan.clone(),
+        scan_files,
         files,
     };
     if let Some(prev) = previous {
