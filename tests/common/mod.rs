@@ -395,6 +395,17 @@ pub fn airlock_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .expect("run airlock")
 }
 
+/// [`airlock`] started in the background (stdout and stderr piped), for watching what it does
+/// while it runs.
+pub fn airlock_spawn(dir: &Path, args: &[&str]) -> std::process::Child {
+    airlock_command(Path::new(env!("CARGO_BIN_EXE_airlock")), dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start airlock")
+}
+
 /// A multi-threaded runtime of one worker, for the async library calls tests make.
 pub fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
