@@ -23,6 +23,8 @@ command -v unshare >/dev/null || need_apt+=(util-linux)
 # tests/ledger_report.rs renders the auditor's HTML report in headless Chromium (no network).
 command -v chromium >/dev/null || need_apt+=(chromium)
 command -v rpmbuild >/dev/null || need_apt+=(rpm)
+# `airlock man` is rendered by groff (tests/cli.rs man_pages), as `man` would.
+command -v groff >/dev/null || need_apt+=(groff-base)
 python3 -c 'import venv, ensurepip' 2>/dev/null || need_apt+=(python3-venv)
 if [ ${#need_apt[@]} -gt 0 ]; then
   echo "installing: ${need_apt[*]}" >&2

@@ -138,6 +138,7 @@ fn known_kind(e: &(dyn Error + 'static)) -> Option<ErrorKind> {
     }
     try_types!(
         UsageError,
+        crate::config::ConfigError,
         ImportError,
         CollectError,
         RecordError,
@@ -360,7 +361,7 @@ impl Classify for AuthError {
     fn kind(&self) -> ErrorKind {
         match self {
             AuthError::BadCredsFlag | AuthError::BadHelperTimeout(_) => ErrorKind::Usage,
-            AuthError::BadAuthFile { .. } => ErrorKind::Other,
+            AuthError::BadAuthFile { .. } | AuthError::MissingAuthFile(_) => ErrorKind::Other,
             // The helper stands in for the registry's login: no credentials, no access.
             AuthError::Helper(_) => ErrorKind::Registry,
         }

@@ -7,6 +7,7 @@ pub mod bundle;
 pub mod chart;
 pub mod cluster;
 pub mod collect;
+pub mod config;
 pub mod disk;
 pub mod error_kind;
 pub mod files;

@@ -4,10 +4,11 @@ mod cmd;
 
 use std::process::ExitCode;
 
-use clap::Parser;
-
 fn main() -> ExitCode {
-    let cli = cmd::Cli::parse();
+    let cli = match cmd::parse(std::env::args_os().collect()) {
+        Ok(cli) => cli,
+        Err(code) => return code,
+    };
     cmd::init_tracing(&cli.global);
     let format = cli.global.format;
     match cmd::run(cli) {

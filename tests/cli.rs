@@ -54,6 +54,10 @@ const COMMANDS: &[&[&str]] = &[
     &["serve"],
     &["login"],
     &["logout"],
+    &["config"],
+    &["config", "show"],
+    &["completions"],
+    &["man"],
 ];
 
 #[test]
@@ -744,4 +748,240 @@ fn inspect_reads_parts_and_checks_the_signature_only_with_trust() {
     assert_eq!(v["signed"], true, "{v}");
     assert!(v["signature"].is_null(), "{v}");
     assert_eq!(v["parts"], 1, "{v}");
+/// The configuration file and `AIRLOCK_*` variables: `config show` with the file alone, with a
+/// variable over it, with a flag over both; a misspelt key (exit 2, naming file, line and key),
+/// in text and JSON; a `--config` that does not exist.
+#[test]
+fn config_show_and_precedence() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let conf = dir.join(".config/airlock");
+    std::fs::create_dir_all(&conf).expect("mkdir");
+    std::fs::write(
+        conf.join("airlock.toml"),
+        "# the site's settings\nledger = \"/srv/airlock/ledger\"\nmax_requests = 4\ntimeout = \"30s\"\n\n[trust]\nkeys = [\"keys/release.pub\"]\n\n[registries.\"registry.internal:5000\"]\ninsecure = true\n\n[registries.\"tls.internal\"]\nca_file = \"/etc/airlock/internal-ca.pem\"\n",
+    )
+    .expect("write");
+    std::fs::write(dir.join("empty.toml"), "").expect("write");
+    std::fs::write(
+        dir.join("typo.toml"),
+        "ledger = \"/srv/l\"\n\n[registries.\"r:5000\"]\ninsecur = true\n",
+    )
+    .expect("write");
+    type Case<'a> = (&'a str, i32, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        ("config-show-file", 0, &["config", "show"], &[]),
+        (
+            "config-show-env-over-file",
+            0,
+            &["config", "show"],
+            &[
+                ("AIRLOCK_MAX_REQUESTS", "7"),
+                ("AIRLOCK_CACHE", "/var/cache/a"),
+            ],
+        ),
+        (
+            "config-show-flag-over-env",
+            0,
+            &["config", "show", "--max-requests", "9"],
+            &[("AIRLOCK_MAX_REQUESTS", "7")],
+        ),
+        (
+            "config-show-empty-file",
+            0,
+            &["config", "show", "--config", "empty.toml"],
+            &[],
+        ),
+        (
+            "config-bad-key",
+            2,
+            &["--config", "typo.toml", "verify", "x.tar.zst"],
+            &[],
+        ),
+        (
+            "config-bad-key-json",
+            2,
+            &["verify", "x.tar.zst", "--format", "json"],
+            &[("AIRLOCK_CONFIG", "typo.toml")],
+        ),
+        (
+            "config-missing-file",
+            2,
+            &["--config", "absent.toml", "config", "show"],
+            &[],
+        ),
+        (
+            "config-env-bad-value",
+            2,
+            &["config", "show"],
+            &[("AIRLOCK_MAX_REQUESTS", "lots")],
+        ),
+    ];
+    for (name, code, args, env) in cases {
+        let out = common::airlock_env(dir, args, env);
+        let text = render(&out, dir);
+        assert_eq!(out.status.code(), Some(*code), "{name}: {text}");
+        insta::assert_snapshot!(*name, text);
+    }
+    // The JSON form names each origin.
+    let out = common::airlock_env(
+        dir,
+        &["config", "show", "--format", "json", "--retries", "2"],
+        &[("AIRLOCK_MAX_REQUESTS", "7")],
+    );
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    let from = |flag: &str| {
+        let s = v["settings"]
+            .as_array()
+            .expect("settings")
+            .iter()
+            .find(|s| s["flag"] == flag)
+            .unwrap_or_else(|| panic!("{flag} in {v}"));
+        (s["from"].clone(), s["values"].clone())
+    };
+    assert_eq!(from("retries"), ("flag".into(), serde_json::json!(["2"])));
+    assert_eq!(
+        from("max-requests"),
+        ("env".into(), serde_json::json!(["7"]))
+    );
+    assert_eq!(from("timeout"), ("file".into(), serde_json::json!(["30s"])));
+    assert_eq!(
+        from("require"),
+        ("default".into(), serde_json::json!(["1"]))
+    );
+    assert_eq!(v["registries"]["registry.internal:5000"]["insecure"], true);
+}
+
+/// clap's own refusals (before airlock runs) are JSON too when JSON is asked for, by flag or
+/// by `AIRLOCK_FORMAT`: one document on stdout, exit 2; clap's text stays on stderr.
+#[test]
+fn usage_errors_as_json() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    type Case<'a> = (&'a str, &'a [&'a str], &'a [(&'a str, &'a str)]);
+    let cases: &[Case] = &[
+        (
+            "usage-json-unknown-flag",
+            &["verify", "b.tar.zst", "--no-such-flag", "--format", "json"],
+            &[],
+        ),
+        (
+            "usage-json-missing-argument",
+            &["import", "b.tar.zst"],
+            &[("AIRLOCK_FORMAT", "json")],
+        ),
+        (
+            "usage-json-bad-value",
+            &["--format=json", "scan", "x", "--max-requests", "0"],
+            &[],
+        ),
+        ("usage-json-no-command", &["--format", "json"], &[]),
+    ];
+    for (name, args, env) in cases {
+        let out = common::airlock_env(dir, args, env);
+        assert_eq!(out.status.code(), Some(2), "{name}");
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+        assert_eq!(v["error"]["kind"], "usage", "{name}: {v}");
+        assert_eq!(v["error"]["exit_code"], 2, "{name}: {v}");
+        insta::assert_snapshot!(*name, render(&out, dir));
+    }
+    // Help and version are not errors, JSON or not.
+    let out = common::airlock(dir, &["--format", "json", "--version"]);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("airlock "));
+}
+
+/// The bash completion script parses, and completing `airlock imp` offers `import` (the
+/// completion function run with COMP_WORDS, as bash runs it on TAB). Every shell's script is
+/// generated.
+#[test]
+fn completion_scripts() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let out = common::airlock(dir, &["completions", shell]);
+        let script = common::ok(&out);
+        assert!(script.contains("airlock"), "{shell}: {script}");
+        std::fs::write(dir.join(format!("airlock.{shell}")), script).expect("write");
+    }
+    let out = render(&common::airlock(dir, &["completions", "tcsh"]), dir);
+    insta::assert_snapshot!("completions-unknown-shell", out);
+    let bash = |script: &str| {
+        std::process::Command::new("bash")
+            .arg("-c")
+            .arg(script)
+            .current_dir(dir)
+            .output()
+            .expect("bash")
+    };
+    let syntax = bash("bash -n airlock.bash");
+    assert!(syntax.status.success(), "{syntax:?}");
+    let complete = |words: &str, cword: usize| {
+        let out = bash(&format!(
+            "source airlock.bash; COMP_WORDS=({words}); COMP_CWORD={cword}; COMP_LINE=\"{words}\"; COMP_POINT=${{#COMP_LINE}}; _airlock airlock \"${{COMP_WORDS[$COMP_CWORD]}}\" \"${{COMP_WORDS[$COMP_CWORD-1]}}\"; printf '%s\\n' \"${{COMPREPLY[@]}}\""
+        ));
+        assert!(out.status.success(), "{out:?}");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    let words: Vec<String> = complete("airlock imp", 1)
+        .lines()
+        .map(str::to_string)
+        .collect();
+    assert_eq!(words, ["import"]);
+    let flags = complete("airlock import --insecure-reg", 2);
+    assert_eq!(flags.trim(), "--insecure-registry");
+}
+
+/// `airlock man` renders with groff (as `man` would) and has the exit-status section;
+/// `-o DIR` writes one page per command.
+#[test]
+fn man_pages() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let page = common::ok(&common::airlock(dir, &["man"]));
+    let version = common::ok(&common::airlock(dir, &["--version"]));
+    let version = version.trim().trim_start_matches("airlock ");
+    let head: String = page
+        .replace(version, "[VERSION]")
+        .lines()
+        .take(12)
+        .collect::<Vec<_>>()
+        .join("\n");
+    insta::assert_snapshot!("man-head", head);
+    std::fs::write(dir.join("airlock.1"), &page).expect("write");
+    let groff = common::which("groff").expect("groff (scripts/test.sh installs it)");
+    let out = std::process::Command::new(groff)
+        .args(["-man", "-Tutf8", "-P-cbou", "airlock.1"])
+        .current_dir(dir)
+        .output()
+        .expect("groff");
+    assert!(out.status.success(), "{out:?}");
+    let text = String::from_utf8_lossy(&out.stdout);
+    // -P-cbou: plain text, no overstriking for bold or underline.
+    let text = text.replace('\u{2010}', "-");
+    for needle in [
+        "EXIT STATUS",
+        "verification failed",
+        "ENVIRONMENT",
+        "AIRLOCK_LONG_NAME",
+        "airlock.toml",
+        "import",
+    ] {
+        assert!(
+            text.contains(needle),
+            "{needle} not in the rendered page:\n{text}"
+        );
+    }
+    let out = common::airlock(dir, &["man", "-o", "pages/man1"]);
+    common::ok(&out);
+    for name in [
+        "airlock.1",
+        "airlock-import.1",
+        "airlock-ledger-verify.1",
+        "airlock-config-show.1",
+    ] {
+        let p = dir.join("pages/man1").join(name);
+        let text = std::fs::read_to_string(&p).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".SH \"EXIT STATUS\""), "{name}");
+    }
 }

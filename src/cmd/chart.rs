@@ -95,7 +95,7 @@ async fn images(a: ImagesArgs, g: &Global) -> anyhow::Result<ExitCode> {
     };
     let input = match remote {
         Some(chart) => {
-            let registry = a.registry.client(None)?;
+            let registry = a.registry.client(g, None)?;
             let tmp = tempfile::tempdir()?;
             let bytes = fetch_remote_chart(&registry, &chart, tmp.path()).await?;
             ChartInput::Archive {

@@ -113,7 +113,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         None => None,
     };
     super::create_parent_dir(&args.out)?;
-    let registry = args.registry.client(None)?;
+    let registry = args.registry.client(g, None)?;
     let bars = super::progress::Bars::new(g.quiet);
     let is_spec = matches!(
         args.input.extension().and_then(|e| e.to_str()),

@@ -122,7 +122,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         Some(file) => Some(ImagePolicy::load(file, args.on_untrusted.into())?),
         None => None,
     };
-    let registry = args.registry.client(Some(&target.registry))?;
+    let registry = args.registry.client(g, Some(&target.registry))?;
     // The ledger first: an import that cannot be recorded does not start.
     let mut recorder = match &args.ledger {
         Some(dir) => {

@@ -48,7 +48,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let registry = args.registry.client(None)?;
+    let registry = args.registry.client(g, None)?;
     let bars = super::progress::Bars::new(g.quiet);
     let spec_dir = args
         .spec

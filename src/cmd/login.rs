@@ -40,7 +40,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let creds = airlock::registry::Credentials::new(args.username.clone(), password);
     let options = args
         .registry_args
-        .options(airlock::registry::CredentialStore::empty());
+        .options(g, airlock::registry::CredentialStore::empty());
     let place = airlock::registry::login::login(options, &host, creds).await?;
     match g.format {
         Format::Json => print_json(&Report {

@@ -1,10 +1,12 @@
 //! Subcommands, one file each. Every command builds a result struct from the library and prints
 //! it either as a table for people or as JSON (`--output json`); errors leave from `main` once.
 
+use std::ffi::OsString;
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand, ValueEnum};
 use serde::Serialize;
 
 /// `println!` for people: the line is escaped, since names in it may come from a bundle or a
@@ -23,6 +25,8 @@ macro_rules! errln {
 pub mod admission_policy;
 pub mod chart;
 pub mod collect;
+pub mod completions;
+pub mod config;
 pub mod db;
 pub mod hints;
 pub mod import;
@@ -32,6 +36,7 @@ pub mod ledger;
 pub mod lock;
 pub mod login;
 pub mod logout;
+pub mod man;
 pub mod mirror_config;
 pub mod pin;
 pub mod progress;
@@ -69,9 +74,18 @@ fn exit_codes_help() -> String {
             k.name()
         ));
     }
-    s.push_str("With --format json, a failure prints {\"error\": {\"kind\", \"message\", \"artifact\"}} on stdout.");
+    s.push_str("With --format json, a failure prints {\"error\": {\"kind\", \"message\", \"artifact\"}} on stdout.\n\n");
+    s.push_str(SETTINGS_HELP);
     s
 }
+
+/// How settings are found, for the `--help` footer and the man page.
+pub const SETTINGS_HELP: &str = "\
+Settings: a flag wins over its AIRLOCK_* variable, which wins over the configuration file,
+which wins over the built-in default. Every flag --long-name can be set by AIRLOCK_LONG_NAME
+(a repeatable flag's variable holds one value; AIRLOCK_CERTS_DIR a colon-separated list).
+The file is --config FILE, else $AIRLOCK_CONFIG, else $XDG_CONFIG_HOME/airlock/airlock.toml
+(default ~/.config/airlock/airlock.toml); `airlock config show` prints what is in force.";
 
 /// airlock carries container images, Helm charts and files into air-gapped sites and proves
 /// what crossed.
@@ -101,6 +115,22 @@ pub struct Global {
         help_heading = "Output"
     )]
     pub quiet: bool,
+    /// The configuration file (default: `$XDG_CONFIG_HOME/airlock/airlock.toml`).
+    #[arg(
+        long,
+        global = true,
+        value_name = "FILE",
+        env = "AIRLOCK_CONFIG",
+        help_heading = "Output"
+    )]
+    pub config: Option<PathBuf>,
+    /// The configuration file read (`None`: there was none), for what it says beyond flag
+    /// defaults (per-registry settings, the credentials file).
+    #[arg(skip)]
+    pub site: Option<Arc<airlock::config::Config>>,
+    /// Every configurable flag of the command run, with its value and where it came from.
+    #[arg(skip)]
+    pub settings: Vec<airlock::config::Setting>,
 }
 
 /// How reports are printed.
@@ -152,21 +182,38 @@ pub struct RegistryArgs {
 
 impl RegistryArgs {
     /// Builds the registry client. `default_host` receives `--creds` without `HOST=`.
+    /// The configuration's credentials file comes first.
     pub fn client(
         &self,
+        g: &Global,
         default_host: Option<&str>,
     ) -> anyhow::Result<airlock::registry::Registry> {
-        let credentials = airlock::registry::CredentialStore::load(&self.creds, default_host)?;
-        Ok(airlock::registry::Registry::new(self.options(credentials))?)
+        let first: Vec<PathBuf> = g
+            .site
+            .iter()
+            .filter_map(|c| c.file.auth_file.clone())
+            .collect();
+        let credentials =
+            airlock::registry::CredentialStore::load_with(&first, &self.creds, default_host)?;
+        Ok(airlock::registry::Registry::new(
+            self.options(g, credentials),
+        )?)
     }
 
-    /// The client options these flags give, with `credentials`.
+    /// The client options these flags give, with `credentials`, plus the configuration's
+    /// per-registry settings (its `insecure` registries are added to `--insecure-registry`).
     pub fn options(
         &self,
+        g: &Global,
         credentials: airlock::registry::CredentialStore,
     ) -> airlock::registry::RegistryOptions {
+        let mut insecure = self.insecure.clone();
+        if let Some(c) = &g.site {
+            insecure.extend(c.insecure_hosts());
+        }
         airlock::registry::RegistryOptions {
-            insecure: self.insecure.clone(),
+            insecure,
+            host_tls: g.site.as_ref().map(|c| c.host_tls()).unwrap_or_default(),
             ca_files: self.ca_files.clone(),
             certs_dirs: if self.certs_dirs.is_empty() {
                 airlock::registry::tls::default_certs_dirs()
@@ -277,6 +324,12 @@ pub enum Command {
     Login(login::Args),
     /// Remove the credentials stored for a registry (helper `erase`, or the `auths` entry).
     Logout(logout::Args),
+    /// The configuration in force: `config show` prints every setting and where it came from.
+    Config(config::Args),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(completions::Args),
+    /// Print the man page, or write one page per command into a directory.
+    Man(man::Args),
 }
 
 /// Runs the parsed command.
@@ -303,6 +356,9 @@ pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve(a) => serve::run(a, g),
         Command::Login(a) => runtime()?.block_on(login::run(a, g)),
         Command::Logout(a) => logout::run(a, g),
+        Command::Config(a) => config::run(a, g),
+        Command::Completions(a) => completions::run(a),
+        Command::Man(a) => man::run(a),
     }
 }
 
@@ -394,16 +450,89 @@ pub fn print_error(err: &anyhow::Error, format: Format) {
     }
     if format == Format::Json {
         let kind = airlock::error_kind::of(err.as_ref());
-        let doc = serde_json::json!({
-            "error": {
-                "kind": kind.name(),
-                "exit_code": kind.exit_code(),
-                "message": message,
-                "artifact": airlock::error_kind::artifact(err.as_ref()),
-            }
-        });
-        println!("{doc:#}");
+        print_json_error(kind, &message, airlock::error_kind::artifact(err.as_ref()));
     }
+}
+
+/// The `{"error": {kind, exit_code, message, artifact}}` document on stdout.
+fn print_json_error(kind: airlock::error_kind::ErrorKind, message: &str, artifact: Option<String>) {
+    let doc = serde_json::json!({
+        "error": {
+            "kind": kind.name(),
+            "exit_code": kind.exit_code(),
+            "message": message,
+            "artifact": artifact,
+        }
+    });
+    println!("{doc:#}");
+}
+
+/// Parses the command line the way the rest of airlock sees it: the configuration file and
+/// the `AIRLOCK_*` variables applied ([`airlock::config::apply`]). A failure is printed here
+/// (as JSON too when `--format json` or `AIRLOCK_FORMAT=json` is in force, even when clap
+/// itself refused the line) and its exit code returned.
+pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
+    let json = match airlock::config::raw_flag(&args, "format") {
+        Some(v) => v == "json",
+        None => std::env::var_os("AIRLOCK_FORMAT").is_some_and(|v| v == "json"),
+    };
+    let format = if json { Format::Json } else { Format::Table };
+    let site = match airlock::config::discover(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            let e = anyhow::Error::new(e);
+            print_error(&e, format);
+            return Err(exit_code_for(&e));
+        }
+    };
+    let command = airlock::config::apply(Cli::command(), site.as_ref());
+    let matches = command
+        .clone()
+        .try_get_matches_from(&args)
+        .map_err(|e| clap_failure(e, json))?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| clap_failure(e, json))?;
+    // The command that runs: its flags, and where each configurable one's value came from.
+    let (mut cmd, mut m) = (&command, &matches);
+    while let Some((name, sub)) = m.subcommand() {
+        match cmd.find_subcommand(name) {
+            Some(c) => (cmd, m) = (c, sub),
+            None => break,
+        }
+    }
+    cli.global.settings = airlock::config::settings(cmd, m, site.as_ref());
+    cli.global.site = site.map(Arc::new);
+    Ok(cli)
+}
+
+/// clap refused the command line (or was asked for help): its own text on stderr (help and
+/// version on stdout, exit 0), and with JSON output the usage error on stdout, exit 2.
+fn clap_failure(e: clap::Error, json: bool) -> ExitCode {
+    use clap::error::ErrorKind as K;
+    let is_help = matches!(e.kind(), K::DisplayHelp | K::DisplayVersion);
+    if !json || is_help {
+        let _ = e.print();
+        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    }
+    let _ = e.print();
+    let message = match e.kind() {
+        K::DisplayHelpOnMissingArgumentOrSubcommand => {
+            "a command is required (see `airlock --help`)".to_string()
+        }
+        _ => {
+            // The first paragraph on one line (a missing-argument error lists them below).
+            let text = e.render().to_string();
+            let para: Vec<&str> = text
+                .lines()
+                .take_while(|l| !l.trim().is_empty())
+                .map(str::trim)
+                .collect();
+            let line = para.join(" ");
+            line.strip_prefix("error: ").unwrap_or(&line).to_string()
+        }
+    };
+    let kind = airlock::error_kind::ErrorKind::Usage;
+    print_json_error(kind, &message, None);
+    ExitCode::from(kind.exit_code())
 }
 
 /// Maps an error to the documented exit code of its class ([`airlock::error_kind::of`]).

@@ -89,7 +89,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         }
     };
     let host = target.registry.as_str();
-    let registry = args.registry_args.client(Some(host))?;
+    let registry = args.registry_args.client(g, Some(host))?;
     let bars = super::progress::Bars::new(g.quiet);
     airlock::progress::Reporter::phase(&bars, "receipt", 0);
     let only = match &args.ledger {

@@ -77,7 +77,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     }
     let previous = rescan::previous_rescan(&args.ledger, &entries)?;
     let host = args.registry.split('/').next().unwrap_or(&args.registry);
-    let registry = args.registry_args.client(Some(host))?;
+    let registry = args.registry_args.client(g, Some(host))?;
     let cache = args.cache.clone().unwrap_or_else(super::default_cache_dir);
     let now = std::time::SystemTime::now();
     let ctx = ScanContext {

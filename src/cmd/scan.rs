@@ -105,7 +105,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         cache,
         now: std::time::SystemTime::now(),
     };
-    let registry = args.registry.client(None)?;
+    let registry = args.registry.client(g, None)?;
     let bars = super::progress::Bars::new(g.quiet);
     let outcome = airlock::scan::run::run(&req, &registry, &bars)
         .await

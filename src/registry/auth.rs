@@ -86,6 +86,9 @@ pub enum AuthError {
     /// The time limit for credential helpers is not a duration.
     #[error("AIRLOCK_CREDENTIAL_HELPER_TIMEOUT: `{0}` is not a duration (`30s`, `2m`)")]
     BadHelperTimeout(String),
+    /// The configuration's `auth_file` is not there.
+    #[error("credentials file `{}` (auth_file in the configuration) does not exist", .0.display())]
+    MissingAuthFile(PathBuf),
 }
 
 /// Parses one `--creds` value: `USER:PASSWORD` or `HOST=USER:PASSWORD`.
@@ -149,10 +152,26 @@ impl CredentialStore {
     /// helper time limit (`$AIRLOCK_CREDENTIAL_HELPER_TIMEOUT`, default 30 s), then applies
     /// `--creds` values on top. `default_host` receives a `--creds` without `HOST=`.
     pub fn load(flags: &[String], default_host: Option<&str>) -> Result<Self, AuthError> {
+        Self::load_with(&[], flags, default_host)
+    }
+
+    /// [`CredentialStore::load`], reading `first` (the configuration's `auth_file`) before the
+    /// usual files; a named file that is missing is an error, not anonymous access.
+    pub fn load_with(
+        first: &[PathBuf],
+        flags: &[String],
+        default_host: Option<&str>,
+    ) -> Result<Self, AuthError> {
         let mut store = CredentialStore {
             helper_timeout: helper_timeout_from_env()?,
             ..Default::default()
         };
+        for path in first {
+            match AuthFile::read(path)? {
+                Some(file) => store.files.push(file),
+                None => return Err(AuthError::MissingAuthFile(path.clone())),
+            }
+        }
         for path in auth_file::lookup_order() {
             if let Some(file) = AuthFile::read(&path)? {
                 store.files.push(file);

@@ -81,6 +81,8 @@ pub struct RegistryOptions {
     /// `certs.d` directories (`DIR/HOST[:PORT]/`: `*.crt` CAs, `client.cert` + `client.key`
     /// for mutual TLS), read for a registry the first time it is reached.
     pub certs_dirs: Vec<PathBuf>,
+    /// TLS material for single registries, by `HOST[:PORT]` (from the configuration file).
+    pub host_tls: std::collections::BTreeMap<String, tls::HostTls>,
     /// Credentials by host.
     pub credentials: CredentialStore,
     /// Retry policy.
@@ -407,7 +409,7 @@ impl Registry {
     /// The HTTP client for one registry: its own when a `certs.d` directory names it (built
     /// once; a bad certificate there is an error naming the file), else the shared one.
     fn client(&self, registry: &str) -> Result<reqwest::Client, RegistryError> {
-        if self.options.certs_dirs.is_empty() {
+        if self.options.certs_dirs.is_empty() && self.options.host_tls.is_empty() {
             return Ok(self.http.clone());
         }
         if let Some(c) = self
@@ -418,8 +420,13 @@ impl Registry {
         {
             return Ok(c);
         }
-        let client = tls::host_client(&self.options.ca_files, &self.options.certs_dirs, registry)?
-            .unwrap_or_else(|| self.http.clone());
+        let client = tls::host_client(
+            &self.options.ca_files,
+            &self.options.certs_dirs,
+            self.options.host_tls.get(registry),
+            registry,
+        )?
+        .unwrap_or_else(|| self.http.clone());
         if let Ok(mut m) = self.host_clients.lock() {
             m.insert(registry.to_string(), client.clone());
         }

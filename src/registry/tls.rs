@@ -68,24 +68,47 @@ fn add_roots(
     Ok(builder)
 }
 
+/// TLS material for one registry only (from the configuration file): CA files, and
+/// directories laid out like a `certs.d/HOST[:PORT]` subdirectory.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct HostTls {
+    /// CA files (PEM) trusted for this registry.
+    pub ca_files: Vec<PathBuf>,
+    /// Directories holding `*.crt` CAs and `client.cert` + `client.key`.
+    pub dirs: Vec<PathBuf>,
+}
+
 /// The client for one registry when a `certs.d` directory has a subdirectory for it
-/// (`HOST:PORT`, as docker names it), `None` when none does. Every `*.crt` is a CA;
-/// `client.cert` with `client.key` is the client certificate (one without the other is an
-/// error, not a silent fallback to no client certificate).
+/// (`HOST:PORT`, as docker names it) or `own` gives it TLS material, `None` when neither does.
+/// Every `*.crt` is a CA; `client.cert` with `client.key` is the client certificate (one
+/// without the other is an error, not a silent fallback to no client certificate).
 pub fn host_client(
     ca_files: &[PathBuf],
     certs_dirs: &[PathBuf],
+    own: Option<&HostTls>,
     host: &str,
 ) -> Result<Option<reqwest::Client>, RegistryError> {
-    let dirs: Vec<PathBuf> = certs_dirs
+    let mut dirs: Vec<PathBuf> = certs_dirs
         .iter()
         .map(|d| d.join(host))
         .filter(|d| d.is_dir())
         .collect();
-    if dirs.is_empty() {
+    let own_cas = own.map(|o| o.ca_files.as_slice()).unwrap_or_default();
+    if let Some(o) = own {
+        for d in &o.dirs {
+            if !d.is_dir() {
+                return Err(bad(d, "not a directory"));
+            }
+        }
+        dirs.extend(o.dirs.iter().cloned());
+    }
+    if dirs.is_empty() && own_cas.is_empty() {
         return Ok(None);
     }
     let mut builder = base_builder(ca_files)?;
+    for path in own_cas {
+        builder = add_roots(builder, path)?;
+    }
     let mut identity = false;
     for dir in &dirs {
         let mut entries: Vec<PathBuf> = std::fs::read_dir(dir)
@@ -120,6 +143,11 @@ pub fn host_client(
             }
         }
     }
-    let client = builder.build().map_err(|e| bad(&dirs[0], chain(&e)))?;
+    let first = dirs
+        .first()
+        .or(own_cas.first())
+        .cloned()
+        .unwrap_or_default();
+    let client = builder.build().map_err(|e| bad(&first, chain(&e)))?;
     Ok(Some(client))
 }

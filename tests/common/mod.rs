@@ -341,6 +341,7 @@ pub fn client_for(reg: &TestRegistry, retry: RetryPolicy) -> Registry {
         credentials,
         retry,
         max_requests: None,
+        ..Default::default()
     })
     .expect("client")
 }
@@ -374,10 +375,16 @@ fn airlock_command(program: &Path, dir: &Path) -> Command {
         .env_remove("DOCKER_CONFIG")
         .env_remove("XDG_RUNTIME_DIR")
         .env_remove("SOURCE_DATE_EPOCH")
-        .env_remove("AIRLOCK_FORMAT")
-        .env_remove("AIRLOCK_QUIET")
+        // Every flag has an `AIRLOCK_*` variable: none leaks in from the host, nor its
+        // `airlock.toml` (XDG_CONFIG_HOME falls back to `$HOME/.config`, inside the work dir).
+        .env_remove("XDG_CONFIG_HOME")
         .env("XDG_CACHE_HOME", dir.join("cache"))
         .stdin(Stdio::null());
+    for (k, _) in std::env::vars_os() {
+        if k.to_string_lossy().starts_with("AIRLOCK_") {
+            c.env_remove(k);
+        }
+    }
     c
 }
 
