@@ -748,6 +748,8 @@ fn inspect_reads_parts_and_checks_the_signature_only_with_trust() {
     assert_eq!(v["signed"], true, "{v}");
     assert!(v["signature"].is_null(), "{v}");
     assert_eq!(v["parts"], 1, "{v}");
+}
+
 /// The configuration file and `AIRLOCK_*` variables: `config show` with the file alone, with a
 /// variable over it, with a flag over both; a misspelt key (exit 2, naming file, line and key),
 /// in text and JSON; a `--config` that does not exist.

@@ -319,6 +319,7 @@ pub fn client_at(host: &str) -> Registry {
         credentials: CredentialStore::empty(),
         retry: RetryPolicy::default(),
         max_requests: None,
+        ..Default::default()
     })
     .expect("client")
 }
