@@ -165,18 +165,21 @@ fn a_collect_counts_each_blob_once_and_each_download_as_its_own_task() {
     );
 }
 
+/// `airlock lock p.yaml` against `src` with `RUST_LOG=level`, stderr a pipe (as a file is).
+fn lock_logged(src: &TestRegistry, dir: &std::path::Path, level: &str) -> std::process::Output {
+    let mut args = vec!["lock".to_owned(), "p.yaml".to_owned()];
+    args.extend(src.cli_flags());
+    common::airlock_env(
+        dir,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+        &[("RUST_LOG", level)],
+    )
+}
+
 #[test]
 fn rust_log_debug_names_each_request_and_writes_no_colour_into_a_file() {
     let (src, work) = setup();
-    let dir = work.path();
-    let mut args = vec!["lock".to_owned(), "p.yaml".to_owned()];
-    args.extend(src.cli_flags());
-    let out = common::airlock_env(
-        dir,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[("RUST_LOG", "debug")],
-    );
-    // stderr is a pipe here, not a terminal, as when redirected to a file.
+    let out = lock_logged(&src, work.path(), "debug");
     let log = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{log}");
     let wanted = format!("GET http://{}/v2/apps/a/manifests/1 -> 200 in ", src.host);
@@ -198,13 +201,7 @@ fn request_lines_carry_no_credentials() {
         format!("name: p\nimages:\n  - ref: {}/apps/none:1\n", src.host),
     )
     .expect("spec");
-    let mut args = vec!["lock".to_owned(), "p.yaml".to_owned()];
-    args.extend(src.cli_flags());
-    let out = common::airlock_env(
-        dir,
-        &args.iter().map(String::as_str).collect::<Vec<_>>(),
-        &[("RUST_LOG", "trace")],
-    );
+    let out = lock_logged(&src, dir, "trace");
     let log = String::from_utf8_lossy(&out.stderr);
     // The tag does not exist: the request is still logged, with its 404.
     assert!(
