@@ -414,11 +414,14 @@ pub fn print_table(header: &[&str], rows: &[Vec<String>]) {
 
 /// `RUST_LOG` drives tracing on stderr; off by default so output stays clean.
 pub fn init_tracing(_global: &Global) {
+    use std::io::IsTerminal as _;
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("off"));
+    // Colour only on a terminal: a log redirected to a file gets no escape codes.
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .try_init();
 }
 

@@ -451,9 +451,12 @@ pub async fn lock_spec(
         .transpose()?;
     // The resolve stage: images locked concurrently (the registry's adaptive limit paces the
     // requests), collected in spec order whatever order they finish in.
+    // Counted in references resolved: one per image and chart of the spec.
+    reporter.phase_items("lock", (spec.images.len() + spec.charts.len()) as u64);
     let mut images: Vec<LockedImage> = stream::iter(spec.images.iter().map(|img| async move {
         let locked = lock_image(registry, &img.reference, &img.platforms).await?;
-        reporter.item(&img.reference.to_string());
+        reporter.item(&format!("resolved {}", img.reference));
+        reporter.advance(1);
         Ok::<_, CollectError>(locked)
     }))
     .buffered(registry.limit().max())
@@ -545,8 +548,10 @@ pub async fn lock_spec(
         if let Some(tgz) = tgz {
             chart_sets.push(chart_images::discover(&c.label(), tgz, render, spec_dir)?);
         }
-        reporter.item(&c.label());
+        reporter.item(&format!("resolved {}", c.label()));
+        reporter.advance(1);
     }
+    reporter.finish_phase();
     // Images the charts deploy: one already in the spec gains the chart's name; a new one is
     // pinned like a spec image (all platforms), concurrently, in the order the charts list them.
     let mut new_images: Vec<(Reference, Vec<String>)> = Vec::new();
@@ -564,16 +569,21 @@ pub async fn lock_spec(
             }
         }
     }
+    if !new_images.is_empty() {
+        reporter.phase_items("images", new_images.len() as u64);
+    }
     let from_charts: Vec<LockedImage> =
         stream::iter(new_images.into_iter().map(|(r, charts)| async move {
             let mut locked = lock_image(registry, &r, &[]).await?;
             locked.charts = charts;
-            reporter.item(&r.to_string());
+            reporter.item(&format!("resolved {r}"));
+            reporter.advance(1);
             Ok::<_, CollectError>(locked)
         }))
         .buffered(registry.limit().max())
         .try_collect()
         .await?;
+    reporter.finish_phase();
     images.extend(from_charts);
     let files = spec
         .files
@@ -1114,14 +1124,22 @@ async fn download_stage(
     let mut downloads = stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
         let dest = cache_path(cache, &digest);
         async move {
-            registry
-                .download_blob(&repo, &digest, desc.size, &dest, reporter)
-                .await
-                .map_err(|source| CollectError::Registry {
-                    artifact: format!("{repo}"),
-                    source,
-                })?;
-            reporter.item(digest.short());
+            // Its own bar, labelled with what is downloading now; the phase counts the blob
+            // once, when it is packed.
+            let id = digest.to_string();
+            reporter.task_start(&id, &format!("{repo} {}", digest.short()), desc.size);
+            let task = crate::progress::Task {
+                parent: reporter,
+                id: &id,
+            };
+            let got = registry
+                .download_blob(&repo, &digest, desc.size, &dest, &task)
+                .await;
+            reporter.task_done(&id);
+            got.map_err(|source| CollectError::Registry {
+                artifact: format!("{repo}"),
+                source,
+            })?;
             Ok::<Digest, CollectError>(digest)
         }
     }))
@@ -1518,7 +1536,8 @@ pub async fn collect(
     missing.sort_by_key(|(d, _, _)| order.get(d).copied().unwrap_or(usize::MAX));
     let (arrived, arrivals) = tokio::sync::mpsc::channel::<Digest>(opts.jobs.max(1));
     let arrivals = std::sync::Mutex::new(arrivals);
-    reporter.phase("collect", to_download + manifest.total_blob_bytes());
+    // The phase is the bundle's blob bytes as they are packed, each once; downloads are tasks.
+    reporter.phase("collect", manifest.total_blob_bytes());
     let rt = tokio::runtime::Handle::current();
     let contents = Contents {
         manifest: &manifest,

@@ -221,7 +221,9 @@ pub async fn run(
 ) -> Result<ImportReport, ImportError> {
     let (source, toc) = open_bundle(bundle)?;
     let total = toc.as_ref().map_or(0, |t| t.manifest.total_blob_bytes());
-    reporter.phase("import", total);
+    // The phase is the bundle read and verified; uploads are tasks of their own, shown until
+    // the registry answers.
+    reporter.phase("read", total);
     let result = stages(bundle, &source, toc, registry, opts, recorder, reporter).await;
     reporter.finish_phase();
     result

@@ -418,21 +418,27 @@ const MAX_UPLOAD_TASKS: usize = 64;
 /// [`MAX_INFLIGHT`] × [`CHUNK_SIZE`] (a whole blob counts its size, a streamed one a chunk)
 /// and at most [`MAX_UPLOAD_TASKS`] at once: many small blobs fly together over a slow link,
 /// while memory stays as bounded as with [`MAX_INFLIGHT`] large ones.
+/// Runs the uploads the reader asks for. Each blob upload is a progress task (its own bar,
+/// labelled with the blob, from its start to the registry's answer), so bars stay up while
+/// uploads run after the reading is done.
 async fn drive(
     registry: Arc<Registry>,
     mut rx: tokio::sync::mpsc::Receiver<Msg>,
     jobs: usize,
+    reporter: &dyn crate::progress::Reporter,
 ) -> Result<Pushed, ImportError> {
     let budget = (MAX_INFLIGHT * CHUNK_SIZE) as u64;
     let mut in_flight = 0u64;
     let mut total = Pushed::default();
-    type Task = (u64, Result<Pushed, ImportError>);
+    type Task = (u64, String, Result<Pushed, ImportError>);
     let mut tasks: tokio::task::JoinSet<Task> = tokio::task::JoinSet::new();
     let mut stream_tx: Option<tokio::sync::mpsc::Sender<Option<Bytes>>> = None;
+    let mut stream_id = String::new();
     let mut add =
         |r: Result<Task, tokio::task::JoinError>, in_flight: &mut u64| -> Result<(), ImportError> {
-            let (cost, p) = r.map_err(ImportError::UploadTask)?;
+            let (cost, id, p) = r.map_err(ImportError::UploadTask)?;
             *in_flight -= cost;
+            reporter.task_done(&id);
             let p = p?;
             total.pushed += p.pushed;
             total.mounted += p.mounted;
@@ -473,16 +479,22 @@ async fn drive(
                 repos,
                 bytes,
             } => {
+                let id = format!("upload {}", entry.digest);
+                reporter.task_start(&id, &format!("push {}", entry.digest.short()), entry.size);
                 let task = upload_whole(registry.clone(), entry, repos, bytes);
-                tasks.spawn(async move { (cost, task.await) });
+                tasks.spawn(async move { (cost, id, task.await) });
             }
             Msg::Start { entry, repos } => {
                 let (tx, chunks) = tokio::sync::mpsc::channel(2);
                 stream_tx = Some(tx);
+                let id = format!("upload {}", entry.digest);
+                reporter.task_start(&id, &format!("push {}", entry.digest.short()), entry.size);
+                stream_id.clone_from(&id);
                 let task = upload_stream(registry.clone(), entry, repos, chunks);
-                tasks.spawn(async move { (cost, task.await) });
+                tasks.spawn(async move { (cost, id, task.await) });
             }
             Msg::Chunk(chunk) => {
+                reporter.task_advance(&stream_id, chunk.len() as u64);
                 if let Some(tx) = &stream_tx {
                     if tx.send(Some(chunk)).await.is_err() {
                         // The upload failed; its error comes out of the join below.
@@ -566,7 +578,7 @@ pub(super) async fn upload(
                     feeder.gate,
                 )
             });
-            let uploaded = rt.block_on(drive(registry.clone(), rx, opts.jobs));
+            let uploaded = rt.block_on(drive(registry.clone(), rx, opts.jobs, reporter));
             let read = reader.join().map_err(|_| ImportError::ReaderPanicked);
             (read, uploaded)
         })

@@ -742,7 +742,9 @@ impl Registry {
                 .saturating_mul(1 << (attempt - 1).min(16))
                 .min(policy.max_delay);
             let permit = self.limit.acquire().await;
+            let started = std::time::Instant::now();
             let sent = req.send().await;
+            log_request(&method, url, &sent, started.elapsed(), attempt);
             match &sent {
                 Err(e) if e.is_connect() || e.is_timeout() => {
                     permit.finish(limit::Outcome::Overloaded, None)
@@ -1489,4 +1491,45 @@ impl BlobUpload<'_> {
             )
             .await;
     }
+}
+
+/// One `debug` event per request airlock sends (`RUST_LOG=airlock=debug`): method, URL without
+/// credentials or query, status (or the transport error), time to the response headers.
+fn log_request(
+    method: &Method,
+    url: &str,
+    sent: &Result<reqwest::Response, reqwest::Error>,
+    elapsed: std::time::Duration,
+    attempt: u32,
+) {
+    let shown = url_for_log(url);
+    let ms = elapsed.as_millis();
+    match sent {
+        Ok(r) => tracing::debug!(
+            target: "airlock::registry",
+            "{method} {shown} -> {} in {ms} ms (attempt {attempt})",
+            r.status().as_u16()
+        ),
+        Err(e) => tracing::debug!(
+            target: "airlock::registry",
+            "{method} {shown} -> error after {ms} ms (attempt {attempt}): {e}"
+        ),
+    }
+}
+
+/// `url` without user info and without its query (upload locations carry state there).
+pub fn url_for_log(url: &str) -> String {
+    let Ok(mut u) = reqwest::Url::parse(url) else {
+        return "<unparsable url>".to_owned();
+    };
+    let _ = u.set_username("");
+    let _ = u.set_password(None);
+    let had_query = u.query().is_some();
+    u.set_query(None);
+    u.set_fragment(None);
+    let mut s = u.to_string();
+    if had_query {
+        s.push_str("?…");
+    }
+    s
 }

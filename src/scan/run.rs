@@ -335,7 +335,7 @@ pub fn scan_all(
         match scan_image(t, |d| source::blob_file(dir, d), ctx) {
             Ok(s) => {
                 reporter.advance(t.layers.iter().map(|d| d.size).sum());
-                reporter.item(&t.name);
+                reporter.item(&format!("scanned {}", t.name));
                 out.push(s);
             }
             Err(e) => {
