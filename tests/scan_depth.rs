@@ -521,6 +521,14 @@ fn hostile_files_are_skipped_with_warnings_in_bounded_memory() {
         let mut b = tar::Builder::new(gz);
         b.append_path_with_name(&sparse, "app/node_modules/huge/package.json")
             .expect("huge");
+        // A .NET deps.json one byte over its 8 MiB cap.
+        let big_deps = dir.join("big.deps.json");
+        std::fs::File::create(&big_deps)
+            .expect("sparse")
+            .set_len(airlock::scan::lang::MAX_MANIFEST_BYTES + 1)
+            .expect("len");
+        b.append_path_with_name(&big_deps, "app/Big.deps.json")
+            .expect("big deps");
         let mut add = |p: &str, c: &[u8], mode: u32| {
             let mut h = tar::Header::new_gnu();
             h.set_path(p).expect("path");
@@ -531,6 +539,12 @@ fn hostile_files_are_skipped_with_warnings_in_bounded_memory() {
         };
         add("etc/os-release", b"ID=debian\nVERSION_ID=\"9\"\n", 0o644);
         add("app/lib/bomb.jar", &zip_bomb_jar(), 0o644);
+        // A deps.json whose library key is not NAME/VERSION.
+        add(
+            "app/Odd.deps.json",
+            br#"{"targets": {"t": {"NoSlash": {"runtime": {"a.dll": {}}}}}, "libraries": {"NoSlash": {"type": "package"}}}"#,
+            0o644,
+        );
         add("usr/bin/docker-registry", &corrupt_go_binary(&peers), 0o755);
         add(
             "app/node_modules/ok/package.json",
@@ -584,6 +598,8 @@ fn hostile_files_are_skipped_with_warnings_in_bounded_memory() {
         "app/node_modules/huge/package.json: package.json of 1073741824 bytes is over the 8388608 byte limit; not read",
         "app/lib/bomb.jar: `BOOT-INF/lib/bomb.jar` would inflate past the 67108864 byte limit (zip bomb?); skipped",
         "usr/bin/docker-registry: corrupt Go build info",
+        "app/Big.deps.json: .NET deps.json of 8388609 bytes is over the 8388608 byte limit; not read",
+        "app/Odd.deps.json: library `NoSlash` is not NAME/VERSION; skipped",
     ] {
         assert!(warnings.contains(needle), "{needle} not in {warnings}");
     }
