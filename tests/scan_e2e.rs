@@ -58,6 +58,23 @@ fn push_two_platforms(reg: &TestRegistry) -> (Image, Image) {
     (alpine, debian)
 }
 
+/// `dir/ledger`, its key protected by the password in `dir/pw`.
+fn init_ledger(dir: &Path) {
+    std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
+    ok(&airlock(
+        dir,
+        &[
+            "ledger",
+            "init",
+            "ledger",
+            "--origin",
+            "test.invalid/airlock",
+            "--password-file",
+            "pw",
+        ],
+    ));
+}
+
 fn json(out: &std::process::Output) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
         panic!(
@@ -853,19 +870,7 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         dir,
         &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
     ));
-    std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/airlock",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    init_ledger(dir);
     std::fs::create_dir_all(dir.join("site")).expect("site");
     std::fs::write(dir.join("site/strict.yaml"), "fail_on: high\n").expect("policy");
     let dst = TestRegistry::start();
@@ -1235,19 +1240,7 @@ fn rescan_finds_the_sbom_through_the_referrers_api_when_the_ledger_has_none() {
         dir,
         &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
     ));
-    std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/airlock",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    init_ledger(dir);
     // The target serves the referrers API: no fallback tag is written there.
     let fer = ferro::start();
     let fflags = fer.cli_flags();
