@@ -107,20 +107,32 @@ fn peers() -> PathBuf {
 }
 
 /// A tar of a directory's regular files (modes kept, so executables stay executable).
-fn tar_dir(root: &Path, extra: &[(&str, &[u8], u32)]) -> Vec<u8> {
+/// Files added to a root's layer: path, content, mode.
+type Extra<'a> = &'a [(&'a str, &'a [u8], u32)];
+
+fn tar_dir(root: &Path, extra: Extra) -> Vec<u8> {
     let mut b = tar::Builder::new(Vec::new());
     let mut stack = vec![root.to_path_buf()];
     let mut files = Vec::new();
+    let mut dirs = Vec::new();
     while let Some(d) = stack.pop() {
         for e in std::fs::read_dir(&d).expect("dir") {
             let e = e.expect("entry");
             let t = e.file_type().expect("type");
             if t.is_dir() {
                 stack.push(e.path());
+                dirs.push(e.path());
             } else if t.is_file() && e.file_name() != ".done" {
                 files.push(e.path());
             }
         }
+    }
+    // Directory entries too, as a real image layer has them (syft finds `status.d/*` only
+    // under a directory entry).
+    dirs.sort();
+    for d in dirs {
+        let rel = d.strip_prefix(root).expect("rel");
+        b.append_dir(rel, &d).expect("dir");
     }
     files.sort();
     for f in files {
@@ -207,6 +219,7 @@ fn syft(peers: &Path, layout: &Path) -> Listing {
         let t = match a["type"].as_str().unwrap_or_default() {
             "deb" => "deb",
             "rpm" => "rpm",
+            "apk" => "apk",
             "go-module" => "go-module",
             "python" => "python",
             "npm" => "npm",
@@ -215,7 +228,7 @@ fn syft(peers: &Path, layout: &Path) -> Listing {
             _ => "other",
         };
         let key = match t {
-            "deb" | "rpm" => format!(
+            "deb" | "rpm" | "apk" => format!(
                 "{} {}",
                 a["name"].as_str().unwrap_or_default(),
                 a["version"].as_str().unwrap_or_default()
@@ -262,6 +275,7 @@ fn trivy(peers: &Path, layout: &Path, cache: &Path) -> Listing {
         let t = match r["Type"].as_str().unwrap_or_default() {
             "debian" => "deb",
             "redhat" => "rpm",
+            "alpine" => "apk",
             "gobinary" => "go-module",
             "python-pkg" => "python",
             "node-pkg" => "npm",
@@ -279,7 +293,9 @@ fn trivy(peers: &Path, layout: &Path, cache: &Path) -> Listing {
                 version = format!("{e}:{version}");
             }
             let key = match t {
-                "deb" | "rpm" => format!("{} {version}", p["Name"].as_str().unwrap_or_default()),
+                "deb" | "rpm" | "apk" => {
+                    format!("{} {version}", p["Name"].as_str().unwrap_or_default())
+                }
                 _ => purl_key(p["Identifier"]["PURL"].as_str().unwrap_or_default()),
             };
             l.entry(t).or_default().push(key);
@@ -295,6 +311,7 @@ fn airlock_listing(inv: &airlock::scan::Inventory) -> Listing {
         let t = match p.kind {
             PackageKind::Deb => "deb",
             PackageKind::Rpm => "rpm",
+            PackageKind::Apk => "apk",
             PackageKind::GoModule => "go-module",
             PackageKind::Python => "python",
             PackageKind::Npm => "npm",
@@ -303,7 +320,7 @@ fn airlock_listing(inv: &airlock::scan::Inventory) -> Listing {
             _ => "other",
         };
         let key = match t {
-            "deb" | "rpm" => format!("{} {}", p.name, p.version),
+            "deb" | "rpm" | "apk" => format!("{} {}", p.name, p.version),
             _ => purl_key(&p.purl),
         };
         l.entry(t).or_default().push(key);
@@ -331,8 +348,38 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
     let peers = peers();
     let work = tempfile::tempdir().expect("tmp");
     let mut table = Vec::new();
-    for (name, root) in [("debian", "debian-root"), ("rpm", "rpm-root")] {
-        let img = image_of_tar(tar_dir(&peers.join(root), &[]));
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let bookworm = std::fs::read(data.join("packages/debian/osv-scalibr-debian12/etc/os-release"))
+        .expect("os-release");
+    let alpine_extra: Extra = &[
+        ("etc/alpine-release", b"3.18.0\n", 0o644),
+        (
+            "etc/apk/repositories",
+            b"https://dl-cdn.alpinelinux.org/alpine/v3.18/main\n",
+            0o644,
+        ),
+    ];
+    // distroless images carry both (trivy detects Debian by `debian_version`).
+    let distroless_extra: Extra = &[
+        ("etc/os-release", &bookworm, 0o644),
+        ("etc/debian_version", b"12.1\n", 0o644),
+    ];
+    let roots: [(&str, PathBuf, Extra); 4] = [
+        ("debian", peers.join("debian-root"), &[]),
+        (
+            "alpine",
+            data.join("packages/alpine/osv-scalibr-alpine-3.18"),
+            alpine_extra,
+        ),
+        (
+            "distroless",
+            data.join("packages/debian/syft-distroless"),
+            distroless_extra,
+        ),
+        ("rpm", peers.join("rpm-root"), &[]),
+    ];
+    for (name, root, extra) in roots {
+        let img = image_of_tar(tar_dir(&root, extra));
         let layout = work.path().join(name);
         write_layout(&img, &layout);
         let ours = airlock_listing(&airlock_inventory(&img));
@@ -521,6 +568,14 @@ fn hostile_files_are_skipped_with_warnings_in_bounded_memory() {
         let mut b = tar::Builder::new(gz);
         b.append_path_with_name(&sparse, "app/node_modules/huge/package.json")
             .expect("huge");
+        // A .NET deps.json one byte over its 8 MiB cap.
+        let big_deps = dir.join("big.deps.json");
+        std::fs::File::create(&big_deps)
+            .expect("sparse")
+            .set_len(airlock::scan::lang::MAX_MANIFEST_BYTES + 1)
+            .expect("len");
+        b.append_path_with_name(&big_deps, "app/Big.deps.json")
+            .expect("big deps");
         let mut add = |p: &str, c: &[u8], mode: u32| {
             let mut h = tar::Header::new_gnu();
             h.set_path(p).expect("path");
@@ -531,6 +586,12 @@ fn hostile_files_are_skipped_with_warnings_in_bounded_memory() {
         };
         add("etc/os-release", b"ID=debian\nVERSION_ID=\"9\"\n", 0o644);
         add("app/lib/bomb.jar", &zip_bomb_jar(), 0o644);
+        // A deps.json whose library key is not NAME/VERSION.
+        add(
+            "app/Odd.deps.json",
+            br#"{"targets": {"t": {"NoSlash": {"runtime": {"a.dll": {}}}}}, "libraries": {"NoSlash": {"type": "package"}}}"#,
+            0o644,
+        );
         add("usr/bin/docker-registry", &corrupt_go_binary(&peers), 0o755);
         add(
             "app/node_modules/ok/package.json",
@@ -584,6 +645,8 @@ fn hostile_files_are_skipped_with_warnings_in_bounded_memory() {
         "app/node_modules/huge/package.json: package.json of 1073741824 bytes is over the 8388608 byte limit; not read",
         "app/lib/bomb.jar: `BOOT-INF/lib/bomb.jar` would inflate past the 67108864 byte limit (zip bomb?); skipped",
         "usr/bin/docker-registry: corrupt Go build info",
+        "app/Big.deps.json: .NET deps.json of 8388609 bytes is over the 8388608 byte limit; not read",
+        "app/Odd.deps.json: library `NoSlash` is not NAME/VERSION; skipped",
     ] {
         assert!(warnings.contains(needle), "{needle} not in {warnings}");
     }

@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime};
 
 use airlock::registry::Repo;
 use common::fixtures::{self, Image};
-use common::{airlock, fails_with, ok, TestRegistry};
+use common::{airlock, fails_with, ferro, ok, TestRegistry};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -56,6 +56,23 @@ fn push_two_platforms(reg: &TestRegistry) -> (Image, Image) {
         "1",
     ));
     (alpine, debian)
+}
+
+/// `dir/ledger`, its key protected by the password in `dir/pw`.
+fn init_ledger(dir: &Path) {
+    std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
+    ok(&airlock(
+        dir,
+        &[
+            "ledger",
+            "init",
+            "ledger",
+            "--origin",
+            "test.invalid/airlock",
+            "--password-file",
+            "pw",
+        ],
+    ));
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {
@@ -853,19 +870,7 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         dir,
         &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
     ));
-    std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/airlock",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    init_ledger(dir);
     std::fs::create_dir_all(dir.join("site")).expect("site");
     std::fs::write(dir.join("site/strict.yaml"), "fail_on: high\n").expect("policy");
     let dst = TestRegistry::start();
@@ -1206,4 +1211,110 @@ fn lock_pins_the_scan_database_and_vex_files_by_digest() {
     let out = airlock(dir, &args(&["lock", "s.yaml", "--check"], &flags));
     assert_eq!(out.status.code(), Some(3));
     assert!(String::from_utf8_lossy(&out.stdout).contains("scan database vuln.db"));
+}
+
+#[test]
+fn rescan_finds_the_sbom_through_the_referrers_api_when_the_ledger_has_none() {
+    let src = TestRegistry::start();
+    let debian = fixtures::files_image(&[fixtures::debian9_files()], "linux/amd64");
+    rt().block_on(fixtures::push_image(
+        &src.client(),
+        &Repo::parse(src.host.clone(), "app/base").expect("repository"),
+        &debian,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!(
+            "name: s\nimages:\n  - ref: {}/app/base:1\nscan:\n  db: vuln.db\n",
+            src.host
+        ),
+    )
+    .expect("spec");
+    let flags = src.cli_flags();
+    ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    ok(&airlock(
+        dir,
+        &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
+    ));
+    init_ledger(dir);
+    // The target serves the referrers API: no fallback tag is written there.
+    let fer = ferro::start();
+    let fflags = fer.cli_flags();
+    let to = format!("{}/m", fer.host);
+    ok(&airlock(
+        dir,
+        &args(
+            &[
+                "import",
+                "s.tar.zst",
+                "--to",
+                &to,
+                "--allow-unsigned",
+                "--ledger",
+                "ledger",
+                "--ledger-password-file",
+                "pw",
+            ],
+            &fflags,
+        ),
+    ));
+    // The ledger's copy of the SBOM archived away (absent evidence is allowed).
+    let entry: serde_json::Value = serde_json::from_str(
+        std::fs::read_to_string(dir.join("ledger/entries.jsonl"))
+            .expect("ledger")
+            .lines()
+            .next()
+            .expect("entry"),
+    )
+    .expect("json");
+    let sbom = entry["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .find(|e| e["kind"] == "sbom")
+        .expect("sbom evidence");
+    let sbom_blob = sbom["digest"].as_str().expect("digest").to_string();
+    std::fs::remove_file(dir.join("ledger/evidence/sha256").join(&sbom_blob[7..]))
+        .expect("archive");
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "rescan",
+                "--ledger",
+                "ledger",
+                "--registry",
+                &to,
+                "--db",
+                "vuln.db",
+                "--ledger-password-file",
+                "pw",
+                "--cache",
+                "rcache",
+                "--format",
+                "json",
+            ],
+            &fflags,
+        ),
+    );
+    let v = json(&out);
+    ok(&out);
+    let img = &v["images"][0];
+    assert_eq!(img["sbom"], "referrers-api", "{v}");
+    assert_eq!(img["digest"], debian.manifest.digest().to_string());
+    assert_eq!(img["summary"]["packages"], 2, "{v}");
+    assert_eq!(
+        img["changes"]["new"],
+        serde_json::json!(["DLA-3008-1 libssl1.1@1.1.0l-1~deb9u5"])
+    );
+    // Only the SBOM blob was downloaded, no layer.
+    let cached: Vec<String> = std::fs::read_dir(dir.join("rcache/sha256"))
+        .expect("cache")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(cached, [sbom_blob[7..].to_string()]);
 }

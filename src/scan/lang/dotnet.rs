@@ -139,4 +139,25 @@ mod tests {
         assert!(f.packages.iter().all(|p| p.location == "app/Web.deps.json"));
         assert!(read("a.deps.json", &mut &b"[1]"[..]).warnings[0].contains("not a .NET deps.json"));
     }
+
+    #[test]
+    fn refuses_an_oversized_stream_and_skips_keys_that_are_not_name_slash_version() {
+        // A reader that does not stop at the cap: read up to it, then refused.
+        let mut big = std::io::repeat(b' ').take(MAX_MANIFEST_BYTES + 1);
+        let f = read("x.deps.json", &mut big);
+        assert!(f.packages.is_empty());
+        assert_eq!(
+            f.warnings,
+            ["x.deps.json: deps.json over the 8388608 byte limit; not read"]
+        );
+        let text = br#"{"targets": {"t": {"NoSlash": {"runtime": {"a.dll": {}}}, "A/1.0": {"native": {"a.so": {}}}}},
+                        "libraries": {"NoSlash": {"type": "package"}, "A/1.0": {"type": "package"}}}"#;
+        let f = read("y.deps.json", &mut &text[..]);
+        let purls: Vec<&str> = f.packages.iter().map(|p| p.purl.as_str()).collect();
+        assert_eq!(purls, ["pkg:nuget/A@1.0"]);
+        assert_eq!(
+            f.warnings,
+            ["y.deps.json: library `NoSlash` is not NAME/VERSION; skipped"]
+        );
+    }
 }
