@@ -536,8 +536,18 @@ fn certs_dir_gives_each_registry_its_ca_and_client_certificate() {
             &ca_only.display().to_string(),
         ],
     );
-    // (The server closes the handshake: the error names the registry and the URL.)
-    common::fails_with(&out, &reg.host);
+    // The server ends the handshake over the missing certificate: one error line that says so,
+    // a hint naming certs.d and --certs-dir, and no retries (they cannot help).
+    let err = common::fails_as(&out, 6, "requires a TLS client certificate (mutual TLS)");
+    assert!(err.contains(&reg.host), "{err}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "hint: `{}` requires a client certificate",
+            reg.host
+        )) && stderr.contains("--certs-dir"),
+        "{stderr}"
+    );
     // A certificate without its key is named, not ignored.
     std::fs::remove_file(host_dir.join("client.key")).expect("rm key");
     let out = common::airlock(dir, &["lock", "m.yaml", "--certs-dir", &certs_flag]);

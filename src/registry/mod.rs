@@ -114,6 +114,21 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// The registry refused the TLS handshake over our client certificate: it requires mutual
+    /// TLS and none it accepts was offered.
+    #[error(
+        "{method} {url}: the registry requires a TLS client certificate (mutual TLS) and \
+         refused the connection without one it accepts ({source})"
+    )]
+    ClientCertificateRequired {
+        /// HTTP method.
+        method: Method,
+        /// URL.
+        url: String,
+        /// The TLS error.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The registry answered with an unexpected status.
     #[error("{method} {url}: {status}{detail}")]
     Status {
@@ -443,6 +458,25 @@ impl Registry {
             m.insert(registry.to_string(), client.clone());
         }
         Ok(client)
+    }
+
+    /// After a transport failure on `https://`: whether the registry refuses us for want of a
+    /// client certificate. Over HTTP/2 the request only sees the connection close (the TLS
+    /// alert goes to the connection task), so one `GET /v2/` over HTTP/1.1, with the same TLS
+    /// settings, asks again; its error carries the alert. Returns that error when it is one.
+    async fn probe_client_certificate(&self, registry: &str, url: &str) -> Option<reqwest::Error> {
+        if !url.starts_with("https://") {
+            return None;
+        }
+        let client =
+            tls::probe_client(&self.options.ca_files, &self.options.certs_dirs, registry).ok()?;
+        let err = client
+            .get(format!("https://{registry}/v2/"))
+            .timeout(self.options.retry.deadline.min(Duration::from_secs(10)))
+            .send()
+            .await
+            .err()?;
+        diagnose::client_certificate_refused(&err).then_some(err)
     }
 
     /// The adaptive limit on requests in flight: stages size their concurrency by its
@@ -840,11 +874,28 @@ impl Registry {
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    return Err(RegistryError::Transport {
-                        method,
-                        url: url.to_string(),
-                        attempts: attempt,
-                        source,
+                    let refused = if diagnose::client_certificate_refused(&source) {
+                        Ok(source)
+                    } else if source.is_connect() || source.is_timeout() {
+                        // Not a connection the server ended mid-request: nothing to probe.
+                        Err(source)
+                    } else {
+                        self.probe_client_certificate(registry, url)
+                            .await
+                            .ok_or(source)
+                    };
+                    return Err(match refused {
+                        Ok(source) => RegistryError::ClientCertificateRequired {
+                            method,
+                            url: url.to_string(),
+                            source,
+                        },
+                        Err(source) => RegistryError::Transport {
+                            method,
+                            url: url.to_string(),
+                            attempts: attempt,
+                            source,
+                        },
                     });
                 }
                 Ok(resp) => {

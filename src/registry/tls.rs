@@ -77,6 +77,37 @@ pub fn host_client(
     certs_dirs: &[PathBuf],
     host: &str,
 ) -> Result<Option<reqwest::Client>, RegistryError> {
+    host_builder(ca_files, certs_dirs, host)?
+        .map(|(b, dir)| b.build().map_err(|e| bad(&dir, chain(&e))))
+        .transpose()
+}
+
+/// A one-off HTTP/1.1 client with the TLS settings `host` gets: an HTTP/2 connection that the
+/// server ends during the handshake reports no cause to the request, HTTP/1.1 does (see
+/// `Registry::probe_client_certificate`).
+pub fn probe_client(
+    ca_files: &[PathBuf],
+    certs_dirs: &[PathBuf],
+    host: &str,
+) -> Result<reqwest::Client, RegistryError> {
+    let builder = match host_builder(ca_files, certs_dirs, host)? {
+        Some((b, _)) => b,
+        None => base_builder(ca_files)?,
+    };
+    builder
+        .http1_only()
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| bad(Path::new(host), e))
+}
+
+/// The client settings for `host` from its `certs.d` subdirectories (and the first of them, to
+/// name in errors), `None` when it has none.
+fn host_builder(
+    ca_files: &[PathBuf],
+    certs_dirs: &[PathBuf],
+    host: &str,
+) -> Result<Option<(reqwest::ClientBuilder, PathBuf)>, RegistryError> {
     let dirs: Vec<PathBuf> = certs_dirs
         .iter()
         .map(|d| d.join(host))
@@ -120,6 +151,5 @@ pub fn host_client(
             }
         }
     }
-    let client = builder.build().map_err(|e| bad(&dirs[0], chain(&e)))?;
-    Ok(Some(client))
+    Ok(Some((builder, dirs[0].clone())))
 }
