@@ -536,10 +536,130 @@ fn certs_dir_gives_each_registry_its_ca_and_client_certificate() {
             &ca_only.display().to_string(),
         ],
     );
-    // (The server closes the handshake: the error names the registry and the URL.)
-    common::fails_with(&out, &reg.host);
+    // The server ends the handshake over the missing certificate: one error line that says so,
+    // a hint naming certs.d and --certs-dir, and no retries (they cannot help).
+    let err = common::fails_as(&out, 6, "requires a TLS client certificate (mutual TLS)");
+    assert!(err.contains(&reg.host), "{err}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(&format!(
+            "hint: `{}` requires a client certificate",
+            reg.host
+        )) && stderr.contains("--certs-dir"),
+        "{stderr}"
+    );
     // A certificate without its key is named, not ignored.
     std::fs::remove_file(host_dir.join("client.key")).expect("rm key");
     let out = common::airlock(dir, &["lock", "m.yaml", "--certs-dir", &certs_flag]);
     common::fails_with(&out, "no `client.key` beside it");
+}
+
+/// A library client for `proxy_host` with `reg`'s credentials, allowed plain HTTP to the proxy
+/// and to `reg`'s token server.
+fn token_client(reg: &TestRegistry, proxy_host: &str) -> airlock::registry::Registry {
+    use airlock::registry::{CredentialStore, Credentials, RegistryOptions, RetryPolicy};
+    let mut credentials = CredentialStore::empty();
+    let (user, password) = reg.auth.clone().expect("credentials");
+    credentials.insert(proxy_host, Credentials::new(user, password));
+    airlock::registry::Registry::new(RegistryOptions {
+        insecure: vec![
+            proxy_host.to_string(),
+            reg.token.as_ref().expect("token server").host(),
+        ],
+        ca_files: Vec::new(),
+        certs_dirs: Vec::new(),
+        credentials,
+        retry: RetryPolicy::default(),
+        max_requests: None,
+        ..Default::default()
+    })
+    .expect("client")
+}
+
+/// The proxy's fault for `reg`'s token server: tokens older than `ttl` are refused with 401.
+fn expire_tokens(reg: &TestRegistry, ttl: std::time::Duration) -> common::proxy::Fault {
+    let t = reg.token.as_ref().expect("token server");
+    common::proxy::Fault::ExpireTokens {
+        ttl,
+        realm: t.realm.clone(),
+        service: t.service.clone(),
+    }
+}
+
+#[test]
+fn expired_tokens_are_renewed_including_before_a_streamed_upload() {
+    use common::proxy::Proxy;
+    use std::time::Duration;
+    // Tokens live one second; every request takes 1.1 s through the proxy, which refuses a
+    // token it first saw a second or more ago: each token serves one request.
+    let reg = TestRegistry::start_with(common::RegistryConfig {
+        token_auth: Some(("alice".into(), "s3cret".into())),
+        token_ttl: Some(1),
+        ..Default::default()
+    });
+    let proxy = Proxy::start_delayed(
+        &reg.host,
+        expire_tokens(&reg, Duration::from_secs(1)),
+        Duration::from_millis(1100),
+    );
+    let client = token_client(&reg, &proxy.host);
+    let repo = Repo::parse(&proxy.host, "app/big").expect("repo");
+    let data = bytes::Bytes::from(fixtures::noise(7, 3 << 20));
+    let digest = airlock::oci::Digest::of(&data);
+    rt().block_on(async {
+        let mut upload = client.start_upload(&repo).await.expect("start upload");
+        // The streamed PATCH: one attempt, its body cannot be re-sent.
+        let chunks: Vec<Result<bytes::Bytes, std::io::Error>> = data
+            .chunks(256 << 10)
+            .map(|c| Ok(data.slice_ref(c)))
+            .collect();
+        upload
+            .patch_stream(futures_util::stream::iter(chunks), data.len() as u64)
+            .await
+            .expect("streamed PATCH with a renewed token");
+        upload
+            .finish(bytes::Bytes::new(), &digest)
+            .await
+            .expect("finish after a 401 and a renewed token");
+        assert!(
+            client
+                .blob_exists(&repo, &digest)
+                .await
+                .expect("HEAD the blob"),
+            "the blob is stored"
+        );
+    });
+    assert_eq!(
+        proxy.count("PATCH "),
+        1,
+        "the stream went once and was accepted"
+    );
+    assert!(
+        proxy.rejected.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "some request met an expired token and was renewed: {:?}",
+        proxy.log.lock().expect("log")
+    );
+}
+
+#[test]
+fn a_registry_that_refuses_every_token_fails_after_one_renewal() {
+    use common::proxy::Proxy;
+    let reg = token_registry();
+    let proxy = Proxy::start(&reg.host, expire_tokens(&reg, std::time::Duration::ZERO));
+    let client = token_client(&reg, &proxy.host);
+    let repo = Repo::parse(&proxy.host, "app/web").expect("repo");
+    let err = rt()
+        .block_on(client.start_upload(&repo))
+        .map(|_| ())
+        .expect_err("every token refused");
+    let msg = err.to_string();
+    assert!(msg.contains("401"), "{msg}");
+    assert_eq!(msg.lines().count(), 1, "{msg}");
+    // Anonymous, then once with a token: no loop.
+    assert_eq!(
+        proxy.count("POST "),
+        2,
+        "{:?}",
+        proxy.log.lock().expect("log")
+    );
 }

@@ -109,6 +109,7 @@ fn a_collect_counts_each_blob_once_and_each_download_as_its_own_task() {
             carry_db: false,
             scanner: Default::default(),
             have: None,
+            split: None,
         };
         let rec = Recorder::default();
         let report = rt()

@@ -37,6 +37,9 @@ pub fn hint(d: &Diagnosis) -> String {
         Diagnosis::BadCertificate { host } => format!(
             "the certificate of `{host}` does not fit (another name, expired, or not for a server); check the registry's certificate"
         ),
+        Diagnosis::ClientCertificateRequired { host } => format!(
+            "`{host}` requires a client certificate (mutual TLS); put `client.cert` and `client.key` (and the registry's `ca.crt`) in /etc/docker/certs.d/{host}/ or /etc/containers/certs.d/{host}/, or in DIR/{host}/ with --certs-dir DIR"
+        ),
         Diagnosis::Refused { host } => format!(
             "nothing listens on `{host}`; check the host and port, and that the registry is running"
         ),

@@ -31,6 +31,12 @@ pub enum Diagnosis {
         /// The registry's origin, as in the URL.
         host: String,
     },
+    /// The registry ended the TLS handshake with an alert about our client certificate: it
+    /// requires mutual TLS and we offered none it accepts.
+    ClientCertificateRequired {
+        /// The registry's origin, as in the URL.
+        host: String,
+    },
     /// The connection was refused: nothing listens on that port.
     Refused {
         /// The registry's origin, as in the URL.
@@ -56,7 +62,8 @@ pub enum Diagnosis {
 /// What went wrong, when the error says.
 pub fn diagnose(err: &RegistryError) -> Option<Diagnosis> {
     match err {
-        RegistryError::Transport { url, source, .. } => {
+        RegistryError::Transport { url, source, .. }
+        | RegistryError::ClientCertificateRequired { url, source, .. } => {
             let host = origin_of(url);
             transport(source, url, host)
         }
@@ -84,6 +91,25 @@ pub fn is_permanent(err: &reqwest::Error) -> bool {
     rustls_error(err).is_some()
 }
 
+/// Whether the registry ended the handshake over our client certificate (none, or one it does
+/// not accept): what a registry requiring mutual TLS answers a client without `client.cert`.
+pub fn client_certificate_refused(err: &reqwest::Error) -> bool {
+    rustls_error(err).is_some_and(refuses_client_certificate)
+}
+
+/// The alerts a TLS server sends about the client's certificate (RFC 8446 §6.2: a missing
+/// certificate is `certificate_required`; TLS 1.2 servers, and Go's before 1.21, say
+/// `bad_certificate`; a certificate from a CA it does not trust is `unknown_ca`).
+fn refuses_client_certificate(e: &rustls::Error) -> bool {
+    use rustls::AlertDescription as A;
+    matches!(
+        e,
+        rustls::Error::AlertReceived(
+            A::CertificateRequired | A::BadCertificate | A::UnknownCA | A::CertificateUnknown
+        )
+    )
+}
+
 /// Whether the host of `url` resolves; a name that does not is not retried.
 pub async fn resolves(url: &str) -> bool {
     let Some((host, port)) = url::Url::parse(url)
@@ -108,6 +134,7 @@ fn transport(err: &reqwest::Error, url: &str, host: String) -> Option<Diagnosis>
                 Diagnosis::UnknownCa { host }
             }
             rustls::Error::InvalidCertificate(_) => Diagnosis::BadCertificate { host },
+            e if refuses_client_certificate(e) => Diagnosis::ClientCertificateRequired { host },
             _ => return None,
         });
     }
@@ -131,14 +158,18 @@ fn sources<'a>(err: &'a (dyn Error + 'static)) -> impl Iterator<Item = &'a (dyn 
 }
 
 /// The rustls error under a reqwest error. The connector wraps it in an `io::Error` inside
-/// another `io::Error`, and `io::Error::source` skips the error it wraps, so those are
-/// unwrapped by hand.
+/// another `io::Error`, `io::Error::source` skips the error it wraps, and an HTTP/2
+/// connection error (`h2::Error`) has no `source` at all, so those are unwrapped by hand.
 fn rustls_error(err: &reqwest::Error) -> Option<&rustls::Error> {
     sources(err).find_map(|e| {
         let mut cur: &(dyn Error + 'static) = e;
         loop {
             if let Some(r) = cur.downcast_ref::<rustls::Error>() {
                 return Some(r);
+            }
+            if let Some(io) = cur.downcast_ref::<h2::Error>().and_then(h2::Error::get_io) {
+                cur = io;
+                continue;
             }
             cur = cur.downcast_ref::<std::io::Error>()?.get_ref()?;
         }

@@ -116,6 +116,21 @@ pub enum RegistryError {
         #[source]
         source: reqwest::Error,
     },
+    /// The registry refused the TLS handshake over our client certificate: it requires mutual
+    /// TLS and none it accepts was offered.
+    #[error(
+        "{method} {url}: the registry requires a TLS client certificate (mutual TLS) and \
+         refused the connection without one it accepts ({source})"
+    )]
+    ClientCertificateRequired {
+        /// HTTP method.
+        method: Method,
+        /// URL.
+        url: String,
+        /// The TLS error.
+        #[source]
+        source: reqwest::Error,
+    },
     /// The registry answered with an unexpected status.
     #[error("{method} {url}: {status}{detail}")]
     Status {
@@ -302,12 +317,31 @@ enum HostAuth {
     },
 }
 
+/// A bearer token and when its lifetime (`expires_in`, 60 s when the token service does not
+/// say, as distribution's token specification defines) runs out.
+struct Token {
+    value: String,
+    lifetime: Duration,
+    expires: std::time::Instant,
+}
+
+impl Token {
+    /// Whether too little of the token's lifetime is left to start a request that cannot be
+    /// re-sent: less than half of it, or 30 s, whichever is less.
+    fn expiring(&self) -> bool {
+        let margin = (self.lifetime / 2).min(Duration::from_secs(30));
+        self.expires
+            .saturating_duration_since(std::time::Instant::now())
+            < margin
+    }
+}
+
 /// The registry client. Cheap to share behind an `Arc`; tokens are cached per host and scope.
 pub struct Registry {
     http: reqwest::Client,
     options: RegistryOptions,
     hosts: Mutex<HashMap<String, HostAuth>>,
-    tokens: Mutex<HashMap<(String, String), String>>,
+    tokens: Mutex<HashMap<(String, String), Token>>,
     /// Clients for registries with a `certs.d` directory (their own CAs, a client certificate).
     host_clients: Mutex<HashMap<String, reqwest::Client>>,
     /// Shared by every request of every stage, so the registry sees one adaptive load.
@@ -433,6 +467,30 @@ impl Registry {
         Ok(client)
     }
 
+    /// After a transport failure on `https://`: whether the registry refuses us for want of a
+    /// client certificate. Over HTTP/2 the request only sees the connection close (the TLS
+    /// alert goes to the connection task), so one `GET /v2/` over HTTP/1.1, with the same TLS
+    /// settings, asks again; its error carries the alert. Returns that error when it is one.
+    async fn probe_client_certificate(&self, registry: &str, url: &str) -> Option<reqwest::Error> {
+        if !url.starts_with("https://") {
+            return None;
+        }
+        let client = tls::probe_client(
+            &self.options.ca_files,
+            &self.options.certs_dirs,
+            self.options.host_tls.get(registry),
+            registry,
+        )
+        .ok()?;
+        let err = client
+            .get(format!("https://{registry}/v2/"))
+            .timeout(self.options.retry.deadline.min(Duration::from_secs(10)))
+            .send()
+            .await
+            .err()?;
+        diagnose::client_certificate_refused(&err).then_some(err)
+    }
+
     /// The adaptive limit on requests in flight: stages size their concurrency by its
     /// ceiling and leave the rest to it.
     pub fn limit(&self) -> &limit::Limit {
@@ -530,7 +588,7 @@ impl Registry {
                 let tokens = self.tokens.lock().ok()?;
                 tokens
                     .get(&(registry.to_string(), scope.to_string()))
-                    .map(|t| format!("Bearer {t}"))
+                    .map(|t| format!("Bearer {}", t.value))
             }
         }
     }
@@ -541,7 +599,6 @@ impl Registry {
         scope: &str,
         headers: &HeaderMap,
     ) -> Result<(), RegistryError> {
-        const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
         let unauthorized = |why: String| RegistryError::Unauthorized {
             registry: registry.to_string(),
             why,
@@ -573,106 +630,165 @@ impl Registry {
                 Ok(())
             }
             auth::Challenge::Bearer { realm, service } => {
-                let shown = crate::untrusted::shorten(&realm);
-                let realm_url = url::Url::parse(&realm).map_err(|e| {
-                    unauthorized(format!("token realm `{shown}` is not a URL: {e}"))
-                })?;
-                let realm_origin = Origin::of(&realm_url)
-                    .ok_or_else(|| unauthorized(format!("token realm `{shown}` has no host")))?;
-                if !matches!(realm_origin.scheme.as_str(), "https" | "http") {
-                    return Err(unauthorized(format!(
-                        "token realm `{shown}` is not an http(s) URL"
-                    )));
-                }
-                // Credentials go to the realm only on the registry's own origin, over https, or
-                // to a host the user named with `--insecure-registry` (plain HTTP on purpose).
-                let named_insecure = self.options.insecure.iter().any(|h| {
-                    realm_url
-                        .host_str()
-                        .zip(realm_url.port())
-                        .is_some_and(|(host, port)| h == &format!("{host}:{port}"))
-                });
-                let send_creds = creds.is_some()
-                    && (realm_origin == self.origin(registry)
-                        || realm_origin.scheme == "https"
-                        || named_insecure);
-                if creds.is_some() && !send_creds {
-                    return Err(RegistryError::InsecureRealm {
-                        registry: registry.to_string(),
-                        realm: shown,
-                    });
-                }
-                let mut query: Vec<(&str, &str)> = Vec::new();
-                if let Some(s) = &service {
-                    query.push(("service", s));
-                }
-                for s in scope.split(' ').filter(|s| !s.is_empty()) {
-                    query.push(("scope", s));
-                }
-                let refresh_token = creds
-                    .filter(|_| send_creds)
-                    .and_then(|c| c.identity_token_value());
-                let req = if let Some(refresh) = refresh_token {
-                    // An identity token is an OAuth2 refresh token: traded for an access token
-                    // by POST, as docker does (distribution's token spec, "OAuth2").
-                    let joined = scope.trim();
-                    let mut form = vec![
-                        ("grant_type", "refresh_token"),
-                        ("client_id", "airlock"),
-                        ("refresh_token", refresh),
-                    ];
-                    form.extend(service.as_deref().map(|s| ("service", s)));
-                    if !joined.is_empty() {
-                        form.push(("scope", joined));
-                    }
-                    self.client(registry)?.post(realm_url.clone()).form(&form)
-                } else {
-                    let mut req = self.client(registry)?.get(realm_url.clone()).query(&query);
-                    if let (true, Some(c)) = (send_creds, creds) {
-                        req = req.basic_auth(&c.username, Some(c.password()));
-                    }
-                    req
-                };
-                let req = req.timeout(self.options.retry.deadline);
-                let resp = req
-                    .send()
+                self.bearer_token(registry, scope, realm, service, creds)
                     .await
-                    .map_err(|e| unauthorized(format!("token request to {shown}: {e}")))?;
-                let status = resp.status();
-                if !status.is_success() {
-                    return Err(unauthorized(format!(
-                        "token endpoint {shown} answered {status}"
-                    )));
-                }
-                let bytes = read_capped(
-                    resp,
-                    MAX_TOKEN_RESPONSE,
-                    &Method::GET,
-                    realm_url.as_str(),
-                    "token response",
-                )
-                .await?;
-                let body: serde_json::Value = serde_json::from_slice(&bytes)
-                    .map_err(|e| unauthorized(format!("token endpoint {shown}: not JSON: {e}")))?;
-                let token = body
-                    .get("token")
-                    .or_else(|| body.get("access_token"))
-                    .and_then(|t| t.as_str())
-                    .filter(|t| {
-                        reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).is_ok()
-                    })
-                    .ok_or_else(|| {
-                        unauthorized(format!("token endpoint {shown} sent no usable token"))
-                    })?;
-                if let Ok(mut h) = self.hosts.lock() {
-                    h.insert(registry.to_string(), HostAuth::Bearer { realm, service });
-                }
-                if let Ok(mut t) = self.tokens.lock() {
-                    t.insert((registry.to_string(), scope.to_string()), token.to_string());
-                }
-                Ok(())
             }
         }
+    }
+
+    /// Before a request whose body cannot be re-sent (a streamed upload): renews the bearer
+    /// token for `scope` when too little of its lifetime is left (see [`Token::expiring`]), so
+    /// the one attempt does not meet a 401 for a token that expired on the way.
+    async fn renew_expiring_token(&self, registry: &str, scope: &str) -> Result<(), RegistryError> {
+        let bearer = match self
+            .hosts
+            .lock()
+            .ok()
+            .and_then(|h| h.get(registry).cloned())
+        {
+            Some(HostAuth::Bearer { realm, service }) => (realm, service),
+            _ => return Ok(()),
+        };
+        let expiring = self
+            .tokens
+            .lock()
+            .ok()
+            .and_then(|t| {
+                t.get(&(registry.to_string(), scope.to_string()))
+                    .map(Token::expiring)
+            })
+            .unwrap_or(true);
+        if !expiring {
+            return Ok(());
+        }
+        let creds = self.credentials_for(registry).await?;
+        self.bearer_token(registry, scope, bearer.0, bearer.1, creds.as_ref())
+            .await
+    }
+
+    /// Asks the token service at `realm` for a token for `scope` and caches it.
+    async fn bearer_token(
+        &self,
+        registry: &str,
+        scope: &str,
+        realm: String,
+        service: Option<String>,
+        creds: Option<&Credentials>,
+    ) -> Result<(), RegistryError> {
+        const MAX_TOKEN_RESPONSE: usize = 1024 * 1024;
+        let unauthorized = |why: String| RegistryError::Unauthorized {
+            registry: registry.to_string(),
+            why,
+        };
+        let shown = crate::untrusted::shorten(&realm);
+        let realm_url = url::Url::parse(&realm)
+            .map_err(|e| unauthorized(format!("token realm `{shown}` is not a URL: {e}")))?;
+        let realm_origin = Origin::of(&realm_url)
+            .ok_or_else(|| unauthorized(format!("token realm `{shown}` has no host")))?;
+        if !matches!(realm_origin.scheme.as_str(), "https" | "http") {
+            return Err(unauthorized(format!(
+                "token realm `{shown}` is not an http(s) URL"
+            )));
+        }
+        // Credentials go to the realm only on the registry's own origin, over https, or
+        // to a host the user named with `--insecure-registry` (plain HTTP on purpose).
+        let named_insecure = self.options.insecure.iter().any(|h| {
+            realm_url
+                .host_str()
+                .zip(realm_url.port())
+                .is_some_and(|(host, port)| h == &format!("{host}:{port}"))
+        });
+        let send_creds = creds.is_some()
+            && (realm_origin == self.origin(registry)
+                || realm_origin.scheme == "https"
+                || named_insecure);
+        if creds.is_some() && !send_creds {
+            return Err(RegistryError::InsecureRealm {
+                registry: registry.to_string(),
+                realm: shown,
+            });
+        }
+        let mut query: Vec<(&str, &str)> = Vec::new();
+        if let Some(s) = &service {
+            query.push(("service", s));
+        }
+        for s in scope.split(' ').filter(|s| !s.is_empty()) {
+            query.push(("scope", s));
+        }
+        let refresh_token = creds
+            .filter(|_| send_creds)
+            .and_then(|c| c.identity_token_value());
+        let req = if let Some(refresh) = refresh_token {
+            // An identity token is an OAuth2 refresh token: traded for an access token
+            // by POST, as docker does (distribution's token spec, "OAuth2").
+            let joined = scope.trim();
+            let mut form = vec![
+                ("grant_type", "refresh_token"),
+                ("client_id", "airlock"),
+                ("refresh_token", refresh),
+            ];
+            form.extend(service.as_deref().map(|s| ("service", s)));
+            if !joined.is_empty() {
+                form.push(("scope", joined));
+            }
+            self.client(registry)?.post(realm_url.clone()).form(&form)
+        } else {
+            let mut req = self.client(registry)?.get(realm_url.clone()).query(&query);
+            if let (true, Some(c)) = (send_creds, creds) {
+                req = req.basic_auth(&c.username, Some(c.password()));
+            }
+            req
+        };
+        let req = req.timeout(self.options.retry.deadline);
+        let asked = std::time::Instant::now();
+        let resp = req
+            .send()
+            .await
+            .map_err(|e| unauthorized(format!("token request to {shown}: {e}")))?;
+        let status = resp.status();
+        if !status.is_success() {
+            return Err(unauthorized(format!(
+                "token endpoint {shown} answered {status}"
+            )));
+        }
+        let bytes = read_capped(
+            resp,
+            MAX_TOKEN_RESPONSE,
+            &Method::GET,
+            realm_url.as_str(),
+            "token response",
+        )
+        .await?;
+        let body: serde_json::Value = serde_json::from_slice(&bytes)
+            .map_err(|e| unauthorized(format!("token endpoint {shown}: not JSON: {e}")))?;
+        let token = body
+            .get("token")
+            .or_else(|| body.get("access_token"))
+            .and_then(|t| t.as_str())
+            .filter(|t| reqwest::header::HeaderValue::from_str(&format!("Bearer {t}")).is_ok())
+            .ok_or_else(|| unauthorized(format!("token endpoint {shown} sent no usable token")))?;
+        if let Ok(mut h) = self.hosts.lock() {
+            h.insert(registry.to_string(), HostAuth::Bearer { realm, service });
+        }
+        // The lifetime counts from when the token was asked for: never later than the
+        // token service's clock started it.
+        let lifetime = Duration::from_secs(
+            body.get("expires_in")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(60)
+                .max(1),
+        );
+        if let Ok(mut t) = self.tokens.lock() {
+            t.insert(
+                (registry.to_string(), scope.to_string()),
+                Token {
+                    value: token.to_string(),
+                    lifetime,
+                    expires: asked + lifetime,
+                },
+            );
+        }
+        Ok(())
     }
 
     /// The credentials for a registry host; a credential helper runs on a blocking thread.
@@ -772,11 +888,28 @@ impl Registry {
                         tokio::time::sleep(delay).await;
                         continue;
                     }
-                    return Err(RegistryError::Transport {
-                        method,
-                        url: url.to_string(),
-                        attempts: attempt,
-                        source,
+                    let refused = if diagnose::client_certificate_refused(&source) {
+                        Ok(source)
+                    } else if source.is_connect() || source.is_timeout() {
+                        // Not a connection the server ended mid-request: nothing to probe.
+                        Err(source)
+                    } else {
+                        self.probe_client_certificate(registry, url)
+                            .await
+                            .ok_or(source)
+                    };
+                    return Err(match refused {
+                        Ok(source) => RegistryError::ClientCertificateRequired {
+                            method,
+                            url: url.to_string(),
+                            source,
+                        },
+                        Err(source) => RegistryError::Transport {
+                            method,
+                            url: url.to_string(),
+                            attempts: attempt,
+                            source,
+                        },
                     });
                 }
                 Ok(resp) => {
@@ -1420,6 +1553,9 @@ impl BlobUpload<'_> {
         let end = self.offset + len - 1;
         let url = self.location.clone();
         let scope = Registry::push_scope(&self.repo);
+        self.registry
+            .renew_expiring_token(&self.repo.registry, &scope)
+            .await?;
         let retry = &self.registry.options.retry;
         let mut req = self
             .registry
@@ -1442,6 +1578,21 @@ impl BlobUpload<'_> {
                 attempts: 1,
                 source,
             })?;
+        if resp.status() == StatusCode::UNAUTHORIZED {
+            // The stream is spent: renew the token for what follows (a re-run, the next blob)
+            // and fail this blob.
+            self.registry
+                .authenticate(&self.repo.registry, &scope, resp.headers())
+                .await?;
+            return Err(RegistryError::Unauthorized {
+                registry: self.repo.registry.clone(),
+                why: format!(
+                    "PATCH {url} answered 401 to a streamed upload (the token was refused on \
+                     the way); the token is renewed, but a stream cannot be re-sent: run the \
+                     import again to resume"
+                ),
+            });
+        }
         if resp.status() != StatusCode::ACCEPTED {
             return Err(Registry::status_error(Method::PATCH, &url, resp).await);
         }

@@ -88,6 +88,39 @@ pub fn host_client(
     own: Option<&HostTls>,
     host: &str,
 ) -> Result<Option<reqwest::Client>, RegistryError> {
+    host_builder(ca_files, certs_dirs, own, host)?
+        .map(|(b, first)| b.build().map_err(|e| bad(&first, chain(&e))))
+        .transpose()
+}
+
+/// A one-off HTTP/1.1 client with the TLS settings `host` gets: an HTTP/2 connection that the
+/// server ends during the handshake reports no cause to the request, HTTP/1.1 does (see
+/// `Registry::probe_client_certificate`).
+pub fn probe_client(
+    ca_files: &[PathBuf],
+    certs_dirs: &[PathBuf],
+    own: Option<&HostTls>,
+    host: &str,
+) -> Result<reqwest::Client, RegistryError> {
+    let builder = match host_builder(ca_files, certs_dirs, own, host)? {
+        Some((b, _)) => b,
+        None => base_builder(ca_files)?,
+    };
+    builder
+        .http1_only()
+        .pool_max_idle_per_host(0)
+        .build()
+        .map_err(|e| bad(Path::new(host), e))
+}
+
+/// The client settings for `host` from its `certs.d` subdirectories and its own TLS material
+/// (and the first file or directory, to name in errors), `None` when it has none.
+fn host_builder(
+    ca_files: &[PathBuf],
+    certs_dirs: &[PathBuf],
+    own: Option<&HostTls>,
+    host: &str,
+) -> Result<Option<(reqwest::ClientBuilder, PathBuf)>, RegistryError> {
     let mut dirs: Vec<PathBuf> = certs_dirs
         .iter()
         .map(|d| d.join(host))
@@ -148,6 +181,5 @@ pub fn host_client(
         .or(own_cas.first())
         .cloned()
         .unwrap_or_default();
-    let client = builder.build().map_err(|e| bad(&first, chain(&e)))?;
-    Ok(Some(client))
+    Ok(Some((builder, first)))
 }

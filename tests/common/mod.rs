@@ -79,6 +79,8 @@ pub struct RegistryConfig {
     pub basic_auth: Option<(String, String)>,
     /// Bearer-token auth through a token server that accepts these credentials.
     pub token_auth: Option<(String, String)>,
+    /// With `token_auth`: the tokens' lifetime in seconds (default 300).
+    pub token_ttl: Option<u64>,
     /// With `tls`: a CA (PEM file) whose client certificates the registry requires (mTLS).
     pub client_ca: Option<PathBuf>,
 }
@@ -133,7 +135,12 @@ impl TestRegistry {
             let mut token_server = None;
             if let Some((user, pass)) = &cfg.token_auth {
                 let cert = dir.path().join("token-issuer.pem");
-                let t = token::TokenServer::start(&cert, user, pass);
+                let t = token::TokenServer::start_with_ttl(
+                    &cert,
+                    user,
+                    pass,
+                    cfg.token_ttl.unwrap_or(300),
+                );
                 config.push_str(&format!(
                     "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
                     t.realm,

@@ -38,6 +38,14 @@ pub enum Fault {
     /// ones until [`Proxy::release`] (or two minutes): a client stuck mid-transfer, to be
     /// killed.
     StallAfter { n: usize, needle: String },
+    /// Answer 401 with a Bearer challenge for `realm` and `service` to a request whose bearer
+    /// token this proxy first saw `ttl` or longer ago: a registry enforcing short-lived tokens
+    /// (`ttl` zero: one that refuses every token). Counted in [`Proxy::rejected`].
+    ExpireTokens {
+        ttl: std::time::Duration,
+        realm: String,
+        service: String,
+    },
     /// Point every `Location` header at another origin (`http://OTHER/…`, same path): a
     /// registry handing our credentials and blobs to someone else.
     ForeignLocation { other: String },
@@ -106,6 +114,7 @@ impl Proxy {
                 cuts: AtomicUsize::new(0),
                 uploads: AtomicUsize::new(0),
                 matched: AtomicUsize::new(0),
+                tokens: Mutex::new(std::collections::HashMap::new()),
                 released: rel.clone(),
                 log: l,
                 client: reqwest::Client::new(),
@@ -162,6 +171,8 @@ struct State {
     cuts: AtomicUsize,
     uploads: AtomicUsize,
     matched: AtomicUsize,
+    /// When each bearer token was first seen (`Fault::ExpireTokens`).
+    tokens: Mutex<std::collections::HashMap<String, std::time::Instant>>,
     released: Arc<AtomicBool>,
     log: Arc<Mutex<Vec<String>>>,
     client: reqwest::Client,
@@ -189,6 +200,23 @@ impl Drop for InFlight<'_> {
 }
 
 impl State {
+    /// How long ago this proxy first saw the request's bearer token, if it carries one.
+    fn token_age<B>(&self, req: &hyper::Request<B>) -> Option<std::time::Duration> {
+        let token = req
+            .headers()
+            .get("authorization")?
+            .to_str()
+            .ok()?
+            .strip_prefix("Bearer ")?
+            .to_string();
+        let mut seen = self.tokens.lock().expect("tokens");
+        Some(
+            seen.entry(token)
+                .or_insert_with(std::time::Instant::now)
+                .elapsed(),
+        )
+    }
+
     async fn handle(&self, req: hyper::Request<hyper::body::Incoming>) -> hyper::Response<Body> {
         let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         let _in_flight = InFlight(&self.in_flight);
@@ -242,6 +270,23 @@ impl State {
                     }
                     tokio::time::sleep(std::time::Duration::from_millis(50)).await;
                 }
+            }
+            Fault::ExpireTokens {
+                ttl,
+                realm,
+                service,
+            } if self.token_age(&req).is_some_and(|age| age >= *ttl) => {
+                self.rejected.fetch_add(1, Ordering::SeqCst);
+                return hyper::Response::builder()
+                    .status(401)
+                    .header(
+                        "WWW-Authenticate",
+                        format!("Bearer realm=\"{realm}\",service=\"{service}\""),
+                    )
+                    .body(full(Bytes::from_static(
+                        b"{\"errors\":[{\"code\":\"UNAUTHORIZED\",\"message\":\"token expired\"}]}",
+                    )))
+                    .expect("response");
             }
             Fault::ForeignRealm { realm } if !req.headers().contains_key("authorization") => {
                 return hyper::Response::builder()

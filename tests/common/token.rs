@@ -31,8 +31,13 @@ fn b64url(b: &[u8]) -> String {
 
 impl TokenServer {
     /// Starts the server; writes the signing certificate to `cert_path` for the registry's
-    /// `rootcertbundle`. Only `user:password` gets a token.
+    /// `rootcertbundle`. Only `user:password` gets a token, valid for five minutes.
     pub fn start(cert_path: &Path, user: &str, password: &str) -> TokenServer {
+        Self::start_with_ttl(cert_path, user, password, 300)
+    }
+
+    /// [`TokenServer::start`] issuing tokens that expire after `ttl` seconds (`expires_in`).
+    pub fn start_with_ttl(cert_path: &Path, user: &str, password: &str, ttl: u64) -> TokenServer {
         let key = rcgen::KeyPair::generate().expect("key");
         let mut params =
             rcgen::CertificateParams::new(vec!["token-issuer".to_string()]).expect("params");
@@ -91,7 +96,7 @@ impl TokenServer {
                     let header = serde_json::json!({"typ": "JWT", "alg": "ES256", "x5c": [x5c]});
                     let claims = serde_json::json!({
                         "iss": iss, "sub": "alice", "aud": svc_name,
-                        "exp": now + 300, "nbf": now - 10, "iat": now,
+                        "exp": now + ttl, "nbf": now - 10, "iat": now,
                         "jti": format!("{now}-{}", access.len()), "access": access,
                     });
                     let input = format!(
@@ -101,7 +106,7 @@ impl TokenServer {
                     );
                     let sig: p256::ecdsa::Signature = signing.sign(input.as_bytes());
                     let token = format!("{input}.{}", b64url(&sig.to_bytes()));
-                    Some(serde_json::json!({"token": token, "expires_in": 300}).to_string())
+                    Some(serde_json::json!({"token": token, "expires_in": ttl}).to_string())
                 } else {
                     None
                 };
