@@ -77,20 +77,25 @@ fn lock_and_collect(dir: &Path, spec: &str, host: &str, max_requests: &str) {
     ));
     ok(&airlock_env(
         dir,
-        &[
-            "collect",
-            "many.lock",
-            "-o",
-            "many.tar.zst",
-            "--cache",
-            "cache",
-            "--insecure-registry",
-            host,
-            "--max-requests",
-            max_requests,
-        ],
+        &collect_args(host, &["--max-requests", max_requests]),
         EPOCH,
     ));
+}
+
+/// `airlock collect` of `many.lock` into `many.tar.zst` through `host`, plus `extra`.
+fn collect_args<'a>(host: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "collect",
+        "many.lock",
+        "-o",
+        "many.tar.zst",
+        "--cache",
+        "cache",
+        "--insecure-registry",
+        host,
+    ];
+    a.extend_from_slice(extra);
+    a
 }
 
 #[test]
@@ -223,21 +228,7 @@ fn a_slow_blob_at_the_head_of_the_pack_order_does_not_hold_back_the_others() {
         &["lock", "many.yaml", "--insecure-registry", &stall.host],
         EPOCH,
     ));
-    let mut child = common::airlock_spawn(
-        &dir,
-        &[
-            "collect",
-            "many.lock",
-            "-o",
-            "many.tar.zst",
-            "--cache",
-            "cache",
-            "--insecure-registry",
-            &stall.host,
-            "--jobs",
-            "2",
-        ],
-    );
+    let mut child = common::airlock_spawn(&dir, &collect_args(&stall.host, &["--jobs", "2"]));
     let others_requested = || {
         layers[1..]
             .iter()

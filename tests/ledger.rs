@@ -415,6 +415,15 @@ fn check(dir: &Path) -> VerifyReport {
     ledger::verify(dir, &VerifyOptions::default()).unwrap()
 }
 
+/// A full audit: every stored checkpoint read (`every_checkpoint`).
+fn audit(dir: &Path) -> VerifyReport {
+    let opts = VerifyOptions {
+        every_checkpoint: true,
+        ..Default::default()
+    };
+    ledger::verify(dir, &opts).unwrap()
+}
+
 fn first(dir: &Path) -> LedgerError {
     let mut r = check(dir);
     assert!(!r.is_ok(), "tampering was not detected");
@@ -428,11 +437,7 @@ fn first_in_audit(dir: &Path) -> LedgerError {
     let quick = check(dir);
     assert!(quick.is_ok(), "{:?}", quick.problems);
     assert!(quick.checkpoints_not_read > 0);
-    let opts = VerifyOptions {
-        every_checkpoint: true,
-        ..Default::default()
-    };
-    let mut r = ledger::verify(dir, &opts).unwrap();
+    let mut r = audit(dir);
     assert!(!r.is_ok(), "tampering was not detected");
     assert_eq!(r.checkpoints_not_read, 0);
     r.problems.remove(0)
@@ -465,11 +470,7 @@ fn appends_issue_checkpoints_that_verify() {
         (1, 5),
         "checkpoints/5 read; 0 through 4 vouched for by `checkpoint` and not read"
     );
-    let audit = VerifyOptions {
-        every_checkpoint: true,
-        ..Default::default()
-    };
-    let r = ledger::verify(&dir, &audit).unwrap();
+    let r = audit(&dir);
     assert!(r.is_ok(), "{:?}", r.problems);
     assert_eq!(
         (r.checkpoints_verified, r.checkpoints_not_read),
@@ -1477,11 +1478,7 @@ fn every_signature_checks_the_checkpoints_the_latest_vouches_for() {
         (r.checkpoints_verified, r.checkpoint_signatures_checked),
         (1, 0)
     );
-    let audit = VerifyOptions {
-        every_checkpoint: true,
-        ..Default::default()
-    };
-    let r = ledger::verify(&dir, &audit).unwrap();
+    let r = audit(&dir);
     assert!(r.is_ok(), "{:?}", r.problems);
     assert_eq!(
         (r.checkpoints_verified, r.checkpoint_signatures_checked),
