@@ -4,6 +4,7 @@
 # repeats the airlock runs with one layer grown to 2 GiB to show memory stays flat.
 # Usage: scripts/bench.sh [BIG_LAYER_MIB_FOR_FLATNESS_RUN (default 2048; 0 to skip)]
 #        scripts/bench.sh wan [DELAY_MS (default 25)]
+#        scripts/bench.sh ledger [N (default 100000)]   (scripts/bench-ledger.sh)
 # The `wan` section: 120 small images (100 single-platform, 20 two-platform indexes, 30
 # signed) in a real registry behind a loopback proxy that adds DELAY_MS to every request;
 # lock + collect against a skopeo pull loop, import (into a registry behind the same kind of
@@ -12,6 +13,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
+if [ "${1:-}" = ledger ]; then
+  exec bash scripts/bench-ledger.sh "${2:-100000}"
+fi
 ensure_apt docker-registry:docker-registry skopeo:skopeo zstd:zstd openssl:openssl python3:python3
 [ -x /usr/bin/time ] || ensure_apt gnu-time-missing:time
 if [ "${1:-}" = wan ]; then

@@ -77,20 +77,25 @@ fn lock_and_collect(dir: &Path, spec: &str, host: &str, max_requests: &str) {
     ));
     ok(&airlock_env(
         dir,
-        &[
-            "collect",
-            "many.lock",
-            "-o",
-            "many.tar.zst",
-            "--cache",
-            "cache",
-            "--insecure-registry",
-            host,
-            "--max-requests",
-            max_requests,
-        ],
+        &collect_args(host, &["--max-requests", max_requests]),
         EPOCH,
     ));
+}
+
+/// `airlock collect` of `many.lock` into `many.tar.zst` through `host`, plus `extra`.
+fn collect_args<'a>(host: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "collect",
+        "many.lock",
+        "-o",
+        "many.tar.zst",
+        "--cache",
+        "cache",
+        "--insecure-registry",
+        host,
+    ];
+    a.extend_from_slice(extra);
+    a
 }
 
 #[test]
@@ -179,4 +184,77 @@ fn an_overloaded_registry_is_backed_off_from_and_the_run_completes() {
             "{repo} untagged"
         );
     }
+}
+
+/// A blob that answers slowly holds only its own download slot: with `--jobs 2` and the
+/// first layer in pack order stalled at the proxy, every other blob is still requested (and
+/// handed to the writer once the stalled one is), and the bundle is written when it is let
+/// through.
+#[test]
+fn a_slow_blob_at_the_head_of_the_pack_order_does_not_hold_back_the_others() {
+    let src = TestRegistry::start();
+    let plain = Proxy::start(&src.host, Fault::None);
+    let spec = push_set(&src, &plain.host);
+    let work = tempfile::tempdir().expect("tmp");
+    let first = work.path().join("first");
+    lock_and_collect(&first, &spec, &plain.host, "32");
+    let toc = airlock::bundle::reader::read_table_of_contents(&first.join("many.tar.zst"))
+        .expect("bundle");
+    let layers: Vec<String> = toc
+        .manifest
+        .blobs
+        .iter()
+        .filter(|b| b.media_type.contains("layer"))
+        .map(|b| b.digest.to_string())
+        .collect();
+    assert!(layers.len() > 8, "{layers:?}");
+    let head = layers[0].clone();
+
+    // The same set through a proxy that holds every request for the head layer. The fixtures
+    // are deterministic, so the pack order is the same.
+    let stall = Proxy::start(
+        &src.host,
+        Fault::StallAfter {
+            n: 0,
+            needle: head.clone(),
+        },
+    );
+    let spec = spec.replace(&plain.host, &stall.host);
+    let dir = work.path().join("stalled");
+    std::fs::create_dir_all(&dir).expect("dir");
+    std::fs::write(dir.join("many.yaml"), &spec).expect("spec");
+    ok(&airlock_env(
+        &dir,
+        &["lock", "many.yaml", "--insecure-registry", &stall.host],
+        EPOCH,
+    ));
+    let mut child = common::airlock_spawn(&dir, &collect_args(&stall.host, &["--jobs", "2"]));
+    let others_requested = || {
+        layers[1..]
+            .iter()
+            .all(|d| stall.count(&format!("/blobs/{d}")) > 0)
+    };
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while !others_requested() && std::time::Instant::now() < deadline {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "collect ended while the head layer was held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let all_others = others_requested();
+    let head_requested = stall.count(&format!("/blobs/{head}")) > 0;
+    stall.release();
+    let out = child.wait_with_output().expect("collect");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(head_requested, "the head layer was never requested");
+    assert!(
+        all_others,
+        "with the head layer held, not every other layer was requested"
+    );
+    assert!(dir.join("many.tar.zst").is_file());
 }

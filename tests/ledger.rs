@@ -415,9 +415,31 @@ fn check(dir: &Path) -> VerifyReport {
     ledger::verify(dir, &VerifyOptions::default()).unwrap()
 }
 
+/// A full audit: every stored checkpoint read (`every_checkpoint`).
+fn audit(dir: &Path) -> VerifyReport {
+    let opts = VerifyOptions {
+        every_checkpoint: true,
+        ..Default::default()
+    };
+    ledger::verify(dir, &opts).unwrap()
+}
+
 fn first(dir: &Path) -> LedgerError {
     let mut r = check(dir);
     assert!(!r.is_ok(), "tampering was not detected");
+    r.problems.remove(0)
+}
+
+/// The first problem of a full audit (`every_checkpoint`), for tampering with a stored
+/// checkpoint below the latest's size; asserts the default verify, which the latest
+/// checkpoint vouches for that range in, did not read the tampered copy.
+fn first_in_audit(dir: &Path) -> LedgerError {
+    let quick = check(dir);
+    assert!(quick.is_ok(), "{:?}", quick.problems);
+    assert!(quick.checkpoints_not_read > 0);
+    let mut r = audit(dir);
+    assert!(!r.is_ok(), "tampering was not detected");
+    assert_eq!(r.checkpoints_not_read, 0);
     r.problems.remove(0)
 }
 
@@ -444,7 +466,15 @@ fn appends_issue_checkpoints_that_verify() {
     assert_eq!(r.entries, 5);
     assert_eq!(r.checkpoint_size, Some(5));
     assert_eq!(
-        r.checkpoints_verified, 6,
+        (r.checkpoints_verified, r.checkpoints_not_read),
+        (1, 5),
+        "checkpoints/5 read; 0 through 4 vouched for by `checkpoint` and not read"
+    );
+    let r = audit(&dir);
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!(
+        (r.checkpoints_verified, r.checkpoints_not_read),
+        (6, 0),
         "checkpoints/0 through checkpoints/5"
     );
     for s in 0..=5 {
@@ -667,7 +697,7 @@ fn tamper_checkpoint_forged_with_another_key_is_reported_with_its_size() {
     )
     .unwrap();
     std::fs::write(dir.join("checkpoints/4"), &forged).unwrap();
-    let p = first(&dir);
+    let p = first_in_audit(&dir);
     assert!(
         matches!(p, LedgerError::ForgedCheckpoint { size: Some(4), .. }),
         "{p}"
@@ -709,7 +739,7 @@ fn tamper_edited_stored_checkpoint_is_reported_with_its_size() {
         text.replace(&root_line, &B64.encode(root)),
     )
     .unwrap();
-    let p = first(&dir);
+    let p = first_in_audit(&dir);
     assert!(
         matches!(p, LedgerError::BadCheckpointSignature { size: Some(2), .. }),
         "{p}"
@@ -718,7 +748,7 @@ fn tamper_edited_stored_checkpoint_is_reported_with_its_size() {
     // A checkpoint copied under another size's name.
     let (_t, dir, _s) = ledger_with(6);
     std::fs::copy(dir.join("checkpoints/2"), dir.join("checkpoints/5")).unwrap();
-    let p = first(&dir);
+    let p = first_in_audit(&dir);
     assert!(
         matches!(
             p,
@@ -1444,6 +1474,12 @@ fn every_signature_checks_the_checkpoints_the_latest_vouches_for() {
     )
     .unwrap();
     let r = check(&dir);
+    assert!(r.is_ok(), "{:?}", r.problems);
+    assert_eq!(
+        (r.checkpoints_verified, r.checkpoint_signatures_checked),
+        (1, 0)
+    );
+    let r = audit(&dir);
     assert!(r.is_ok(), "{:?}", r.problems);
     assert_eq!(
         (r.checkpoints_verified, r.checkpoint_signatures_checked),

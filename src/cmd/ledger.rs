@@ -86,9 +86,14 @@ struct VerifyArgs {
     #[arg(long, value_name = "KEY")]
     witness_vkey: Vec<String>,
     /// Also check the log signature of every stored checkpoint whose root the latest
-    /// checkpoint already vouches for (slower: one signature check per append).
+    /// checkpoint already vouches for (slower: one signature check per append). Implies
+    /// --every-checkpoint.
     #[arg(long)]
     every_signature: bool,
+    /// Read every stored checkpoint, also those below the latest checkpoint's size that it
+    /// vouches for, and check each against the entries (a full audit: one file per append).
+    #[arg(long)]
+    every_checkpoint: bool,
 }
 
 #[derive(clap::Args, Debug)]
@@ -274,6 +279,7 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
         trusted_checkpoint: None,
         witnesses: vkeys(&a.witness_vkey)?,
         every_signature: a.every_signature,
+        every_checkpoint: a.every_checkpoint,
     };
     if let Some(p) = &a.trusted_checkpoint {
         let bytes = airlock::io::read_capped(p, ledger::MAX_CHECKPOINT_BYTES, "checkpoint")?;
@@ -300,12 +306,16 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
             outln!("entries      {}", report.entries);
             outln!("root         {}", report.root);
             outln!(
-                "checkpoints  {} verified ({} by their own signature), latest size {}",
+                "checkpoints  {} verified ({} by their own signature), latest size {}{}",
                 report.checkpoints_verified,
                 report.checkpoint_signatures_checked,
                 report
                     .checkpoint_size
-                    .map_or_else(|| "-".to_owned(), |s| s.to_string())
+                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
+                match report.checkpoints_not_read {
+                    0 => String::new(),
+                    n => format!(", {n} older vouched for by it and not read (--every-checkpoint reads them)"),
+                }
             );
             if !report.cosigned_by.is_empty() {
                 outln!("cosigned by  {}", report.cosigned_by.join(", "));

@@ -1109,19 +1109,40 @@ async fn fetch_artifact<'a>(
     })
 }
 
-/// The download stage: blobs the cache lacks, `jobs` at a time, handed to the pack stage in
-/// pack order through a bounded queue (`buffered` yields them in the order given, whichever
-/// finishes first), so the writer never waits on anything but the next blob it packs, and a
-/// slow writer holds the downloads back instead of letting them run ahead without bound.
+/// Bytes the download stage may hold ahead of the pack stage (downloaded or downloading, not
+/// yet taken by the writer): what keeps a slow writer from letting downloads run without
+/// bound. A blob larger than this still goes, alone.
+const DOWNLOAD_AHEAD_BYTES: u64 = 256 << 20;
+/// The unit of [`DOWNLOAD_AHEAD_BYTES`] as semaphore permits.
+const AHEAD_UNIT: u64 = 64 << 10;
+
+/// Permits of the download-ahead budget for a blob of `size` bytes (at least one, at most the
+/// whole budget).
+fn ahead_permits(size: u64) -> u32 {
+    let all = DOWNLOAD_AHEAD_BYTES / AHEAD_UNIT;
+    u32::try_from(size.div_ceil(AHEAD_UNIT).clamp(1, all)).unwrap_or(u32::MAX)
+}
+
+/// A downloaded blob handed to the pack stage, with its share of the download-ahead budget
+/// (released when the writer takes it).
+type Arrival = (Digest, tokio::sync::OwnedSemaphorePermit);
+
+/// The download stage: blobs the cache lacks, started in pack order, `jobs` at a time and
+/// within [`DOWNLOAD_AHEAD_BYTES`] of the pack stage, finishing in any order (a slow blob
+/// holds only its own slot); each is handed to the pack stage in pack order through the
+/// queue, as soon as every blob before it has been.
 async fn download_stage(
     registry: &Registry,
     cache: &Path,
     missing: Vec<(Digest, Descriptor, Repo)>,
     jobs: usize,
-    arrived: tokio::sync::mpsc::Sender<Digest>,
+    arrived: tokio::sync::mpsc::Sender<Arrival>,
     reporter: &dyn Reporter,
 ) -> Result<(), CollectError> {
-    let mut downloads = stream::iter(missing.into_iter().map(|(digest, desc, repo)| {
+    let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(
+        usize::try_from(DOWNLOAD_AHEAD_BYTES / AHEAD_UNIT).unwrap_or(1),
+    ));
+    let download = |i: usize, digest: Digest, desc: Descriptor, repo: Repo, permit| {
         let dest = cache_path(cache, &digest);
         async move {
             // Its own bar, labelled with what is downloading now; the phase counts the blob
@@ -1140,24 +1161,58 @@ async fn download_stage(
                 artifact: format!("{repo}"),
                 source,
             })?;
-            Ok::<Digest, CollectError>(digest)
+            Ok::<_, CollectError>((i, (digest, permit)))
         }
-    }))
-    .buffered(jobs.max(1));
-    while let Some(d) = downloads.next().await {
-        if arrived.send(d?).await.is_err() {
-            return Err(CollectError::Write(WriteError::Aborted(
-                "the bundle writer stopped".into(),
-            )));
+    };
+    let mut queue = missing.into_iter().enumerate().peekable();
+    let mut running = futures_util::stream::FuturesUnordered::new();
+    // Finished out of order, waiting for the blobs before them.
+    let mut done: BTreeMap<usize, Arrival> = BTreeMap::new();
+    let mut next = 0;
+    loop {
+        while running.len() < jobs.max(1) {
+            let Some((_, (_, desc, _))) = queue.peek() else {
+                break;
+            };
+            let want = ahead_permits(desc.size);
+            let permit = match budget.clone().try_acquire_many_owned(want) {
+                Ok(p) => p,
+                // Nothing running: what holds the budget is with the writer; wait for it.
+                Err(_) if running.is_empty() => budget
+                    .clone()
+                    .acquire_many_owned(want)
+                    .await
+                    .map_err(|_| WriteError::Aborted("download budget closed".into()))?,
+                Err(_) => break,
+            };
+            let Some((i, (digest, desc, repo))) = queue.next() else {
+                break;
+            };
+            running.push(download(i, digest, desc, repo, permit));
+        }
+        let Some(finished) = running.next().await else {
+            break;
+        };
+        let (i, arrival) = finished?;
+        done.insert(i, arrival);
+        while let Some(arrival) = done.remove(&next) {
+            // The queue holds every blob (see `collect`): this never waits on the writer.
+            if arrived.send(arrival).await.is_err() {
+                return Err(CollectError::Write(WriteError::Aborted(
+                    "the bundle writer stopped".into(),
+                )));
+            }
+            next += 1;
         }
     }
     Ok(())
 }
 
 /// The pack stage's side of the queue: before packing a blob this run downloads, takes the
-/// next arrival, which is that very blob (the download stage runs in pack order).
+/// next arrival, which is that very blob (the download stage hands them over in pack order),
+/// and releases its share of the download-ahead budget.
 fn await_arrival(
-    arrivals: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Digest>>,
+    arrivals: &std::sync::Mutex<tokio::sync::mpsc::Receiver<Arrival>>,
     d: &Digest,
     downloading: &std::collections::HashSet<Digest>,
 ) -> Result<(), WriteError> {
@@ -1168,8 +1223,8 @@ fn await_arrival(
         .lock()
         .map_err(|_| WriteError::Aborted("download queue poisoned".into()))?;
     match rx.blocking_recv() {
-        Some(got) if &got == d => Ok(()),
-        Some(got) => Err(WriteError::Aborted(format!(
+        Some((got, _permit)) if &got == d => Ok(()),
+        Some((got, _)) => Err(WriteError::Aborted(format!(
             "blob {got} arrived where {d} was expected"
         ))),
         None => Err(WriteError::Aborted(format!("blob {d} was not downloaded"))),
@@ -1534,7 +1589,9 @@ pub async fn collect(
     }
     let mut missing = missing;
     missing.sort_by_key(|(d, _, _)| order.get(d).copied().unwrap_or(usize::MAX));
-    let (arrived, arrivals) = tokio::sync::mpsc::channel::<Digest>(opts.jobs.max(1));
+    // Room for every blob: the download stage never waits on the queue (the bytes ahead of
+    // the writer are bounded by its budget instead).
+    let (arrived, arrivals) = tokio::sync::mpsc::channel::<Arrival>(missing.len().max(1));
     let arrivals = std::sync::Mutex::new(arrivals);
     // The phase is the bundle's blob bytes as they are packed, each once; downloads are tasks.
     reporter.phase("collect", manifest.total_blob_bytes());

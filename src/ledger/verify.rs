@@ -40,8 +40,13 @@ pub struct VerifyOptions {
     /// Witness keys whose cosignatures are checked (and reported) when present.
     pub witnesses: Vec<VerifierKey>,
     /// Check the log signature of every stored checkpoint, also those the latest checkpoint
-    /// vouches for (same root as the entries at their size).
+    /// vouches for (same root as the entries at their size). Implies `every_checkpoint`.
     pub every_signature: bool,
+    /// Read every stored checkpoint and check the root it states against the entries, also
+    /// those below the latest checkpoint's size, which it vouches for (a full audit: one file
+    /// read per append). Without it they are read only when the latest does not verify or
+    /// does not match the entries.
+    pub every_checkpoint: bool,
 }
 
 /// The outcome of [`verify`]: what was checked and every problem found.
@@ -66,6 +71,10 @@ pub struct VerifyReport {
     pub checkpoints_verified: usize,
     /// Of those, how many had their own log signature checked.
     pub checkpoint_signatures_checked: usize,
+    /// Stored checkpoints below the latest checkpoint's size not read: the latest verified
+    /// and the entries hash to its root, so it vouches for the tree at every smaller size
+    /// (read them with [`VerifyOptions::every_checkpoint`]).
+    pub checkpoints_not_read: usize,
     /// Witness key ids with a verified cosignature on the latest checkpoint.
     pub cosigned_by: Vec<String>,
     /// Size of the trusted checkpoint checked, if any.
@@ -344,112 +353,63 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         warnings.push(format!("`{}` is missing", cps_dir.display()));
     }
     names.sort();
-    let mut wanted: Vec<u64> = names.iter().map(|(s, _)| *s).collect();
-    wanted.extend(latest.iter().map(|c| c.checkpoint.size));
-    wanted.extend(trusted.iter().map(|(_, t)| t.checkpoint.size));
-    let mut roots = Roots::new(wanted);
 
-    // 2. Entries, streamed in batches parsed on all cores: canonical form, index, evidence,
-    // the tree, and the derived files.
-    let mut frontier = Frontier::new();
-    let mut derived = DerivedCheck::open(dir);
-    let mut stated: Vec<Option<u64>> = Vec::new();
-    let mut reader = LineReader::open(&dir.join(ENTRIES))?;
-    let mut buf = Vec::new();
-    let mut slots = Vec::new();
-    let mut offsets = Vec::new();
-    let mut torn = None;
-    loop {
-        buf.clear();
-        slots.clear();
-        offsets.clear();
-        while slots.len() < BATCH_LINES && buf.len() < BATCH_BYTES {
-            match reader.next_line()? {
-                None => break,
-                Some(Line::Torn { offset, len }) => {
-                    torn = Some((offset, len));
-                    break;
-                }
-                Some(Line::Whole { offset, bytes }) => {
-                    slots.push(Slot::Whole(buf.len(), buf.len() + bytes.len()));
-                    buf.extend_from_slice(bytes);
-                    offsets.push(offset);
-                }
-                Some(Line::Long { offset, len, leaf }) => {
-                    slots.push(Slot::Long(leaf, len));
-                    offsets.push(offset);
-                }
-            }
-        }
-        if slots.is_empty() {
-            break;
-        }
-        let parsed = par_map(&slots, |slot| parse_slot(&buf, slot));
-        for (p, &offset) in parsed.into_iter().zip(&offsets) {
-            let index = frontier.size();
-            derived.offset(index, offset);
-            frontier.push_stored(p.leaf, |h| derived.hash(h));
-            roots.reached(&frontier);
-            match p.entry {
-                Ok((stated_index, evidence)) => {
-                    stated.push(Some(stated_index));
-                    check_evidence(dir, stated_index, &evidence, &mut problems, &mut warnings);
-                }
-                Err((err, stated_index)) => {
-                    let p = match err {
-                        EntryError::NotCanonical => LedgerError::EntryNotCanonical { index },
-                        source => LedgerError::EntryMalformed { index, source },
-                    };
-                    problems.push((index, 1, p));
-                    stated.push(stated_index);
-                }
-            }
-        }
-        if torn.is_some() {
-            break;
-        }
-    }
-    let n = frontier.size();
-    if let Some((offset, len)) = torn {
-        problems.push((
-            n,
-            0,
-            LedgerError::TornLine {
-                index: n,
-                offset,
-                len,
-            },
-        ));
-    }
-    if !derived.present() {
-        warnings.push(format!(
-            "`{TREE_HASHES}` or `{ENTRY_OFFSETS}` is missing (derived; the next append or open rebuilds them)"
-        ));
-    } else if let Some(p) = derived.problem.take().or_else(|| {
-        let (h, o) = (derived.hashes.as_mut(), derived.offsets.as_mut());
-        let longer = |r: Option<&mut std::io::BufReader<fs_err::File>>| {
-            r.is_some_and(|r| r.fill_buf().is_ok_and(|b| !b.is_empty()))
-        };
-        // Longer than the entries: only an interrupted append leaves that.
-        (longer(h) || longer(o)).then(|| "the derived files run past the entries".to_owned())
-    }) {
-        warnings.push(format!(
-            "{p} (a derived file: proofs check it and fall back to entries.jsonl; delete it and the next open rebuilds it)"
-        ));
-    }
-
-    // 3. Every checkpoint against the tree. The latest one's signature is always checked;
-    // when it verified and the entries match it, a stored checkpoint at or below its size
-    // that states the same root as the entries is vouched for by it, and its own signature
-    // is checked only with `every_signature`.
+    // 2. Entries, streamed once with the roots at the sizes of the checkpoints that must be
+    // read; again with every stored checkpoint's size when the latest does not vouch for
+    // the entries (the stored ones then pin an edit between two of them).
+    let all_sizes = || {
+        let mut w: Vec<u64> = names.iter().map(|(s, _)| *s).collect();
+        w.extend(latest.iter().map(|c| c.checkpoint.size));
+        w.extend(trusted.iter().map(|(_, t)| t.checkpoint.size));
+        w
+    };
+    let mut every = opts.every_signature || opts.every_checkpoint;
+    let mut pass = if every {
+        entries_pass(dir, all_sizes())?
+    } else {
+        let mut w: Vec<u64> = latest.iter().map(|c| c.checkpoint.size).collect();
+        w.extend(trusted.iter().map(|(_, t)| t.checkpoint.size));
+        entries_pass(dir, w)?
+    };
     let vouched_up_to = latest
         .as_ref()
-        .filter(|c| roots.at(c.checkpoint.size) == Some(c.checkpoint.root))
+        .filter(|c| pass.roots.at(c.checkpoint.size) == Some(c.checkpoint.root))
         .map(|c| c.checkpoint.size);
-    let every = opts.every_signature || vouched_up_to.is_none();
+    if vouched_up_to.is_none() && !every {
+        every = true;
+        pass = entries_pass(dir, all_sizes())?;
+    }
+    let EntriesPass {
+        frontier,
+        roots,
+        stated,
+        problems: mut entry_problems,
+        warnings: entry_warnings,
+    } = pass;
+    problems.append(&mut entry_problems);
+    warnings.extend(entry_warnings);
+    let n = frontier.size();
+
+    // 3. Every checkpoint that must be read against the tree: all of them, or (when the latest
+    // vouches for the entries) only those it cannot vouch for: the one of its own size (a
+    // fork) and any larger (a rollback). The latest one's signature is always checked; a
+    // stored checkpoint at or below its size that states the same root as the entries has its
+    // own signature checked only with `every_signature`.
+    let latest_size = latest.as_ref().map(|c| c.checkpoint.size);
+    let mut not_read = 0;
+    let names: Vec<(u64, PathBuf)> = names
+        .into_iter()
+        .filter(|(size, _)| {
+            let read =
+                every || vouched_up_to.is_none_or(|v| *size >= v) || Some(*size) == latest_size;
+            not_read += usize::from(!read);
+            read
+        })
+        .collect();
+    let every_signature = opts.every_signature || vouched_up_to.is_none();
     let opened = par_map(&names, |(size, path)| {
         let bytes = read_capped(path, MAX_CHECKPOINT_BYTES)?;
-        if !every {
+        if !every_signature {
             if let Some(body) = vouchable_body(&bytes, &vkey) {
                 let vouched = body.size == *size
                     && body.origin == vkey.name()
@@ -662,9 +622,122 @@ pub fn verify(dir: &Path, opts: &VerifyOptions) -> Result<VerifyReport, LedgerEr
         checkpoint_size,
         checkpoints_verified: stored.len(),
         checkpoint_signatures_checked: signatures_checked,
+        checkpoints_not_read: not_read,
         cosigned_by,
         trusted_checkpoint: trusted_size,
         problems: all,
+        warnings,
+    })
+}
+
+/// What one pass over `entries.jsonl` found.
+struct EntriesPass {
+    frontier: Frontier,
+    /// The roots at the sizes asked for.
+    roots: Roots,
+    /// Each line's stated index, for the index-order check.
+    stated: Vec<Option<u64>>,
+    problems: Vec<(u64, u8, LedgerError)>,
+    warnings: Vec<String>,
+}
+
+/// Streams the entries in batches parsed on all cores: canonical form, index, evidence, the
+/// tree (with its roots at the sizes in `wanted`), and the derived files.
+fn entries_pass(dir: &Path, wanted: Vec<u64>) -> Result<EntriesPass, LedgerError> {
+    let mut roots = Roots::new(wanted);
+    let mut problems = Vec::new();
+    let mut warnings = Vec::new();
+    let mut frontier = Frontier::new();
+    let mut derived = DerivedCheck::open(dir);
+    let mut stated: Vec<Option<u64>> = Vec::new();
+    let mut reader = LineReader::open(&dir.join(ENTRIES))?;
+    let mut buf = Vec::new();
+    let mut slots = Vec::new();
+    let mut offsets = Vec::new();
+    let mut torn = None;
+    loop {
+        buf.clear();
+        slots.clear();
+        offsets.clear();
+        while slots.len() < BATCH_LINES && buf.len() < BATCH_BYTES {
+            match reader.next_line()? {
+                None => break,
+                Some(Line::Torn { offset, len }) => {
+                    torn = Some((offset, len));
+                    break;
+                }
+                Some(Line::Whole { offset, bytes }) => {
+                    slots.push(Slot::Whole(buf.len(), buf.len() + bytes.len()));
+                    buf.extend_from_slice(bytes);
+                    offsets.push(offset);
+                }
+                Some(Line::Long { offset, len, leaf }) => {
+                    slots.push(Slot::Long(leaf, len));
+                    offsets.push(offset);
+                }
+            }
+        }
+        if slots.is_empty() {
+            break;
+        }
+        let parsed = par_map(&slots, |slot| parse_slot(&buf, slot));
+        for (p, &offset) in parsed.into_iter().zip(&offsets) {
+            let index = frontier.size();
+            derived.offset(index, offset);
+            frontier.push_stored(p.leaf, |h| derived.hash(h));
+            roots.reached(&frontier);
+            match p.entry {
+                Ok((stated_index, evidence)) => {
+                    stated.push(Some(stated_index));
+                    check_evidence(dir, stated_index, &evidence, &mut problems, &mut warnings);
+                }
+                Err((err, stated_index)) => {
+                    let p = match err {
+                        EntryError::NotCanonical => LedgerError::EntryNotCanonical { index },
+                        source => LedgerError::EntryMalformed { index, source },
+                    };
+                    problems.push((index, 1, p));
+                    stated.push(stated_index);
+                }
+            }
+        }
+        if torn.is_some() {
+            break;
+        }
+    }
+    let n = frontier.size();
+    if let Some((offset, len)) = torn {
+        problems.push((
+            n,
+            0,
+            LedgerError::TornLine {
+                index: n,
+                offset,
+                len,
+            },
+        ));
+    }
+    if !derived.present() {
+        warnings.push(format!(
+            "`{TREE_HASHES}` or `{ENTRY_OFFSETS}` is missing (derived; the next append or open rebuilds them)"
+        ));
+    } else if let Some(p) = derived.problem.take().or_else(|| {
+        let (h, o) = (derived.hashes.as_mut(), derived.offsets.as_mut());
+        let longer = |r: Option<&mut std::io::BufReader<fs_err::File>>| {
+            r.is_some_and(|r| r.fill_buf().is_ok_and(|b| !b.is_empty()))
+        };
+        // Longer than the entries: only an interrupted append leaves that.
+        (longer(h) || longer(o)).then(|| "the derived files run past the entries".to_owned())
+    }) {
+        warnings.push(format!(
+            "{p} (a derived file: proofs check it and fall back to entries.jsonl; delete it and the next open rebuilds it)"
+        ));
+    }
+    Ok(EntriesPass {
+        frontier,
+        roots,
+        stated,
+        problems,
         warnings,
     })
 }
