@@ -30,6 +30,10 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// generated: `AIRLOCK_CERTS_DIR=/a:/b`).
 const PATH_LIST_FLAGS: &[&str] = &["certs-dir"];
 
+/// Flags the file's value does not reach, by command: `receipt --ledger` is a filter (only
+/// what that ledger admitted), not where the site's ledger is, so it stays explicit.
+const NOT_FROM_FILE: &[(&str, &str)] = &[("receipt", "ledger")];
+
 /// What the file may hold. Paths in it are relative to the file's directory (`~/` is the home
 /// directory).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -372,6 +376,8 @@ pub fn apply(cmd: clap::Command, config: Option<&Config>) -> clap::Command {
 }
 
 fn apply_inner(mut cmd: clap::Command, values: &[(&'static str, Vec<OsString>)]) -> clap::Command {
+    let name = cmd.get_name().to_string();
+    let skip = |long: &str| NOT_FROM_FILE.contains(&(name.as_str(), long));
     let ids: Vec<(clap::Id, String)> = cmd
         .get_arguments()
         .filter_map(|a| Some((a.get_id().clone(), a.get_long()?.to_string())))
@@ -386,7 +392,9 @@ fn apply_inner(mut cmd: clap::Command, values: &[(&'static str, Vec<OsString>)])
             }
             let takes_value = a.get_num_args().is_none_or(|n| n.takes_values());
             match values.iter().find(|(l, _)| *l == long) {
-                Some((_, v)) if takes_value => a.default_values(v.clone()).required(false),
+                Some((_, v)) if takes_value && !skip(&long) => {
+                    a.default_values(v.clone()).required(false)
+                }
                 _ => a,
             }
         });
