@@ -384,6 +384,10 @@ fn apply_inner(mut cmd: clap::Command, values: &[(&'static str, Vec<OsString>)])
         .collect();
     for (id, long) in ids {
         cmd = cmd.mut_arg(id, |mut a| {
+            if matches!(a.get_action(), clap::ArgAction::SetTrue) {
+                // A switch's variable reads like one: 1/0, true/false, yes/no, on/off.
+                a = a.value_parser(clap::builder::BoolishValueParser::new());
+            }
             if a.get_env().is_none() {
                 a = a.env(env_var_for(&long)).hide_env(true);
                 if PATH_LIST_FLAGS.contains(&long.as_str()) {
@@ -624,6 +628,33 @@ ca_file = "internal-ca.pem"
                 "{text}: {e}"
             );
         }
+    }
+
+    /// A switch's variable reads 1/0, yes/no, on/off too (the name is this test's own).
+    #[test]
+    fn a_switch_variable_reads_like_a_switch() {
+        let cmd = || {
+            apply(
+                clap::Command::new("t").arg(
+                    clap::Arg::new("s")
+                        .long("test-only-switch")
+                        .action(clap::ArgAction::SetTrue),
+                ),
+                None,
+            )
+        };
+        let var = env_var_for("test-only-switch");
+        let mut seen = Vec::new();
+        for v in ["1", "yes", "on", "true", "0", "no", "off", "false"] {
+            std::env::set_var(&var, v);
+            let m = cmd().try_get_matches_from(["t"]).expect("parse");
+            seen.push(m.get_flag("s"));
+        }
+        std::env::set_var(&var, "maybe");
+        let bad = cmd().try_get_matches_from(["t"]);
+        std::env::remove_var(&var);
+        assert_eq!(seen, [true, true, true, true, false, false, false, false]);
+        assert!(bad.is_err(), "an unclear value is refused");
     }
 
     #[test]
