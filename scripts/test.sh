@@ -20,6 +20,8 @@ command -v containerd >/dev/null || need_apt+=(containerd)
 command -v podman >/dev/null || need_apt+=(podman)
 command -v ip >/dev/null || need_apt+=(iproute2)
 command -v unshare >/dev/null || need_apt+=(util-linux)
+# tests/ledger_report.rs renders the auditor's HTML report in headless Chromium (no network).
+command -v chromium >/dev/null || need_apt+=(chromium)
 command -v rpmbuild >/dev/null || need_apt+=(rpm)
 # `airlock man` is rendered by groff (tests/cli.rs man_pages), as `man` would.
 command -v groff >/dev/null || need_apt+=(groff-base)
@@ -56,7 +58,7 @@ if ! "$ZUUL/bin/zuul-registry" --help >/dev/null 2>&1; then
 fi
 export AIRLOCK_ZUUL_REGISTRY="$PWD/$ZUUL/bin/zuul-registry"
 # ferro-oci-server 1.0.0 (crates.io) serves the OCI 1.1 referrers API that distribution 2.8 lacks;
-# tests/referrers.rs uses both as source and target. Built once (a few minutes), kept in target/.
+# tests/referrers.rs uses both as source and target (tests/keyless.rs signs on ferro). Built once (a few minutes), kept in target/.
 FERRO=target/peers/ferro/bin/ferro-oci-server
 if [ ! -x "$FERRO" ]; then
   CARGO_PROFILE_RELEASE_LTO=false CARGO_PROFILE_RELEASE_CODEGEN_UNITS=16 \

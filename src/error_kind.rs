@@ -227,6 +227,7 @@ impl Classify for CollectError {
             CollectError::Untrusted { .. }
             | CollectError::Policy(_)
             | CollectError::ScanGate { .. } => ErrorKind::Policy,
+            CollectError::ScanPin(e) => e.kind(),
             _ => ErrorKind::Other,
         }
     }

@@ -49,6 +49,11 @@ impl ReadError {
     pub fn is_too_large(&self) -> bool {
         matches!(self, ReadError::TooLarge { .. })
     }
+
+    /// Whether the file does not exist.
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, ReadError::Io { source, .. } if source.kind() == io::ErrorKind::NotFound)
+    }
 }
 
 /// Reads a whole file of outside data, refusing one over `cap` bytes: a regular file's size is

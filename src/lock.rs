@@ -38,6 +38,10 @@ pub struct Lock {
     /// directory); collect scans every image against it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<crate::scan::policy::ScanPolicy>,
+    /// The digests of the scan policy's database and VEX files: collect refuses a file that
+    /// differs, and a changed one is drift.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub scan_files: Vec<crate::scan::pins::PinnedFile>,
     /// Plain files, pinned by sha256.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub files: Vec<crate::files::LockedFile>,
@@ -242,6 +246,9 @@ impl Lock {
                 } => out.push((format!("{repo} {name}:{version}"), sha256.clone())),
             }
         }
+        for f in &self.scan_files {
+            out.push((f.label(), f.sha256.clone()));
+        }
         out
     }
 
@@ -286,6 +293,7 @@ impl Lock {
             && self.charts == other.charts
             && self.trust == other.trust
             && self.scan == other.scan
+            && self.scan_files == other.scan_files
             && self.files == other.files
     }
 }
@@ -319,6 +327,7 @@ mod tests {
             charts: vec![],
             trust: None,
             scan: None,
+            scan_files: Vec::new(),
             files: Vec::new(),
         }
     }

@@ -46,30 +46,32 @@ pub struct ImageSpec {
     pub platforms: Vec<Platform>,
 }
 
-/// One Helm chart: an OCI reference (`oci://host/repo:version[@digest]`) or an HTTP chart
-/// repository entry, and how `lock` renders it to find its images.
+/// One Helm chart entry: where the chart comes from, and how `lock` renders it to find the
+/// images it deploys.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
-#[serde(untagged, deny_unknown_fields)]
-pub enum ChartSpec {
-    /// `ref: oci://…`
+#[serde(try_from = "ChartEntry", into = "ChartEntry")]
+pub struct ChartSpec {
+    /// Where the chart comes from.
+    pub source: ChartSource,
+    /// Values files, relative to the spec, as `helm -f` (later files win).
+    pub values: Vec<PathBuf>,
+    /// Values set on top of the files, as a spec-side `helm --set` with typed YAML values.
+    pub set: BTreeMap<String, serde_yaml::Value>,
+    /// Whether `lock` renders the chart and pins the images it deploys.
+    pub images: ChartImages,
+    /// The Kubernetes version the templates see (`.Capabilities.KubeVersion`).
+    pub kube_version: Option<String>,
+}
+
+/// Where a chart comes from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum ChartSource {
+    /// `ref: oci://host/repo:version[@digest]`
     Oci {
-        /// The `oci://` reference.
-        #[serde(rename = "ref")]
+        /// The `oci://` reference as written.
         reference: String,
-        /// Values files, relative to the spec, as `helm -f` (later files win).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        values: Vec<PathBuf>,
-        /// Values set on top of the files, as a spec-side `helm --set` with typed YAML values.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        set: BTreeMap<String, serde_yaml::Value>,
-        /// Whether `lock` renders the chart and pins the images it deploys.
-        #[serde(default)]
-        images: ChartImages,
-        /// The Kubernetes version the templates see (`.Capabilities.KubeVersion`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        kube_version: Option<String>,
     },
-    /// `repo:`, `name:`, `version:`.
+    /// `repo:`, `name:`, `version:` (and optionally `sha256:`): an HTTP chart repository.
     Http {
         /// Chart repository URL (the directory holding `index.yaml`).
         repo: String,
@@ -78,21 +80,114 @@ pub enum ChartSpec {
         /// Exact chart version.
         version: String,
         /// Optional pin: sha256 of the `.tgz`.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
         sha256: Option<String>,
-        /// Values files, relative to the spec, as `helm -f` (later files win).
-        #[serde(default, skip_serializing_if = "Vec::is_empty")]
-        values: Vec<PathBuf>,
-        /// Values set on top of the files, as a spec-side `helm --set` with typed YAML values.
-        #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-        set: BTreeMap<String, serde_yaml::Value>,
-        /// Whether `lock` renders the chart and pins the images it deploys.
-        #[serde(default)]
-        images: ChartImages,
-        /// The Kubernetes version the templates see (`.Capabilities.KubeVersion`).
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        kube_version: Option<String>,
     },
+}
+
+/// A chart entry as written: one flat map, so a misspelt key is named (an untagged enum would
+/// only say that no variant matched) and the render fields are declared once.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChartEntry {
+    #[serde(rename = "ref", default, skip_serializing_if = "Option::is_none")]
+    reference: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    repo: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    name: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    version: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    sha256: Option<String>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    values: Vec<PathBuf>,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    set: BTreeMap<String, serde_yaml::Value>,
+    #[serde(default)]
+    images: ChartImages,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    kube_version: Option<String>,
+}
+
+impl TryFrom<ChartEntry> for ChartSpec {
+    type Error = String;
+
+    fn try_from(e: ChartEntry) -> Result<Self, String> {
+        let source = match (e.reference, e.repo) {
+            (Some(_), Some(_)) => {
+                return Err("a chart entry takes `ref:` (OCI) or `repo:` (HTTP), not both".into())
+            }
+            (None, None) => {
+                return Err(
+                    "a chart entry needs `ref: oci://…` or `repo:`, `name:` and `version:`".into(),
+                )
+            }
+            (Some(reference), None) => {
+                let extra: Vec<&str> = [
+                    ("name", e.name.is_some()),
+                    ("version", e.version.is_some()),
+                    ("sha256", e.sha256.is_some()),
+                ]
+                .iter()
+                .filter(|(_, set)| *set)
+                .map(|(k, _)| *k)
+                .collect();
+                if !extra.is_empty() {
+                    return Err(format!(
+                        "chart `{reference}`: `{}` belongs to `repo:` charts; an OCI chart is \
+                         named and pinned by its `ref`",
+                        extra.join("`, `")
+                    ));
+                }
+                ChartSource::Oci { reference }
+            }
+            (None, Some(repo)) => {
+                let (Some(name), Some(version)) = (e.name, e.version) else {
+                    return Err(format!(
+                        "chart from `{repo}` needs both `name:` and `version:`"
+                    ));
+                };
+                ChartSource::Http {
+                    repo,
+                    name,
+                    version,
+                    sha256: e.sha256,
+                }
+            }
+        };
+        Ok(ChartSpec {
+            source,
+            values: e.values,
+            set: e.set,
+            images: e.images,
+            kube_version: e.kube_version,
+        })
+    }
+}
+
+impl From<ChartSpec> for ChartEntry {
+    fn from(c: ChartSpec) -> Self {
+        let (reference, repo, name, version, sha256) = match c.source {
+            ChartSource::Oci { reference } => (Some(reference), None, None, None, None),
+            ChartSource::Http {
+                repo,
+                name,
+                version,
+                sha256,
+            } => (None, Some(repo), Some(name), Some(version), sha256),
+        };
+        ChartEntry {
+            reference,
+            repo,
+            name,
+            version,
+            sha256,
+            values: c.values,
+            set: c.set,
+            images: c.images,
+            kube_version: c.kube_version,
+        }
+    }
 }
 
 /// `images:` of a chart entry.
@@ -123,9 +218,9 @@ pub struct ChartRender<'a> {
 impl ChartSpec {
     /// The chart as written, for messages: `oci://…` or `REPO NAME:VERSION`.
     pub fn label(&self) -> String {
-        match self {
-            ChartSpec::Oci { reference, .. } => reference.clone(),
-            ChartSpec::Http {
+        match &self.source {
+            ChartSource::Oci { reference } => reference.clone(),
+            ChartSource::Http {
                 repo,
                 name,
                 version,
@@ -136,26 +231,11 @@ impl ChartSpec {
 
     /// How this chart is rendered to find its images.
     pub fn render(&self) -> ChartRender<'_> {
-        match self {
-            ChartSpec::Oci {
-                values,
-                set,
-                images,
-                kube_version,
-                ..
-            }
-            | ChartSpec::Http {
-                values,
-                set,
-                images,
-                kube_version,
-                ..
-            } => ChartRender {
-                values,
-                set,
-                images: *images,
-                kube_version: kube_version.as_deref(),
-            },
+        ChartRender {
+            values: &self.values,
+            set: &self.set,
+            images: self.images,
+            kube_version: self.kube_version.as_deref(),
         }
     }
 }
@@ -215,17 +295,16 @@ impl Spec {
             }
         }
         for c in &spec.charts {
-            match c {
-                ChartSpec::Oci { reference, .. } => {
+            match &c.source {
+                ChartSource::Oci { reference } => {
                     parse_oci_chart_ref(reference)
                         .map_err(|e| invalid(format!("chart `{reference}`: {e}")))?;
                 }
-                ChartSpec::Http {
+                ChartSource::Http {
                     repo,
                     name,
                     version,
                     sha256,
-                    ..
                 } => {
                     let u = url::Url::parse(repo)
                         .map_err(|e| invalid(format!("chart repo `{repo}`: {e}")))?;
@@ -288,7 +367,7 @@ mod tests {
         .expect("parse");
         assert_eq!(s.images[0].platforms.len(), 2);
         assert_eq!(s.charts.len(), 2);
-        assert!(matches!(s.charts[1], ChartSpec::Http { .. }));
+        assert!(matches!(s.charts[1].source, ChartSource::Http { .. }));
     }
 
     #[test]
@@ -330,6 +409,23 @@ mod tests {
             ("name: x\n", "no images"),
             ("name: 'a b'\nimages:\n  - ref: a\n", "name"),
             ("name: x\ncharts:\n  - ref: 127.0.0.1:5000/c:1\n", "oci://"),
+            (
+                "name: x\ncharts:\n  - ref: oci://h/c:1\n    valuse: [v.yaml]\n",
+                "unknown field `valuse`",
+            ),
+            (
+                "name: x\ncharts:\n  - ref: oci://h/c:1\n    repo: http://h\n",
+                "not both",
+            ),
+            (
+                "name: x\ncharts:\n  - ref: oci://h/c:1\n    version: '1'\n",
+                "`version` belongs to `repo:` charts",
+            ),
+            (
+                "name: x\ncharts:\n  - repo: http://h\n    name: c\n",
+                "needs both `name:` and `version:`",
+            ),
+            ("name: x\ncharts:\n  - images: none\n", "needs `ref: oci://…`"),
             (
                 "name: x\ncharts:\n  - repo: ftp://x\n    name: a\n    version: '1'\n",
                 "http(s)",

@@ -183,6 +183,19 @@ fn lock_refuses_charts_whose_images_cannot_be_found() {
             let r = Repo::parse(h.as_str(), repo).expect("repo");
             fixtures::push_oci_chart_tgz(&reg, &r, "c", "0.1.0", tgz).await;
         }
+        // A manifest that declares a chart layer bigger than the renderer reads (the blob
+        // behind it is small: the cap must hold before anything is downloaded).
+        let r = Repo::parse(h.as_str(), "charts/huge").expect("repo");
+        let claimed = airlock::chart::archive::MAX_CHART_BYTES + 1;
+        fixtures::push_oci_chart_claiming(
+            &reg,
+            &r,
+            "c",
+            "0.1.0",
+            chart(chart_fixtures::POD),
+            Some(claimed),
+        )
+        .await;
     });
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
@@ -205,6 +218,18 @@ fn lock_refuses_charts_whose_images_cannot_be_found() {
     assert!(err.contains("Not A Reference!"), "{err}");
     assert!(err.contains("images: none"), "{err}");
     assert!(!dir.join("bad.lock").exists());
+
+    std::fs::write(dir.join("huge.yaml"), spec("huge", "")).expect("spec");
+    let out = airlock(dir, &args(&["lock", "huge.yaml"], &sflags));
+    let err = fails_with(&out, &format!("chart oci://{h}/charts/huge:0.1.0"));
+    assert!(
+        err.contains(&format!(
+            "{} bytes",
+            airlock::chart::archive::MAX_CHART_BYTES + 1
+        )),
+        "{err}"
+    );
+    assert!(!dir.join("huge.lock").exists());
 
     // `images: none`: the chart is pinned and nothing is rendered.
     std::fs::write(dir.join("none.yaml"), spec("fails", "    images: none\n")).expect("spec");

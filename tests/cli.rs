@@ -45,6 +45,7 @@ const COMMANDS: &[&[&str]] = &[
     &["scan"],
     &["rescan"],
     &["ledger"],
+    &["ledger", "report"],
     &["mirror-config"],
     &["pin"],
     &["admission-policy"],
@@ -226,6 +227,11 @@ fn errors_people_see() {
             "ledger-verify-missing",
             &["ledger", "verify", "no-such-ledger"],
         ),
+        (
+            "ledger-report-missing",
+            &["ledger", "report", "no-such-ledger", "-o", "r.html"],
+        ),
+        ("ledger-report-no-output", &["ledger", "report", "l"]),
         ("scan-no-database", &["scan", "not-a-bundle.tar.zst"]),
         (
             "scan-missing-bundle",
@@ -701,6 +707,126 @@ fn receipt_registry_takes_a_prefix() {
     let text = render(&out, dir).replace(&plain.host, "[PLAIN]");
     assert_eq!(out.status.code(), Some(2), "{text}");
     insta::assert_snapshot!("receipt-two-prefixes", text);
+}
+
+/// `inspect` takes what `verify` takes (a bundle, `NAME.parts.json`, their directory) and
+/// checks the signature only when given `--trust`: without, it says the signature is present
+/// but not checked; a key that did not sign fails as `verify` does (exit 4), an unsigned
+/// bundle with `--trust` is refused by policy (exit 5).
+#[test]
+fn inspect_reads_parts_and_checks_the_signature_only_with_trust() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::create_dir_all(dir.join("local")).expect("mkdir");
+    std::fs::write(dir.join("local/tool.txt"), b"the file that crosses\n").expect("write");
+    let sha = common::sha256_file(&dir.join("local/tool.txt"));
+    std::fs::write(
+        dir.join("f.yaml"),
+        format!("name: f\nfiles:\n  - path: local/tool.txt\n    sha256: {sha}\n    name: tool\n"),
+    )
+    .expect("write");
+    std::fs::write(dir.join("pw"), b"pw\n").expect("write");
+    common::ok(&common::airlock(dir, &["lock", "f.yaml"]));
+    for k in ["keys/release", "keys/stranger"] {
+        common::ok(&common::airlock(
+            dir,
+            &["key", "generate", "-o", k, "--password-file", "pw"],
+        ));
+    }
+    let sign = ["--key", "keys/release.key", "--password-file", "pw"];
+    let collect = ["collect", "f.lock", "--cache", "c", "-o"];
+    common::ok(&common::airlock(
+        dir,
+        &[&collect[..], &["s.tar.zst"], &sign].concat(),
+    ));
+    common::ok(&common::airlock(
+        dir,
+        &[&collect[..], &["u.tar.zst"]].concat(),
+    ));
+    common::ok(&common::airlock(
+        dir,
+        &[
+            &["split", "s.tar.zst", "--size", "4KiB", "--out-dir", "parts"][..],
+            &sign,
+        ]
+        .concat(),
+    ));
+
+    // What moves from run to run (key id, times, digests over them) is named, not snapshotted.
+    let json = common::airlock(
+        dir,
+        &[
+            "inspect",
+            "s.tar.zst",
+            "--trust",
+            "keys/release.pub",
+            "--format",
+            "json",
+        ],
+    );
+    common::ok(&json);
+    let v: serde_json::Value = serde_json::from_slice(&json.stdout).expect("json");
+    assert_eq!(v["signed"], true, "{v}");
+    assert_eq!(v["signature"]["status"], "verified", "{v}");
+    let moving = [
+        (v["signature"]["signers"][0].as_str(), "[KEY-ID]"),
+        (v["manifest"]["created"].as_str(), "[CREATED]"),
+        (v["manifest"]["lock_digest"].as_str(), "[LOCK]"),
+        (
+            v["manifest"]["artifacts"][0]["digest"]
+                .as_str()
+                .map(|d| &d[..19]),
+            "[ARTIFACT]",
+        ),
+    ];
+    let stable = |out: &Output| {
+        moving.iter().fold(render(out, dir), |s, (from, to)| {
+            s.replace(from.expect("value in inspect's JSON"), to)
+        })
+    };
+    let trust = ["--trust", "keys/release.pub"];
+    let stranger = ["--trust", "keys/stranger.pub"];
+    let cases: &[(&str, i32, Vec<&str>)] = &[
+        ("inspect-unchecked", 0, vec!["inspect", "s.tar.zst"]),
+        (
+            "inspect-verified",
+            0,
+            [&["inspect", "s.tar.zst"][..], &trust].concat(),
+        ),
+        (
+            "inspect-wrong-key",
+            4,
+            [&["inspect", "s.tar.zst"][..], &stranger].concat(),
+        ),
+        ("inspect-unsigned", 0, vec!["inspect", "u.tar.zst"]),
+        (
+            "inspect-unsigned-trust",
+            5,
+            [&["inspect", "u.tar.zst"][..], &trust].concat(),
+        ),
+        (
+            "inspect-parts-verified",
+            0,
+            [&["inspect", "parts/s.parts.json"][..], &trust].concat(),
+        ),
+        ("inspect-parts-dir-unchecked", 0, vec!["inspect", "parts"]),
+        (
+            "inspect-parts-wrong-key",
+            4,
+            [&["inspect", "parts"][..], &stranger].concat(),
+        ),
+    ];
+    for (name, code, args) in cases {
+        let out = common::airlock(dir, args);
+        assert_eq!(out.status.code(), Some(*code), "{name}: {}", run(dir, args));
+        insta::assert_snapshot!(*name, stable(&out));
+    }
+    // JSON says when nothing was checked.
+    let out = common::airlock(dir, &["inspect", "parts", "--format", "json"]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(v["signed"], true, "{v}");
+    assert!(v["signature"].is_null(), "{v}");
+    assert_eq!(v["parts"], 1, "{v}");
 }
 
 /// The configuration file and `AIRLOCK_*` variables: `config show` with the file alone, with a

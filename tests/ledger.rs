@@ -1135,6 +1135,7 @@ fn export_round_trips_into_a_verifiable_directory() {
         digest: sha("a large scan report"),
         size: 19,
         media_type: None,
+        subject: None,
     }];
     ledger::Ledger::open(&dir)
         .unwrap()

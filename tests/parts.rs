@@ -131,6 +131,116 @@ fn nothing_pushed(dst: &TestRegistry) -> bool {
 
 const TRUST: [&str; 2] = ["--trust", "keys/release.pub"];
 
+/// Bytes of the regular files in `dir` and whether one of them is a whole bundle being
+/// written (`.NAME.partial`, not a part's `.NAME.part-NNNN.partial`).
+fn dir_usage(dir: &Path, bundle: &str) -> (u64, bool) {
+    let whole_tmp = format!(".{bundle}.partial");
+    let mut bytes = 0;
+    let mut whole = false;
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        whole |= name == whole_tmp || name == bundle;
+        // A file can vanish (renamed) between the listing and its metadata.
+        bytes += e.metadata().map(|m| m.len()).unwrap_or(0);
+    }
+    (bytes, whole)
+}
+
+#[test]
+fn collect_split_writes_the_parts_split_cuts_and_never_the_whole_file() {
+    let env = Env::start();
+    let dir = env.dir();
+    std::fs::create_dir_all(dir.join("whole")).expect("dir");
+    env.collect("whole/p.tar.zst", &[]);
+    let bundle_len = std::fs::metadata(dir.join("whole/p.tar.zst"))
+        .expect("bundle")
+        .len();
+    ok(&env.run(
+        &[
+            "split",
+            "whole/p.tar.zst",
+            "--size",
+            "48KiB",
+            "--out-dir",
+            "cut",
+            "--key",
+            "keys/release.key",
+            "--password-file",
+            "pw",
+        ],
+        &[],
+    ));
+
+    // collect --split, watched while it runs: the directory never holds more than the one
+    // copy of the bundle, and never the whole file (collected from the warm cache, so the
+    // time is all packing).
+    std::fs::create_dir_all(dir.join("direct")).expect("dir");
+    let mut args = vec![
+        "collect",
+        "p.lock",
+        "-o",
+        "direct/p.tar.zst",
+        "--split",
+        "48KiB",
+        "--cache",
+        "cache",
+        "--key",
+        "keys/release.key",
+        "--password-file",
+        "pw",
+    ];
+    let flags = env.src.cli_flags();
+    args.extend(flags.iter().map(String::as_str));
+    let mut child = common::airlock_spawn(dir, &args);
+    let (mut peak, mut saw_whole, mut polls) = (0u64, false, 0u32);
+    let status = loop {
+        let (bytes, whole) = dir_usage(&dir.join("direct"), "p.tar.zst");
+        peak = peak.max(bytes);
+        saw_whole |= whole;
+        polls += 1;
+        if let Some(s) = child.try_wait().expect("wait") {
+            break s;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(200));
+    };
+    let out = child.wait_with_output().expect("output");
+    assert!(status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(polls > 1, "collect was never watched while running");
+    assert!(!saw_whole, "the whole bundle file was written");
+    let (end, _) = dir_usage(&dir.join("direct"), "p.tar.zst");
+    assert!(
+        peak <= end,
+        "peak {peak} bytes in the directory, more than the {end} it ends with"
+    );
+
+    // The parts and parts manifest are byte for byte what splitting the one file gives.
+    let names = |d: &str| {
+        let mut v: Vec<String> = std::fs::read_dir(dir.join(d))
+            .expect("ls")
+            .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names("direct"), names("cut"));
+    assert!(names("cut").len() > 4, "{:?}", names("cut"));
+    for n in names("cut") {
+        let direct = std::fs::read(dir.join("direct").join(&n)).expect("direct");
+        let cut = std::fs::read(dir.join("cut").join(&n)).expect("cut");
+        assert!(direct == cut, "{n} differs");
+    }
+    let parts_total: u64 = names("direct")
+        .iter()
+        .filter(|n| n.contains(".part-"))
+        .map(|n| {
+            std::fs::metadata(dir.join("direct").join(n))
+                .expect("part")
+                .len()
+        })
+        .sum();
+    assert_eq!(parts_total, bundle_len);
+}
+
 #[test]
 fn parts_verify_and_import_exactly_like_the_whole_bundle() {
     let env = Env::start();

@@ -521,3 +521,204 @@ fn a_bundle_for_another_digest_fails_collect_and_import_with_nothing_pushed() {
     );
     assert_eq!(dst.stored_blobs(), 0, "a refused bundle pushed something");
 }
+
+/// Turns on `require_children` in the spec's and the site's rule.
+fn require_children(dir: &Path) {
+    for f in ["b.yaml", "policy.yaml"] {
+        let text = std::fs::read_to_string(dir.join(f)).expect("read");
+        let text: String = text
+            .lines()
+            .map(|l| match l.strip_suffix("require_tlog: true") {
+                Some(indent) => format!("{l}\n{indent}require_children: true\n"),
+                None => format!("{l}\n"),
+            })
+            .collect();
+        std::fs::write(dir.join(f), text).expect("write");
+    }
+}
+
+#[test]
+fn require_children_refuses_an_index_signed_only_at_the_index_then_passes_signed_per_child() {
+    use fixtures::Compression;
+    let src = ferro::start();
+    let key = SigningKey::generate().expect("key");
+    let rekor = FakeRekor::default();
+    let client = src.client();
+    let repo = Repo::parse(&src.host, REPO).expect("repo");
+    let children = vec![
+        fixtures::image(
+            vec![fixtures::layer(130, 1000, Compression::Gzip, false)],
+            "linux/amd64",
+            false,
+        ),
+        fixtures::image(
+            vec![fixtures::layer(131, 1000, Compression::Gzip, false)],
+            "linux/arm64",
+            false,
+        ),
+    ];
+    let idx = fixtures::index(&children, false);
+    rt().block_on(async {
+        fixtures::push_index(&client, &repo, &children, &idx, "1").await;
+        cosign3::push_signature(&client, &repo, &idx, &key, &rekor).await;
+    });
+    let work = workdir(&src.host, &key, &rekor);
+    let dir = work.path();
+    require_children(dir);
+    let flags = src.cli_flags();
+    run(dir, &["lock", "b.yaml"], &flags);
+    let collect = |dir: &Path| {
+        airlock(
+            dir,
+            &[
+                &["collect", "b.lock", "-o", "b.tar.zst"][..],
+                &flags.iter().map(String::as_str).collect::<Vec<_>>(),
+            ]
+            .concat(),
+        )
+    };
+    // The index verifies; its first platform has no signature of its own.
+    let unsigned = children[0].manifest.digest().to_string();
+    let err = common::fails_as(&collect(dir), 5, "0 signature(s) found");
+    assert!(
+        err.contains(&format!("image {unsigned} fails trust rule")),
+        "{err}"
+    );
+    assert!(!dir.join("b.tar.zst").exists());
+
+    // Collected without a policy, the site's `require_children` refuses it before any push.
+    let spec = std::fs::read_to_string(dir.join("b.yaml")).expect("spec");
+    let head = spec.split("trust:").next().expect("head").to_string();
+    std::fs::write(dir.join("b.yaml"), &head).expect("spec");
+    run(dir, &["lock", "b.yaml"], &flags);
+    ok(&collect(dir));
+    let dst = TestRegistry::start();
+    let err = common::fails_as(
+        &import(dir, &dst, &[]),
+        5,
+        "fails the isolated side's policy",
+    );
+    assert!(
+        err.contains(&format!("image {unsigned} fails trust rule")),
+        "{err}"
+    );
+    assert_eq!(dst.stored_blobs(), 0, "a refused bundle pushed something");
+
+    // Each platform signed on its own: collect (policy back on) and import pass.
+    rt().block_on(async {
+        for c in &children {
+            cosign3::push_signature(&client, &repo, &c.manifest, &key, &rekor).await;
+        }
+    });
+    std::fs::write(dir.join("b.yaml"), &spec).expect("spec");
+    run(dir, &["lock", "b.yaml"], &flags);
+    ok(&collect(dir));
+    let report: Value = serde_json::from_str(&ok(&import(dir, &dst, &[]))).expect("json");
+    let img = report["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .find(|a| a["kind"] == "image")
+        .expect("image")
+        .clone();
+    // One signer: the index's signature and each child's all verified, recorded once each.
+    let sigs = img["signatures"].as_array().expect("signatures");
+    assert_eq!(sigs.len(), 3, "index + 2 children: {img}");
+}
+
+/// Polls `cond` for up to 30 s.
+fn wait_for(what: &str, cond: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !cond() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn interleaved_fallback_index_writers_keep_each_others_entries() {
+    use airlock::import::referrers::{self as target, Wanted};
+    use airlock::oci::media;
+    use common::proxy::{Fault, Proxy};
+    // distribution 2.8 has no referrers API: the `sha256-<hex>` index is the only list, and it
+    // has no conditional write. Another tool's entry X is there already.
+    let dist = TestRegistry::start();
+    let client = dist.client();
+    let repo = Repo::parse(&dist.host, REPO).expect("repo");
+    let img = fixtures::small_image(140, 1000);
+    let (x, a, b) = rt().block_on(async {
+        fixtures::push_image(&client, &repo, &img, Some("1")).await;
+        let (x, _) = fixtures::push_referrer_numbered(&client, &repo, &img.manifest, 1).await;
+        let a = fixtures::sbom_numbered(&img.manifest, 2);
+        let b = fixtures::sbom_numbered(&img.manifest, 3);
+        fixtures::push_image(&client, &repo, &a, None).await;
+        fixtures::push_image(&client, &repo, &b, None).await;
+        (x, a, b)
+    });
+    let wanted = |i: &Image| Wanted {
+        descriptors: vec![
+            target::referrer_descriptor(&i.manifest.bytes, media::OCI_MANIFEST).expect("desc"),
+        ],
+        carried: None,
+    };
+    let tag = target::fallback_tag(&img.manifest.digest());
+
+    // Writer A reads the index ({X}), merges its entry, and is slow to write it.
+    let stale = rt()
+        .block_on(client.get_manifest(&repo, &tag))
+        .expect("index")
+        .bytes;
+    let a_index = target::merge_index(Some(&stale), &wanted(&a))
+        .expect("merge")
+        .expect("A's entry is new");
+
+    // Writer B (airlock's `write`) goes through a proxy that holds its read-back (its second
+    // HEAD of the tag) until A has written.
+    let head = format!("HEAD /v2/{REPO}/manifests/{tag}");
+    let put = format!("PUT /v2/{REPO}/manifests/{tag}");
+    let proxy = Proxy::start(
+        &dist.host,
+        Fault::StallAfter {
+            n: 1,
+            needle: head.clone(),
+        },
+    );
+    let b_client = common::client_at(&proxy.host);
+    let b_repo = Repo::parse(&proxy.host, REPO).expect("repo");
+    let (b_tag, b_wanted) = (tag.clone(), wanted(&b));
+    let b_rt = rt();
+    let b_writer =
+        b_rt.spawn(async move { target::write(&b_client, &b_repo, &b_tag, &b_wanted).await });
+    wait_for("B's write and read-back", || proxy.count(&head) >= 2);
+    assert_eq!(proxy.count(&put), 1, "B wrote once before A");
+
+    // A writes its stale merge ({X, A}): B's entry is gone from the registry now.
+    rt().block_on(client.put_manifest(&repo, &tag, &a_index, media::OCI_INDEX))
+        .expect("A's write");
+    proxy.release();
+    b_rt.block_on(b_writer)
+        .expect("join")
+        .expect("B's write settles");
+
+    // B saw its entry missing on read-back and merged again with what A left.
+    assert_eq!(proxy.count(&put), 2, "B merged and wrote again");
+    let listed = skopeo_fallback(&dist, REPO, &img.manifest.digest());
+    assert_lists(
+        &listed,
+        &[&x, &a, &b],
+        "the fallback index after both writers",
+    );
+    assert_eq!(listed.len(), 3, "{listed:?}");
+    // A's own read-back (what `write` does after its PUT) finds its entry: it is done too.
+    let now = rt()
+        .block_on(client.get_manifest(&repo, &tag))
+        .expect("index")
+        .bytes;
+    assert!(matches!(
+        target::merge_index(Some(&now), &wanted(&a)),
+        Ok(None)
+    ));
+}

@@ -748,6 +748,32 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
             &dst.cli_flags(),
         ));
     }
+    // Each import stored the carried SBOM and report in the ledger's evidence, referenced by
+    // digest with the platform manifest they describe.
+    let imports: Vec<serde_json::Value> = std::fs::read_to_string(dir.join("ledger/entries.jsonl"))
+        .expect("ledger")
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("entry"))
+        .collect();
+    let mut sbom_files = Vec::new();
+    for (entry, img) in imports.iter().zip([&debian, &lang]) {
+        let ev = entry["evidence"].as_array().expect("evidence");
+        let kinds: Vec<&str> = ev.iter().filter_map(|e| e["kind"].as_str()).collect();
+        assert_eq!(kinds, ["sbom", "scan-report"], "{entry}");
+        for e in ev {
+            assert_eq!(e["subject"], img.manifest.digest().to_string());
+            let digest = e["digest"].as_str().expect("digest");
+            let file = dir.join("ledger/evidence/sha256").join(&digest[7..]);
+            let bytes = std::fs::read(&file).expect("stored evidence");
+            assert_eq!(Digest::of(&bytes).to_string(), digest);
+            assert_eq!(e["size"], bytes.len() as u64);
+            if e["kind"] == "sbom" {
+                let sbom: serde_json::Value = serde_json::from_slice(&bytes).expect("sbom");
+                assert_eq!(sbom["bomFormat"], "CycloneDX");
+                sbom_files.push(file);
+            }
+        }
+    }
     std::fs::write(dir.join("site.yaml"), "fail_on: medium\n").expect("policy");
     let rescan = |db: &str| {
         run_args(
@@ -770,9 +796,16 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
                 "cron",
                 "--format",
                 "json",
+                "--cache",
+                "rescan-cache",
             ],
             &dst.cli_flags(),
         )
+    };
+    let cached_blobs = || {
+        std::fs::read_dir(dir.join("rescan-cache/sha256"))
+            .map(|d| d.count())
+            .unwrap_or(0)
     };
     std::fs::create_dir_all(dir.join("metrics")).expect("metrics dir");
     // First rescan, same database as at import: DLA-3008-1 (severity unknown) passes
@@ -801,6 +834,11 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
         serde_json::Value::Null,
         "no findings yet"
     );
+    // Both judged from the SBOMs in the ledger: nothing was downloaded.
+    for repo in ["app/base", "app/web"] {
+        assert_eq!(by_name(&v, repo)["sbom"], "ledger", "{v}");
+    }
+    assert_eq!(cached_blobs(), 0, "no layer or SBOM pulled");
     // The newer database knows pip's and semver's advisories: new findings, the policy now
     // fails (exit 5, policy), and the change is recorded against the first rescan.
     build_db(dir, "new.db", true);
@@ -865,6 +903,56 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
                 .starts_with(".airlock-metrics-")),
         "no temporary file left"
     );
+    // A changed SBOM in the ledger: `ledger verify` fails naming the file, and rescan refuses
+    // it (never judges from it, never falls back past it).
+    let original = std::fs::read(&sbom_files[0]).expect("sbom");
+    std::fs::write(
+        &sbom_files[0],
+        b"{\"bomFormat\": \"CycloneDX\", \"components\": []}",
+    )
+    .expect("tamper");
+    let out = airlock(dir, &["ledger", "verify", "ledger"]);
+    assert_eq!(
+        out.status.code(),
+        Some(7),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let name = sbom_files[0]
+        .file_name()
+        .expect("name")
+        .to_string_lossy()
+        .into_owned();
+    assert!(
+        said.contains(&format!("evidence/sha256/{name}")) && said.contains("does not hash to"),
+        "{said}"
+    );
+    let out = rescan("new.db");
+    fails_with(&out, &format!("evidence/sha256/{name}`: does not hash to"));
+    std::fs::write(&sbom_files[0], &original).expect("restore");
+    // SBOMs archived elsewhere (absent, which `ledger verify` accepts): they come from the
+    // internal registry's fallback tags instead; still no layer is pulled.
+    let archived: Vec<PathBuf> = sbom_files
+        .iter()
+        .map(|f| {
+            let to = dir.join(f.file_name().expect("name"));
+            std::fs::rename(f, &to).expect("archive");
+            to
+        })
+        .collect();
+    let v: serde_json::Value = serde_json::from_slice(&rescan("new.db").stdout).expect("json");
+    for repo in ["app/base", "app/web"] {
+        assert_eq!(by_name(&v, repo)["sbom"], "fallback-tag", "{v}");
+    }
+    assert_eq!(cached_blobs(), 2, "the two SBOM blobs, no layer");
+    for (from, to) in archived.iter().zip(&sbom_files) {
+        std::fs::rename(from, to).expect("restore");
+    }
     // Refused up front: a ledger that admitted nothing under the registry.
     let out = run_args(
         dir,

@@ -1107,3 +1107,103 @@ fn signature_and_scan_gates_together_with_a_carried_database() {
         "the database crossed too"
     );
 }
+
+#[test]
+fn lock_pins_the_scan_database_and_vex_files_by_digest() {
+    let reg = TestRegistry::start();
+    push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    let real_vex = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/vex/openvex-v0.2.0-alpine-openssl.json");
+    std::fs::copy(&real_vex, dir.join("site.openvex.json")).expect("vex");
+    let flags = reg.cli_flags();
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!(
+            "name: s\nimages:\n  - ref: {}/scan/multi:1\nscan:\n  fail_on: critical\n  db: vuln.db\n  vex: [site.openvex.json]\n",
+            reg.host
+        ),
+    )
+    .expect("spec");
+    ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    let lock: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("s.lock")).expect("lock")).expect("json");
+    let digest_of = |name: &str| {
+        airlock::oci::Digest::of(&std::fs::read(dir.join(name)).expect("file")).to_string()
+    };
+    assert_eq!(
+        lock["scan_files"],
+        serde_json::json!([
+            {"kind": "database", "path": "vuln.db", "sha256": digest_of("vuln.db")},
+            {"kind": "vex", "path": "site.openvex.json", "sha256": digest_of("site.openvex.json")},
+        ])
+    );
+    let collect = |out: &str| airlock(dir, &args(&["collect", "s.lock", "-o", out], &flags));
+    ok(&collect("a.tar.zst"));
+    ok(&airlock(dir, &args(&["lock", "s.yaml", "--check"], &flags)));
+
+    // An edited VEX file: collect refuses it as drift (exit 3) and writes nothing;
+    // `lock --check` names it.
+    let mut edited = std::fs::read(&real_vex).expect("vex");
+    edited.extend_from_slice(b"\n");
+    std::fs::write(dir.join("site.openvex.json"), &edited).expect("vex");
+    let out = collect("b.tar.zst");
+    let stderr = common::fails_as(&out, 3, "VEX file `");
+    assert!(
+        stderr.contains(&format!(
+            "is {}, the lock pins {}",
+            airlock::oci::Digest::of(&edited),
+            lock["scan_files"][1]["sha256"].as_str().expect("pin")
+        )),
+        "{stderr}"
+    );
+    assert!(!dir.join("b.tar.zst").exists());
+    let out = airlock(dir, &args(&["lock", "s.yaml", "--check"], &flags));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(stdout.contains("VEX file site.openvex.json"), "{stdout}");
+    assert!(
+        !stdout.contains("scan database"),
+        "only the VEX file drifted: {stdout}"
+    );
+
+    // Locked again, then a rebuilt database (other records): drift again, whether it is the
+    // policy's file or another one given with `--db`.
+    ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    ok(&collect("c.tar.zst"));
+    let old_db = std::fs::read(dir.join("vuln.db")).expect("db");
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv/alpine");
+    ok(&airlock(
+        dir,
+        &[
+            "db",
+            "build",
+            "--osv",
+            &data.display().to_string(),
+            "-o",
+            "other.db",
+        ],
+    ));
+    let out = airlock(
+        dir,
+        &args(
+            &["collect", "s.lock", "-o", "d.tar.zst", "--db", "other.db"],
+            &flags,
+        ),
+    );
+    common::fails_as(&out, 3, "scan database `other.db` is sha256:");
+    assert!(!dir.join("d.tar.zst").exists());
+    std::fs::copy(dir.join("other.db"), dir.join("vuln.db")).expect("db");
+    assert_ne!(old_db, std::fs::read(dir.join("vuln.db")).expect("db"));
+    common::fails_as(&collect("d.tar.zst"), 3, "the lock pins");
+    let out = airlock(dir, &args(&["lock", "s.yaml", "--check"], &flags));
+    assert_eq!(out.status.code(), Some(3));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("scan database vuln.db"));
+}

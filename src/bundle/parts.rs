@@ -886,11 +886,199 @@ fn temp_name(dir: &Path, name: &str) -> PathBuf {
     dir.join(format!(".{name}.partial"))
 }
 
-/// Splits the bundle file `bundle` into parts of `part_size` bytes in `out_dir`, hashing while
-/// copying (bounded memory: one 1 MiB buffer), and writes `NAME.parts.json` (and, with
-/// `signers`, `NAME.parts.json.sig`). Every file is written under a temporary name and renamed
-/// only when all parts are written, the parts manifest last; a failed split leaves nothing
-/// that looks complete.
+/// Refuses a part size below [`MIN_PART_SIZE`].
+pub fn check_part_size(part_size: u64) -> Result<(), PartsError> {
+    if part_size < MIN_PART_SIZE {
+        return Err(PartsError::Size {
+            input: part_size.to_string(),
+            why: format!("parts must be at least {MIN_PART_SIZE} bytes"),
+        });
+    }
+    Ok(())
+}
+
+/// Writes a bundle stream straight into parts of `part_size` bytes in one directory, hashing
+/// each part and the whole as the bytes pass: `collect --split` packs into it (the disk holds
+/// one copy, never the whole file and its parts), and [`split`] copies a bundle file into it,
+/// so both give the same bytes. Parts are written under temporary names; [`PartsWriter::finish`]
+/// writes `NAME.parts.json` (and its signature) and renames everything into place, the parts
+/// manifest last. Dropped unfinished, it removes what it wrote.
+pub struct PartsWriter {
+    dir: PathBuf,
+    bundle_name: String,
+    part_size: u64,
+    /// The part being written, its temporary path and hasher.
+    current: Option<(fs_err::File, PathBuf, Hasher)>,
+    parts: Vec<Part>,
+    whole: Hasher,
+    cleanup: Cleanup,
+}
+
+impl PartsWriter {
+    /// Starts the parts of the bundle file named `bundle_name` (a plain file name) in `dir`
+    /// (created if missing).
+    pub fn create(dir: &Path, bundle_name: &str, part_size: u64) -> Result<Self, PartsError> {
+        check_part_size(part_size)?;
+        if !is_plain_file_name(bundle_name) {
+            return Err(PartsError::NotABundle {
+                path: dir.join(bundle_name),
+                why: "not a plain file name".into(),
+            });
+        }
+        fs_err::create_dir_all(dir).map_err(|source| PartsError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            bundle_name: bundle_name.to_string(),
+            part_size,
+            current: None,
+            parts: Vec::new(),
+            whole: Hasher::new(),
+            cleanup: Cleanup(Vec::new()),
+        })
+    }
+
+    /// Bytes written so far.
+    pub fn len(&self) -> u64 {
+        self.whole.len()
+    }
+
+    /// Whether nothing was written yet.
+    pub fn is_empty(&self) -> bool {
+        self.whole.len() == 0
+    }
+
+    /// Closes the part being written, if any, recording its name, size and digest.
+    fn close_part(&mut self) -> io::Result<()> {
+        if let Some((file, _, h)) = self.current.take() {
+            drop(file);
+            self.parts.push(Part {
+                name: part_name(&self.bundle_name, self.parts.len()),
+                size: h.len(),
+                sha256: h.finish(),
+            });
+        }
+        Ok(())
+    }
+
+    /// Writes `NAME.parts.json` for the bundle `name` (its `airlock.json` name), signed by
+    /// `signers` when there are any, then renames the parts and the manifest into place.
+    pub fn finish(mut self, name: &str, signers: &[SigningKey]) -> Result<SplitReport, PartsError> {
+        let io_at = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| PartsError::Io { path, source }
+        };
+        self.close_part().map_err(io_at(&self.dir))?;
+        let out_dir = self.dir.clone();
+        if self.parts.is_empty() {
+            return Err(PartsError::NotABundle {
+                path: out_dir.join(&self.bundle_name),
+                why: "empty file".into(),
+            });
+        }
+        let manifest = PartsManifest {
+            format: PARTS_FORMAT.into(),
+            name: name.to_string(),
+            bundle: self.bundle_name.clone(),
+            size: self.whole.len(),
+            sha256: std::mem::take(&mut self.whole).finish(),
+            part_size: self.part_size,
+            parts: std::mem::take(&mut self.parts),
+        };
+        let bytes = manifest.to_vec();
+        let json_name = parts_file_name(&self.bundle_name);
+        let json_path = out_dir.join(&json_name);
+        let json_tmp = temp_name(&out_dir, &json_name);
+        self.cleanup.0.push(json_tmp.clone());
+        fs_err::write(&json_tmp, &bytes).map_err(io_at(&json_tmp))?;
+        let sig_path = sig_path_for(&json_path);
+        let mut signer_ids = Vec::new();
+        let sig_tmp = if signers.is_empty() {
+            None
+        } else {
+            let sigs = sign_manifest(&bytes, signers);
+            signer_ids = sigs
+                .signatures()
+                .iter()
+                .map(|s| s.key_id.to_string())
+                .collect();
+            let tmp = temp_name(&out_dir, &format!("{json_name}.sig"));
+            self.cleanup.0.push(tmp.clone());
+            fs_err::write(&tmp, sigs.to_vec()).map_err(io_at(&tmp))?;
+            Some(tmp)
+        };
+        // Everything is written: rename into place, parts first, the parts manifest last, so a
+        // parts manifest on disk always describes parts that are complete.
+        for p in &manifest.parts {
+            let tmp = temp_name(&out_dir, &p.name);
+            let dest = out_dir.join(&p.name);
+            fs_err::rename(&tmp, &dest).map_err(io_at(&dest))?;
+        }
+        match &sig_tmp {
+            Some(tmp) => fs_err::rename(tmp, &sig_path).map_err(io_at(&sig_path))?,
+            None => match fs_err::remove_file(&sig_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(source) => {
+                    return Err(PartsError::Io {
+                        path: sig_path,
+                        source,
+                    })
+                }
+            },
+        }
+        fs_err::rename(&json_tmp, &json_path).map_err(io_at(&json_path))?;
+        self.cleanup.0.clear();
+        Ok(SplitReport {
+            parts_json: json_path,
+            signature: sig_tmp.map(|_| sig_path),
+            manifest,
+            signers: signer_ids,
+        })
+    }
+}
+
+impl Write for PartsWriter {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if buf.is_empty() {
+            return Ok(0);
+        }
+        if self
+            .current
+            .as_ref()
+            .is_some_and(|(_, _, h)| h.len() >= self.part_size)
+        {
+            self.close_part()?;
+        }
+        if self.current.is_none() {
+            let tmp = temp_name(&self.dir, &part_name(&self.bundle_name, self.parts.len()));
+            self.cleanup.0.push(tmp.clone());
+            let file = fs_err::File::create(&tmp)?;
+            self.current = Some((file, tmp, Hasher::new()));
+        }
+        let Some((file, _, h)) = self.current.as_mut() else {
+            return Ok(0);
+        };
+        let room = usize::try_from(self.part_size - h.len()).unwrap_or(usize::MAX);
+        let n = file.write(&buf[..buf.len().min(room)])?;
+        h.update(&buf[..n]);
+        self.whole.update(&buf[..n]);
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        match self.current.as_mut() {
+            Some((file, _, _)) => file.flush(),
+            None => Ok(()),
+        }
+    }
+}
+
+/// Splits the bundle file `bundle` into parts of `part_size` bytes in `out_dir` through a
+/// [`PartsWriter`] (bounded memory: one 1 MiB buffer), signed by `signers` when there are any.
+/// A failed split leaves nothing that looks complete.
 pub fn split(
     bundle: &Path,
     out_dir: &Path,
@@ -898,12 +1086,7 @@ pub fn split(
     signers: &[SigningKey],
     progress: &dyn Reporter,
 ) -> Result<SplitReport, PartsError> {
-    if part_size < MIN_PART_SIZE {
-        return Err(PartsError::Size {
-            input: part_size.to_string(),
-            why: format!("parts must be at least {MIN_PART_SIZE} bytes"),
-        });
-    }
+    check_part_size(part_size)?;
     let toc =
         super::reader::read_table_of_contents(bundle).map_err(|e| PartsError::NotABundle {
             path: bundle.to_path_buf(),
@@ -929,113 +1112,38 @@ pub fn split(
             why: "empty file".into(),
         });
     }
-    fs_err::create_dir_all(out_dir).map_err(io_at(out_dir))?;
+    let mut out = PartsWriter::create(out_dir, &bundle_name, part_size)?;
     crate::disk::check_room(&[(out_dir, "splitting the bundle", total)])?;
     progress.phase("split", total);
-    let mut cleanup = Cleanup(Vec::new());
-    let mut parts = Vec::new();
-    let mut whole = Hasher::new();
     let mut buf = vec![0u8; BUF];
-    let mut left_total = total;
-    while left_total > 0 {
-        let name = part_name(&bundle_name, parts.len());
-        let tmp = temp_name(out_dir, &name);
-        cleanup.0.push(tmp.clone());
-        let file = fs_err::File::create(&tmp).map_err(io_at(&tmp))?;
-        let mut out = io::BufWriter::with_capacity(BUF, file);
-        let mut h = Hasher::new();
-        let this = part_size.min(left_total);
-        while h.len() < this {
-            let want = buf
-                .len()
-                .min(usize::try_from(this - h.len()).unwrap_or(usize::MAX));
-            let n = input.read(&mut buf[..want]).map_err(io_at(bundle))?;
-            if n == 0 {
-                return Err(PartsError::Io {
-                    path: bundle.to_path_buf(),
-                    source: io::Error::new(
-                        io::ErrorKind::UnexpectedEof,
-                        format!(
-                            "the file shrank while being split (at byte {})",
-                            whole.len()
-                        ),
-                    ),
-                });
-            }
-            out.write_all(&buf[..n]).map_err(io_at(&tmp))?;
-            h.update(&buf[..n]);
-            whole.update(&buf[..n]);
-            progress.advance(n as u64);
+    let mut part = 0;
+    while out.len() < total {
+        let want = buf
+            .len()
+            .min(usize::try_from(total - out.len()).unwrap_or(usize::MAX));
+        let n = input.read(&mut buf[..want]).map_err(io_at(bundle))?;
+        if n == 0 {
+            return Err(PartsError::Io {
+                path: bundle.to_path_buf(),
+                source: io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the file shrank while being split (at byte {})", out.len()),
+                ),
+            });
         }
-        out.flush().map_err(io_at(&tmp))?;
-        left_total -= this;
-        progress.item(&name);
-        parts.push(Part {
-            name,
-            size: this,
-            sha256: h.finish(),
-        });
+        out.write_all(&buf[..n]).map_err(io_at(out_dir))?;
+        progress.advance(n as u64);
+        // Name each part on the progress line as it completes.
+        while part < usize::try_from(out.len() / part_size).unwrap_or(usize::MAX) {
+            progress.item(&part_name(&bundle_name, part));
+            part += 1;
+        }
+    }
+    if total % part_size != 0 {
+        progress.item(&part_name(&bundle_name, part));
     }
     progress.finish_phase();
-    let manifest = PartsManifest {
-        format: PARTS_FORMAT.into(),
-        name: toc.manifest.name.clone(),
-        bundle: bundle_name.clone(),
-        size: total,
-        sha256: whole.finish(),
-        part_size,
-        parts,
-    };
-    let bytes = manifest.to_vec();
-    let json_name = parts_file_name(&bundle_name);
-    let json_path = out_dir.join(&json_name);
-    let json_tmp = temp_name(out_dir, &json_name);
-    cleanup.0.push(json_tmp.clone());
-    fs_err::write(&json_tmp, &bytes).map_err(io_at(&json_tmp))?;
-    let sig_path = sig_path_for(&json_path);
-    let mut signer_ids = Vec::new();
-    let sig_tmp = if signers.is_empty() {
-        None
-    } else {
-        let sigs = sign_manifest(&bytes, signers);
-        signer_ids = sigs
-            .signatures()
-            .iter()
-            .map(|s| s.key_id.to_string())
-            .collect();
-        let tmp = temp_name(out_dir, &format!("{json_name}.sig"));
-        cleanup.0.push(tmp.clone());
-        fs_err::write(&tmp, sigs.to_vec()).map_err(io_at(&tmp))?;
-        Some(tmp)
-    };
-    // Everything is written: rename into place, parts first, the parts manifest last, so a
-    // parts manifest on disk always describes parts that are complete.
-    for p in &manifest.parts {
-        let tmp = temp_name(out_dir, &p.name);
-        let dest = out_dir.join(&p.name);
-        fs_err::rename(&tmp, &dest).map_err(io_at(&dest))?;
-    }
-    match &sig_tmp {
-        Some(tmp) => fs_err::rename(tmp, &sig_path).map_err(io_at(&sig_path))?,
-        None => match fs_err::remove_file(&sig_path) {
-            Ok(()) => {}
-            Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-            Err(source) => {
-                return Err(PartsError::Io {
-                    path: sig_path,
-                    source,
-                })
-            }
-        },
-    }
-    fs_err::rename(&json_tmp, &json_path).map_err(io_at(&json_path))?;
-    cleanup.0.clear();
-    Ok(SplitReport {
-        parts_json: json_path,
-        signature: sig_tmp.map(|_| sig_path),
-        manifest,
-        signers: signer_ids,
-    })
+    out.finish(&toc.manifest.name, signers)
 }
 
 #[cfg(test)]

@@ -69,17 +69,27 @@ pub struct Written {
 /// Waits until a blob's data is in place (collect packs while it still downloads).
 pub type Ready<'a> = &'a (dyn Fn(&Digest) -> Result<(), WriteError> + Sync);
 
-/// Writes `manifest_bytes` (the exact `airlock.json`), an optional signature, the OCI layout
-/// and every blob listed in `manifest.blobs`, in that order, to `path`. `ready` is asked before
-/// each cached blob is read.
-#[allow(clippy::too_many_arguments)]
+/// What a bundle is being written for: its `airlock.json` and signature, the OCI layout's
+/// `index.json`, and where each blob's bytes are.
+pub struct Contents<'a> {
+    /// The manifest (its blob list gives the order).
+    pub manifest: &'a BundleManifest,
+    /// The exact `airlock.json` bytes.
+    pub manifest_bytes: &'a [u8],
+    /// `airlock.json.sig`, when signed.
+    pub signature: Option<&'a [u8]>,
+    /// The layout's `index.json`.
+    pub index_json: &'a [u8],
+    /// Every blob's data.
+    pub data: &'a HashMap<Digest, BlobData>,
+}
+
+/// Writes `airlock.json` (exact bytes), an optional signature, the OCI layout and every blob
+/// listed in the manifest, in that order, to `path` (a temporary file renamed when complete).
+/// `ready` is asked before each cached blob is read.
 pub fn write_bundle(
     path: &Path,
-    manifest: &BundleManifest,
-    manifest_bytes: &[u8],
-    signature: Option<&[u8]>,
-    index_json: &[u8],
-    data: &HashMap<Digest, BlobData>,
+    contents: &Contents<'_>,
     ready: Ready<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Written, WriteError> {
@@ -89,18 +99,15 @@ pub fn write_bundle(
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()
     ));
-    let result = write_to(
-        &tmp,
-        manifest,
-        manifest_bytes,
-        signature,
-        index_json,
-        data,
-        ready,
-        reporter,
-    );
+    let io_err = |source| WriteError::Io {
+        path: tmp.clone(),
+        source,
+    };
+    let result = fs_err::File::create(&tmp)
+        .map_err(io_err)
+        .and_then(|file| write_stream(file, &tmp, contents, ready, reporter));
     match result {
-        Ok(w) => {
+        Ok((_, w)) => {
             fs_err::rename(&tmp, path).map_err(|source| WriteError::Io {
                 path: path.to_path_buf(),
                 source,
@@ -135,24 +142,30 @@ fn header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
     Ok(h)
 }
 
-#[allow(clippy::too_many_arguments)]
-fn write_to(
-    tmp: &Path,
-    manifest: &BundleManifest,
-    manifest_bytes: &[u8],
-    signature: Option<&[u8]>,
-    index_json: &[u8],
-    data: &HashMap<Digest, BlobData>,
+/// Writes the bundle stream of `contents` to `out` (`label` names it in errors) and hands
+/// `out` back: a file for [`write_bundle`], a [`super::parts::PartsWriter`] for
+/// `collect --split`, so both give the same bytes.
+pub fn write_stream<W: io::Write>(
+    out: W,
+    label: &Path,
+    contents: &Contents<'_>,
     ready: Ready<'_>,
     reporter: &dyn Reporter,
-) -> Result<Written, WriteError> {
+) -> Result<(W, Written), WriteError> {
+    let Contents {
+        manifest,
+        manifest_bytes,
+        signature,
+        index_json,
+        data,
+    } = *contents;
+    let tmp = label;
     let io_err = |source| WriteError::Io {
         path: tmp.to_path_buf(),
         source,
     };
-    let file = fs_err::File::create(tmp).map_err(io_err)?;
     let out = CountingWriter {
-        inner: io::BufWriter::with_capacity(1 << 20, file),
+        inner: io::BufWriter::with_capacity(1 << 20, out),
         written: 0,
     };
     // Frames end at every entry and every few MiB, so `serve` can seek (see `seekable`).
@@ -160,15 +173,14 @@ fn write_to(
     let mut tar = tar::Builder::new(enc);
     tar.mode(tar::HeaderMode::Deterministic);
     let mtime = mtime_of(&manifest.created);
-    let small =
-        |tar: &mut tar::Builder<FrameWriter<CountingWriter<io::BufWriter<fs_err::File>>>>,
-         name: &str,
-         bytes: &[u8]|
-         -> Result<(), WriteError> {
-            let h = header(name, bytes.len() as u64, mtime).map_err(io_err)?;
-            tar.get_mut().end_frame().map_err(io_err)?;
-            tar.append(&h, bytes).map_err(io_err)
-        };
+    let small = |tar: &mut tar::Builder<FrameWriter<CountingWriter<io::BufWriter<W>>>>,
+                 name: &str,
+                 bytes: &[u8]|
+     -> Result<(), WriteError> {
+        let h = header(name, bytes.len() as u64, mtime).map_err(io_err)?;
+        tar.get_mut().end_frame().map_err(io_err)?;
+        tar.append(&h, bytes).map_err(io_err)
+    };
     small(&mut tar, MANIFEST_ENTRY, manifest_bytes)?;
     if let Some(sig) = signature {
         small(&mut tar, SIGNATURE_ENTRY, sig)?;
@@ -225,8 +237,8 @@ fn write_to(
     // No fsync: the bundle is only renamed into place once fully written, and `verify` (run
     // before media leave, and again on import) checks every byte; forcing a GiB to disk here
     // would double the time of a collect for no added guarantee.
-    buf.into_inner().map_err(|e| io_err(e.into_error()))?;
-    Ok(Written { size })
+    let out = buf.into_inner().map_err(|e| io_err(e.into_error()))?;
+    Ok((out, Written { size }))
 }
 
 struct HashingRead<'a, R> {

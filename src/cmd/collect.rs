@@ -57,7 +57,8 @@ pub struct Args {
     #[arg(long, value_enum, default_value_t = super::scan::ScannerArg::Airlock, help_heading = "Scanning")]
     pub scanner: super::scan::ScannerArg,
     /// Write the bundle as parts of this size (`4GiB`, `700MiB`, `4.7GB`, bytes) plus
-    /// `NAME.parts.json` (signed with the `--sign` keys) instead of one file.
+    /// `NAME.parts.json` (signed with the `--sign` keys) instead of one file: packed straight
+    /// into the parts, so the disk needs room for one copy.
     #[arg(long, value_name = "SIZE")]
     pub split: Option<String>,
     /// A delta bundle: leave out every blob this receipt (`airlock receipt`, taken on the
@@ -82,7 +83,11 @@ pub struct Args {
 /// Runs `airlock collect`.
 pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
     let split = match &args.split {
-        Some(s) => Some(airlock::bundle::parts::parse_size(s).context("--split")?),
+        Some(s) => Some(
+            airlock::bundle::parts::parse_size(s)
+                .and_then(|n| airlock::bundle::parts::check_part_size(n).map(|()| n))
+                .context("--split")?,
+        ),
         None => None,
     };
     let mut signers = Vec::new();
@@ -157,30 +162,13 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         carry_db: args.carry_db,
         scanner: args.scanner.into(),
         have,
+        split,
     };
     let report = airlock::collect::collect(&lock, &lock_digest, &registry, &opts, &bars)
         .await
         .with_context(|| format!("collecting `{}`", args.input.display()))?;
-    let parts = match split {
-        Some(size) => {
-            let dir = super::split::bundle_dir(&report.bundle);
-            let parts =
-                airlock::bundle::parts::split(&report.bundle, &dir, size, &opts.signers, &bars)
-                    .with_context(|| format!("splitting `{}`", report.bundle.display()))?;
-            fs_err::remove_file(&report.bundle)?;
-            Some(parts)
-        }
-        None => None,
-    };
     match g.format {
-        Format::Json => match &parts {
-            None => print_json(&report)?,
-            Some(p) => {
-                let mut v = serde_json::to_value(&report)?;
-                v["parts"] = serde_json::to_value(p)?;
-                print_json(&v)?
-            }
-        },
+        Format::Json => print_json(&report)?,
         Format::Table => {
             let rows: Vec<Vec<String>> = report
                 .artifacts
@@ -216,9 +204,17 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                     }
                 }
             }
+            let wrote = match &report.parts {
+                Some(p) => format!(
+                    "{} parts of {} and {}",
+                    p.manifest.parts.len(),
+                    report.bundle.display(),
+                    p.parts_json.display()
+                ),
+                None => report.bundle.display().to_string(),
+            };
             outln!(
-                "wrote {} ({}, {} blobs, {} of content, {} downloaded); bundle {}{}",
-                report.bundle.display(),
+                "wrote {wrote} ({}, {} blobs, {} of content, {} downloaded); bundle {}{}",
                 human_bytes(report.bundle_size),
                 report.blobs,
                 human_bytes(report.blob_bytes),
@@ -232,9 +228,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             );
         }
     }
-    if let (Format::Table, Some(p)) = (g.format, &parts) {
+    if let (Format::Table, Some(p)) = (g.format, &report.parts) {
         super::split::print_split(p);
-        outln!("removed {}: the parts replace it", report.bundle.display());
     }
     Ok(ExitCode::SUCCESS)
 }

@@ -48,6 +48,16 @@ enum LedgerCommand {
     WitnessKey(WitnessKeyArgs),
     /// Write one file an auditor takes away: entries, checkpoints, verifier keys.
     Export(ExportArgs),
+    /// Write a self-contained HTML page for an auditor: the verification result, the
+    /// checkpoint and every entry, searchable by digest.
+    ///
+    /// The ledger is verified first (as `ledger verify` does). The page is written even when
+    /// verification fails, and then says FAILED at the top and marks the entries concerned;
+    /// the command then exits 7. The page loads nothing from anywhere.
+    #[command(
+        after_help = "Examples:\n  airlock ledger report /var/lib/airlock/ledger -o report.html \\\n      --vkey ledger.vkey"
+    )]
+    Report(ReportArgs),
 }
 
 #[derive(clap::Args, Debug)]
@@ -188,6 +198,18 @@ struct ExportArgs {
     witness_vkey: Vec<String>,
 }
 
+#[derive(clap::Args, Debug)]
+struct ReportArgs {
+    /// Ledger directory, or a file made by `airlock ledger export`.
+    path: PathBuf,
+    /// The HTML file to write (its directory is created when missing).
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    out: PathBuf,
+    /// The log's verifier key (a file or the `name+hash+base64` text) from a source you trust.
+    #[arg(long, value_name = "KEY")]
+    vkey: Option<String>,
+}
+
 /// Runs `airlock ledger`.
 pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
     match args.command {
@@ -200,6 +222,7 @@ pub fn run(args: Args, global: &Global) -> anyhow::Result<ExitCode> {
         LedgerCommand::Cosign(a) => cosign(a, global),
         LedgerCommand::WitnessKey(a) => witness_key(a, global),
         LedgerCommand::Export(a) => export(a, global),
+        LedgerCommand::Report(a) => report(a, global),
     }
 }
 
@@ -256,20 +279,8 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
         let bytes = airlock::io::read_capped(p, ledger::MAX_CHECKPOINT_BYTES, "checkpoint")?;
         opts.trusted_checkpoint = Some((p.clone(), bytes));
     }
-    let _tmp;
-    let dir = if a.path.is_file() {
-        let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
-        let carried = ledger::import_export(&a.path, tmp.path())?;
-        if opts.witnesses.is_empty() {
-            opts.witnesses = carried;
-        }
-        let d = tmp.path().to_owned();
-        _tmp = tmp;
-        d
-    } else {
-        a.path.clone()
-    };
-    let mut report = ledger::verify(&dir, &opts)
+    let opened = open_ledger_or_export(&a.path, &mut opts)?;
+    let mut report = ledger::verify(opened.dir(), &opts)
         .with_context(|| format!("cannot verify ledger `{}`", a.path.display()))?;
     report.dir = a.path.clone();
     match global.format {
@@ -322,6 +333,69 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
             "error: ledger `{}` does not verify: {}",
             a.path.display(),
             first.full_message()
+        );
+        return Ok(ExitCode::from(EXIT_LEDGER));
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A ledger directory, or an export file unpacked into a temporary one (kept while this
+/// lives). An export's witness keys are used when `opts` names none.
+enum Opened {
+    Dir(PathBuf),
+    Export(tempfile::TempDir),
+}
+
+impl Opened {
+    fn dir(&self) -> &Path {
+        match self {
+            Opened::Dir(d) => d,
+            Opened::Export(t) => t.path(),
+        }
+    }
+}
+
+fn open_ledger_or_export(path: &Path, opts: &mut VerifyOptions) -> anyhow::Result<Opened> {
+    if !path.is_file() {
+        return Ok(Opened::Dir(path.to_owned()));
+    }
+    let tmp = tempfile::tempdir().context("cannot make a temporary directory")?;
+    let carried = ledger::import_export(path, tmp.path())?;
+    if opts.witnesses.is_empty() {
+        opts.witnesses = carried;
+    }
+    Ok(Opened::Export(tmp))
+}
+
+fn report(a: ReportArgs, global: &Global) -> anyhow::Result<ExitCode> {
+    let mut opts = VerifyOptions {
+        vkey: opt_vkey(a.vkey.as_ref())?,
+        ..VerifyOptions::default()
+    };
+    let opened = open_ledger_or_export(&a.path, &mut opts)?;
+    super::create_parent_dir(&a.out)?;
+    let label = a.path.display().to_string();
+    let r = ledger::write_report(opened.dir(), &label, &opts, &a.out)
+        .with_context(|| format!("cannot report on ledger `{}`", a.path.display()))?;
+    match global.format {
+        Format::Json => print_json(&r)?,
+        Format::Table => {
+            let verdict = if r.verified {
+                "verification OK"
+            } else {
+                "verification FAILED"
+            };
+            outln!(
+                "wrote `{}`: {} entries, {verdict}",
+                r.file.display(),
+                r.entries
+            );
+        }
+    }
+    if let Some(first) = &r.first_problem {
+        errln!(
+            "error: ledger `{}` does not verify: {first} (the report shows every problem)",
+            a.path.display()
         );
         return Ok(ExitCode::from(EXIT_LEDGER));
     }

@@ -88,7 +88,8 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
         sbom_time: now,
         limits: Default::default(),
     };
-    let outcome = rescan::rescan(&registry, &images, previous, &cache, &ctx)
+    let sboms = rescan::LedgerSboms::from_entries(&args.ledger, &entries);
+    let outcome = rescan::rescan(&registry, &images, previous, &sboms, &cache, &ctx)
         .await
         .with_context(|| format!("rescanning the images of `{}`", args.ledger.display()))?;
     // Record first, then report: the ledger is the record of what was found.
@@ -108,6 +109,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             digest,
             size: doc.len() as u64,
             media_type: Some(rescan::FINDINGS_MEDIA_TYPE.into()),
+            subject: None,
         },
     );
     let receipt = ledger.append(&entry, &signer)?;
@@ -128,6 +130,7 @@ pub async fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                 "summary": s.summary(),
                 "gate": {"passed": s.verdict.passed, "reasons": s.verdict.reasons},
                 "changes": outcome.changes.get(&s.target.digest.to_string()),
+                "sbom": outcome.findings.images.get(&s.target.digest.to_string()).and_then(|i| i.sbom),
             })).collect::<Vec<_>>(),
         }))?,
         Format::Table => {

@@ -1,5 +1,5 @@
 //! `airlock split BUNDLE --size 700MiB`: cut an existing bundle into media-sized parts plus a
-//! signed `NAME.parts.json` (also what `collect --split` does after writing the bundle).
+//! signed `NAME.parts.json` (the same parts `collect --split` writes while packing).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;

@@ -13,7 +13,8 @@ use bytes::Bytes;
 use futures_util::stream::{self, StreamExt, TryStreamExt};
 use serde::Serialize;
 
-use crate::bundle::writer::{write_bundle, BlobData, WriteError};
+use crate::bundle::parts::{PartsError, PartsWriter, SplitReport};
+use crate::bundle::writer::{write_bundle, write_stream, BlobData, Contents, WriteError};
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, BUNDLE_FORMAT};
 use crate::lock::{Lock, LockedChart, LockedChild, LockedImage, LOCK_FORMAT};
 use crate::oci::{
@@ -22,7 +23,7 @@ use crate::oci::{
 use crate::progress::Reporter;
 use crate::reference::Reference;
 use crate::registry::{Registry, RegistryError, Repo};
-use crate::spec::{parse_oci_chart_ref, ChartSpec, Spec};
+use crate::spec::{parse_oci_chart_ref, ChartSource, Spec};
 
 pub use chart::ChartError;
 
@@ -123,9 +124,15 @@ pub enum CollectError {
     /// Writing the bundle.
     #[error(transparent)]
     Write(#[from] WriteError),
+    /// Writing the bundle's parts (`--split`).
+    #[error(transparent)]
+    Parts(#[from] PartsError),
     /// The scan policy, database or an image scan cannot be used.
     #[error("scan: {0}")]
     Scan(String),
+    /// A scan policy file that cannot be pinned, or is not what the lock pins.
+    #[error(transparent)]
+    ScanPin(#[from] crate::scan::pins::PinError),
     /// An image fails the lock's scan policy: every failing finding, with image, ID, package
     /// and version.
     #[error("scan gate failed, no bundle written: {}", failures.join("; "))]
@@ -461,8 +468,8 @@ pub async fn lock_spec(
     for c in &spec.charts {
         let render = c.render();
         let discover = chart_images::wants_discovery(&render);
-        let (locked, tgz) = match c {
-            ChartSpec::Oci { reference, .. } => {
+        let (locked, tgz) = match &c.source {
+            ChartSource::Oci { reference } => {
                 let r = parse_oci_chart_ref(reference).map_err(|why| CollectError::Mismatch {
                     artifact: reference.clone(),
                     why,
@@ -483,12 +490,11 @@ pub async fn lock_spec(
                 };
                 (chart, tgz)
             }
-            ChartSpec::Http {
+            ChartSource::Http {
                 repo,
                 name,
                 version,
                 sha256,
-                ..
             } => {
                 let artifact = format!("{repo} {name}:{version}");
                 let chart_err = |source| CollectError::Chart {
@@ -574,6 +580,10 @@ pub async fn lock_spec(
         .iter()
         .map(crate::files::lock_file)
         .collect::<Result<Vec<_>, _>>()?;
+    let scan_files = match &spec.scan {
+        Some(p) => crate::scan::pins::pin(p, spec_dir)?,
+        None => Vec::new(),
+    };
     let mut lock = Lock {
         format: LOCK_FORMAT.to_string(),
         name: spec.name.clone(),
@@ -583,6 +593,7 @@ pub async fn lock_spec(
         charts,
         trust,
         scan: spec.scan.clone(),
+        scan_files,
         files,
     };
     if let Some(prev) = previous {
@@ -610,13 +621,13 @@ pub async fn lock_pinned_spec(
         }
     }
     for c in &spec.charts {
-        match c {
-            ChartSpec::Oci { reference, .. } if !reference.contains('@') => {
+        match &c.source {
+            ChartSource::Oci { reference } if !reference.contains('@') => {
                 return Err(CollectError::Unpinned {
                     reference: reference.clone(),
                 })
             }
-            ChartSpec::Http {
+            ChartSource::Http {
                 sha256: None,
                 name,
                 version,
@@ -668,6 +679,9 @@ pub struct CollectOptions {
     pub scanner: crate::scan::run::Scanner,
     /// A delta bundle: the site's receipt and its digest; every blob it lists is left out.
     pub have: Option<(crate::receipt::Receipt, Digest)>,
+    /// Write parts of this many bytes (and `NAME.parts.json`, signed by `signers`) next to
+    /// where `output` would be, instead of the bundle file.
+    pub split: Option<u64>,
 }
 
 /// One artifact in a collect report.
@@ -708,6 +722,9 @@ pub struct CollectReport {
     /// Every image platform scanned (when the lock has a scan policy).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub scans: Vec<scan::CollectedScan>,
+    /// The parts written instead of the bundle file (`split`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub parts: Option<SplitReport>,
 }
 
 /// One registry artifact as the lock pins it.
@@ -1141,6 +1158,32 @@ fn await_arrival(
     }
 }
 
+/// The pack stage: the bundle file at `out`, or with `opts.split` its parts in `out`'s
+/// directory, written straight from the stream (one copy on disk, never the file and its parts).
+fn pack_stage(
+    out: &Path,
+    opts: &CollectOptions,
+    contents: &Contents<'_>,
+    ready: crate::bundle::writer::Ready<'_>,
+    reporter: &dyn Reporter,
+) -> Result<(crate::bundle::writer::Written, Option<SplitReport>), CollectError> {
+    let Some(part_size) = opts.split else {
+        return Ok((write_bundle(out, contents, ready, reporter)?, None));
+    };
+    let dir = match out.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    let name = out
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let parts = PartsWriter::create(&dir, &name, part_size)?;
+    let (parts, written) = write_stream(parts, out, contents, ready, reporter)?;
+    let report = parts.finish(&contents.manifest.name, &opts.signers)?;
+    Ok((written, Some(report)))
+}
+
 fn cache_path(cache: &Path, digest: &Digest) -> PathBuf {
     cache.join("sha256").join(digest.hex())
 }
@@ -1477,22 +1520,20 @@ pub async fn collect(
     let arrivals = std::sync::Mutex::new(arrivals);
     reporter.phase("collect", to_download + manifest.total_blob_bytes());
     let rt = tokio::runtime::Handle::current();
+    let contents = Contents {
+        manifest: &manifest,
+        manifest_bytes: &manifest_bytes,
+        signature: signature.as_deref(),
+        index_json: &index_json,
+        data: &data,
+    };
     let (written, pulled) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             // The pack stage, on its own thread: the bundle in its fixed order, each blob this
             // run downloads taken from the queue when its turn comes.
             let writer = scope.spawn(|| {
                 let ready = |d: &Digest| await_arrival(&arrivals, d, &fresh);
-                let r = write_bundle(
-                    &out,
-                    &manifest,
-                    &manifest_bytes,
-                    signature.as_deref(),
-                    &index_json,
-                    &data,
-                    &ready,
-                    reporter,
-                );
+                let r = pack_stage(&out, opts, &contents, &ready, reporter);
                 // Closing the queue stops the download stage when the writer fails.
                 if let Ok(mut rx) = arrivals.lock() {
                     rx.close();
@@ -1507,16 +1548,16 @@ pub async fn collect(
                 arrived,
                 reporter,
             ));
-            let written = writer
-                .join()
-                .unwrap_or_else(|_| Err(WriteError::Aborted("the bundle writer panicked".into())));
+            let written = writer.join().unwrap_or_else(|_| {
+                Err(WriteError::Aborted("the bundle writer panicked".into()).into())
+            });
             (written, pulled)
         })
     });
     reporter.finish_phase();
     // A download failure explains a writer that stopped waiting for it.
     pulled?;
-    let written = written?;
+    let (written, parts) = written?;
     let artifacts = plan
         .artifacts
         .iter()
@@ -1537,6 +1578,7 @@ pub async fn collect(
         bundle: opts.output.clone(),
         bundle_digest: Digest::of(&manifest_bytes),
         bundle_size: written.size,
+        parts,
         artifacts,
         blobs: manifest.blobs.len(),
         blob_bytes: manifest.total_blob_bytes(),

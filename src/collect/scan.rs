@@ -22,6 +22,7 @@ use crate::scan::flatten::Limits;
 use crate::scan::image::{
     config_platform, ScanContext, ScanSummary, Target, REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE,
 };
+use crate::scan::pins;
 use crate::scan::run::{open_database, run_trivy, scan_all, Scanner};
 use crate::scan::source::is_scannable_child;
 
@@ -205,7 +206,10 @@ pub(super) async fn scan_plan(
                 .map_err(|e| scan_err(&e))?,
         ),
     };
-    let vex = policy.load_vex(&opts.base_dir).map_err(|e| scan_err(&e))?;
+    if let Some(db) = &db {
+        pins::check_database(&lock.scan_files, policy, db.path(), db.digest())?;
+    }
+    let vex = pins::load_vex(&lock.scan_files, policy, &opts.base_dir)?;
 
     // Layers are scanned from the cache in layer order, so everything is pulled first.
     let missing = plan.not_in_cache(&opts.cache);

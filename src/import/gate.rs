@@ -88,15 +88,24 @@ pub enum GateError {
         why: String,
     },
     /// An image failed the policy and the bundle is refused.
-    #[error("image {image} fails the isolated side's policy `{file}`: {why}; nothing was pushed (--on-untrusted skip-artifact imports the rest)")]
+    #[error("image {image} fails the isolated side's policy `{file}`{}: {why}; nothing was pushed (--on-untrusted skip-artifact imports the rest)", root_suffix(.root))]
     Untrusted {
         /// The image's source reference.
         image: String,
         /// The policy file.
         file: PathBuf,
+        /// The trusted root the policy verified against (its file), when it names one.
+        root: Option<String>,
         /// Why.
         why: String,
     },
+}
+
+fn root_suffix(root: &Option<String>) -> String {
+    match root {
+        Some(r) => format!(" (trusted root `{r}`)"),
+        None => String::new(),
+    }
 }
 
 /// The subject an attachment or referrer is attached to, when it says: cosign tags and the
@@ -218,6 +227,7 @@ pub fn check(contents: &BundleContents, policy: &ImagePolicy) -> Result<GateOutc
                 return Err(GateError::Untrusted {
                     image: a.source.clone(),
                     file: policy.file.clone(),
+                    root: root.as_ref().map(|r| r.origin().to_owned()),
                     why,
                 })
             }

@@ -13,10 +13,11 @@ use std::time::Duration;
 
 use crate::bundle::reader::BundleContents;
 use crate::bundle::signature::SignatureStatus;
+use crate::bundle::ArtifactKind;
 use crate::bundle::{BundleError, BundleSource};
 use crate::ledger::{
-    ArtifactRecord, Entry, Ledger, LedgerError, LedgerSigner, Match, OpenOptions, Outcome, Query,
-    Recovery, SignatureResult, Verdict,
+    ArtifactRecord, Entry, EvidenceRef, Ledger, LedgerError, LedgerSigner, Match, OpenOptions,
+    Outcome, Query, Recovery, SignatureResult, Verdict,
 };
 use crate::oci::Digest;
 
@@ -210,6 +211,18 @@ impl Recorder {
             self.recorded.push(r.clone());
             return Ok(r);
         }
+        let mut entry = entry;
+        // Stored before the entry that references them, so an entry never names evidence
+        // that a crash kept from being written.
+        for (r, bytes) in carried_scan_evidence(contents) {
+            self.ledger
+                .put_evidence(bytes)
+                .map_err(|source| RecordError::Admitted {
+                    dir: dir.clone(),
+                    source,
+                })?;
+            entry.evidence.push(r);
+        }
         self.append(entry, true)
             .map_err(|source| RecordError::Admitted { dir, source })
     }
@@ -267,6 +280,40 @@ impl Recorder {
 
 /// Whether the committed entry `m` records the admission `e` describes (time and operator
 /// aside).
+/// The SBOMs and scan reports a bundle carries (referrers of those artifact types), each with
+/// its content blob (already checked against its digest by the reader), as evidence of the
+/// admitted entry: `subject` is the image platform manifest they describe.
+pub fn carried_scan_evidence(contents: &BundleContents) -> Vec<(EvidenceRef, &[u8])> {
+    use crate::scan::evidence::{REPORT_EVIDENCE, SBOM_EVIDENCE};
+    use crate::scan::image::{REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE};
+    contents
+        .manifest
+        .artifacts
+        .iter()
+        .filter(|a| a.kind == ArtifactKind::Referrer)
+        .filter_map(|a| {
+            let kind = match a.artifact_type.as_deref()? {
+                SBOM_ARTIFACT_TYPE => SBOM_EVIDENCE,
+                REPORT_ARTIFACT_TYPE => REPORT_EVIDENCE,
+                _ => return None,
+            };
+            let (_, m) = contents.manifests.get(&a.digest)?;
+            let blob = m.layers.first()?;
+            let bytes = contents.evidence.get(&blob.digest)?;
+            Some((
+                EvidenceRef {
+                    kind: kind.into(),
+                    digest: blob.digest.to_string(),
+                    size: bytes.len() as u64,
+                    media_type: Some(blob.media_type.clone()),
+                    subject: a.subject.as_ref().map(|d| d.to_string()),
+                },
+                &bytes[..],
+            ))
+        })
+        .collect()
+}
+
 fn same_admission(m: &Match, e: &Entry) -> bool {
     m.result == Outcome::Admitted
         && e.result == Outcome::Admitted

@@ -417,6 +417,10 @@ pub struct EvidenceRef {
     /// Media type of the stored bytes.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub media_type: Option<String>,
+    /// The manifest it describes (`sha256:<hex>`): for an SBOM or scan report carried in a
+    /// bundle, the image platform manifest, so `rescan` finds the SBOM by image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub subject: Option<String>,
 }
 
 /// What a rescan (`airlock rescan`) found: every image the ledger admitted re-judged against a
@@ -608,6 +612,9 @@ impl Entry {
         }
         for (i, e) in self.evidence.iter().enumerate() {
             check_digest(&format!("evidence[{i}].digest"), &e.digest)?;
+            if let Some(s) = &e.subject {
+                check_digest(&format!("evidence[{i}].subject"), s)?;
+            }
         }
         Ok(())
     }

@@ -41,6 +41,7 @@ pub mod merkle;
 pub mod note;
 mod proof;
 mod query;
+pub mod report;
 mod store;
 mod verify;
 pub mod witness;
@@ -59,9 +60,11 @@ pub use proof::{
     VerifiedInclusion, MAX_PROOF_BYTES,
 };
 pub use query::{find, FindResult, Match, Query};
+pub use report::{write_report, ReportSummary};
 pub use store::{
-    init, AppendReceipt, Durability, InitReport, Ledger, OpenOptions, Recovery, CHECKPOINT,
-    CHECKPOINTS, ENTRIES, EVIDENCE, KEY, LOCK, MAX_CHECKPOINT_BYTES, RECOVERED, STATE, VKEY,
+    evidence_path, init, AppendReceipt, Durability, InitReport, Ledger, OpenOptions, Recovery,
+    CHECKPOINT, CHECKPOINTS, ENTRIES, EVIDENCE, KEY, LOCK, MAX_CHECKPOINT_BYTES, RECOVERED, STATE,
+    VKEY,
 };
 pub use verify::{verify, VerifyOptions, VerifyReport};
 
@@ -332,12 +335,14 @@ pub enum LedgerError {
         reason: String,
     },
     /// A stored evidence file does not hash to its name.
-    #[error("evidence {digest} referenced by entry {index} does not match its content")]
+    #[error("evidence file `{}` referenced by entry {index} does not hash to {digest}: changed or damaged", path.display())]
     EvidenceMismatch {
         /// Entry that references it.
         index: u64,
         /// The digest.
         digest: String,
+        /// The file.
+        path: PathBuf,
     },
     /// The witness refuses: the checkpoint is older than one it cosigned.
     #[error("witness refuses rollback of {origin}: it cosigned size {cosigned}, the ledger presents {presented}")]

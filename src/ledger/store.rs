@@ -554,7 +554,7 @@ impl Ledger {
 }
 
 /// Path of evidence `digest` (`sha256:<hex>`) in the ledger `dir`, if the digest is well formed.
-pub(crate) fn evidence_path(dir: &Path, digest: &str) -> Option<PathBuf> {
+pub fn evidence_path(dir: &Path, digest: &str) -> Option<PathBuf> {
     let hex = digest.strip_prefix("sha256:")?;
     (hex.len() == 64 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
         .then(|| dir.join(EVIDENCE).join(hex))

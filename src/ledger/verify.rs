@@ -695,6 +695,7 @@ fn check_evidence(
         let mismatch = || LedgerError::EvidenceMismatch {
             index,
             digest: ev.digest.clone(),
+            path: p.clone(),
         };
         match crate::io::read_capped(&p, MAX_EVIDENCE_FILE_BYTES, "ledger evidence") {
             // Larger than any evidence airlock stores: it cannot be what was recorded.

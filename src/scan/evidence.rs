@@ -13,6 +13,11 @@ use crate::oci::{media, Digest};
 /// The empty config (`{}`) OCI artifacts without a config point at.
 pub const EMPTY_CONFIG: &[u8] = b"{}";
 
+/// The ledger evidence kind of a carried SBOM (`evidence[].kind` of the admitting entry).
+pub const SBOM_EVIDENCE: &str = "sbom";
+/// The ledger evidence kind of a carried scan report.
+pub const REPORT_EVIDENCE: &str = "scan-report";
+
 /// The artifact type of a carried vulnerability database (`collect --carry-db`).
 pub const DB_ARTIFACT_TYPE: &str = "application/vnd.airlock.vulndb.v1";
 

@@ -20,6 +20,7 @@ pub mod lang;
 pub mod matcher;
 pub mod os;
 pub mod osv;
+pub mod pins;
 pub mod policy;
 pub mod purl;
 pub mod report;

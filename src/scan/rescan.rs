@@ -1,7 +1,8 @@
 //! Regular scans of what is already inside: `airlock rescan` re-judges every image the ledger
-//! admitted against a (newer) database, from the SBOM carried at import (found through the
-//! `sha256-<hex>` referrers fallback tag the importer keeps) or, where none was carried, from
-//! the image's layers pulled from the internal registry. What changed since the previous
+//! admitted against a (newer) database, from the SBOM carried at import (the copy in the
+//! ledger's evidence store, else the internal registry's: the `sha256-<hex>` referrers
+//! fallback tag the importer keeps, else the registry's referrers API) or, where none was
+//! carried, from the image's layers pulled from the internal registry. What changed since the previous
 //! rescan (new and fixed findings per image) comes from that rescan's evidence file, which the
 //! new rescan entry references in turn (`docs/LEDGER.md`, rescan entries).
 
@@ -18,6 +19,7 @@ use crate::ledger::{ArtifactRecord, Entry, EntryError, EvidenceRef, Outcome, Res
 use crate::oci::{media, Digest, ManifestError, ManifestKind, ParsedManifest};
 use crate::progress::NoProgress;
 use crate::reference::Reference;
+use crate::registry::referrers::Referrers;
 use crate::registry::{Registry, RegistryError, Repo};
 
 /// The evidence kind of a rescan's findings file.
@@ -48,8 +50,8 @@ pub enum RescanError {
         /// Why.
         source: EntryError,
     },
-    /// The previous rescan's evidence is unreadable.
-    #[error("ledger `{path}`: previous rescan evidence: {why}")]
+    /// A ledger evidence file (the previous rescan's findings, a stored SBOM) is unusable.
+    #[error("ledger evidence `{path}`: {why}")]
     Evidence {
         /// The evidence file.
         path: PathBuf,
@@ -87,8 +89,8 @@ pub enum RescanError {
     Sbom {
         /// The image.
         image: String,
-        /// The SBOM blob.
-        digest: Digest,
+        /// The SBOM blob or manifest.
+        digest: String,
         /// Why.
         why: String,
     },
@@ -185,6 +187,77 @@ pub struct ImageFindings {
     pub passed: bool,
     /// Whether it was judged from the carried SBOM (else from its layers).
     pub from_sbom: bool,
+    /// Where that SBOM was found.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sbom: Option<SbomSource>,
+}
+
+/// Where a rescan found an image's carried SBOM.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SbomSource {
+    /// The ledger's evidence store (stored at import).
+    Ledger,
+    /// The internal registry's `sha256-<hex>` referrers fallback index.
+    FallbackTag,
+    /// The internal registry's referrers API.
+    ReferrersApi,
+}
+
+/// The SBOMs the ledger's evidence store holds, by the image platform manifest they describe
+/// (from the `evidence` of admitting entries; the latest admission wins).
+#[derive(Debug, Clone, Default)]
+pub struct LedgerSboms {
+    dir: PathBuf,
+    by_subject: BTreeMap<Digest, String>,
+}
+
+impl LedgerSboms {
+    /// Collects them from the entries of the ledger in `dir`.
+    pub fn from_entries(dir: &Path, entries: &[Entry]) -> LedgerSboms {
+        let by_subject = entries
+            .iter()
+            .filter(|e| e.admitted())
+            .flat_map(|e| &e.evidence)
+            .filter(|ev| ev.kind == super::evidence::SBOM_EVIDENCE)
+            .filter_map(|ev| Some((ev.subject.as_ref()?.parse().ok()?, ev.digest.clone())))
+            .collect();
+        LedgerSboms {
+            dir: dir.to_path_buf(),
+            by_subject,
+        }
+    }
+
+    /// The SBOM stored for `subject`, read back into an inventory; `None` when the ledger has
+    /// none or its file is not here (evidence may be archived elsewhere). A stored file that
+    /// does not hash to its digest is an error naming it, never used.
+    fn read(&self, subject: &Digest, image: &str) -> Result<Option<super::Inventory>, RescanError> {
+        let Some(digest) = self.by_subject.get(subject) else {
+            return Ok(None);
+        };
+        let Some(path) = crate::ledger::evidence_path(&self.dir, digest) else {
+            return Ok(None);
+        };
+        let bytes = match crate::io::read_capped(&path, MAX_SBOM_BYTES, "ledger evidence") {
+            Ok(b) => b,
+            Err(e) if e.is_not_found() => return Ok(None),
+            Err(e) => {
+                return Err(RescanError::Evidence {
+                    path,
+                    why: e.to_string(),
+                })
+            }
+        };
+        if Digest::of(&bytes).as_str() != digest {
+            return Err(RescanError::Evidence {
+                path,
+                why: format!(
+                    "does not hash to {digest}: changed or damaged (`airlock ledger verify`)"
+                ),
+            });
+        }
+        sbom_inventory(&bytes, image, digest)
+    }
 }
 
 /// A rescan's findings, per platform manifest digest: the evidence file.
@@ -322,8 +395,12 @@ pub fn previous_rescan(
     let Some(ev) = e.evidence.iter().find(|v| v.kind == FINDINGS_EVIDENCE) else {
         return Ok(None);
     };
-    let hex = ev.digest.strip_prefix("sha256:").unwrap_or(&ev.digest);
-    let path = dir.join(crate::ledger::EVIDENCE).join(hex);
+    let Some(path) = crate::ledger::evidence_path(dir, &ev.digest) else {
+        return Err(RescanError::Evidence {
+            path: dir.join(crate::ledger::EVIDENCE),
+            why: format!("`{}` is not a sha256 digest", ev.digest),
+        });
+    };
     let bad = |why: String| RescanError::Evidence {
         path: path.clone(),
         why,
@@ -342,6 +419,7 @@ pub async fn rescan(
     registry: &Registry,
     images: &[Admitted],
     previous: Option<(u64, FindingsDoc)>,
+    sboms: &LedgerSboms,
     cache: &Path,
     ctx: &ScanContext<'_>,
 ) -> Result<RescanOutcome, RescanError> {
@@ -395,10 +473,13 @@ pub async fn rescan(
                 tag: None,
                 ..reference.clone()
             };
-            let sbom = carried_sbom(registry, &repo, &digest, cache, &a.target_ref).await?;
-            let from_sbom = sbom.is_some();
+            let sbom = match sboms.read(&digest, &a.target_ref)? {
+                Some(inv) => Some((inv, SbomSource::Ledger)),
+                None => registry_sbom(registry, &repo, &digest, cache, &a.target_ref).await?,
+            };
+            let from = sbom.as_ref().map(|(_, from)| *from);
             let scan = match sbom {
-                Some(inventory) => {
+                Some((inventory, _)) => {
                     let raw = registry.get_manifest(&repo, &digest).await.map_err(reg)?;
                     let m = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref())
                         .map_err(man)?;
@@ -440,7 +521,8 @@ pub async fn rescan(
                         .map(|d| finding_key(&d.finding))
                         .collect(),
                     passed: scan.verdict.passed,
-                    from_sbom,
+                    from_sbom: from.is_some(),
+                    sbom: from,
                 },
             );
             scans.push(scan);
@@ -455,58 +537,79 @@ pub async fn rescan(
     })
 }
 
-/// The SBOM carried for a platform manifest, read back into an inventory: the referrer of
-/// artifact type CycloneDX listed in the `sha256-<hex>` fallback index. `None` when there is
-/// none (no fallback index, or no SBOM in it).
-async fn carried_sbom(
+/// The SBOM carried for a platform manifest, from the internal registry, read back into an
+/// inventory: the referrer of artifact type CycloneDX listed in the `sha256-<hex>` fallback
+/// index, else by the registry's referrers API. `None` when neither lists one.
+async fn registry_sbom(
     registry: &Registry,
     repo: &Repo,
     subject: &Digest,
     cache: &Path,
     image: &str,
-) -> Result<Option<super::Inventory>, RescanError> {
+) -> Result<Option<(super::Inventory, SbomSource)>, RescanError> {
     let reg = |source| RescanError::Registry {
         image: image.to_string(),
         source,
     };
+    let is_sbom =
+        |d: &&crate::oci::Descriptor| d.artifact_type.as_deref() == Some(SBOM_ARTIFACT_TYPE);
     let tag = crate::oci::Tag::for_subject(subject, "");
-    let index = match registry.get_manifest(repo, &tag).await {
-        Ok(raw) => raw,
-        Err(RegistryError::Status { status, .. }) if status.as_u16() == 404 => return Ok(None),
+    let listed = match registry.get_manifest(repo, &tag).await {
+        Ok(raw) => {
+            let index = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(
+                |source| RescanError::Manifest {
+                    image: image.to_string(),
+                    source,
+                },
+            )?;
+            index
+                .manifests
+                .iter()
+                .find(is_sbom)
+                .map(|d| (d.digest.clone(), SbomSource::FallbackTag))
+        }
+        Err(RegistryError::Status { status, .. }) if status.as_u16() == 404 => None,
         Err(e) => return Err(reg(e)),
     };
-    let index =
-        ParsedManifest::parse(&index.bytes, index.content_type.as_deref()).map_err(|source| {
-            RescanError::Manifest {
-                image: image.to_string(),
-                source,
-            }
-        })?;
-    let Some(d) = index
-        .manifests
-        .iter()
-        .find(|d| d.artifact_type.as_deref() == Some(SBOM_ARTIFACT_TYPE))
-    else {
+    let listed = match listed {
+        Some(l) => Some(l),
+        None => match registry.list_referrers(repo, subject).await.map_err(reg)? {
+            Referrers::Listed(ds) => ds
+                .iter()
+                .find(is_sbom)
+                .map(|d| (d.digest.clone(), SbomSource::ReferrersApi)),
+            Referrers::NoApi => None,
+        },
+    };
+    let Some((manifest, from)) = listed else {
         return Ok(None);
     };
-    let raw = registry.get_manifest(repo, &d.digest).await.map_err(reg)?;
+    let raw = registry.get_manifest(repo, &manifest).await.map_err(reg)?;
     let m = ParsedManifest::parse(&raw.bytes, Some(media::OCI_MANIFEST)).map_err(|source| {
         RescanError::Manifest {
             image: image.to_string(),
             source,
         }
     })?;
-    let bad = |digest: &Digest, why: String| RescanError::Sbom {
-        image: image.to_string(),
-        digest: digest.clone(),
-        why,
-    };
+    // A listing is the registry's word; the manifest itself must say what it is about.
+    if m.subject.as_ref().map(|s| &s.digest) != Some(subject) {
+        return Err(sbom_err(
+            image,
+            manifest.as_str(),
+            format!("is listed for {subject} but its manifest names another subject"),
+        ));
+    }
     let Some(blob) = m.layers.first() else {
-        return Err(bad(&d.digest, "the SBOM artifact has no blob".into()));
+        return Err(sbom_err(
+            image,
+            manifest.as_str(),
+            "the SBOM artifact has no blob".into(),
+        ));
     };
     if blob.size > MAX_SBOM_BYTES {
-        return Err(bad(
-            &blob.digest,
+        return Err(sbom_err(
+            image,
+            blob.digest.as_str(),
             format!("{} bytes, over the {MAX_SBOM_BYTES} byte limit", blob.size),
         ));
     }
@@ -515,12 +618,30 @@ async fn carried_sbom(
         .download_blob(repo, &blob.digest, blob.size, &path, &NoProgress)
         .await
         .map_err(reg)?;
-    let bytes = fs_err::read(&path).map_err(|e| bad(&blob.digest, e.to_string()))?;
+    let bytes =
+        fs_err::read(&path).map_err(|e| sbom_err(image, blob.digest.as_str(), e.to_string()))?;
+    Ok(sbom_inventory(&bytes, image, blob.digest.as_str())?.map(|inv| (inv, from)))
+}
+
+fn sbom_err(image: &str, digest: &str, why: String) -> RescanError {
+    RescanError::Sbom {
+        image: image.to_string(),
+        digest: digest.to_string(),
+        why,
+    }
+}
+
+/// A carried CycloneDX SBOM (`digest` names it in errors) read back into an inventory.
+fn sbom_inventory(
+    bytes: &[u8],
+    image: &str,
+    digest: &str,
+) -> Result<Option<super::Inventory>, RescanError> {
     let json: serde_json::Value =
-        serde_json::from_slice(&bytes).map_err(|e| bad(&blob.digest, e.to_string()))?;
+        serde_json::from_slice(bytes).map_err(|e| sbom_err(image, digest, e.to_string()))?;
     super::sbom::inventory_from(&json)
         .map(Some)
-        .map_err(|why| bad(&blob.digest, why))
+        .map_err(|why| sbom_err(image, digest, why))
 }
 
 /// The Prometheus text exposition (textfile collector) of a rescan.

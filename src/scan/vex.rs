@@ -245,17 +245,21 @@ pub fn parse(bytes: &[u8], file: &str) -> Result<VexDocument, VexError> {
 
 /// Reads and parses an OpenVEX file.
 pub fn load(path: &Path) -> Result<VexDocument, VexError> {
+    parse(&read(path)?, &path.display().to_string())
+}
+
+/// Reads an OpenVEX file's bytes (at most [`MAX_VEX_BYTES`]), for a caller that checks their
+/// digest before [`parse`].
+pub fn read(path: &Path) -> Result<Vec<u8>, VexError> {
     let file = path.display().to_string();
-    let io = |source| VexError::Io {
-        file: file.clone(),
-        source,
-    };
-    let bytes = match crate::io::read_capped(path, MAX_VEX_BYTES, "VEX document") {
-        Ok(b) => b,
-        Err(e) if e.is_too_large() => return Err(VexError::TooLarge { file }),
-        Err(e) => return Err(io(std::io::Error::other(e.to_string()))),
-    };
-    parse(&bytes, &file)
+    match crate::io::read_capped(path, MAX_VEX_BYTES, "VEX document") {
+        Ok(b) => Ok(b),
+        Err(e) if e.is_too_large() => Err(VexError::TooLarge { file }),
+        Err(e) => Err(VexError::Io {
+            file,
+            source: std::io::Error::other(e.to_string()),
+        }),
+    }
 }
 
 /// The image a finding was found in, for matching `pkg:oci` products.

@@ -72,6 +72,23 @@ pub enum BundleError {
         /// `keys` or `keyless signers`.
         wanted: &'static str,
     },
+    /// The keyless signing certificate was not valid when the signature was made, by the time
+    /// the log entry or a verified RFC 3161 timestamp gives: an expired (or not yet valid)
+    /// certificate with no timestamp inside its validity.
+    #[error(
+        "the signing certificate was not valid at signing time: {evidence} is {time}, and the \
+         certificate is valid from {not_before} to {not_after}"
+    )]
+    CertificateNotValidAtSigning {
+        /// `the Rekor integrated time` or `the RFC 3161 timestamp`.
+        evidence: &'static str,
+        /// That time (RFC 3339).
+        time: String,
+        /// The certificate's notBefore (RFC 3339).
+        not_before: String,
+        /// The certificate's notAfter (RFC 3339).
+        not_after: String,
+    },
     /// A check failed (signature, certificate, log entry, timestamp, …).
     #[error("Sigstore bundle verification failed: {source}")]
     Verification {
@@ -163,6 +180,12 @@ pub fn verify_parsed_bundle(
     let verification = |source| BundleError::Verification {
         source: Box::new(source),
     };
+    let verification = |source: sigstore_verify::Error| match (&source, signer) {
+        (sigstore_verify::Error::Certificate(_), BundleSigner::Keyless) => {
+            certificate_time_mismatch(bundle, root).unwrap_or_else(|| verification(source))
+        }
+        _ => verification(source),
+    };
     let result = match (artifact, signer) {
         (BundleArtifact::Bytes(bytes), BundleSigner::Keyless) => verifier
             .verify(bytes, bundle, &keyless_policy(root))
@@ -204,6 +227,54 @@ pub fn verify_parsed_bundle(
             .filter(|t| Some(*t) != result.integrated_time().map(|i| i.as_second()))
             .min(),
     })
+}
+
+/// When a keyless bundle's certificate failed, whether a signing time lies outside the
+/// certificate's validity: a verified RFC 3161 timestamp, or the log's integrated time (as the
+/// entry states it; the verification has failed either way, this only names why).
+fn certificate_time_mismatch(bundle: &Bundle, root: &TrustedRoot) -> Option<BundleError> {
+    use sigstore_verify::types::SignatureContent;
+    let info =
+        sigstore_verify::crypto::parse_certificate_info(bundle.signing_certificate()?).ok()?;
+    let (not_before, not_after) = (info.not_before.as_second(), info.not_after.as_second());
+    let mismatch = |evidence, time: i64| {
+        (time < not_before || time > not_after).then(|| BundleError::CertificateNotValidAtSigning {
+            evidence,
+            time: rfc3339(time),
+            not_before: rfc3339(not_before),
+            not_after: rfc3339(not_after),
+        })
+    };
+    let signature = match &bundle.content {
+        SignatureContent::DsseEnvelope(e) => e.signature.sig.clone(),
+        SignatureContent::MessageSignature(m) => m.signature.clone(),
+        _ => return None,
+    };
+    let authorities = root.sigstore().tsa_authorities();
+    let material = &bundle.verification_material;
+    for ts in &material.timestamp_verification_data.rfc3161_timestamps {
+        for authority in &authorities {
+            if let Ok(t) = sigstore_verify::tsa::verify_timestamp_for_authority(
+                &ts.signed_timestamp,
+                &signature,
+                authority,
+            ) {
+                if let Some(e) = mismatch("the RFC 3161 timestamp", t.as_second()) {
+                    return Some(e);
+                }
+            }
+        }
+    }
+    material
+        .tlog_entries
+        .iter()
+        .filter_map(|e| e.integrated_time)
+        .find_map(|t| mismatch("the Rekor integrated time", t.as_second()))
+}
+
+fn rfc3339(unix: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix.max(0) as u64);
+    humantime::format_rfc3339_seconds(t).to_string()
 }
 
 fn keyless_policy(root: &TrustedRoot) -> VerificationPolicy {

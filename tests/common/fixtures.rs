@@ -270,7 +270,24 @@ pub async fn push_oci_chart_tgz(
     version: &str,
     tgz: Vec<u8>,
 ) -> Digest {
+    push_oci_chart_claiming(reg, repo, name, version, tgz, None).await
+}
+
+/// [`push_oci_chart_tgz`] whose manifest declares `claimed_size` for the chart layer (the blob
+/// pushed is the real one), to test limits applied before download.
+pub async fn push_oci_chart_claiming(
+    reg: &Registry,
+    repo: &Repo,
+    name: &str,
+    version: &str,
+    tgz: Vec<u8>,
+    claimed_size: Option<u64>,
+) -> Digest {
     let tgz = Blob::new(tgz, media::HELM_CHART);
+    let mut layer = tgz.descriptor();
+    if let Some(n) = claimed_size {
+        layer["size"] = json!(n);
+    }
     let config = Blob::new(
         serde_json::to_vec(&json!({"apiVersion": "v2", "name": name, "version": version}))
             .expect("json"),
@@ -280,7 +297,7 @@ pub async fn push_oci_chart_tgz(
         "schemaVersion": 2,
         "mediaType": media::OCI_MANIFEST,
         "config": config.descriptor(),
-        "layers": [tgz.descriptor()],
+        "layers": [layer],
         "annotations": {"org.opencontainers.image.title": name, "org.opencontainers.image.version": version},
     });
     let img = Image {
@@ -365,14 +382,9 @@ pub async fn push_referrer(reg: &Registry, repo: &Repo, subject: &Blob) -> (Imag
     push_referrer_numbered(reg, repo, subject, 1).await
 }
 
-/// Like [`push_referrer`], with an SBOM whose `version` is `n`: distinct referrers of one
-/// subject, as several tools would leave them.
-pub async fn push_referrer_numbered(
-    reg: &Registry,
-    repo: &Repo,
-    subject: &Blob,
-    n: u32,
-) -> (Image, Blob) {
+/// An SBOM referrer of `subject` whose `version` is `n`: distinct referrers of one subject, as
+/// several tools would leave them.
+pub fn sbom_numbered(subject: &Blob, n: u32) -> Image {
     let sbom = Blob::new(
         format!(r#"{{"bomFormat":"CycloneDX","specVersion":"1.5","version":{n},"components":[]}}"#)
             .into_bytes(),
@@ -387,12 +399,22 @@ pub async fn push_referrer_numbered(
         "layers": [sbom.descriptor()],
         "subject": subject.descriptor(),
     });
-    let art = Image {
+    Image {
         manifest: Blob::new(serde_json::to_vec(&m).expect("json"), media::OCI_MANIFEST),
         config,
         layers: vec![sbom],
         platform: ("".into(), "".into(), None),
-    };
+    }
+}
+
+/// Like [`push_referrer`], with [`sbom_numbered`]`(subject, n)`.
+pub async fn push_referrer_numbered(
+    reg: &Registry,
+    repo: &Repo,
+    subject: &Blob,
+    n: u32,
+) -> (Image, Blob) {
+    let art = sbom_numbered(subject, n);
     push_image(reg, repo, &art, None).await;
     let mut d = art.manifest.descriptor();
     d["artifactType"] = json!("application/vnd.cyclonedx+json");

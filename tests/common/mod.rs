@@ -5,6 +5,7 @@
 #![allow(dead_code)]
 
 pub mod cosign3;
+pub mod der;
 pub mod ferro;
 pub mod fixtures;
 pub mod proxy;
@@ -308,6 +309,21 @@ impl Drop for TestRegistry {
     }
 }
 
+/// A library client for a plain-HTTP, anonymous `host` (a [`proxy::Proxy`] in front of a
+/// registry).
+pub fn client_at(host: &str) -> Registry {
+    Registry::new(RegistryOptions {
+        insecure: vec![host.to_string()],
+        ca_files: Vec::new(),
+        certs_dirs: Vec::new(),
+        credentials: CredentialStore::empty(),
+        retry: RetryPolicy::default(),
+        max_requests: None,
+        ..Default::default()
+    })
+    .expect("client")
+}
+
 pub fn client_for(reg: &TestRegistry, retry: RetryPolicy) -> Registry {
     let mut credentials = CredentialStore::empty();
     if let Some((u, p)) = &reg.auth {
@@ -385,6 +401,17 @@ pub fn airlock_env(dir: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
         .envs(env.iter().copied())
         .output()
         .expect("run airlock")
+}
+
+/// [`airlock`] started in the background (stdout and stderr piped), for watching what it does
+/// while it runs.
+pub fn airlock_spawn(dir: &Path, args: &[&str]) -> std::process::Child {
+    airlock_command(Path::new(env!("CARGO_BIN_EXE_airlock")), dir)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start airlock")
 }
 
 /// A multi-threaded runtime of one worker, for the async library calls tests make.
