@@ -30,6 +30,10 @@ pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 /// generated: `AIRLOCK_CERTS_DIR=/a:/b`).
 const PATH_LIST_FLAGS: &[&str] = &["certs-dir"];
 
+/// Flags the file's value does not reach, by command: `receipt --ledger` is a filter (only
+/// what that ledger admitted), not where the site's ledger is, so it stays explicit.
+const NOT_FROM_FILE: &[(&str, &str)] = &[("receipt", "ledger")];
+
 /// What the file may hold. Paths in it are relative to the file's directory (`~/` is the home
 /// directory).
 #[derive(Debug, Clone, Default, PartialEq, Deserialize, Serialize)]
@@ -372,12 +376,18 @@ pub fn apply(cmd: clap::Command, config: Option<&Config>) -> clap::Command {
 }
 
 fn apply_inner(mut cmd: clap::Command, values: &[(&'static str, Vec<OsString>)]) -> clap::Command {
+    let name = cmd.get_name().to_string();
+    let skip = |long: &str| NOT_FROM_FILE.contains(&(name.as_str(), long));
     let ids: Vec<(clap::Id, String)> = cmd
         .get_arguments()
         .filter_map(|a| Some((a.get_id().clone(), a.get_long()?.to_string())))
         .collect();
     for (id, long) in ids {
         cmd = cmd.mut_arg(id, |mut a| {
+            if matches!(a.get_action(), clap::ArgAction::SetTrue) {
+                // A switch's variable reads like one: 1/0, true/false, yes/no, on/off.
+                a = a.value_parser(clap::builder::BoolishValueParser::new());
+            }
             if a.get_env().is_none() {
                 a = a.env(env_var_for(&long)).hide_env(true);
                 if PATH_LIST_FLAGS.contains(&long.as_str()) {
@@ -386,7 +396,9 @@ fn apply_inner(mut cmd: clap::Command, values: &[(&'static str, Vec<OsString>)])
             }
             let takes_value = a.get_num_args().is_none_or(|n| n.takes_values());
             match values.iter().find(|(l, _)| *l == long) {
-                Some((_, v)) if takes_value => a.default_values(v.clone()).required(false),
+                Some((_, v)) if takes_value && !skip(&long) => {
+                    a.default_values(v.clone()).required(false)
+                }
                 _ => a,
             }
         });
@@ -616,6 +628,33 @@ ca_file = "internal-ca.pem"
                 "{text}: {e}"
             );
         }
+    }
+
+    /// A switch's variable reads 1/0, yes/no, on/off too (the name is this test's own).
+    #[test]
+    fn a_switch_variable_reads_like_a_switch() {
+        let cmd = || {
+            apply(
+                clap::Command::new("t").arg(
+                    clap::Arg::new("s")
+                        .long("test-only-switch")
+                        .action(clap::ArgAction::SetTrue),
+                ),
+                None,
+            )
+        };
+        let var = env_var_for("test-only-switch");
+        let mut seen = Vec::new();
+        for v in ["1", "yes", "on", "true", "0", "no", "off", "false"] {
+            std::env::set_var(&var, v);
+            let m = cmd().try_get_matches_from(["t"]).expect("parse");
+            seen.push(m.get_flag("s"));
+        }
+        std::env::set_var(&var, "maybe");
+        let bad = cmd().try_get_matches_from(["t"]);
+        std::env::remove_var(&var);
+        assert_eq!(seen, [true, true, true, true, false, false, false, false]);
+        assert!(bad.is_err(), "an unclear value is refused");
     }
 
     #[test]

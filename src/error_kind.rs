@@ -324,6 +324,7 @@ impl Classify for PartsError {
             | PartsError::NoSpace(_)
             | PartsError::NotABundle { .. } => ErrorKind::Other,
             PartsError::Part(e) => e.kind(),
+            PartsError::BadParts { damaged: false, .. } => ErrorKind::Other,
             PartsError::BadManifest { .. } | PartsError::BadParts { .. } => ErrorKind::Verification,
         }
     }
@@ -332,11 +333,10 @@ impl Classify for PartsError {
 impl Classify for PartError {
     /// See [`ErrorKind`]: a missing or unreadable part is not tampering; a wrong one is.
     fn kind(&self) -> ErrorKind {
-        match self {
-            PartError::Missing { .. } | PartError::Unreadable { .. } => ErrorKind::Other,
-            PartError::WrongSize { .. }
-            | PartError::BadDigest { .. }
-            | PartError::WholeMismatch { .. } => ErrorKind::Verification,
+        if self.is_damage() {
+            ErrorKind::Verification
+        } else {
+            ErrorKind::Other
         }
     }
 }

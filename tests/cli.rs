@@ -437,6 +437,62 @@ fn exit_codes_by_class_and_json_errors() {
     let mid = damaged.len() / 2;
     damaged[mid] ^= 0x55;
     std::fs::write(dir.join("damaged.tar.zst"), damaged).expect("write");
+    // Split parts (of a bundle big enough for three 4 KiB parts): one set with a part left
+    // behind, one with a part damaged.
+    let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+    let noise: Vec<u8> = (0..10_000)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 24) as u8
+        })
+        .collect();
+    std::fs::write(dir.join("local/noise.bin"), &noise).expect("write");
+    let noise_sha = common::sha256_file(&dir.join("local/noise.bin"));
+    std::fs::write(
+        dir.join("n.yaml"),
+        format!("name: n\nfiles:\n  - path: local/noise.bin\n    sha256: {noise_sha}\n    name: noise\n"),
+    )
+    .expect("write");
+    common::ok(&common::airlock(dir, &["lock", "n.yaml"]));
+    common::ok(&common::airlock(
+        dir,
+        &[
+            "collect",
+            "n.lock",
+            "-o",
+            "out/n.tar.zst",
+            "--cache",
+            "c",
+            "--key",
+            "keys/release.key",
+            "--password-file",
+            "pw",
+        ],
+    ));
+    for set in ["parts-missing", "parts-damaged"] {
+        common::ok(&common::airlock(
+            dir,
+            &[
+                "split",
+                "out/n.tar.zst",
+                "--size",
+                "4KiB",
+                "--out-dir",
+                set,
+                "--key",
+                "keys/release.key",
+                "--password-file",
+                "pw",
+            ],
+        ));
+    }
+    std::fs::remove_file(dir.join("parts-missing/n.tar.zst.part-0002")).expect("rm part");
+    let part = dir.join("parts-damaged/n.tar.zst.part-0001");
+    let mut bytes = std::fs::read(&part).expect("read part");
+    bytes[100] ^= 0x55;
+    std::fs::write(&part, bytes).expect("write part");
     // Drift: the spec now pins another file.
     std::fs::write(dir.join("g.yaml"), spec(&sha)).expect("write");
     common::ok(&common::airlock(dir, &["lock", "g.yaml"]));
@@ -489,12 +545,29 @@ fn exit_codes_by_class_and_json_errors() {
             ],
         ),
         ("exit-7-not-a-ledger", 7, vec!["ledger", "verify", "local"]),
+        (
+            "exit-1-part-missing",
+            1,
+            [&["verify-parts", "parts-missing"][..], &trust].concat(),
+        ),
+        (
+            "exit-4-part-damaged",
+            4,
+            [&["verify-parts", "parts-damaged"][..], &trust].concat(),
+        ),
     ];
+    // Digests of a damaged part move with the bundle's bytes: shown as [DIGEST].
+    let digests = regex::Regex::new("sha256:[0-9a-f]{64}").expect("regex");
     for (name, code, args) in cases {
         let out = common::airlock(dir, args);
         assert_eq!(out.status.code(), Some(*code), "{name}: {}", run(dir, args));
         // A fresh key id and a bundle whose bytes move with the clock are not snapshotted.
         let stable = !matches!(*name, "exit-0-verified" | "exit-4-damaged");
+        let render = |out: &Output, dir: &Path| {
+            digests
+                .replace_all(&render(out, dir), "[DIGEST]")
+                .into_owned()
+        };
         if stable {
             insta::assert_snapshot!(*name, render(&out, dir));
         }
@@ -507,6 +580,12 @@ fn exit_codes_by_class_and_json_errors() {
         let out = common::airlock(dir, &json_args);
         assert_eq!(out.status.code(), Some(*code), "{name} (json)");
         let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json error");
+        if args[0] == "verify-parts" {
+            // Its report is the one document: every part with its status.
+            assert_eq!(v["ok"], false, "{name}: {v}");
+            assert_eq!(v["bad"], 1, "{name}: {v}");
+            continue;
+        }
         assert_eq!(v["error"]["exit_code"], *code, "{name}: {v}");
         assert!(v["error"]["message"]
             .as_str()

@@ -387,20 +387,21 @@ fn bad_parts_are_named_and_nothing_is_pushed() {
     let trust = TRUST.map(String::from);
     let dst = TestRegistry::start();
 
-    // One part lost, another damaged: verify-parts names both (not just the first), exit 1.
+    // One part lost, another damaged: verify-parts names both (not just the first), exit 4
+    // (a damaged part is what `verify` calls tampering or damage).
     std::fs::remove_file(part(&m, "p.tar.zst", 2)).expect("rm");
     let mut damaged = originals[3].clone();
     damaged[1000] ^= 0x40;
     std::fs::write(part(&m, "p.tar.zst", 4), &damaged).expect("write");
     let out = env.run(&["verify-parts", "m"], &trust);
-    let err = fails_with(&out, "2 of");
+    let err = common::fails_as(&out, 4, "2 of");
     assert!(
-        err.contains("p.tar.zst.part-0002 (missing)")
-            && err.contains("p.tar.zst.part-0004 (bad digest)"),
+        err.contains("p.tar.zst.part-0002` is missing")
+            && err.contains("p.tar.zst.part-0004`: sha256 mismatch"),
         "{err}"
     );
     let out = env.run(&["verify-parts", "m", "--format", "json"], &trust);
-    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(out.status.code(), Some(4));
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("json");
     let bad: Vec<(String, String)> = v["parts"]
         .as_array()

@@ -85,6 +85,9 @@ pub enum PartsError {
         total: usize,
         /// `NAME (missing), NAME (bad digest)…`.
         list: String,
+        /// Whether any part is there but wrong (size or digest): damage or tampering, not
+        /// only parts left behind.
+        damaged: bool,
     },
     /// The output directory lacks room for the parts.
     #[error(transparent)]
@@ -454,6 +457,19 @@ pub fn sig_path_for(parts_json: &Path) -> PathBuf {
     PathBuf::from(s)
 }
 
+impl PartError {
+    /// A part that is there but wrong (size, digest, the join): damage or tampering, as
+    /// opposed to one left behind or unreadable.
+    pub fn is_damage(&self) -> bool {
+        matches!(
+            self,
+            PartError::WrongSize { .. }
+                | PartError::BadDigest { .. }
+                | PartError::WholeMismatch { .. }
+        )
+    }
+}
+
 /// One error listing every bad part.
 pub fn bad_parts(m: &PartsManifest, problems: &[PartError]) -> PartsError {
     if let [one] = problems {
@@ -467,6 +483,7 @@ pub fn bad_parts(m: &PartsManifest, problems: &[PartError]) -> PartsError {
             .map(|p| p.to_string())
             .collect::<Vec<_>>()
             .join("; "),
+        damaged: problems.iter().any(PartError::is_damage),
     }
 }
 
@@ -518,12 +535,27 @@ pub struct PartsCheck {
     /// Whether the joined parts hash to the listed bundle digest (`None` when some part is bad,
     /// so the whole could not be checked).
     pub bundle_ok: Option<bool>,
+    /// What was wrong with each bad part, in order.
+    #[serde(skip)]
+    pub problems: Vec<PartError>,
+    /// The parts' join does not match the listed bundle.
+    #[serde(skip)]
+    pub whole: Option<PartError>,
 }
 
 impl PartsCheck {
     /// The parts that failed.
     pub fn bad(&self) -> impl Iterator<Item = &PartStatus> {
         self.parts.iter().filter(|p| p.status != "ok")
+    }
+
+    /// The check as one error, classed as `verify` classes it (a damaged part is tampering or
+    /// damage, a missing one is not), naming every bad part; `None` when all is well.
+    pub fn error(&self, m: &PartsManifest) -> Option<PartsError> {
+        if !self.problems.is_empty() {
+            return Some(bad_parts(m, &self.problems));
+        }
+        self.whole.as_ref().map(|e| PartsError::Part(e.clone()))
     }
 }
 
@@ -533,6 +565,7 @@ pub fn check_parts(set: &PartsSet, progress: &dyn Reporter) -> PartsCheck {
     let m = &set.manifest;
     let mut whole = Some(Hasher::new());
     let mut parts = Vec::with_capacity(m.parts.len());
+    let mut problems = Vec::new();
     let mut buf = vec![0u8; BUF];
     for (i, p) in m.parts.iter().enumerate() {
         let path = set.part_path(i);
@@ -601,12 +634,30 @@ pub fn check_parts(set: &PartsSet, progress: &dyn Reporter) -> PartsCheck {
                 _ => "unreadable",
             };
             st.error = Some(e.to_string());
+            problems.push(e);
         }
         progress.item(&p.name);
         parts.push(st);
     }
-    let bundle_ok = whole.map(|h| h.len() == m.size && h.finish() == m.sha256);
-    PartsCheck { parts, bundle_ok }
+    let joined = whole.map(|h| (h.len(), h.finish()));
+    let bundle_ok = joined
+        .as_ref()
+        .map(|(len, digest)| *len == m.size && *digest == m.sha256);
+    let whole = match joined {
+        Some((actual_size, actual)) if bundle_ok == Some(false) => Some(PartError::WholeMismatch {
+            expected: m.sha256.clone(),
+            expected_size: m.size,
+            actual,
+            actual_size,
+        }),
+        _ => None,
+    };
+    PartsCheck {
+        parts,
+        bundle_ok,
+        problems,
+        whole,
+    }
 }
 
 /// Reads the parts of a bundle in order as one stream, checking each part's size as it

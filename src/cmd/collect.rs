@@ -12,6 +12,10 @@ use super::{human_bytes, print_json, print_table, Format, Global, RegistryArgs};
 
 /// Arguments of `airlock collect`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  airlock collect app.lock -o out/app.tar.zst --key release.key
+  airlock collect app.lock -o usb/app.tar.zst --key release.key --split 4GiB
+  airlock collect app.lock -o delta.tar.zst --key release.key --have receipt.json --trust-receipt ledger.vkey")]
 pub struct Args {
     /// A lockfile (`NAME.lock`), or a spec whose every reference is pinned by digest.
     pub input: PathBuf,
@@ -31,21 +35,26 @@ pub struct Args {
     #[arg(long, value_name = "N")]
     pub sequence: Option<u64>,
     /// Sign `airlock.json` with this key (cosign format). Repeatable: several signers.
-    #[arg(long = "key", alias = "sign", value_name = "KEY")]
+    #[arg(
+        long = "key",
+        alias = "sign",
+        value_name = "KEY",
+        help_heading = "Signing"
+    )]
     pub sign: Vec<PathBuf>,
     /// File holding the signing keys' password (else `AIRLOCK_PASSWORD`, else a prompt).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Signing")]
     pub password_file: Option<PathBuf>,
     /// Vulnerability database for the lock's `scan:` policy (else the policy's `db:`).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Scanning")]
     pub db: Option<PathBuf>,
     /// Carry the vulnerability database in the bundle (an OCI artifact, imported as
     /// `airlock/vulndb:db-<build time>`), so the isolated side can re-check with it.
-    #[arg(long)]
+    #[arg(long, help_heading = "Scanning")]
     pub carry_db: bool,
     /// Which scanner makes the evidence for the lock's `scan:` policy (`trivy`: an installed
     /// Trivy, offline; its JSON is carried as the report, without an SBOM).
-    #[arg(long, value_enum, default_value_t = super::scan::ScannerArg::Airlock)]
+    #[arg(long, value_enum, default_value_t = super::scan::ScannerArg::Airlock, help_heading = "Scanning")]
     pub scanner: super::scan::ScannerArg,
     /// Write the bundle as parts of this size (`4GiB`, `700MiB`, `4.7GB`, bytes) plus
     /// `NAME.parts.json` (signed with the `--sign` keys) instead of one file: packed straight
@@ -54,13 +63,18 @@ pub struct Args {
     pub split: Option<String>,
     /// A delta bundle: leave out every blob this receipt (`airlock receipt`, taken on the
     /// isolated side) says the site's registry holds.
-    #[arg(long, value_name = "RECEIPT.json")]
+    #[arg(long, value_name = "RECEIPT.json", help_heading = "Delta bundles")]
     pub have: Option<PathBuf>,
     /// Who must have signed the `--have` receipt: a cosign public key (`KEY.pub`, checks
     /// `receipt.json.sig`) or the site's ledger verifier key (`ledger.vkey`, checks
     /// `receipt.json.note`). Repeatable (any one suffices). Without it the receipt is used
     /// unchecked: a false one only makes the import fail.
-    #[arg(long, value_name = "KEY.pub|ledger.vkey", requires = "have")]
+    #[arg(
+        long,
+        value_name = "KEY.pub|ledger.vkey",
+        requires = "have",
+        help_heading = "Delta bundles"
+    )]
     pub trust_receipt: Vec<PathBuf>,
     #[command(flatten)]
     pub registry: RegistryArgs,

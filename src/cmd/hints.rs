@@ -2,6 +2,7 @@
 //! come from the library's error types ([`airlock::registry::diagnose`]), never from message
 //! text; only the advice is worded here.
 
+use airlock::bundle::parts::{PartError, PartsError};
 use airlock::registry::diagnose::{diagnose, Diagnosis};
 use airlock::registry::RegistryError;
 
@@ -15,6 +16,18 @@ pub fn for_error(err: &anyhow::Error) -> Vec<String> {
             }
             if let Some(d) = diagnose(e) {
                 out.push(hint(&d));
+            }
+        }
+        if let Some(e) = cause.downcast_ref::<PartsError>() {
+            let parts = match e {
+                PartsError::BadParts { .. } => true,
+                PartsError::Part(p) => !matches!(p, PartError::WholeMismatch { .. }),
+                _ => false,
+            };
+            if parts {
+                out.push(
+                    "carry the parts named above again (from the bundle's other copy, or split it again); the rest are good".into(),
+                );
             }
         }
     }

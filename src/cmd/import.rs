@@ -30,37 +30,42 @@ impl From<OnUntrusted> for airlock::import::gate::OnUntrusted {
 
 /// Arguments of `airlock import`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  airlock import app.tar.zst --to registry.internal:5000/mirror --trust release.pub
+  airlock import usb/ --to registry.internal/mirror --trust release.pub --ledger /srv/airlock/ledger
+  airlock import app.tar.zst --to registry.internal --policy site-trust.yaml --scan-policy scan.yaml --db vuln.db
+(registries, trusted keys and the ledger can come from airlock.toml: see `airlock config show`)")]
 pub struct Args {
     /// The bundle (`.tar.zst`), or its split parts: `NAME.parts.json` or a directory holding one.
     pub bundle: PathBuf,
     /// Target registry and optional prefix: `HOST[:PORT][/PREFIX]`.
-    #[arg(long)]
+    #[arg(long, help_heading = "Target names")]
     pub to: String,
     /// Keep the source registry as a path component (`PREFIX/ghcr.io/org/app`).
-    #[arg(long)]
+    #[arg(long, help_heading = "Target names")]
     pub keep_source_host: bool,
     /// One path component under the prefix (`PREFIX/org-app`), for registries that limit nesting.
-    #[arg(long)]
+    #[arg(long, help_heading = "Target names")]
     pub flatten: bool,
     /// YAML file of explicit rewrites: `rewrites: [{from: SRC/REPO, to: TARGET/PATH}]`.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Target names")]
     pub mapping: Option<PathBuf>,
     /// Registry checks in flight at once.
     #[arg(long, default_value_t = 8)]
     pub jobs: usize,
     /// Append a signed entry for this import (admitted or rejected) to this ledger.
-    #[arg(long, value_name = "DIR")]
+    #[arg(long, value_name = "DIR", help_heading = "Ledger")]
     pub ledger: Option<PathBuf>,
     /// File holding the ledger key's password (else `AIRLOCK_PASSWORD`, else a prompt).
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Ledger")]
     pub ledger_password_file: Option<PathBuf>,
     /// Seconds to wait for another process holding the ledger's lock before giving up
-    /// (nothing is pushed then).
+    /// (nothing is pushed then). Only with a ledger (which may come from the configuration).
     #[arg(
         long,
         value_name = "SECONDS",
         default_value_t = 30,
-        requires = "ledger"
+        help_heading = "Ledger"
     )]
     pub ledger_wait: u64,
     /// Also write the bundle's plain files (`files:` in the spec) into this directory, each
@@ -68,28 +73,33 @@ pub struct Args {
     #[arg(long, value_name = "DIR")]
     pub files_to: Option<PathBuf>,
     /// Who runs the import, for the ledger (default: `$USER`).
-    #[arg(long)]
+    #[arg(long, help_heading = "Ledger")]
     pub operator: Option<String>,
     /// This side's scan policy (YAML, the keys of a spec's `scan:`): the bundle's carried SBOMs
     /// (or reports) must pass it before anything is pushed.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Site policy")]
     pub scan_policy: Option<PathBuf>,
     /// Vulnerability database to re-match the carried SBOMs against (else the policy's `db:`;
     /// else the carried reports are judged).
-    #[arg(long, value_name = "FILE", requires = "scan_policy")]
+    #[arg(
+        long,
+        value_name = "FILE",
+        requires = "scan_policy",
+        help_heading = "Site policy"
+    )]
     pub db: Option<PathBuf>,
     /// The isolated side's image-signature policy (the format of a spec's `trust:` section;
     /// key paths relative to the file). Every image is verified offline against it, on the
     /// signatures the bundle carries, before anything is pushed; an image no rule covers fails.
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", help_heading = "Site policy")]
     pub policy: Option<PathBuf>,
     /// What an image that fails `--policy` costs: the whole bundle, or that image and what is
     /// attached to it.
-    #[arg(long, value_enum, default_value_t = OnUntrusted::RejectBundle, requires = "policy")]
+    #[arg(long, value_enum, default_value_t = OnUntrusted::RejectBundle, requires = "policy", help_heading = "Site policy")]
     pub on_untrusted: OnUntrusted,
     /// Import a signed bundle even when the ledger has admitted a newer one (higher
     /// `sequence`) of the same name from the same signer: a deliberate rollback.
-    #[arg(long)]
+    #[arg(long, help_heading = "Site policy")]
     pub allow_older: bool,
     #[command(flatten)]
     pub trust: TrustArgs,

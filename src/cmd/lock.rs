@@ -13,6 +13,9 @@ use super::{print_json, print_table, Format, Global, RegistryArgs, EXIT_DRIFT};
 
 /// Arguments of `airlock lock`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  airlock lock app.yaml                 # writes app.lock beside it
+  airlock lock app.yaml --check         # exit 3 when a tag moved since app.lock was written")]
 pub struct Args {
     /// The spec (`bundles/NAME.yaml`).
     pub spec: PathBuf,

@@ -72,9 +72,11 @@ pub fn load_admitted(
     report: Option<&PathBuf>,
     registry: Option<&str>,
 ) -> anyhow::Result<Admitted> {
+    // A report given wins over a ledger: clap refuses both on the command line, so a ledger
+    // beside a report is the configuration file's default.
     let admitted = match (ledger, report) {
-        (Some(dir), _) => Admitted::from_ledger(dir)?,
-        (None, Some(file)) => Admitted::from_report(file)?,
+        (_, Some(file)) => Admitted::from_report(file)?,
+        (Some(dir), None) => Admitted::from_ledger(dir)?,
         (None, None) => anyhow::bail!("give --ledger DIR or --from-report FILE"),
     };
     Ok(match registry {

@@ -13,6 +13,10 @@ use super::{human_bytes, print_json, Format, Global, TrustArgs};
 
 /// Arguments of `airlock verify`.
 #[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:
+  airlock verify app.tar.zst --trust release.pub
+  airlock verify usb/ --trust release.pub          # split parts: NAME.parts.json or its directory
+  airlock verify app.tar.zst --trust release.pub --files-to /srv/files")]
 pub struct Args {
     /// The bundle (`.tar.zst`), or its split parts: `NAME.parts.json` or a directory holding one.
     pub bundle: PathBuf,

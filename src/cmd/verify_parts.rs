@@ -1,6 +1,7 @@
 //! `airlock verify-parts DIR|NAME.parts.json`: check the parts manifest's signature, then every
 //! part on its own (size, sha256), naming every part that is missing, short or damaged so only
-//! those need to be carried again. Exit 1 when any part is bad.
+//! those need to be carried again. Exits as `verify` would: 4 when a part is damaged (or the
+//! parts do not join to the bundle), 1 when parts are only missing.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -89,36 +90,17 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
             }
         }
     }
-    if !bad.is_empty() {
-        let names: Vec<String> = bad
-            .iter()
-            .map(|p| format!("{} ({})", p.name, p.status.replace('_', " ")))
-            .collect();
+    if let Some(err) = check.error(&set.manifest) {
+        let err = anyhow::Error::new(err).context(format!("`{}`", set.path.display()));
         if g.format == Format::Json {
             // The report on stdout already lists the bad parts: one JSON document, not two.
-            errln!(
-                "error: `{}`: {} of {} parts are bad: {}; carry those parts again",
-                set.path.display(),
-                bad.len(),
-                check.parts.len(),
-                names.join(", ")
-            );
-            return Ok(ExitCode::from(super::EXIT_FAILURE));
+            errln!("error: {}", super::error_line(&err));
+            for hint in super::hints::for_error(&err) {
+                errln!("hint: {hint}");
+            }
+            return Ok(super::exit_code_for(&err));
         }
-        anyhow::bail!(
-            "`{}`: {} of {} parts are bad: {}; carry those parts again",
-            set.path.display(),
-            bad.len(),
-            check.parts.len(),
-            names.join(", ")
-        );
-    }
-    if check.bundle_ok != Some(true) {
-        anyhow::bail!(
-            "`{}`: every part matches, but together they do not hash to the bundle's sha256 {}",
-            set.path.display(),
-            set.manifest.sha256
-        );
+        return Err(err);
     }
     Ok(ExitCode::SUCCESS)
 }
