@@ -878,8 +878,11 @@ fn survives_interrupted_import_and_resumes() {
         // Every upload that completed before the target died is found in place (uploads in
         // flight when it died may have completed too); what was missing is pushed now.
         assert!(got > 0, "{case}: nothing skipped on re-run: {report}");
+        // Uploads in flight when the target died may all have landed (several run at once),
+        // but nothing after them did: the re-run pushes blobs, manifests, or both.
         let pushed_now = report["blobs_pushed"].as_u64().expect("pushed")
-            + report["blobs_mounted"].as_u64().expect("mounted");
+            + report["blobs_mounted"].as_u64().expect("mounted")
+            + report["manifests_pushed"].as_u64().expect("manifests");
         assert!(
             pushed_now > 0,
             "{case}: the interrupted import left nothing to do: {report}"

@@ -71,18 +71,7 @@ fn site() -> Site {
     ] {
         ok(&airlock_env(dir, &args, &via_proxy));
     }
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "t.example/l",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::init_ledger(dir, "t.example/l");
     let to = format!("{}/mirror", dst.host);
     let mut args = vec![
         "import",

@@ -70,18 +70,7 @@ fn workdir(host: &str, root: &Value, spec_policy: Option<&str>) -> tempfile::Tem
     )
     .expect("spec");
     std::fs::write(dir.join("pw"), "pw\n").expect("pw");
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/l",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::init_ledger(dir, "test.invalid/l");
     work
 }
 

@@ -231,18 +231,7 @@ fn mirror_end_to_end_byte_exact_and_idempotent() {
             "pw",
         ],
     ));
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/airlock",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::init_ledger(dir, "test.invalid/airlock");
 
     // lock
     let out = airlock(dir, &args(&["lock", "platform.yaml"], &sflags));
@@ -982,18 +971,7 @@ fn collect_verifies_image_signatures_against_the_spec_policy() {
     // The isolated side's ledger keeps who signed each image, as checked at collect.
     let dst = TestRegistry::start();
     std::fs::write(dir.join("pw"), "pw\n").expect("pw");
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/l",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::init_ledger(dir, "test.invalid/l");
     let to = format!("{}/m", dst.host);
     let import = [
         "import",

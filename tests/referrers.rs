@@ -130,18 +130,7 @@ fn workdir(host: &str, key: &SigningKey, rekor: &FakeRekor) -> tempfile::TempDir
     )
     .expect("spec");
     std::fs::write(dir.join("pw"), "pw\n").expect("pw");
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/l",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::init_ledger(dir, "test.invalid/l");
     work
 }
 

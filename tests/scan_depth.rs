@@ -755,18 +755,7 @@ fn rescan_after_two_imports_reports_new_findings_from_a_newer_database() {
     ));
     build_db(dir, "old.db", false);
     std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/airlock",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::init_ledger(dir, "test.invalid/airlock");
     let dst = TestRegistry::start();
     let to = format!("{}/m", dst.host);
     for (name, repo) in [("base", "app/base"), ("web", "app/web")] {

@@ -61,18 +61,7 @@ fn push_two_platforms(reg: &TestRegistry) -> (Image, Image) {
 /// `dir/ledger`, its key protected by the password in `dir/pw`.
 fn init_ledger(dir: &Path) {
     std::fs::write(dir.join("pw"), "correct horse\n").expect("pw");
-    ok(&airlock(
-        dir,
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/airlock",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::init_ledger(dir, "test.invalid/airlock");
 }
 
 fn json(out: &std::process::Output) -> serde_json::Value {

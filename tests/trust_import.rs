@@ -172,18 +172,7 @@ fn import_policy_rejects_or_skips_untrusted_images_before_pushing() {
     // skip-artifact: the trusted image, its signature and its SBOM land; the rogue one and its
     // signature do not.
     std::fs::write(w.dir().join("pw"), "pw\n").expect("pw");
-    ok(&airlock(
-        w.dir(),
-        &[
-            "ledger",
-            "init",
-            "ledger",
-            "--origin",
-            "test.invalid/l",
-            "--password-file",
-            "pw",
-        ],
-    ));
+    common::init_ledger(w.dir(), "test.invalid/l");
     let out = w.import(
         &dst,
         "b.tar.zst",

@@ -431,6 +431,23 @@ pub fn rt() -> tokio::runtime::Runtime {
 }
 
 /// Asserts success and returns stdout.
+/// `airlock ledger init ledger --origin ORIGIN` in `dir`, its key protected by the password
+/// the test wrote to `dir/pw`.
+pub fn init_ledger(dir: &Path, origin: &str) {
+    ok(&airlock(
+        dir,
+        &[
+            "ledger",
+            "init",
+            "ledger",
+            "--origin",
+            origin,
+            "--password-file",
+            "pw",
+        ],
+    ));
+}
+
 pub fn ok(out: &Output) -> String {
     assert!(
         out.status.success(),
