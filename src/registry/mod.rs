@@ -417,6 +417,9 @@ fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(Duration::from_secs)
 }
 
+/// How many times [`Registry::probe_client_certificate`] asks before giving up on a diagnosis.
+const PROBE_ATTEMPTS: usize = 3;
+
 impl Registry {
     /// Builds a client. CA files are read here so a bad one fails early and clearly.
     pub fn new(options: RegistryOptions) -> Result<Registry, RegistryError> {
@@ -482,13 +485,21 @@ impl Registry {
             registry,
         )
         .ok()?;
-        let err = client
-            .get(format!("https://{registry}/v2/"))
-            .timeout(self.options.retry.deadline.min(Duration::from_secs(10)))
-            .send()
-            .await
-            .err()?;
-        diagnose::client_certificate_refused(&err).then_some(err)
+        // Under TLS 1.3 the server's alert comes after the client's handshake is done, and
+        // can lose the race with the request write (a reset instead of the alert): ask a few
+        // times before concluding it is something else.
+        for _ in 0..PROBE_ATTEMPTS {
+            let err = client
+                .get(format!("https://{registry}/v2/"))
+                .timeout(self.options.retry.deadline.min(Duration::from_secs(10)))
+                .send()
+                .await
+                .err()?;
+            if diagnose::client_certificate_refused(&err) {
+                return Some(err);
+            }
+        }
+        None
     }
 
     /// The adaptive limit on requests in flight: stages size their concurrency by its
