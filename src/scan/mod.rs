@@ -10,6 +10,7 @@
 //! the images of a registry reference or a bundle and puts their layers in files.
 
 pub mod apk;
+pub mod bdb;
 pub mod db;
 pub mod dpkg;
 pub mod evidence;
@@ -18,6 +19,7 @@ pub mod gate;
 pub mod image;
 pub mod lang;
 pub mod matcher;
+pub mod ndb;
 pub mod os;
 pub mod osv;
 pub mod pins;
@@ -176,7 +178,7 @@ pub fn wanted(path: &str) -> bool {
         || path == dpkg::STATUS_FILE
         || path == apk::INSTALLED_FILE
         || path == apk::INSTALLED_FILE_USR
-        || rpm::SQLITE_FILES.contains(&path)
+        || rpm::is_db_file(path)
         || path
             .strip_prefix(dpkg::STATUS_DIR)
             .and_then(|r| r.strip_prefix('/'))
@@ -288,12 +290,12 @@ pub fn inventory(fs: &RootFs) -> Result<Inventory, InventoryError> {
             });
         }
     }
-    let rpm_db = rpm::SQLITE_FILES
+    let rpm_db = rpm::DB_FILES
         .iter()
-        .find_map(|f| fs.read(f).map(|b| (*f, b)));
-    if let Some((file, b)) = rpm_db {
+        .find_map(|(f, format)| fs.read(f).map(|b| (*f, b, *format)));
+    if let Some((file, b, format)) = rpm_db {
         let namespace = os.as_ref().map(OsInfo::purl_namespace).unwrap_or("redhat");
-        for p in rpm::read_sqlite(b, file)? {
+        for p in rpm::read_db(b, file, format)? {
             if p.name == "gpg-pubkey" {
                 continue; // an imported signing key, not software
             }

@@ -1,24 +1,41 @@
-//! The rpm database of RHEL/UBI 8+, CentOS Stream, Rocky, AlmaLinux and Fedora: the sqlite
-//! file (`var/lib/rpm/rpmdb.sqlite`, or `usr/lib/sysimage/rpm/rpmdb.sqlite` on Fedora 36+),
-//! whose `Packages` table holds one rpm header blob per installed package. The header format
-//! (rpm's `lib/header.c`): big-endian index count and data length, 16-byte index entries (tag,
-//! type, offset, count), then the data. The Berkeley DB hash and ndb formats of older releases
-//! are not read yet; an image with only those says so in the inventory's warnings.
+//! The rpm package database, in its three formats: the sqlite file of RHEL/UBI 9, Fedora 33+
+//! and CentOS Stream (`rpmdb.sqlite`, whose `Packages` table holds one header blob per
+//! package), the Berkeley DB hash file of RHEL/CentOS 5–8 (`Packages`, [`super::bdb`]) and the
+//! ndb file of SUSE (`Packages.db`, [`super::ndb`]). All three store the same thing: one rpm
+//! header per installed package. The header format (rpm's `lib/header.c`): big-endian index
+//! count and data length, 16-byte index entries (tag, type, offset, count), then the data.
 
+use super::bdb::{self, HashDb};
+use super::ndb;
 use super::sqlite::{self, Db, Value};
 
-/// The sqlite rpm databases, in the order they are looked for.
-pub const SQLITE_FILES: &[&str] = &[
-    "var/lib/rpm/rpmdb.sqlite",
-    "usr/lib/sysimage/rpm/rpmdb.sqlite",
+/// How an rpm database file is stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbFormat {
+    /// `rpmdb.sqlite`.
+    Sqlite,
+    /// `Packages.db`.
+    Ndb,
+    /// `Packages` (Berkeley DB hash).
+    Bdb,
+}
+
+/// The rpm databases, in the order they are looked for; the first found is read. Newer
+/// formats first: an image converted by `rpmdb --rebuilddb` may keep its old file beside the
+/// new one, and rpm reads only the configured (newest) backend.
+pub const DB_FILES: &[(&str, DbFormat)] = &[
+    ("var/lib/rpm/rpmdb.sqlite", DbFormat::Sqlite),
+    ("usr/lib/sysimage/rpm/rpmdb.sqlite", DbFormat::Sqlite),
+    ("var/lib/rpm/Packages.db", DbFormat::Ndb),
+    ("usr/lib/sysimage/rpm/Packages.db", DbFormat::Ndb),
+    ("var/lib/rpm/Packages", DbFormat::Bdb),
+    ("usr/lib/sysimage/rpm/Packages", DbFormat::Bdb),
 ];
-/// Older database formats, recognised to warn that they are not read.
-pub const UNREAD_FILES: &[&str] = &[
-    "var/lib/rpm/Packages",
-    "var/lib/rpm/Packages.db",
-    "usr/lib/sysimage/rpm/Packages",
-    "usr/lib/sysimage/rpm/Packages.db",
-];
+
+/// Whether `path` is one of [`DB_FILES`].
+pub fn is_db_file(path: &str) -> bool {
+    DB_FILES.iter().any(|(f, _)| *f == path)
+}
 
 const TAG_NAME: u32 = 1000;
 const TAG_VERSION: u32 = 1001;
@@ -97,6 +114,22 @@ pub enum RpmError {
         /// What is wrong.
         source: sqlite::SqliteError,
     },
+    /// The Berkeley DB file is unreadable.
+    #[error("{file}: {source}")]
+    Bdb {
+        /// The database file in the image.
+        file: String,
+        /// What is wrong.
+        source: bdb::BdbError,
+    },
+    /// The ndb file is unreadable.
+    #[error("{file}: {source}")]
+    Ndb {
+        /// The database file in the image.
+        file: String,
+        /// What is wrong.
+        source: ndb::NdbError,
+    },
     /// A header blob is malformed.
     #[error("{file}: package row {row}: malformed rpm header: {what}")]
     Header {
@@ -104,6 +137,16 @@ pub enum RpmError {
         file: String,
         /// The row (1-based).
         row: usize,
+        /// What is wrong.
+        what: &'static str,
+    },
+    /// A header blob of a Berkeley DB or ndb file is malformed.
+    #[error("{file}: package header at offset {offset}: malformed rpm header: {what}")]
+    HeaderAt {
+        /// The database file.
+        file: String,
+        /// Where the blob (or the item naming it) starts.
+        offset: u64,
         /// What is wrong.
         what: &'static str,
     },
@@ -203,6 +246,50 @@ pub fn read_sqlite(bytes: &[u8], file: &str) -> Result<Vec<RpmPackage>, RpmError
         out.push(parse_header(blob).map_err(header)?);
     }
     Ok(out)
+}
+
+/// Reads every package of a database file in `format` (`file` names it in errors).
+pub fn read_db(bytes: &[u8], file: &str, format: DbFormat) -> Result<Vec<RpmPackage>, RpmError> {
+    match format {
+        DbFormat::Sqlite => read_sqlite(bytes, file),
+        DbFormat::Ndb => read_ndb(bytes, file),
+        DbFormat::Bdb => read_bdb(bytes, file),
+    }
+}
+
+fn parse_at(blob: &[u8], file: &str, offset: u64) -> Result<RpmPackage, RpmError> {
+    parse_header(blob).map_err(|what| RpmError::HeaderAt {
+        file: file.to_string(),
+        offset,
+        what,
+    })
+}
+
+/// Reads every package of a Berkeley DB hash `Packages` file (`file` names it in errors).
+pub fn read_bdb(bytes: &[u8], file: &str) -> Result<Vec<RpmPackage>, RpmError> {
+    let err = |source| RpmError::Bdb {
+        file: file.to_string(),
+        source,
+    };
+    let values = HashDb::open(bytes)
+        .and_then(|db| db.values())
+        .map_err(err)?;
+    values
+        .iter()
+        .map(|(offset, blob)| parse_at(blob, file, *offset))
+        .collect()
+}
+
+/// Reads every package of an ndb `Packages.db` file (`file` names it in errors).
+pub fn read_ndb(bytes: &[u8], file: &str) -> Result<Vec<RpmPackage>, RpmError> {
+    let blobs = ndb::blobs(bytes).map_err(|source| RpmError::Ndb {
+        file: file.to_string(),
+        source,
+    })?;
+    blobs
+        .iter()
+        .map(|(offset, blob)| parse_at(blob, file, *offset))
+        .collect()
 }
 
 #[cfg(test)]
