@@ -198,7 +198,12 @@ fn purl_key(p: &str) -> String {
     }
 }
 
-/// (type, key) multisets: per package type, what each tool listed.
+/// The listing's pseudo-type of whole rpm purls (airlock and syft only: trivy's `distro`
+/// qualifier is `redhat-8.8` where syft and airlock write the os-release `ID`, `rhel-8.8`).
+const RPM_PURL: &str = "rpm purl";
+
+/// (type, key) multisets: per package type, what each tool listed; rpm keys are
+/// `NAME [EPOCH:]VERSION-RELEASE ARCH`.
 type Listing = BTreeMap<&'static str, Vec<String>>;
 
 fn syft(peers: &Path, layout: &Path) -> Listing {
@@ -228,11 +233,23 @@ fn syft(peers: &Path, layout: &Path) -> Listing {
             _ => "other",
         };
         let key = match t {
-            "deb" | "rpm" | "apk" => format!(
+            "deb" | "apk" => format!(
                 "{} {}",
                 a["name"].as_str().unwrap_or_default(),
                 a["version"].as_str().unwrap_or_default()
             ),
+            "rpm" => {
+                // syft's rpm purl has the qualifiers airlock writes (arch, distro, epoch,
+                // upstream), so it is compared whole.
+                let purl = a["purl"].as_str().unwrap_or_default().to_string();
+                l.entry(RPM_PURL).or_default().push(purl);
+                format!(
+                    "{} {} {}",
+                    a["name"].as_str().unwrap_or_default(),
+                    a["version"].as_str().unwrap_or_default(),
+                    a["metadata"]["architecture"].as_str().unwrap_or_default()
+                )
+            }
             _ => purl_key(a["purl"].as_str().unwrap_or_default()),
         };
         l.entry(t).or_default().push(key);
@@ -274,7 +291,7 @@ fn trivy(peers: &Path, layout: &Path, cache: &Path) -> Listing {
     for r in v["Results"].as_array().into_iter().flatten() {
         let t = match r["Type"].as_str().unwrap_or_default() {
             "debian" => "deb",
-            "redhat" => "rpm",
+            "redhat" | "centos" | "rocky" | "alma" | "sles" | "opensuse.leap" => "rpm",
             "alpine" => "apk",
             "gobinary" => "go-module",
             "python-pkg" => "python",
@@ -293,9 +310,12 @@ fn trivy(peers: &Path, layout: &Path, cache: &Path) -> Listing {
                 version = format!("{e}:{version}");
             }
             let key = match t {
-                "deb" | "rpm" | "apk" => {
-                    format!("{} {version}", p["Name"].as_str().unwrap_or_default())
-                }
+                "deb" | "apk" => format!("{} {version}", p["Name"].as_str().unwrap_or_default()),
+                "rpm" => format!(
+                    "{} {version} {}",
+                    p["Name"].as_str().unwrap_or_default(),
+                    p["Arch"].as_str().unwrap_or_default()
+                ),
                 _ => purl_key(p["Identifier"]["PURL"].as_str().unwrap_or_default()),
             };
             l.entry(t).or_default().push(key);
@@ -320,7 +340,16 @@ fn airlock_listing(inv: &airlock::scan::Inventory) -> Listing {
             _ => "other",
         };
         let key = match t {
-            "deb" | "rpm" | "apk" => format!("{} {}", p.name, p.version),
+            "deb" | "apk" => format!("{} {}", p.name, p.version),
+            "rpm" => {
+                l.entry(RPM_PURL).or_default().push(p.purl.clone());
+                format!(
+                    "{} {} {}",
+                    p.name,
+                    p.version,
+                    p.arch.as_deref().unwrap_or_default()
+                )
+            }
             _ => purl_key(&p.purl),
         };
         l.entry(t).or_default().push(key);
@@ -364,7 +393,19 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
         ("etc/os-release", &bookworm, 0o644),
         ("etc/debian_version", b"12.1\n", 0o644),
     ];
-    let roots: [(&str, PathBuf, Extra); 4] = [
+    // The os-release files of the rpm roots are written here (go-rpmdb's data has none): RHEL
+    // 8.8 for the RHEL 8 Berkeley DB, SLES 15 SP3 for the SUSE ndb file.
+    let rhel8: Extra = &[(
+        "etc/os-release",
+        b"NAME=\"Red Hat Enterprise Linux\"\nVERSION=\"8.8 (Ootpa)\"\nID=\"rhel\"\nVERSION_ID=\"8.8\"\n",
+        0o644,
+    )];
+    let sles15: Extra = &[(
+        "etc/os-release",
+        b"NAME=\"SLES\"\nVERSION=\"15-SP3\"\nVERSION_ID=\"15.3\"\nID=\"sles\"\nID_LIKE=\"suse\"\n",
+        0o644,
+    )];
+    let roots: [(&str, PathBuf, Extra); 6] = [
         ("debian", peers.join("debian-root"), &[]),
         (
             "alpine",
@@ -377,6 +418,16 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
             distroless_extra,
         ),
         ("rpm", peers.join("rpm-root"), &[]),
+        (
+            "rpm-bdb",
+            data.join("packages/rpm/go-rpmdb-libuuid-bdb"),
+            rhel8,
+        ),
+        (
+            "rpm-ndb",
+            data.join("packages/rpm/go-rpmdb-sle15-ndb"),
+            sles15,
+        ),
     ];
     for (name, root, extra) in roots {
         let img = image_of_tar(tar_dir(&root, extra));
@@ -393,6 +444,12 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
             .collect();
         for ty in types {
             let count = |l: &Listing| l.get(ty).map_or(0, Vec::len);
+            if ty == RPM_PURL {
+                let empty = Vec::new();
+                let (a, sy) = (ours.get(ty).unwrap_or(&empty), s.get(ty).unwrap_or(&empty));
+                assert_same(a, sy, &format!("{name} rpm purls: airlock vs syft"));
+                continue;
+            }
             table.push(format!(
                 "| {name} | {ty} | {} | {} | {} |",
                 count(&ours),
