@@ -248,6 +248,40 @@ pub fn helper_timeout_from_env() -> Result<Duration, AuthError> {
     }
 }
 
+/// The request for a bearer token for `scope` (space-separated) at `realm`. An identity token
+/// is an OAuth2 refresh token: traded by `POST` with `grant_type=refresh_token` (the
+/// distribution token spec's "OAuth2" section), as docker does, never sent as a password.
+/// Other credentials go as basic auth on a `GET` (the token spec); none asks anonymously.
+pub fn token_request(
+    client: &reqwest::Client,
+    realm: url::Url,
+    service: Option<&str>,
+    scope: &str,
+    creds: Option<&Credentials>,
+) -> reqwest::RequestBuilder {
+    let scopes = scope.split(' ').filter(|s| !s.is_empty());
+    if let Some(refresh) = creds.and_then(Credentials::identity_token_value) {
+        let joined = scopes.collect::<Vec<_>>().join(" ");
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", "airlock"),
+            ("refresh_token", refresh),
+        ];
+        form.extend(service.map(|s| ("service", s)));
+        if !joined.is_empty() {
+            form.push(("scope", joined.as_str()));
+        }
+        return client.post(realm).form(&form);
+    }
+    let mut query: Vec<(&str, &str)> = service.map(|s| ("service", s)).into_iter().collect();
+    query.extend(scopes.map(|s| ("scope", s)));
+    let req = client.get(realm).query(&query);
+    match creds {
+        Some(c) => req.basic_auth(&c.username, Some(c.password())),
+        None => req,
+    }
+}
+
 /// A parsed `WWW-Authenticate` challenge.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Challenge {

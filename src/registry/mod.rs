@@ -161,6 +161,20 @@ pub enum RegistryError {
     /// failed, hung or printed garbage.
     #[error(transparent)]
     Credentials(#[from] Box<auth::AuthError>),
+    /// The token service refused the identity token (OAuth2 refresh token) the credentials
+    /// hold for this registry: it expired or was revoked, and only a new login helps.
+    #[error(
+        "{registry}: the identity token stored for it was refused by token endpoint {realm} \
+         ({status}); log in to {registry} again"
+    )]
+    IdentityTokenRefused {
+        /// Registry host.
+        registry: String,
+        /// The token endpoint (shortened).
+        realm: String,
+        /// Its answer.
+        status: reqwest::StatusCode,
+    },
     /// Authentication required and refused or impossible.
     #[error("{registry}: authentication failed ({why})")]
     Unauthorized {
@@ -719,37 +733,14 @@ impl Registry {
                 realm: shown,
             });
         }
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(s) = &service {
-            query.push(("service", s));
-        }
-        for s in scope.split(' ').filter(|s| !s.is_empty()) {
-            query.push(("scope", s));
-        }
-        let refresh_token = creds
-            .filter(|_| send_creds)
-            .and_then(|c| c.identity_token_value());
-        let req = if let Some(refresh) = refresh_token {
-            // An identity token is an OAuth2 refresh token: traded for an access token
-            // by POST, as docker does (distribution's token spec, "OAuth2").
-            let joined = scope.trim();
-            let mut form = vec![
-                ("grant_type", "refresh_token"),
-                ("client_id", "airlock"),
-                ("refresh_token", refresh),
-            ];
-            form.extend(service.as_deref().map(|s| ("service", s)));
-            if !joined.is_empty() {
-                form.push(("scope", joined));
-            }
-            self.client(registry)?.post(realm_url.clone()).form(&form)
-        } else {
-            let mut req = self.client(registry)?.get(realm_url.clone()).query(&query);
-            if let (true, Some(c)) = (send_creds, creds) {
-                req = req.basic_auth(&c.username, Some(c.password()));
-            }
-            req
-        };
+        let sent = creds.filter(|_| send_creds);
+        let req = auth::token_request(
+            &self.client(registry)?,
+            realm_url.clone(),
+            service.as_deref(),
+            scope,
+            sent,
+        );
         let req = req.timeout(self.options.retry.deadline);
         let asked = std::time::Instant::now();
         let resp = req
@@ -758,6 +749,13 @@ impl Registry {
             .map_err(|e| unauthorized(format!("token request to {shown}: {e}")))?;
         let status = resp.status();
         if !status.is_success() {
+            if sent.is_some_and(|c| c.identity_token_value().is_some()) {
+                return Err(RegistryError::IdentityTokenRefused {
+                    registry: registry.to_string(),
+                    realm: shown,
+                    status,
+                });
+            }
             return Err(unauthorized(format!(
                 "token endpoint {shown} answered {status}"
             )));

@@ -81,6 +81,9 @@ pub struct RegistryConfig {
     pub token_auth: Option<(String, String)>,
     /// With `token_auth`: the tokens' lifetime in seconds (default 300).
     pub token_ttl: Option<u64>,
+    /// With `token_auth`: the refresh token (docker's `identitytoken`) the token server's
+    /// OAuth2 endpoint also accepts.
+    pub refresh_token: Option<String>,
     /// With `tls`: a CA (PEM file) whose client certificates the registry requires (mTLS).
     pub client_ca: Option<PathBuf>,
 }
@@ -135,11 +138,14 @@ impl TestRegistry {
             let mut token_server = None;
             if let Some((user, pass)) = &cfg.token_auth {
                 let cert = dir.path().join("token-issuer.pem");
-                let t = token::TokenServer::start_with_ttl(
+                let t = token::TokenServer::start_with(
                     &cert,
-                    user,
-                    pass,
-                    cfg.token_ttl.unwrap_or(300),
+                    token::TokenConfig {
+                        user: user.clone(),
+                        password: pass.clone(),
+                        ttl: cfg.token_ttl.unwrap_or(300),
+                        refresh_token: cfg.refresh_token.clone(),
+                    },
                 );
                 config.push_str(&format!(
                     "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
