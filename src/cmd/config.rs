@@ -37,6 +37,18 @@ pub struct ShowArgs {
     /// The blob cache.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// The vulnerability database (scan, rescan, collect).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// The site's image-signature trust policy (import, admission-policy).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The site's scan policy (import).
+    #[arg(long, value_name = "FILE")]
+    pub scan_policy: Option<PathBuf>,
+    /// Signing keys (collect, split, receipt).
+    #[arg(long, value_name = "KEY")]
+    pub key: Vec<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
     #[command(flatten)]

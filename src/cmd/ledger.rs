@@ -305,18 +305,8 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
             );
             outln!("entries      {}", report.entries);
             outln!("root         {}", report.root);
-            outln!(
-                "checkpoints  {} verified ({} by their own signature), latest size {}{}",
-                report.checkpoints_verified,
-                report.checkpoint_signatures_checked,
-                report
-                    .checkpoint_size
-                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-                match report.checkpoints_not_read {
-                    0 => String::new(),
-                    n => format!(", {n} older vouched for by it and not read (--every-checkpoint reads them)"),
-                }
-            );
+            outln!("checkpoint   {}", latest_line(report.checkpoint_size));
+            outln!("stored       {}", stored_line(&report));
             if !report.cosigned_by.is_empty() {
                 outln!("cosigned by  {}", report.cosigned_by.join(", "));
             }
@@ -689,4 +679,41 @@ fn export(a: ExportArgs, global: &Global) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The latest checkpoint: its size once its log signature verified.
+fn latest_line(size: Option<u64>) -> String {
+    match size {
+        Some(n) => format!("size {n}, log signature verified"),
+        None => "none verified".to_owned(),
+    }
+}
+
+/// What the stored checkpoints (one per append) showed: each is sound when its own log
+/// signature verifies, or when the latest checkpoint vouches for it (the entries hash to the
+/// root it states at its size, and the latest's signed root covers those entries).
+fn stored_line(r: &airlock::ledger::VerifyReport) -> String {
+    let n = r.checkpoints_verified;
+    let own = r.checkpoint_signatures_checked;
+    let vouched = n - own.min(n);
+    let mut how = Vec::new();
+    if own > 0 {
+        how.push(format!("{own} by their own log signature"));
+    }
+    if vouched > 0 {
+        how.push(format!(
+            "{vouched} by matching the entries the latest checkpoint signs (--every-signature checks their own)"
+        ));
+    }
+    if r.checkpoints_not_read > 0 {
+        how.push(format!(
+            "{} older not read, vouched for by the latest (--every-checkpoint reads them)",
+            r.checkpoints_not_read
+        ));
+    }
+    let noun = if n == 1 { "checkpoint" } else { "checkpoints" };
+    match how.is_empty() {
+        true => format!("{n} {noun} match the entries"),
+        false => format!("{n} {noun} match the entries: {}", how.join("; ")),
+    }
 }
