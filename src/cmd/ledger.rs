@@ -689,31 +689,39 @@ fn latest_line(size: Option<u64>) -> String {
     }
 }
 
-/// What the stored checkpoints (one per append) showed: each is sound when its own log
-/// signature verifies, or when the latest checkpoint vouches for it (the entries hash to the
-/// root it states at its size, and the latest's signed root covers those entries).
+/// What the stored checkpoints (one per append) showed: each read one is sound when its own
+/// log signature verifies, or when it states the root of the entries at its size that the
+/// latest checkpoint signs; older ones the latest vouches for are not read by default.
 fn stored_line(r: &airlock::ledger::VerifyReport) -> String {
-    let n = r.checkpoints_verified;
-    let own = r.checkpoint_signatures_checked;
-    let vouched = n - own.min(n);
+    let read = r.checkpoints_verified;
+    let own = r.checkpoint_signatures_checked.min(read);
+    let vouched = read - own;
+    let total = read + r.checkpoints_not_read;
     let mut how = Vec::new();
     if own > 0 {
-        how.push(format!("{own} by their own log signature"));
+        how.push(format!("{own} with their own log signature verified"));
     }
     if vouched > 0 {
         how.push(format!(
-            "{vouched} by matching the entries the latest checkpoint signs (--every-signature checks their own)"
+            "{vouched} matching the entries the latest checkpoint signs"
         ));
     }
     if r.checkpoints_not_read > 0 {
         how.push(format!(
-            "{} older not read, vouched for by the latest (--every-checkpoint reads them)",
+            "{} older not read, the latest vouches for them (--every-checkpoint reads them)",
             r.checkpoints_not_read
         ));
     }
-    let noun = if n == 1 { "checkpoint" } else { "checkpoints" };
+    if own < total {
+        how.push("--every-signature checks each one's own signature".to_owned());
+    }
+    let noun = if total == 1 {
+        "checkpoint"
+    } else {
+        "checkpoints"
+    };
     match how.is_empty() {
-        true => format!("{n} {noun} match the entries"),
-        false => format!("{n} {noun} match the entries: {}", how.join("; ")),
+        true => format!("{total} {noun}"),
+        false => format!("{total} {noun} (one per append): {}", how.join("; ")),
     }
 }
