@@ -125,6 +125,9 @@ pub struct RegistrySection {
     /// A `certs.d`-style directory for this registry only: `*.crt` CAs, `client.cert` +
     /// `client.key` for mutual TLS.
     pub certs_dir: Option<PathBuf>,
+    /// A credentials file (`auth.json` / `config.json` format) asked for this registry alone,
+    /// before the shared ones.
+    pub auth_file: Option<PathBuf>,
 }
 
 /// A configuration file, read and checked, with its paths made absolute.
@@ -318,6 +321,7 @@ impl Config {
         for r in file.registries.values_mut() {
             r.ca_file.iter_mut().for_each(fix);
             r.certs_dir.iter_mut().for_each(fix);
+            r.auth_file.iter_mut().for_each(fix);
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -380,6 +384,14 @@ impl Config {
         hosts
             .filter(|(_, r)| r.insecure)
             .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    /// Per-registry credentials files, by host.
+    pub fn host_auth_files(&self) -> Vec<(&str, &Path)> {
+        let hosts = self.file.registries.iter();
+        hosts
+            .filter_map(|(h, r)| Some((h.as_str(), r.auth_file.as_deref()?)))
             .collect()
     }
 
@@ -700,6 +712,7 @@ insecure = true
 
 [registries."tls.internal"]
 ca_file = "internal-ca.pem"
+auth_file = "tls-auth.json"
 "#,
         )
         .expect("parse");
@@ -723,6 +736,10 @@ ca_file = "internal-ca.pem"
         assert_eq!(
             tls["tls.internal"].ca_files,
             [PathBuf::from("/etc/airlock/internal-ca.pem")]
+        );
+        assert_eq!(
+            c.host_auth_files(),
+            [("tls.internal", Path::new("/etc/airlock/tls-auth.json"))]
         );
         let flags: Vec<&str> = c.flag_values().iter().map(|(l, _)| *l).collect();
         assert_eq!(

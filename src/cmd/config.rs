@@ -116,13 +116,17 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                             if r.insecure { "plain HTTP" } else { "TLS" }.to_string(),
                             path(&r.ca_file),
                             path(&r.certs_dir),
+                            path(&r.auth_file),
                         ]
                     })
                     .collect();
                 if !rows.is_empty() {
                     outln!();
                     outln!("registries (from {}):", c.path.display());
-                    print_table(&["REGISTRY", "TRANSPORT", "CA FILE", "CERTS DIR"], &rows);
+                    print_table(
+                        &["REGISTRY", "TRANSPORT", "CA FILE", "CERTS DIR", "AUTH FILE"],
+                        &rows,
+                    );
                 }
             }
         }

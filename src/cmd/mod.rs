@@ -193,8 +193,11 @@ impl RegistryArgs {
             .iter()
             .filter_map(|c| c.file.auth_file.clone())
             .collect();
-        let credentials =
+        let mut credentials =
             airlock::registry::CredentialStore::load_with(&first, &self.creds, default_host)?;
+        for (host, file) in g.site.iter().flat_map(|c| c.host_auth_files()) {
+            credentials = credentials.with_host_file(host, file)?;
+        }
         Ok(airlock::registry::Registry::new(
             self.options(g, credentials),
         )?)
