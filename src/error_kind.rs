@@ -139,6 +139,7 @@ fn known_kind(e: &(dyn Error + 'static)) -> Option<ErrorKind> {
     try_types!(
         UsageError,
         crate::config::ConfigError,
+        crate::config::RequiresError,
         ImportError,
         CollectError,
         RecordError,

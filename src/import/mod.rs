@@ -23,6 +23,7 @@ use crate::oci::Digest;
 use crate::registry::{RegistryError, Repo};
 
 pub use mapping::{Mapping, MappingError, Target};
+pub use push::{MANIFESTS_TASK, TAGS_TASK};
 pub use record::{RecordError, Recorder};
 pub use stages::{import, import_from, run};
 

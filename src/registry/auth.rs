@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,6 +126,9 @@ pub fn normalize_host(key: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct CredentialStore {
     flags: HashMap<String, Credentials>,
+    /// Credentials files for one registry each (`[registries."HOST"] auth_file` in the
+    /// configuration), asked before the shared ones and only for their host.
+    host_files: HashMap<String, AuthFile>,
     files: Vec<AuthFile>,
     helper_timeout: Duration,
     resolved: Arc<Mutex<HashMap<String, Option<Credentials>>>>,
@@ -135,6 +138,7 @@ impl Default for CredentialStore {
     fn default() -> Self {
         CredentialStore {
             flags: HashMap::new(),
+            host_files: HashMap::new(),
             files: Vec::new(),
             helper_timeout: DEFAULT_HELPER_TIMEOUT,
             resolved: Arc::default(),
@@ -189,6 +193,18 @@ impl CredentialStore {
         Ok(store)
     }
 
+    /// Reads `path` as the credentials file of `host` alone: asked for that host before the
+    /// shared files, never for another.
+    pub fn with_host_file(mut self, host: &str, path: &Path) -> Result<Self, AuthError> {
+        match AuthFile::read(path)? {
+            Some(file) => {
+                self.host_files.insert(normalize_host(host), file);
+                Ok(self)
+            }
+            None => Err(AuthError::MissingAuthFile(path.to_path_buf())),
+        }
+    }
+
     /// Adds or replaces credentials for a host (as `--creds HOST=…` does).
     pub fn insert(&mut self, host: &str, creds: Credentials) {
         self.flags.insert(normalize_host(host), creds);
@@ -222,7 +238,8 @@ impl CredentialStore {
     }
 
     fn lookup_files(&self, host: &str) -> Result<Option<Credentials>, AuthError> {
-        for file in &self.files {
+        let own = self.host_files.get(host).into_iter();
+        for file in own.chain(&self.files) {
             if let Some(name) = file.helper_for(host) {
                 if let Some(c) = Helper::new(name, self.helper_timeout).get(host)? {
                     return Ok(Some(c));
