@@ -33,13 +33,17 @@ const PATH_LIST_FLAGS: &[&str] = &["certs-dir"];
 /// Flags the file's value does not reach, by command: `receipt --ledger` is a filter (only
 /// what that ledger admitted), not where the site's ledger is, so it stays explicit.
 /// `scan`'s and `rescan`'s `--policy` is a scan policy (the file's `scan_policy` is import's
-/// `--scan-policy`), not the trust policy the file's `policy` names; import's `--db` is only
-/// for its `--scan-policy` gate, so a site-wide `db` must not make it a usage error there.
+/// `--scan-policy`), not the trust policy the file's `policy` names. Import's and collect's
+/// `--db` serve only a scan policy (`--scan-policy`, the lock's `scan:`), so a site-wide `db`
+/// must not make them fail without one. `ledger cosign --key` is a witness key, not a signing
+/// key of bundles.
 const NOT_FROM_FILE: &[(&str, &str)] = &[
     ("receipt", "ledger"),
     ("scan", "policy"),
     ("rescan", "policy"),
     ("import", "db"),
+    ("collect", "db"),
+    ("cosign", "key"),
 ];
 
 /// Flags that mean nothing without another, by command path: `(command, flag, needs)`.
@@ -84,7 +88,7 @@ pub struct ConfigFile {
     /// A credentials file (containers `auth.json` / docker `config.json` format) read before
     /// the usual ones.
     pub auth_file: Option<PathBuf>,
-    /// The vulnerability database (`--db` of scan, rescan, collect).
+    /// The vulnerability database (`--db` of scan and rescan).
     pub db: Option<PathBuf>,
     /// The site's image-signature trust policy (`import --policy`, `admission-policy
     /// --policy`).

@@ -999,6 +999,7 @@ fn flag_dependencies_are_checked_after_the_config_is_merged() {
     let dir = work.path();
     std::fs::write(dir.join("ledger.toml"), "ledger = \"site-ledger\"\n").expect("write");
     std::fs::write(dir.join("policy.toml"), "policy = \"trust.yaml\"\n").expect("write");
+    std::fs::write(dir.join("db.toml"), "db = \"vuln.db\"\n").expect("write");
     let import = ["import", "b.tar.zst", "--to", "registry.internal:5000"];
     type Case<'a> = (&'a str, Vec<&'a str>, &'a [(&'a str, &'a str)]);
     let cases: Vec<Case> = vec![
@@ -1090,6 +1091,8 @@ fn flag_dependencies_are_checked_after_the_config_is_merged() {
             .concat(),
             &[][..],
         ),
+        // A site-wide database is for scan and rescan: it does not reach `import --db`.
+        ([&["--config", "db.toml"][..], &import].concat(), &[][..]),
     ] {
         let out = common::airlock_env(dir, &args, env);
         let text = render(&out, dir);

@@ -8,6 +8,28 @@ mod common;
 use airlock::registry::Repo;
 use common::{airlock_env, fixtures, ok, rt, RegistryConfig, TestRegistry};
 
+/// A small image pushed to `src` as `repo:1`, and a work dir whose `p.yaml` names it.
+fn image_and_spec(
+    src: &TestRegistry,
+    repo: &str,
+    seed: u64,
+) -> (fixtures::Image, tempfile::TempDir) {
+    let img = fixtures::small_image(seed, 3000);
+    rt().block_on(fixtures::push_image(
+        &src.client(),
+        &Repo::parse(&src.host, repo).expect("repo"),
+        &img,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    std::fs::write(
+        work.path().join("p.yaml"),
+        format!("name: p\nimages:\n  - ref: {}/{repo}:1\n", src.host),
+    )
+    .expect("spec");
+    (img, work)
+}
+
 #[test]
 fn registries_and_trust_from_the_config_file_alone() {
     let src = TestRegistry::start_with(RegistryConfig {
@@ -15,20 +37,8 @@ fn registries_and_trust_from_the_config_file_alone() {
         ..Default::default()
     });
     let dst = TestRegistry::start();
-    let img = fixtures::small_image(71, 3000);
-    rt().block_on(fixtures::push_image(
-        &src.client(),
-        &Repo::parse(&src.host, "apps/web").expect("repo"),
-        &img,
-        Some("1"),
-    ));
-    let work = tempfile::tempdir().expect("tmp");
+    let (img, work) = image_and_spec(&src, "apps/web", 71);
     let dir = work.path();
-    std::fs::write(
-        dir.join("p.yaml"),
-        format!("name: p\nimages:\n  - ref: {}/apps/web:1\n", src.host),
-    )
-    .expect("spec");
     std::fs::write(dir.join("pw"), "pw\n").expect("pw");
     let ca = src.tls.as_ref().expect("tls").ca_file.display().to_string();
     // Relative paths in the file are relative to the file: `keys/release.pub` is beside it.
@@ -135,20 +145,8 @@ fn a_registry_gets_its_credentials_from_its_own_file() {
         basic_auth: Some(("carol".into(), "per-registry-s3cret".into())),
         ..Default::default()
     });
-    let img = fixtures::small_image(72, 2000);
-    rt().block_on(fixtures::push_image(
-        &src.client(),
-        &Repo::parse(&src.host, "apps/auth").expect("repo"),
-        &img,
-        Some("1"),
-    ));
-    let work = tempfile::tempdir().expect("tmp");
+    let (img, work) = image_and_spec(&src, "apps/auth", 72);
     let dir = work.path();
-    std::fs::write(
-        dir.join("p.yaml"),
-        format!("name: p\nimages:\n  - ref: {}/apps/auth:1\n", src.host),
-    )
-    .expect("spec");
     let site = dir.join("site");
     std::fs::create_dir_all(&site).expect("mkdir");
     use base64::Engine as _;

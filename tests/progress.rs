@@ -465,20 +465,7 @@ fn a_scan_shows_each_image_as_a_task_of_its_layers() {
     ));
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
-    let osv = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
-    ok(&airlock(
-        dir,
-        &[
-            "db",
-            "build",
-            "--osv",
-            &osv.join("debian").display().to_string(),
-            "--osv",
-            &osv.join("alpine").display().to_string(),
-            "-o",
-            "vuln.db",
-        ],
-    ));
+    common::build_vuln_db(dir);
     let req = airlock::scan::run::ScanRequest {
         scanner: Default::default(),
         input: airlock::scan::run::ScanInput::Registry(

@@ -26,20 +26,7 @@ fn args<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
 
 /// Compiles the real OSV records with the CLI into `dir/vuln.db`.
 fn build_db(dir: &Path) {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
-    ok(&airlock(
-        dir,
-        &[
-            "db",
-            "build",
-            "--osv",
-            &data.join("debian").display().to_string(),
-            "--osv",
-            &data.join("alpine").display().to_string(),
-            "-o",
-            "vuln.db",
-        ],
-    ));
+    common::build_vuln_db(dir);
 }
 
 /// `multi:1`: an index of Alpine 3.18 (linux/amd64) and Debian 9 (linux/arm64); returns them.

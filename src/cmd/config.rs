@@ -37,7 +37,7 @@ pub struct ShowArgs {
     /// The blob cache.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
-    /// The vulnerability database (scan, rescan, collect).
+    /// The vulnerability database (scan, rescan).
     #[arg(long, value_name = "FILE")]
     pub db: Option<PathBuf>,
     /// The site's image-signature trust policy (import, admission-policy).

@@ -595,3 +595,29 @@ pub fn default_cache_dir() -> PathBuf {
     }
     std::env::temp_dir().join("airlock-cache")
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag dependency names a command and two flags that exist: a renamed flag must
+    /// not leave its dependency silently unchecked.
+    #[test]
+    fn every_flag_dependency_names_real_flags() {
+        let root = Cli::command();
+        for (path, flag, needs) in airlock::config::REQUIRES {
+            let mut cmd = &root;
+            for name in path.split(' ') {
+                cmd = cmd
+                    .find_subcommand(name)
+                    .unwrap_or_else(|| panic!("no command `{path}`"));
+            }
+            for long in [flag, needs] {
+                assert!(
+                    cmd.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "`{path}` has no --{long}"
+                );
+            }
+        }
+    }
+}

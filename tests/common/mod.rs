@@ -436,6 +436,25 @@ pub fn rt() -> tokio::runtime::Runtime {
         .expect("rt")
 }
 
+/// Compiles the real OSV records of `tests/data/osv` (Debian and Alpine) with the CLI into
+/// `dir/vuln.db`.
+pub fn build_vuln_db(dir: &Path) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
+    ok(&airlock(
+        dir,
+        &[
+            "db",
+            "build",
+            "--osv",
+            &data.join("debian").display().to_string(),
+            "--osv",
+            &data.join("alpine").display().to_string(),
+            "-o",
+            "vuln.db",
+        ],
+    ));
+}
+
 /// Asserts success and returns stdout.
 /// `airlock ledger init ledger --origin ORIGIN` in `dir`, its key protected by the password
 /// the test wrote to `dir/pw`.
