@@ -74,3 +74,38 @@ SPEC
   echo "Red Hat Enterprise Linux release 9.4 (Plow)" > "$P/rpm-root/etc/redhat-release"
   touch "$P/rpm-root/.done"
 fi
+# The same three packages built with `Vendor: AlmaLinux` under an AlmaLinux 9.4 release
+# (tests/scan_trivy.rs): trivy matches only rpms its OS vendor list names (a package without a
+# vendor is "third-party" to it), so findings compare on these.
+if [ ! -f "$P/alma-root/.done" ]; then
+  rm -rf "$P/alma-root" "$P/rpmbuild-alma"
+  mkdir -p "$P/rpmbuild-alma/SPECS" "$P/alma-root/etc"
+  for spec in "airlock-hello 1.2.3 4.el9 1" "airlock-world 0.9 1.el9 0" "airlock-tilde 2.0~rc1 3.el9 0"; do
+    set -- $spec
+    cat > "$P/rpmbuild-alma/SPECS/$1.spec" <<SPEC
+Name: $1
+Version: $2
+Release: $3
+$( [ "$4" != 0 ] && echo "Epoch: $4" )
+Vendor: AlmaLinux
+Summary: airlock test package
+License: MIT
+BuildArch: noarch
+%description
+airlock test package
+%install
+mkdir -p %{buildroot}/usr/share/$1
+echo $1 > %{buildroot}/usr/share/$1/README
+%files
+/usr/share/$1/README
+SPEC
+    rpmbuild --define "_topdir $PWD/$P/rpmbuild-alma" -bb "$P/rpmbuild-alma/SPECS/$1.spec" >/dev/null 2>&1
+  done
+  rpm --root "$PWD/$P/alma-root" --dbpath /var/lib/rpm --initdb
+  rpm --root "$PWD/$P/alma-root" --dbpath /var/lib/rpm -i --nodeps --ignorearch --ignoreos \
+    "$P"/rpmbuild-alma/RPMS/noarch/*.rpm 2>/dev/null
+  rm -f "$P"/alma-root/var/lib/rpm/rpmdb.sqlite-shm "$P"/alma-root/var/lib/rpm/.rpm.lock
+  printf 'NAME="AlmaLinux"\nVERSION="9.4 (Seafoam Ocelot)"\nID="almalinux"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\nPLATFORM_ID="platform:el9"\nPRETTY_NAME="AlmaLinux 9.4 (Seafoam Ocelot)"\n' > "$P/alma-root/etc/os-release"
+  echo "AlmaLinux release 9.4 (Seafoam Ocelot)" > "$P/alma-root/etc/redhat-release"
+  touch "$P/alma-root/.done"
+fi

