@@ -17,7 +17,7 @@ use airlock::scan::flatten::{Compression, Layer, Limits};
 use airlock::scan::version::{maven, rpm};
 use airlock::scan::PackageKind;
 use common::fixtures::{self, Blob, Image};
-use common::peers::{image_of_tars, peers, tar_dir, write_layout, Extra};
+use common::peers::{image_of_tars, inventory_roots, peers, write_layout};
 use common::{airlock, fails_with, ok, TestRegistry};
 
 fn json(rel: &str) -> serde_json::Value {
@@ -267,38 +267,8 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
     let peers = peers();
     let work = tempfile::tempdir().expect("tmp");
     let mut table = Vec::new();
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let bookworm = std::fs::read(data.join("packages/debian/osv-scalibr-debian12/etc/os-release"))
-        .expect("os-release");
-    let alpine_extra: Extra = &[
-        ("etc/alpine-release", b"3.18.0\n", 0o644),
-        (
-            "etc/apk/repositories",
-            b"https://dl-cdn.alpinelinux.org/alpine/v3.18/main\n",
-            0o644,
-        ),
-    ];
-    // distroless images carry both (trivy detects Debian by `debian_version`).
-    let distroless_extra: Extra = &[
-        ("etc/os-release", &bookworm, 0o644),
-        ("etc/debian_version", b"12.1\n", 0o644),
-    ];
-    let roots: [(&str, PathBuf, Extra); 4] = [
-        ("debian", peers.join("debian-root"), &[]),
-        (
-            "alpine",
-            data.join("packages/alpine/osv-scalibr-alpine-3.18"),
-            alpine_extra,
-        ),
-        (
-            "distroless",
-            data.join("packages/debian/syft-distroless"),
-            distroless_extra,
-        ),
-        ("rpm", peers.join("rpm-root"), &[]),
-    ];
-    for (name, root, extra) in roots {
-        let img = image_of_tar(tar_dir(&root, extra));
+    for (name, tar) in inventory_roots(&peers) {
+        let img = image_of_tar(tar);
         let layout = work.path().join(name);
         write_layout(&img, &layout);
         let ours = airlock_listing(&airlock_inventory(&img));

@@ -14,7 +14,7 @@ use std::process::Command;
 
 use airlock::registry::Repo;
 use common::fixtures::{self, Image};
-use common::peers::{image_of_tars, peers, tar_dir, write_layout, Extra};
+use common::peers::{image_of_tars, inventory_roots, peers, tar_dir, write_layout};
 use common::{airlock, ok, TestRegistry};
 
 /// The advisories both tools get: real records (`tests/data/osv`, provenance there) and the
@@ -157,25 +157,25 @@ fn trivy_scan(peers: &Path, layout: &Path, cache: &Path) -> serde_json::Value {
     serde_json::from_slice(&out.stdout).expect("trivy json")
 }
 
-/// The images of the comparison: (name, image).
+/// The images of the comparison: (name, image): the roots of the inventory comparison (the
+/// RHEL one left out: trivy matches RHEL only through its CPE mapping of repositories), a
+/// distroless Debian 9, an AlmaLinux 9.4 root whose rpms carry the vendor, and the vendor-less
+/// rpms of the RHEL root under an AlmaLinux release (an upper layer replaces the release files).
 fn images(peers: &Path) -> Vec<(&'static str, Image)> {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let bookworm = std::fs::read(data.join("packages/debian/osv-scalibr-debian12/etc/os-release"))
-        .expect("os-release");
-    let alpine_extra: Extra = &[
-        ("etc/alpine-release", b"3.18.0\n", 0o644),
-        (
-            "etc/apk/repositories",
-            b"https://dl-cdn.alpinelinux.org/alpine/v3.18/main\n",
-            0o644,
-        ),
-    ];
-    let distroless_extra: Extra = &[
-        ("etc/os-release", &bookworm, 0o644),
-        ("etc/debian_version", b"12.1\n", 0o644),
-    ];
-    // `rpm-root`'s packages have no vendor: under an AlmaLinux release (an upper layer replaces
-    // the RHEL release files) trivy skips them as third-party, airlock matches them.
+    let mut images: Vec<(&str, Image)> = inventory_roots(peers)
+        .into_iter()
+        .filter(|(name, _)| *name != "rpm")
+        .map(|(name, tar)| (name, image_of_tars(vec![tar])))
+        .collect();
+    let mut debian9 = fixtures::debian9_files();
+    // trivy detects a distroless Debian by `etc/debian_version`, as real ones carry.
+    debian9.push(("etc/debian_version", b"9.13\n".to_vec()));
+    let debian9: Vec<(&str, &[u8])> = debian9.iter().map(|(p, b)| (*p, &b[..])).collect();
+    images.push(("debian9", image_of_tars(vec![fixtures::tar_of(&debian9)])));
+    images.push((
+        "alma",
+        image_of_tars(vec![tar_dir(&peers.join("alma-root"), &[])]),
+    ));
     let alma_release = std::fs::read(peers.join("alma-root/etc/os-release")).expect("os-release");
     let alma_upper = fixtures::tar_of(&[
         ("etc/os-release", &alma_release),
@@ -184,39 +184,11 @@ fn images(peers: &Path) -> Vec<(&'static str, Image)> {
             b"AlmaLinux release 9.4 (Seafoam Ocelot)\n",
         ),
     ]);
-    let mut debian9 = fixtures::debian9_files();
-    // trivy detects a distroless Debian by `etc/debian_version`, as real ones carry.
-    debian9.push(("etc/debian_version", b"9.13\n".to_vec()));
-    let debian9: Vec<(&str, &[u8])> = debian9.iter().map(|(p, b)| (*p, &b[..])).collect();
-    vec![
-        (
-            "debian",
-            image_of_tars(vec![tar_dir(&peers.join("debian-root"), &[])]),
-        ),
-        ("debian9", image_of_tars(vec![fixtures::tar_of(&debian9)])),
-        (
-            "alpine",
-            image_of_tars(vec![tar_dir(
-                &data.join("packages/alpine/osv-scalibr-alpine-3.18"),
-                alpine_extra,
-            )]),
-        ),
-        (
-            "distroless",
-            image_of_tars(vec![tar_dir(
-                &data.join("packages/debian/syft-distroless"),
-                distroless_extra,
-            )]),
-        ),
-        (
-            "alma",
-            image_of_tars(vec![tar_dir(&peers.join("alma-root"), &[])]),
-        ),
-        (
-            "alma-third-party",
-            image_of_tars(vec![tar_dir(&peers.join("rpm-root"), &[]), alma_upper]),
-        ),
-    ]
+    images.push((
+        "alma-third-party",
+        image_of_tars(vec![tar_dir(&peers.join("rpm-root"), &[]), alma_upper]),
+    ));
+    images
 }
 
 #[test]

@@ -95,3 +95,44 @@ pub fn write_layout(img: &Image, dir: &Path) {
     let index = serde_json::json!({"schemaVersion": 2, "manifests": [img.manifest.descriptor()]});
     std::fs::write(dir.join("index.json"), index.to_string()).expect("index");
 }
+
+/// The layers of the four roots whose inventories are compared with the peers' (name, tar):
+/// `debian` (a Debian 12 root with Go, Java, Python, npm and .NET content), `alpine` (3.18,
+/// osv-scalibr's apk database), `distroless` (syft's `status.d`, with the Debian 12 release
+/// files trivy needs to detect Debian, as real distroless images carry) and `rpm` (a real
+/// sqlite rpmdb under a RHEL 9.4 release).
+pub fn inventory_roots(peers: &Path) -> Vec<(&'static str, Vec<u8>)> {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
+    let bookworm = std::fs::read(data.join("packages/debian/osv-scalibr-debian12/etc/os-release"))
+        .expect("os-release");
+    let alpine_extra: Extra = &[
+        ("etc/alpine-release", b"3.18.0\n", 0o644),
+        (
+            "etc/apk/repositories",
+            b"https://dl-cdn.alpinelinux.org/alpine/v3.18/main\n",
+            0o644,
+        ),
+    ];
+    let distroless_extra: Extra = &[
+        ("etc/os-release", &bookworm, 0o644),
+        ("etc/debian_version", b"12.1\n", 0o644),
+    ];
+    vec![
+        ("debian", tar_dir(&peers.join("debian-root"), &[])),
+        (
+            "alpine",
+            tar_dir(
+                &data.join("packages/alpine/osv-scalibr-alpine-3.18"),
+                alpine_extra,
+            ),
+        ),
+        (
+            "distroless",
+            tar_dir(
+                &data.join("packages/debian/syft-distroless"),
+                distroless_extra,
+            ),
+        ),
+        ("rpm", tar_dir(&peers.join("rpm-root"), &[])),
+    ]
+}
