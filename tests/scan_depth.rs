@@ -17,7 +17,7 @@ use airlock::scan::flatten::{Compression, Layer, Limits};
 use airlock::scan::version::{maven, rpm};
 use airlock::scan::PackageKind;
 use common::fixtures::{self, Blob, Image};
-use common::peers::{image_of_tars, inventory_roots, peers, write_layout};
+use common::peers::{image_of_tars, inventory_roots, peers, trivy_json, write_layout};
 use common::{airlock, fails_with, ok, TestRegistry};
 
 fn json(rel: &str) -> serde_json::Value {
@@ -161,34 +161,7 @@ fn syft(peers: &Path, layout: &Path) -> Listing {
 }
 
 fn trivy(peers: &Path, layout: &Path, cache: &Path) -> Listing {
-    let out = Command::new(peers.join("venv/bin/trivy"))
-        .args(["image", "--input"])
-        .arg(layout)
-        .args([
-            "--skip-version-check",
-            "--disable-telemetry",
-            "--offline-scan",
-            "--skip-db-update",
-            "--skip-java-db-update",
-        ])
-        .args([
-            "--scanners",
-            "",
-            "--list-all-pkgs",
-            "--format",
-            "json",
-            "--quiet",
-            "--cache-dir",
-        ])
-        .arg(cache)
-        .output()
-        .expect("trivy");
-    assert!(
-        out.status.success(),
-        "trivy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("trivy json");
+    let v = trivy_json(peers, layout, cache, "", &["--list-all-pkgs"]);
     let mut l = Listing::new();
     for r in v["Results"].as_array().into_iter().flatten() {
         let t = match r["Type"].as_str().unwrap_or_default() {

@@ -10,11 +10,10 @@ mod common;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
-use std::process::Command;
 
 use airlock::registry::Repo;
 use common::fixtures::{self, Image};
-use common::peers::{image_of_tars, inventory_roots, peers, tar_dir, write_layout};
+use common::peers::{image_of_tars, inventory_roots, peers, tar_dir, trivy_json, write_layout};
 use common::{airlock, ok, TestRegistry};
 
 /// The advisories both tools get: real records (`tests/data/osv`, provenance there) and the
@@ -129,34 +128,6 @@ fn deliberate(image: &str, _f: &Finding, only_ours: bool) -> bool {
     image == "alma-third-party" && only_ours
 }
 
-fn trivy_scan(peers: &Path, layout: &Path, cache: &Path) -> serde_json::Value {
-    let out = Command::new(peers.join("venv/bin/trivy"))
-        .args(["image", "--input"])
-        .arg(layout)
-        .args([
-            "--skip-version-check",
-            "--disable-telemetry",
-            "--offline-scan",
-            "--skip-db-update",
-            "--skip-java-db-update",
-            "--scanners",
-            "vuln",
-            "--format",
-            "json",
-            "--quiet",
-            "--cache-dir",
-        ])
-        .arg(cache)
-        .output()
-        .expect("trivy");
-    assert!(
-        out.status.success(),
-        "trivy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("trivy json")
-}
-
 /// The images of the comparison: (name, image): the roots of the inventory comparison (the
 /// RHEL one left out: trivy matches RHEL only through its CPE mapping of repositories), a
 /// distroless Debian 9, an AlmaLinux 9.4 root whose rpms carry the vendor, and the vendor-less
@@ -233,7 +204,7 @@ fn findings_equal_trivys_on_the_same_advisories() {
         let ours = ours(&v["images"][0]["report"]);
         let layout = dir.join(format!("layout-{name}"));
         write_layout(&img, &layout);
-        let theirs = theirs(&trivy_scan(&peers, &layout, &cache), &ours);
+        let theirs = theirs(&trivy_json(&peers, &layout, &cache, "vuln", &[]), &ours);
         let keys: BTreeSet<&Finding> = ours.findings.keys().chain(theirs.keys()).collect();
         let (mut n_ours, mut n_theirs, mut n_both) = (0, 0, 0);
         for f in keys {

@@ -136,3 +136,41 @@ pub fn inventory_roots(peers: &Path) -> Vec<(&'static str, Vec<u8>)> {
         ("rpm", tar_dir(&peers.join("rpm-root"), &[])),
     ]
 }
+
+/// trivy 0.76's JSON for the OCI layout `layout`, run offline (`--skip-version-check
+/// --disable-telemetry`: 0.76 reaches for the network even with `--offline-scan`) with the
+/// databases of `cache`, `--scanners SCANNERS` (empty: packages only) and `extra` flags.
+pub fn trivy_json(
+    peers: &Path,
+    layout: &Path,
+    cache: &Path,
+    scanners: &str,
+    extra: &[&str],
+) -> serde_json::Value {
+    let out = Command::new(peers.join("venv/bin/trivy"))
+        .args(["image", "--input"])
+        .arg(layout)
+        .args([
+            "--skip-version-check",
+            "--disable-telemetry",
+            "--offline-scan",
+            "--skip-db-update",
+            "--skip-java-db-update",
+            "--scanners",
+            scanners,
+            "--format",
+            "json",
+            "--quiet",
+        ])
+        .args(extra)
+        .arg("--cache-dir")
+        .arg(cache)
+        .output()
+        .expect("trivy");
+    assert!(
+        out.status.success(),
+        "trivy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).expect("trivy json")
+}
