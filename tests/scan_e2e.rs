@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use airlock::oci::Digest;
 use airlock::registry::Repo;
 use common::fixtures::{self, Image};
 use common::{airlock, fails_with, ferro, ok, TestRegistry};
@@ -905,6 +906,28 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         text.contains("rejected") && text.contains("ALPINE-CVE-2025-26519"),
         "{text}"
     );
+    // The rejection keeps what it judged: each platform's carried SBOM and report, stored in
+    // the ledger's evidence and hashed by `ledger verify`.
+    let evidence = last["evidence"].as_array().expect("rejection evidence");
+    let mut kinds: Vec<&str> = evidence.iter().filter_map(|e| e["kind"].as_str()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["sbom", "sbom", "scan-report", "scan-report"],
+        "{last}"
+    );
+    let subjects: std::collections::BTreeSet<&str> = evidence
+        .iter()
+        .filter_map(|e| e["subject"].as_str())
+        .collect();
+    assert_eq!(subjects.len(), 2, "one SBOM and report per platform");
+    for e in evidence {
+        let digest = e["digest"].as_str().expect("digest");
+        let bytes = std::fs::read(dir.join("ledger/evidence/sha256").join(&digest[7..]))
+            .expect("stored evidence");
+        assert_eq!(Digest::of(&bytes).to_string(), digest);
+    }
+    ok(&airlock(dir, &["ledger", "verify", "ledger"]));
 
     // No database on this side: the carried reports are judged; the connected side's allow
     // entry does not count here.

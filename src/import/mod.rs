@@ -65,6 +65,9 @@ pub enum ImportError {
     ScanFailed {
         /// Image, platform, advisory, package and version of each failure.
         failures: Vec<String>,
+        /// The carried SBOMs and reports the gate judged: the rejection's evidence in the
+        /// ledger.
+        evidence: record::CarriedEvidence,
     },
     /// A delta bundle leaves out blobs the target does not have; nothing was pushed.
     #[error("refused: delta bundle: {} blob(s) it leaves out are not in the target registry: {}; import the bundle the receipt was taken after first, or collect without --have", missing.len(), missing.join(", "))]
