@@ -34,6 +34,27 @@ pub const CHUNK_SIZE: usize = 8 * 1024 * 1024;
 /// `(MAX_INFLIGHT + 4) * CHUNK_SIZE` bytes of blob data are in memory.
 pub const MAX_INFLIGHT: usize = 4;
 
+/// How many scan-gate failures an import error names; the rest are counted. Every one is in
+/// the carried report, which the rejected ledger entry keeps as evidence, so the message (and
+/// the ledger line recording it, capped at 256 KiB) stays small however many findings fail.
+const FAILURES_SHOWN: usize = 20;
+
+fn failures_summary(failures: &[String]) -> String {
+    let mut s = failures
+        .iter()
+        .take(FAILURES_SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures.len() > FAILURES_SHOWN {
+        s.push_str(&format!(
+            "; and {} more (the scan report lists every one)",
+            failures.len() - FAILURES_SHOWN
+        ));
+    }
+    s
+}
+
 /// What can go wrong importing.
 #[derive(Debug, thiserror::Error)]
 pub enum ImportError {
@@ -61,7 +82,10 @@ pub enum ImportError {
     #[error("refused: scan gate")]
     ScanGate(#[source] crate::scan::gate::GateError),
     /// The scan gate failed the bundle; nothing was pushed.
-    #[error("refused: scan gate failed, nothing pushed: {}", failures.join("; "))]
+    #[error(
+        "refused: scan gate failed, nothing pushed: {}",
+        failures_summary(failures)
+    )]
     ScanFailed {
         /// Image, platform, advisory, package and version of each failure.
         failures: Vec<String>,
