@@ -529,6 +529,7 @@ mod tests {
         let e = ImportError::RejectionUnrecorded {
             error: Box::new(ImportError::ScanFailed {
                 failures: vec!["critical".into()],
+                evidence: Vec::new(),
             }),
             record: "disk full".into(),
         };

@@ -281,7 +281,11 @@ async fn stages(
                     opts.target,
                     crate::error_chain(&e)
                 );
-                match r.record_rejected(source, toc.as_ref(), opts, reason) {
+                let evidence = match &e {
+                    ImportError::ScanFailed { evidence, .. } => &evidence[..],
+                    _ => &[],
+                };
+                match r.record_rejected(source, toc.as_ref(), opts, reason, evidence) {
                     // Nothing readable was offered (no such file): nothing to name.
                     Ok(_) | Err(record::RecordError::Bundle { .. }) => {}
                     Err(record) => {

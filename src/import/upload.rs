@@ -131,6 +131,10 @@ impl BlobVisitor for Feeder<'_> {
             if !outcome.failures.is_empty() {
                 return Err(ImportError::ScanFailed {
                     failures: outcome.failures,
+                    evidence: super::record::carried_scan_evidence(contents)
+                        .into_iter()
+                        .map(|(r, b)| (r, b.to_vec()))
+                        .collect(),
                 });
             }
         }

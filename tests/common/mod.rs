@@ -8,10 +8,12 @@ pub mod cosign3;
 pub mod der;
 pub mod ferro;
 pub mod fixtures;
+pub mod peers;
 pub mod proxy;
 mod serve;
 pub mod tarball;
 pub mod token;
+pub mod trivydb;
 pub mod zuul;
 
 use std::net::TcpListener;
