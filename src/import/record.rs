@@ -482,6 +482,9 @@ fn check_result(v: &serde_json::Value, place: &str) -> SignatureResult {
     }
     if let Some(n) = v["rekor_log_index"].as_u64() {
         detail.push_str(&format!("; rekor log index {n}"));
+        if let Some(entry) = v["rekor_entry"].as_str() {
+            detail.push_str(&format!(" ({entry})"));
+        }
     }
     let time = |secs: i64| {
         u64::try_from(secs)
