@@ -350,6 +350,13 @@ impl Token {
     }
 }
 
+/// How much of a paginated list to read before giving up on it.
+#[derive(Debug, Clone, Copy)]
+struct ListBudget {
+    pages: usize,
+    bytes: usize,
+}
+
 /// The registry client. Cheap to share behind an `Arc`; tokens are cached per host and scope.
 pub struct Registry {
     http: reqwest::Client,
@@ -1014,6 +1021,52 @@ impl Registry {
         }
     }
 
+    /// The tags of `repo` that `keep` accepts, from a listing read within `max_pages` pages and
+    /// `max_bytes` bytes (all pages together), kept as they stream past so only the accepted
+    /// ones are held. `None` when the listing is longer than that, or when the registry will
+    /// not list (a 4xx: some registries let a client pull what it may not list): the caller
+    /// asks for each tag it wants instead. A tag `keep` accepts must be a valid tag.
+    pub async fn list_tags_within(
+        &self,
+        repo: &Repo,
+        max_pages: usize,
+        max_bytes: usize,
+        keep: impl Fn(&str) -> bool + Send + Sync,
+    ) -> Result<Option<Vec<Tag>>, RegistryError> {
+        let first = self.url(repo, "tags/list?n=1000");
+        let mut out = Vec::new();
+        let mut visit = |url: &str, s: &str| {
+            if keep(s) {
+                out.push(
+                    s.parse::<Tag>()
+                        .map_err(|source| RegistryError::InvalidName {
+                            url: url.to_string(),
+                            source,
+                        })?,
+                );
+            }
+            Ok(())
+        };
+        let budget = ListBudget {
+            pages: max_pages,
+            bytes: max_bytes,
+        };
+        let scope = Self::pull_scope(repo);
+        match self
+            .walk_pages(&repo.registry, &scope, first, "tags", budget, &mut visit)
+            .await
+        {
+            Ok(true) => Ok(Some(out)),
+            Ok(false) => Ok(None),
+            Err(RegistryError::Status { status, .. })
+                if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads a paginated list (`{"<field>": [...]}` pages linked by `Link: <…>; rel="next"`),
     /// each page capped before it is buffered, the whole list capped in entries, every entry
     /// parsed into `T` (a repository name or a tag).
@@ -1025,21 +1078,58 @@ impl Registry {
         field: &str,
     ) -> Result<Vec<T>, RegistryError>
     where
-        T: std::str::FromStr<Err = NameError>,
+        T: std::str::FromStr<Err = NameError> + Send,
     {
-        const MAX_PAGE: usize = 4 * 1024 * 1024;
         const MAX_PAGES: usize = 10_000;
-        const MAX_ENTRIES: usize = 1_000_000;
         let mut out = Vec::new();
+        let mut visit = |url: &str, s: &str| {
+            out.push(
+                s.parse::<T>()
+                    .map_err(|source| RegistryError::InvalidName {
+                        url: url.to_string(),
+                        source,
+                    })?,
+            );
+            Ok(())
+        };
+        let budget = ListBudget {
+            pages: MAX_PAGES,
+            bytes: usize::MAX,
+        };
+        if !self
+            .walk_pages(registry, scope, first.clone(), field, budget, &mut visit)
+            .await?
+        {
+            return Err(RegistryError::Protocol {
+                url: first,
+                why: format!("more than {MAX_PAGES} pages"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Walks the pages of a paginated list, handing each entry of `field` to `visit`. `false`
+    /// when the list is longer than `budget` (the rest is not read); each page is capped at
+    /// 4 MiB and the whole list at a million entries either way.
+    async fn walk_pages(
+        &self,
+        registry: &str,
+        scope: &str,
+        first: String,
+        field: &str,
+        budget: ListBudget,
+        visit: &mut (dyn FnMut(&str, &str) -> Result<(), RegistryError> + Send),
+    ) -> Result<bool, RegistryError> {
+        const MAX_PAGE: usize = 4 * 1024 * 1024;
+        const MAX_ENTRIES: usize = 1_000_000;
+        let mut entries = 0;
+        let mut bytes_left = budget.bytes;
         let mut next = Some(first);
         let mut pages = 0;
         while let Some(url) = next.take() {
             pages += 1;
-            if pages > MAX_PAGES {
-                return Err(RegistryError::Protocol {
-                    url,
-                    why: format!("more than {MAX_PAGES} pages"),
-                });
+            if pages > budget.pages {
+                return Ok(false);
             }
             let resp = self
                 .execute(registry, scope, Method::GET, &url, &|r| r)
@@ -1048,7 +1138,12 @@ impl Registry {
                 return Err(Self::status_error(Method::GET, &url, resp).await);
             }
             next = self.next_page(registry, &url, &resp)?;
-            let bytes = read_capped(resp, MAX_PAGE, &Method::GET, &url, "list page").await?;
+            let cap = MAX_PAGE.min(bytes_left);
+            let bytes = match read_capped(resp, cap, &Method::GET, &url, "list page").await {
+                Err(RegistryError::TooLarge { .. }) if cap < MAX_PAGE => return Ok(false),
+                other => other?,
+            };
+            bytes_left -= bytes.len();
             let v: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
                     url: url.clone(),
@@ -1057,7 +1152,8 @@ impl Registry {
             match v.get(field) {
                 None | Some(serde_json::Value::Null) => {}
                 Some(serde_json::Value::Array(items)) => {
-                    if out.len() + items.len() > MAX_ENTRIES {
+                    entries += items.len();
+                    if entries > MAX_ENTRIES {
                         return Err(RegistryError::Protocol {
                             url,
                             why: format!("more than {MAX_ENTRIES} entries in `{field}`"),
@@ -1070,13 +1166,7 @@ impl Registry {
                                 why: format!("`{field}` holds a non-string"),
                             });
                         };
-                        let name = s
-                            .parse::<T>()
-                            .map_err(|source| RegistryError::InvalidName {
-                                url: url.clone(),
-                                source,
-                            })?;
-                        out.push(name);
+                        visit(&url, s)?;
                     }
                 }
                 Some(_) => {
@@ -1087,7 +1177,7 @@ impl Registry {
                 }
             }
         }
-        Ok(out)
+        Ok(true)
     }
 
     /// Checks that the registry answers the API at all (`GET /v2/`).
