@@ -59,10 +59,6 @@ impl Bucket {
             Item::Value(value.to_string().into_bytes()),
         );
     }
-
-    pub fn get(&self, key: &str) -> Option<&Item> {
-        self.0.get(key.as_bytes())
-    }
 }
 
 fn fnv1a64(bytes: &[u8]) -> u64 {
