@@ -819,3 +819,46 @@ fn an_import_whose_tokens_expire_mid_run_renews_them_and_lands_byte_exact() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+#[test]
+fn containers_auth_json_is_read_from_registry_auth_file_then_xdg_runtime_dir() {
+    // podman and skopeo keep credentials in `auth.json`: `$REGISTRY_AUTH_FILE` when set, else
+    // `$XDG_RUNTIME_DIR/containers/auth.json`. A wrong password in the one not read proves
+    // which file answered.
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let (src, img) = source_with_image(dir);
+    let auth = |pw: &str| {
+        serde_json::json!({"auths": {src.host.clone(): {"auth": base64_of(&format!("alice:{pw}"))}}})
+            .to_string()
+    };
+    let runtime = dir.join("run");
+    std::fs::create_dir_all(runtime.join("containers")).expect("dir");
+    let run_file = runtime.join("containers/auth.json");
+    let named = dir.join("named-auth.json");
+    let flags = reach(&src);
+    let lock_with =
+        |env: &[(&str, &str)]| common::airlock_env(dir, &with(&["lock", "s.yaml"], &flags), env);
+    let runtime_env = runtime.display().to_string();
+    let named_env = named.display().to_string();
+
+    std::fs::write(&run_file, auth("helper-pw-9")).expect("auth");
+    std::fs::write(&named, auth("wrong")).expect("auth");
+    ok(&lock_with(&[("XDG_RUNTIME_DIR", &runtime_env)]));
+    let lock = std::fs::read_to_string(dir.join("s.lock")).expect("lock");
+    assert!(lock.contains(&img.manifest.digest().to_string()), "{lock}");
+    // $REGISTRY_AUTH_FILE replaces the runtime file: its wrong password is what is sent.
+    let out = lock_with(&[
+        ("XDG_RUNTIME_DIR", &runtime_env),
+        ("REGISTRY_AUTH_FILE", &named_env),
+    ]);
+    let err = common::fails_as(&out, 6, "token endpoint");
+    assert!(err.contains("401"), "{err}");
+
+    std::fs::write(&run_file, auth("wrong")).expect("auth");
+    std::fs::write(&named, auth("helper-pw-9")).expect("auth");
+    ok(&lock_with(&[
+        ("XDG_RUNTIME_DIR", &runtime_env),
+        ("REGISTRY_AUTH_FILE", &named_env),
+    ]));
+}

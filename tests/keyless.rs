@@ -463,3 +463,54 @@ fn a_bundle_whose_trusted_root_is_not_the_sites_is_refused_at_import() {
         "a refused import pushed something"
     );
 }
+
+#[test]
+fn lock_check_reports_a_new_referrer_signature_as_drift_of_that_attachment() {
+    // A re-signed image keeps its digest: the new tagless referrer is what drifts, named by
+    // its own digest, and `lock --check` exits 3 without writing.
+    let src = ferro::start();
+    let sigstore = FakeSigstore::default();
+    let k = Keyless::fresh(IDENTITY, ISSUER, true);
+    let (img, first) = push_signed(&src, &sigstore, &k, 127);
+    let work = workdir(&src.host, &sigstore.trusted_root(), None);
+    let dir = work.path();
+    lock(dir, &src);
+    let before = std::fs::read(dir.join("b.lock")).expect("lock");
+    let second = rt().block_on(sigstore.push_signature(
+        &src.client(),
+        &Repo::parse(&src.host, REPO).expect("repo"),
+        &img.manifest,
+        &Keyless::fresh("second@example.com", ISSUER, true),
+    ));
+    let out = airlock(
+        dir,
+        &with_flags(
+            &["lock", "b.yaml", "--check", "--format", "json"],
+            &src.cli_flags(),
+        ),
+    );
+    assert_eq!(out.status.code(), Some(3), "{out:?}");
+    let report: Value = serde_json::from_slice(&out.stdout).expect("json");
+    let changes = report["changes"].as_array().expect("changes");
+    let new = second.manifest.digest().to_string();
+    assert_eq!(changes.len(), 1, "only the new referrer drifted: {report}");
+    assert!(
+        changes[0]["artifact"]
+            .as_str()
+            .is_some_and(|a| a.contains(&new))
+            && changes[0]["old"].is_null()
+            && changes[0]["new"] == new.as_str(),
+        "{report}"
+    );
+    assert!(
+        !changes[0]["artifact"]
+            .as_str()
+            .is_some_and(|a| a.contains(first.manifest.digest().as_str())),
+        "{report}"
+    );
+    assert_eq!(
+        std::fs::read(dir.join("b.lock")).expect("lock"),
+        before,
+        "--check wrote the lock"
+    );
+}

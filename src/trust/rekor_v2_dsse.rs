@@ -277,3 +277,152 @@ impl Entry {
             .map_err(|e| DsseEntryError::InclusionProof(e.to_string()))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use p256::ecdsa::signature::Signer as _;
+    use p256::pkcs8::EncodePublicKey as _;
+    use serde_json::json;
+    use sigstore_verify::types::{DsseSignature, KeyId, PayloadBytes, SignatureBytes};
+
+    fn b64e(b: &[u8]) -> String {
+        base64::engine::general_purpose::STANDARD.encode(b)
+    }
+
+    /// A one-key log: its keyring (through a trusted root, as production reads it) and a
+    /// signer of checkpoints.
+    struct Log {
+        key: p256::ecdsa::SigningKey,
+        keyring: sigstore_verify::crypto::Keyring,
+    }
+
+    impl Log {
+        fn new() -> Log {
+            crate::trust::trusted_root::ensure_crypto_provider();
+            let key = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+            let spki = key
+                .verifying_key()
+                .to_public_key_der()
+                .expect("spki")
+                .into_vec();
+            let id = sha2::Sha256::digest(&spki);
+            let root = json!({
+                "mediaType": "application/vnd.dev.sigstore.trustedroot+json;version=0.1",
+                "tlogs": [{"baseUrl": "https://log.invalid", "hashAlgorithm": "SHA2_256",
+                    "publicKey": {"rawBytes": b64e(&spki), "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                        "validFor": {"start": "2020-01-01T00:00:00Z"}},
+                    "logId": {"keyId": b64e(&id)}}],
+                "certificateAuthorities": [], "ctlogs": [], "timestampAuthorities": []
+            });
+            let keyring = sigstore_verify::trust_root::TrustedRoot::from_json(&root.to_string())
+                .expect("root")
+                .rekor_keys()
+                .expect("keyring");
+            Log { key, keyring }
+        }
+
+        /// A bundle entry for `body` as the only leaf, with the checkpoint signed by `signer`.
+        fn entry(&self, body: &serde_json::Value, signer: &p256::ecdsa::SigningKey) -> Entry {
+            let body = serde_json::to_vec(body).expect("json");
+            let mut leaf = vec![0u8];
+            leaf.extend_from_slice(&body);
+            let root = sha2::Sha256::digest(&leaf);
+            let note = format!("log.invalid - 1\n1\n{}\n", b64e(&root));
+            let spki = signer.verifying_key().to_public_key_der().expect("spki");
+            let mut sig = sha2::Sha256::digest(spki.as_bytes())[..4].to_vec();
+            let s: p256::ecdsa::DerSignature = signer.sign(note.as_bytes());
+            sig.extend_from_slice(s.as_bytes());
+            serde_json::from_value(json!({
+                "logIndex": "0",
+                "canonicalizedBody": b64e(&body),
+                "inclusionProof": {"logIndex": "0", "treeSize": "1", "hashes": [],
+                    "checkpoint": {"envelope": format!("{note}\n\u{2014} log.invalid {}\n", b64e(&sig))}}
+            }))
+            .expect("entry")
+        }
+    }
+
+    fn body(payload: &[u8], sig: &[u8], cert: &[u8]) -> serde_json::Value {
+        json!({"apiVersion": "0.0.2", "kind": "dsse", "spec": {"dsseV002": {
+            "payloadHash": {"algorithm": "SHA2_256", "digest": b64e(&sha2::Sha256::digest(payload))},
+            "signatures": [{"content": b64e(sig), "verifier": {
+                "keyDetails": "PKIX_ECDSA_P256_SHA_256", "x509Certificate": {"rawBytes": b64e(cert)}}}]
+        }}})
+    }
+
+    fn envelope(payload: &[u8], sig: &[u8]) -> DsseEnvelope {
+        DsseEnvelope::new(
+            "application/vnd.in-toto+json",
+            PayloadBytes::from_bytes(payload),
+            DsseSignature::new(SignatureBytes::from_bytes(sig), KeyId::default()),
+        )
+    }
+
+    #[test]
+    fn an_entry_binds_payload_signature_and_verifier_and_is_in_a_signed_checkpoint() {
+        let log = Log::new();
+        let (payload, sig, cert) = (&b"statement"[..], &b"sig"[..], &b"cert-der"[..]);
+        let env = envelope(payload, sig);
+        let signer = Signer::Certificate(cert);
+        let good = log.entry(&body(payload, sig, cert), &log.key);
+        assert_eq!(
+            good.verify(&env, signer, &log.keyring).expect("verifies"),
+            0
+        );
+
+        let refused = |e: Entry, signer| e.verify(&env, signer, &log.keyring).expect_err("refused");
+        assert!(matches!(
+            refused(log.entry(&body(b"other", sig, cert), &log.key), signer),
+            DsseEntryError::PayloadHash { .. }
+        ));
+        assert!(matches!(
+            refused(
+                log.entry(&body(payload, b"other sig", cert), &log.key),
+                signer
+            ),
+            DsseEntryError::Signatures { .. }
+        ));
+        assert!(matches!(
+            refused(
+                log.entry(&body(payload, sig, b"other cert"), &log.key),
+                signer
+            ),
+            DsseEntryError::Signatures { .. }
+        ));
+        assert!(matches!(
+            refused(good.clone(), Signer::PublicKey(cert)),
+            DsseEntryError::Signatures {
+                verifier: "public key"
+            }
+        ));
+        let mut hashed = body(payload, sig, cert);
+        hashed["kind"] = json!("hashedrekord");
+        assert!(matches!(
+            refused(log.entry(&hashed, &log.key), signer),
+            DsseEntryError::Malformed(_)
+        ));
+        let stranger = p256::ecdsa::SigningKey::random(&mut rand::thread_rng());
+        assert!(matches!(
+            refused(log.entry(&body(payload, sig, cert), &stranger), signer),
+            DsseEntryError::Checkpoint(_)
+        ));
+        // The same fields in other bytes: not the leaf the checkpoint holds.
+        let mut respaced = good.clone();
+        let mut bytes = serde_json::to_vec(&body(payload, sig, cert)).expect("json");
+        bytes.push(b' ');
+        respaced.canonicalized_body = b64e(&bytes);
+        assert!(matches!(
+            refused(respaced, signer),
+            DsseEntryError::InclusionProof(_)
+        ));
+        let mut bigger = good;
+        if let Some(p) = bigger.inclusion_proof.as_mut() {
+            p.tree_size = "2".into();
+        }
+        assert!(matches!(
+            refused(bigger, signer),
+            DsseEntryError::InclusionProof(_)
+        ));
+    }
+}
