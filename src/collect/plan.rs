@@ -25,6 +25,17 @@ pub(super) struct Plan {
 }
 
 impl Plan {
+    /// A blob built or kept here rather than pulled (a chart's config and archive, a file),
+    /// packed from `data`.
+    fn add_local(&mut self, digest: Digest, size: u64, media_type: &str, data: BlobData) {
+        let entry = BlobEntry {
+            digest: digest.clone(),
+            size,
+            media_type: media_type.into(),
+        };
+        self.local.insert(digest, (data, entry));
+    }
+
     /// A plain file: fetched into the cache (checked against its sha256), packed as an OCI
     /// artifact (empty config, one titled layer) bound for `files/<name>:<version>`.
     pub(super) async fn add_file(
@@ -70,30 +81,20 @@ impl Plan {
         let mdigest = Digest::of(&manifest);
         let config = Bytes::from_static(EMPTY_CONFIG);
         let config_digest = Digest::of(&config);
-        self.local.insert(
-            config_digest.clone(),
-            (
-                BlobData::Memory(config.clone()),
-                BlobEntry {
-                    digest: config_digest,
-                    size: config.len() as u64,
-                    media_type: media::OCI_EMPTY.into(),
-                },
-            ),
+        self.add_local(
+            config_digest,
+            config.len() as u64,
+            media::OCI_EMPTY,
+            BlobData::Memory(config.clone()),
         );
-        self.local.insert(
+        self.add_local(
             f.sha256.clone(),
-            (
-                BlobData::File {
-                    path: cached,
-                    verified: fresh,
-                },
-                BlobEntry {
-                    digest: f.sha256.clone(),
-                    size,
-                    media_type: FILE_LAYER_MEDIA_TYPE.into(),
-                },
-            ),
+            size,
+            FILE_LAYER_MEDIA_TYPE,
+            BlobData::File {
+                path: cached,
+                verified: fresh,
+            },
         );
         let manifest_len = manifest.len() as u64;
         self.manifests
@@ -293,30 +294,20 @@ impl Plan {
         let mdigest = Digest::of(&manifest);
         let manifest_len = manifest.len() as u64;
         let config_digest = Digest::of(&config);
-        self.local.insert(
-            config_digest.clone(),
-            (
-                BlobData::Memory(config.clone()),
-                BlobEntry {
-                    digest: config_digest,
-                    size: config.len() as u64,
-                    media_type: media::HELM_CONFIG.into(),
-                },
-            ),
+        self.add_local(
+            config_digest,
+            config.len() as u64,
+            media::HELM_CONFIG,
+            BlobData::Memory(config.clone()),
         );
-        self.local.insert(
+        self.add_local(
             sha256.clone(),
-            (
-                BlobData::File {
-                    path: tgz,
-                    verified: fresh_tgz,
-                },
-                BlobEntry {
-                    digest: sha256.clone(),
-                    size,
-                    media_type: media::HELM_CHART.into(),
-                },
-            ),
+            size,
+            media::HELM_CHART,
+            BlobData::File {
+                path: tgz,
+                verified: fresh_tgz,
+            },
         );
         self.manifests
             .insert(mdigest.clone(), (manifest, media::OCI_MANIFEST.into()));
