@@ -230,6 +230,7 @@ fn syft(peers: &Path, layout: &Path) -> Listing {
             "npm" => "npm",
             "java-archive" => "java",
             "dotnet" => "nuget",
+            "rust-crate" => "cargo",
             _ => "other",
         };
         let key = match t {
@@ -298,6 +299,7 @@ fn trivy(peers: &Path, layout: &Path, cache: &Path) -> Listing {
             "node-pkg" => "npm",
             "jar" => "java",
             "dotnet-core" => "nuget",
+            "rustbinary" => "cargo",
             _ => "other",
         };
         for p in r["Packages"].as_array().into_iter().flatten() {
@@ -337,7 +339,7 @@ fn airlock_listing(inv: &airlock::scan::Inventory) -> Listing {
             PackageKind::Npm => "npm",
             PackageKind::Java => "java",
             PackageKind::Nuget => "nuget",
-            _ => "other",
+            PackageKind::Cargo => "cargo",
         };
         let key = match t {
             "deb" | "apk" => format!("{} {}", p.name, p.version),
@@ -405,7 +407,7 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
         b"NAME=\"SLES\"\nVERSION=\"15-SP3\"\nVERSION_ID=\"15.3\"\nID=\"sles\"\nID_LIKE=\"suse\"\n",
         0o644,
     )];
-    let roots: [(&str, PathBuf, Extra); 6] = [
+    let roots: [(&str, PathBuf, Extra); 7] = [
         ("debian", peers.join("debian-root"), &[]),
         (
             "alpine",
@@ -428,6 +430,7 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
             data.join("packages/rpm/go-rpmdb-sle15-ndb"),
             sles15,
         ),
+        ("rust", peers.join("rust-root"), &[]),
     ];
     for (name, root, extra) in roots {
         let img = image_of_tar(tar_dir(&root, extra));
@@ -490,6 +493,20 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
                     assert!(!a.is_empty(), "no .NET packages found");
                     assert_same(a, tr, "nuget: airlock vs trivy");
                     assert!(sy.is_empty(), "syft now lists deps.json alone: {sy:?}");
+                }
+                // The cargo-auditable binary: its own crate, the path dependency and the two
+                // crates.io ones; not the build dependency (autocfg).
+                "cargo" => {
+                    let names: Vec<&str> = a
+                        .iter()
+                        .filter_map(|k| k.strip_prefix("pkg:cargo/")?.split('@').next())
+                        .collect();
+                    assert_eq!(
+                        names,
+                        ["airlock-path-helper", "airlock-rust-fixture", "hex", "itoa"]
+                    );
+                    assert_same(a, sy, "cargo: airlock vs syft");
+                    assert_same(a, tr, "cargo: airlock vs trivy");
                 }
                 _ => {
                     assert_same(a, sy, &format!("{name} {ty}: airlock vs syft"));
