@@ -376,4 +376,23 @@ mod tests {
             f.warnings
         );
     }
+
+    #[test]
+    fn the_image_analyzer_searches_executables_and_names_a_bomb() {
+        use crate::scan::flatten::Analyzer;
+        let analyze = |b: &[u8]| {
+            super::super::LangAnalyzer.analyze("usr/bin/app", b.len() as u64, &mut &b[..])
+        };
+        let f = analyze(&binary(&zlib(LIST.as_bytes(), 7)));
+        assert_eq!(f.warnings, Vec::<String>::new());
+        assert_eq!(f.packages.len(), 2);
+        let mut bomb = LIST.as_bytes()[..13].to_vec();
+        bomb.resize(64 << 20, b'[');
+        let f = analyze(&binary(&zlib(&bomb, 9)));
+        assert!(f.packages.is_empty());
+        assert_eq!(
+            f.warnings,
+            ["usr/bin/app: cargo-auditable dependency list at offset 600001 would inflate past the 8388608 byte limit (zip bomb?); not read"]
+        );
+    }
 }
