@@ -6,7 +6,9 @@
 #                node_modules), Python dist-info of the venv
 #   rpm-root/    a real sqlite rpmdb: rpms built with Debian's rpmbuild, installed with rpm --root
 #   alma-root/   the same rpms with `Vendor: AlmaLinux` under an AlmaLinux 9.4 release
-# Needs apt (docker-registry, skopeo, rpm) and PyPI; nothing else is reached.
+#   rust-root/   a Rust binary built with cargo-auditable 0.7.7 (crates.io), whose crates.io
+#                dependencies are taken offline from the local cargo cache (airlock's own)
+# Needs apt (docker-registry, skopeo, rpm), PyPI and crates.io; nothing else is reached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 P=target/peers
@@ -90,4 +92,42 @@ if [ ! -f "$P/alma-root/.done" ]; then
   printf 'NAME="AlmaLinux"\nVERSION="9.4 (Seafoam Ocelot)"\nID="almalinux"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\nPLATFORM_ID="platform:el9"\nPRETTY_NAME="AlmaLinux 9.4 (Seafoam Ocelot)"\n' > "$P/alma-root/etc/os-release"
   echo "AlmaLinux release 9.4 (Seafoam Ocelot)" > "$P/alma-root/etc/redhat-release"
   touch "$P/alma-root/.done"
+fi
+# A Rust binary with its crate list embedded by cargo-auditable: two crates.io dependencies and
+# a build dependency at the versions airlock's own Cargo.lock pins (so the build is --offline
+# from the cache airlock's build filled), and a path dependency.
+if [ ! -f "$P/rust-root/.done" ]; then
+  if [ ! -x "$P/cargo-auditable/bin/cargo-auditable" ]; then
+    cargo install -q --locked cargo-auditable --version 0.7.7 --root "$P/cargo-auditable"
+  fi
+  lock() { awk -v n="$1" '$0 == "name = \"" n "\"" { getline; gsub(/version = |"/, ""); print; exit }' Cargo.lock; }
+  S="$P/rust-src"
+  rm -rf "$S" "$P/rust-root"
+  mkdir -p "$S/app/src" "$S/helper/src" "$P/rust-root/usr/bin"
+  cat > "$S/app/Cargo.toml" <<TOML
+[package]
+name = "airlock-rust-fixture"
+version = "0.1.0"
+edition = "2021"
+publish = false
+
+[dependencies]
+itoa = "=$(lock itoa)"
+hex = "=$(lock hex)"
+airlock-path-helper = { path = "../helper" }
+
+[build-dependencies]
+autocfg = "=$(lock autocfg)"
+
+[workspace]
+TOML
+  echo 'fn main() { autocfg::new().emit_has_type("i128"); }' > "$S/app/build.rs"
+  echo 'fn main() { println!("{} {} {}", itoa::Buffer::new().format(42), hex::encode([1u8]), airlock_path_helper::greet()); }' > "$S/app/src/main.rs"
+  printf '[package]\nname = "airlock-path-helper"\nversion = "0.2.0"\nedition = "2021"\npublish = false\n' > "$S/helper/Cargo.toml"
+  echo 'pub fn greet() -> &'"'"'static str { "hi" }' > "$S/helper/src/lib.rs"
+  (cd "$S/app" && PATH="$PWD/../../cargo-auditable/bin:$PATH" CARGO_TARGET_DIR="$PWD/../target" \
+    cargo auditable build -q --offline --release)
+  cp "$S/target/release/airlock-rust-fixture" "$P/rust-root/usr/bin/"
+  rm -rf "$S/target"
+  touch "$P/rust-root/.done"
 fi

@@ -151,6 +151,7 @@ fn syft(peers: &Path, layout: &Path) -> Listing {
             "npm" => "npm",
             "java-archive" => "java",
             "dotnet" => "nuget",
+            "rust-crate" => "cargo",
             _ => "other",
         };
         let key = match t {
@@ -192,6 +193,7 @@ fn trivy(peers: &Path, layout: &Path, cache: &Path) -> Listing {
             "node-pkg" => "npm",
             "jar" => "java",
             "dotnet-core" => "nuget",
+            "rustbinary" => "cargo",
             _ => "other",
         };
         for p in r["Packages"].as_array().into_iter().flatten() {
@@ -231,7 +233,7 @@ fn airlock_listing(inv: &airlock::scan::Inventory) -> Listing {
             PackageKind::Npm => "npm",
             PackageKind::Java => "java",
             PackageKind::Nuget => "nuget",
-            _ => "other",
+            PackageKind::Cargo => "cargo",
         };
         let key = match t {
             "deb" | "apk" => format!("{} {}", p.name, p.version),
@@ -293,6 +295,7 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
         "rpm-ndb",
         tar_dir(&data.join("packages/rpm/go-rpmdb-sle15-ndb"), sles15),
     ));
+    roots.push(("rust", tar_dir(&peers.join("rust-root"), &[])));
     for (name, tar) in roots {
         let img = image_of_tar(tar);
         let layout = work.path().join(name);
@@ -354,6 +357,20 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
                     assert!(!a.is_empty(), "no .NET packages found");
                     assert_same(a, tr, "nuget: airlock vs trivy");
                     assert!(sy.is_empty(), "syft now lists deps.json alone: {sy:?}");
+                }
+                // The cargo-auditable binary: its own crate, the path dependency and the two
+                // crates.io ones; not the build dependency (autocfg).
+                "cargo" => {
+                    let names: Vec<&str> = a
+                        .iter()
+                        .filter_map(|k| k.strip_prefix("pkg:cargo/")?.split('@').next())
+                        .collect();
+                    assert_eq!(
+                        names,
+                        ["airlock-path-helper", "airlock-rust-fixture", "hex", "itoa"]
+                    );
+                    assert_same(a, sy, "cargo: airlock vs syft");
+                    assert_same(a, tr, "cargo: airlock vs trivy");
                 }
                 _ => {
                     assert_same(a, sy, &format!("{name} {ty}: airlock vs syft"));

@@ -1,9 +1,11 @@
 //! Application packages, read from the files that carry them while the layers stream by:
 //! Go binaries ([`gobin`]), Python distributions ([`python`]), npm packages ([`node`]), Java
-//! archives ([`java`]) and .NET dependency manifests ([`dotnet`]). Each reader is bounded: a file over its cap is skipped with a warning
+//! archives ([`java`]), .NET dependency manifests ([`dotnet`]) and the crate lists of Rust
+//! binaries built with cargo-auditable ([`auditable`]). Each reader is bounded: a file over its cap is skipped with a warning
 //! (recorded in the inventory), never read whole, and a malformed file is a warning naming it,
 //! not a failed scan: one bad file in a large image must not hide the rest.
 
+pub mod auditable;
 pub mod dotnet;
 pub mod gobin;
 pub mod java;
@@ -116,10 +118,41 @@ impl Analyzer for LangAnalyzer {
             }
             Some(Reader::DotNet) => dotnet::read(path, content),
             Some(Reader::Go) if size > MAX_BINARY_BYTES => Found::default(),
-            Some(Reader::Go) => gobin::read(path, content),
+            Some(Reader::Go) => executable(path, content),
             None => Found::default(),
         }
     }
+}
+
+/// Reads one executable once for both what Go and cargo-auditable embed: the Go reader pulls
+/// the bytes, and the cargo-auditable search sees each as it passes (and the rest of the file
+/// when the Go reader stops early).
+fn executable(path: &str, content: &mut dyn Read) -> Found {
+    struct Tee<'a> {
+        inner: &'a mut dyn Read,
+        tap: auditable::Scanner,
+    }
+    impl Read for Tee<'_> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.inner.read(buf)?;
+            self.tap.feed(&buf[..n]);
+            Ok(n)
+        }
+    }
+    let mut tee = Tee {
+        inner: content,
+        tap: auditable::Scanner::default(),
+    };
+    let mut found = gobin::read(path, &mut tee);
+    if tee.tap.wants_more() {
+        if let Err(e) = std::io::copy(&mut tee, &mut std::io::sink()) {
+            found.warnings.push(format!("{path}: unreadable: {e}"));
+        }
+    }
+    let rust = auditable::found(path, tee.tap.finish());
+    found.packages.extend(rust.packages);
+    found.warnings.extend(rust.warnings);
+    found
 }
 
 /// Reads at most `cap` bytes; `Err` with the bytes read when the content is longer.
