@@ -254,6 +254,7 @@ fn bad_bundles(good: &[Ent]) -> Vec<BadBundle> {
     let not_json = Digest::of(b"not json");
 
     let flip = largest.clone();
+    let flip2 = second.clone();
     let drop_mid = second.clone();
     let drop_last = largest.clone();
     let dup = third.clone();
@@ -270,6 +271,25 @@ fn bad_bundles(good: &[Ent]) -> Vec<BadBundle> {
                 s("digest mismatch"),
                 format!("entry `{}`", blob_entry(&largest)),
                 format!("expected {largest}"),
+            ],
+        },
+        BadBundle {
+            // verify hashes blobs on several threads and import in line: both name the first.
+            name: "flipped bytes in two layers",
+            how: Break::Entries(Box::new({
+                let (a, b) = (flip2.clone(), largest.clone());
+                move |e| {
+                    for d in [&a, &b] {
+                        let i = position(e, &blob_entry(d));
+                        let last = e[i].data.len() - 1;
+                        e[i].data[last] ^= 0x80;
+                    }
+                }
+            })),
+            needles: vec![
+                s("digest mismatch"),
+                format!("entry `{}`", blob_entry(&flip2)),
+                format!("expected {flip2}"),
             ],
         },
         BadBundle {

@@ -5,6 +5,7 @@
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -13,7 +14,7 @@ use super::{
     blob_path, BlobEntry, BundleManifest, BUNDLE_FORMAT, INDEX_ENTRY, LAYOUT_ENTRY, MANIFEST_ENTRY,
     MAX_HELD_TOTAL, MAX_MANIFESTS_TOTAL, MAX_MANIFEST_ENTRY, MAX_SMALL_ENTRY, SIGNATURE_ENTRY,
 };
-use crate::oci::digest::CheckedReader;
+use crate::oci::digest::{short_blob, CheckedReader, Hasher};
 use crate::oci::manifest::MAX_MANIFEST_BYTES;
 use crate::oci::{media, Digest, ManifestError, ManifestKind, ParsedManifest};
 use crate::tarstream::{self, Extensions, TarError};
@@ -184,6 +185,13 @@ pub trait BlobVisitor {
         Ok(())
     }
 
+    /// Whether [`BlobVisitor::blob`] uses the blobs' bytes. A visitor that only verifies says
+    /// no: the reader then hashes the blobs on worker threads, several blobs at once (each
+    /// byte still hashed once), and does not call `blob` for them.
+    fn reads_blobs(&self) -> bool {
+        true
+    }
+
     /// A non-manifest blob. `data` yields exactly its bytes and fails with an error at the end if
     /// they do not match the digest, so a visitor that commits only after reading to the end
     /// commits only verified bytes. Whatever the visitor leaves unread is drained and checked.
@@ -215,6 +223,10 @@ impl BlobVisitor for VerifyOnly<'_> {
     fn manifest(&mut self, contents: &BundleContents) -> Result<(), BundleError> {
         self.status = Some(super::signature::check(self.path, contents, self.policy)?);
         Ok(())
+    }
+
+    fn reads_blobs(&self) -> bool {
+        false
     }
 }
 
@@ -629,10 +641,12 @@ pub fn read_bundle_from<R: Read + Send, V: BlobVisitor>(
     // here: the two halves of the work overlap, as a `zstd -dc | sha256` pipeline's do.
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_CHUNKS);
-        s.spawn(move || prefetch(dec, tx));
+        let (back, spare) = std::sync::mpsc::channel();
+        s.spawn(move || prefetch(dec, tx, spare));
         read_decoded(
             ChannelReader {
                 rx,
+                back,
                 chunk: Vec::new(),
                 at: 0,
             },
@@ -648,11 +662,17 @@ const PREFETCH_CHUNKS: usize = 4;
 /// Size of one prefetched chunk.
 const PREFETCH_CHUNK: usize = 1 << 20;
 
-/// Reads `from` to its end in chunks, sending each (or the error that stopped it). Stops as
-/// soon as the receiving side is gone.
-fn prefetch<D: Read>(mut from: D, to: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
+/// Reads `from` to its end in chunks, sending each (or the error that stopped it), into
+/// buffers the reader hands back through `spare` (so at most [`PREFETCH_CHUNKS`] + 2 exist).
+/// Stops as soon as the receiving side is gone.
+fn prefetch<D: Read>(
+    mut from: D,
+    to: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+) {
     loop {
-        let mut buf = vec![0u8; PREFETCH_CHUNK];
+        let mut buf = spare.try_recv().unwrap_or_default();
+        buf.resize(PREFETCH_CHUNK, 0);
         let mut filled = 0;
         let end = loop {
             match from.read(&mut buf[filled..]) {
@@ -684,6 +704,8 @@ fn prefetch<D: Read>(mut from: D, to: std::sync::mpsc::SyncSender<io::Result<Vec
 /// The parser's side of [`prefetch`]: a `Read` over the chunks as they arrive.
 struct ChannelReader {
     rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    /// Where used chunks go back to [`prefetch`] to be filled again.
+    back: std::sync::mpsc::Sender<Vec<u8>>,
     chunk: Vec<u8>,
     at: usize,
 }
@@ -693,7 +715,9 @@ impl Read for ChannelReader {
         while self.at == self.chunk.len() {
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
+                    let used = std::mem::replace(&mut self.chunk, chunk);
+                    // Gone only once decompression ended; the chunk is then not needed.
+                    let _ = self.back.send(used);
                     self.at = 0;
                 }
                 Ok(Err(e)) => return Err(e),
@@ -708,12 +732,37 @@ impl Read for ChannelReader {
     }
 }
 
-/// The reader proper, over the decompressed tar stream.
+/// The reader proper, over the decompressed tar stream; with hashing workers when the
+/// visitor does not read blobs.
 fn read_decoded<D: Read, V: BlobVisitor>(
     dec: D,
     path: &Path,
     visitor: &mut V,
     progress: &dyn crate::progress::Reporter,
+) -> Result<ReadSummary, V::Error> {
+    if visitor.reads_blobs() {
+        return read_entries(dec, path, visitor, progress, None);
+    }
+    std::thread::scope(|s| {
+        let mut pool = HashPool::start(s);
+        let read = read_entries(dec, path, visitor, progress, Some(&mut pool));
+        // A blob handed to the workers was read before anything that failed after it, so
+        // its mismatch is what a reader hashing in line would have stopped at first.
+        match pool.finish(path) {
+            Some(mismatch) => Err(mismatch.into()),
+            None => read,
+        }
+    })
+}
+
+/// Over the tar entries: structure, order, sizes, digests; blobs go to the visitor, or to
+/// `pool` to be hashed when there is one.
+fn read_entries<D: Read, V: BlobVisitor>(
+    dec: D,
+    path: &Path,
+    visitor: &mut V,
+    progress: &dyn crate::progress::Reporter,
+    mut pool: Option<&mut HashPool>,
 ) -> Result<ReadSummary, V::Error> {
     let p = || path.to_path_buf();
     let corrupt = |where_: String, e: &dyn std::fmt::Display| BundleError::Corrupt {
@@ -926,6 +975,13 @@ fn read_decoded<D: Read, V: BlobVisitor>(
             parent: progress,
             id: &task_id,
         };
+        if let Some(pool) = pool.as_deref_mut() {
+            let hashed = pool.hash(&mut entry, next_blob - 1, &expected, &task);
+            progress.task_done(&task_id);
+            hashed.map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
+            blob_bytes += expected.size;
+            continue;
+        }
         let mut reader = CheckedReader::new(&mut entry, expected.digest.clone(), expected.size)
             .with_progress(&task);
         let visited = visitor.blob(&expected, &mut reader);
@@ -993,6 +1049,152 @@ fn read_decoded<D: Read, V: BlobVisitor>(
         blob_bytes,
         contents: c,
     })
+}
+
+/// Buffers of blob bytes between the reader and the hashing workers (what bounds the memory
+/// the workers add), each [`HASH_CHUNK`] bytes.
+const HASH_BUFFERS: usize = 8;
+/// Size of one buffer handed to a hashing worker.
+const HASH_CHUNK: usize = 1 << 20;
+
+/// A message to a hashing worker.
+enum HashJob {
+    /// A new blob: its position in `airlock.json` and what it must hash to.
+    Start(usize, Digest),
+    /// The next bytes of the current blob: the buffer and how much of it is filled.
+    Data(Vec<u8>, usize),
+    /// The current blob was read whole: compare its digest.
+    End,
+}
+
+/// A blob whose bytes did not hash to its name.
+struct HashMismatch {
+    at: usize,
+    expected: Digest,
+    actual: Digest,
+}
+
+/// Hashes the blobs a visitor does not read on worker threads (one blob per worker at a time;
+/// each new blob goes to the worker with the least bytes queued), so verifying a bundle uses
+/// every core while decompression runs on another thread. Each byte is still hashed once.
+struct HashPool {
+    workers: Vec<(
+        std::sync::mpsc::SyncSender<HashJob>,
+        std::sync::Arc<AtomicU64>,
+    )>,
+    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    mismatches: std::sync::mpsc::Receiver<HashMismatch>,
+}
+
+impl HashPool {
+    fn start<'s>(scope: &'s std::thread::Scope<'s, '_>) -> Self {
+        let threads = std::thread::available_parallelism().map_or(2, |n| n.get().clamp(2, 4));
+        let (back, spare) = std::sync::mpsc::channel();
+        for _ in 0..HASH_BUFFERS {
+            let _ = back.send(vec![0u8; HASH_CHUNK]);
+        }
+        let (found, mismatches) = std::sync::mpsc::channel();
+        let workers = (0..threads)
+            .map(|_| {
+                let (tx, rx) = std::sync::mpsc::sync_channel::<HashJob>(2 * HASH_BUFFERS);
+                let queued = std::sync::Arc::new(AtomicU64::new(0));
+                let (back, found, q) = (back.clone(), found.clone(), queued.clone());
+                scope.spawn(move || {
+                    let mut current: Option<(usize, Digest, Hasher)> = None;
+                    // Ends when the reader drops its sender; a blob left without `End` (the
+                    // reader failed inside it) is not judged.
+                    for job in rx {
+                        match job {
+                            HashJob::Start(at, digest) => {
+                                current = Some((at, digest, Hasher::new()))
+                            }
+                            HashJob::Data(buf, n) => {
+                                if let Some((_, _, h)) = current.as_mut() {
+                                    h.update(&buf[..n]);
+                                }
+                                q.fetch_sub(n as u64, Ordering::Relaxed);
+                                let _ = back.send(buf);
+                            }
+                            HashJob::End => {
+                                if let Some((at, expected, h)) = current.take() {
+                                    let actual = h.finish();
+                                    if actual != expected {
+                                        let _ = found.send(HashMismatch {
+                                            at,
+                                            expected,
+                                            actual,
+                                        });
+                                    }
+                                }
+                            }
+                        }
+                    }
+                });
+                (tx, queued)
+            })
+            .collect();
+        Self {
+            workers,
+            spare,
+            mismatches,
+        }
+    }
+
+    /// Reads the blob listed at `at` from `data` to its end and queues it for hashing.
+    /// Fails if the stream fails or ends before the blob does.
+    fn hash(
+        &mut self,
+        data: &mut dyn Read,
+        at: usize,
+        blob: &BlobEntry,
+        progress: &dyn crate::progress::Reporter,
+    ) -> io::Result<()> {
+        let Some((worker, queued)) = self
+            .workers
+            .iter()
+            .min_by_key(|(_, q)| q.load(Ordering::Relaxed))
+        else {
+            return Err(io::Error::other("no hashing worker"));
+        };
+        let gone = || io::Error::other("a hashing worker stopped");
+        worker
+            .send(HashJob::Start(at, blob.digest.clone()))
+            .map_err(|_| gone())?;
+        let mut read = 0u64;
+        while read < blob.size {
+            let mut buf = self.spare.recv().map_err(|_| gone())?;
+            let want = usize::try_from(blob.size - read).map_or(buf.len(), |r| r.min(buf.len()));
+            let mut n = 0;
+            while n < want {
+                match data.read(&mut buf[n..want]) {
+                    Ok(0) => return Err(short_blob(&blob.digest, read + n as u64, blob.size)),
+                    Ok(k) => n += k,
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            read += n as u64;
+            progress.advance(n as u64);
+            queued.fetch_add(n as u64, Ordering::Relaxed);
+            worker.send(HashJob::Data(buf, n)).map_err(|_| gone())?;
+        }
+        worker.send(HashJob::End).map_err(|_| gone())
+    }
+
+    /// Waits for the workers to hash everything queued; the first blob (in bundle order)
+    /// whose digest did not match, if any.
+    fn finish(self, path: &Path) -> Option<BundleError> {
+        drop(self.workers);
+        self.mismatches
+            .iter()
+            .min_by_key(|m| m.at)
+            .map(|m| BundleError::DigestMismatch {
+                path: path.to_path_buf(),
+                entry: blob_path(&m.expected),
+                expected: m.expected,
+                actual: m.actual,
+            })
+    }
 }
 
 /// Reads only `airlock.json` (the first entry) and the signature if present: what `inspect`

@@ -202,6 +202,14 @@ impl Hasher {
     }
 }
 
+/// The error of a blob stream that ended after `got` of its `size` bytes.
+pub(crate) fn short_blob(digest: &Digest, got: u64, size: u64) -> io::Error {
+    io::Error::new(
+        io::ErrorKind::UnexpectedEof,
+        format!("blob {digest} ends after {got} of {size} bytes"),
+    )
+}
+
 /// A reader that hashes what passes and, at its end, fails unless exactly `size` bytes
 /// hashing to `digest` went past (and fails as soon as more arrive). Every blob airlock
 /// streams from a bundle, a cache or a spool goes through it, so a consumer that reads to the
@@ -256,15 +264,7 @@ impl<R: io::Read> io::Read for CheckedReader<'_, R> {
         let n = self.inner.read(buf)?;
         if n == 0 {
             if self.hasher.len() != self.size {
-                return Err(io::Error::new(
-                    io::ErrorKind::UnexpectedEof,
-                    format!(
-                        "blob {} ends after {} of {} bytes",
-                        self.digest,
-                        self.hasher.len(),
-                        self.size
-                    ),
-                ));
+                return Err(short_blob(&self.digest, self.hasher.len(), self.size));
             }
             let actual = self.hasher.clone().finish();
             if actual != self.digest {
