@@ -5,6 +5,7 @@
 #                jars (apt-get download of lib*-java), npm packages (node-* packages placed under
 #                node_modules), Python dist-info of the venv
 #   rpm-root/    a real sqlite rpmdb: rpms built with Debian's rpmbuild, installed with rpm --root
+#   alma-root/   the same rpms with `Vendor: AlmaLinux` under an AlmaLinux 9.4 release
 #   rust-root/   a Rust binary built with cargo-auditable 0.7.7 (crates.io), whose crates.io
 #                dependencies are taken offline from the local cargo cache (airlock's own)
 # Needs apt (docker-registry, skopeo, rpm), PyPI and crates.io; nothing else is reached.
@@ -44,16 +45,20 @@ if [ ! -f "$DEPS" ]; then
   python3 -c 'import sys, zipfile; z = zipfile.ZipFile(sys.argv[1]); open(sys.argv[2], "wb").write(z.read("pythonnet/runtime/Python.Runtime.deps.json"))' \
     "$P/wheels/pythonnet-3.0.5-py3-none-any.whl" "$DEPS"
 fi
-if [ ! -f "$P/rpm-root/.done" ]; then
-  rm -rf "$P/rpm-root" "$P/rpmbuild"
-  mkdir -p "$P/rpmbuild/SPECS" "$P/rpm-root/etc"
+# Builds the three test rpms (one with an epoch, one with `~`) with Debian's rpmbuild and installs
+# them with `rpm --root` into $P/$1: a real sqlite rpmdb. $2: the Vendor tag, or empty for none.
+rpm_root() {
+  local root="$P/$1" build="$P/rpmbuild-$1" vendor="$2" spec
+  rm -rf "$root" "$build"
+  mkdir -p "$build/SPECS" "$root/etc"
   for spec in "airlock-hello 1.2.3 4.el9 1" "airlock-world 0.9 1.el9 0" "airlock-tilde 2.0~rc1 3.el9 0"; do
     set -- $spec
-    cat > "$P/rpmbuild/SPECS/$1.spec" <<SPEC
+    cat > "$build/SPECS/$1.spec" <<SPEC
 Name: $1
 Version: $2
 Release: $3
 $( [ "$4" != 0 ] && echo "Epoch: $4" )
+$( [ -n "$vendor" ] && echo "Vendor: $vendor" )
 Summary: airlock test package
 License: MIT
 BuildArch: noarch
@@ -65,16 +70,28 @@ echo $1 > %{buildroot}/usr/share/$1/README
 %files
 /usr/share/$1/README
 SPEC
-    rpmbuild --define "_topdir $PWD/$P/rpmbuild" -bb "$P/rpmbuild/SPECS/$1.spec" >/dev/null 2>&1
+    rpmbuild --define "_topdir $PWD/$build" -bb "$build/SPECS/$1.spec" >/dev/null 2>&1
   done
-  rpm --root "$PWD/$P/rpm-root" --dbpath /var/lib/rpm --initdb
-  rpm --root "$PWD/$P/rpm-root" --dbpath /var/lib/rpm -i --nodeps --ignorearch --ignoreos \
-    "$P"/rpmbuild/RPMS/noarch/*.rpm 2>/dev/null
-  rm -f "$P"/rpm-root/var/lib/rpm/rpmdb.sqlite-shm "$P"/rpm-root/var/lib/rpm/.rpm.lock
+  rpm --root "$PWD/$root" --dbpath /var/lib/rpm --initdb
+  rpm --root "$PWD/$root" --dbpath /var/lib/rpm -i --nodeps --ignorearch --ignoreos \
+    "$build"/RPMS/noarch/*.rpm 2>/dev/null
+  rm -f "$root"/var/lib/rpm/rpmdb.sqlite-shm "$root"/var/lib/rpm/.rpm.lock
+}
+if [ ! -f "$P/rpm-root/.done" ]; then
+  rpm_root rpm-root ""
   # The release files of a RHEL 9 root (written here; the rpm database is real).
   printf 'NAME="Red Hat Enterprise Linux"\nVERSION="9.4 (Plow)"\nID="rhel"\nID_LIKE="fedora"\nVERSION_ID="9.4"\nPLATFORM_ID="platform:el9"\nPRETTY_NAME="Red Hat Enterprise Linux 9.4 (Plow)"\n' > "$P/rpm-root/etc/os-release"
   echo "Red Hat Enterprise Linux release 9.4 (Plow)" > "$P/rpm-root/etc/redhat-release"
   touch "$P/rpm-root/.done"
+fi
+# The same packages with `Vendor: AlmaLinux` under an AlmaLinux 9.4 release (tests/scan_trivy.rs):
+# trivy matches only rpms whose vendor its list of OS vendors names (a package without one is
+# "third-party" to it), so findings are compared on these.
+if [ ! -f "$P/alma-root/.done" ]; then
+  rpm_root alma-root AlmaLinux
+  printf 'NAME="AlmaLinux"\nVERSION="9.4 (Seafoam Ocelot)"\nID="almalinux"\nID_LIKE="rhel centos fedora"\nVERSION_ID="9.4"\nPLATFORM_ID="platform:el9"\nPRETTY_NAME="AlmaLinux 9.4 (Seafoam Ocelot)"\n' > "$P/alma-root/etc/os-release"
+  echo "AlmaLinux release 9.4 (Seafoam Ocelot)" > "$P/alma-root/etc/redhat-release"
+  touch "$P/alma-root/.done"
 fi
 # A Rust binary with its crate list embedded by cargo-auditable: two crates.io dependencies and
 # a build dependency at the versions airlock's own Cargo.lock pins (so the build is --offline

@@ -32,7 +32,37 @@ const PATH_LIST_FLAGS: &[&str] = &["certs-dir"];
 
 /// Flags the file's value does not reach, by command: `receipt --ledger` is a filter (only
 /// what that ledger admitted), not where the site's ledger is, so it stays explicit.
-const NOT_FROM_FILE: &[(&str, &str)] = &[("receipt", "ledger")];
+/// `scan`'s and `rescan`'s `--policy` is a scan policy (the file's `scan_policy` is import's
+/// `--scan-policy`), not the trust policy the file's `policy` names. Import's and collect's
+/// `--db` serve only a scan policy (`--scan-policy`, the lock's `scan:`), so a site-wide `db`
+/// must not make them fail without one. `ledger cosign --key` is a witness key, not a signing
+/// key of bundles.
+const NOT_FROM_FILE: &[(&str, &str)] = &[
+    ("receipt", "ledger"),
+    ("scan", "policy"),
+    ("rescan", "policy"),
+    ("import", "db"),
+    ("collect", "db"),
+    ("cosign", "key"),
+];
+
+/// Flags that mean nothing without another, by command path: `(command, flag, needs)`.
+/// Checked by [`check_requires`] once the file and the variables are merged, not by clap's
+/// `requires`: clap counts a file value (a default to it) neither as giving the flag nor as
+/// giving its partner, so `import --ledger-wait` with the ledger in the file was refused, and
+/// without any ledger silently ignored.
+pub const REQUIRES: &[(&str, &str, &str)] = &[
+    ("import", "ledger-wait", "ledger"),
+    ("import", "db", "scan-policy"),
+    ("import", "on-untrusted", "policy"),
+    ("collect", "trust-receipt", "have"),
+    ("receipt", "sign-with-ledger", "ledger"),
+    ("receipt", "ledger-password-file", "sign-with-ledger"),
+    ("chart images", "repo", "version"),
+    ("chart images", "version", "repo"),
+    ("serve", "tls-cert", "tls-key"),
+    ("serve", "tls-key", "tls-cert"),
+];
 
 /// What the file may hold. Paths in it are relative to the file's directory (`~/` is the home
 /// directory).
@@ -58,6 +88,16 @@ pub struct ConfigFile {
     /// A credentials file (containers `auth.json` / docker `config.json` format) read before
     /// the usual ones.
     pub auth_file: Option<PathBuf>,
+    /// The vulnerability database (`--db` of scan and rescan).
+    pub db: Option<PathBuf>,
+    /// The site's image-signature trust policy (`import --policy`, `admission-policy
+    /// --policy`).
+    pub policy: Option<PathBuf>,
+    /// The site's scan policy (`import --scan-policy`).
+    pub scan_policy: Option<PathBuf>,
+    /// Signing keys (`--key` of collect, split, receipt).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub keys: Vec<PathBuf>,
     /// Bundle signatures.
     #[serde(default)]
     pub trust: TrustSection,
@@ -89,6 +129,9 @@ pub struct RegistrySection {
     /// A `certs.d`-style directory for this registry only: `*.crt` CAs, `client.cert` +
     /// `client.key` for mutual TLS.
     pub certs_dir: Option<PathBuf>,
+    /// A credentials file (`auth.json` / `config.json` format) asked for this registry alone,
+    /// before the shared ones.
+    pub auth_file: Option<PathBuf>,
 }
 
 /// A configuration file, read and checked, with its paths made absolute.
@@ -111,14 +154,10 @@ pub enum ConfigError {
         /// `--config` or `$AIRLOCK_CONFIG`.
         from: &'static str,
     },
-    /// It cannot be read.
-    #[error("config file `{}`: {source}", path.display())]
-    Read {
-        /// The file.
-        path: PathBuf,
-        /// Why.
-        source: std::io::Error,
-    },
+    /// It cannot be read, is over [`MAX_CONFIG_BYTES`] or is not UTF-8 (the message names
+    /// the file).
+    #[error(transparent)]
+    Read(#[from] crate::io::ReadError),
     /// Not TOML, an unknown key, a value of the wrong type.
     #[error("config file `{}` line {line}: {message}", path.display())]
     Syntax {
@@ -141,12 +180,30 @@ pub enum ConfigError {
     },
 }
 
+/// A flag given (on the command line, by its variable or by the file) without the flag it
+/// needs; a usage error naming where the value came from.
+#[derive(Debug, thiserror::Error)]
+#[error("{given} requires --{needs}")]
+pub struct RequiresError {
+    /// The flag as the user gave it: `--db`, `AIRLOCK_LEDGER_WAIT=10 (--ledger-wait)`,
+    /// `--db from config file `…``.
+    pub given: String,
+    /// The flag it needs (long name).
+    pub needs: String,
+}
+
+impl Classify for RequiresError {
+    fn kind(&self) -> ErrorKind {
+        ErrorKind::Usage
+    }
+}
+
 impl Classify for ConfigError {
-    /// A file that cannot be read is like any missing input (1); a wrong file is a usage
-    /// error (2), as a wrong flag is.
+    /// A file that cannot be read is like any missing input (1); a wrong file (too large, not
+    /// UTF-8 text, not the format) is a usage error (2), as a wrong flag is.
     fn kind(&self) -> ErrorKind {
         match self {
-            ConfigError::Read { .. } => ErrorKind::Other,
+            ConfigError::Read(crate::io::ReadError::Io { .. }) => ErrorKind::Other,
             _ => ErrorKind::Usage,
         }
     }
@@ -217,17 +274,7 @@ pub fn discover(args: &[OsString]) -> Result<Option<Config>, ConfigError> {
 impl Config {
     /// Reads and checks a configuration file.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let bytes = crate::io::read_capped(path, MAX_CONFIG_BYTES, "config file").map_err(|e| {
-            ConfigError::Read {
-                path: path.to_path_buf(),
-                source: std::io::Error::other(e.to_string()),
-            }
-        })?;
-        let text = String::from_utf8(bytes).map_err(|e| ConfigError::Syntax {
-            path: path.to_path_buf(),
-            line: 1,
-            message: format!("not UTF-8: {e}"),
-        })?;
+        let text = crate::io::read_text_capped(path, MAX_CONFIG_BYTES, "config file")?;
         Config::parse(&text, path)
     }
 
@@ -268,12 +315,17 @@ impl Config {
         file.ledger.iter_mut().for_each(fix);
         file.cache.iter_mut().for_each(fix);
         file.auth_file.iter_mut().for_each(fix);
+        file.db.iter_mut().for_each(fix);
+        file.policy.iter_mut().for_each(fix);
+        file.scan_policy.iter_mut().for_each(fix);
+        file.keys.iter_mut().for_each(fix);
         file.ca_files.iter_mut().for_each(fix);
         file.certs_dirs.iter_mut().for_each(fix);
         file.trust.keys.iter_mut().for_each(fix);
         for r in file.registries.values_mut() {
             r.ca_file.iter_mut().for_each(fix);
             r.certs_dir.iter_mut().for_each(fix);
+            r.auth_file.iter_mut().for_each(fix);
         }
         Ok(Config {
             path: path.to_path_buf(),
@@ -309,6 +361,18 @@ impl Config {
         if !f.certs_dirs.is_empty() {
             out.push(("certs-dir", many(&f.certs_dirs)));
         }
+        if let Some(p) = &f.db {
+            out.push(("db", one(p)));
+        }
+        if let Some(p) = &f.policy {
+            out.push(("policy", one(p)));
+        }
+        if let Some(p) = &f.scan_policy {
+            out.push(("scan-policy", one(p)));
+        }
+        if !f.keys.is_empty() {
+            out.push(("key", many(&f.keys)));
+        }
         if !f.trust.keys.is_empty() {
             out.push(("trust", many(&f.trust.keys)));
         }
@@ -324,6 +388,14 @@ impl Config {
         hosts
             .filter(|(_, r)| r.insecure)
             .map(|(h, _)| h.clone())
+            .collect()
+    }
+
+    /// Per-registry credentials files, by host.
+    pub fn host_auth_files(&self) -> Vec<(&str, &Path)> {
+        let hosts = self.file.registries.iter();
+        hosts
+            .filter_map(|(h, r)| Some((h.as_str(), r.auth_file.as_deref()?)))
             .collect()
     }
 
@@ -500,6 +572,10 @@ pub const CONFIGURABLE: &[&str] = &[
     "timeout",
     "ca-file",
     "certs-dir",
+    "db",
+    "policy",
+    "scan-policy",
+    "key",
     "trust",
     "require",
 ];
@@ -522,6 +598,83 @@ pub fn origin(
         },
         _ => Origin::Default,
     }
+}
+
+/// Enforces [`REQUIRES`] for the command at `path` (`"chart images"`), parsed as `matches` from
+/// `cmd` (after [`apply`]): a flag whose value came from the command line, its variable or the
+/// file needs its partner from any of those; a built-in default needs nothing.
+pub fn check_requires(
+    path: &str,
+    cmd: &clap::Command,
+    matches: &clap::ArgMatches,
+    config: Option<&Config>,
+) -> Result<(), RequiresError> {
+    check_requires_in(REQUIRES, path, cmd, matches, config)
+}
+
+fn check_requires_in(
+    table: &[(&str, &str, &str)],
+    path: &str,
+    cmd: &clap::Command,
+    matches: &clap::ArgMatches,
+    config: Option<&Config>,
+) -> Result<(), RequiresError> {
+    for (_, long, needs) in table.iter().filter(|(c, _, _)| *c == path) {
+        let Some(origin) = given(cmd, matches, long, config) else {
+            continue;
+        };
+        if given(cmd, matches, needs, config).is_some() {
+            continue;
+        }
+        let shown = match origin {
+            Origin::Env { var } => {
+                let value = std::env::var_os(&var).unwrap_or_default();
+                format!("{var}={} (--{long})", value.to_string_lossy())
+            }
+            Origin::File { path } => format!("--{long} from config file `{}`", path.display()),
+            Origin::Flag | Origin::Default => format!("--{long}"),
+        };
+        return Err(RequiresError {
+            given: shown,
+            needs: needs.to_string(),
+        });
+    }
+    Ok(())
+}
+
+/// Where flag `--long` of `cmd` got its value, `None` when it was not given (absent, a switch
+/// left off, or only its built-in default).
+fn given(
+    cmd: &clap::Command,
+    matches: &clap::ArgMatches,
+    long: &str,
+    config: Option<&Config>,
+) -> Option<Origin> {
+    let arg = cmd.get_arguments().find(|a| a.get_long() == Some(long))?;
+    let id = arg.get_id().as_str();
+    if matches!(arg.get_action(), clap::ArgAction::SetTrue)
+        && !matches.get_one::<bool>(id).copied().unwrap_or(false)
+    {
+        return None;
+    }
+    let from_file = config.filter(|c| c.flag_values().iter().any(|(l, _)| *l == long));
+    match origin(matches.value_source(id), long, from_file) {
+        Origin::Default => None,
+        o => Some(o),
+    }
+}
+
+/// `AIRLOCK_LONG=VALUE` when `--long` is absent from the raw command line and its variable is
+/// set: the value a clap error about `--long` actually came from, so the message can name the
+/// variable the user must fix rather than a flag they never typed.
+pub fn env_culprit(args: &[OsString], long: &str) -> Option<String> {
+    if raw_flag(args, long).is_some() || args.iter().any(|a| a == OsStr::new(&format!("--{long}")))
+    {
+        return None;
+    }
+    let var = env_var_for(long);
+    let value = std::env::var_os(&var)?;
+    Some(format!("{var}={}", value.to_string_lossy()))
 }
 
 /// Whether `value` (raw) asks for JSON output; for errors found before clap has parsed.
@@ -549,6 +702,10 @@ timeout = "30s"
 ca_files = ["ca.pem"]
 certs_dirs = ["/etc/docker/certs.d"]
 auth_file = "auth.json"
+db = "vuln.db"
+policy = "site-trust.yaml"
+scan_policy = "/srv/scan.yaml"
+keys = ["keys/site.key"]
 
 [trust]
 keys = ["keys/release.pub"]
@@ -559,6 +716,7 @@ insecure = true
 
 [registries."tls.internal"]
 ca_file = "internal-ca.pem"
+auth_file = "tls-auth.json"
 "#,
         )
         .expect("parse");
@@ -569,12 +727,23 @@ ca_file = "internal-ca.pem"
             f.trust.keys,
             [PathBuf::from("/etc/airlock/keys/release.pub")]
         );
+        assert_eq!(f.db.as_deref(), Some(Path::new("/etc/airlock/vuln.db")));
+        assert_eq!(
+            f.policy.as_deref(),
+            Some(Path::new("/etc/airlock/site-trust.yaml"))
+        );
+        assert_eq!(f.scan_policy.as_deref(), Some(Path::new("/srv/scan.yaml")));
+        assert_eq!(f.keys, [PathBuf::from("/etc/airlock/keys/site.key")]);
         assert_eq!(c.insecure_hosts(), ["registry.internal:5000"]);
         let tls = c.host_tls();
         assert_eq!(tls.len(), 1);
         assert_eq!(
             tls["tls.internal"].ca_files,
             [PathBuf::from("/etc/airlock/internal-ca.pem")]
+        );
+        assert_eq!(
+            c.host_auth_files(),
+            [("tls.internal", Path::new("/etc/airlock/tls-auth.json"))]
         );
         let flags: Vec<&str> = c.flag_values().iter().map(|(l, _)| *l).collect();
         assert_eq!(
@@ -587,6 +756,10 @@ ca_file = "internal-ca.pem"
                 "timeout",
                 "ca-file",
                 "certs-dir",
+                "db",
+                "policy",
+                "scan-policy",
+                "key",
                 "trust",
                 "require"
             ]
@@ -655,6 +828,42 @@ ca_file = "internal-ca.pem"
         std::env::remove_var(&var);
         assert_eq!(seen, [true, true, true, true, false, false, false, false]);
         assert!(bad.is_err(), "an unclear value is refused");
+    }
+
+    /// A dependent flag set by the file (none of [`REQUIRES`] is today: `import --db` is kept
+    /// from it) is reported with the file's path; a partner from the file satisfies it.
+    #[test]
+    fn a_dependency_names_the_file_a_value_came_from() {
+        let cmd = || {
+            apply(
+                clap::Command::new("t")
+                    .arg(clap::Arg::new("db").long("db"))
+                    .arg(clap::Arg::new("scan_policy").long("scan-policy")),
+                Some(&parse("db = \"v.db\"\n").expect("parse")),
+            )
+        };
+        let table = &[("t", "db", "scan-policy")];
+        let check = |c: &Config, args: &[&str]| {
+            let m = cmd().try_get_matches_from(args).expect("parse");
+            check_requires_in(table, "t", &cmd(), &m, Some(c))
+        };
+        let file = parse("db = \"v.db\"\n").expect("parse");
+        let e = check(&file, &["t"]).unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "--db from config file `/etc/airlock/airlock.toml` requires --scan-policy"
+        );
+        assert_eq!(e.kind(), ErrorKind::Usage);
+        check(&file, &["t", "--scan-policy", "s.yaml"]).expect("partner given");
+        let both = parse("db = \"v.db\"\nscan_policy = \"s.yaml\"\n").expect("parse");
+        let cmd_both = apply(
+            clap::Command::new("t")
+                .arg(clap::Arg::new("db").long("db"))
+                .arg(clap::Arg::new("scan_policy").long("scan-policy")),
+            Some(&both),
+        );
+        let m = cmd_both.clone().try_get_matches_from(["t"]).expect("parse");
+        check_requires_in(table, "t", &cmd_both, &m, Some(&both)).expect("both from the file");
     }
 
     #[test]

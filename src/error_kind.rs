@@ -139,6 +139,7 @@ fn known_kind(e: &(dyn Error + 'static)) -> Option<ErrorKind> {
     try_types!(
         UsageError,
         crate::config::ConfigError,
+        crate::config::RequiresError,
         ImportError,
         CollectError,
         RecordError,
@@ -528,6 +529,7 @@ mod tests {
         let e = ImportError::RejectionUnrecorded {
             error: Box::new(ImportError::ScanFailed {
                 failures: vec!["critical".into()],
+                evidence: Vec::new(),
             }),
             record: "disk full".into(),
         };

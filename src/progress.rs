@@ -35,6 +35,10 @@ pub trait Reporter: Send + Sync {
     fn task_rewind(&self, _id: &str, _bytes: u64) {}
     /// Task `id` is over (done or failed).
     fn task_done(&self, _id: &str) {}
+    /// A counted task starts (manifests pushed, tags set): like [`Reporter::task_start`] but
+    /// in items, advanced with [`Reporter::task_advance`] and ended with
+    /// [`Reporter::task_done`].
+    fn count_start(&self, _id: &str, _label: &str, _total: u64) {}
 }
 
 /// Reports nothing.
@@ -60,6 +64,42 @@ impl Reporter for Task<'_> {
     }
     fn warn(&self, message: &str) {
         self.parent.warn(message);
+    }
+}
+
+/// A blob read inside a phase: its bytes count for the phase and for its own task (`id`), so
+/// `verify` shows the phase and the blob being read.
+pub struct TaskInPhase<'a> {
+    /// Where the events go.
+    pub parent: &'a dyn Reporter,
+    /// The task's id.
+    pub id: &'a str,
+}
+
+impl Reporter for TaskInPhase<'_> {
+    fn advance(&self, bytes: u64) {
+        self.parent.advance(bytes);
+        self.parent.task_advance(self.id, bytes);
+    }
+    fn rewind(&self, bytes: u64) {
+        self.parent.rewind(bytes);
+        self.parent.task_rewind(self.id, bytes);
+    }
+    fn warn(&self, message: &str) {
+        self.parent.warn(message);
+    }
+}
+
+/// Passes on only warnings and item labels: for reading a bundle whose bytes are not the
+/// progress being shown (an import counts a blob when the target has it, not when it is read).
+pub struct Unsettled<'a>(pub &'a dyn Reporter);
+
+impl Reporter for Unsettled<'_> {
+    fn item(&self, label: &str) {
+        self.0.item(label);
+    }
+    fn warn(&self, message: &str) {
+        self.0.warn(message);
     }
 }
 

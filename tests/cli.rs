@@ -471,6 +471,14 @@ fn exit_codes_by_class_and_json_errors() {
             "pw",
         ],
     ));
+    // Three parts whatever the bundle compresses to (its bytes move with the clock; parts are
+    // at least 4 KiB); their sizes are redacted in the snapshots below.
+    let bundle_len = std::fs::metadata(dir.join("out/n.tar.zst"))
+        .expect("bundle")
+        .len();
+    let part_size = bundle_len.div_ceil(3).max(4096);
+    assert_eq!(bundle_len.div_ceil(part_size), 3, "{bundle_len} bytes");
+    let part_size = part_size.to_string();
     for set in ["parts-missing", "parts-damaged"] {
         common::ok(&common::airlock(
             dir,
@@ -478,7 +486,7 @@ fn exit_codes_by_class_and_json_errors() {
                 "split",
                 "out/n.tar.zst",
                 "--size",
-                "4KiB",
+                &part_size,
                 "--out-dir",
                 set,
                 "--key",
@@ -558,15 +566,22 @@ fn exit_codes_by_class_and_json_errors() {
     ];
     // Digests of a damaged part move with the bundle's bytes: shown as [DIGEST].
     let digests = regex::Regex::new("sha256:[0-9a-f]{64}").expect("regex");
+    // So do the sizes of its parts: a size cell and its padding become `[SIZE]  `.
+    let sizes = regex::Regex::new(r"\d+(\.\d+)? (B|KiB|MiB) +").expect("regex");
     for (name, code, args) in cases {
         let out = common::airlock(dir, args);
         assert_eq!(out.status.code(), Some(*code), "{name}: {}", run(dir, args));
         // A fresh key id and a bundle whose bytes move with the clock are not snapshotted.
         let stable = !matches!(*name, "exit-0-verified" | "exit-4-damaged");
         let render = |out: &Output, dir: &Path| {
-            digests
+            let text = digests
                 .replace_all(&render(out, dir), "[DIGEST]")
-                .into_owned()
+                .into_owned();
+            if args[0] == "verify-parts" {
+                sizes.replace_all(&text, "[SIZE]  ").into_owned()
+            } else {
+                text
+            }
         };
         if stable {
             insta::assert_snapshot!(*name, render(&out, dir));
@@ -840,10 +855,15 @@ fn config_show_and_precedence() {
     std::fs::create_dir_all(&conf).expect("mkdir");
     std::fs::write(
         conf.join("airlock.toml"),
-        "# the site's settings\nledger = \"/srv/airlock/ledger\"\nmax_requests = 4\ntimeout = \"30s\"\n\n[trust]\nkeys = [\"keys/release.pub\"]\n\n[registries.\"registry.internal:5000\"]\ninsecure = true\n\n[registries.\"tls.internal\"]\nca_file = \"/etc/airlock/internal-ca.pem\"\n",
+        "# the site's settings\nledger = \"/srv/airlock/ledger\"\nmax_requests = 4\ntimeout = \"30s\"\ndb = \"vuln.db\"\npolicy = \"policies/trust.yaml\"\nkeys = [\"keys/site.key\"]\n\n[trust]\nkeys = [\"keys/release.pub\"]\n\n[registries.\"registry.internal:5000\"]\ninsecure = true\n\n[registries.\"tls.internal\"]\nca_file = \"/etc/airlock/internal-ca.pem\"\n",
     )
     .expect("write");
     std::fs::write(dir.join("empty.toml"), "").expect("write");
+    // One byte over the cap: refused by its size, before it is read.
+    let big = "# padding\n".repeat(1024 * 1024 / 10 + 1);
+    assert!(big.len() as u64 > airlock::config::MAX_CONFIG_BYTES);
+    std::fs::write(dir.join("big.toml"), big).expect("write");
+    std::fs::write(dir.join("latin1.toml"), b"# caf\xe9\nretries = 2\n").expect("write");
     std::fs::write(
         dir.join("typo.toml"),
         "ledger = \"/srv/l\"\n\n[registries.\"r:5000\"]\ninsecur = true\n",
@@ -897,6 +917,43 @@ fn config_show_and_precedence() {
             &["config", "show"],
             &[("AIRLOCK_MAX_REQUESTS", "lots")],
         ),
+        (
+            "config-env-bad-value-import",
+            2,
+            &["import", "b.tar.zst", "--to", "r:5000", "--format", "json"],
+            &[("AIRLOCK_JOBS", "abc")],
+        ),
+        (
+            "config-env-bad-choice",
+            2,
+            &[
+                "import",
+                "b.tar.zst",
+                "--to",
+                "r:5000",
+                "--policy",
+                "p.yaml",
+            ],
+            &[("AIRLOCK_ON_UNTRUSTED", "maybe")],
+        ),
+        (
+            "config-flag-bad-value-despite-env",
+            2,
+            &["config", "show", "--max-requests", "many"],
+            &[("AIRLOCK_MAX_REQUESTS", "4")],
+        ),
+        (
+            "config-file-too-large",
+            2,
+            &["--config", "big.toml", "config", "show"],
+            &[],
+        ),
+        (
+            "config-file-not-utf8",
+            2,
+            &["config", "show"],
+            &[("AIRLOCK_CONFIG", "latin1.toml")],
+        ),
     ];
     for (name, code, args, env) in cases {
         let out = common::airlock_env(dir, args, env);
@@ -931,6 +988,117 @@ fn config_show_and_precedence() {
         ("default".into(), serde_json::json!(["1"]))
     );
     assert_eq!(v["registries"]["registry.internal:5000"]["insecure"], true);
+}
+
+/// A flag that means nothing without another (`import --ledger-wait` without a ledger) is a
+/// one-line usage error, exit 2, whether it came from the command line or its `AIRLOCK_*`
+/// variable (named then), checked after the file is merged: a partner from the file counts.
+#[test]
+fn flag_dependencies_are_checked_after_the_config_is_merged() {
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(dir.join("ledger.toml"), "ledger = \"site-ledger\"\n").expect("write");
+    std::fs::write(dir.join("policy.toml"), "policy = \"trust.yaml\"\n").expect("write");
+    std::fs::write(dir.join("db.toml"), "db = \"vuln.db\"\n").expect("write");
+    let import = ["import", "b.tar.zst", "--to", "registry.internal:5000"];
+    type Case<'a> = (&'a str, Vec<&'a str>, &'a [(&'a str, &'a str)]);
+    let cases: Vec<Case> = vec![
+        (
+            "requires-ledger-wait",
+            [&import[..], &["--ledger-wait", "5"]].concat(),
+            &[],
+        ),
+        (
+            "requires-ledger-wait-json",
+            [&import[..], &["--ledger-wait", "5", "--format", "json"]].concat(),
+            &[],
+        ),
+        (
+            "requires-ledger-wait-env",
+            import.to_vec(),
+            &[("AIRLOCK_LEDGER_WAIT", "10")],
+        ),
+        (
+            "requires-on-untrusted",
+            [&import[..], &["--on-untrusted", "skip-artifact"]].concat(),
+            &[],
+        ),
+        (
+            "requires-db",
+            [&import[..], &["--db", "vuln.db"]].concat(),
+            &[],
+        ),
+        (
+            "requires-trust-receipt",
+            vec![
+                "collect",
+                "app.lock",
+                "-o",
+                "b.tar.zst",
+                "--trust-receipt",
+                "r.pub",
+            ],
+            &[],
+        ),
+        (
+            "requires-sign-with-ledger",
+            vec!["receipt", "--registry", "r:5000", "-o", "r.json"],
+            &[("AIRLOCK_SIGN_WITH_LEDGER", "yes")],
+        ),
+        (
+            "requires-chart-version",
+            vec!["chart", "images", "app", "--repo", "https://charts.example"],
+            &[],
+        ),
+    ];
+    for (name, args, env) in &cases {
+        let out = common::airlock_env(dir, args, env);
+        let text = render(&out, dir);
+        assert_eq!(out.status.code(), Some(2), "{name}: {text}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(stderr.lines().count(), 1, "{name}: one line: {stderr}");
+        insta::assert_snapshot!(*name, text);
+    }
+    let v: serde_json::Value =
+        serde_json::from_slice(&common::airlock(dir, &cases[1].1).stdout).expect("json");
+    assert_eq!(v["error"]["kind"], "usage", "{v}");
+    assert_eq!(
+        v["error"]["message"], "--ledger-wait requires --ledger",
+        "{v}"
+    );
+    // The partner from the file (or its variable) satisfies the dependency: the import gets as
+    // far as the missing bundle (exit 1), no usage error.
+    for (args, env) in [
+        (
+            [
+                &["--config", "ledger.toml"][..],
+                &import,
+                &["--ledger-wait", "5"],
+            ]
+            .concat(),
+            &[][..],
+        ),
+        (
+            [&import[..], &["--ledger-wait", "5"]].concat(),
+            &[("AIRLOCK_LEDGER", "site-ledger")][..],
+        ),
+        (
+            [
+                &["--config", "policy.toml"][..],
+                &import,
+                &["--on-untrusted", "skip-artifact"],
+            ]
+            .concat(),
+            &[][..],
+        ),
+        // A site-wide database is for scan and rescan: it does not reach `import --db`.
+        ([&["--config", "db.toml"][..], &import].concat(), &[][..]),
+    ] {
+        let out = common::airlock_env(dir, &args, env);
+        let text = render(&out, dir);
+        assert_eq!(out.status.code(), Some(1), "{args:?}: {text}");
+        assert!(!text.contains("requires"), "{args:?}: {text}");
+    }
 }
 
 /// clap's own refusals (before airlock runs) are JSON too when JSON is asked for, by flag or

@@ -663,3 +663,159 @@ fn a_registry_that_refuses_every_token_fails_after_one_renewal() {
         proxy.log.lock().expect("log")
     );
 }
+
+/// A registry demanding tokens whose token service also trades `refresh` (an OAuth2 refresh
+/// token, docker's `identitytoken`), and a bundle from an open registry carrying one image,
+/// collected in `dir` as `b.tar.zst`.
+fn refresh_token_target(
+    dir: &Path,
+    refresh: &str,
+) -> (TestRegistry, TestRegistry, fixtures::Image) {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start_with(common::RegistryConfig {
+        token_auth: Some(("alice".into(), "pw-never-given-to-airlock".into())),
+        refresh_token: Some(refresh.into()),
+        ..Default::default()
+    });
+    let img = push_one(&src.client(), &src.host, "app", 34, 3000);
+    write_spec(dir, "b", &format!("{}/app:1", src.host));
+    let sflags = src.cli_flags();
+    ok(&common::airlock(dir, &with(&["lock", "b.yaml"], &sflags)));
+    ok(&common::airlock(
+        dir,
+        &with(&["collect", "b.lock", "-o", "b.tar.zst"], &sflags),
+    ));
+    (src, dst, img)
+}
+
+#[test]
+fn identity_token_is_traded_by_post_at_the_token_realm_and_a_refused_one_stops_the_import() {
+    // `docker login` to a registry whose token service issues refresh tokens stores
+    // `auths.HOST.identitytoken`; docker then asks for access tokens by POST
+    // grant_type=refresh_token, never with a password. Ours does the same.
+    const REFRESH: &str = "rt-3f9c0b-airlock-test";
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let (_src, dst, img) = refresh_token_target(dir, REFRESH);
+    let token = dst.token.as_ref().expect("token server");
+    let to = format!("{}/m", dst.host);
+    let import = ["import", "b.tar.zst", "--to", &to, "--allow-unsigned"];
+    let dflags = reach(&dst);
+    let config = |rt: &str| serde_json::json!({"auths": {dst.host.clone(): {"identitytoken": rt}}});
+
+    // A revoked refresh token: one line naming the host, exit 6, nothing pushed.
+    let revoked = Helper::install(dir, config("rt-revoked"));
+    let out = revoked.run(dir, &with(&import, &dflags));
+    let asked = token.requests();
+    assert!(
+        !asked.is_empty() && asked.iter().all(|r| r == "POST refresh_token -> 401"),
+        "only refresh-token grants, all refused: {asked:?}"
+    );
+    let err = common::fails_as(&out, 6, "identity token stored for it was refused");
+    assert!(err.contains(&format!("{}: ", dst.host)), "{err}");
+    assert!(
+        !err.contains("rt-revoked"),
+        "the token is never printed: {err}"
+    );
+    assert_eq!(dst.stored_blobs(), 0, "something was pushed");
+
+    // The stored token: traded by POST, never basic auth; the image lands byte-exact.
+    let stored = Helper::install(dir, config(REFRESH));
+    ok(&stored.run(dir, &with(&import, &dflags)));
+    let asked = token.requests();
+    assert!(
+        asked.iter().any(|r| r == "POST refresh_token -> 200")
+            && !asked.iter().any(|r| r.starts_with("GET")),
+        "{asked:?}"
+    );
+    assert_eq!(dst.skopeo_raw("m/app:1"), img.manifest.bytes);
+
+    // From a credential helper (user `<token>`, as docker-credential-* return identity
+    // tokens): the same grant, here for a pull.
+    let helper = Helper::install(dir, serde_json::json!({"credsStore": "test"}));
+    helper.holds(&dst.host, "<token>", REFRESH);
+    write_spec(dir, "d", &format!("{}/m/app:1", dst.host));
+    let before = token.requests().len();
+    ok(&helper.run(dir, &with(&["lock", "d.yaml"], &dflags)));
+    let lock = std::fs::read_to_string(dir.join("d.lock")).expect("lock");
+    assert!(lock.contains(&img.manifest.digest().to_string()), "{lock}");
+    let asked = &token.requests()[before..];
+    assert!(
+        !asked.is_empty() && asked.iter().all(|r| r == "POST refresh_token -> 200"),
+        "{asked:?}"
+    );
+}
+
+#[test]
+fn an_import_whose_tokens_expire_mid_run_renews_them_and_lands_byte_exact() {
+    use common::proxy::Proxy;
+    use std::time::Duration;
+    // The whole CLI, not the library: tokens live one second and every request through the
+    // proxy takes 1.1 s, so each token outlives at most one request and the proxy refuses it
+    // after that (401 with the registry's own challenge), as a registry does with an expired
+    // token. The import must renew its way through, blobs and manifests alike.
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start_with(common::RegistryConfig {
+        token_auth: Some(("alice".into(), "s3cret".into())),
+        token_ttl: Some(1),
+        ..Default::default()
+    });
+    let proxy = Proxy::start_delayed(
+        &dst.host,
+        expire_tokens(&dst, Duration::from_secs(1)),
+        Duration::from_millis(1100),
+    );
+    let img = push_one(&src.client(), &src.host, "app", 35, 600 << 10);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    write_spec(dir, "b", &format!("{}/app:1", src.host));
+    let sflags = src.cli_flags();
+    ok(&common::airlock(dir, &with(&["lock", "b.yaml"], &sflags)));
+    ok(&common::airlock(
+        dir,
+        &with(&["collect", "b.lock", "-o", "b.tar.zst"], &sflags),
+    ));
+    let to = format!("{}/m", proxy.host);
+    let creds = format!("{}=alice:s3cret", proxy.host);
+    let token_host = dst.token.as_ref().expect("token server").host();
+    let out = common::airlock(
+        dir,
+        &[
+            "import",
+            "b.tar.zst",
+            "--to",
+            &to,
+            "--allow-unsigned",
+            "--insecure-registry",
+            &proxy.host,
+            "--insecure-registry",
+            &token_host,
+            "--creds",
+            &creds,
+        ],
+    );
+    ok(&out);
+    assert!(
+        proxy.rejected.load(std::sync::atomic::Ordering::SeqCst) >= 1,
+        "some request met an expired token: {:?}",
+        proxy.log.lock().expect("log")
+    );
+    // An independent client, straight to the registry: the manifest byte-exact, every blob
+    // there.
+    assert_eq!(dst.skopeo_raw("m/app:1"), img.manifest.bytes);
+    let copied = dir.join("copied");
+    // skopeo checks every blob against its digest as it copies.
+    let out = common::skopeo(&[
+        "copy".into(),
+        "--src-tls-verify=false".into(),
+        "--src-creds".into(),
+        "alice:s3cret".into(),
+        format!("docker://{}/m/app:1", dst.host),
+        format!("dir:{}", copied.display()),
+    ]);
+    assert!(
+        out.status.success(),
+        "skopeo copy: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -275,6 +275,48 @@ fn keyless_rekor_v2_bundle_with_a_tsa_timestamp_is_verified_at_collect_and_impor
     assert!(!shown.contains("; integrated "), "{shown}");
 }
 
+#[test]
+fn keyless_rekor_v2_dsse_entry_is_verified_at_collect_and_import_and_shown_in_the_ledger() {
+    // Rekor v2 logs a DSSE attestation as a `dsse` 0.0.2 entry: its body binds the payload
+    // hash and the signature with its certificate, and a checkpoint signed by the log holds it.
+    let src = ferro::start();
+    let sigstore = FakeSigstore::default();
+    let tsa_time = common::cosign3::now() - 60;
+    let k = Keyless {
+        evidence: Evidence::RekorV2DsseTsa {
+            tsa_time,
+            other_payload: false,
+        },
+        ..Keyless::fresh(IDENTITY, ISSUER, true)
+    };
+    let (img, sig) = push_signed(&src, &sigstore, &k, 126);
+    let rule = policy(&src.host, &format!("\"{IDENTITY}\""));
+    let work = workdir(&src.host, &sigstore.trusted_root(), Some(&rule));
+    let dir = work.path();
+    std::fs::write(dir.join("site.yaml"), &rule).expect("policy");
+    lock(dir, &src);
+    ok(&collect(dir, &src));
+    let dst = TestRegistry::start();
+    let report: Value = serde_json::from_str(&ok(&import(dir, &dst, "site.yaml"))).expect("json");
+    let s = &the_image(&report)["signatures"][0];
+    assert_eq!(s["signer"]["keyless"]["identity"], IDENTITY, "{s}");
+    assert_eq!(s["rekor_entry"], "dsse 0.0.2", "{s}");
+    assert_eq!(s["rekor_log_index"], 0, "{s}");
+    assert_eq!(s["timestamp"], tsa_time, "{s}");
+    assert!(s["integrated_time"].is_null(), "{s}");
+    assert_shows(
+        &ledger_show(dir, &img.manifest.digest()),
+        &[
+            IDENTITY,
+            ISSUER,
+            "rekor log index 0 (dsse 0.0.2)",
+            &format!("timestamp {}", rfc3339(tsa_time)),
+            sig.layers[0].digest().as_str(),
+        ],
+    );
+    assert_eq!(catalog(&dst), vec!["m/app/web".to_string()]);
+}
+
 /// A bad keyless bundle: collect with a policy fails with `code` and `needle`, writes no bundle;
 /// collected without a policy, `import --policy` fails the same way and pushes nothing.
 fn refused_at_collect_and_import(
@@ -316,49 +358,48 @@ fn refused_at_collect_and_import(
 }
 
 #[test]
-fn a_certificate_expired_at_signing_time_without_a_timestamp_is_refused() {
+fn signing_times_outside_the_certificate_or_a_dsse_entry_for_another_payload_are_refused() {
+    // Each case: a certificate valid ten to twenty minutes before the evidence's time, or a
+    // fresh one whose Rekor v2 dsse entry logs another payload's hash. Refused at collect and
+    // at import (exit 5), nothing written or pushed.
     let sigstore = FakeSigstore::default();
     let t = common::cosign3::now() - 60;
-    let k = Keyless {
+    let expired = |evidence| Keyless {
         identity: IDENTITY.into(),
         issuer: ISSUER.into(),
         valid: (t - 1200, t - 600),
-        evidence: Evidence::RekorV1 { integrated: t },
+        evidence,
     };
+    let fresh = Keyless::fresh(IDENTITY, ISSUER, true);
+    let cases = [
+        (
+            "an expired certificate with no timestamp",
+            expired(Evidence::RekorV1 { integrated: t }),
+            "the Rekor integrated time is",
+        ),
+        (
+            "a TSA time outside the certificate's validity",
+            expired(Evidence::RekorV2Tsa { tsa_time: t }),
+            "the RFC 3161 timestamp is",
+        ),
+        (
+            "a Rekor v2 dsse entry for another payload",
+            Keyless {
+                evidence: Evidence::RekorV2DsseTsa {
+                    tsa_time: t,
+                    other_payload: true,
+                },
+                ..fresh
+            },
+            "Rekor v2 dsse entry (log index 0): the entry logs payload sha256:",
+        ),
+    ];
     let root = sigstore.trusted_root();
     let exact = format!("\"{IDENTITY}\"");
-    refused_at_collect_and_import(
-        &sigstore,
-        &k,
-        &root,
-        &exact,
-        5,
-        "the Rekor integrated time is",
-        122,
-    );
-}
-
-#[test]
-fn a_tsa_timestamp_outside_the_certificate_validity_is_refused() {
-    let sigstore = FakeSigstore::default();
-    let t = common::cosign3::now() - 60;
-    let k = Keyless {
-        identity: IDENTITY.into(),
-        issuer: ISSUER.into(),
-        valid: (t - 1200, t - 600),
-        evidence: Evidence::RekorV2Tsa { tsa_time: t },
-    };
-    let root = sigstore.trusted_root();
-    let exact = format!("\"{IDENTITY}\"");
-    refused_at_collect_and_import(
-        &sigstore,
-        &k,
-        &root,
-        &exact,
-        5,
-        "the RFC 3161 timestamp is",
-        123,
-    );
+    for (seed, (case, k, needle)) in (122..).zip(cases) {
+        eprintln!("case: {case}");
+        refused_at_collect_and_import(&sigstore, &k, &root, &exact, 5, needle, seed);
+    }
 }
 
 #[test]

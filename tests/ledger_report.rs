@@ -368,3 +368,100 @@ fn report_refuses_a_directory_that_is_not_a_ledger() {
     );
     assert!(!t.path().join("r.html").exists(), "no page for no ledger");
 }
+
+/// `ledger report` takes what `ledger export` writes, as `ledger verify` does, and with
+/// `--format json` prints its summary as one document; an export edited in transit still gets
+/// its page, marked FAILED, and exits 7 with the JSON saying so.
+#[test]
+fn report_of_an_export_file_and_its_json_summary() {
+    let t = tempfile::tempdir().expect("tempdir");
+    ledger(t.path());
+    let out = airlock(&["ledger", "export", "ledger", "-o", "l.tar"], t.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+
+    let out = airlock(
+        &[
+            "ledger",
+            "report",
+            "l.tar",
+            "-o",
+            "out/r.html",
+            "--format",
+            "json",
+        ],
+        t.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["verified"], true, "{v}");
+    assert_eq!(v["entries"], 4, "{v}");
+    assert_eq!(v["problems"], 0, "{v}");
+    assert!(v["first_problem"].is_null(), "{v}");
+    let html = std::fs::read_to_string(t.path().join("out/r.html")).expect("page written");
+    assert!(html.contains("release-2"), "every entry is on the page");
+    assert!(html.contains("l.tar"), "the page names what it reports on");
+
+    // The same export with entry 0 edited inside the tar (same length, so the tar still
+    // reads): the tree no longer matches the signed checkpoint.
+    let bytes = std::fs::read(t.path().join("l.tar")).expect("export");
+    let at = bytes
+        .windows(b"release-0".len())
+        .position(|w| w == b"release-0")
+        .expect("entry 0 in the export");
+    let mut edited = bytes.clone();
+    edited[at + b"release-".len()] = b'9';
+    std::fs::write(t.path().join("edited.tar"), edited).expect("write");
+    let out = airlock(
+        &[
+            "ledger",
+            "report",
+            "edited.tar",
+            "-o",
+            "e.html",
+            "--format",
+            "json",
+        ],
+        t.path(),
+    );
+    assert_eq!(out.status.code(), Some(7), "{}", text(&out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
+    assert_eq!(v["verified"], false, "{v}");
+    assert!(v["problems"].as_u64().is_some_and(|n| n >= 1), "{v}");
+    assert!(
+        v["first_problem"]
+            .as_str()
+            .is_some_and(|p| p.contains("entry 0")),
+        "{v}"
+    );
+    let html = std::fs::read_to_string(t.path().join("e.html")).expect("page written");
+    assert!(html.contains("FAILED"), "the page says so");
+    assert!(html.contains("release-9"), "the edited entry is listed");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("`edited.tar` does not verify"), "{err}");
+}
+
+/// What `ledger verify` says about checkpoints, in words (the demo used to print "3 verified
+/// (0 by their own signature)"): the latest checkpoint's signature, then how each stored one
+/// was found sound. The key and root move with every run and are redacted.
+#[test]
+fn ledger_verify_says_how_each_checkpoint_was_checked() {
+    let t = tempfile::tempdir().expect("tempdir");
+    ledger(t.path());
+    let redact = |o: &Output| {
+        let s = String::from_utf8_lossy(&o.stdout).into_owned();
+        let s = regex::Regex::new(r"(?m)^(key|root)( +)\S+")
+            .expect("regex")
+            .replace_all(&s, "$1$2[REDACTED]")
+            .into_owned();
+        format!("exit: {:?}\n{s}", o.status.code())
+    };
+    let out = airlock(&["ledger", "verify", "ledger"], t.path());
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    insta::assert_snapshot!("ledger-verify-vouched", redact(&out));
+    let out = airlock(
+        &["ledger", "verify", "ledger", "--every-signature"],
+        t.path(),
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out));
+    insta::assert_snapshot!("ledger-verify-every-signature", redact(&out));
+}

@@ -17,13 +17,27 @@ use airlock::progress::{Reporter, Tally};
 use airlock::registry::Repo;
 
 /// Everything a reporter hears: phases with their totals and the bytes advanced in each,
-/// and the tasks in a [`Tally`] (the accounting the CLI's bars keep).
+/// the byte tasks and the count tasks each in a [`Tally`] (the accounting the CLI's bars
+/// keep), and the order of events with the phase's position at each.
 #[derive(Default)]
 struct Recorder {
     phases: Mutex<Vec<(String, u64, u64)>>,
     tasks: Mutex<Tally>,
+    counts: Mutex<Tally>,
     /// Tasks started while another with the same id ran (would be a double count).
     restarted: Mutex<u32>,
+    /// `(event, id, phase position after it)`, in order.
+    events: Mutex<Vec<(&'static str, String, u64)>>,
+}
+
+impl Recorder {
+    fn log(&self, event: &'static str, id: &str) {
+        let at = self.phases.lock().expect("lock").last().map_or(0, |p| p.2);
+        self.events
+            .lock()
+            .expect("lock")
+            .push((event, id.to_owned(), at));
+    }
 }
 
 impl Reporter for Recorder {
@@ -37,6 +51,7 @@ impl Reporter for Recorder {
         if let Some(p) = self.phases.lock().expect("lock").last_mut() {
             p.2 += bytes;
         }
+        self.log("advance", "");
     }
     fn rewind(&self, bytes: u64) {
         if let Some(p) = self.phases.lock().expect("lock").last_mut() {
@@ -48,14 +63,27 @@ impl Reporter for Recorder {
             *self.restarted.lock().expect("lock") += 1;
         }
     }
-    fn task_advance(&self, id: &str, bytes: u64) {
-        self.tasks.lock().expect("lock").advance(id, bytes);
+    fn count_start(&self, id: &str, label: &str, total: u64) {
+        if !self.counts.lock().expect("lock").start(id, label, total) {
+            *self.restarted.lock().expect("lock") += 1;
+        }
+        self.log("count_start", id);
+    }
+    fn task_advance(&self, id: &str, n: u64) {
+        if self.counts.lock().expect("lock").advance(id, n).is_none() {
+            self.tasks.lock().expect("lock").advance(id, n);
+        }
     }
     fn task_rewind(&self, id: &str, bytes: u64) {
         self.tasks.lock().expect("lock").rewind(id, bytes);
     }
     fn task_done(&self, id: &str) {
         self.tasks.lock().expect("lock").finish(id);
+        self.counts.lock().expect("lock").finish(id);
+        self.log("task_done", id);
+    }
+    fn finish_phase(&self) {
+        self.log("finish_phase", "");
     }
 }
 
@@ -234,4 +262,240 @@ fn urls_are_logged_without_user_info_or_query() {
         "http://127.0.0.1:5000/v2/"
     );
     assert_eq!(url_for_log("not a url"), "<unparsable url>");
+}
+
+/// A bundle of `apps/a:1` collected from `src` into `dir/b.tar.zst` through the library.
+fn bundle(src: &TestRegistry, dir: &std::path::Path) -> std::path::PathBuf {
+    let mut args = vec!["lock".to_owned(), "p.yaml".to_owned()];
+    args.extend(src.cli_flags());
+    ok(&airlock(
+        dir,
+        &args.iter().map(String::as_str).collect::<Vec<_>>(),
+    ));
+    let mut args = vec!["collect", "p.lock", "-o", "b.tar.zst", "--cache", "cache"];
+    let flags = src.cli_flags();
+    args.extend(flags.iter().map(String::as_str));
+    ok(&airlock(dir, &args));
+    dir.join("b.tar.zst")
+}
+
+/// An import's bar is the bundle's bytes, and it is full only when the import is: a blob
+/// counts when the registry has it (not when it was read), the manifests once the tags are
+/// set. Each upload is a task of the blob's size; manifests and tags are count bars whose
+/// totals are the artifacts and the tags written. Imported twice: the second time every blob
+/// is already there, and the bar still ends at the total, after the tags.
+#[test]
+fn an_import_bar_is_full_only_when_uploads_manifests_and_tags_are_done() {
+    let (src, work) = setup();
+    let dir = work.path();
+    let path = bundle(&src, dir);
+    let toc = read_table_of_contents(&path).expect("bundle");
+    let total = toc.manifest.total_blob_bytes();
+    let manifest_bytes: u64 = toc
+        .manifest
+        .blobs
+        .iter()
+        .filter(|b| b.media_type.contains("manifest") || b.media_type.contains("index"))
+        .map(|b| b.size)
+        .sum();
+    assert!(manifest_bytes > 0 && manifest_bytes < total);
+    let dst = TestRegistry::start();
+    let opts = airlock::import::ImportOptions {
+        signature: airlock::bundle::signature::SignaturePolicy {
+            trusted: Vec::new(),
+            require: 0,
+            allow_unsigned: true,
+        },
+        target: dst.host.parse().expect("target"),
+        mapping: airlock::import::Mapping {
+            prefix: String::new(),
+            keep_source_host: false,
+            flatten: false,
+            rewrites: Vec::new(),
+        },
+        jobs: 4,
+        scan_gate: None,
+        image_policy: None,
+        allow_older: false,
+        files_to: None,
+    };
+    let registry = std::sync::Arc::new(dst.client());
+    for round in ["first", "again"] {
+        let rec = Recorder::default();
+        let report = rt()
+            .block_on(airlock::import::import(
+                &path,
+                registry.clone(),
+                &opts,
+                &rec,
+            ))
+            .expect("import");
+        let phases = rec.phases.lock().expect("lock").clone();
+        assert_eq!(
+            phases,
+            [("import".to_owned(), total, total)],
+            "{round}: one bar, the bundle's bytes, full at the end"
+        );
+        let events = rec.events.lock().expect("lock").clone();
+        let at = |event: &str, id: &str| {
+            events
+                .iter()
+                .position(|(e, i, _)| *e == event && i == id)
+                .unwrap_or_else(|| panic!("{round}: no {event} {id} in {events:?}"))
+        };
+        let tags_done = at("task_done", airlock::import::TAGS_TASK);
+        let manifests_done = at("task_done", airlock::import::MANIFESTS_TASK);
+        assert!(manifests_done < tags_done, "{round}: manifests, then tags");
+        // Until the tags are set the bar is short of its total by exactly the manifests.
+        assert_eq!(
+            events[tags_done].2,
+            total - manifest_bytes,
+            "{round}: {events:?}"
+        );
+        assert_eq!(
+            events.iter().filter(|(_, _, at)| *at == total).count(),
+            2,
+            "{round}: full only at the last advance and the finish: {events:?}"
+        );
+        assert_eq!(events.last().map(|e| e.0), Some("finish_phase"));
+        let counts = rec.counts.lock().expect("lock");
+        let manifests = counts
+            .get(airlock::import::MANIFESTS_TASK)
+            .expect("manifests bar");
+        assert_eq!(manifests.total, toc.manifest.artifacts.len() as u64);
+        assert_eq!(manifests.done, manifests.total, "{round}");
+        let tags = counts.get(airlock::import::TAGS_TASK).expect("tags bar");
+        assert_eq!(
+            tags.total,
+            (report.tags_set + report.referrer_indexes_updated) as u64,
+            "{round}"
+        );
+        // The first time the tag `1` is written; again, it already points there.
+        assert_eq!(tags.total >= 1, round == "first", "{round}: {}", tags.total);
+        assert_eq!(tags.done, tags.total, "{round}");
+        let tasks = rec.tasks.lock().expect("lock");
+        assert!(tasks.running().is_empty(), "{:?}", tasks.running());
+        assert_eq!(*rec.restarted.lock().expect("lock"), 0);
+        if round == "first" {
+            // Every blob but the manifests was uploaded, each a task of its own size, and the
+            // bar moved only as each finished.
+            assert_eq!(report.blobs_mounted, 0);
+            assert_eq!(tasks.total(), total - manifest_bytes);
+            assert_eq!(tasks.done(), tasks.total());
+            for b in &toc.manifest.blobs {
+                if let Some(t) = tasks.get(&format!("upload {}", b.digest)) {
+                    assert_eq!(t.total, b.size, "upload task of {}", b.digest);
+                }
+            }
+            let uploads_done: Vec<u64> = events
+                .iter()
+                .filter(|(e, i, _)| *e == "task_done" && i.starts_with("upload "))
+                .map(|e| e.2)
+                .collect();
+            assert_eq!(uploads_done.len(), report.blobs_pushed, "{events:?}");
+            assert!(
+                uploads_done.iter().all(|at| *at < total - manifest_bytes),
+                "a blob counts after its upload ends, not when read: {events:?}"
+            );
+        } else {
+            assert_eq!(report.blobs_pushed, 0, "already there");
+            assert_eq!(tasks.total(), 0, "no upload, no task");
+        }
+    }
+}
+
+/// `verify`'s bar (the phase `airlock verify` starts) ends at the bundle's total, manifests
+/// included, and each blob is a task of its own size while it is read.
+#[test]
+fn a_verify_reads_every_blob_as_a_task_and_ends_at_the_total() {
+    let (src, work) = setup();
+    let path = bundle(&src, work.path());
+    let source = airlock::bundle::BundleSource::resolve(&path).expect("source");
+    let toc = source.table_of_contents().expect("toc");
+    let total = toc.manifest.total_blob_bytes();
+    let rec = Recorder::default();
+    rec.phase("verify", total);
+    let policy = airlock::bundle::signature::SignaturePolicy {
+        trusted: Vec::new(),
+        require: 0,
+        allow_unsigned: true,
+    };
+    struct Nothing;
+    impl airlock::bundle::reader::BlobVisitor for Nothing {
+        type Error = airlock::bundle::BundleError;
+    }
+    source
+        .read(&policy, &mut Nothing, &rec)
+        .expect("the bundle verifies");
+    let phases = rec.phases.lock().expect("lock").clone();
+    assert_eq!(phases, [("verify".to_owned(), total, total)]);
+    let tasks = rec.tasks.lock().expect("lock");
+    let layers: Vec<_> = toc
+        .manifest
+        .blobs
+        .iter()
+        .filter(|b| b.media_type.contains("layer"))
+        .collect();
+    assert_eq!(layers.len(), 2);
+    for b in layers {
+        let t = tasks
+            .get(&format!("read {}", b.digest))
+            .unwrap_or_else(|| panic!("no task for {}", b.digest));
+        assert_eq!((t.total, t.done, t.finished), (b.size, b.size, true));
+        assert!(t.label.contains(b.digest.short()), "{}", t.label);
+    }
+    assert!(tasks.running().is_empty());
+}
+
+/// `scan`'s bar is the layer bytes of every image scanned, and each image (platform) is a task
+/// of its own layers' bytes, full when its scan is: an index of Alpine 3.18 and Debian 9 built
+/// from real package databases, matched against a database compiled from real OSV records.
+#[test]
+fn a_scan_shows_each_image_as_a_task_of_its_layers() {
+    let reg = TestRegistry::start();
+    let alpine = fixtures::files_image(&[fixtures::alpine_318_files()], "linux/amd64");
+    let debian = fixtures::files_image(&[fixtures::debian9_files()], "linux/arm64");
+    let idx = fixtures::index(&[alpine.clone(), debian.clone()], false);
+    rt().block_on(fixtures::push_index(
+        &reg.client(),
+        &Repo::parse(reg.host.clone(), "scan/multi").expect("repository"),
+        &[alpine.clone(), debian.clone()],
+        &idx,
+        "1",
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    common::build_vuln_db(dir);
+    let req = airlock::scan::run::ScanRequest {
+        scanner: Default::default(),
+        input: airlock::scan::run::ScanInput::Registry(
+            format!("{}/scan/multi:1", reg.host).parse().expect("ref"),
+        ),
+        platforms: Vec::new(),
+        db: Some(dir.join("vuln.db")),
+        policy: Default::default(),
+        policy_dir: dir.to_owned(),
+        cache: dir.join("cache"),
+        spool_parent: dir.to_owned(),
+        now: std::time::SystemTime::now(),
+    };
+    let rec = Recorder::default();
+    let outcome = rt()
+        .block_on(airlock::scan::run::run(&req, &reg.client(), &rec))
+        .expect("scan");
+    assert_eq!(outcome.images.len(), 2);
+    let layer_bytes = |i: &fixtures::Image| i.layers.iter().map(|l| l.bytes.len() as u64).sum();
+    let (a, d): (u64, u64) = (layer_bytes(&alpine), layer_bytes(&debian));
+    let phases = rec.phases.lock().expect("lock").clone();
+    let scan: Vec<_> = phases.iter().filter(|p| p.0 == "scan").collect();
+    assert_eq!(scan, [&("scan".to_owned(), a + d, a + d)], "{phases:?}");
+    let tasks = rec.tasks.lock().expect("lock");
+    for (image, bytes) in [(&alpine, a), (&debian, d)] {
+        let id = format!("scan {}/scan/multi:1 {}", reg.host, image.manifest.digest());
+        let t = tasks
+            .get(&id)
+            .unwrap_or_else(|| panic!("no task {id}: {:?}", tasks.running()));
+        assert_eq!((t.total, t.done, t.finished), (bytes, bytes, true), "{id}");
+    }
+    assert!(tasks.running().is_empty(), "{:?}", tasks.running());
 }

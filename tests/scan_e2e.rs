@@ -7,6 +7,7 @@ mod common;
 use std::path::Path;
 use std::time::{Duration, SystemTime};
 
+use airlock::oci::Digest;
 use airlock::registry::Repo;
 use common::fixtures::{self, Image};
 use common::{airlock, fails_with, ferro, ok, TestRegistry};
@@ -26,20 +27,7 @@ fn args<'a>(base: &[&'a str], extra: &'a [String]) -> Vec<&'a str> {
 
 /// Compiles the real OSV records with the CLI into `dir/vuln.db`.
 fn build_db(dir: &Path) {
-    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
-    ok(&airlock(
-        dir,
-        &[
-            "db",
-            "build",
-            "--osv",
-            &data.join("debian").display().to_string(),
-            "--osv",
-            &data.join("alpine").display().to_string(),
-            "-o",
-            "vuln.db",
-        ],
-    ));
+    common::build_vuln_db(dir);
 }
 
 /// `multi:1`: an index of Alpine 3.18 (linux/amd64) and Debian 9 (linux/arm64); returns them.
@@ -905,6 +893,28 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         text.contains("rejected") && text.contains("ALPINE-CVE-2025-26519"),
         "{text}"
     );
+    // The rejection keeps what it judged: each platform's carried SBOM and report, stored in
+    // the ledger's evidence and hashed by `ledger verify`.
+    let evidence = last["evidence"].as_array().expect("rejection evidence");
+    let mut kinds: Vec<&str> = evidence.iter().filter_map(|e| e["kind"].as_str()).collect();
+    kinds.sort();
+    assert_eq!(
+        kinds,
+        ["sbom", "sbom", "scan-report", "scan-report"],
+        "{last}"
+    );
+    let subjects: std::collections::BTreeSet<&str> = evidence
+        .iter()
+        .filter_map(|e| e["subject"].as_str())
+        .collect();
+    assert_eq!(subjects.len(), 2, "one SBOM and report per platform");
+    for e in evidence {
+        let digest = e["digest"].as_str().expect("digest");
+        let bytes = std::fs::read(dir.join("ledger/evidence/sha256").join(&digest[7..]))
+            .expect("stored evidence");
+        assert_eq!(Digest::of(&bytes).to_string(), digest);
+    }
+    ok(&airlock(dir, &["ledger", "verify", "ledger"]));
 
     // No database on this side: the carried reports are judged; the connected side's allow
     // entry does not count here.
@@ -1306,4 +1316,117 @@ fn rescan_finds_the_sbom_through_the_referrers_api_when_the_ledger_has_none() {
         .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
         .collect();
     assert_eq!(cached, [sbom_blob[7..].to_string()]);
+}
+
+/// Thousands of failing findings: the ledger line of the import stays small, admitted or
+/// rejected (findings are evidence by reference, the rejection's reason names the first few and
+/// counts the rest), where the whole list would exceed the ledger's 256 KiB line cap and leave
+/// the rejection unrecorded.
+#[test]
+fn thousands_of_findings_keep_the_ledger_line_small() {
+    let reg = TestRegistry::start();
+    push_two_platforms(&reg);
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    // 3000 advisories written here (synthetic, not real) against Alpine 3.18's musl 1.2.4-r0:
+    // with musl-utils, 6000 HIGH findings on the amd64 platform.
+    const ADVISORIES: usize = 3000;
+    let many = dir.join("many");
+    std::fs::create_dir_all(&many).expect("dir");
+    for i in 0..ADVISORIES {
+        let id = format!("AIRLOCK-SYNTHETIC-{i:04}");
+        let record = serde_json::json!({
+            "id": id, "modified": "2026-11-28T00:00:00Z", "summary": "synthetic, for the test",
+            "affected": [{"package": {"ecosystem": "Alpine:v3.18", "name": "musl"},
+                "ranges": [{"type": "ECOSYSTEM", "events": [{"introduced": "0"}, {"fixed": "1.2.4-r3"}]}]}],
+            "database_specific": {"severity": "HIGH"}
+        });
+        std::fs::write(many.join(format!("{id}.json")), record.to_string()).expect("record");
+    }
+    let debian = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv/debian");
+    ok(&airlock(
+        dir,
+        &[
+            "db",
+            "build",
+            "--osv",
+            "many",
+            "--osv",
+            &debian.display().to_string(),
+            "-o",
+            "vuln.db",
+        ],
+    ));
+    let flags = reg.cli_flags();
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!(
+            "name: s\nimages:\n  - ref: {}/scan/multi:1\nscan:\n  db: vuln.db\n",
+            reg.host
+        ),
+    )
+    .expect("spec");
+    ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
+    ok(&airlock(
+        dir,
+        &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
+    ));
+    init_ledger(dir);
+    std::fs::create_dir_all(dir.join("site")).expect("site");
+    std::fs::write(dir.join("site/strict.yaml"), "fail_on: high\n").expect("policy");
+    std::fs::write(dir.join("site/lenient.yaml"), "ignore_unfixed: true\n").expect("policy");
+    let dst = TestRegistry::start();
+    let to = format!("{}/m", dst.host);
+    let import = |policy: &str| {
+        let mut a = vec![
+            "import".to_string(),
+            "s.tar.zst".into(),
+            "--to".into(),
+            to.clone(),
+            "--allow-unsigned".into(),
+            "--ledger".into(),
+            "ledger".into(),
+            "--ledger-password-file".into(),
+            "pw".into(),
+            "--scan-policy".into(),
+            policy.into(),
+            "--db".into(),
+            "vuln.db".into(),
+        ];
+        a.extend(dst.cli_flags());
+        airlock(dir, &a.iter().map(String::as_str).collect::<Vec<_>>())
+    };
+    let last_line = || {
+        let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
+        entries.lines().last().expect("entry").to_string()
+    };
+    // Refused: recorded, the reason naming the first failures and counting the others.
+    let stderr = fails_with(
+        &import("site/strict.yaml"),
+        "scan gate failed, nothing pushed",
+    );
+    assert!(
+        stderr.contains("AIRLOCK-SYNTHETIC-0000 in musl 1.2.4-r0 (HIGH, fixed in 1.2.4-r3)")
+            && stderr.contains(&format!("and {} more", 2 * ADVISORIES - 20)),
+        "{stderr}"
+    );
+    let rejected = last_line();
+    let entry: serde_json::Value = serde_json::from_str(&rejected).expect("json");
+    assert_eq!(entry["result"]["status"], "rejected", "{entry}");
+    assert_eq!(entry["evidence"].as_array().map(Vec::len), Some(4));
+    // Admitted (no finding fails this policy): the entry counts findings, never lists them.
+    ok(&import("site/lenient.yaml"));
+    let admitted = last_line();
+    let entry: serde_json::Value = serde_json::from_str(&admitted).expect("json");
+    assert_eq!(entry["result"]["status"], "admitted", "{entry}");
+    eprintln!(
+        "ledger line with {} findings: rejected {} bytes, admitted {} bytes",
+        2 * ADVISORIES,
+        rejected.len(),
+        admitted.len()
+    );
+    for line in [&rejected, &admitted] {
+        assert!(line.len() < 16 * 1024, "{} bytes", line.len());
+    }
+    ok(&airlock(dir, &["ledger", "verify", "ledger"]));
 }

@@ -888,6 +888,7 @@ fn read_decoded<D: Read, V: BlobVisitor>(
                 ))
                 .into());
             }
+            progress.advance(bytes.len() as u64);
             blob_bytes += bytes.len() as u64;
             c.manifests
                 .insert(expected.digest.clone(), (Bytes::from(bytes), parsed));
@@ -914,11 +915,23 @@ fn read_decoded<D: Read, V: BlobVisitor>(
             gate_done = true;
             visitor.before_blobs(c)?;
         }
+        // Each blob is a task of its own (a bar while it is read), its bytes also the phase's.
+        let task_id = format!("read {}", expected.digest);
+        progress.task_start(
+            &task_id,
+            &format!("read {}", expected.digest.short()),
+            expected.size,
+        );
+        let task = crate::progress::TaskInPhase {
+            parent: progress,
+            id: &task_id,
+        };
         let mut reader = CheckedReader::new(&mut entry, expected.digest.clone(), expected.size)
-            .with_progress(progress);
+            .with_progress(&task);
         let visited = visitor.blob(&expected, &mut reader);
         // Whatever the visitor left unread is read and checked here.
         let drained = io::copy(&mut reader, &mut io::sink());
+        progress.task_done(&task_id);
         if let Some(actual) = reader.take_mismatch() {
             return Err(BundleError::DigestMismatch {
                 path: p(),

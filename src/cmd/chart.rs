@@ -33,10 +33,10 @@ pub struct ImagesArgs {
     /// a chart name with `--repo URL --version V`.
     pub source: String,
     /// An HTTP chart repository (the URL holding `index.yaml`); SOURCE is then the chart's name.
-    #[arg(long, value_name = "URL", requires = "version")]
+    #[arg(long, value_name = "URL")]
     pub repo: Option<String>,
     /// The chart version to take from `--repo`.
-    #[arg(long, value_name = "VERSION", requires = "repo")]
+    #[arg(long, value_name = "VERSION")]
     pub version: Option<String>,
     /// A values file, as `helm -f`. Repeatable; later files win.
     #[arg(short = 'f', long = "values", value_name = "FILE")]

@@ -72,7 +72,6 @@ pub struct Args {
     #[arg(
         long,
         value_name = "KEY.pub|ledger.vkey",
-        requires = "have",
         help_heading = "Delta bundles"
     )]
     pub trust_receipt: Vec<PathBuf>,

@@ -37,6 +37,18 @@ pub struct ShowArgs {
     /// The blob cache.
     #[arg(long, value_name = "DIR")]
     pub cache: Option<PathBuf>,
+    /// The vulnerability database (scan, rescan).
+    #[arg(long, value_name = "FILE")]
+    pub db: Option<PathBuf>,
+    /// The site's image-signature trust policy (import, admission-policy).
+    #[arg(long, value_name = "FILE")]
+    pub policy: Option<PathBuf>,
+    /// The site's scan policy (import).
+    #[arg(long, value_name = "FILE")]
+    pub scan_policy: Option<PathBuf>,
+    /// Signing keys (collect, split, receipt).
+    #[arg(long, value_name = "KEY")]
+    pub key: Vec<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,
     #[command(flatten)]
@@ -104,13 +116,17 @@ pub fn run(args: Args, g: &Global) -> anyhow::Result<ExitCode> {
                             if r.insecure { "plain HTTP" } else { "TLS" }.to_string(),
                             path(&r.ca_file),
                             path(&r.certs_dir),
+                            path(&r.auth_file),
                         ]
                     })
                     .collect();
                 if !rows.is_empty() {
                     outln!();
                     outln!("registries (from {}):", c.path.display());
-                    print_table(&["REGISTRY", "TRANSPORT", "CA FILE", "CERTS DIR"], &rows);
+                    print_table(
+                        &["REGISTRY", "TRANSPORT", "CA FILE", "CERTS DIR", "AUTH FILE"],
+                        &rows,
+                    );
                 }
             }
         }

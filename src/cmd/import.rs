@@ -81,12 +81,7 @@ pub struct Args {
     pub scan_policy: Option<PathBuf>,
     /// Vulnerability database to re-match the carried SBOMs against (else the policy's `db:`;
     /// else the carried reports are judged).
-    #[arg(
-        long,
-        value_name = "FILE",
-        requires = "scan_policy",
-        help_heading = "Site policy"
-    )]
+    #[arg(long, value_name = "FILE", help_heading = "Site policy")]
     pub db: Option<PathBuf>,
     /// The isolated side's image-signature policy (the format of a spec's `trust:` section;
     /// key paths relative to the file). Every image is verified offline against it, on the
@@ -95,7 +90,7 @@ pub struct Args {
     pub policy: Option<PathBuf>,
     /// What an image that fails `--policy` costs: the whole bundle, or that image and what is
     /// attached to it.
-    #[arg(long, value_enum, default_value_t = OnUntrusted::RejectBundle, requires = "policy", help_heading = "Site policy")]
+    #[arg(long, value_enum, default_value_t = OnUntrusted::RejectBundle, help_heading = "Site policy")]
     pub on_untrusted: OnUntrusted,
     /// Import a signed bundle even when the ledger has admitted a newer one (higher
     /// `sequence`) of the same name from the same signer: a deliberate rollback.

@@ -305,18 +305,8 @@ fn verify(a: VerifyArgs, global: &Global) -> anyhow::Result<ExitCode> {
             );
             outln!("entries      {}", report.entries);
             outln!("root         {}", report.root);
-            outln!(
-                "checkpoints  {} verified ({} by their own signature), latest size {}{}",
-                report.checkpoints_verified,
-                report.checkpoint_signatures_checked,
-                report
-                    .checkpoint_size
-                    .map_or_else(|| "-".to_owned(), |s| s.to_string()),
-                match report.checkpoints_not_read {
-                    0 => String::new(),
-                    n => format!(", {n} older vouched for by it and not read (--every-checkpoint reads them)"),
-                }
-            );
+            outln!("checkpoint   {}", latest_line(report.checkpoint_size));
+            outln!("stored       {}", stored_line(&report));
             if !report.cosigned_by.is_empty() {
                 outln!("cosigned by  {}", report.cosigned_by.join(", "));
             }
@@ -689,4 +679,49 @@ fn export(a: ExportArgs, global: &Global) -> anyhow::Result<ExitCode> {
         ),
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// The latest checkpoint: its size once its log signature verified.
+fn latest_line(size: Option<u64>) -> String {
+    match size {
+        Some(n) => format!("size {n}, log signature verified"),
+        None => "none verified".to_owned(),
+    }
+}
+
+/// What the stored checkpoints (one per append) showed: each read one is sound when its own
+/// log signature verifies, or when it states the root of the entries at its size that the
+/// latest checkpoint signs; older ones the latest vouches for are not read by default.
+fn stored_line(r: &airlock::ledger::VerifyReport) -> String {
+    let read = r.checkpoints_verified;
+    let own = r.checkpoint_signatures_checked.min(read);
+    let vouched = read - own;
+    let total = read + r.checkpoints_not_read;
+    let mut how = Vec::new();
+    if own > 0 {
+        how.push(format!("{own} with their own log signature verified"));
+    }
+    if vouched > 0 {
+        how.push(format!(
+            "{vouched} matching the entries the latest checkpoint signs"
+        ));
+    }
+    if r.checkpoints_not_read > 0 {
+        how.push(format!(
+            "{} older not read, the latest vouches for them (--every-checkpoint reads them)",
+            r.checkpoints_not_read
+        ));
+    }
+    if own < total {
+        how.push("--every-signature checks each one's own signature".to_owned());
+    }
+    let noun = if total == 1 {
+        "checkpoint"
+    } else {
+        "checkpoints"
+    };
+    match how.is_empty() {
+        true => format!("{total} {noun}"),
+        false => format!("{total} {noun} (one per append): {}", how.join("; ")),
+    }
 }

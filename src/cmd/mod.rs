@@ -193,8 +193,11 @@ impl RegistryArgs {
             .iter()
             .filter_map(|c| c.file.auth_file.clone())
             .collect();
-        let credentials =
+        let mut credentials =
             airlock::registry::CredentialStore::load_with(&first, &self.creds, default_host)?;
+        for (host, file) in g.site.iter().flat_map(|c| c.host_auth_files()) {
+            credentials = credentials.with_host_file(host, file)?;
+        }
         Ok(airlock::registry::Registry::new(
             self.options(g, credentials),
         )?)
@@ -492,15 +495,22 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
     let matches = command
         .clone()
         .try_get_matches_from(&args)
-        .map_err(|e| clap_failure(e, json))?;
-    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| clap_failure(e, json))?;
+        .map_err(|e| clap_failure(e, &args, format))?;
+    let mut cli = Cli::from_arg_matches(&matches).map_err(|e| clap_failure(e, &args, format))?;
     // The command that runs: its flags, and where each configurable one's value came from.
     let (mut cmd, mut m) = (&command, &matches);
+    let mut path: Vec<&str> = Vec::new();
     while let Some((name, sub)) = m.subcommand() {
         match cmd.find_subcommand(name) {
             Some(c) => (cmd, m) = (c, sub),
             None => break,
         }
+        path.push(name);
+    }
+    if let Err(e) = airlock::config::check_requires(&path.join(" "), cmd, m, site.as_ref()) {
+        let e = anyhow::Error::new(e);
+        print_error(&e, format);
+        return Err(exit_code_for(&e));
     }
     cli.global.settings = airlock::config::settings(cmd, m, site.as_ref());
     cli.global.site = site.map(Arc::new);
@@ -508,34 +518,58 @@ pub fn parse(args: Vec<OsString>) -> Result<Cli, ExitCode> {
 }
 
 /// clap refused the command line (or was asked for help): its own text on stderr (help and
-/// version on stdout, exit 0), and with JSON output the usage error on stdout, exit 2.
-fn clap_failure(e: clap::Error, json: bool) -> ExitCode {
+/// version on stdout, exit 0), and with JSON output the usage error on stdout, exit 2. A bad
+/// value that came from an `AIRLOCK_*` variable is reported under the variable's name.
+fn clap_failure(e: clap::Error, args: &[OsString], format: Format) -> ExitCode {
     use clap::error::ErrorKind as K;
     let is_help = matches!(e.kind(), K::DisplayHelp | K::DisplayVersion);
-    if !json || is_help {
-        let _ = e.print();
-        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    if let Some(culprit) = env_culprit(&e, args) {
+        let e = anyhow::Error::new(airlock::error_kind::UsageError(format!(
+            "{culprit}: {}",
+            first_paragraph(&e)
+        )));
+        print_error(&e, format);
+        return exit_code_for(&e);
     }
     let _ = e.print();
+    if format != Format::Json || is_help {
+        return ExitCode::from(e.exit_code().clamp(0, 255) as u8);
+    }
     let message = match e.kind() {
         K::DisplayHelpOnMissingArgumentOrSubcommand => {
             "a command is required (see `airlock --help`)".to_string()
         }
-        _ => {
-            // The first paragraph on one line (a missing-argument error lists them below).
-            let text = e.render().to_string();
-            let para: Vec<&str> = text
-                .lines()
-                .take_while(|l| !l.trim().is_empty())
-                .map(str::trim)
-                .collect();
-            let line = para.join(" ");
-            line.strip_prefix("error: ").unwrap_or(&line).to_string()
-        }
+        _ => first_paragraph(&e),
     };
     let kind = airlock::error_kind::ErrorKind::Usage;
     print_json_error(kind, &message, None);
     ExitCode::from(kind.exit_code())
+}
+
+/// clap's message, its first paragraph on one line (a missing-argument error lists them below).
+fn first_paragraph(e: &clap::Error) -> String {
+    let text = e.render().to_string();
+    let para: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.trim().is_empty())
+        .map(str::trim)
+        .collect();
+    let line = para.join(" ");
+    line.strip_prefix("error: ").unwrap_or(&line).to_string()
+}
+
+/// `AIRLOCK_X=VALUE` when clap refused a value the user never typed: it came from the flag's
+/// variable.
+fn env_culprit(e: &clap::Error, args: &[OsString]) -> Option<String> {
+    use clap::error::{ContextKind, ContextValue, ErrorKind as K};
+    if !matches!(e.kind(), K::InvalidValue | K::ValueValidation) {
+        return None;
+    }
+    let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let long = arg.strip_prefix("--")?.split([' ', '=']).next()?;
+    airlock::config::env_culprit(args, long)
 }
 
 /// Maps an error to the documented exit code of its class ([`airlock::error_kind::of`]).
@@ -560,4 +594,30 @@ pub fn default_cache_dir() -> PathBuf {
         return PathBuf::from(h).join(".cache/airlock");
     }
     std::env::temp_dir().join("airlock-cache")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every flag dependency names a command and two flags that exist: a renamed flag must
+    /// not leave its dependency silently unchecked.
+    #[test]
+    fn every_flag_dependency_names_real_flags() {
+        let root = Cli::command();
+        for (path, flag, needs) in airlock::config::REQUIRES {
+            let mut cmd = &root;
+            for name in path.split(' ') {
+                cmd = cmd
+                    .find_subcommand(name)
+                    .unwrap_or_else(|| panic!("no command `{path}`"));
+            }
+            for long in [flag, needs] {
+                assert!(
+                    cmd.get_arguments().any(|a| a.get_long() == Some(long)),
+                    "`{path}` has no --{long}"
+                );
+            }
+        }
+    }
 }

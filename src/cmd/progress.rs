@@ -14,6 +14,7 @@ use airlock::progress::{Reporter, Tally};
 const BYTES: &str = "{prefix:>8} [{bar:30}] {binary_bytes:>10}/{binary_total_bytes:<10} {binary_bytes_per_sec:>12} {eta:>4} {msg}";
 const ITEMS: &str = "{prefix:>8} [{bar:30}] {pos:>5}/{len:<5} {msg}";
 const TASK: &str = "  {bar:20} {binary_bytes:>10}/{binary_total_bytes:<10} {msg}";
+const COUNT: &str = "  {bar:20} {pos:>10}/{len:<10} {msg}";
 
 /// The phase bar and the task bars.
 pub struct Bars {
@@ -46,6 +47,23 @@ impl Bars {
             if let Some(b) = g.as_ref() {
                 f(b);
             }
+        }
+    }
+
+    /// A bar below the phase's for task `id` (bytes or items, by `template`).
+    fn add_task(&self, id: &str, label: &str, total: u64, template: &str) {
+        let Ok(mut g) = self.tasks.lock() else {
+            return;
+        };
+        let (tally, bars) = &mut *g;
+        if !tally.start(id, label, total) {
+            return;
+        }
+        if let Some(multi) = &self.multi {
+            let bar = multi.add(ProgressBar::new(total));
+            bar.set_style(style(template));
+            bar.set_message(airlock::untrusted::shorten(label));
+            bars.insert(id.to_owned(), bar);
         }
     }
 
@@ -104,19 +122,11 @@ impl Reporter for Bars {
     }
 
     fn task_start(&self, id: &str, label: &str, total: u64) {
-        let Ok(mut g) = self.tasks.lock() else {
-            return;
-        };
-        let (tally, bars) = &mut *g;
-        if !tally.start(id, label, total) {
-            return;
-        }
-        if let Some(multi) = &self.multi {
-            let bar = multi.add(ProgressBar::new(total));
-            bar.set_style(style(TASK));
-            bar.set_message(airlock::untrusted::shorten(label));
-            bars.insert(id.to_owned(), bar);
-        }
+        self.add_task(id, label, total, TASK);
+    }
+
+    fn count_start(&self, id: &str, label: &str, total: u64) {
+        self.add_task(id, label, total, COUNT);
     }
 
     fn task_advance(&self, id: &str, bytes: u64) {

@@ -35,10 +35,10 @@ pub struct Args {
     pub out: PathBuf,
     /// Sign the receipt with the `--ledger`'s own key, into `RECEIPT.json.note` (a signed
     /// note the connected side checks with `collect --trust-receipt ledger.vkey`).
-    #[arg(long, requires = "ledger")]
+    #[arg(long)]
     pub sign_with_ledger: bool,
     /// File holding the ledger key's password (else `AIRLOCK_PASSWORD`, else a prompt).
-    #[arg(long, value_name = "FILE", requires = "sign_with_ledger")]
+    #[arg(long, value_name = "FILE")]
     pub ledger_password_file: Option<PathBuf>,
     /// Sign the receipt with this key (cosign format), into `RECEIPT.json.sig`. Repeatable.
     #[arg(long, value_name = "KEY")]

@@ -18,10 +18,10 @@ pub struct Args {
     #[arg(long, default_value = "127.0.0.1:5000", value_name = "HOST:PORT")]
     pub listen: String,
     /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
-    #[arg(long, value_name = "PEM", requires = "tls_key")]
+    #[arg(long, value_name = "PEM")]
     pub tls_cert: Option<PathBuf>,
     /// The private key (PEM) of --tls-cert.
-    #[arg(long, value_name = "PEM", requires = "tls_cert")]
+    #[arg(long, value_name = "PEM")]
     pub tls_key: Option<PathBuf>,
     #[command(flatten)]
     pub trust: TrustArgs,

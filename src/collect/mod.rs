@@ -414,8 +414,9 @@ async fn verify_signatures(
 
 /// Locks one image: resolves its reference, then finds what is attached to it and to each
 /// carried child. Everything per image is here, so the resolve stage can run many images at
-/// once.
+/// once; `discovery` carries what earlier images taught about the registry.
 pub async fn lock_image(
+    discovery: &discover::Discovery,
     registry: &Registry,
     reference: &Reference,
     platforms: &[Platform],
@@ -430,7 +431,8 @@ pub async fn lock_image(
                 .map(|c| c.digest.clone()),
         )
         .collect();
-    locked.attachments = discover::discover_attachments(registry, reference, &subjects).await?;
+    locked.attachments =
+        discover::discover_attachments(discovery, registry, reference, &subjects).await?;
     Ok(locked)
 }
 
@@ -453,8 +455,9 @@ pub async fn lock_spec(
     // requests), collected in spec order whatever order they finish in.
     // Counted in references resolved: one per image and chart of the spec.
     reporter.phase_items("lock", (spec.images.len() + spec.charts.len()) as u64);
+    let discovery = &discover::Discovery::default();
     let mut images: Vec<LockedImage> = stream::iter(spec.images.iter().map(|img| async move {
-        let locked = lock_image(registry, &img.reference, &img.platforms).await?;
+        let locked = lock_image(discovery, registry, &img.reference, &img.platforms).await?;
         reporter.item(&format!("resolved {}", img.reference));
         reporter.advance(1);
         Ok::<_, CollectError>(locked)
@@ -574,7 +577,7 @@ pub async fn lock_spec(
     }
     let from_charts: Vec<LockedImage> =
         stream::iter(new_images.into_iter().map(|(r, charts)| async move {
-            let mut locked = lock_image(registry, &r, &[]).await?;
+            let mut locked = lock_image(discovery, registry, &r, &[]).await?;
             locked.charts = charts;
             reporter.item(&format!("resolved {r}"));
             reporter.advance(1);

@@ -23,6 +23,7 @@ use crate::oci::Digest;
 use crate::registry::{RegistryError, Repo};
 
 pub use mapping::{Mapping, MappingError, Target};
+pub use push::{MANIFESTS_TASK, TAGS_TASK};
 pub use record::{RecordError, Recorder};
 pub use stages::{import, import_from, run};
 
@@ -33,6 +34,27 @@ pub const CHUNK_SIZE: usize = 8 * 1024 * 1024;
 /// `upload::drive`). With the channel depths below, at most about
 /// `(MAX_INFLIGHT + 4) * CHUNK_SIZE` bytes of blob data are in memory.
 pub const MAX_INFLIGHT: usize = 4;
+
+/// How many scan-gate failures an import error names; the rest are counted. Every one is in
+/// the carried report, which the rejected ledger entry keeps as evidence, so the message (and
+/// the ledger line recording it, capped at 256 KiB) stays small however many findings fail.
+const FAILURES_SHOWN: usize = 20;
+
+fn failures_summary(failures: &[String]) -> String {
+    let mut s = failures
+        .iter()
+        .take(FAILURES_SHOWN)
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .join("; ");
+    if failures.len() > FAILURES_SHOWN {
+        s.push_str(&format!(
+            "; and {} more (the scan report lists every one)",
+            failures.len() - FAILURES_SHOWN
+        ));
+    }
+    s
+}
 
 /// What can go wrong importing.
 #[derive(Debug, thiserror::Error)]
@@ -61,10 +83,16 @@ pub enum ImportError {
     #[error("refused: scan gate")]
     ScanGate(#[source] crate::scan::gate::GateError),
     /// The scan gate failed the bundle; nothing was pushed.
-    #[error("refused: scan gate failed, nothing pushed: {}", failures.join("; "))]
+    #[error(
+        "refused: scan gate failed, nothing pushed: {}",
+        failures_summary(failures)
+    )]
     ScanFailed {
         /// Image, platform, advisory, package and version of each failure.
         failures: Vec<String>,
+        /// The carried SBOMs and reports the gate judged: the rejection's evidence in the
+        /// ledger.
+        evidence: record::CarriedEvidence,
     },
     /// A delta bundle leaves out blobs the target does not have; nothing was pushed.
     #[error("refused: delta bundle: {} blob(s) it leaves out are not in the target registry: {}; import the bundle the receipt was taken after first, or collect without --have", missing.len(), missing.join(", "))]

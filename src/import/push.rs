@@ -133,7 +133,9 @@ pub(super) async fn push_manifests(
     reporter: &dyn Reporter,
 ) -> Result<TagPlan, ImportError> {
     let artifacts = &contents.manifest.artifacts;
-    let results: Vec<Option<ArtifactPush>> = stream::iter(
+    // A count bar: artifacts whose manifests are in the target (or left out by the gate).
+    reporter.count_start(MANIFESTS_TASK, "manifests", artifacts.len() as u64);
+    let results: Result<Vec<Option<ArtifactPush>>, ImportError> = stream::iter(
         artifacts
             .iter()
             .zip(repos.iter())
@@ -141,18 +143,20 @@ pub(super) async fn push_manifests(
             .map(|(i, (a, repo))| {
                 let skipped = gate.skipped.contains_key(&i);
                 async move {
-                    if skipped {
-                        return Ok(None);
-                    }
-                    push_artifact(registry, contents, a, repo, reporter)
-                        .await
-                        .map(Some)
+                    let pushed = match skipped {
+                        true => None,
+                        false => Some(push_artifact(registry, contents, a, repo, reporter).await?),
+                    };
+                    reporter.task_advance(MANIFESTS_TASK, 1);
+                    Ok(pushed)
                 }
             }),
     )
     .buffered(registry.limit().max())
     .try_collect()
-    .await?;
+    .await;
+    reporter.task_done(MANIFESTS_TASK);
+    let results = results?;
     // The derived index pushed for an artifact, by artifact index: tagged as pushed.
     let mut derived_bytes: Vec<Option<Bytes>> = vec![None; artifacts.len()];
     for (i, ((a, repo), result)) in artifacts.iter().zip(repos).zip(results).enumerate() {
@@ -267,6 +271,24 @@ pub(super) async fn set_tags(
     registry: &Registry,
     plan: TagPlan,
     report: &mut ImportReport,
+    reporter: &dyn Reporter,
+) -> Result<(), ImportError> {
+    // A count bar: tags and referrers fallback indexes written.
+    reporter.count_start(
+        TAGS_TASK,
+        "tags",
+        (plan.tags.len() + plan.indexes.len()) as u64,
+    );
+    let set = set_tags_counted(registry, plan, report, reporter).await;
+    reporter.task_done(TAGS_TASK);
+    set
+}
+
+async fn set_tags_counted(
+    registry: &Registry,
+    plan: TagPlan,
+    report: &mut ImportReport,
+    reporter: &dyn Reporter,
 ) -> Result<(), ImportError> {
     let jobs = registry.limit().max();
     report.tags_set += stream::iter(plan.tags.iter().map(
@@ -274,7 +296,9 @@ pub(super) async fn set_tags(
             registry
                 .put_manifest(repo, tag, bytes, media_type)
                 .await
-                .map_err(reg(format!("{repo}:{tag}: setting tag")))
+                .map_err(reg(format!("{repo}:{tag}: setting tag")))?;
+            reporter.task_advance(TAGS_TASK, 1);
+            Ok::<_, ImportError>(())
         },
     ))
     .buffer_unordered(jobs)
@@ -282,7 +306,11 @@ pub(super) async fn set_tags(
     .await?
     .len();
     report.referrer_indexes_updated += stream::iter(plan.indexes.into_iter().map(
-        |(repo, tag, index)| async move { referrers::write(registry, &repo, &tag, &index).await },
+        |(repo, tag, index)| async move {
+            referrers::write(registry, &repo, &tag, &index).await?;
+            reporter.task_advance(TAGS_TASK, 1);
+            Ok::<_, ImportError>(())
+        },
     ))
     .buffer_unordered(jobs)
     .try_collect::<Vec<()>>()
@@ -290,3 +318,8 @@ pub(super) async fn set_tags(
     .len();
     Ok(())
 }
+
+/// The id of the manifests count bar.
+pub const MANIFESTS_TASK: &str = "import manifests";
+/// The id of the tags count bar.
+pub const TAGS_TASK: &str = "import tags";

@@ -228,21 +228,32 @@ impl Recorder {
     }
 
     /// Appends a rejected entry: `reason` is the one-line error. `toc` is the bundle's table
-    /// of contents when it could be read.
+    /// of contents when it could be read; `evidence` what a refusing gate judged (the carried
+    /// SBOMs and reports), stored like an admission's so the rejection can be re-examined.
     pub fn record_rejected(
         &mut self,
         source: &BundleSource,
         toc: Option<&BundleContents>,
         opts: &ImportOptions,
         reason: String,
+        evidence: &[(EvidenceRef, Vec<u8>)],
     ) -> Result<Recorded, RecordError> {
         let dir = self.ledger.dir().to_path_buf();
-        let entry = self
+        let mut entry = self
             .entry(source, toc, opts, Err(reason))
             .map_err(|source| RecordError::Bundle {
                 dir: dir.clone(),
                 source: Box::new(source),
             })?;
+        for (r, bytes) in evidence {
+            self.ledger
+                .put_evidence(bytes)
+                .map_err(|source| RecordError::Rejected {
+                    dir: dir.clone(),
+                    source,
+                })?;
+            entry.evidence.push(r.clone());
+        }
         self.append(entry, false)
             .map_err(|source| RecordError::Rejected { dir, source })
     }
@@ -280,6 +291,9 @@ impl Recorder {
 
 /// Whether the committed entry `m` records the admission `e` describes (time and operator
 /// aside).
+/// Carried SBOMs and scan reports with their bytes, owned (kept by a refusal until recorded).
+pub type CarriedEvidence = Vec<(EvidenceRef, Vec<u8>)>;
+
 /// The SBOMs and scan reports a bundle carries (referrers of those artifact types), each with
 /// its content blob (already checked against its digest by the reader), as evidence of the
 /// admitted entry: `subject` is the image platform manifest they describe.
@@ -468,6 +482,9 @@ fn check_result(v: &serde_json::Value, place: &str) -> SignatureResult {
     }
     if let Some(n) = v["rekor_log_index"].as_u64() {
         detail.push_str(&format!("; rekor log index {n}"));
+        if let Some(entry) = v["rekor_entry"].as_str() {
+            detail.push_str(&format!(" ({entry})"));
+        }
     }
     let time = |secs: i64| {
         u64::try_from(secs)

@@ -63,6 +63,9 @@ pub struct Recorded<'a> {
     ledger: Option<(&'a Path, record::Recorded)>,
     plan: TagPlan,
     report: ImportReport,
+    reporter: &'a dyn Reporter,
+    /// The bundle's manifest bytes: the last of the import's bar, counted once tagged.
+    manifest_bytes: u64,
 }
 
 impl<'a> Ready<'a> {
@@ -151,8 +154,9 @@ impl<'a> Manifested<'a> {
             registry,
             opts,
             recorder,
-            ..
+            reporter,
         } = self.ctx;
+        let manifest_bytes = manifest_bytes(&self.contents);
         let ledger = match recorder {
             Some(r) => {
                 let entry = r.record_admitted(source, &self.contents, opts, &self.report)?;
@@ -165,6 +169,8 @@ impl<'a> Manifested<'a> {
             ledger,
             plan: self.plan,
             report: self.report,
+            reporter,
+            manifest_bytes,
         })
     }
 }
@@ -178,9 +184,13 @@ impl Recorded<'_> {
     /// Sets the tags and referrers fallback indexes: the import's commit point.
     pub async fn tag(self) -> Result<ImportReport, ImportError> {
         let mut report = self.report;
-        let set = push::set_tags(&self.registry, self.plan, &mut report).await;
+        let set = push::set_tags(&self.registry, self.plan, &mut report, self.reporter).await;
         match (set, self.ledger) {
-            (Ok(()), _) => Ok(report),
+            (Ok(()), _) => {
+                // Pullable now: the manifests are the last bytes of the import's bar.
+                self.reporter.advance(self.manifest_bytes);
+                Ok(report)
+            }
             (Err(e), None) => Err(e),
             (Err(e), Some((dir, entry))) => Err(ImportError::TagsAfterRecord {
                 index: entry.index,
@@ -221,12 +231,26 @@ pub async fn run(
 ) -> Result<ImportReport, ImportError> {
     let (source, toc) = open_bundle(bundle)?;
     let total = toc.as_ref().map_or(0, |t| t.manifest.total_blob_bytes());
-    // The phase is the bundle read and verified; uploads are tasks of their own, shown until
-    // the registry answers.
-    reporter.phase("read", total);
+    reporter.phase(PHASE, total);
     let result = stages(bundle, &source, toc, registry, opts, recorder, reporter).await;
     reporter.finish_phase();
     result
+}
+
+/// The import's bar, in the bundle's bytes: a blob counts once the target has it (uploaded,
+/// mounted or already there), the manifests once the tags are set, so it is full only when
+/// the import is; uploads, manifests and tags have bars of their own meanwhile.
+pub const PHASE: &str = "import";
+
+/// The bytes of the bundle's manifests (stored among its blobs).
+fn manifest_bytes(contents: &BundleContents) -> u64 {
+    contents
+        .manifest
+        .blobs
+        .iter()
+        .filter(|b| crate::oci::media::is_manifest(&b.media_type))
+        .map(|b| b.size)
+        .sum()
 }
 
 async fn stages(
@@ -257,7 +281,11 @@ async fn stages(
                     opts.target,
                     crate::error_chain(&e)
                 );
-                match r.record_rejected(source, toc.as_ref(), opts, reason) {
+                let evidence = match &e {
+                    ImportError::ScanFailed { evidence, .. } => &evidence[..],
+                    _ => &[],
+                };
+                match r.record_rejected(source, toc.as_ref(), opts, reason, evidence) {
                     // Nothing readable was offered (no such file): nothing to name.
                     Ok(_) | Err(record::RecordError::Bundle { .. }) => {}
                     Err(record) => {
@@ -296,6 +324,13 @@ pub async fn import_from(
     opts: &ImportOptions,
     reporter: &dyn Reporter,
 ) -> Result<ImportReport, ImportError> {
+    let total = source.table_of_contents()?.manifest.total_blob_bytes();
+    reporter.phase(PHASE, total);
     let ready = Ready::new(source, registry, opts, None, reporter);
-    through_record(ready).await?.tag().await
+    let result = match through_record(ready).await {
+        Ok(recorded) => recorded.tag().await,
+        Err(e) => Err(e),
+    };
+    reporter.finish_phase();
+    result
 }

@@ -56,6 +56,8 @@ struct Feeder<'a> {
     image_policy: Option<&'a gate::ImagePolicy>,
     gate: gate::GateOutcome,
     replay: Option<&'a replay::ReplayGuard>,
+    /// The import's progress: a blob counts once the target has it.
+    reporter: &'a dyn crate::progress::Reporter,
 }
 
 fn stopped() -> ImportError {
@@ -129,6 +131,10 @@ impl BlobVisitor for Feeder<'_> {
             if !outcome.failures.is_empty() {
                 return Err(ImportError::ScanFailed {
                     failures: outcome.failures,
+                    evidence: super::record::carried_scan_evidence(contents)
+                        .into_iter()
+                        .map(|(r, b)| (r, b.to_vec()))
+                        .collect(),
                 });
             }
         }
@@ -166,6 +172,7 @@ impl BlobVisitor for Feeder<'_> {
         let Some(repos) = self.missing.get(&entry.digest).cloned() else {
             // The target has it everywhere it is needed; the reader still checks the bytes.
             self.skipped += 1;
+            self.reporter.advance(entry.size);
             return Ok(());
         };
         if entry.size <= CHUNK_SIZE as u64 {
@@ -430,16 +437,24 @@ async fn drive(
     let budget = (MAX_INFLIGHT * CHUNK_SIZE) as u64;
     let mut in_flight = 0u64;
     let mut total = Pushed::default();
-    type Task = (u64, String, Result<Pushed, ImportError>);
+    // (memory cost, task id, blob size, outcome)
+    type Task = (u64, String, u64, Result<Pushed, ImportError>);
     let mut tasks: tokio::task::JoinSet<Task> = tokio::task::JoinSet::new();
     let mut stream_tx: Option<tokio::sync::mpsc::Sender<Option<Bytes>>> = None;
     let mut stream_id = String::new();
     let mut add =
         |r: Result<Task, tokio::task::JoinError>, in_flight: &mut u64| -> Result<(), ImportError> {
-            let (cost, id, p) = r.map_err(ImportError::UploadTask)?;
+            let (cost, id, size, p) = r.map_err(ImportError::UploadTask)?;
             *in_flight -= cost;
+            if p.is_ok() {
+                // A whole blob goes in one request: its bar fills when the registry answers
+                // (a streamed one is full already; a task never passes its total).
+                reporter.task_advance(&id, size);
+            }
             reporter.task_done(&id);
             let p = p?;
+            // In the target now: the import's bar counts it.
+            reporter.advance(size);
             total.pushed += p.pushed;
             total.mounted += p.mounted;
             total.bytes += p.bytes;
@@ -481,8 +496,9 @@ async fn drive(
             } => {
                 let id = format!("upload {}", entry.digest);
                 reporter.task_start(&id, &format!("push {}", entry.digest.short()), entry.size);
+                let size = entry.size;
                 let task = upload_whole(registry.clone(), entry, repos, bytes);
-                tasks.spawn(async move { (cost, id, task.await) });
+                tasks.spawn(async move { (cost, id, size, task.await) });
             }
             Msg::Start { entry, repos } => {
                 let (tx, chunks) = tokio::sync::mpsc::channel(2);
@@ -490,8 +506,9 @@ async fn drive(
                 let id = format!("upload {}", entry.digest);
                 reporter.task_start(&id, &format!("push {}", entry.digest.short()), entry.size);
                 stream_id.clone_from(&id);
+                let size = entry.size;
                 let task = upload_stream(registry.clone(), entry, repos, chunks);
-                tasks.spawn(async move { (cost, id, task.await) });
+                tasks.spawn(async move { (cost, id, size, task.await) });
             }
             Msg::Chunk(chunk) => {
                 reporter.task_advance(&stream_id, chunk.len() as u64);
@@ -558,16 +575,20 @@ pub(super) async fn upload(
         image_policy: opts.image_policy.as_ref(),
         gate: gate::GateOutcome::default(),
         replay,
+        reporter,
     };
+    // The bundle's bytes as read are not the import's progress (see `Feeder::reporter`).
+    let reading = crate::progress::Unsettled(reporter);
+    let reading = &reading;
     let rt = tokio::runtime::Handle::current();
     let (read, uploaded) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             let reader = scope.spawn(move || {
                 let summary = match &opts.files_to {
-                    None => source.read(&opts.signature, &mut feeder, reporter),
+                    None => source.read(&opts.signature, &mut feeder, reading),
                     Some(dir) => {
                         let mut tee = crate::files::ExtractFiles::new(&mut feeder, dir);
-                        source.read(&opts.signature, &mut tee, reporter)
+                        source.read(&opts.signature, &mut tee, reading)
                     }
                 };
                 (

@@ -91,11 +91,17 @@ fn write_value(v: &Value, out: &mut Vec<u8>) -> Result<(), CanonicalError> {
 /// what `canonicalize(parse(line)) == line` accepts (it may refuse rarer canonical lines,
 /// e.g. member names with escapes, which callers then check the slow way).
 pub fn is_canonical(line: &[u8]) -> bool {
-    if std::str::from_utf8(line).is_err() {
-        return false;
-    }
-    let mut s = Scan { b: line, i: 0 };
-    s.value(0) && s.i == line.len()
+    std::str::from_utf8(line).is_ok_and(is_canonical_text)
+}
+
+/// [`is_canonical`] for a line already known to be UTF-8 (outside strings a canonical line is
+/// ASCII, so only string bodies could hold anything else, and `text` is valid there too).
+fn is_canonical_text(text: &str) -> bool {
+    let mut s = Scan {
+        b: text.as_bytes(),
+        i: 0,
+    };
+    s.value(0) && s.i == text.len()
 }
 
 /// Nesting deeper than this is left to the slow path (serde_json stops at 128).
@@ -107,7 +113,7 @@ struct Scan<'a> {
     i: usize,
 }
 
-impl Scan<'_> {
+impl<'a> Scan<'a> {
     fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
@@ -130,7 +136,7 @@ impl Scan<'_> {
         match self.peek() {
             Some(b'{') => depth < SCAN_MAX_DEPTH && self.object(depth),
             Some(b'[') => depth < SCAN_MAX_DEPTH && self.array(depth),
-            Some(b'"') => self.string(),
+            Some(b'"') => self.string().is_some(),
             Some(b't') => self.literal(b"true"),
             Some(b'f') => self.literal(b"false"),
             Some(b'n') => self.literal(b"null"),
@@ -162,13 +168,14 @@ impl Scan<'_> {
         if self.eat(b'}') {
             return true;
         }
-        let mut prev: Option<&[u8]> = None;
+        let mut prev: Option<&'a [u8]> = None;
         loop {
-            let start = self.i + 1;
-            if !self.string() {
+            // Member names with escapes are left to the slow path: their order is that of
+            // the unescaped text.
+            let Some(key) = self.string().filter(|k| !k.escaped) else {
                 return false;
-            }
-            let key = &self.b[start..self.i - 1];
+            };
+            let key = key.body;
             if prev.is_some_and(|p| !key_before(p, key)) {
                 return false;
             }
@@ -185,46 +192,54 @@ impl Scan<'_> {
         }
     }
 
-    /// A string with exactly the escapes [`write_string`] writes.
-    fn string(&mut self) -> bool {
+    /// A string with exactly the escapes [`write_string`] writes: its body (between the
+    /// quotes, as written) and whether it holds an escape. Runs of plain bytes are skipped by
+    /// searching for the next quote or backslash, then checked for control bytes in bulk.
+    fn string(&mut self) -> Option<ScannedString<'a>> {
+        let b: &'a [u8] = self.b;
         if !self.eat(b'"') {
-            return false;
+            return None;
         }
-        while let Some(c) = self.peek() {
-            match c {
-                b'"' => {
-                    self.i += 1;
-                    return true;
+        let start = self.i;
+        let mut escaped = false;
+        loop {
+            let rest = &b[self.i..];
+            let stop = memchr::memchr2(b'"', b'\\', rest)?;
+            if rest[..stop].iter().any(|&c| c < 0x20) {
+                return None;
+            }
+            self.i += stop;
+            if b[self.i] == b'"' {
+                self.i += 1;
+                return Some(ScannedString {
+                    body: &b[start..self.i - 1],
+                    escaped,
+                });
+            }
+            escaped = true;
+            let ok = match b.get(self.i + 1) {
+                Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => {
+                    self.i += 2;
+                    true
                 }
-                b'\\' => {
-                    let ok = match self.b.get(self.i + 1) {
-                        Some(b'"' | b'\\' | b'b' | b'f' | b'n' | b'r' | b't') => {
-                            self.i += 2;
-                            true
-                        }
-                        Some(b'u') => {
-                            let hex = self.b.get(self.i + 2..self.i + 6);
-                            let v = hex.and_then(|h| {
-                                let lower =
-                                    h.iter().all(|c| matches!(c, b'0'..=b'9' | b'a'..=b'f'));
-                                let h = std::str::from_utf8(h).ok()?;
-                                lower.then(|| u32::from_str_radix(h, 16).ok()).flatten()
-                            });
-                            self.i += 6;
-                            // Only control characters without a short escape.
-                            v.is_some_and(|v| v < 0x20 && ![8, 9, 10, 12, 13].contains(&v))
-                        }
-                        _ => false,
-                    };
-                    if !ok {
-                        return false;
-                    }
+                Some(b'u') => {
+                    let v = b.get(self.i + 2..self.i + 6).and_then(|h| {
+                        h.iter().try_fold(0u32, |acc, &c| match c {
+                            b'0'..=b'9' => Some(acc * 16 + u32::from(c - b'0')),
+                            b'a'..=b'f' => Some(acc * 16 + u32::from(c - b'a' + 10)),
+                            _ => None,
+                        })
+                    });
+                    self.i += 6;
+                    // Only control characters without a short escape.
+                    v.is_some_and(|v| v < 0x20 && ![8, 9, 10, 12, 13].contains(&v))
                 }
-                c if c < 0x20 => return false,
-                _ => self.i += 1,
+                _ => false,
+            };
+            if !ok {
+                return None;
             }
         }
-        false
     }
 
     /// An integer within ±(2^53 − 1), no leading zeros, no `-0`, no fraction or exponent.
@@ -248,12 +263,17 @@ impl Scan<'_> {
     }
 }
 
-/// Whether member name `a` sorts strictly before `b` (UTF-16 code units, as RFC 8785 says).
-/// Names with escapes are refused (the slow path decides them).
+/// A string [`Scan::string`] accepted.
+struct ScannedString<'a> {
+    /// The bytes between the quotes, escapes as written.
+    body: &'a [u8],
+    /// Whether it holds an escape.
+    escaped: bool,
+}
+
+/// Whether member name `a` sorts strictly before `b` (UTF-16 code units, as RFC 8785 says);
+/// both are names without escapes.
 fn key_before(a: &[u8], b: &[u8]) -> bool {
-    if a.contains(&b'\\') || b.contains(&b'\\') {
-        return false;
-    }
     if a.is_ascii() && b.is_ascii() {
         return a < b;
     }
@@ -536,10 +556,14 @@ impl Entry {
     /// that fails later, takes the full path (parse to a value, re-encode, compare), which
     /// decides the error. The result is the same either way; only a bad line costs more.
     pub fn from_line(line: &[u8]) -> Result<Self, EntryError> {
-        if line.len() <= MAX_ENTRY_BYTES && is_canonical(line) {
-            if let Ok(e) = serde_json::from_slice::<Entry>(line) {
-                if e.validate().is_ok() {
-                    return Ok(e);
+        // Checked as UTF-8 once: the scan and the parser (`from_str`) then take it as read.
+        if let Ok(text) = std::str::from_utf8(line) {
+            if line.len() <= MAX_ENTRY_BYTES && is_canonical_text(text) {
+                if let Ok(e) = serde_json::from_str::<Entry>(text) {
+                    // Canonical, so every number in it is an integer in range already.
+                    if e.check_values(false).is_ok() {
+                        return Ok(e);
+                    }
                 }
             }
         }
@@ -568,6 +592,12 @@ impl Entry {
 
     /// Checks the values the schema constrains.
     pub fn validate(&self) -> Result<(), EntryError> {
+        self.check_values(true)
+    }
+
+    /// [`Entry::validate`]; `numbers` says whether to check that each scan summary's numbers
+    /// can be written canonically (known already for an entry read from a canonical line).
+    fn check_values(&self, numbers: bool) -> Result<(), EntryError> {
         let invalid = |field: &str, reason: &str| {
             Err(EntryError::Invalid {
                 field: field.to_owned(),
@@ -602,18 +632,18 @@ impl Entry {
             }
         }
         for (i, a) in self.artifacts.iter().enumerate() {
-            check_digest(&format!("artifacts[{i}].digest"), &a.digest)?;
+            need_digest(|| format!("artifacts[{i}].digest"), &a.digest)?;
             if a.kind.is_empty() || a.source_ref.is_empty() {
                 return invalid(&format!("artifacts[{i}]"), "needs a kind and a source_ref");
             }
-            if let Some(scan) = &a.scan {
+            if let Some(scan) = a.scan.as_ref().filter(|_| numbers) {
                 canonicalize(scan)?;
             }
         }
         for (i, e) in self.evidence.iter().enumerate() {
-            check_digest(&format!("evidence[{i}].digest"), &e.digest)?;
+            need_digest(|| format!("evidence[{i}].digest"), &e.digest)?;
             if let Some(s) = &e.subject {
-                check_digest(&format!("evidence[{i}].subject"), s)?;
+                need_digest(|| format!("evidence[{i}].subject"), s)?;
             }
         }
         Ok(())
@@ -627,18 +657,28 @@ impl Entry {
 
 /// Checks a `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>` digest.
 pub fn check_digest(field: &str, d: &str) -> Result<(), EntryError> {
-    let ok = match d.split_once(':') {
-        Some(("sha256", hex)) => hex.len() == 64 && is_lower_hex(hex),
-        Some(("sha512", hex)) => hex.len() == 128 && is_lower_hex(hex),
-        _ => false,
-    };
-    if ok {
+    need_digest(|| field.to_owned(), d)
+}
+
+/// [`check_digest`] naming the field only when it fails (entries are checked by the hundred
+/// thousand when a ledger is verified).
+fn need_digest(field: impl FnOnce() -> String, d: &str) -> Result<(), EntryError> {
+    if is_digest(d) {
         Ok(())
     } else {
         Err(EntryError::Invalid {
-            field: field.to_owned(),
+            field: field(),
             reason: format!("{d:?} is not a sha256:<hex> digest"),
         })
+    }
+}
+
+/// Whether `d` is a `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>` digest.
+fn is_digest(d: &str) -> bool {
+    match d.split_once(':') {
+        Some(("sha256", hex)) => hex.len() == 64 && is_lower_hex(hex),
+        Some(("sha512", hex)) => hex.len() == 128 && is_lower_hex(hex),
+        _ => false,
     }
 }
 
@@ -812,6 +852,147 @@ mod tests {
                 if is_canonical(&m) {
                     assert!(by_definition(&m), "{}", String::from_utf8_lossy(&m));
                 }
+            }
+        }
+    }
+
+    /// The fast path (one-pass scan, then a typed parse) and the definition (parse to a value,
+    /// re-encode, compare) decide every line alike, and the scan never accepts a line the
+    /// definition refuses; each row says whether the line is canonical JSON.
+    #[test]
+    fn fast_path_and_definition_reject_the_same_lines() {
+        let mut e = Entry::new(
+            "ops",
+            &format!("sha256:{}", "a".repeat(64)),
+            "reg",
+            Outcome::Admitted,
+        );
+        e.time = "2026-01-02T03:04:05Z".into();
+        let good = String::from_utf8(e.to_line().unwrap()).unwrap();
+        let with_op = |op: &[u8]| {
+            let mut l = good.as_bytes().to_vec();
+            let at = good.find("\"ops\"").unwrap();
+            l.splice(at..at + 5, op.iter().copied());
+            l
+        };
+        let rows: Vec<(&str, Vec<u8>, bool)> = vec![
+            ("the canonical line", good.clone().into_bytes(), true),
+            (
+                "space after a colon",
+                good.replacen(':', ": ", 1).into_bytes(),
+                false,
+            ),
+            (
+                "space before a comma",
+                good.replacen(',', " ,", 1).into_bytes(),
+                false,
+            ),
+            ("leading space", format!(" {good}").into_bytes(), false),
+            ("trailing space", format!("{good} ").into_bytes(), false),
+            (
+                "tab between members",
+                good.replacen(',', ",\t", 1).into_bytes(),
+                false,
+            ),
+            ("trailing newline", format!("{good}\n").into_bytes(), false),
+            (
+                "members out of order",
+                good.replacen("{\"artifacts\":[],", "{", 1)
+                    .replacen("}", "},\"artifacts\":[]", 1)
+                    .into_bytes(),
+                false,
+            ),
+            (
+                "duplicate member",
+                good.replacen('{', "{\"artifacts\":[],", 1).into_bytes(),
+                false,
+            ),
+            ("escaped solidus", with_op(b"\"o\\/s\""), false),
+            ("upper-case hex escape", with_op(b"\"o\\u001Fs\""), false),
+            ("lower-case control escape", with_op(b"\"o\\u001fs\""), true),
+            ("escape of a plain letter", with_op(b"\"o\\u0041s\""), false),
+            ("long escape of a newline", with_op(b"\"o\\u000as\""), false),
+            ("short escape of a newline", with_op(b"\"o\\ns\""), true),
+            (
+                "short escapes of quote and backslash",
+                with_op(b"\"o\\\"\\\\s\""),
+                true,
+            ),
+            ("raw control byte", with_op(b"\"o\x01s\""), false),
+            ("raw tab", with_op(b"\"o\ts\""), false),
+            ("raw DEL", with_op(b"\"o\x7fs\""), true),
+            (
+                "escaped surrogate pair",
+                with_op(b"\"\\ud83d\\ude00\""),
+                false,
+            ),
+            ("lone escaped surrogate", with_op(b"\"\\ud800\""), false),
+            ("two-byte UTF-8", with_op("\"\u{e9}\"".as_bytes()), true),
+            ("four-byte UTF-8", with_op("\"\u{1f600}\"".as_bytes()), true),
+            ("invalid UTF-8 byte", with_op(b"\"o\xffs\""), false),
+            ("truncated UTF-8 sequence", with_op(b"\"o\xc3\""), false),
+            ("overlong UTF-8", with_op(b"\"o\xc0\xafs\""), false),
+            ("UTF-8 surrogate", with_op(b"\"o\xed\xa0\x80s\""), false),
+            ("unterminated escape", with_op(b"\"o\\"), false),
+            ("unknown escape", with_op(b"\"o\\xs\""), false),
+            ("short unicode escape", with_op(b"\"o\\u01\""), false),
+            (
+                "leading zero",
+                good.replacen("\"index\":0", "\"index\":00", 1).into_bytes(),
+                false,
+            ),
+            (
+                "negative zero",
+                good.replacen("\"index\":0", "\"index\":-0", 1).into_bytes(),
+                false,
+            ),
+            (
+                "fraction",
+                good.replacen("\"index\":0", "\"index\":0.0", 1)
+                    .into_bytes(),
+                false,
+            ),
+            (
+                "exponent",
+                good.replacen("\"index\":0", "\"index\":1e2", 1)
+                    .into_bytes(),
+                false,
+            ),
+            (
+                "2^53 - 1",
+                good.replacen("\"index\":0", "\"index\":9007199254740991", 1)
+                    .into_bytes(),
+                true,
+            ),
+            (
+                "2^53",
+                good.replacen("\"index\":0", "\"index\":9007199254740992", 1)
+                    .into_bytes(),
+                false,
+            ),
+            (
+                "unclosed object",
+                good.as_bytes()[..good.len() - 1].to_vec(),
+                false,
+            ),
+            ("two values", format!("{good}{good}").into_bytes(), false),
+        ];
+        let by_definition = |l: &[u8]| {
+            serde_json::from_slice::<Value>(l)
+                .ok()
+                .and_then(|v| canonicalize(&v).ok())
+                .is_some_and(|c| c == l)
+        };
+        for (what, line, canonical) in rows {
+            assert_eq!(by_definition(&line), canonical, "{what}: the definition");
+            assert_eq!(is_canonical(&line), canonical, "{what}: the scan");
+            assert_eq!(
+                Entry::from_line(&line),
+                Entry::from_line_by_value(&line),
+                "{what}: the two paths"
+            );
+            if !canonical {
+                assert!(Entry::from_line(&line).is_err(), "{what}");
             }
         }
     }

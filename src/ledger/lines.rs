@@ -45,6 +45,8 @@ pub(crate) struct LineReader {
     input: BufReader<fs_err::File>,
     buf: Vec<u8>,
     pos: u64,
+    /// Bytes of `input`'s buffer the last line returned borrowed, consumed on the next call.
+    lent: usize,
 }
 
 impl LineReader {
@@ -55,6 +57,7 @@ impl LineReader {
             input: BufReader::with_capacity(1 << 20, f),
             buf: Vec::new(),
             pos: 0,
+            lent: 0,
         })
     }
 
@@ -63,9 +66,23 @@ impl LineReader {
         self.pos
     }
 
-    /// The next line, `None` at the end of the file.
+    /// The next line, `None` at the end of the file. A line that lies whole in the read
+    /// buffer is lent from it, not copied.
     pub fn next_line(&mut self) -> Result<Option<Line<'_>>, LedgerError> {
+        self.input.consume(std::mem::take(&mut self.lent));
         let offset = self.pos;
+        let chunk = self
+            .input
+            .fill_buf()
+            .map_err(|e| LedgerError::io("read", &self.path, e))?;
+        if let Some(i) = memchr::memchr(b'\n', chunk).filter(|&i| i <= MAX_ENTRY_BYTES) {
+            self.lent = i + 1;
+            self.pos += i as u64 + 1;
+            return Ok(Some(Line::Whole {
+                offset,
+                bytes: &self.input.buffer()[..i],
+            }));
+        }
         self.buf.clear();
         let mut long: Option<sha2::Sha256> = None;
         let mut len = 0u64;
@@ -77,7 +94,7 @@ impl LineReader {
             if chunk.is_empty() {
                 break false;
             }
-            let (take, found) = match chunk.iter().position(|&b| b == b'\n') {
+            let (take, found) = match memchr::memchr(b'\n', chunk) {
                 Some(i) => (i, true),
                 None => (chunk.len(), false),
             };
@@ -164,6 +181,35 @@ mod tests {
         match r.next_line().expect("read") {
             Some(Line::Torn { offset, len }) => assert_eq!((offset, len), (b_at + 2, 4)),
             other => panic!("{other:?}"),
+        }
+        assert!(r.next_line().expect("end").is_none());
+        assert_eq!(r.position(), data.len() as u64);
+    }
+
+    /// Lines lent from the read buffer and lines copied across its refills read the same as
+    /// splitting the file at its newlines.
+    #[test]
+    fn lines_across_buffer_refills_read_as_split() {
+        let t = tempfile::tempdir().expect("tmp");
+        let p = t.path().join("e");
+        let mut data = Vec::new();
+        let mut want = Vec::new();
+        for i in 0..5000usize {
+            let line = vec![b'a' + (i % 26) as u8; (i * 7919) % 1500];
+            want.push((data.len() as u64, line.clone()));
+            data.extend_from_slice(&line);
+            data.push(b'\n');
+        }
+        assert!(data.len() > 3 << 20, "spans several 1 MiB refills");
+        std::fs::write(&p, &data).expect("write");
+        let mut r = LineReader::open(&p).expect("open");
+        for (offset, line) in &want {
+            match r.next_line().expect("read") {
+                Some(Line::Whole { offset: o, bytes }) => {
+                    assert_eq!((o, bytes), (*offset, &line[..]));
+                }
+                other => panic!("{other:?}"),
+            }
         }
         assert!(r.next_line().expect("end").is_none());
         assert_eq!(r.position(), data.len() as u64);

@@ -151,8 +151,8 @@ pub(crate) fn ledger_key(
 
 /// Lines handed to the parsing threads at a time (and at most [`BATCH_BYTES`]).
 const BATCH_LINES: usize = 8192;
-/// Bytes of lines held at a time: what bounds `verify`'s memory, with the 16 bytes a line
-/// of the index-order check.
+/// Bytes of lines in a batch (two are held: one parsed, the next read meanwhile): what bounds
+/// `verify`'s memory, with the 16 bytes a line of the index-order check.
 const BATCH_BYTES: usize = 16 << 20;
 
 /// One line of a batch.
@@ -161,6 +161,52 @@ enum Slot {
     Whole(usize, usize),
     /// Longer than any entry: its leaf hash and length.
     Long(Hash, u64),
+}
+
+/// Lines read from `entries.jsonl` and handed to the parsing threads together.
+#[derive(Default)]
+struct Batch {
+    /// The bytes of its whole lines, one after another.
+    buf: Vec<u8>,
+    slots: Vec<Slot>,
+    /// Where each line starts in the file.
+    offsets: Vec<u64>,
+    /// The torn tail that ended the file after these lines: its offset and length.
+    torn: Option<(u64, u64)>,
+}
+
+impl Batch {
+    fn clear(&mut self) {
+        self.buf.clear();
+        self.slots.clear();
+        self.offsets.clear();
+        self.torn = None;
+    }
+
+    /// Reads the next [`BATCH_LINES`] lines (at most about [`BATCH_BYTES`]); none at the end.
+    fn fill(&mut self, reader: &mut LineReader) -> Result<(), LedgerError> {
+        self.clear();
+        while self.slots.len() < BATCH_LINES && self.buf.len() < BATCH_BYTES {
+            match reader.next_line()? {
+                None => break,
+                Some(Line::Torn { offset, len }) => {
+                    self.torn = Some((offset, len));
+                    break;
+                }
+                Some(Line::Whole { offset, bytes }) => {
+                    let start = self.buf.len();
+                    self.buf.extend_from_slice(bytes);
+                    self.slots.push(Slot::Whole(start, self.buf.len()));
+                    self.offsets.push(offset);
+                }
+                Some(Line::Long { offset, len, leaf }) => {
+                    self.slots.push(Slot::Long(leaf, len));
+                    self.offsets.push(offset);
+                }
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What a parsing thread found in one line.
@@ -651,37 +697,30 @@ fn entries_pass(dir: &Path, wanted: Vec<u64>) -> Result<EntriesPass, LedgerError
     let mut derived = DerivedCheck::open(dir);
     let mut stated: Vec<Option<u64>> = Vec::new();
     let mut reader = LineReader::open(&dir.join(ENTRIES))?;
-    let mut buf = Vec::new();
-    let mut slots = Vec::new();
-    let mut offsets = Vec::new();
-    let mut torn = None;
-    loop {
-        buf.clear();
-        slots.clear();
-        offsets.clear();
-        while slots.len() < BATCH_LINES && buf.len() < BATCH_BYTES {
-            match reader.next_line()? {
-                None => break,
-                Some(Line::Torn { offset, len }) => {
-                    torn = Some((offset, len));
-                    break;
-                }
-                Some(Line::Whole { offset, bytes }) => {
-                    slots.push(Slot::Whole(buf.len(), buf.len() + bytes.len()));
-                    buf.extend_from_slice(bytes);
-                    offsets.push(offset);
-                }
-                Some(Line::Long { offset, len, leaf }) => {
-                    slots.push(Slot::Long(leaf, len));
-                    offsets.push(offset);
-                }
-            }
+    // Two batches: the next is read while the threads parse this one.
+    let mut batch = Batch::default();
+    let mut next = Batch::default();
+    batch.fill(&mut reader)?;
+    let torn = loop {
+        if batch.slots.is_empty() {
+            break batch.torn;
         }
-        if slots.is_empty() {
-            break;
-        }
-        let parsed = par_map(&slots, |slot| parse_slot(&buf, slot));
-        for (p, &offset) in parsed.into_iter().zip(&offsets) {
+        let (parsed, filled) = std::thread::scope(|s| {
+            let b = &batch;
+            let parsing = s.spawn(move || par_map(&b.slots, |slot| parse_slot(&b.buf, slot)));
+            let filled = if b.torn.is_none() {
+                next.fill(&mut reader)
+            } else {
+                next.clear();
+                Ok(())
+            };
+            // The parsing threads only run `parse_slot`, which does not panic on any input.
+            let parsed = parsing
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (parsed, filled)
+        });
+        for (p, &offset) in parsed.into_iter().zip(&batch.offsets) {
             let index = frontier.size();
             derived.offset(index, offset);
             frontier.push_stored(p.leaf, |h| derived.hash(h));
@@ -701,10 +740,12 @@ fn entries_pass(dir: &Path, wanted: Vec<u64>) -> Result<EntriesPass, LedgerError
                 }
             }
         }
-        if torn.is_some() {
-            break;
+        if batch.torn.is_some() {
+            break batch.torn;
         }
-    }
+        filled?;
+        std::mem::swap(&mut batch, &mut next);
+    };
     let n = frontier.size();
     if let Some((offset, len)) = torn {
         problems.push((

@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -126,6 +126,9 @@ pub fn normalize_host(key: &str) -> String {
 #[derive(Debug, Clone)]
 pub struct CredentialStore {
     flags: HashMap<String, Credentials>,
+    /// Credentials files for one registry each (`[registries."HOST"] auth_file` in the
+    /// configuration), asked before the shared ones and only for their host.
+    host_files: HashMap<String, AuthFile>,
     files: Vec<AuthFile>,
     helper_timeout: Duration,
     resolved: Arc<Mutex<HashMap<String, Option<Credentials>>>>,
@@ -135,6 +138,7 @@ impl Default for CredentialStore {
     fn default() -> Self {
         CredentialStore {
             flags: HashMap::new(),
+            host_files: HashMap::new(),
             files: Vec::new(),
             helper_timeout: DEFAULT_HELPER_TIMEOUT,
             resolved: Arc::default(),
@@ -189,6 +193,18 @@ impl CredentialStore {
         Ok(store)
     }
 
+    /// Reads `path` as the credentials file of `host` alone: asked for that host before the
+    /// shared files, never for another.
+    pub fn with_host_file(mut self, host: &str, path: &Path) -> Result<Self, AuthError> {
+        match AuthFile::read(path)? {
+            Some(file) => {
+                self.host_files.insert(normalize_host(host), file);
+                Ok(self)
+            }
+            None => Err(AuthError::MissingAuthFile(path.to_path_buf())),
+        }
+    }
+
     /// Adds or replaces credentials for a host (as `--creds HOST=…` does).
     pub fn insert(&mut self, host: &str, creds: Credentials) {
         self.flags.insert(normalize_host(host), creds);
@@ -222,7 +238,8 @@ impl CredentialStore {
     }
 
     fn lookup_files(&self, host: &str) -> Result<Option<Credentials>, AuthError> {
-        for file in &self.files {
+        let own = self.host_files.get(host).into_iter();
+        for file in own.chain(&self.files) {
             if let Some(name) = file.helper_for(host) {
                 if let Some(c) = Helper::new(name, self.helper_timeout).get(host)? {
                     return Ok(Some(c));
@@ -245,6 +262,40 @@ pub fn helper_timeout_from_env() -> Result<Duration, AuthError> {
             humantime::parse_duration(t.trim())
                 .map_err(|_| AuthError::BadHelperTimeout(crate::untrusted::shorten(&t)))
         }
+    }
+}
+
+/// The request for a bearer token for `scope` (space-separated) at `realm`. An identity token
+/// is an OAuth2 refresh token: traded by `POST` with `grant_type=refresh_token` (the
+/// distribution token spec's "OAuth2" section), as docker does, never sent as a password.
+/// Other credentials go as basic auth on a `GET` (the token spec); none asks anonymously.
+pub fn token_request(
+    client: &reqwest::Client,
+    realm: url::Url,
+    service: Option<&str>,
+    scope: &str,
+    creds: Option<&Credentials>,
+) -> reqwest::RequestBuilder {
+    let scopes = scope.split(' ').filter(|s| !s.is_empty());
+    if let Some(refresh) = creds.and_then(Credentials::identity_token_value) {
+        let joined = scopes.collect::<Vec<_>>().join(" ");
+        let mut form = vec![
+            ("grant_type", "refresh_token"),
+            ("client_id", "airlock"),
+            ("refresh_token", refresh),
+        ];
+        form.extend(service.map(|s| ("service", s)));
+        if !joined.is_empty() {
+            form.push(("scope", joined.as_str()));
+        }
+        return client.post(realm).form(&form);
+    }
+    let mut query: Vec<(&str, &str)> = service.map(|s| ("service", s)).into_iter().collect();
+    query.extend(scopes.map(|s| ("scope", s)));
+    let req = client.get(realm).query(&query);
+    match creds {
+        Some(c) => req.basic_auth(&c.username, Some(c.password())),
+        None => req,
     }
 }
 

@@ -161,6 +161,20 @@ pub enum RegistryError {
     /// failed, hung or printed garbage.
     #[error(transparent)]
     Credentials(#[from] Box<auth::AuthError>),
+    /// The token service refused the identity token (OAuth2 refresh token) the credentials
+    /// hold for this registry: it expired or was revoked, and only a new login helps.
+    #[error(
+        "{registry}: the identity token stored for it was refused by token endpoint {realm} \
+         ({status}); log in to {registry} again"
+    )]
+    IdentityTokenRefused {
+        /// Registry host.
+        registry: String,
+        /// The token endpoint (shortened).
+        realm: String,
+        /// Its answer.
+        status: reqwest::StatusCode,
+    },
     /// Authentication required and refused or impossible.
     #[error("{registry}: authentication failed ({why})")]
     Unauthorized {
@@ -334,6 +348,13 @@ impl Token {
             .saturating_duration_since(std::time::Instant::now())
             < margin
     }
+}
+
+/// How much of a paginated list to read before giving up on it.
+#[derive(Debug, Clone, Copy)]
+struct ListBudget {
+    pages: usize,
+    bytes: usize,
 }
 
 /// The registry client. Cheap to share behind an `Arc`; tokens are cached per host and scope.
@@ -719,37 +740,14 @@ impl Registry {
                 realm: shown,
             });
         }
-        let mut query: Vec<(&str, &str)> = Vec::new();
-        if let Some(s) = &service {
-            query.push(("service", s));
-        }
-        for s in scope.split(' ').filter(|s| !s.is_empty()) {
-            query.push(("scope", s));
-        }
-        let refresh_token = creds
-            .filter(|_| send_creds)
-            .and_then(|c| c.identity_token_value());
-        let req = if let Some(refresh) = refresh_token {
-            // An identity token is an OAuth2 refresh token: traded for an access token
-            // by POST, as docker does (distribution's token spec, "OAuth2").
-            let joined = scope.trim();
-            let mut form = vec![
-                ("grant_type", "refresh_token"),
-                ("client_id", "airlock"),
-                ("refresh_token", refresh),
-            ];
-            form.extend(service.as_deref().map(|s| ("service", s)));
-            if !joined.is_empty() {
-                form.push(("scope", joined));
-            }
-            self.client(registry)?.post(realm_url.clone()).form(&form)
-        } else {
-            let mut req = self.client(registry)?.get(realm_url.clone()).query(&query);
-            if let (true, Some(c)) = (send_creds, creds) {
-                req = req.basic_auth(&c.username, Some(c.password()));
-            }
-            req
-        };
+        let sent = creds.filter(|_| send_creds);
+        let req = auth::token_request(
+            &self.client(registry)?,
+            realm_url.clone(),
+            service.as_deref(),
+            scope,
+            sent,
+        );
         let req = req.timeout(self.options.retry.deadline);
         let asked = std::time::Instant::now();
         let resp = req
@@ -758,6 +756,13 @@ impl Registry {
             .map_err(|e| unauthorized(format!("token request to {shown}: {e}")))?;
         let status = resp.status();
         if !status.is_success() {
+            if sent.is_some_and(|c| c.identity_token_value().is_some()) {
+                return Err(RegistryError::IdentityTokenRefused {
+                    registry: registry.to_string(),
+                    realm: shown,
+                    status,
+                });
+            }
             return Err(unauthorized(format!(
                 "token endpoint {shown} answered {status}"
             )));
@@ -1016,6 +1021,52 @@ impl Registry {
         }
     }
 
+    /// The tags of `repo` that `keep` accepts, from a listing read within `max_pages` pages and
+    /// `max_bytes` bytes (all pages together), kept as they stream past so only the accepted
+    /// ones are held. `None` when the listing is longer than that, or when the registry will
+    /// not list (a 4xx: some registries let a client pull what it may not list): the caller
+    /// asks for each tag it wants instead. A tag `keep` accepts must be a valid tag.
+    pub async fn list_tags_within(
+        &self,
+        repo: &Repo,
+        max_pages: usize,
+        max_bytes: usize,
+        keep: impl Fn(&str) -> bool + Send + Sync,
+    ) -> Result<Option<Vec<Tag>>, RegistryError> {
+        let first = self.url(repo, "tags/list?n=1000");
+        let mut out = Vec::new();
+        let mut visit = |url: &str, s: &str| {
+            if keep(s) {
+                out.push(
+                    s.parse::<Tag>()
+                        .map_err(|source| RegistryError::InvalidName {
+                            url: url.to_string(),
+                            source,
+                        })?,
+                );
+            }
+            Ok(())
+        };
+        let budget = ListBudget {
+            pages: max_pages,
+            bytes: max_bytes,
+        };
+        let scope = Self::pull_scope(repo);
+        match self
+            .walk_pages(&repo.registry, &scope, first, "tags", budget, &mut visit)
+            .await
+        {
+            Ok(true) => Ok(Some(out)),
+            Ok(false) => Ok(None),
+            Err(RegistryError::Status { status, .. })
+                if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Reads a paginated list (`{"<field>": [...]}` pages linked by `Link: <…>; rel="next"`),
     /// each page capped before it is buffered, the whole list capped in entries, every entry
     /// parsed into `T` (a repository name or a tag).
@@ -1027,21 +1078,58 @@ impl Registry {
         field: &str,
     ) -> Result<Vec<T>, RegistryError>
     where
-        T: std::str::FromStr<Err = NameError>,
+        T: std::str::FromStr<Err = NameError> + Send,
     {
-        const MAX_PAGE: usize = 4 * 1024 * 1024;
         const MAX_PAGES: usize = 10_000;
-        const MAX_ENTRIES: usize = 1_000_000;
         let mut out = Vec::new();
+        let mut visit = |url: &str, s: &str| {
+            out.push(
+                s.parse::<T>()
+                    .map_err(|source| RegistryError::InvalidName {
+                        url: url.to_string(),
+                        source,
+                    })?,
+            );
+            Ok(())
+        };
+        let budget = ListBudget {
+            pages: MAX_PAGES,
+            bytes: usize::MAX,
+        };
+        if !self
+            .walk_pages(registry, scope, first.clone(), field, budget, &mut visit)
+            .await?
+        {
+            return Err(RegistryError::Protocol {
+                url: first,
+                why: format!("more than {MAX_PAGES} pages"),
+            });
+        }
+        Ok(out)
+    }
+
+    /// Walks the pages of a paginated list, handing each entry of `field` to `visit`. `false`
+    /// when the list is longer than `budget` (the rest is not read); each page is capped at
+    /// 4 MiB and the whole list at a million entries either way.
+    async fn walk_pages(
+        &self,
+        registry: &str,
+        scope: &str,
+        first: String,
+        field: &str,
+        budget: ListBudget,
+        visit: &mut (dyn FnMut(&str, &str) -> Result<(), RegistryError> + Send),
+    ) -> Result<bool, RegistryError> {
+        const MAX_PAGE: usize = 4 * 1024 * 1024;
+        const MAX_ENTRIES: usize = 1_000_000;
+        let mut entries = 0;
+        let mut bytes_left = budget.bytes;
         let mut next = Some(first);
         let mut pages = 0;
         while let Some(url) = next.take() {
             pages += 1;
-            if pages > MAX_PAGES {
-                return Err(RegistryError::Protocol {
-                    url,
-                    why: format!("more than {MAX_PAGES} pages"),
-                });
+            if pages > budget.pages {
+                return Ok(false);
             }
             let resp = self
                 .execute(registry, scope, Method::GET, &url, &|r| r)
@@ -1050,7 +1138,12 @@ impl Registry {
                 return Err(Self::status_error(Method::GET, &url, resp).await);
             }
             next = self.next_page(registry, &url, &resp)?;
-            let bytes = read_capped(resp, MAX_PAGE, &Method::GET, &url, "list page").await?;
+            let cap = MAX_PAGE.min(bytes_left);
+            let bytes = match read_capped(resp, cap, &Method::GET, &url, "list page").await {
+                Err(RegistryError::TooLarge { .. }) if cap < MAX_PAGE => return Ok(false),
+                other => other?,
+            };
+            bytes_left -= bytes.len();
             let v: serde_json::Value =
                 serde_json::from_slice(&bytes).map_err(|e| RegistryError::Protocol {
                     url: url.clone(),
@@ -1059,7 +1152,8 @@ impl Registry {
             match v.get(field) {
                 None | Some(serde_json::Value::Null) => {}
                 Some(serde_json::Value::Array(items)) => {
-                    if out.len() + items.len() > MAX_ENTRIES {
+                    entries += items.len();
+                    if entries > MAX_ENTRIES {
                         return Err(RegistryError::Protocol {
                             url,
                             why: format!("more than {MAX_ENTRIES} entries in `{field}`"),
@@ -1072,13 +1166,7 @@ impl Registry {
                                 why: format!("`{field}` holds a non-string"),
                             });
                         };
-                        let name = s
-                            .parse::<T>()
-                            .map_err(|source| RegistryError::InvalidName {
-                                url: url.clone(),
-                                source,
-                            })?;
-                        out.push(name);
+                        visit(&url, s)?;
                     }
                 }
                 Some(_) => {
@@ -1089,7 +1177,7 @@ impl Registry {
                 }
             }
         }
-        Ok(out)
+        Ok(true)
     }
 
     /// Checks that the registry answers the API at all (`GET /v2/`).

@@ -3,7 +3,9 @@
 //!
 //! A registry without the API answers 404, 400, 405, an HTML page or something that is not an
 //! OCI index; all of those mean "no API" and the caller falls back to the referrers tag schema
-//! (`sha256-<hex>`). Pages linked by `Link: <…>; rel="next"` are followed on the registry's own
+//! (`sha256-<hex>`). Any other answer (401, 403, 429, 5xx) is an error, never "no API": a
+//! caller may remember "no API" for the whole registry, and a passing refusal must not make
+//! it skip the API for every image after. Pages linked by `Link: <…>; rel="next"` are followed on the registry's own
 //! origin only, each page and the whole listing capped in bytes and in entries before anything
 //! is buffered past the cap. The `artifactType` of a listed descriptor is the registry's word:
 //! callers read the referrer's manifest before believing it.
@@ -25,7 +27,8 @@ const MAX_PAGES: usize = 64;
 /// What the referrers API said about a subject.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Referrers {
-    /// The registry has no referrers API (404, 400, 405, HTML, not an OCI index).
+    /// The registry has no referrers API (404, 400, 405, HTML, not an OCI index): a definitive
+    /// answer about the registry, not about this subject.
     NoApi,
     /// The API answered: these descriptors (possibly none).
     Listed(Vec<Descriptor>),
@@ -47,6 +50,15 @@ pub fn parse_page(body: &[u8]) -> Option<Vec<Descriptor>> {
             .as_deref()
             .is_none_or(|m| m == media::OCI_INDEX);
     index.then_some(page.manifests)
+}
+
+/// A status by which a registry says it has no referrers API (it does not know the route).
+fn no_api_status(status: reqwest::StatusCode) -> bool {
+    use reqwest::StatusCode;
+    matches!(
+        status,
+        StatusCode::NOT_FOUND | StatusCode::BAD_REQUEST | StatusCode::METHOD_NOT_ALLOWED
+    )
 }
 
 impl Registry {
@@ -85,7 +97,7 @@ impl Registry {
                 .get(CONTENT_TYPE)
                 .and_then(|v| v.to_str().ok())
                 .is_some_and(|ct| ct.starts_with(media::OCI_INDEX));
-            if status.is_client_error() || (status.is_success() && !is_index) {
+            if no_api_status(status) || (status.is_success() && !is_index) {
                 if pages == 1 {
                     return Ok(Referrers::NoApi);
                 }

@@ -193,12 +193,16 @@ fn cve_of(id: &str) -> Option<&str> {
 /// entries and VEX statements naming it still apply); per-CVE duplicates are folded likewise,
 /// the distribution-specific record kept.
 fn merge_aliases(findings: Vec<Finding>) -> Vec<Finding> {
-    // Folding only ever happens between findings of one package version: merge each such
-    // group on its own (linear in the number of packages, not quadratic in findings).
-    let mut groups: BTreeMap<(String, String), Vec<Finding>> = BTreeMap::new();
+    // Folding only ever happens between findings of one package version in one file: merge
+    // each such group on its own (linear in the number of packages, not quadratic in findings).
+    let mut groups: BTreeMap<(String, String, String), Vec<Finding>> = BTreeMap::new();
     for f in findings {
         groups
-            .entry((f.package.name.clone(), f.package.version.clone()))
+            .entry((
+                f.package.name.clone(),
+                f.package.version.clone(),
+                f.package.location.clone(),
+            ))
             .or_default()
             .push(f);
     }
@@ -319,7 +323,9 @@ pub fn match_inventory(inventory: &Inventory, db: &Database) -> Result<Matches, 
             let Some(fixed) = affects(scheme, version, &adv) else {
                 continue;
             };
-            if !seen.insert((adv.id.clone(), pkg.name.clone(), pkg.version.clone())) {
+            // The same package in two files (Go's stdlib in two binaries) is two findings: each
+            // file needs its own fix.
+            if !seen.insert((adv.id.clone(), &pkg.name, &pkg.version, &pkg.location)) {
                 continue;
             }
             findings.push(Finding {

@@ -268,7 +268,7 @@ pub fn run_trivy(
     now: SystemTime,
     reporter: &dyn Reporter,
 ) -> Result<Vec<ImageResult>, RunError> {
-    reporter.phase("trivy", targets.len() as u64);
+    reporter.phase_items("trivy", targets.len() as u64);
     let mut out = Vec::new();
     for t in targets {
         let layout = tempfile::Builder::new()
@@ -332,9 +332,18 @@ pub fn scan_all(
     reporter.phase("scan", total);
     let mut out = Vec::with_capacity(targets.len());
     for t in targets {
-        match scan_image(t, |d| source::blob_file(dir, d), ctx) {
+        // Each image is a task of its own, its layers' bytes, done when its scan is.
+        let bytes: u64 = t.layers.iter().map(|d| d.size).sum();
+        let id = format!("scan {} {}", t.name, t.digest);
+        reporter.task_start(&id, &format!("scan {}", t.name), bytes);
+        let scanned = scan_image(t, |d| source::blob_file(dir, d), ctx);
+        if scanned.is_ok() {
+            reporter.task_advance(&id, bytes);
+        }
+        reporter.task_done(&id);
+        match scanned {
             Ok(s) => {
-                reporter.advance(t.layers.iter().map(|d| d.size).sum());
+                reporter.advance(bytes);
                 reporter.item(&format!("scanned {}", t.name));
                 out.push(s);
             }

@@ -16,6 +16,7 @@ pub mod keys;
 pub mod password;
 mod pem;
 pub mod policy;
+pub mod rekor_v2_dsse;
 pub mod sealed;
 pub mod sigstore_bundle;
 pub mod simple_signing;

@@ -17,6 +17,7 @@
 use sigstore_verify::types::{Bundle, Sha256Hash};
 use sigstore_verify::{PublicKeyVerificationPolicy, VerificationPolicy};
 
+use super::rekor_v2_dsse::{self, DsseEntryError};
 use super::trusted_root::TrustedRoot;
 use super::{KeyId, PublicKey};
 use crate::oci::Digest;
@@ -89,6 +90,15 @@ pub enum BundleError {
         /// The certificate's notAfter (RFC 3339).
         not_after: String,
     },
+    /// A Rekor v2 `dsse` 0.0.2 entry does not bind the envelope, or is not in the log.
+    #[error("Rekor v2 dsse entry (log index {log_index}): {source}")]
+    RekorV2Dsse {
+        /// The entry's log index, as it states it.
+        log_index: String,
+        /// What is wrong.
+        #[source]
+        source: DsseEntryError,
+    },
     /// A check failed (signature, certificate, log entry, timestamp, …).
     #[error("Sigstore bundle verification failed: {source}")]
     Verification {
@@ -136,10 +146,38 @@ pub struct VerifiedBundle {
     /// The earliest verified signing time other than the log's integrated time: an RFC 3161
     /// timestamp the bundle carries (Unix seconds).
     pub timestamp: Option<i64>,
+    /// The kind and version of the (first) log entry (`hashedrekord 0.0.2`, `dsse 0.0.2`).
+    pub rekor_entry: Option<String>,
 }
 
-/// Parses a bundle strictly: JSON, known media type, structural rules of its version.
-pub fn parse_bundle(json: &[u8]) -> Result<Bundle, BundleError> {
+/// A parsed bundle: what `sigstore-verify` reads, plus the Rekor v2 `dsse` 0.0.2 entries it
+/// does not, taken out of `tlogEntries` to be checked by [`rekor_v2_dsse`].
+#[derive(Debug, Clone)]
+pub struct ParsedBundle {
+    bundle: Bundle,
+    dsse_v002: Vec<rekor_v2_dsse::Entry>,
+}
+
+impl std::ops::Deref for ParsedBundle {
+    type Target = Bundle;
+    fn deref(&self) -> &Bundle {
+        &self.bundle
+    }
+}
+
+impl From<Bundle> for ParsedBundle {
+    fn from(bundle: Bundle) -> Self {
+        ParsedBundle {
+            bundle,
+            dsse_v002: Vec::new(),
+        }
+    }
+}
+
+/// Parses a bundle strictly: JSON, known media type, structural rules of its version. Rekor
+/// v2 `dsse` 0.0.2 entries are set aside for [`rekor_v2_dsse`]; a bundle mixing them with
+/// other entry kinds is refused (the others would then go unchecked).
+pub fn parse_bundle(json: &[u8]) -> Result<ParsedBundle, BundleError> {
     if json.len() > MAX_BUNDLE_BYTES {
         return Err(BundleError::TooLarge {
             len: json.len(),
@@ -149,9 +187,41 @@ pub fn parse_bundle(json: &[u8]) -> Result<Bundle, BundleError> {
     let text = std::str::from_utf8(json).map_err(|_| BundleError::Malformed {
         detail: "not UTF-8 text".into(),
     })?;
-    Bundle::from_json(text).map_err(|e| BundleError::Malformed {
-        detail: e.to_string(),
-    })
+    let malformed = |detail: String| BundleError::Malformed { detail };
+    let mut doc: serde_json::Value =
+        serde_json::from_str(text).map_err(|e| malformed(e.to_string()))?;
+    let dsse_v002: Vec<serde_json::Value> = match doc
+        .pointer_mut("/verificationMaterial/tlogEntries")
+        .and_then(serde_json::Value::as_array_mut)
+    {
+        Some(entries)
+            if entries
+                .iter()
+                .any(|e| rekor_v2_dsse::is_dsse_v002(&e["kindVersion"])) =>
+        {
+            let (v2, rest): (Vec<_>, Vec<_>) = std::mem::take(entries)
+                .into_iter()
+                .partition(|e| rekor_v2_dsse::is_dsse_v002(&e["kindVersion"]));
+            if !rest.is_empty() {
+                return Err(malformed(
+                    "it mixes Rekor v2 dsse 0.0.2 entries with entries of other kinds".into(),
+                ));
+            }
+            v2
+        }
+        _ => Vec::new(),
+    };
+    if dsse_v002.is_empty() {
+        return Bundle::from_json(text)
+            .map(ParsedBundle::from)
+            .map_err(|e| malformed(e.to_string()));
+    }
+    let dsse_v002 = dsse_v002
+        .into_iter()
+        .map(|e| serde_json::from_value(e).map_err(|e| malformed(format!("dsse 0.0.2 entry: {e}"))))
+        .collect::<Result<Vec<_>, _>>()?;
+    let bundle = serde_json::from_value(doc).map_err(|e| malformed(e.to_string()))?;
+    Ok(ParsedBundle { bundle, dsse_v002 })
 }
 
 /// Verifies a Sigstore bundle over `artifact` against `root`, signed by `signer`.
@@ -170,12 +240,16 @@ pub fn verify_bundle(
 
 /// [`verify_bundle`] for an already parsed bundle.
 pub fn verify_parsed_bundle(
-    bundle: &Bundle,
+    parsed: &ParsedBundle,
     artifact: BundleArtifact<'_>,
     root: &TrustedRoot,
     signer: BundleSigner<'_>,
 ) -> Result<VerifiedBundle, BundleError> {
     super::trusted_root::ensure_crypto_provider();
+    let bundle = &parsed.bundle;
+    // The log entries sigstore-verify cannot read are checked below instead: it checks
+    // the rest (certificate chain at a verified timestamp, signature, TSA) without them.
+    let own_tlog = !parsed.dsse_v002.is_empty();
     let verifier = root.verifier();
     let verification = |source| BundleError::Verification {
         source: Box::new(source),
@@ -188,28 +262,35 @@ pub fn verify_parsed_bundle(
     };
     let result = match (artifact, signer) {
         (BundleArtifact::Bytes(bytes), BundleSigner::Keyless) => verifier
-            .verify(bytes, bundle, &keyless_policy(root))
+            .verify(bytes, bundle, &keyless_policy(root, own_tlog))
             .map_err(verification)?,
         (BundleArtifact::Bytes(bytes), BundleSigner::Key(key)) => verifier
-            .verify(bytes, bundle, &key_policy(key))
+            .verify(bytes, bundle, &key_policy(key, own_tlog))
             .map_err(verification)?,
         (BundleArtifact::Digest(digest), signer) => {
             let hash = sha256_of(digest)?;
             match signer {
                 BundleSigner::Keyless => verifier
-                    .verify(hash, bundle, &keyless_policy(root))
+                    .verify(hash, bundle, &keyless_policy(root, own_tlog))
                     .map_err(verification)?,
                 BundleSigner::Key(key) => verifier
-                    .verify(hash, bundle, &key_policy(key))
+                    .verify(hash, bundle, &key_policy(key, own_tlog))
                     .map_err(verification)?,
             }
         }
     };
-    let rekor_log_index = bundle
-        .verification_material
-        .tlog_entries
-        .first()
-        .map(|e| e.log_index.get());
+    let (rekor_log_index, rekor_entry) = if own_tlog {
+        (
+            Some(verify_dsse_v002(parsed, root, signer)?),
+            Some("dsse 0.0.2".to_string()),
+        )
+    } else {
+        let first = bundle.verification_material.tlog_entries.first();
+        (
+            first.map(|e| e.log_index.get()),
+            first.map(|e| format!("{} {}", e.kind_version.kind(), e.kind_version.version())),
+        )
+    };
     Ok(VerifiedBundle {
         media_type: bundle.media_type.as_str().to_owned(),
         key_id: match signer {
@@ -226,7 +307,57 @@ pub fn verify_parsed_bundle(
             .map(|t| t.as_second())
             .filter(|t| Some(*t) != result.integrated_time().map(|i| i.as_second()))
             .min(),
+        rekor_entry,
     })
+}
+
+/// Checks every Rekor v2 `dsse` 0.0.2 entry of `parsed` (see [`rekor_v2_dsse`]) against the
+/// envelope and the signer the rest of the verification accepted; the first entry's log index.
+fn verify_dsse_v002(
+    parsed: &ParsedBundle,
+    root: &TrustedRoot,
+    signer: BundleSigner<'_>,
+) -> Result<u64, BundleError> {
+    use sigstore_verify::types::SignatureContent;
+    let refused = |entry: &rekor_v2_dsse::Entry, source| BundleError::RekorV2Dsse {
+        log_index: entry
+            .log_index()
+            .map(|i| i.to_string())
+            .unwrap_or_else(|_| "unreadable".into()),
+        source,
+    };
+    let malformed = |detail: &str| BundleError::Malformed {
+        detail: detail.into(),
+    };
+    let SignatureContent::DsseEnvelope(envelope) = &parsed.bundle.content else {
+        return Err(malformed(
+            "a dsse 0.0.2 log entry for a bundle without a DSSE envelope",
+        ));
+    };
+    let who = match signer {
+        BundleSigner::Key(key) => rekor_v2_dsse::Signer::PublicKey(key.spki_der()),
+        BundleSigner::Keyless => rekor_v2_dsse::Signer::Certificate(
+            parsed
+                .bundle
+                .signing_certificate()
+                .ok_or_else(|| malformed("a keyless bundle without a certificate"))?
+                .as_bytes(),
+        ),
+    };
+    let logs = root
+        .sigstore()
+        .rekor_keys()
+        .map_err(|e| BundleError::Verification {
+            source: Box::new(sigstore_verify::Error::from(e)),
+        })?;
+    let mut first = None;
+    for entry in &parsed.dsse_v002 {
+        let index = entry
+            .verify(envelope, who, &logs)
+            .map_err(|e| refused(entry, e))?;
+        first.get_or_insert(index);
+    }
+    first.ok_or_else(|| malformed("no dsse 0.0.2 entry"))
 }
 
 /// When a keyless bundle's certificate failed, whether a signing time lies outside the
@@ -277,19 +408,27 @@ fn rfc3339(unix: i64) -> String {
     humantime::format_rfc3339_seconds(t).to_string()
 }
 
-fn keyless_policy(root: &TrustedRoot) -> VerificationPolicy {
-    let policy = VerificationPolicy::any_identity();
-    if root.has_ct_logs() {
-        policy
-    } else {
-        policy.skip_sct()
+/// `own_tlog`: the log entries are checked here ([`verify_dsse_v002`]), not by the policy.
+fn keyless_policy(root: &TrustedRoot, own_tlog: bool) -> VerificationPolicy {
+    let mut policy = VerificationPolicy::any_identity();
+    if !root.has_ct_logs() {
+        policy = policy.skip_sct();
     }
+    if own_tlog {
+        policy = policy.skip_tlog_unsafe();
+    }
+    policy
 }
 
-fn key_policy(key: &PublicKey) -> PublicKeyVerificationPolicy {
-    PublicKeyVerificationPolicy::new(sigstore_verify::types::DerPublicKey::new(
+fn key_policy(key: &PublicKey, own_tlog: bool) -> PublicKeyVerificationPolicy {
+    let policy = PublicKeyVerificationPolicy::new(sigstore_verify::types::DerPublicKey::new(
         key.spki_der().to_vec(),
-    ))
+    ));
+    if own_tlog {
+        policy.skip_tlog_unsafe()
+    } else {
+        policy
+    }
 }
 
 fn sha256_of(digest: &Digest) -> Result<Sha256Hash, BundleError> {

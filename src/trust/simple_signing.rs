@@ -419,7 +419,7 @@ fn v01_bundle(
     signature: &[u8],
     payload: &[u8],
     certificates: Option<&[Vec<u8>]>,
-) -> Result<sigstore_verify::types::Bundle, SimpleSigningError> {
+) -> Result<sigstore_bundle::ParsedBundle, SimpleSigningError> {
     let b64 = base64::engine::general_purpose::STANDARD;
     let body = b64
         .decode(rekor.payload.body.trim())

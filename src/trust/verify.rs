@@ -89,6 +89,10 @@ pub struct SignatureResult {
     /// An RFC 3161 timestamp's time (Unix seconds), when the bundle carried a verified one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timestamp: Option<i64>,
+    /// The kind and version of the verified log entry (`hashedrekord 0.0.2`, `dsse 0.0.2`),
+    /// for bundles.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rekor_entry: Option<String>,
     /// How the signature was carried.
     pub kind: SignatureKind,
     /// The digest of the signature artifact's manifest.
@@ -101,11 +105,12 @@ pub struct SignatureResult {
 }
 
 /// The transparency and time evidence of one verified signature.
-#[derive(Debug, Clone, Copy, Default)]
+#[derive(Debug, Clone, Default)]
 struct Evidence {
     rekor_log_index: Option<u64>,
     integrated_time: Option<i64>,
     timestamp: Option<i64>,
+    rekor_entry: Option<String>,
 }
 
 /// Why one signature (or signature artifact) did not count.
@@ -385,6 +390,7 @@ impl LayerCtx<'_> {
                             rekor_log_index: v.rekor_log_index,
                             integrated_time: v.integrated_time,
                             timestamp: None,
+                            rekor_entry: None,
                         },
                         SignatureKind::SimpleSigning,
                     ),
@@ -409,6 +415,7 @@ impl LayerCtx<'_> {
                     rekor_log_index: v.rekor_log_index,
                     integrated_time: v.integrated_time,
                     timestamp: None,
+                    rekor_entry: None,
                 },
                 SignatureKind::SimpleSigning,
                 satisfied,
@@ -436,6 +443,7 @@ impl LayerCtx<'_> {
             rekor_log_index: e.rekor_log_index,
             integrated_time: e.integrated_time,
             timestamp: e.timestamp,
+            rekor_entry: e.rekor_entry,
             kind,
             artifact: self.artifact.clone(),
             bundle: (kind == SignatureKind::SigstoreBundle).then(|| self.layer.clone()),
@@ -561,6 +569,7 @@ fn bundle_evidence(v: &sigstore_bundle::VerifiedBundle) -> Evidence {
         rekor_log_index: v.rekor_log_index,
         integrated_time: v.integrated_time,
         timestamp: v.timestamp,
+        rekor_entry: v.rekor_entry.clone(),
     }
 }
 

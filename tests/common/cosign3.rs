@@ -156,6 +156,43 @@ impl FakeRekor {
         })
     }
 
+    /// The Rekor v2 entry of kind `dsse` 0.0.2 (protobuf-specs `rekor/v2/dsse.proto`) for a
+    /// DSSE envelope over `payload` signed with the key of `cert_der`: the payload's hash, the
+    /// signature with its verifier, an inclusion proof to a signed checkpoint, no integrated
+    /// time. `logged_payload` is what the entry claims was signed (`payload`, unless a test
+    /// wants an entry for something else).
+    pub fn entry_v2_dsse(&self, logged_payload: &[u8], sig: &[u8], cert_der: &[u8]) -> Value {
+        let body = serde_json::to_vec(&json!({
+            "apiVersion": "0.0.2",
+            "kind": "dsse",
+            "spec": {"dsseV002": {
+                "payloadHash": {"algorithm": "SHA2_256", "digest": b64(&sha256(logged_payload))},
+                "signatures": [{
+                    "content": b64(sig),
+                    "verifier": {
+                        "keyDetails": "PKIX_ECDSA_P256_SHA_256",
+                        "x509Certificate": {"rawBytes": b64(cert_der)}
+                    }
+                }]
+            }}
+        }))
+        .expect("json");
+        let (root, checkpoint) = self.checkpoint(&body);
+        json!({
+            "logIndex": "0",
+            "logId": {"keyId": b64(&self.log_id())},
+            "kindVersion": {"kind": "dsse", "version": "0.0.2"},
+            "inclusionProof": {
+                "logIndex": "0",
+                "rootHash": b64(&root),
+                "treeSize": "1",
+                "hashes": [],
+                "checkpoint": {"envelope": checkpoint}
+            },
+            "canonicalizedBody": b64(&body)
+        })
+    }
+
     /// The root of a tree whose only leaf is `body`, and the log's signed checkpoint of it.
     fn checkpoint(&self, body: &[u8]) -> ([u8; 32], String) {
         let mut leaf = vec![0u8];
@@ -290,6 +327,14 @@ pub enum Evidence {
     RekorV2Tsa {
         /// Unix seconds.
         tsa_time: i64,
+    },
+    /// A Rekor v2 `dsse` 0.0.2 entry (as Rekor v2 logs DSSE attestations) and an RFC 3161
+    /// timestamp at this time.
+    RekorV2DsseTsa {
+        /// Unix seconds.
+        tsa_time: i64,
+        /// The entry logs the hash of another payload than the envelope's.
+        other_payload: bool,
     },
 }
 
@@ -487,6 +532,17 @@ impl FakeSigstore {
                 self.rekor.entry_v2(&message, &sig, &cert),
                 json!([{"signedTimestamp": b64(&self.timestamp(&sig, tsa_time))}]),
             ),
+            Evidence::RekorV2DsseTsa {
+                tsa_time,
+                other_payload,
+            } => {
+                let other = statement(repo, &Digest::of(b"another image"));
+                let logged = if other_payload { &other } else { &payload };
+                (
+                    self.rekor.entry_v2_dsse(logged, &sig, &cert),
+                    json!([{"signedTimestamp": b64(&self.timestamp(&sig, tsa_time))}]),
+                )
+            }
         };
         serde_json::to_vec(&json!({
             "mediaType": BUNDLE_V03,

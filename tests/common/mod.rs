@@ -8,10 +8,12 @@ pub mod cosign3;
 pub mod der;
 pub mod ferro;
 pub mod fixtures;
+pub mod peers;
 pub mod proxy;
 mod serve;
 pub mod tarball;
 pub mod token;
+pub mod trivydb;
 pub mod zuul;
 
 use std::net::TcpListener;
@@ -81,6 +83,9 @@ pub struct RegistryConfig {
     pub token_auth: Option<(String, String)>,
     /// With `token_auth`: the tokens' lifetime in seconds (default 300).
     pub token_ttl: Option<u64>,
+    /// With `token_auth`: the refresh token (docker's `identitytoken`) the token server's
+    /// OAuth2 endpoint also accepts.
+    pub refresh_token: Option<String>,
     /// With `tls`: a CA (PEM file) whose client certificates the registry requires (mTLS).
     pub client_ca: Option<PathBuf>,
 }
@@ -135,11 +140,14 @@ impl TestRegistry {
             let mut token_server = None;
             if let Some((user, pass)) = &cfg.token_auth {
                 let cert = dir.path().join("token-issuer.pem");
-                let t = token::TokenServer::start_with_ttl(
+                let t = token::TokenServer::start_with(
                     &cert,
-                    user,
-                    pass,
-                    cfg.token_ttl.unwrap_or(300),
+                    token::TokenConfig {
+                        user: user.clone(),
+                        password: pass.clone(),
+                        ttl: cfg.token_ttl.unwrap_or(300),
+                        refresh_token: cfg.refresh_token.clone(),
+                    },
                 );
                 config.push_str(&format!(
                     "auth:\n  token:\n    realm: {}\n    service: {}\n    issuer: {}\n    rootcertbundle: {}\n",
@@ -428,6 +436,25 @@ pub fn rt() -> tokio::runtime::Runtime {
         .enable_all()
         .build()
         .expect("rt")
+}
+
+/// Compiles the real OSV records of `tests/data/osv` (Debian and Alpine) with the CLI into
+/// `dir/vuln.db`.
+pub fn build_vuln_db(dir: &Path) {
+    let data = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/osv");
+    ok(&airlock(
+        dir,
+        &[
+            "db",
+            "build",
+            "--osv",
+            &data.join("debian").display().to_string(),
+            "--osv",
+            &data.join("alpine").display().to_string(),
+            "-o",
+            "vuln.db",
+        ],
+    ));
 }
 
 /// Asserts success and returns stdout.
