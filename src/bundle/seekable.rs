@@ -9,11 +9,21 @@
 //! decompressed) and returns each frame's compressed and uncompressed offsets. A frame without a
 //! content size (bundles written before this change are one such frame) ends the index there:
 //! reads past it decode from its start.
+//!
+//! A frame whose content does not compress (gzip or zstd layers, the bulk of a bundle) is
+//! written as a *stored* frame: raw blocks, its content size and xxh64 checksum, built here
+//! without running the compressor at all. zstd would reach nearly the same bytes (it falls back
+//! to raw blocks when a block does not shrink) only after searching every block for matches and
+//! copying it twice; the decision is made by trial-compressing the frame's first block, so it
+//! depends on the content alone and bundles stay reproducible.
 
 use std::io::{self, Write};
 
 /// The most uncompressed bytes in one frame: the most a random read decodes and throws away.
 pub const FRAME_BYTES: usize = 4 * 1024 * 1024;
+
+/// The largest block of a frame (zstd's `Block_Maximum_Size`), also the trial sample.
+const BLOCK_BYTES: usize = 128 * 1024;
 
 const ZSTD_MAGIC: u32 = 0xFD2F_B528;
 /// Skippable frames use magics `0x184D2A50..=0x184D2A5F`.
@@ -25,6 +35,8 @@ const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;
 pub struct FrameWriter<W: Write> {
     inner: W,
     compressor: zstd::bulk::Compressor<'static>,
+    /// Single-threaded, same level: tries the first block of each frame.
+    trial: zstd::bulk::Compressor<'static>,
     pending: Vec<u8>,
     out: Vec<u8>,
 }
@@ -40,6 +52,7 @@ impl<W: Write> FrameWriter<W> {
         Ok(FrameWriter {
             inner,
             compressor,
+            trial: zstd::bulk::Compressor::new(level)?,
             pending: Vec::with_capacity(FRAME_BYTES),
             out: Vec::new(),
         })
@@ -51,11 +64,20 @@ impl<W: Write> FrameWriter<W> {
             return Ok(());
         }
         self.out.clear();
+        let sample = &self.pending[..self.pending.len().min(BLOCK_BYTES)];
         self.out
-            .reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
-        self.compressor
-            .compress_to_buffer(&self.pending, &mut self.out)?;
-        self.inner.write_all(&self.out)?;
+            .reserve(zstd::zstd_safe::compress_bound(sample.len()));
+        self.trial.compress_to_buffer(sample, &mut self.out)?;
+        if compresses(sample.len(), self.out.len()) {
+            self.out.clear();
+            self.out
+                .reserve(zstd::zstd_safe::compress_bound(self.pending.len()));
+            self.compressor
+                .compress_to_buffer(&self.pending, &mut self.out)?;
+            self.inner.write_all(&self.out)?;
+        } else {
+            write_stored_frame(&mut self.inner, &self.pending)?;
+        }
         self.pending.clear();
         Ok(())
     }
@@ -81,6 +103,38 @@ impl<W: Write> Write for FrameWriter<W> {
     fn flush(&mut self) -> io::Result<()> {
         self.inner.flush()
     }
+}
+
+/// Whether a trial that turned `sample` bytes into `compressed` saved enough (3 %) to be worth
+/// compressing the frame.
+fn compresses(sample: usize, compressed: usize) -> bool {
+    compressed.saturating_mul(100) < sample.saturating_mul(97)
+}
+
+/// Writes `content` (at most [`FRAME_BYTES`], not empty) as one zstd frame of raw blocks: the
+/// header records the content size (single segment, so no window descriptor) and a checksum,
+/// as the compressor's frames do, so decoders and [`index_frames`] treat both alike.
+fn write_stored_frame<W: Write>(out: &mut W, content: &[u8]) -> io::Result<()> {
+    debug_assert!(!content.is_empty() && content.len() <= FRAME_BYTES);
+    let size = u32::try_from(content.len())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "frame too large"))?;
+    let mut header = [0u8; 9];
+    header[..4].copy_from_slice(&ZSTD_MAGIC.to_le_bytes());
+    // Frame_Header_Descriptor: 4-byte content size (0b10 << 6), single segment (0x20),
+    // checksum (0x04), no dictionary.
+    header[4] = (2 << 6) | 0x20 | 0x04;
+    header[5..].copy_from_slice(&size.to_le_bytes());
+    out.write_all(&header)?;
+    let mut blocks = content.chunks(BLOCK_BYTES).peekable();
+    while let Some(block) = blocks.next() {
+        let last = u32::from(blocks.peek().is_none());
+        // Block_Header: last flag, type 0 (raw), size; 3 bytes little-endian.
+        let h = last | ((block.len() as u32) << 3);
+        out.write_all(&h.to_le_bytes()[..3])?;
+        out.write_all(block)?;
+    }
+    let checksum = xxhash_rust::xxh64::xxh64(content, 0) as u32;
+    out.write_all(&checksum.to_le_bytes())
 }
 
 /// Where a frame starts, compressed and uncompressed.
@@ -314,6 +368,56 @@ mod tests {
         }
         assert_eq!(index.frame_for(150).uncompressed, 100);
         assert_eq!(index.frame_for(99).uncompressed, 0);
+    }
+
+    /// Bytes no compressor can shrink (xorshift), the same every run.
+    fn noise(len: usize) -> Vec<u8> {
+        let mut x = 0x9E37_79B9_7F4A_7C15u64;
+        (0..len)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    #[test]
+    fn incompressible_frames_are_stored_and_decode_like_compressed_ones() {
+        // noise, then text, then noise shorter than a block: stored, compressed, stored.
+        let mut data = noise(FRAME_BYTES + 3 * BLOCK_BYTES + 17);
+        let text = sample(FRAME_BYTES / 2);
+        let mut w = FrameWriter::new(Vec::new(), 1, 2).expect("writer");
+        w.write_all(&data).expect("write");
+        w.end_frame().expect("end");
+        w.write_all(&text).expect("write");
+        w.end_frame().expect("end");
+        w.write_all(&data[..1000]).expect("write");
+        let z = w.finish().expect("finish");
+        let tail = data[..1000].to_vec();
+        data.extend_from_slice(&text);
+        data.extend_from_slice(&tail);
+        // The zstd library decodes it and checks every frame's checksum.
+        assert_eq!(zstd::decode_all(&z[..]).expect("one stream"), data);
+        // Stored frames: 9-byte header, 3 bytes per block, 4-byte checksum; nothing more.
+        let stored = |n: usize| 9 + 3 * n.div_ceil(BLOCK_BYTES) + n + 4;
+        let first = stored(FRAME_BYTES);
+        let second = stored(3 * BLOCK_BYTES + 17);
+        let index = index_frames(&z).expect("index");
+        assert_eq!(index.frames[1].compressed, first as u64);
+        assert_eq!(index.frames[2].compressed, (first + second) as u64);
+        assert_eq!(
+            z.len() as u64 - index.frames[3].compressed,
+            stored(1000) as u64
+        );
+        // The text frame was compressed.
+        assert!(index.frames[3].compressed - index.frames[2].compressed < (text.len() / 4) as u64);
+        assert_eq!(index.uncompressed_len, Some(data.len() as u64));
+        // A flipped content byte in a stored frame fails the frame checksum.
+        let mut bad = z.clone();
+        bad[first + 9 + 3 + 10] ^= 1;
+        assert!(zstd::decode_all(&bad[..]).is_err());
     }
 
     #[test]
