@@ -8,6 +8,7 @@
 //! before the first layer byte, and a missing, extra or duplicated entry is named precisely.
 
 pub mod evidence;
+pub mod frames;
 pub mod manifest;
 pub mod parts;
 pub mod reader;

@@ -632,7 +632,7 @@ pub fn read_bundle_from<R: Read + Send, V: BlobVisitor>(
     visitor: &mut V,
     progress: &dyn crate::progress::Reporter,
 ) -> Result<ReadSummary, V::Error> {
-    let dec = zstd::stream::read::Decoder::new(input).map_err(|e| BundleError::Corrupt {
+    let dec = super::frames::FrameReader::new(input).map_err(|e| BundleError::Corrupt {
         path: path.to_path_buf(),
         where_: "start".into(),
         why: e.to_string(),
@@ -1218,7 +1218,7 @@ pub fn read_table_of_contents_from<R: Read>(
         where_: where_.to_string(),
         why: e.to_string(),
     };
-    let dec = zstd::stream::read::Decoder::new(input).map_err(|e| corrupt("start", &e))?;
+    let dec = super::frames::FrameReader::new(input).map_err(|e| corrupt("start", &e))?;
     let mut archive = tar::Archive::new(dec);
     let mut entries =
         tarstream::entries(&mut archive, Extensions::Refuse).map_err(|e| corrupt("start", &e))?;
