@@ -34,6 +34,20 @@ fn image_with(src: &TestRegistry, layers: &[usize]) -> Image {
     img
 }
 
+/// `airlock import i.tar.zst --to TO` through the plain-HTTP proxy at `proxy`, then `extra`.
+fn import_via<'a>(to: &'a str, proxy: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "import",
+        "i.tar.zst",
+        "--to",
+        to,
+        "--insecure-registry",
+        proxy,
+    ];
+    a.extend_from_slice(extra);
+    a
+}
+
 fn cached(cache: &Path) -> Vec<String> {
     let mut v: Vec<String> = std::fs::read_dir(cache.join("sha256"))
         .map(|rd| {
@@ -238,16 +252,7 @@ fn import_killed_mid_push_resumes_and_the_ledger_records_only_the_completed_one(
         "pw",
         "--allow-unsigned",
     ];
-    let mut a = vec![
-        "import",
-        "i.tar.zst",
-        "--to",
-        &to,
-        "--insecure-registry",
-        &proxy.host,
-        "--jobs",
-        "1",
-    ];
+    let mut a = import_via(&to, &proxy.host, &["--jobs", "1"]);
     a.extend_from_slice(&ledger);
     let mut child = spawn_airlock(dir, &a, None);
     wait_for("a stalled upload", || proxy.count("PUT /v2/") >= 2);
@@ -309,20 +314,8 @@ fn an_import_uploads_only_the_large_blobs_the_target_lacks() {
 
     let proxy = Proxy::start(&dst.host, Fault::None);
     let to = format!("{}/m", proxy.host);
-    let out = ok(&airlock(
-        dir,
-        &[
-            "import",
-            "i.tar.zst",
-            "--to",
-            &to,
-            "--insecure-registry",
-            &proxy.host,
-            "--allow-unsigned",
-            "--format",
-            "json",
-        ],
-    ));
+    let import = import_via(&to, &proxy.host, &["--allow-unsigned", "--format", "json"]);
+    let out = ok(&airlock(dir, &import));
     let report: serde_json::Value = serde_json::from_str(&out).expect("json");
     assert_eq!(report["blobs_skipped"], 2, "{report}");
     assert_eq!(
