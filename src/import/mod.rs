@@ -1,7 +1,9 @@
 //! The isolated side: stream a bundle, verify every byte, push blobs, then manifests by digest,
 //! then record, then tags. Nothing is tagged unless the whole bundle verified and, with a
 //! ledger, the import is recorded. The order is [`stages`]: each stage's type consumes the one
-//! before, so tagging before recording does not compile.
+//! before, so tagging before recording does not compile. The blobs go through `read.rs` (the
+//! bundle read once, through the gates), `plan.rs` (what the target lacks) and `upload.rs`
+//! (the uploads), joined by bounded queues in `pipeline.rs`; manifests and tags are `push.rs`.
 
 pub mod gate;
 pub mod mapping;
