@@ -1,6 +1,7 @@
 //! Resume and disk (issue #6): a collect killed mid-download does not download completed blobs
 //! again; a collect that cannot fit its output stops before the first byte with the figures; an
-//! import killed mid-push resumes, and the ledger records only the import that completed.
+//! import killed mid-push resumes, and the ledger records only the import that completed; an
+//! import uploads only the blobs the target lacks, large streamed ones included.
 
 mod common;
 
@@ -9,7 +10,7 @@ use common::rt;
 use std::path::Path;
 
 use airlock::registry::Repo;
-use common::fixtures::{self, Compression, Image};
+use common::fixtures::{self, Blob, Compression, Image};
 use common::proxy::{Fault, Proxy};
 use common::{airlock, fails_with, ok, spawn_airlock, wait_for, TestRegistry, Tmpfs};
 
@@ -31,6 +32,20 @@ fn image_with(src: &TestRegistry, layers: &[usize]) -> Image {
         Some("1"),
     ));
     img
+}
+
+/// `airlock import i.tar.zst --to TO` through the plain-HTTP proxy at `proxy`, then `extra`.
+fn import_via<'a>(to: &'a str, proxy: &'a str, extra: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec![
+        "import",
+        "i.tar.zst",
+        "--to",
+        to,
+        "--insecure-registry",
+        proxy,
+    ];
+    a.extend_from_slice(extra);
+    a
 }
 
 fn cached(cache: &Path) -> Vec<String> {
@@ -237,16 +252,7 @@ fn import_killed_mid_push_resumes_and_the_ledger_records_only_the_completed_one(
         "pw",
         "--allow-unsigned",
     ];
-    let mut a = vec![
-        "import",
-        "i.tar.zst",
-        "--to",
-        &to,
-        "--insecure-registry",
-        &proxy.host,
-        "--jobs",
-        "1",
-    ];
+    let mut a = import_via(&to, &proxy.host, &["--jobs", "1"]);
     a.extend_from_slice(&ledger);
     let mut child = spawn_airlock(dir, &a, None);
     wait_for("a stalled upload", || proxy.count("PUT /v2/") >= 2);
@@ -280,4 +286,73 @@ fn import_killed_mid_push_resumes_and_the_ledger_records_only_the_completed_one(
     let e = entries();
     assert_eq!(e.len(), 1, "{e:?}");
     assert!(e[0].contains("admitted"), "{}", e[0]);
+}
+
+/// The plan stage drops the blobs the target has and passes on those it lacks, large ones
+/// (streamed in chunks) included: a target that holds the first and last of three large
+/// layers is sent only the middle one, in one streamed `PATCH`, and the image lands whole.
+#[test]
+fn an_import_uploads_only_the_large_blobs_the_target_lacks() {
+    let src = TestRegistry::start();
+    let dst = TestRegistry::start();
+    // Each over the 8 MiB a blob is read whole up to: every layer streams in chunks.
+    let img = image_with(&src, &[9_000_000, 9_500_000, 10_000_000]);
+    let present = [&img.layers[0], &img.layers[2]];
+    let target = Repo::parse(&dst.host, "m/apps/a").expect("repository");
+    let client = dst.client();
+    rt().block_on(async {
+        for b in present {
+            client
+                .push_blob_bytes(&target, &b.digest(), b.bytes.clone())
+                .await
+                .expect("seed the target");
+        }
+    });
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    common::collect_with_ledger(&src, dir, "i", &[(&img, "apps/a:1")], "ledger");
+
+    let proxy = Proxy::start(&dst.host, Fault::None);
+    let to = format!("{}/m", proxy.host);
+    let import = import_via(&to, &proxy.host, &["--allow-unsigned", "--format", "json"]);
+    let out = ok(&airlock(dir, &import));
+    let report: serde_json::Value = serde_json::from_str(&out).expect("json");
+    assert_eq!(report["blobs_skipped"], 2, "{report}");
+    assert_eq!(
+        report["blobs_pushed"], 2,
+        "the config and the middle layer: {report}"
+    );
+    assert_eq!(
+        report["bytes_pushed"].as_u64(),
+        Some((img.config.bytes.len() + img.layers[1].bytes.len()) as u64),
+        "{report}"
+    );
+    let log = proxy.log.lock().expect("log").clone();
+    let completed = |b: &Blob| {
+        log.iter()
+            .filter(|l| l.starts_with("PUT ") && l.contains(b.digest().hex()))
+            .count()
+    };
+    assert_eq!(completed(&img.layers[1]), 1, "{log:?}");
+    for b in present {
+        assert_eq!(completed(b), 0, "uploaded a blob the target had: {log:?}");
+    }
+    let patches = log.iter().filter(|l| l.starts_with("PATCH ")).count();
+    assert_eq!(
+        patches, 1,
+        "one streamed upload, of the missing layer: {log:?}"
+    );
+    assert_eq!(dst.skopeo_raw("m/apps/a:1"), img.manifest.bytes);
+    rt().block_on(async {
+        for b in std::iter::once(&img.config).chain(&img.layers) {
+            assert!(
+                client
+                    .blob_exists(&target, &b.digest())
+                    .await
+                    .expect("head"),
+                "{} missing at the target",
+                b.digest()
+            );
+        }
+    });
 }

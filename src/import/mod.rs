@@ -1,11 +1,16 @@
 //! The isolated side: stream a bundle, verify every byte, push blobs, then manifests by digest,
 //! then record, then tags. Nothing is tagged unless the whole bundle verified and, with a
 //! ledger, the import is recorded. The order is [`stages`]: each stage's type consumes the one
-//! before, so tagging before recording does not compile.
+//! before, so tagging before recording does not compile. The blobs go through `read.rs` (the
+//! bundle read once, through the gates), `plan.rs` (what the target lacks) and `upload.rs`
+//! (the uploads), joined by bounded queues in `pipeline.rs`; manifests and tags are `push.rs`.
 
 pub mod gate;
 pub mod mapping;
+mod pipeline;
+mod plan;
 mod push;
+mod read;
 pub mod record;
 pub mod referrers;
 pub mod replay;
@@ -31,8 +36,10 @@ pub use stages::{import, import_from, run};
 /// ones go in chunks of this size. Bounds memory: see [`MAX_INFLIGHT`].
 pub const CHUNK_SIZE: usize = 8 * 1024 * 1024;
 /// Blob data in flight, in chunks: uploads run within `MAX_INFLIGHT * CHUNK_SIZE` bytes (see
-/// `upload::drive`). With the channel depths below, at most about
-/// `(MAX_INFLIGHT + 4) * CHUNK_SIZE` bytes of blob data are in memory.
+/// `upload::run`). With the queues between the stages (`pipeline.rs`: one blob or chunk
+/// queued from read to plan and one from plan to upload, one in each stage's hands, two queued
+/// for a streaming upload), at most about `(MAX_INFLIGHT + 6) * CHUNK_SIZE` bytes of blob data
+/// are in memory.
 pub const MAX_INFLIGHT: usize = 4;
 
 /// How many scan-gate failures an import error names; the rest are counted. Every one is in

@@ -3,15 +3,20 @@
 //!
 //! ```text
 //! Ready ──upload──▶ Uploaded ──push_manifests──▶ Manifested ──record──▶ Recorded ──tag──▶ report
+//!         │
+//!         └─ the blob stages (pipeline.rs), joined by bounded queues:
+//!            read (read.rs, a thread: gates, then blobs in bundle order)
+//!              ─▶ plan (plan.rs: HEADs, omitted mounts, drops what the target has)
+//!              ─▶ upload (upload.rs: concurrent uploads, mounts)
 //! ```
 //!
 //! [`Ready`] holds the ledger's [`Recorder`] whose preflight passed ("record intent": open,
-//! locked for the whole import, verified, room checked). [`Ready::upload`] reads the bundle
-//! through the gates (signature, replay, policy, scan: all before any blob) and uploads every
-//! blob the target lacks. [`Uploaded::push_manifests`] pushes manifests by digest and decides
-//! the tags. [`Manifested::record`] appends the admitted entry. Only [`Recorded::tag`] sets
-//! tags and referrers fallback indexes, the commit point: an import that cannot be recorded is
-//! never pullable by tag.
+//! locked for the whole import, verified, room checked). [`Ready::upload`] runs the blob
+//! stages: the bundle is read through the gates (signature, replay, policy, scan: all before
+//! any blob), and every blob the target lacks is uploaded. [`Uploaded::push_manifests`]
+//! pushes manifests by digest and decides the tags (`push.rs`). [`Manifested::record`]
+//! appends the admitted entry. Only [`Recorded::tag`] sets tags and referrers fallback
+//! indexes, the commit point: an import that cannot be recorded is never pullable by tag.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -21,9 +26,9 @@ use crate::bundle::{BundleError, BundleSource};
 use crate::progress::Reporter;
 use crate::registry::{Registry, Repo};
 
+use super::pipeline;
 use super::push::{self, TagPlan};
 use super::record::{self, Recorder};
-use super::upload;
 use super::{gate, ImportError, ImportOptions, ImportReport};
 
 /// What every stage carries.
@@ -97,7 +102,7 @@ impl<'a> Ready<'a> {
             (Some(r), false) => Some(r.replay_guard()),
             _ => None,
         };
-        let up = upload::upload(
+        let up = pipeline::run(
             ctx.source,
             ctx.registry.clone(),
             ctx.opts,
