@@ -852,9 +852,9 @@ impl airlock::progress::Reporter for ScanWatch<'_> {
 }
 
 /// With a scan policy, a platform is scanned while another platform's layer still downloads:
-/// the proxy holds the Debian layer's GET until a scan has started (or two minutes). A collect
-/// that pulled everything before scanning would start no scan before that GET is answered, so
-/// the order of events, not the clock, shows the overlap. The bundle is the same bytes as one
+/// the proxy holds the Debian layer's GET until a scan has started. A collect that pulled
+/// everything before scanning would start no scan before that GET is answered (it fails, its
+/// one attempt timed out), so the order of events, not the clock, shows the overlap. The bundle is the same bytes as one
 /// collected with nothing held (scans finishing in another order).
 #[test]
 fn collect_scans_one_platform_while_another_still_downloads() {
@@ -884,7 +884,18 @@ fn collect_scans_one_platform_while_another_still_downloads() {
         &["lock", "s.yaml", "--insecure-registry", &proxy.host],
     ));
     let (lock, lock_digest) = airlock::lock::Lock::load(&dir.join("s.lock")).expect("lock");
-    let registry = common::client_at(&proxy.host);
+    // One short attempt per request: a collect that waits for the held layer before any
+    // scan fails in 20 s instead of retrying the two-minute hold.
+    let registry = airlock::registry::Registry::new(airlock::registry::RegistryOptions {
+        insecure: vec![proxy.host.clone()],
+        retry: airlock::registry::RetryPolicy {
+            attempts: 1,
+            deadline: Duration::from_secs(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("client");
     let collect = |out: &str, cache: &str, reporter: &dyn airlock::progress::Reporter| {
         let opts = airlock::collect::CollectOptions {
             output: dir.join(out),

@@ -39,6 +39,19 @@ pub(super) struct Downloaded {
 }
 
 impl Downloaded {
+    /// `digest`, now at `path` in the cache, holding `budget` until the next stage drops it.
+    pub(super) fn new(
+        digest: Digest,
+        path: PathBuf,
+        budget: tokio::sync::OwnedSemaphorePermit,
+    ) -> Self {
+        Downloaded {
+            digest,
+            path,
+            _budget: budget,
+        }
+    }
+
     /// The blob as the bundle writer takes it: a cache file already checked in this run.
     pub(super) fn in_place(self) -> InPlace {
         InPlace {
@@ -98,11 +111,7 @@ pub(super) async fn download_stage(
                 artifact: format!("{repo}"),
                 source,
             })?;
-            Ok::<_, CollectError>(Downloaded {
-                digest,
-                path,
-                _budget: permit,
-            })
+            Ok::<_, CollectError>(Downloaded::new(digest, path, permit))
         }
     };
     let mut queue = missing.into_iter().peekable();

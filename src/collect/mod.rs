@@ -431,7 +431,7 @@ pub async fn collect(
         signature: signature.as_deref(),
         index_json: &index_json,
     };
-    let blobs = InPackOrder::new(&manifest, &data, downloads);
+    let blobs = InPackOrder::new(&manifest.blobs, &data, downloads);
     let (written, pulled) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
             // The pack stage, on its own thread: the bundle in its fixed order. When it stops

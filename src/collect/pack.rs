@@ -52,14 +52,14 @@ pub(super) struct InPackOrder<'a> {
 }
 
 impl<'a> InPackOrder<'a> {
-    /// The blobs of `manifest` in its order; those `in_place` lacks come from `downloads`.
+    /// `blobs` (the manifest's list) in order; those `in_place` lacks come from `downloads`.
     pub(super) fn new(
-        manifest: &'a BundleManifest,
+        blobs: &'a [BlobEntry],
         in_place: &'a HashMap<Digest, BlobData>,
         downloads: tokio::sync::mpsc::Receiver<Downloaded>,
     ) -> Self {
         InPackOrder {
-            blobs: manifest.blobs.iter(),
+            blobs: blobs.iter(),
             in_place,
             downloads,
             early: HashMap::new(),
@@ -134,4 +134,70 @@ pub fn layout_index(m: &BundleManifest) -> Vec<u8> {
         "manifests": manifests,
     });
     serde_json::to_vec(&v).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(d: &Digest) -> BlobEntry {
+        BlobEntry {
+            digest: d.clone(),
+            size: 1,
+            media_type: "application/octet-stream".into(),
+        }
+    }
+
+    /// Downloads finishing in any order come out in the manifest's order, each as a checked
+    /// cache file; blobs already in place come out as they are; and the budget a download
+    /// holds is given back once the writer has taken it.
+    #[test]
+    fn downloads_finishing_out_of_order_come_out_in_the_bundle_order() {
+        let [m, a, b, c] = [b"m", b"a", b"b", b"c"].map(|x| Digest::of(&x[..]));
+        let blobs: Vec<BlobEntry> = [&m, &a, &b, &c].into_iter().map(entry).collect();
+        let in_place = HashMap::from([(m.clone(), BlobData::Memory(bytes::Bytes::from("m")))]);
+        let budget = std::sync::Arc::new(tokio::sync::Semaphore::new(3));
+        let (tx, rx) = tokio::sync::mpsc::channel(3);
+        for d in [&c, &a, &b] {
+            let permit = budget.clone().try_acquire_owned().expect("permit");
+            tx.try_send(Downloaded::new(d.clone(), d.hex().into(), permit))
+                .expect("room");
+        }
+        drop(tx);
+        let mut order = InPackOrder::new(&blobs, &in_place, rx);
+        let first = order.next().expect("m").expect("in place");
+        assert_eq!(first.digest, m);
+        assert!(matches!(first.data, BlobData::Memory(_)));
+        let second = order.next().expect("a").expect("downloaded");
+        assert_eq!(second.digest, a);
+        assert!(matches!(
+            &second.data,
+            BlobData::File { path, verified: true } if path == Path::new(a.hex())
+        ));
+        // `c` came first and waits, `b` is still in the queue; `a`'s share of the budget is
+        // back.
+        assert_eq!(order.early.len(), 1);
+        assert_eq!(budget.available_permits(), 1);
+        let rest: Vec<Digest> = order.map(|r| r.expect("blob").digest).collect();
+        assert_eq!(rest, [b, c]);
+        assert_eq!(budget.available_permits(), 3);
+    }
+
+    /// A blob the download stage never hands over (it stopped) is an error naming the blob.
+    #[test]
+    fn a_blob_that_never_arrives_is_named() {
+        let a = Digest::of(b"a");
+        let blobs = [entry(&a)];
+        let in_place = HashMap::new();
+        let (tx, rx) = tokio::sync::mpsc::channel::<Downloaded>(1);
+        drop(tx);
+        let err = InPackOrder::new(&blobs, &in_place, rx)
+            .next()
+            .expect("one blob")
+            .expect_err("never downloaded");
+        assert_eq!(
+            err.to_string(),
+            format!("bundle not written: blob {a} was not downloaded")
+        );
+    }
 }

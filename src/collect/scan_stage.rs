@@ -146,3 +146,53 @@ pub(super) fn download_and_scan<T: Send>(
         })
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn desc(d: &Digest) -> Descriptor {
+        Descriptor {
+            media_type: crate::oci::media::OCI_LAYER_GZIP.into(),
+            digest: d.clone(),
+            size: 1,
+            urls: Vec::new(),
+            platform: None,
+            annotations: Default::default(),
+            artifact_type: None,
+        }
+    }
+
+    fn target(name: &str, config: &Digest, layers: &[&Digest]) -> Target {
+        Target {
+            name: name.into(),
+            digest: Digest::of(name.as_bytes()),
+            index: None,
+            platform: None,
+            layers: layers.iter().map(|d| desc(d)).collect(),
+            config: Some(desc(config)),
+            manifest: Default::default(),
+        }
+    }
+
+    /// A target whose blobs are all cached is ready at once; one waiting for downloads is
+    /// ready when the last of them is in, whatever their order; a blob two targets share
+    /// counts for both.
+    #[test]
+    fn a_target_is_ready_when_its_last_blob_is_in() {
+        let [c1, c2, base, top, other] =
+            ["c1", "c2", "base", "top", "x"].map(|x| Digest::of(x.as_bytes()));
+        let targets = [
+            target("cached", &c1, &[&base]),
+            target("two", &c2, &[&base, &top]),
+            target("one", &c1, &[&top]),
+        ];
+        let downloading: HashSet<Digest> = [&c2, &top].into_iter().cloned().collect();
+        let (mut w, ready) = Waiting::new(&targets, &downloading);
+        assert_eq!(ready, [0]);
+        assert!(w.arrived(&other).is_empty(), "no target waits for it");
+        assert_eq!(w.arrived(&top), [2], "`one` needed only `top`");
+        assert_eq!(w.arrived(&c2), [1]);
+        assert!(w.arrived(&c2).is_empty(), "counted once");
+    }
+}
