@@ -305,8 +305,9 @@ pub async fn collect(
         local: HashMap::new(),
     };
     // Resolve is `lock`; here the stages run: fetch manifests → plan → verify → download →
-    // pack, or with a scan policy download → scan, then pack. The fetch stage feeds the plan stage through a bounded queue: manifests are
-    // fetched many at once, planned one by one in lock order.
+    // pack, or with a scan policy download → scan, then pack. The fetch stage feeds the plan
+    // stage through a bounded queue: manifests are fetched many at once, planned one by one in
+    // lock order.
     let sources = fetch::attachment_sources(lock);
     let mut fetched = fetch::fetch_stage(registry, fetch::pins(lock, &sources));
     while let Some(f) = fetched.next().await {

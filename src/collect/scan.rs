@@ -1,9 +1,9 @@
 //! Scanning at collect: when the lock has a `scan:` policy, every carried image platform is
 //! scanned as soon as its blobs are in the cache (while the rest download: `scan_stage`) and
-//! before the bundle is written. A failing gate
-//! stops collect (no bundle); a passing one adds, per image and platform, the CycloneDX SBOM
-//! and the scan report as OCI artifacts referring to the platform manifest, with the counts in
-//! `airlock.json`. With `--carry-db` the database itself travels as an OCI artifact.
+//! before the bundle is written. A failing gate stops collect (no bundle); a passing one adds,
+//! per image and platform, the CycloneDX SBOM and the scan report as OCI artifacts referring to
+//! the platform manifest, with the counts in `airlock.json`. With `--carry-db` the database
+//! itself travels as an OCI artifact.
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
