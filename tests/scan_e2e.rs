@@ -10,6 +10,7 @@ use std::time::{Duration, SystemTime};
 use airlock::oci::Digest;
 use airlock::registry::Repo;
 use common::fixtures::{self, Image};
+use common::proxy::{Fault, Proxy};
 use common::{airlock, fails_with, ferro, ok, TestRegistry};
 
 fn rt() -> tokio::runtime::Runtime {
@@ -823,6 +824,133 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
     );
     ok(&out);
     assert_eq!(findings(&json(&out)), expected_two_platforms());
+}
+
+/// Hears which tasks start and end, in order, and lets the held download through as soon as
+/// a scan starts.
+struct ScanWatch<'a> {
+    proxy: &'a Proxy,
+    events: std::sync::Mutex<Vec<String>>,
+}
+
+impl airlock::progress::Reporter for ScanWatch<'_> {
+    fn task_start(&self, id: &str, _label: &str, _total: u64) {
+        self.events
+            .lock()
+            .expect("events")
+            .push(format!("start {id}"));
+        if id.starts_with("scan ") {
+            self.proxy.release();
+        }
+    }
+    fn task_done(&self, id: &str) {
+        self.events
+            .lock()
+            .expect("events")
+            .push(format!("done {id}"));
+    }
+}
+
+/// With a scan policy, a platform is scanned while another platform's layer still downloads:
+/// the proxy holds the Debian layer's GET until a scan has started. A collect that pulled
+/// everything before scanning would start no scan before that GET is answered (it fails, its
+/// one attempt timed out), so the order of events, not the clock, shows the overlap. The bundle is the same bytes as one
+/// collected with nothing held (scans finishing in another order).
+#[test]
+fn collect_scans_one_platform_while_another_still_downloads() {
+    let reg = TestRegistry::start();
+    let (alpine, debian) = push_two_platforms(&reg);
+    let held = debian.layers[0].digest();
+    let proxy = Proxy::start(
+        &reg.host,
+        Fault::StallAfter {
+            n: 0,
+            needle: format!("GET /v2/scan/multi/blobs/{held}"),
+        },
+    );
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    build_db(dir);
+    std::fs::write(
+        dir.join("s.yaml"),
+        format!(
+            "name: s\nimages:\n  - ref: {}/scan/multi:1\nscan:\n  fail_on: high\n  allow:\n    - {{id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}}\n",
+            proxy.host
+        ),
+    )
+    .expect("spec");
+    ok(&airlock(
+        dir,
+        &["lock", "s.yaml", "--insecure-registry", &proxy.host],
+    ));
+    let (lock, lock_digest) = airlock::lock::Lock::load(&dir.join("s.lock")).expect("lock");
+    // One short attempt per request: a collect that waits for the held layer before any
+    // scan fails in 20 s instead of retrying the two-minute hold.
+    let registry = airlock::registry::Registry::new(airlock::registry::RegistryOptions {
+        insecure: vec![proxy.host.clone()],
+        retry: airlock::registry::RetryPolicy {
+            attempts: 1,
+            deadline: Duration::from_secs(20),
+            ..Default::default()
+        },
+        ..Default::default()
+    })
+    .expect("client");
+    let collect = |out: &str, cache: &str, reporter: &dyn airlock::progress::Reporter| {
+        let opts = airlock::collect::CollectOptions {
+            output: dir.join(out),
+            cache: dir.join(cache),
+            jobs: 4,
+            signers: Vec::new(),
+            base_dir: dir.to_owned(),
+            sequence: None,
+            scan_db: Some(dir.join("vuln.db")),
+            carry_db: false,
+            scanner: Default::default(),
+            have: None,
+            split: None,
+        };
+        rt().block_on(airlock::collect::collect(
+            &lock,
+            &lock_digest,
+            &registry,
+            &opts,
+            reporter,
+        ))
+        .expect("collect")
+    };
+    let watch = ScanWatch {
+        proxy: &proxy,
+        events: Default::default(),
+    };
+    let report = collect("held.tar.zst", "c1", &watch);
+    assert_eq!(report.scans.len(), 2);
+    let events = watch.events.into_inner().expect("events");
+    let at = |event: &str| {
+        events
+            .iter()
+            .position(|e| e == event)
+            .unwrap_or_else(|| panic!("no `{event}` in {events:#?}"))
+    };
+    let alpine_scan = at(&format!(
+        "start scan {}/scan/multi:1 {}",
+        proxy.host,
+        alpine.manifest.digest()
+    ));
+    let held_done = at(&format!("done {held}"));
+    assert!(
+        alpine_scan < held_done,
+        "the Alpine scan started only after the held Debian layer was in: {events:#?}"
+    );
+    assert_eq!(proxy.count(&format!("GET /v2/scan/multi/blobs/{held}")), 1);
+
+    // Nothing held, a cold cache: the same bytes.
+    collect("free.tar.zst", "c2", &airlock::progress::NoProgress);
+    assert!(
+        std::fs::read(dir.join("held.tar.zst")).expect("bundle")
+            == std::fs::read(dir.join("free.tar.zst")).expect("bundle"),
+        "bundles differ"
+    );
 }
 
 #[test]

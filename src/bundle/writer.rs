@@ -1,7 +1,6 @@
 //! Writes a bundle: deterministic tar (fixed order, mtime, uid/gid 0) in fixed-parameter zstd,
 //! to a temporary file renamed into place only when complete.
 
-use std::collections::HashMap;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -54,6 +53,14 @@ pub enum WriteError {
     /// A blob listed in the manifest has no data.
     #[error("internal: no data for blob {0}")]
     NoData(Digest),
+    /// The blobs were handed over in another order than the manifest lists them.
+    #[error("internal: blob {got} handed to the writer where {expected} is next")]
+    OutOfOrder {
+        /// The manifest's next blob.
+        expected: Digest,
+        /// What came instead.
+        got: Digest,
+    },
     /// Writing stopped because the content it waited for will not come.
     #[error("bundle not written: {0}")]
     Aborted(String),
@@ -66,11 +73,18 @@ pub struct Written {
     pub size: u64,
 }
 
-/// Waits until a blob's data is in place (collect packs while it still downloads).
-pub type Ready<'a> = &'a (dyn Fn(&Digest) -> Result<(), WriteError> + Sync);
+/// One blob's bytes as the writer takes it: what the pack stage hands over, one per blob of the
+/// manifest, in the manifest's order (collect hands a blob over once it is downloaded).
+#[derive(Debug, Clone)]
+pub struct InPlace {
+    /// The blob.
+    pub digest: Digest,
+    /// Where its bytes are.
+    pub data: BlobData,
+}
 
-/// What a bundle is being written for: its `airlock.json` and signature, the OCI layout's
-/// `index.json`, and where each blob's bytes are.
+/// What a bundle is being written for: its `airlock.json` and signature, and the OCI layout's
+/// `index.json` (the blobs come separately, in order, as [`InPlace`] values).
 pub struct Contents<'a> {
     /// The manifest (its blob list gives the order).
     pub manifest: &'a BundleManifest,
@@ -80,17 +94,15 @@ pub struct Contents<'a> {
     pub signature: Option<&'a [u8]>,
     /// The layout's `index.json`.
     pub index_json: &'a [u8],
-    /// Every blob's data.
-    pub data: &'a HashMap<Digest, BlobData>,
 }
 
 /// Writes `airlock.json` (exact bytes), an optional signature, the OCI layout and every blob
 /// listed in the manifest, in that order, to `path` (a temporary file renamed when complete).
-/// `ready` is asked before each cached blob is read.
+/// `blobs` yields each blob's bytes in the manifest's order.
 pub fn write_bundle(
     path: &Path,
     contents: &Contents<'_>,
-    ready: Ready<'_>,
+    blobs: impl Iterator<Item = Result<InPlace, WriteError>>,
     reporter: &dyn Reporter,
 ) -> Result<Written, WriteError> {
     let tmp = path.with_file_name(format!(
@@ -105,7 +117,7 @@ pub fn write_bundle(
     };
     let result = fs_err::File::create(&tmp)
         .map_err(io_err)
-        .and_then(|file| write_stream(file, &tmp, contents, ready, reporter));
+        .and_then(|file| write_stream(file, &tmp, contents, blobs, reporter));
     match result {
         Ok((_, w)) => {
             fs_err::rename(&tmp, path).map_err(|source| WriteError::Io {
@@ -144,12 +156,13 @@ fn header(name: &str, size: u64, mtime: u64) -> io::Result<tar::Header> {
 
 /// Writes the bundle stream of `contents` to `out` (`label` names it in errors) and hands
 /// `out` back: a file for [`write_bundle`], a [`super::parts::PartsWriter`] for
-/// `collect --split`, so both give the same bytes.
+/// `collect --split`, so both give the same bytes. `blobs` yields each blob's bytes in the
+/// manifest's order; the writer takes the next only when the one before is written.
 pub fn write_stream<W: io::Write>(
     out: W,
     label: &Path,
     contents: &Contents<'_>,
-    ready: Ready<'_>,
+    mut blobs: impl Iterator<Item = Result<InPlace, WriteError>>,
     reporter: &dyn Reporter,
 ) -> Result<(W, Written), WriteError> {
     let Contents {
@@ -157,7 +170,6 @@ pub fn write_stream<W: io::Write>(
         manifest_bytes,
         signature,
         index_json,
-        data,
     } = *contents;
     let tmp = label;
     let io_err = |source| WriteError::Io {
@@ -190,13 +202,21 @@ pub fn write_stream<W: io::Write>(
     for blob in &manifest.blobs {
         let h = header(&blob_path(&blob.digest), blob.size, mtime).map_err(io_err)?;
         tar.get_mut().end_frame().map_err(io_err)?;
-        match data.get(&blob.digest) {
-            Some(BlobData::Memory(b)) => {
+        let next = blobs
+            .next()
+            .ok_or_else(|| WriteError::NoData(blob.digest.clone()))??;
+        if next.digest != blob.digest {
+            return Err(WriteError::OutOfOrder {
+                expected: blob.digest.clone(),
+                got: next.digest,
+            });
+        }
+        match &next.data {
+            BlobData::Memory(b) => {
                 tar.append(&h, &b[..]).map_err(io_err)?;
                 reporter.advance(b.len() as u64);
             }
-            Some(BlobData::File { path: p, verified }) => {
-                ready(&blob.digest)?;
+            BlobData::File { path: p, verified } => {
                 let f = fs_err::File::open(p).map_err(|source| WriteError::Io {
                     path: p.clone(),
                     source,
@@ -224,7 +244,6 @@ pub fn write_stream<W: io::Write>(
                     });
                 }
             }
-            None => return Err(WriteError::NoData(blob.digest.clone())),
         }
     }
     tar.get_mut().end_frame().map_err(io_err)?;

@@ -11,6 +11,7 @@ mod fetch;
 mod pack;
 mod plan;
 mod resolve;
+mod scan_stage;
 mod signatures;
 
 use std::collections::{BTreeMap, HashMap};
@@ -32,9 +33,9 @@ pub use chart::ChartError;
 pub use pack::layout_index;
 pub use resolve::{lock_image, lock_pinned_spec, lock_spec};
 
-use download::{await_arrival, download_stage, Arrival};
+use download::download_stage;
 use fetch::{fetch_artifact, Pinned};
-use pack::pack_stage;
+use pack::{pack_stage, InPackOrder};
 use plan::Plan;
 use resolve::children_of;
 use signatures::verify_signatures;
@@ -303,9 +304,10 @@ pub async fn collect(
         pulls: BTreeMap::new(),
         local: HashMap::new(),
     };
-    // Resolve is `lock`; here the stages run: fetch manifests → plan → (verify, scan) → download
-    // → pack. The fetch stage feeds the plan stage through a bounded queue: manifests are
-    // fetched many at once, planned one by one in lock order.
+    // Resolve is `lock`; here the stages run: fetch manifests → plan → verify → download →
+    // pack, or with a scan policy download → scan, then pack. The fetch stage feeds the plan
+    // stage through a bounded queue: manifests are fetched many at once, planned one by one in
+    // lock order.
     let sources = fetch::attachment_sources(lock);
     let mut fetched = fetch::fetch_stage(registry, fetch::pins(lock, &sources));
     while let Some(f) = fetched.next().await {
@@ -361,7 +363,7 @@ pub async fn collect(
         None => Vec::new(),
     };
 
-    // Which blobs the cache lacks.
+    // Which blobs the cache lacks (none after a scan, which waits for them all).
     let missing = plan.not_in_cache(&opts.cache);
     let to_download: u64 = missing.iter().map(|(_, d, _)| d.size).sum();
     let fresh: std::collections::HashSet<Digest> =
@@ -411,19 +413,16 @@ pub async fn collect(
     let out = opts.output.clone();
     let signature = (!opts.signers.is_empty())
         .then(|| crate::trust::bundle_sig::sign_manifest(&manifest_bytes, &opts.signers).to_vec());
-    // Pull and pack at once: downloads start in pack order, several at a time, and the writer
-    // waits for each blob only when its turn comes, so the bundle is written while the rest
-    // still downloads.
+    // Pull and pack at once: downloads start in pack order, several at a time, and the pack
+    // stage takes each from the queue when its turn comes, so the bundle is written while the
+    // rest still downloads.
     let mut order: HashMap<&Digest, usize> = HashMap::new();
     for (i, b) in manifest.blobs.iter().enumerate() {
         order.insert(&b.digest, i);
     }
     let mut missing = missing;
     missing.sort_by_key(|(d, _, _)| order.get(d).copied().unwrap_or(usize::MAX));
-    // Room for every blob: the download stage never waits on the queue (the bytes ahead of
-    // the writer are bounded by its budget instead).
-    let (arrived, arrivals) = tokio::sync::mpsc::channel::<Arrival>(missing.len().max(1));
-    let arrivals = std::sync::Mutex::new(arrivals);
+    let (downloaded, downloads) = download::queue(missing.len());
     // The phase is the bundle's blob bytes as they are packed, each once; downloads are tasks.
     reporter.phase("collect", manifest.total_blob_bytes());
     let rt = tokio::runtime::Handle::current();
@@ -432,27 +431,19 @@ pub async fn collect(
         manifest_bytes: &manifest_bytes,
         signature: signature.as_deref(),
         index_json: &index_json,
-        data: &data,
     };
+    let blobs = InPackOrder::new(&manifest.blobs, &data, downloads);
     let (written, pulled) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
-            // The pack stage, on its own thread: the bundle in its fixed order, each blob this
-            // run downloads taken from the queue when its turn comes.
-            let writer = scope.spawn(|| {
-                let ready = |d: &Digest| await_arrival(&arrivals, d, &fresh);
-                let r = pack_stage(&out, opts, &contents, &ready, reporter);
-                // Closing the queue stops the download stage when the writer fails.
-                if let Ok(mut rx) = arrivals.lock() {
-                    rx.close();
-                }
-                r
-            });
+            // The pack stage, on its own thread: the bundle in its fixed order. When it stops
+            // it drops its end of the queue, which stops the download stage.
+            let writer = scope.spawn(|| pack_stage(&out, opts, &contents, blobs, reporter));
             let pulled = rt.block_on(download_stage(
                 registry,
                 &opts.cache,
                 missing,
                 opts.jobs,
-                arrived,
+                downloaded,
                 reporter,
             ));
             let written = writer.join().unwrap_or_else(|_| {

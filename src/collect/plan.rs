@@ -342,12 +342,13 @@ impl Plan {
     }
 
     /// The pack order — manifests by digest, then evidence, then every other blob, each group
-    /// by (size, digest) — and where each blob's bytes come from. `fresh` (downloaded this run)
-    /// and `checked` (hashed by the scan) are already verified against their digests.
+    /// by (size, digest) — and where the bytes of each blob already in place are: all but
+    /// those `downloading`, which the download stage hands to the pack stage. `checked` blobs
+    /// (downloaded, or hashed by the scan, in this run) are not hashed again.
     pub(super) fn pack_order(
         &self,
         cache: &Path,
-        fresh: &std::collections::HashSet<Digest>,
+        downloading: &std::collections::HashSet<Digest>,
         checked: &std::collections::HashSet<Digest>,
     ) -> (Vec<BlobEntry>, HashMap<Digest, BlobData>) {
         let mut data: HashMap<Digest, BlobData> = HashMap::new();
@@ -367,16 +368,18 @@ impl Plan {
                 size: desc.size,
                 media_type: desc.media_type.clone(),
             });
-            data.insert(
-                d.clone(),
-                BlobData::File {
-                    path: cache_path(cache, d),
-                    verified: fresh.contains(d) || checked.contains(d),
-                },
-            );
+            if !downloading.contains(d) {
+                data.insert(
+                    d.clone(),
+                    BlobData::File {
+                        path: cache_path(cache, d),
+                        verified: checked.contains(d),
+                    },
+                );
+            }
         }
         for (d, (bd, entry)) in &self.local {
-            if !data.contains_key(d) {
+            if !data.contains_key(d) && !downloading.contains(d) {
                 rest.push(entry.clone());
                 data.insert(d.clone(), bd.clone());
             }

@@ -1,8 +1,9 @@
 //! Scanning at collect: when the lock has a `scan:` policy, every carried image platform is
-//! scanned after its blobs are in the cache and before the bundle is written. A failing gate
-//! stops collect (no bundle); a passing one adds, per image and platform, the CycloneDX SBOM
-//! and the scan report as OCI artifacts referring to the platform manifest, with the counts in
-//! `airlock.json`. With `--carry-db` the database itself travels as an OCI artifact.
+//! scanned as soon as its blobs are in the cache (while the rest download: `scan_stage`) and
+//! before the bundle is written. A failing gate stops collect (no bundle); a passing one adds,
+//! per image and platform, the CycloneDX SBOM and the scan report as OCI artifacts referring to
+//! the platform manifest, with the counts in `airlock.json`. With `--carry-db` the database
+//! itself travels as an OCI artifact.
 
 use std::collections::{HashMap, HashSet};
 use std::time::SystemTime;
@@ -10,7 +11,8 @@ use std::time::SystemTime;
 use bytes::Bytes;
 use serde::Serialize;
 
-use super::{cache_path, download_stage, CollectError, CollectOptions, Plan};
+use super::scan_stage::download_and_scan;
+use super::{cache_path, CollectError, CollectOptions, Plan};
 use crate::bundle::writer::BlobData;
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry};
 use crate::lock::Lock;
@@ -23,7 +25,7 @@ use crate::scan::image::{
     config_platform, ScanContext, ScanSummary, Target, REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE,
 };
 use crate::scan::pins;
-use crate::scan::run::{open_database, run_trivy, scan_all, Scanner};
+use crate::scan::run::{open_database, scan_one, trivy_one, Scanner};
 use crate::scan::source::is_scannable_child;
 
 /// One image platform scanned at collect, for the collect report.
@@ -47,8 +49,13 @@ fn scan_err(e: &dyn std::error::Error) -> CollectError {
     CollectError::Scan(crate::error_chain(e))
 }
 
-/// The images (platforms) of the plan, layers bottom first; configs are read from the cache.
-fn targets(plan: &Plan, cache: &std::path::Path) -> Result<Vec<Target>, CollectError> {
+/// Airlock scans that run at once in collect: two keep both cores busy once the downloads are
+/// done, while each scan's memory stays bounded by its limits.
+const SCANS_AT_ONCE: usize = 2;
+
+/// The images (platforms) of the plan, layers bottom first. A single-platform image's platform
+/// is in its config, read when the scan starts ([`with_platform`]).
+fn targets(plan: &Plan) -> Vec<Target> {
     let parse = |d: &Digest| -> Option<ParsedManifest> {
         let (bytes, mt) = plan.manifests.get(d)?;
         ParsedManifest::parse(bytes, Some(mt)).ok()
@@ -79,29 +86,40 @@ fn targets(plan: &Plan, cache: &std::path::Path) -> Result<Vec<Target>, CollectE
                 }
             }
         } else {
-            let platform = match &root.config {
-                Some(c) => {
-                    let path = cache_path(cache, &c.digest);
-                    let bytes = fs_err::read(&path).map_err(|source| CollectError::Io {
-                        path: path.clone(),
-                        source,
-                    })?;
-                    config_platform(&bytes)
-                }
-                None => None,
-            };
             out.push(Target {
                 name: a.source.clone(),
                 digest: a.digest.clone(),
                 index: None,
-                platform,
+                platform: None,
                 layers: root.layers,
                 config: root.config,
                 manifest: plan.manifests.get(&a.digest).cloned().unwrap_or_default(),
             });
         }
     }
-    Ok(out)
+    out
+}
+
+/// `t` with its platform: from the index, or else from its config in the cache (checked
+/// against its digest first: the scan reads only verified blobs).
+fn with_platform(t: &Target, cache: &std::path::Path) -> Result<Target, CollectError> {
+    let mut t = t.clone();
+    if let (None, None, Some(c)) = (&t.index, &t.platform, &t.config) {
+        let path = cache_path(cache, &c.digest);
+        let bytes =
+            crate::io::read_capped(&path, c.size, "image config").map_err(|e| scan_err(&e))?;
+        let actual = Digest::of(&bytes);
+        if actual != c.digest {
+            return Err(CollectError::Scan(format!(
+                "{}: config {} in the cache at `{}` hashes to {actual}; delete the cache and collect again",
+                t.name,
+                c.digest,
+                path.display()
+            )));
+        }
+        t.platform = config_platform(&bytes);
+    }
+    Ok(t)
 }
 
 /// Adds one built artifact (manifest, empty config, content blob) to the plan.
@@ -211,17 +229,12 @@ pub(super) async fn scan_plan(
     }
     let vex = pins::load_vex(&lock.scan_files, policy, &opts.base_dir)?;
 
-    // Layers are scanned from the cache in layer order, so everything is pulled first.
+    // Each image is scanned from the cache as soon as its blobs are there, while the rest
+    // still download (see `scan_stage`); the phase is the scans.
     let missing = plan.not_in_cache(&opts.cache);
-    reporter.phase("pull", missing.iter().map(|(_, d, _)| d.size).sum());
     let mut checked: HashSet<Digest> = missing.iter().map(|(d, _, _)| d.clone()).collect();
-    // Nothing packs yet: the queue holds every arrival, and no one waits on it.
-    let (arrived, _unread) = tokio::sync::mpsc::channel(missing.len().max(1));
-    let pulled = download_stage(registry, &opts.cache, missing, opts.jobs, arrived, reporter).await;
-    reporter.finish_phase();
-    pulled?;
-
-    let targets = targets(plan, &opts.cache)?;
+    let targets = targets(plan);
+    // The scan streams every layer through its digest check.
     checked.extend(
         targets
             .iter()
@@ -229,16 +242,16 @@ pub(super) async fn scan_plan(
             .map(|d| d.digest.clone()),
     );
     let now = SystemTime::now();
+    let cache = opts.cache.as_path();
     let found: Vec<Evidence> = match (&trivy, &db) {
         (Some(bin), _) => {
-            let results = tokio::task::block_in_place(|| {
-                run_trivy(bin, &targets, &opts.cache, policy, &vex, now, reporter)
-            })
-            .map_err(|e| scan_err(&e))?;
-            targets
-                .into_iter()
-                .zip(results)
-                .map(|(target, r)| Evidence {
+            reporter.phase_items("trivy", targets.len() as u64);
+            // One Trivy at a time: each is heavy, and they share Trivy's own cache.
+            let scan = |t: &Target| -> Result<Evidence, CollectError> {
+                let target = with_platform(t, cache)?;
+                let r = trivy_one(bin, &target, cache, policy, &vex, now, reporter)
+                    .map_err(|e| scan_err(&e))?;
+                Ok(Evidence {
                     target,
                     reasons: r.gate.reasons,
                     warnings: r.gate.warnings,
@@ -246,9 +259,20 @@ pub(super) async fn scan_plan(
                     sbom: None,
                     report: json_bytes(&r.report),
                 })
-                .collect()
+            };
+            download_and_scan(
+                registry, cache, missing, opts.jobs, &targets, 1, &scan, reporter,
+            )?
         }
         (None, Some(db)) => {
+            reporter.phase(
+                "scan",
+                targets
+                    .iter()
+                    .flat_map(|t| t.layers.iter())
+                    .map(|d| d.size)
+                    .sum(),
+            );
             let ctx = ScanContext {
                 policy,
                 vex: &vex,
@@ -257,21 +281,32 @@ pub(super) async fn scan_plan(
                 sbom_time: humantime::parse_rfc3339(created).unwrap_or(SystemTime::UNIX_EPOCH),
                 limits: Limits::default(),
             };
-            tokio::task::block_in_place(|| scan_all(&targets, &opts.cache, &ctx, reporter))
-                .map_err(|e| scan_err(&e))?
-                .into_iter()
-                .map(|s| Evidence {
+            let scan = |t: &Target| -> Result<Evidence, CollectError> {
+                let target = with_platform(t, cache)?;
+                let s = scan_one(&target, cache, &ctx, reporter).map_err(|e| scan_err(&e))?;
+                Ok(Evidence {
                     summary: s.summary(),
                     sbom: Some(json_bytes(&s.sbom)),
                     report: json_bytes(&s.report),
                     reasons: s.verdict.reasons,
                     warnings: s.verdict.warnings,
-                    target: s.target,
+                    target,
                 })
-                .collect()
+            };
+            download_and_scan(
+                registry,
+                cache,
+                missing,
+                opts.jobs,
+                &targets,
+                SCANS_AT_ONCE,
+                &scan,
+                reporter,
+            )?
         }
         (None, None) => return Err(CollectError::Scan("no vulnerability database".into())),
     };
+    reporter.finish_phase();
 
     let failures: Vec<String> = found
         .iter()

@@ -258,7 +258,7 @@ pub async fn run(
 }
 
 /// Runs Trivy on each target (an OCI layout next to the blobs, deleted afterwards) and judges
-/// its report with the policy; results in target order.
+/// its report with `policy`: a phase counted in images.
 pub fn run_trivy(
     bin: &Path,
     targets: &[super::image::Target],
@@ -269,55 +269,70 @@ pub fn run_trivy(
     reporter: &dyn Reporter,
 ) -> Result<Vec<ImageResult>, RunError> {
     reporter.phase_items("trivy", targets.len() as u64);
-    let mut out = Vec::new();
-    for t in targets {
-        let layout = tempfile::Builder::new()
-            .prefix(".airlock-trivy-")
-            .tempdir_in(dir)
-            .map_err(|source| RunError::Spool {
-                path: dir.to_path_buf(),
-                source,
-            })?;
-        super::trivy::write_layout(layout.path(), t, |d| source::blob_file(dir, d))?;
-        let report = super::trivy::run(bin, layout.path(), &t.name)?;
-        let verdict = super::gate::judge_report(policy, vex, t, &report, now)?;
-        let packages = report
-            .get("Results")
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(|r| r.get("Packages").and_then(serde_json::Value::as_array))
-            .map(Vec::len)
-            .sum();
-        let os = report.pointer("/Metadata/OS").map(|o| {
-            format!(
-                "{} {}",
-                o.get("Family").and_then(|v| v.as_str()).unwrap_or_default(),
-                o.get("Name").and_then(|v| v.as_str()).unwrap_or_default()
-            )
-            .trim()
-            .to_string()
-        });
-        reporter.advance(1);
-        out.push(ImageResult {
-            image: t.name.clone(),
-            platform: t.platform.as_ref().map(|p| p.to_string()),
-            digest: t.digest.clone(),
-            summary: ScanSummary::new(os, packages, &verdict, None),
-            gate: GateResult {
-                passed: verdict.passed,
-                reasons: verdict.reasons.clone(),
-                warnings: verdict.warnings.clone(),
-            },
-            report,
-            decisions: verdict.decisions,
-        });
-    }
+    let out = targets
+        .iter()
+        .map(|t| trivy_one(bin, t, dir, policy, vex, now, reporter))
+        .collect::<Result<Vec<_>, _>>()?;
     reporter.finish_phase();
     Ok(out)
 }
 
-/// Scans every target whose layers are in `dir` (`dir/sha256/<hex>`).
+/// Runs Trivy on one target whose blobs are in `dir` and judges its report with `policy`; the
+/// current phase advances by one image when it is done.
+pub fn trivy_one(
+    bin: &Path,
+    t: &super::image::Target,
+    dir: &Path,
+    policy: &ScanPolicy,
+    vex: &[super::vex::VexDocument],
+    now: SystemTime,
+    reporter: &dyn Reporter,
+) -> Result<ImageResult, RunError> {
+    let layout = tempfile::Builder::new()
+        .prefix(".airlock-trivy-")
+        .tempdir_in(dir)
+        .map_err(|source| RunError::Spool {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+    super::trivy::write_layout(layout.path(), t, |d| source::blob_file(dir, d))?;
+    let report = super::trivy::run(bin, layout.path(), &t.name)?;
+    let verdict = super::gate::judge_report(policy, vex, t, &report, now)?;
+    let packages = report
+        .get("Results")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(|r| r.get("Packages").and_then(serde_json::Value::as_array))
+        .map(Vec::len)
+        .sum();
+    let os = report.pointer("/Metadata/OS").map(|o| {
+        format!(
+            "{} {}",
+            o.get("Family").and_then(|v| v.as_str()).unwrap_or_default(),
+            o.get("Name").and_then(|v| v.as_str()).unwrap_or_default()
+        )
+        .trim()
+        .to_string()
+    });
+    reporter.advance(1);
+    Ok(ImageResult {
+        image: t.name.clone(),
+        platform: t.platform.as_ref().map(|p| p.to_string()),
+        digest: t.digest.clone(),
+        summary: ScanSummary::new(os, packages, &verdict, None),
+        gate: GateResult {
+            passed: verdict.passed,
+            reasons: verdict.reasons.clone(),
+            warnings: verdict.warnings.clone(),
+        },
+        report,
+        decisions: verdict.decisions,
+    })
+}
+
+/// Scans every target whose layers are in `dir` (`dir/sha256/<hex>`): a phase of their
+/// layers' bytes.
 pub fn scan_all(
     targets: &[super::image::Target],
     dir: &Path,
@@ -330,29 +345,33 @@ pub fn scan_all(
         .map(|d| d.size)
         .sum();
     reporter.phase("scan", total);
-    let mut out = Vec::with_capacity(targets.len());
-    for t in targets {
-        // Each image is a task of its own, its layers' bytes, done when its scan is.
-        let bytes: u64 = t.layers.iter().map(|d| d.size).sum();
-        let id = format!("scan {} {}", t.name, t.digest);
-        reporter.task_start(&id, &format!("scan {}", t.name), bytes);
-        let scanned = scan_image(t, |d| source::blob_file(dir, d), ctx);
-        if scanned.is_ok() {
-            reporter.task_advance(&id, bytes);
-        }
-        reporter.task_done(&id);
-        match scanned {
-            Ok(s) => {
-                reporter.advance(bytes);
-                reporter.item(&format!("scanned {}", t.name));
-                out.push(s);
-            }
-            Err(e) => {
-                reporter.finish_phase();
-                return Err(e);
-            }
-        }
-    }
+    let out = targets
+        .iter()
+        .map(|t| scan_one(t, dir, ctx, reporter))
+        .collect::<Result<Vec<_>, _>>();
     reporter.finish_phase();
-    Ok(out)
+    out
+}
+
+/// Scans one target whose layers are in `dir`, as a task of its layers' bytes; the current
+/// phase advances by them when it is done.
+pub fn scan_one(
+    t: &super::image::Target,
+    dir: &Path,
+    ctx: &ScanContext<'_>,
+    reporter: &dyn Reporter,
+) -> Result<ImageScan, ScanError> {
+    let bytes: u64 = t.layers.iter().map(|d| d.size).sum();
+    let id = format!("scan {} {}", t.name, t.digest);
+    reporter.task_start(&id, &format!("scan {}", t.name), bytes);
+    let scanned = scan_image(t, |d| source::blob_file(dir, d), ctx);
+    if scanned.is_ok() {
+        reporter.task_advance(&id, bytes);
+    }
+    reporter.task_done(&id);
+    if scanned.is_ok() {
+        reporter.advance(bytes);
+        reporter.item(&format!("scanned {}", t.name));
+    }
+    scanned
 }
