@@ -5,6 +5,7 @@
 # Usage: scripts/bench.sh [BIG_LAYER_MIB_FOR_FLATNESS_RUN (default 2048; 0 to skip)]
 #        scripts/bench.sh wan [DELAY_MS (default 25)]
 #        scripts/bench.sh ledger [N (default 100000)]   (scripts/bench-ledger.sh)
+#        scripts/bench.sh rss [N (default 1000)]        (scripts/bench-rss.sh)
 # The `wan` section: 120 small images (100 single-platform, 20 two-platform indexes, 30
 # signed) in a real registry behind a loopback proxy that adds DELAY_MS to every request;
 # lock + collect against a skopeo pull loop, import (into a registry behind the same kind of
@@ -20,6 +21,10 @@ ensure_apt docker-registry:docker-registry skopeo:skopeo zstd:zstd openssl:opens
 [ -x /usr/bin/time ] || ensure_apt gnu-time-missing:time
 if [ "${1:-}" = wan ]; then
   exec bash scripts/bench-wan.sh "${2:-25}"
+fi
+if [ "${1:-}" = rss ]; then
+  ensure_apt pgrep:procps
+  exec bash scripts/bench-rss.sh "${2:-1000}"
 fi
 FLAT_MIB=${1:-2048}
 

@@ -1034,36 +1034,21 @@ impl Registry {
         keep: impl Fn(&str) -> bool + Send + Sync,
     ) -> Result<Option<Vec<Tag>>, RegistryError> {
         let first = self.url(repo, "tags/list?n=1000");
-        let mut out = Vec::new();
-        let mut visit = |url: &str, s: &str| {
-            if keep(s) {
-                out.push(
-                    s.parse::<Tag>()
-                        .map_err(|source| RegistryError::InvalidName {
-                            url: url.to_string(),
-                            source,
-                        })?,
-                );
-            }
-            Ok(())
-        };
         let budget = ListBudget {
             pages: max_pages,
             bytes: max_bytes,
         };
         let scope = Self::pull_scope(repo);
         match self
-            .walk_pages(&repo.registry, &scope, first, "tags", budget, &mut visit)
+            .list_kept::<Tag>(&repo.registry, &scope, first, "tags", budget, keep)
             .await
         {
-            Ok(true) => Ok(Some(out)),
-            Ok(false) => Ok(None),
             Err(RegistryError::Status { status, .. })
                 if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
             {
                 Ok(None)
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
@@ -1081,31 +1066,50 @@ impl Registry {
         T: std::str::FromStr<Err = NameError> + Send,
     {
         const MAX_PAGES: usize = 10_000;
-        let mut out = Vec::new();
-        let mut visit = |url: &str, s: &str| {
-            out.push(
-                s.parse::<T>()
-                    .map_err(|source| RegistryError::InvalidName {
-                        url: url.to_string(),
-                        source,
-                    })?,
-            );
-            Ok(())
-        };
         let budget = ListBudget {
             pages: MAX_PAGES,
             bytes: usize::MAX,
         };
-        if !self
-            .walk_pages(registry, scope, first.clone(), field, budget, &mut visit)
+        self.list_kept(registry, scope, first.clone(), field, budget, |_| true)
             .await?
-        {
-            return Err(RegistryError::Protocol {
+            .ok_or_else(|| RegistryError::Protocol {
                 url: first,
                 why: format!("more than {MAX_PAGES} pages"),
-            });
-        }
-        Ok(out)
+            })
+    }
+
+    /// The entries of a paginated list that `keep` accepts, each parsed into `T` as it streams
+    /// past (a name that breaks the grammar is an error naming its page), so only the accepted
+    /// ones are held. `None` when the list is longer than `budget`.
+    async fn list_kept<T>(
+        &self,
+        registry: &str,
+        scope: &str,
+        first: String,
+        field: &str,
+        budget: ListBudget,
+        keep: impl Fn(&str) -> bool + Send + Sync,
+    ) -> Result<Option<Vec<T>>, RegistryError>
+    where
+        T: std::str::FromStr<Err = NameError> + Send,
+    {
+        let mut out = Vec::new();
+        let mut visit = |url: &str, s: &str| {
+            if keep(s) {
+                out.push(
+                    s.parse::<T>()
+                        .map_err(|source| RegistryError::InvalidName {
+                            url: url.to_string(),
+                            source,
+                        })?,
+                );
+            }
+            Ok(())
+        };
+        let complete = self
+            .walk_pages(registry, scope, first, field, budget, &mut visit)
+            .await?;
+        Ok(complete.then_some(out))
     }
 
     /// Walks the pages of a paginated list, handing each entry of `field` to `visit`. `false`
