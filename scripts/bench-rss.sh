@@ -34,17 +34,19 @@ cleanup() {
 trap cleanup EXIT
 export AIRLOCK_PASSWORD=bench-only AIRLOCK_LEDGER_PASSWORD=bench-only
 
-declare -A SECS RSS
+declare -A SECS RSS FAILED
 ORDER=()
 # measure NAME OK_EXIT_CODES CMD...: runs CMD under /usr/bin/time, records seconds and peak RSS
 # (KiB). OK_EXIT_CODES is a space-separated list (scan and rescan exit 5 on these images: their
-# random layers hold no packages to check).
+# random layers hold no packages to check). A failure is recorded in the table, with the end of
+# its error, and the run goes on: the commands after it are still measured.
 measure() {
   local name=$1 ok=$2 rc=0; shift 2
   /usr/bin/time -f '%e %M' -o "$WORK/time.$name" "$@" >"$WORK/out.$name" 2>"$WORK/err.$name" || rc=$?
   case " $ok " in
     *" $rc "*) ;;
-    *) echo "$name failed (exit $rc):" >&2; cat "$WORK/err.$name" >&2; exit 1 ;;
+    *) echo "$name failed (exit $rc):" >&2; cat "$WORK/err.$name" >&2
+       FAILED[$name]="exit $rc: $(tail -n 1 "$WORK/err.$name" | sed 's/.*: \([^:]*: [^:]*\)$/\1/; s/|/\\|/g')" ;;
   esac
   read -r "SECS[$name]" "RSS[$name]" < <(tail -n 1 "$WORK/time.$name")
   ORDER+=("$name")
@@ -122,8 +124,9 @@ within() { [ "$1" -le $((LIMIT_MIB * 1024)) ] && echo yes || echo "**no**"; }
 echo
 echo "Build: $PROFILE ($AIRLOCK). Content: $N images ($((N - N / 6)) single-platform, $((N / 6)) two-platform indexes), bundle $(( $(stat -c %s "$WORK/rss.tar.zst") >> 20 )) MiB; machine: $(nproc) cores; $(date -u +%F); load average: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo
-echo "| command | seconds | peak RSS MiB | ≤ $LIMIT_MIB MiB |"
-echo "|---|---|---|---|"
+echo "| command | seconds | peak RSS MiB | ≤ $LIMIT_MIB MiB | failed |"
+echo "|---|---|---|---|---|"
 for name in "${ORDER[@]}"; do
-  echo "| $name | ${SECS[$name]} | $(mib "${RSS[$name]}") | $(within "${RSS[$name]}") |"
+  echo "| $name | ${SECS[$name]} | $(mib "${RSS[$name]}") | $(within "${RSS[$name]}") | ${FAILED[$name]:-} |"
 done
+[ ${#FAILED[@]} -eq 0 ] || exit 1
