@@ -3,7 +3,8 @@
 //!
 //! `cargo run --example samples -- demo REGISTRY CHART_DIR VENDOR_PUB`
 //! `cargo run --example samples -- bench REGISTRY [BIG_LAYER_MIB]`
-//! `cargo run --example samples -- many REGISTRY` (the many-image set; prints one reference a line)
+//! `cargo run --example samples -- many REGISTRY [N (default 120)]` (the many-image set; prints
+//! one reference a line)
 
 #[path = "../tests/common/fixtures.rs"]
 #[allow(dead_code)]
@@ -104,15 +105,19 @@ async fn bench(host: &str, big_mib: usize) {
     println!("{total}");
 }
 
-/// The many-image set of the WAN benchmark, the same bytes on every run: 100 single-platform
-/// images and 20 two-platform indexes (`many/imgNNN:1`, `many/multiNN:1`), every image a
+/// The many-image set of the WAN and memory benchmarks, the same bytes on every run for a
+/// given `n`: a sixth of them two-platform indexes, the rest single-platform images
+/// (`many/imgNNN:1`, `many/multiNN:1`; n = 120 is the WAN set: 100 and 20), every image a
 /// shared 256 KiB base layer plus a small layer of its own; every fourth single-platform
-/// image and every other index is signed cosign-style (30 in all). Pushed a few at a time.
-async fn many(host: &str) {
+/// image and every other index is signed cosign-style (30 of 120). Pushed a few at a time.
+async fn many(host: &str, n: u64) {
     use futures_util::StreamExt;
     let reg = &client(host);
+    let multi_count = n / 6;
     let base = fixtures::layer(5000, 256 << 10, Compression::Gzip, false);
-    let singles = futures_util::stream::iter((0..100u64).map(|i| {
+    // Layer seeds: singles from 6000, index children from 6000 + max(n, 1000) (7000 for the
+    // WAN set, as before), so none collide at any n.
+    let singles = futures_util::stream::iter((0..n - multi_count).map(|i| {
         let base = base.clone();
         async move {
             let img = fixtures::image(
@@ -134,7 +139,7 @@ async fn many(host: &str) {
     .buffered(8)
     .collect::<Vec<_>>()
     .await;
-    let multis = futures_util::stream::iter((0..20u64).map(|i| {
+    let multis = futures_util::stream::iter((0..multi_count).map(|i| {
         let base = base.clone();
         async move {
             let images: Vec<_> = ["linux/amd64", "linux/arm64/v8"]
@@ -145,7 +150,7 @@ async fn many(host: &str) {
                         vec![
                             base.clone(),
                             fixtures::layer(
-                                7000 + 2 * i + k as u64,
+                                6000 + n.max(1000) + 2 * i + k as u64,
                                 16 << 10,
                                 Compression::Gzip,
                                 false,
@@ -182,10 +187,20 @@ async fn main() {
             let big = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(300);
             bench(&args[2], big).await
         }
-        Some("many") if args.len() == 3 => many(&args[2]).await,
+        Some("many") if (3..=4).contains(&args.len()) => {
+            let n = match args.get(3).map(|s| s.parse::<u64>()) {
+                None => 120,
+                Some(Ok(n)) if n > 0 => n,
+                Some(_) => {
+                    eprintln!("samples many: N must be a positive whole number");
+                    std::process::exit(2);
+                }
+            };
+            many(&args[2], n).await
+        }
         _ => {
             eprintln!(
-                "usage: samples demo REGISTRY CHART_DIR VENDOR_PUB | samples bench REGISTRY [BIG_LAYER_MIB] | samples many REGISTRY"
+                "usage: samples demo REGISTRY CHART_DIR VENDOR_PUB | samples bench REGISTRY [BIG_LAYER_MIB] | samples many REGISTRY [N]"
             );
             std::process::exit(2);
         }

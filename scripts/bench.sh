@@ -5,6 +5,7 @@
 # Usage: scripts/bench.sh [BIG_LAYER_MIB_FOR_FLATNESS_RUN (default 2048; 0 to skip)]
 #        scripts/bench.sh wan [DELAY_MS (default 25)]
 #        scripts/bench.sh ledger [N (default 100000)]   (scripts/bench-ledger.sh)
+#        scripts/bench.sh rss [N (default 1000)]        (scripts/bench-rss.sh)
 # The `wan` section: 120 small images (100 single-platform, 20 two-platform indexes, 30
 # signed) in a real registry behind a loopback proxy that adds DELAY_MS to every request;
 # lock + collect against a skopeo pull loop, import (into a registry behind the same kind of
@@ -21,11 +22,17 @@ ensure_apt docker-registry:docker-registry skopeo:skopeo zstd:zstd openssl:opens
 if [ "${1:-}" = wan ]; then
   exec bash scripts/bench-wan.sh "${2:-25}"
 fi
+if [ "${1:-}" = rss ]; then
+  ensure_apt pgrep:procps
+  exec bash scripts/bench-rss.sh "${2:-1000}"
+fi
 FLAT_MIB=${1:-2048}
 
-cargo build --release --quiet --bin airlock --example samples
-AIRLOCK=$PWD/target/release/airlock
-SAMPLES=$PWD/target/release/examples/samples
+# BENCH_BUILD=0 measures the binaries already built; BENCH_AIRLOCK / BENCH_SAMPLES point at
+# binaries elsewhere (as in scripts/bench-wan.sh and bench-rss.sh).
+[ "${BENCH_BUILD:-1}" = 1 ] && cargo build --release --quiet --bin airlock --example samples
+AIRLOCK=${BENCH_AIRLOCK:-$PWD/target/release/airlock}
+SAMPLES=${BENCH_SAMPLES:-$PWD/target/release/examples/samples}
 WORK=$(mktemp -d -t airlock-bench.XXXXXX)
 trap 'stop_registries "$WORK"; rm -rf "$WORK"' EXIT
 # Bundles are signed and checked as in real use (the signature costs microseconds).

@@ -1034,36 +1034,21 @@ impl Registry {
         keep: impl Fn(&str) -> bool + Send + Sync,
     ) -> Result<Option<Vec<Tag>>, RegistryError> {
         let first = self.url(repo, "tags/list?n=1000");
-        let mut out = Vec::new();
-        let mut visit = |url: &str, s: &str| {
-            if keep(s) {
-                out.push(
-                    s.parse::<Tag>()
-                        .map_err(|source| RegistryError::InvalidName {
-                            url: url.to_string(),
-                            source,
-                        })?,
-                );
-            }
-            Ok(())
-        };
         let budget = ListBudget {
             pages: max_pages,
             bytes: max_bytes,
         };
         let scope = Self::pull_scope(repo);
         match self
-            .walk_pages(&repo.registry, &scope, first, "tags", budget, &mut visit)
+            .walk_pages::<Tag>(&repo.registry, &scope, first, "tags", budget, keep)
             .await
         {
-            Ok(true) => Ok(Some(out)),
-            Ok(false) => Ok(None),
             Err(RegistryError::Status { status, .. })
                 if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS =>
             {
                 Ok(None)
             }
-            Err(e) => Err(e),
+            other => other,
         }
     }
 
@@ -1081,55 +1066,46 @@ impl Registry {
         T: std::str::FromStr<Err = NameError> + Send,
     {
         const MAX_PAGES: usize = 10_000;
-        let mut out = Vec::new();
-        let mut visit = |url: &str, s: &str| {
-            out.push(
-                s.parse::<T>()
-                    .map_err(|source| RegistryError::InvalidName {
-                        url: url.to_string(),
-                        source,
-                    })?,
-            );
-            Ok(())
-        };
         let budget = ListBudget {
             pages: MAX_PAGES,
             bytes: usize::MAX,
         };
-        if !self
-            .walk_pages(registry, scope, first.clone(), field, budget, &mut visit)
+        self.walk_pages(registry, scope, first.clone(), field, budget, |_| true)
             .await?
-        {
-            return Err(RegistryError::Protocol {
+            .ok_or_else(|| RegistryError::Protocol {
                 url: first,
                 why: format!("more than {MAX_PAGES} pages"),
-            });
-        }
-        Ok(out)
+            })
     }
 
-    /// Walks the pages of a paginated list, handing each entry of `field` to `visit`. `false`
-    /// when the list is longer than `budget` (the rest is not read); each page is capped at
-    /// 4 MiB and the whole list at a million entries either way.
-    async fn walk_pages(
+    /// Walks the pages of a paginated list and keeps the entries of `field` that `keep`
+    /// accepts, each parsed into `T` as it streams past (a name that breaks the grammar is an
+    /// error naming its page), so only the accepted ones are held. `None` when the list is
+    /// longer than `budget` (the rest is not read); each page is capped at 4 MiB and the whole
+    /// list at a million entries either way.
+    async fn walk_pages<T>(
         &self,
         registry: &str,
         scope: &str,
         first: String,
         field: &str,
         budget: ListBudget,
-        visit: &mut (dyn FnMut(&str, &str) -> Result<(), RegistryError> + Send),
-    ) -> Result<bool, RegistryError> {
+        keep: impl Fn(&str) -> bool + Send + Sync,
+    ) -> Result<Option<Vec<T>>, RegistryError>
+    where
+        T: std::str::FromStr<Err = NameError> + Send,
+    {
         const MAX_PAGE: usize = 4 * 1024 * 1024;
         const MAX_ENTRIES: usize = 1_000_000;
         let mut entries = 0;
+        let mut out = Vec::new();
         let mut bytes_left = budget.bytes;
         let mut next = Some(first);
         let mut pages = 0;
         while let Some(url) = next.take() {
             pages += 1;
             if pages > budget.pages {
-                return Ok(false);
+                return Ok(None);
             }
             let resp = self
                 .execute(registry, scope, Method::GET, &url, &|r| r)
@@ -1140,7 +1116,7 @@ impl Registry {
             next = self.next_page(registry, &url, &resp)?;
             let cap = MAX_PAGE.min(bytes_left);
             let bytes = match read_capped(resp, cap, &Method::GET, &url, "list page").await {
-                Err(RegistryError::TooLarge { .. }) if cap < MAX_PAGE => return Ok(false),
+                Err(RegistryError::TooLarge { .. }) if cap < MAX_PAGE => return Ok(None),
                 other => other?,
             };
             bytes_left -= bytes.len();
@@ -1166,7 +1142,14 @@ impl Registry {
                                 why: format!("`{field}` holds a non-string"),
                             });
                         };
-                        visit(&url, s)?;
+                        if keep(s) {
+                            out.push(s.parse::<T>().map_err(|source| {
+                                RegistryError::InvalidName {
+                                    url: url.clone(),
+                                    source,
+                                }
+                            })?);
+                        }
                     }
                 }
                 Some(_) => {
@@ -1177,7 +1160,7 @@ impl Registry {
                 }
             }
         }
-        Ok(true)
+        Ok(Some(out))
     }
 
     /// Checks that the registry answers the API at all (`GET /v2/`).
