@@ -12,7 +12,7 @@ use serde::Serialize;
 
 use super::{cache_path, download_stage, CollectError, CollectOptions, Plan};
 use crate::bundle::writer::BlobData;
-use crate::bundle::{Artifact, ArtifactKind, BlobEntry};
+use crate::bundle::{Artifact, ArtifactKind, BlobEntry, Origin};
 use crate::lock::Lock;
 use crate::oci::{media, Digest, ManifestKind, ParsedManifest, RepoName, Tag};
 use crate::progress::Reporter;
@@ -163,6 +163,7 @@ fn referrer(image: &Artifact, built: &BuiltArtifact, target: &Target) -> Artifac
         subject: Some(target.digest.clone()),
         artifact_type: Some(built.artifact_type.clone()),
         scan: None,
+        origin: Origin::Collect,
     }
 }
 
@@ -372,6 +373,7 @@ pub(super) async fn scan_plan(
                 subject: None,
                 artifact_type: Some(DB_ARTIFACT_TYPE.into()),
                 scan: None,
+                origin: Origin::Collect,
             },
         );
     }
