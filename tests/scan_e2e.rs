@@ -825,19 +825,17 @@ fn collect_gate_fails_without_a_bundle_or_carries_sbom_and_report() {
     assert_eq!(findings(&json(&out)), expected_two_platforms());
 }
 
-#[test]
-fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
-    let reg = TestRegistry::start();
-    push_two_platforms(&reg);
+/// Collects `HOST/REPO:1` into `s.tar.zst` in a new work directory (with `vuln.db`), under a
+/// connected-side policy that fails on high findings but accepts musl's CVE-2025-26519.
+fn collect_accepting_musl(reg: &TestRegistry, repo: &str) -> tempfile::TempDir {
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
     build_db(dir);
     let flags = reg.cli_flags();
-    // The connected side accepts musl's finding; the isolated side does not.
     std::fs::write(
         dir.join("s.yaml"),
         format!(
-            "name: s\nimages:\n  - ref: {}/scan/multi:1\nscan:\n  fail_on: high\n  db: vuln.db\n  allow:\n    - {{id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}}\n",
+            "name: s\nimages:\n  - ref: {}/{repo}:1\nscan:\n  fail_on: high\n  db: vuln.db\n  allow:\n    - {{id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}}\n",
             reg.host
         ),
     )
@@ -847,6 +845,49 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         dir,
         &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
     ));
+    work
+}
+
+/// `airlock rescan --format json` of what the ledger `dir/ledger` admitted under `registry`,
+/// against `vuln.db`, caching in `dir/rcache`.
+fn rescan_json(dir: &Path, registry: &str, flags: &[String]) -> std::process::Output {
+    airlock(
+        dir,
+        &args(
+            &[
+                "rescan",
+                "--ledger",
+                "ledger",
+                "--registry",
+                registry,
+                "--db",
+                "vuln.db",
+                "--ledger-password-file",
+                "pw",
+                "--cache",
+                "rcache",
+                "--format",
+                "json",
+            ],
+            flags,
+        ),
+    )
+}
+
+/// The last entry of the ledger in `dir/ledger`.
+fn last_entry(dir: &Path) -> serde_json::Value {
+    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
+    serde_json::from_str(entries.lines().last().expect("entry")).expect("json")
+}
+
+#[test]
+fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
+    let reg = TestRegistry::start();
+    push_two_platforms(&reg);
+    // The connected side accepts musl's finding; the isolated side does not.
+    let work = collect_accepting_musl(&reg, "scan/multi");
+    let dir = work.path();
+    let flags = reg.cli_flags();
     init_ledger(dir);
     std::fs::create_dir_all(dir.join("site")).expect("site");
     std::fs::write(dir.join("site/strict.yaml"), "fail_on: high\n").expect("policy");
@@ -885,9 +926,7 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         "{stderr}"
     );
     assert!(dst.tags("m/scan/multi").is_empty(), "nothing pushed");
-    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
-    let last: serde_json::Value =
-        serde_json::from_str(entries.lines().last().expect("entry")).expect("json");
+    let last = last_entry(dir);
     let text = last.to_string();
     assert!(
         text.contains("rejected") && text.contains("ALPINE-CVE-2025-26519"),
@@ -940,9 +979,7 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         "tag 1 and two referrer indexes"
     );
     // The ledger entry carries what collect's scans found, per platform.
-    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
-    let last: serde_json::Value =
-        serde_json::from_str(entries.lines().last().expect("entry")).expect("json");
+    let last = last_entry(dir);
     let image = last["artifacts"]
         .as_array()
         .expect("artifacts")
@@ -1279,27 +1316,7 @@ fn rescan_finds_the_sbom_through_the_referrers_api_when_the_ledger_has_none() {
     let sbom_blob = sbom["digest"].as_str().expect("digest").to_string();
     std::fs::remove_file(dir.join("ledger/evidence/sha256").join(&sbom_blob[7..]))
         .expect("archive");
-    let out = airlock(
-        dir,
-        &args(
-            &[
-                "rescan",
-                "--ledger",
-                "ledger",
-                "--registry",
-                &to,
-                "--db",
-                "vuln.db",
-                "--ledger-password-file",
-                "pw",
-                "--cache",
-                "rcache",
-                "--format",
-                "json",
-            ],
-            &fflags,
-        ),
-    );
+    let out = rescan_json(dir, &to, &fflags);
     let v = json(&out);
     ok(&out);
     let img = &v["images"][0];
@@ -1470,31 +1487,20 @@ fn a_publishers_own_sbom_is_never_judged_recorded_or_rescanned() {
     let reg = ferro::start();
     let alpine = fixtures::files_image(&[fixtures::alpine_318_files()], "linux/amd64");
     let repo = Repo::parse(reg.host.clone(), "scan/evil").expect("repository");
-    let theirs = fixtures::sbom_numbered(&alpine.manifest, 1);
+    // It names the OS but lists no packages, so judged alone it passes any gate.
+    let theirs = fixtures::sbom_referrer(
+        &alpine.manifest,
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[{"type":"operating-system","name":"alpine","version":"3.18.0","properties":[{"name":"airlock:os:release","value":"v3.18"}]}]}"#.to_vec(),
+    );
     rt().block_on(async {
         let client = reg.client();
         fixtures::push_image(&client, &repo, &alpine, Some("1")).await;
         fixtures::push_image(&client, &repo, &theirs, None).await;
     });
     let their_sbom = theirs.layers[0].digest().to_string();
-    let work = tempfile::tempdir().expect("tmp");
-    let dir = work.path();
-    build_db(dir);
-    let flags = reg.cli_flags();
     // The connected side accepts musl's finding, so collect passes.
-    std::fs::write(
-        dir.join("s.yaml"),
-        format!(
-            "name: s\nimages:\n  - ref: {}/scan/evil:1\nscan:\n  fail_on: high\n  db: vuln.db\n  allow:\n    - {{id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}}\n",
-            reg.host
-        ),
-    )
-    .expect("spec");
-    ok(&airlock(dir, &args(&["lock", "s.yaml"], &flags)));
-    ok(&airlock(
-        dir,
-        &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
-    ));
+    let work = collect_accepting_musl(&reg, "scan/evil");
+    let dir = work.path();
     let bundle = dir.join("s.tar.zst");
 
     // The bundle carries both SBOM referrers of the image: the publisher's first, unmarked,
@@ -1556,10 +1562,6 @@ fn a_publishers_own_sbom_is_never_judged_recorded_or_rescanned() {
         let flags = dst.cli_flags();
         airlock(dir, &args(&a, &flags))
     };
-    let last_entry = || -> serde_json::Value {
-        let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
-        serde_json::from_str(entries.lines().last().expect("entry")).expect("json")
-    };
 
     // The gate re-matches collect's SBOM, not the empty one: musl's finding refuses it.
     let out = import("s.tar.zst", "m", &["site/strict.yaml"]);
@@ -1569,12 +1571,12 @@ fn a_publishers_own_sbom_is_never_judged_recorded_or_rescanned() {
         "{stderr}"
     );
     assert!(dst.tags("m/scan/evil").is_empty(), "nothing pushed");
-    let rejected = last_entry();
+    let rejected = last_entry(dir);
     assert_eq!(evidence_digests(&rejected), ours, "{rejected}");
 
     // Admitted on the site's own allow entries: the ledger records collect's evidence only.
     ok(&import("s.tar.zst", "m", &["site/ok.yaml"]));
-    let admitted = last_entry();
+    let admitted = last_entry(dir);
     assert_eq!(admitted["result"]["status"], "admitted", "{admitted}");
     assert_eq!(evidence_digests(&admitted), ours, "{admitted}");
     // The publisher's referrer crossed as an ordinary referrer, byte-exact.
@@ -1587,27 +1589,7 @@ fn a_publishers_own_sbom_is_never_judged_recorded_or_rescanned() {
     // the image; only the one the ledger recorded is read, and musl's finding is back.
     let stored = dir.join("ledger/evidence/sha256").join(&our_sbom[7..]);
     std::fs::rename(&stored, dir.join("archived-sbom")).expect("archive");
-    let out = airlock(
-        dir,
-        &args(
-            &[
-                "rescan",
-                "--ledger",
-                "ledger",
-                "--registry",
-                &format!("{}/m", dst.host),
-                "--db",
-                "vuln.db",
-                "--ledger-password-file",
-                "pw",
-                "--cache",
-                "rcache",
-                "--format",
-                "json",
-            ],
-            &dst.cli_flags(),
-        ),
-    );
+    let out = rescan_json(dir, &format!("{}/m", dst.host), &dst.cli_flags());
     let v = json(&out);
     let img = &v["images"][0];
     assert_eq!(img["sbom"], "fallback-tag", "{v}");
