@@ -3,9 +3,9 @@
 //! import (the copy in the ledger's evidence store, else the internal registry's referrer with
 //! that very content: the `sha256-<hex>` referrers fallback tag the importer keeps, else the
 //! registry's referrers API) or, where none was recorded, from the image's layers pulled from
-//! the internal registry. A publisher's own SBOM referrer is never used. What changed since the previous
-//! rescan (new and fixed findings per image) comes from that rescan's evidence file, which the
-//! new rescan entry references in turn (`docs/LEDGER.md`, rescan entries).
+//! the internal registry. A publisher's own SBOM referrer is never used. What changed since the
+//! previous rescan (new and fixed findings per image) comes from that rescan's evidence file,
+//! which the new rescan entry references in turn (`docs/LEDGER.md`, rescan entries).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -629,7 +629,8 @@ async fn registry_sbom(
 }
 
 /// Of the listed SBOM artifact manifests, the content blob of the one whose content is the
-/// recorded SBOM; the others (a publisher's own) are passed over.
+/// recorded SBOM; the others (a publisher's own) are passed over, even when they do not parse
+/// (a publisher's malformed referrer must not stop the rescan of its image).
 async fn recorded_among(
     registry: &Registry,
     repo: &Repo,
@@ -645,12 +646,9 @@ async fn recorded_among(
                 image: image.to_string(),
                 source,
             })?;
-        let m = ParsedManifest::parse(&raw.bytes, Some(media::OCI_MANIFEST)).map_err(|source| {
-            RescanError::Manifest {
-                image: image.to_string(),
-                source,
-            }
-        })?;
+        let Ok(m) = ParsedManifest::parse(&raw.bytes, Some(media::OCI_MANIFEST)) else {
+            continue;
+        };
         let Some(blob) = m.layers.first() else {
             continue;
         };
