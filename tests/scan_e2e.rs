@@ -11,7 +11,7 @@ use airlock::oci::Digest;
 use airlock::registry::Repo;
 use common::fixtures::{self, Image};
 use common::proxy::{Fault, Proxy};
-use common::{airlock, fails_with, ferro, ok, TestRegistry};
+use common::{airlock, fails_as, fails_with, ferro, ok, TestRegistry};
 
 fn rt() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
@@ -953,19 +953,17 @@ fn collect_scans_one_platform_while_another_still_downloads() {
     );
 }
 
-#[test]
-fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
-    let reg = TestRegistry::start();
-    push_two_platforms(&reg);
+/// Collects `HOST/REPO:1` into `s.tar.zst` in a new work directory (with `vuln.db`), under a
+/// connected-side policy that fails on high findings but accepts musl's CVE-2025-26519.
+fn collect_accepting_musl(reg: &TestRegistry, repo: &str) -> tempfile::TempDir {
     let work = tempfile::tempdir().expect("tmp");
     let dir = work.path();
     build_db(dir);
     let flags = reg.cli_flags();
-    // The connected side accepts musl's finding; the isolated side does not.
     std::fs::write(
         dir.join("s.yaml"),
         format!(
-            "name: s\nimages:\n  - ref: {}/scan/multi:1\nscan:\n  fail_on: high\n  db: vuln.db\n  allow:\n    - {{id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}}\n",
+            "name: s\nimages:\n  - ref: {}/{repo}:1\nscan:\n  fail_on: high\n  db: vuln.db\n  allow:\n    - {{id: CVE-2025-26519, expires: 2999-01-01, reason: iconv unused}}\n",
             reg.host
         ),
     )
@@ -975,6 +973,49 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         dir,
         &args(&["collect", "s.lock", "-o", "s.tar.zst"], &flags),
     ));
+    work
+}
+
+/// `airlock rescan --format json` of what the ledger `dir/ledger` admitted under `registry`,
+/// against `vuln.db`, caching in `dir/rcache`.
+fn rescan_json(dir: &Path, registry: &str, flags: &[String]) -> std::process::Output {
+    airlock(
+        dir,
+        &args(
+            &[
+                "rescan",
+                "--ledger",
+                "ledger",
+                "--registry",
+                registry,
+                "--db",
+                "vuln.db",
+                "--ledger-password-file",
+                "pw",
+                "--cache",
+                "rcache",
+                "--format",
+                "json",
+            ],
+            flags,
+        ),
+    )
+}
+
+/// The last entry of the ledger in `dir/ledger`.
+fn last_entry(dir: &Path) -> serde_json::Value {
+    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
+    serde_json::from_str(entries.lines().last().expect("entry")).expect("json")
+}
+
+#[test]
+fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
+    let reg = TestRegistry::start();
+    push_two_platforms(&reg);
+    // The connected side accepts musl's finding; the isolated side does not.
+    let work = collect_accepting_musl(&reg, "scan/multi");
+    let dir = work.path();
+    let flags = reg.cli_flags();
     init_ledger(dir);
     std::fs::create_dir_all(dir.join("site")).expect("site");
     std::fs::write(dir.join("site/strict.yaml"), "fail_on: high\n").expect("policy");
@@ -1013,9 +1054,7 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         "{stderr}"
     );
     assert!(dst.tags("m/scan/multi").is_empty(), "nothing pushed");
-    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
-    let last: serde_json::Value =
-        serde_json::from_str(entries.lines().last().expect("entry")).expect("json");
+    let last = last_entry(dir);
     let text = last.to_string();
     assert!(
         text.contains("rejected") && text.contains("ALPINE-CVE-2025-26519"),
@@ -1068,9 +1107,7 @@ fn import_with_a_stricter_isolated_policy_refuses_and_pushes_nothing() {
         "tag 1 and two referrer indexes"
     );
     // The ledger entry carries what collect's scans found, per platform.
-    let entries = std::fs::read_to_string(dir.join("ledger/entries.jsonl")).expect("ledger");
-    let last: serde_json::Value =
-        serde_json::from_str(entries.lines().last().expect("entry")).expect("json");
+    let last = last_entry(dir);
     let image = last["artifacts"]
         .as_array()
         .expect("artifacts")
@@ -1407,27 +1444,7 @@ fn rescan_finds_the_sbom_through_the_referrers_api_when_the_ledger_has_none() {
     let sbom_blob = sbom["digest"].as_str().expect("digest").to_string();
     std::fs::remove_file(dir.join("ledger/evidence/sha256").join(&sbom_blob[7..]))
         .expect("archive");
-    let out = airlock(
-        dir,
-        &args(
-            &[
-                "rescan",
-                "--ledger",
-                "ledger",
-                "--registry",
-                &to,
-                "--db",
-                "vuln.db",
-                "--ledger-password-file",
-                "pw",
-                "--cache",
-                "rcache",
-                "--format",
-                "json",
-            ],
-            &fflags,
-        ),
-    );
+    let out = rescan_json(dir, &to, &fflags);
     let v = json(&out);
     ok(&out);
     let img = &v["images"][0];
@@ -1557,4 +1574,218 @@ fn thousands_of_findings_keep_the_ledger_line_small() {
         assert!(line.len() < 16 * 1024, "{} bytes", line.len());
     }
     ok(&airlock(dir, &["ledger", "verify", "ledger"]));
+}
+
+/// The content blob digest of a referrer the bundle carries (its manifest's first layer).
+fn referrer_blob(bundle: &Path, manifest: &str) -> String {
+    let m: serde_json::Value =
+        serde_json::from_slice(&bundle_blob(bundle, manifest)).expect("referrer manifest");
+    m["layers"][0]["digest"]
+        .as_str()
+        .expect("layer digest")
+        .to_string()
+}
+
+/// The evidence digests of a ledger entry, by kind.
+fn evidence_digests(entry: &serde_json::Value) -> Vec<(String, String)> {
+    let mut v: Vec<(String, String)> = entry["evidence"]
+        .as_array()
+        .expect("evidence")
+        .iter()
+        .map(|e| {
+            (
+                e["kind"].as_str().expect("kind").to_string(),
+                e["digest"].as_str().expect("digest").to_string(),
+            )
+        })
+        .collect();
+    v.sort();
+    v
+}
+
+/// A hostile publisher attaches its own CycloneDX referrer listing no packages to an Alpine image
+/// whose musl is vulnerable. Collect carries it (an ordinary referrer, listed before collect's
+/// own SBOM), but only collect's SBOM, marked in the signed `airlock.json`, is judged by the
+/// isolated side's gate, recorded in the ledger and used by rescan. A bundle without that mark
+/// (written before it existed) fails a `--db` gate for lack of evidence.
+#[test]
+fn a_publishers_own_sbom_is_never_judged_recorded_or_rescanned() {
+    // The source serves the referrers API, so the publisher's SBOM is pinned as a referrer of
+    // the image, with the very artifact type collect's own SBOM has.
+    let reg = ferro::start();
+    let alpine = fixtures::files_image(&[fixtures::alpine_318_files()], "linux/amd64");
+    let repo = Repo::parse(reg.host.clone(), "scan/evil").expect("repository");
+    // It names the OS but lists no packages, so judged alone it passes any gate.
+    let theirs = fixtures::sbom_referrer(
+        &alpine.manifest,
+        br#"{"bomFormat":"CycloneDX","specVersion":"1.5","version":1,"components":[{"type":"operating-system","name":"alpine","version":"3.18.0","properties":[{"name":"airlock:os:release","value":"v3.18"}]}]}"#.to_vec(),
+    );
+    rt().block_on(async {
+        let client = reg.client();
+        fixtures::push_image(&client, &repo, &alpine, Some("1")).await;
+        fixtures::push_image(&client, &repo, &theirs, None).await;
+    });
+    let their_sbom = theirs.layers[0].digest().to_string();
+    // The connected side accepts musl's finding, so collect passes.
+    let work = collect_accepting_musl(&reg, "scan/evil");
+    let dir = work.path();
+    let bundle = dir.join("s.tar.zst");
+
+    // The bundle carries both SBOM referrers of the image: the publisher's first, unmarked,
+    // then collect's own, marked `origin: collect`.
+    let entries = common::tarball::unpack(&bundle);
+    let toc: serde_json::Value = serde_json::from_slice(&entries[0].data).expect("airlock.json");
+    let sboms: Vec<&serde_json::Value> = toc["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .filter(|a| a["artifact_type"] == "application/vnd.cyclonedx+json")
+        .collect();
+    assert_eq!(sboms.len(), 2, "{toc}");
+    assert_eq!(sboms[0]["digest"], theirs.manifest.digest().to_string());
+    assert!(sboms[0].get("origin").is_none(), "{}", sboms[0]);
+    assert_eq!(sboms[1]["origin"], "collect", "{}", sboms[1]);
+    assert_eq!(sboms[1]["subject"], alpine.manifest.digest().to_string());
+    let our_sbom = referrer_blob(&bundle, sboms[1]["digest"].as_str().expect("digest"));
+    let report = toc["artifacts"]
+        .as_array()
+        .expect("artifacts")
+        .iter()
+        .find(|a| a["artifact_type"] == "application/vnd.airlock.scan-report.v1+json")
+        .expect("collect's report");
+    assert_eq!(report["origin"], "collect", "{report}");
+    let our_report = referrer_blob(&bundle, report["digest"].as_str().expect("digest"));
+    assert_ne!(our_sbom, their_sbom);
+    let ours = vec![
+        ("sbom".to_string(), our_sbom.clone()),
+        ("scan-report".to_string(), our_report),
+    ];
+
+    init_ledger(dir);
+    std::fs::create_dir_all(dir.join("site")).expect("site");
+    std::fs::write(dir.join("site/strict.yaml"), "fail_on: high\n").expect("policy");
+    std::fs::write(
+        dir.join("site/ok.yaml"),
+        "fail_on: high\nallow:\n  - {id: CVE-2025-26519, package: musl, expires: 2999-01-01, reason: reviewed on site}\n  - {id: CVE-2025-26519, package: musl-utils, expires: 2999-01-01, reason: reviewed on site}\n",
+    )
+    .expect("policy");
+    let dst = TestRegistry::start();
+    let import = |bundle: &str, prefix: &str, extra: &[&str]| {
+        let to = format!("{}/{prefix}", dst.host);
+        let mut a = vec![
+            "import",
+            bundle,
+            "--to",
+            &to,
+            "--allow-unsigned",
+            "--ledger",
+            "ledger",
+            "--ledger-password-file",
+            "pw",
+            "--db",
+            "vuln.db",
+            "--scan-policy",
+        ];
+        a.extend_from_slice(extra);
+        let flags = dst.cli_flags();
+        airlock(dir, &args(&a, &flags))
+    };
+
+    // The gate re-matches collect's SBOM, not the empty one: musl's finding refuses it.
+    let out = import("s.tar.zst", "m", &["site/strict.yaml"]);
+    let stderr = fails_with(&out, "scan gate failed, nothing pushed");
+    assert!(
+        stderr.contains("ALPINE-CVE-2025-26519 in musl 1.2.4-r0 (HIGH"),
+        "{stderr}"
+    );
+    assert!(dst.tags("m/scan/evil").is_empty(), "nothing pushed");
+    let rejected = last_entry(dir);
+    assert_eq!(evidence_digests(&rejected), ours, "{rejected}");
+
+    // Admitted on the site's own allow entries: the ledger records collect's evidence only.
+    ok(&import("s.tar.zst", "m", &["site/ok.yaml"]));
+    let admitted = last_entry(dir);
+    assert_eq!(admitted["result"]["status"], "admitted", "{admitted}");
+    assert_eq!(evidence_digests(&admitted), ours, "{admitted}");
+    // The publisher's referrer crossed as an ordinary referrer, byte-exact.
+    assert_eq!(
+        dst.skopeo_raw(&format!("m/scan/evil@{}", theirs.manifest.digest())),
+        theirs.manifest.bytes.to_vec()
+    );
+
+    // Rescan with the ledger's copy archived away: the internal registry lists both SBOMs for
+    // the image; only the one the ledger recorded is read, and musl's finding is back.
+    let stored = dir.join("ledger/evidence/sha256").join(&our_sbom[7..]);
+    std::fs::rename(&stored, dir.join("archived-sbom")).expect("archive");
+    let out = rescan_json(dir, &format!("{}/m", dst.host), &dst.cli_flags());
+    let v = json(&out);
+    let img = &v["images"][0];
+    assert_eq!(img["sbom"], "fallback-tag", "{v}");
+    let new = img["changes"]["new"].as_array().expect("new findings");
+    assert!(
+        new.iter()
+            .any(|f| f == "ALPINE-CVE-2025-26519 musl@1.2.4-r0"),
+        "{v}"
+    );
+    let cached: Vec<String> = std::fs::read_dir(dir.join("rcache/sha256"))
+        .expect("cache")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(
+        cached,
+        [our_sbom[7..].to_string()],
+        "only collect's SBOM read"
+    );
+    std::fs::rename(dir.join("archived-sbom"), &stored).expect("restore");
+
+    // The same bundle as a collector before the mark wrote it: no evidence counts, so a `--db`
+    // gate refuses it with one line naming the image, and without a database so does the
+    // report gate.
+    let mut old = entries.clone();
+    let mut toc = toc.clone();
+    for a in toc["artifacts"].as_array_mut().expect("artifacts") {
+        a.as_object_mut().expect("artifact").remove("origin");
+    }
+    old[0].set_data(serde_json::to_vec_pretty(&toc).expect("json"));
+    std::fs::write(dir.join("old.tar.zst"), common::tarball::pack(&old)).expect("old bundle");
+    let source = format!("{}/scan/evil:1", reg.host);
+    let out = import("old.tar.zst", "old", &["site/ok.yaml"]);
+    let stderr = fails_as(
+        &out,
+        5,
+        &format!(
+            "{source}: no SBOM carried for {} that collect made",
+            alpine.manifest.digest()
+        ),
+    );
+    assert!(
+        stderr.contains("scan gate failed, nothing pushed"),
+        "{stderr}"
+    );
+    assert!(dst.tags("old/scan/evil").is_empty(), "nothing pushed");
+    let to = format!("{}/old", dst.host);
+    let out = airlock(
+        dir,
+        &args(
+            &[
+                "import",
+                "old.tar.zst",
+                "--to",
+                &to,
+                "--allow-unsigned",
+                "--scan-policy",
+                "site/ok.yaml",
+            ],
+            &dst.cli_flags(),
+        ),
+    );
+    fails_as(
+        &out,
+        5,
+        &format!(
+            "{source}: no scan report carried for {} that collect made",
+            alpine.manifest.digest()
+        ),
+    );
+    assert!(dst.tags("old/scan/evil").is_empty(), "nothing pushed");
 }

@@ -75,6 +75,28 @@ impl ArtifactKind {
     }
 }
 
+/// Who made an artifact. Only what collect made itself counts as scan evidence: an upstream
+/// referrer's `artifactType` and annotations are the publisher's word, while this field sits in
+/// `airlock.json`, which the collector signs. Absent (bundles written before it existed, and
+/// everything pulled from a source) means [`Origin::Upstream`].
+#[derive(Debug, Clone, Copy, Default, Serialize, Deserialize, PartialEq, Eq)]
+#[serde(rename_all = "lowercase")]
+pub enum Origin {
+    /// Pulled from a source registry or URL, attachments and referrers included.
+    #[default]
+    Upstream,
+    /// Made by collect: its SBOMs, scan reports and a carried vulnerability database.
+    Collect,
+}
+
+impl Origin {
+    /// For `skip_serializing_if`: the default is left out, so bundles without collect-made
+    /// artifacts keep their bytes.
+    pub fn is_upstream(&self) -> bool {
+        *self == Origin::Upstream
+    }
+}
+
 /// One artifact: a root manifest and where it came from.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq, Eq)]
 #[serde(deny_unknown_fields)]
@@ -119,6 +141,9 @@ pub struct Artifact {
     /// suppressed, gate result, database digest and build time).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub scan: Option<crate::scan::image::ScanSummary>,
+    /// Who made it (`collect` for its own evidence; absent: upstream).
+    #[serde(default, skip_serializing_if = "Origin::is_upstream")]
+    pub origin: Origin,
 }
 
 /// A child of an index.
@@ -159,5 +184,34 @@ impl BundleManifest {
     /// True when the artifact's children list leaves some out (a platform subset).
     pub fn is_subset(artifact: &Artifact) -> bool {
         artifact.children.iter().any(|c| !c.included)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const REFERRER: &str = r#"{"kind":"referrer","source":"s","repository":"app/web","digest":"sha256:0000000000000000000000000000000000000000000000000000000000000000","media_type":"application/vnd.oci.image.manifest.v1+json","size":1,"subject":"sha256:1111111111111111111111111111111111111111111111111111111111111111","artifact_type":"application/vnd.cyclonedx+json"}"#;
+
+    #[test]
+    fn origin_absent_is_upstream_and_upstream_is_not_written() {
+        // A bundle from before the field: its referrers are the publisher's.
+        let a: Artifact = serde_json::from_str(REFERRER).expect("older artifact");
+        assert_eq!(a.origin, Origin::Upstream);
+        // Written back byte for byte: bundles without collect-made evidence keep their bytes.
+        assert_eq!(serde_json::to_string(&a).expect("json"), REFERRER);
+        let ours = Artifact {
+            origin: Origin::Collect,
+            ..a
+        };
+        let text = serde_json::to_string(&ours).expect("json");
+        assert!(text.ends_with(r#","origin":"collect"}"#), "{text}");
+        assert_eq!(serde_json::from_str::<Artifact>(&text).expect("back"), ours);
+        let forged = REFERRER.replace('}', r#","origin":"airlock"}"#);
+        let err = serde_json::from_str::<Artifact>(&forged).expect_err("unknown origin");
+        assert!(
+            err.to_string().contains("unknown variant `airlock`"),
+            "{err}"
+        );
     }
 }

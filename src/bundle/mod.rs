@@ -17,7 +17,7 @@ pub mod signature;
 pub mod source;
 pub mod writer;
 
-pub use manifest::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, OmittedBlob};
+pub use manifest::{Artifact, ArtifactKind, BlobEntry, BundleManifest, Child, OmittedBlob, Origin};
 pub use reader::{read_bundle, BlobVisitor, BundleContents, BundleError};
 pub use source::BundleSource;
 

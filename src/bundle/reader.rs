@@ -1302,6 +1302,7 @@ mod tests {
                 subject: None,
                 artifact_type: None,
                 scan: None,
+                origin: crate::bundle::Origin::Upstream,
             }],
             blobs: vec![
                 BlobEntry {

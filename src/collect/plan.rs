@@ -122,6 +122,7 @@ impl Plan {
             subject: None,
             artifact_type: Some(crate::files::FILE_ARTIFACT_TYPE.into()),
             scan: None,
+            origin: crate::bundle::Origin::Upstream,
         });
         Ok(())
     }
@@ -241,6 +242,7 @@ impl Plan {
             subject: pin.subject.map(|(d, _)| d.clone()),
             artifact_type: pin.subject.and_then(|(_, t)| t.map(str::to_string)),
             scan: None,
+            origin: crate::bundle::Origin::Upstream,
             size,
             kind: pin.kind,
             source: name,
@@ -316,6 +318,7 @@ impl Plan {
             subject: None,
             artifact_type: None,
             scan: None,
+            origin: crate::bundle::Origin::Upstream,
             size: size + config.len() as u64 + manifest_len,
             kind: ArtifactKind::Chart,
             source: url.to_string(),

@@ -14,7 +14,7 @@ use serde::Serialize;
 use super::scan_stage::download_and_scan;
 use super::{cache_path, CollectError, CollectOptions, Plan};
 use crate::bundle::writer::BlobData;
-use crate::bundle::{Artifact, ArtifactKind, BlobEntry};
+use crate::bundle::{Artifact, ArtifactKind, BlobEntry, Origin};
 use crate::lock::Lock;
 use crate::oci::{media, Digest, ManifestKind, ParsedManifest, RepoName, Tag};
 use crate::progress::Reporter;
@@ -181,6 +181,7 @@ fn referrer(image: &Artifact, built: &BuiltArtifact, target: &Target) -> Artifac
         subject: Some(target.digest.clone()),
         artifact_type: Some(built.artifact_type.clone()),
         scan: None,
+        origin: Origin::Collect,
     }
 }
 
@@ -407,6 +408,7 @@ pub(super) async fn scan_plan(
                 subject: None,
                 artifact_type: Some(DB_ARTIFACT_TYPE.into()),
                 scan: None,
+                origin: Origin::Collect,
             },
         );
     }

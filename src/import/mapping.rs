@@ -218,6 +218,7 @@ mod tests {
             subject: None,
             artifact_type: None,
             scan: None,
+            origin: crate::bundle::Origin::Upstream,
         }
     }
 

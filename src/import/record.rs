@@ -13,7 +13,6 @@ use std::time::Duration;
 
 use crate::bundle::reader::BundleContents;
 use crate::bundle::signature::SignatureStatus;
-use crate::bundle::ArtifactKind;
 use crate::bundle::{BundleError, BundleSource};
 use crate::ledger::{
     ArtifactRecord, Entry, EvidenceRef, Ledger, LedgerError, LedgerSigner, Match, OpenOptions,
@@ -294,36 +293,23 @@ impl Recorder {
 /// Carried SBOMs and scan reports with their bytes, owned (kept by a refusal until recorded).
 pub type CarriedEvidence = Vec<(EvidenceRef, Vec<u8>)>;
 
-/// The SBOMs and scan reports a bundle carries (referrers of those artifact types), each with
-/// its content blob (already checked against its digest by the reader), as evidence of the
-/// admitted entry: `subject` is the image platform manifest they describe.
+/// The SBOMs and scan reports collect made for the bundle's images
+/// ([`crate::scan::evidence::collected`]: never a publisher's own), each with its content blob
+/// (already checked against its digest by the reader), as evidence of the admitted entry:
+/// `subject` is the image platform manifest they describe.
 pub fn carried_scan_evidence(contents: &BundleContents) -> Vec<(EvidenceRef, &[u8])> {
-    use crate::scan::evidence::{REPORT_EVIDENCE, SBOM_EVIDENCE};
-    use crate::scan::image::{REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE};
-    contents
-        .manifest
-        .artifacts
-        .iter()
-        .filter(|a| a.kind == ArtifactKind::Referrer)
-        .filter_map(|a| {
-            let kind = match a.artifact_type.as_deref()? {
-                SBOM_ARTIFACT_TYPE => SBOM_EVIDENCE,
-                REPORT_ARTIFACT_TYPE => REPORT_EVIDENCE,
-                _ => return None,
-            };
-            let (_, m) = contents.manifests.get(&a.digest)?;
-            let blob = m.layers.first()?;
-            let bytes = contents.evidence.get(&blob.digest)?;
-            Some((
+    crate::scan::evidence::collected(contents)
+        .map(|c| {
+            (
                 EvidenceRef {
-                    kind: kind.into(),
-                    digest: blob.digest.to_string(),
-                    size: bytes.len() as u64,
-                    media_type: Some(blob.media_type.clone()),
-                    subject: a.subject.as_ref().map(|d| d.to_string()),
+                    kind: c.kind.into(),
+                    digest: c.blob.digest.to_string(),
+                    size: c.bytes.len() as u64,
+                    media_type: Some(c.blob.media_type.clone()),
+                    subject: Some(c.subject.to_string()),
                 },
-                &bytes[..],
-            ))
+                c.bytes,
+            )
         })
         .collect()
 }

@@ -2,8 +2,9 @@
 //! carries before anything is pushed. For every image platform the bundle carries, the SBOM
 //! made at collect is matched again against the isolated side's (usually newer) database; with
 //! no database, the carried report's findings are judged instead (the connected side's
-//! suppressions are ignored: only the isolated side's VEX and allow entries count). An image
-//! platform without carried evidence fails the gate: nothing unscanned crosses.
+//! suppressions are ignored: only the isolated side's VEX and allow entries count). Evidence is
+//! only what collect made itself ([`super::evidence::collected`]), never an SBOM the publisher
+//! attached upstream. An image platform without it fails the gate: nothing unscanned crosses.
 
 use std::path::Path;
 use std::time::{Duration, SystemTime};
@@ -11,9 +12,8 @@ use std::time::{Duration, SystemTime};
 use serde_json::Value;
 
 use super::db::Database;
-use super::image::{
-    evaluate_inventory, ScanContext, Target, REPORT_ARTIFACT_TYPE, SBOM_ARTIFACT_TYPE,
-};
+use super::evidence::{REPORT_EVIDENCE, SBOM_EVIDENCE};
+use super::image::{evaluate_inventory, ScanContext, Target};
 use super::matcher::{Finding, Matches};
 use super::osv::Severity;
 use super::policy::{self, PolicyError, ScanPolicy};
@@ -104,11 +104,11 @@ impl ImportGate {
                     judge_report(&self.policy, &self.vex, &target, &report, now)?.reasons
                 }
                 (Some(_), None, _) => vec![format!(
-                    "no SBOM carried for {}: collect it with a `scan:` policy",
+                    "no SBOM carried for {} that collect made (a publisher's own does not count): collect it with a `scan:` policy",
                     target.digest
                 )],
                 (None, _, None) => vec![format!(
-                    "no scan report carried for {} (give --db to re-match a carried SBOM)",
+                    "no scan report carried for {} that collect made (give --db to re-match a carried SBOM)",
                     target.digest
                 )],
             };
@@ -301,16 +301,10 @@ fn evidence(
     left_out: &std::collections::BTreeSet<usize>,
 ) -> Vec<(Target, Option<Value>, Option<Value>)> {
     let arts = &contents.manifest.artifacts;
-    let blob_of = |artifact_type: &str, subject: &Digest| -> Option<Value> {
-        let a = arts.iter().find(|a| {
-            a.kind == ArtifactKind::Referrer
-                && a.subject.as_ref() == Some(subject)
-                && a.artifact_type.as_deref() == Some(artifact_type)
-        })?;
-        let (_, m) = contents.manifests.get(&a.digest)?;
-        let layer = m.layers.first()?;
-        let bytes = contents.evidence.get(&layer.digest)?;
-        serde_json::from_slice(bytes).ok()
+    // Only what collect made: a publisher's own SBOM referrer must not stand in for it.
+    let blob_of = |kind: &str, subject: &Digest| -> Option<Value> {
+        let c = super::evidence::collected_for(contents, subject, kind)?;
+        serde_json::from_slice(c.bytes).ok()
     };
     let mut out = Vec::new();
     for (i, a) in arts.iter().enumerate() {
@@ -340,8 +334,8 @@ fn evidence(
                 config: None,
                 manifest: Default::default(),
             };
-            let sbom = blob_of(SBOM_ARTIFACT_TYPE, &digest);
-            let report = blob_of(REPORT_ARTIFACT_TYPE, &digest);
+            let sbom = blob_of(SBOM_EVIDENCE, &digest);
+            let report = blob_of(REPORT_EVIDENCE, &digest);
             out.push((target, sbom, report));
         }
     }

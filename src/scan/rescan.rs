@@ -1,10 +1,11 @@
 //! Regular scans of what is already inside: `airlock rescan` re-judges every image the ledger
-//! admitted against a (newer) database, from the SBOM carried at import (the copy in the
-//! ledger's evidence store, else the internal registry's: the `sha256-<hex>` referrers
-//! fallback tag the importer keeps, else the registry's referrers API) or, where none was
-//! carried, from the image's layers pulled from the internal registry. What changed since the previous
-//! rescan (new and fixed findings per image) comes from that rescan's evidence file, which the
-//! new rescan entry references in turn (`docs/LEDGER.md`, rescan entries).
+//! admitted against a (newer) database, from the SBOM collect made and the ledger recorded at
+//! import (the copy in the ledger's evidence store, else the internal registry's referrer with
+//! that very content: the `sha256-<hex>` referrers fallback tag the importer keeps, else the
+//! registry's referrers API) or, where none was recorded, from the image's layers pulled from
+//! the internal registry. A publisher's own SBOM referrer is never used. What changed since the
+//! previous rescan (new and fixed findings per image) comes from that rescan's evidence file,
+//! which the new rescan entry references in turn (`docs/LEDGER.md`, rescan entries).
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::BufRead;
@@ -226,6 +227,12 @@ impl LedgerSboms {
             dir: dir.to_path_buf(),
             by_subject,
         }
+    }
+
+    /// The content digest of the SBOM the ledger recorded for `subject` at import (collect's
+    /// own: import records no other), whether or not its file is here.
+    fn recorded(&self, subject: &Digest) -> Option<&str> {
+        self.by_subject.get(subject).map(String::as_str)
     }
 
     /// The SBOM stored for `subject`, read back into an inventory; `None` when the ledger has
@@ -473,9 +480,18 @@ pub async fn rescan(
                 tag: None,
                 ..reference.clone()
             };
-            let sbom = match sboms.read(&digest, &a.target_ref)? {
-                Some(inv) => Some((inv, SbomSource::Ledger)),
-                None => registry_sbom(registry, &repo, &digest, cache, &a.target_ref).await?,
+            // Only the SBOM the ledger recorded counts; the registry may also list the
+            // publisher's own CycloneDX referrers, which are never taken for it.
+            let sbom = match (sboms.read(&digest, &a.target_ref)?, sboms.recorded(&digest)) {
+                (Some(inv), _) => Some((inv, SbomSource::Ledger)),
+                (None, Some(blob)) => {
+                    let wanted = RecordedSbom {
+                        subject: &digest,
+                        blob,
+                    };
+                    registry_sbom(registry, &repo, wanted, cache, &a.target_ref).await?
+                }
+                (None, None) => None,
             };
             let from = sbom.as_ref().map(|(_, from)| *from);
             let scan = match sbom {
@@ -537,24 +553,39 @@ pub async fn rescan(
     })
 }
 
-/// The SBOM carried for a platform manifest, from the internal registry, read back into an
-/// inventory: the referrer of artifact type CycloneDX listed in the `sha256-<hex>` fallback
-/// index, else by the registry's referrers API. `None` when neither lists one.
+/// The SBOM the ledger recorded for an image platform manifest.
+#[derive(Debug, Clone, Copy)]
+struct RecordedSbom<'a> {
+    /// The platform manifest it describes.
+    subject: &'a Digest,
+    /// Its content blob's digest, as the ledger recorded it.
+    blob: &'a str,
+}
+
+/// The recorded SBOM of a platform manifest, from the internal registry, read back into an
+/// inventory: among the CycloneDX referrers listed in the `sha256-<hex>` fallback index, else
+/// by the registry's referrers API, the one whose content is the blob the ledger recorded (a
+/// publisher's own SBOM referrer crossed too, and is never taken). `None` when none is listed.
 async fn registry_sbom(
     registry: &Registry,
     repo: &Repo,
-    subject: &Digest,
+    wanted: RecordedSbom<'_>,
     cache: &Path,
     image: &str,
 ) -> Result<Option<(super::Inventory, SbomSource)>, RescanError> {
+    let subject = wanted.subject;
     let reg = |source| RescanError::Registry {
         image: image.to_string(),
         source,
     };
-    let is_sbom =
-        |d: &&crate::oci::Descriptor| d.artifact_type.as_deref() == Some(SBOM_ARTIFACT_TYPE);
+    let sboms = |ds: &[crate::oci::Descriptor]| -> Vec<Digest> {
+        ds.iter()
+            .filter(|d| d.artifact_type.as_deref() == Some(SBOM_ARTIFACT_TYPE))
+            .map(|d| d.digest.clone())
+            .collect()
+    };
     let tag = crate::oci::Tag::for_subject(subject, "");
-    let listed = match registry.get_manifest(repo, &tag).await {
+    let fallback = match registry.get_manifest(repo, &tag).await {
         Ok(raw) => {
             let index = ParsedManifest::parse(&raw.bytes, raw.content_type.as_deref()).map_err(
                 |source| RescanError::Manifest {
@@ -562,49 +593,23 @@ async fn registry_sbom(
                     source,
                 },
             )?;
-            index
-                .manifests
-                .iter()
-                .find(is_sbom)
-                .map(|d| (d.digest.clone(), SbomSource::FallbackTag))
+            sboms(&index.manifests)
         }
-        Err(RegistryError::Status { status, .. }) if status.as_u16() == 404 => None,
+        Err(RegistryError::Status { status, .. }) if status.as_u16() == 404 => Vec::new(),
         Err(e) => return Err(reg(e)),
     };
-    let listed = match listed {
-        Some(l) => Some(l),
-        None => match registry.list_referrers(repo, subject).await.map_err(reg)? {
-            Referrers::Listed(ds) => ds
-                .iter()
-                .find(is_sbom)
-                .map(|d| (d.digest.clone(), SbomSource::ReferrersApi)),
-            Referrers::NoApi => None,
-        },
-    };
-    let Some((manifest, from)) = listed else {
-        return Ok(None);
-    };
-    let raw = registry.get_manifest(repo, &manifest).await.map_err(reg)?;
-    let m = ParsedManifest::parse(&raw.bytes, Some(media::OCI_MANIFEST)).map_err(|source| {
-        RescanError::Manifest {
-            image: image.to_string(),
-            source,
-        }
-    })?;
-    // A listing is the registry's word; the manifest itself must say what it is about.
-    if m.subject.as_ref().map(|s| &s.digest) != Some(subject) {
-        return Err(sbom_err(
-            image,
-            manifest.as_str(),
-            format!("is listed for {subject} but its manifest names another subject"),
-        ));
+    let mut found = recorded_among(registry, repo, &fallback, wanted, image).await?;
+    let mut from = SbomSource::FallbackTag;
+    if found.is_none() {
+        let api = match registry.list_referrers(repo, subject).await.map_err(reg)? {
+            Referrers::Listed(ds) => sboms(&ds),
+            Referrers::NoApi => Vec::new(),
+        };
+        found = recorded_among(registry, repo, &api, wanted, image).await?;
+        from = SbomSource::ReferrersApi;
     }
-    let Some(blob) = m.layers.first() else {
-        return Err(sbom_err(
-            image,
-            manifest.as_str(),
-            "the SBOM artifact has no blob".into(),
-        ));
+    let Some(blob) = found else {
+        return Ok(None);
     };
     if blob.size > MAX_SBOM_BYTES {
         return Err(sbom_err(
@@ -621,6 +626,49 @@ async fn registry_sbom(
     let bytes =
         fs_err::read(&path).map_err(|e| sbom_err(image, blob.digest.as_str(), e.to_string()))?;
     Ok(sbom_inventory(&bytes, image, blob.digest.as_str())?.map(|inv| (inv, from)))
+}
+
+/// Of the listed SBOM artifact manifests, the content blob of the one whose content is the
+/// recorded SBOM; the others (a publisher's own) are passed over, even when they do not parse
+/// (a publisher's malformed referrer must not stop the rescan of its image).
+async fn recorded_among(
+    registry: &Registry,
+    repo: &Repo,
+    listed: &[Digest],
+    wanted: RecordedSbom<'_>,
+    image: &str,
+) -> Result<Option<crate::oci::Descriptor>, RescanError> {
+    for manifest in listed {
+        let raw = registry
+            .get_manifest(repo, manifest)
+            .await
+            .map_err(|source| RescanError::Registry {
+                image: image.to_string(),
+                source,
+            })?;
+        let Ok(m) = ParsedManifest::parse(&raw.bytes, Some(media::OCI_MANIFEST)) else {
+            continue;
+        };
+        let Some(blob) = m.layers.first() else {
+            continue;
+        };
+        if blob.digest.as_str() != wanted.blob {
+            continue;
+        }
+        // A listing is the registry's word; the manifest itself must say what it is about.
+        if m.subject.as_ref().map(|s| &s.digest) != Some(wanted.subject) {
+            return Err(sbom_err(
+                image,
+                manifest.as_str(),
+                format!(
+                    "is listed for {} but its manifest names another subject",
+                    wanted.subject
+                ),
+            ));
+        }
+        return Ok(Some(blob.clone()));
+    }
+    Ok(None)
 }
 
 fn sbom_err(image: &str, digest: &str, why: String) -> RescanError {

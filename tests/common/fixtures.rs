@@ -385,11 +385,17 @@ pub async fn push_referrer(reg: &Registry, repo: &Repo, subject: &Blob) -> (Imag
 /// An SBOM referrer of `subject` whose `version` is `n`: distinct referrers of one subject, as
 /// several tools would leave them.
 pub fn sbom_numbered(subject: &Blob, n: u32) -> Image {
-    let sbom = Blob::new(
+    sbom_referrer(
+        subject,
         format!(r#"{{"bomFormat":"CycloneDX","specVersion":"1.5","version":{n},"components":[]}}"#)
             .into_bytes(),
-        "application/vnd.cyclonedx+json",
-    );
+    )
+}
+
+/// A CycloneDX SBOM artifact of content `sbom` whose `subject` is `subject`, as a publisher
+/// would attach it (`oras attach --artifact-type application/vnd.cyclonedx+json`).
+pub fn sbom_referrer(subject: &Blob, sbom: Vec<u8>) -> Image {
+    let sbom = Blob::new(sbom, "application/vnd.cyclonedx+json");
     let config = Blob::new(b"{}".to_vec(), media::OCI_EMPTY);
     let m = json!({
         "schemaVersion": 2,
