@@ -810,6 +810,27 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     )
 }
 
+/// Every deletion and duplication of one byte of `line`, and every replacement of one byte by
+/// one of `subs`: the edits the one-pass readers are checked against the definition on.
+#[cfg(test)]
+pub(super) fn single_byte_edits<'a>(
+    line: &'a [u8],
+    subs: &'a [u8],
+) -> impl Iterator<Item = Vec<u8>> + 'a {
+    (0..line.len()).flat_map(move |i| {
+        let mut del = line.to_vec();
+        del.remove(i);
+        let mut dup = line.to_vec();
+        dup.insert(i, line[i]);
+        let replaced = subs.iter().map(move |&c| {
+            let mut m = line.to_vec();
+            m[i] = c;
+            m
+        });
+        [del, dup].into_iter().chain(replaced)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -874,23 +895,9 @@ mod tests {
             b'"', b'\\', b'0', b'1', b'-', b'.', b'e', b' ', b'{', b'}', b'[', b']', b',', b':',
             b'u', b'A', 0x1f, 0xc3,
         ];
-        for i in 0..line.len() {
-            let mut variants = Vec::new();
-            let mut del = line.clone();
-            del.remove(i);
-            variants.push(del);
-            let mut dup = line.clone();
-            dup.insert(i, line[i]);
-            variants.push(dup);
-            for &c in &subs {
-                let mut m = line.clone();
-                m[i] = c;
-                variants.push(m);
-            }
-            for m in variants {
-                if is_canonical(&m) {
-                    assert!(by_definition(&m), "{}", String::from_utf8_lossy(&m));
-                }
+        for m in single_byte_edits(&line, &subs) {
+            if is_canonical(&m) {
+                assert!(by_definition(&m), "{}", String::from_utf8_lossy(&m));
             }
         }
     }

@@ -292,7 +292,8 @@ impl<'a> Reader<'a> {
 mod tests {
     use super::*;
     use crate::ledger::entry::{
-        ArtifactRecord, Entry, Outcome, RescanRecord, SignatureResult, Verdict,
+        single_byte_edits, ArtifactRecord, Entry, EntryError, Outcome, RescanRecord,
+        SignatureResult, Verdict,
     };
     use serde_json::json;
 
@@ -377,8 +378,6 @@ mod tests {
         Entry::from_line_by_value(line).map(|e| (e.index, e.evidence))
     }
 
-    use crate::ledger::entry::EntryError;
-
     #[test]
     fn written_entries_are_read_in_one_pass() {
         for e in written() {
@@ -406,29 +405,15 @@ mod tests {
         let mut accepted = 0;
         for e in written() {
             let line = e.to_line().unwrap();
-            for i in 0..line.len() {
-                let mut variants = Vec::new();
-                let mut del = line.clone();
-                del.remove(i);
-                variants.push(del);
-                let mut dup = line.clone();
-                dup.insert(i, line[i]);
-                variants.push(dup);
-                for &c in &subs {
-                    let mut m = line.clone();
-                    m[i] = c;
-                    variants.push(m);
-                }
-                for m in variants {
-                    if let Some(s) = scan_entry(&m) {
-                        accepted += 1;
-                        assert_eq!(
-                            by_definition(&m),
-                            Ok((s.index, s.evidence)),
-                            "{}",
-                            String::from_utf8_lossy(&m)
-                        );
-                    }
+            for m in single_byte_edits(&line, &subs) {
+                if let Some(s) = scan_entry(&m) {
+                    accepted += 1;
+                    assert_eq!(
+                        by_definition(&m),
+                        Ok((s.index, s.evidence)),
+                        "{}",
+                        String::from_utf8_lossy(&m)
+                    );
                 }
             }
         }
