@@ -97,28 +97,52 @@ pub fn is_canonical(line: &[u8]) -> bool {
 /// [`is_canonical`] for a line already known to be UTF-8 (outside strings a canonical line is
 /// ASCII, so only string bodies could hold anything else, and `text` is valid there too).
 fn is_canonical_text(text: &str) -> bool {
-    let mut s = Scan {
-        b: text.as_bytes(),
-        i: 0,
-    };
-    s.value(0) && s.i == text.len()
+    let mut s = Scan::new(text);
+    s.value(0) && s.at_end()
 }
 
 /// Nesting deeper than this is left to the slow path (serde_json stops at 128).
 const SCAN_MAX_DEPTH: usize = 64;
 
-/// The cursor of [`is_canonical`].
-struct Scan<'a> {
+/// The cursor of [`is_canonical`] (and of `ledger verify`'s typed reading of a line).
+pub(super) struct Scan<'a> {
     b: &'a [u8],
     i: usize,
+    /// Whether the whole text is known to hold no control byte (then strings need not be
+    /// searched for one).
+    no_controls: bool,
 }
 
 impl<'a> Scan<'a> {
-    fn peek(&self) -> Option<u8> {
+    /// A cursor at the start of `text`.
+    pub(super) fn new(text: &'a str) -> Self {
+        Self {
+            b: text.as_bytes(),
+            i: 0,
+            no_controls: false,
+        }
+    }
+
+    /// A cursor at the start of `text`, which holds no byte below 0x20 (checked).
+    pub(super) fn without_controls(text: &'a str) -> Option<Self> {
+        // A fold, not `any`, so that it is vectorised: most lines are clean.
+        let controls = text.bytes().fold(false, |seen, c| seen | (c < 0x20));
+        (!controls).then(|| Self {
+            no_controls: true,
+            ..Self::new(text)
+        })
+    }
+
+    /// Whether the whole text has been read.
+    pub(super) fn at_end(&self) -> bool {
+        self.i == self.b.len()
+    }
+
+    pub(super) fn peek(&self) -> Option<u8> {
         self.b.get(self.i).copied()
     }
 
-    fn eat(&mut self, c: u8) -> bool {
+    pub(super) fn eat(&mut self, c: u8) -> bool {
         let ok = self.peek() == Some(c);
         self.i += usize::from(ok);
         ok
@@ -132,7 +156,8 @@ impl<'a> Scan<'a> {
         ok
     }
 
-    fn value(&mut self, depth: usize) -> bool {
+    /// Any canonical value, nested at `depth`.
+    pub(super) fn value(&mut self, depth: usize) -> bool {
         match self.peek() {
             Some(b'{') => depth < SCAN_MAX_DEPTH && self.object(depth),
             Some(b'[') => depth < SCAN_MAX_DEPTH && self.array(depth),
@@ -195,7 +220,7 @@ impl<'a> Scan<'a> {
     /// A string with exactly the escapes [`write_string`] writes: its body (between the
     /// quotes, as written) and whether it holds an escape. Runs of plain bytes are skipped by
     /// searching for the next quote or backslash, then checked for control bytes in bulk.
-    fn string(&mut self) -> Option<ScannedString<'a>> {
+    pub(super) fn string(&mut self) -> Option<ScannedString<'a>> {
         let b: &'a [u8] = self.b;
         if !self.eat(b'"') {
             return None;
@@ -205,7 +230,7 @@ impl<'a> Scan<'a> {
         loop {
             let rest = &b[self.i..];
             let stop = memchr::memchr2(b'"', b'\\', rest)?;
-            if rest[..stop].iter().any(|&c| c < 0x20) {
+            if !self.no_controls && rest[..stop].iter().any(|&c| c < 0x20) {
                 return None;
             }
             self.i += stop;
@@ -245,6 +270,16 @@ impl<'a> Scan<'a> {
     /// An integer within ±(2^53 − 1), no leading zeros, no `-0`, no fraction or exponent.
     fn number(&mut self) -> bool {
         let neg = self.eat(b'-');
+        self.magnitude(neg).is_some()
+    }
+
+    /// A canonical integer from 0 to 2^53 − 1.
+    pub(super) fn uint(&mut self) -> Option<u64> {
+        self.magnitude(false)
+    }
+
+    /// The digits of a canonical integer (after its sign, if `neg`) and their value.
+    fn magnitude(&mut self, neg: bool) -> Option<u64> {
         let start = self.i;
         while self.peek().is_some_and(|c| c.is_ascii_digit()) {
             self.i += 1;
@@ -254,21 +289,21 @@ impl<'a> Scan<'a> {
             || digits.len() > 16
             || (digits[0] == b'0' && (digits.len() > 1 || neg))
         {
-            return false;
+            return None;
         }
         let v = digits
             .iter()
             .fold(0u64, |acc, d| acc * 10 + u64::from(d - b'0'));
-        v <= MAX_SAFE_INTEGER && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))
+        (v <= MAX_SAFE_INTEGER && !matches!(self.peek(), Some(b'.' | b'e' | b'E'))).then_some(v)
     }
 }
 
 /// A string [`Scan::string`] accepted.
-struct ScannedString<'a> {
+pub(super) struct ScannedString<'a> {
     /// The bytes between the quotes, escapes as written.
-    body: &'a [u8],
+    pub body: &'a [u8],
     /// Whether it holds an escape.
-    escaped: bool,
+    pub escaped: bool,
 }
 
 /// Whether member name `a` sorts strictly before `b` (UTF-16 code units, as RFC 8785 says);
@@ -572,7 +607,7 @@ impl Entry {
 
     /// [`Entry::from_line`] by the definition: parse to a value, re-encode canonically,
     /// compare bytes, then read the entry from the value.
-    fn from_line_by_value(line: &[u8]) -> Result<Self, EntryError> {
+    pub(super) fn from_line_by_value(line: &[u8]) -> Result<Self, EntryError> {
         if line.len() > MAX_ENTRY_BYTES {
             return Err(EntryError::TooLarge {
                 size: line.len(),
@@ -663,7 +698,7 @@ pub fn check_digest(field: &str, d: &str) -> Result<(), EntryError> {
 /// [`check_digest`] naming the field only when it fails (entries are checked by the hundred
 /// thousand when a ledger is verified).
 fn need_digest(field: impl FnOnce() -> String, d: &str) -> Result<(), EntryError> {
-    if is_digest(d) {
+    if is_digest(d.as_bytes()) {
         Ok(())
     } else {
         Err(EntryError::Invalid {
@@ -674,17 +709,21 @@ fn need_digest(field: impl FnOnce() -> String, d: &str) -> Result<(), EntryError
 }
 
 /// Whether `d` is a `sha256:<64 lowercase hex>` or `sha512:<128 lowercase hex>` digest.
-fn is_digest(d: &str) -> bool {
-    match d.split_once(':') {
-        Some(("sha256", hex)) => hex.len() == 64 && is_lower_hex(hex),
-        Some(("sha512", hex)) => hex.len() == 128 && is_lower_hex(hex),
+pub(super) fn is_digest(d: &[u8]) -> bool {
+    match d {
+        [b's', b'h', b'a', b'2', b'5', b'6', b':', hex @ ..] => {
+            hex.len() == 64 && is_lower_hex(hex)
+        }
+        [b's', b'h', b'a', b'5', b'1', b'2', b':', hex @ ..] => {
+            hex.len() == 128 && is_lower_hex(hex)
+        }
         _ => false,
     }
 }
 
-fn is_lower_hex(s: &str) -> bool {
-    s.bytes()
-        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+fn is_lower_hex(s: &[u8]) -> bool {
+    s.iter()
+        .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(b))
 }
 
 /// The current time as RFC 3339 UTC with seconds.
@@ -771,6 +810,27 @@ fn civil_from_days(z: i64) -> (i64, i64, i64) {
     )
 }
 
+/// Every deletion and duplication of one byte of `line`, and every replacement of one byte by
+/// one of `subs`: the edits the one-pass readers are checked against the definition on.
+#[cfg(test)]
+pub(super) fn single_byte_edits<'a>(
+    line: &'a [u8],
+    subs: &'a [u8],
+) -> impl Iterator<Item = Vec<u8>> + 'a {
+    (0..line.len()).flat_map(move |i| {
+        let mut del = line.to_vec();
+        del.remove(i);
+        let mut dup = line.to_vec();
+        dup.insert(i, line[i]);
+        let replaced = subs.iter().map(move |&c| {
+            let mut m = line.to_vec();
+            m[i] = c;
+            m
+        });
+        [del, dup].into_iter().chain(replaced)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -835,23 +895,9 @@ mod tests {
             b'"', b'\\', b'0', b'1', b'-', b'.', b'e', b' ', b'{', b'}', b'[', b']', b',', b':',
             b'u', b'A', 0x1f, 0xc3,
         ];
-        for i in 0..line.len() {
-            let mut variants = Vec::new();
-            let mut del = line.clone();
-            del.remove(i);
-            variants.push(del);
-            let mut dup = line.clone();
-            dup.insert(i, line[i]);
-            variants.push(dup);
-            for &c in &subs {
-                let mut m = line.clone();
-                m[i] = c;
-                variants.push(m);
-            }
-            for m in variants {
-                if is_canonical(&m) {
-                    assert!(by_definition(&m), "{}", String::from_utf8_lossy(&m));
-                }
+        for m in single_byte_edits(&line, &subs) {
+            if is_canonical(&m) {
+                assert!(by_definition(&m), "{}", String::from_utf8_lossy(&m));
             }
         }
     }

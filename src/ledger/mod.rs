@@ -34,6 +34,7 @@ use std::path::PathBuf;
 pub mod checkpoint;
 mod derived;
 pub mod entry;
+mod entry_scan;
 mod export;
 mod keys;
 mod lines;

@@ -12,6 +12,7 @@ use std::io::{BufRead as _, Read as _};
 use super::checkpoint::Checkpoint;
 use super::derived::{ENTRY_OFFSETS, TREE_HASHES};
 use super::entry::{Entry, EntryError, EvidenceRef};
+use super::entry_scan::scan_entry;
 use super::keys::read_vkey;
 use super::lines::{Line, LineReader};
 use super::merkle::{leaf_hash, Frontier, Hash};
@@ -222,9 +223,7 @@ fn parse_slot(buf: &[u8], slot: &Slot) -> Parsed {
             let line = &buf[s..e];
             Parsed {
                 leaf: leaf_hash(line),
-                entry: Entry::from_line(line)
-                    .map(|e| (e.index, e.evidence))
-                    .map_err(|err| (err, stated_index(line))),
+                entry: read_entry(line),
             }
         }
         Slot::Long(leaf, size) => Parsed {
@@ -237,6 +236,17 @@ fn parse_slot(buf: &[u8], slot: &Slot) -> Parsed {
                 None,
             )),
         },
+    }
+}
+
+/// The index and evidence of entry line `line`, or why it is not an entry (and the index it
+/// states): read in one pass, or by [`Entry::from_line`] when that pass cannot accept it.
+fn read_entry(line: &[u8]) -> Result<(u64, Vec<EvidenceRef>), (EntryError, Option<u64>)> {
+    match scan_entry(line) {
+        Some(e) => Ok((e.index, e.evidence)),
+        None => Entry::from_line(line)
+            .map(|e| (e.index, e.evidence))
+            .map_err(|err| (err, stated_index(line))),
     }
 }
 
