@@ -18,7 +18,10 @@ use serde_json::Value;
 /// Schema id written in every entry's `schema` member.
 pub const ENTRY_SCHEMA: &str = "https://airlock.dev/ledger/entry/v1";
 /// Largest entry line accepted, in bytes. Large evidence goes to `evidence/sha256/<hex>`.
-pub const MAX_ENTRY_BYTES: usize = 256 * 1024;
+/// An import entry lists every artifact (about 500 bytes each) and a rescan every finding
+/// line (about 800): 4 MiB holds a bundle of several thousand images; 256 KiB, the cap
+/// until 2026-11-28, refused a single 540-image import.
+pub const MAX_ENTRY_BYTES: usize = 4 * 1024 * 1024;
 /// Largest integer magnitude allowed in an entry (I-JSON / RFC 8785 exact range).
 pub const MAX_SAFE_INTEGER: u64 = (1 << 53) - 1;
 
