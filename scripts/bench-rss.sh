@@ -35,6 +35,8 @@ trap cleanup EXIT
 export AIRLOCK_PASSWORD=bench-only AIRLOCK_LEDGER_PASSWORD=bench-only
 
 declare -A SECS RSS FAILED
+# Counted apart: `${#FAILED[@]}` of an empty associative array is "unbound" under `set -u`.
+NFAILED=0
 ORDER=()
 # measure NAME OK_EXIT_CODES CMD...: runs CMD under /usr/bin/time, records seconds and peak RSS
 # (KiB). OK_EXIT_CODES is a space-separated list (scan and rescan exit 5 on these images: their
@@ -46,6 +48,7 @@ measure() {
   case " $ok " in
     *" $rc "*) ;;
     *) echo "$name failed (exit $rc):" >&2; cat "$WORK/err.$name" >&2
+       NFAILED=$((NFAILED + 1))
        FAILED[$name]="exit $rc: $(tail -n 1 "$WORK/err.$name" | sed 's/.*: \([^:]*: [^:]*\)$/\1/; s/|/\\|/g')" ;;
   esac
   read -r "SECS[$name]" "RSS[$name]" < <(tail -n 1 "$WORK/time.$name")
@@ -129,4 +132,4 @@ echo "|---|---|---|---|---|"
 for name in "${ORDER[@]}"; do
   echo "| $name | ${SECS[$name]} | $(mib "${RSS[$name]}") | $(within "${RSS[$name]}") | ${FAILED[$name]:-} |"
 done
-[ ${#FAILED[@]} -eq 0 ] || exit 1
+[ "$NFAILED" -eq 0 ] || exit 1
