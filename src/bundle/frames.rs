@@ -155,18 +155,9 @@ impl<R: Read> Frames<R> {
         }
         append(&mut self.input, &mut self.frame, 1)?;
         let d = self.frame[4];
-        let fcs_flag = d >> 6;
-        let single_segment = d & 0x20 != 0;
         let checksum = d & 0x04 != 0;
         let has_dict = d & 0x03 != 0;
-        let fcs_len = match (fcs_flag, single_segment) {
-            (0, true) => 1,
-            (0, false) => 0,
-            (1, _) => 2,
-            (2, _) => 4,
-            _ => 8,
-        };
-        let window_len = usize::from(!single_segment);
+        let (window_len, fcs_len) = super::seekable::header_layout(d);
         if fcs_len == 0 || has_dict || d & 0x18 != 0 {
             // No content size, a dictionary, or reserved bits: libzstd decides.
             return Ok(Header::Other);
@@ -379,19 +370,7 @@ mod tests {
     use std::io::Write;
 
     use super::*;
-    use crate::bundle::seekable::FrameWriter;
-
-    fn noise(len: usize, seed: u64) -> Vec<u8> {
-        let mut x = seed | 1;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
-    }
+    use crate::bundle::seekable::{noise, FrameWriter};
 
     fn text(len: usize) -> Vec<u8> {
         (0..len).map(|i| b"airlock bundle "[i % 15]).collect()

@@ -269,24 +269,30 @@ pub fn index_frames(src: &dyn ReadAt) -> Result<FrameIndex, FrameError> {
     })
 }
 
-/// Reads a frame header at `at`: its length, the content size if recorded, and whether a
-/// checksum follows the blocks.
-fn frame_header(src: &dyn ReadAt, at: u64) -> Result<(u64, Option<u64>, bool), FrameError> {
-    let mut d = [0u8; 1];
-    read_exact_at(src, at + 4, &mut d)?;
-    let d = d[0];
-    let fcs_flag = d >> 6;
-    let single_segment = d & 0x20 != 0;
-    let checksum = d & 0x04 != 0;
-    let dict_len = [0u64, 1, 2, 4][usize::from(d & 0x03)];
-    let window_len = if single_segment { 0 } else { 1 };
-    let fcs_len = match (fcs_flag, single_segment) {
+/// From a frame header's descriptor byte: the length of its window descriptor (0 or 1) and of
+/// its content-size field (0, 1, 2, 4 or 8; a 2-byte field holds the size minus 256).
+pub(crate) fn header_layout(descriptor: u8) -> (usize, usize) {
+    let single_segment = descriptor & 0x20 != 0;
+    let fcs_len = match (descriptor >> 6, single_segment) {
         (0, true) => 1,
         (0, false) => 0,
         (1, _) => 2,
         (2, _) => 4,
         _ => 8,
     };
+    (usize::from(!single_segment), fcs_len)
+}
+
+/// Reads a frame header at `at`: its length, the content size if recorded, and whether a
+/// checksum follows the blocks.
+fn frame_header(src: &dyn ReadAt, at: u64) -> Result<(u64, Option<u64>, bool), FrameError> {
+    let mut d = [0u8; 1];
+    read_exact_at(src, at + 4, &mut d)?;
+    let d = d[0];
+    let checksum = d & 0x04 != 0;
+    let dict_len = [0u64, 1, 2, 4][usize::from(d & 0x03)];
+    let (window_len, fcs_len) = header_layout(d);
+    let (window_len, fcs_len) = (window_len as u64, fcs_len as u64);
     let fcs_at = at + 5 + window_len + dict_len;
     let content_size = if fcs_len == 0 {
         None
@@ -323,6 +329,20 @@ fn skip_blocks(src: &dyn ReadAt, mut at: u64, frame: u64) -> Result<u64, FrameEr
             return Ok(at);
         }
     }
+}
+
+/// Bytes no compressor can shrink (xorshift from `seed`), the same every run.
+#[cfg(test)]
+pub(crate) fn noise(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed | 1;
+    (0..len)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x as u8
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -370,17 +390,8 @@ mod tests {
         assert_eq!(index.frame_for(99).uncompressed, 0);
     }
 
-    /// Bytes no compressor can shrink (xorshift), the same every run.
     fn noise(len: usize) -> Vec<u8> {
-        let mut x = 0x9E37_79B9_7F4A_7C15u64;
-        (0..len)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                x as u8
-            })
-            .collect()
+        super::noise(len, 0x9E37_79B9_7F4A_7C15)
     }
 
     #[test]
