@@ -67,6 +67,15 @@ run_set() {  # run_set LABEL BIG_MIB -> fills SECS/RSS with LABEL-prefixed names
     measure "$label-skopeo-pull" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --src-tls-verify=false docker://$src/bench/img\$i:1 oci:$WORK/layout:img\$i >/dev/null; done"
     measure "$label-skopeo-push" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --dest-tls-verify=false oci:$WORK/layout:img\$i docker://$dst2/bench/img\$i:1 >/dev/null; done"
     measure "$label-zstd-openssl" bash -c "zstd -dc $WORK/$label.tar.zst | openssl dgst -sha256 >/dev/null"
+    # The same bundle as 128 MiB parts: verify and import should be within 10 % of the file.
+    local dst3
+    dst3=$(start_registry "$WORK/$label-dst3")
+    "$AIRLOCK" split "$WORK/$label.tar.zst" --size 128MiB --out-dir "$WORK/$label-parts" \
+      --key "$WORK/keys/bench.key" --quiet >/dev/null
+    measure "$label-verify-parts" "$AIRLOCK" verify "$WORK/$label-parts" --quiet --trust "$WORK/keys/bench.pub"
+    measure "$label-import-parts" "$AIRLOCK" import "$WORK/$label-parts" --to "$dst3/bench" \
+      --insecure-registry "$dst3" --quiet --trust "$WORK/keys/bench.pub"
+    rm -rf "$WORK/$label-parts"
   fi
   rm -rf "$WORK/$label-cache"
   stop_registries "$WORK"
@@ -89,6 +98,14 @@ row() {  # row OP AIRLOCK_NAME BASE_LABEL BASE_NAME
 row collect base-collect "skopeo copy --all → oci: (per image)" base-skopeo-pull
 row import base-import "skopeo copy --all oci: → registry (per image)" base-skopeo-push
 row verify base-verify "zstd -dc \| openssl dgst -sha256" base-zstd-openssl
+echo
+echo "From 128 MiB parts (target: within 10 % of the file):"
+echo
+echo "| operation | from the file s | from parts s | parts / file | peak RSS MiB (parts) |"
+echo "|---|---|---|---|---|"
+for op in verify import; do
+  echo "| $op | ${SECS[base-$op]} | ${SECS[base-$op-parts]} | $(python3 -c "print(f'{${SECS[base-$op-parts]}/max(${SECS[base-$op]},0.001):.2f}')") | $(mib "${RSS[base-$op-parts]}") |"
+done
 
 if [ "$FLAT_MIB" -gt 0 ]; then
   run_set flat "$FLAT_MIB"
