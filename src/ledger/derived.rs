@@ -83,24 +83,40 @@ pub(crate) fn entry_line(dir: &Path, index: u64) -> Option<(u64, Vec<u8>)> {
     let offset = u64::from_le_bytes(raw);
     let entries = std::fs::File::open(dir.join(ENTRIES)).ok()?;
     let start = offset.saturating_sub(1);
-    let mut buf = vec![0u8; MAX_ENTRY_BYTES + 2];
-    let mut got = 0;
-    while got < buf.len() {
-        match entries.read_at(&mut buf[got..], start + got as u64) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(_) => return None,
+    // Read in growing steps until the line's newline: an entry is usually a few KiB, and
+    // reading the whole cap (4 MiB) each time would dominate `prove`.
+    let cap = MAX_ENTRY_BYTES + 2;
+    let body = usize::from(offset != 0);
+    let mut buf = Vec::new();
+    let mut step = 64 * 1024;
+    loop {
+        let scanned = buf.len();
+        let want = cap.min(scanned + step);
+        buf.resize(want, 0);
+        let mut filled = scanned;
+        while filled < want {
+            match entries.read_at(&mut buf[filled..], start + filled as u64) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(_) => return None,
+            }
         }
+        buf.truncate(filled);
+        // Not just after a newline: not the start of a line.
+        if body == 1 && buf.first() != Some(&b'\n') {
+            return None;
+        }
+        let from = scanned.max(body);
+        if let Some(i) = memchr::memchr(b'\n', buf.get(from..)?) {
+            return Some((offset, buf[body..from + i].to_vec()));
+        }
+        // The end of the file, or the cap, without a newline: no whole line starts here.
+        if filled < want || filled >= cap {
+            return None;
+        }
+        step *= 4;
     }
-    buf.truncate(got);
-    let line = if offset == 0 {
-        &buf[..]
-    } else {
-        buf.strip_prefix(b"\n")?
-    };
-    let end = line.iter().position(|&b| b == b'\n')?;
-    Some((offset, line[..end].to_vec()))
 }
 
 /// Appends to the derived files (held by the writer).
@@ -227,5 +243,50 @@ impl Rebuild {
             std::fs::rename(&tmp, &dest).map_err(|e| LedgerError::io("rename", &dest, e))?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entry_line_finds_lines_of_any_length_up_to_the_cap() {
+        let dir = tempfile::tempdir().expect("tmp");
+        let lens = [
+            10,
+            100_000,
+            300_000,
+            MAX_ENTRY_BYTES,
+            MAX_ENTRY_BYTES + 1,
+            5,
+        ];
+        let (mut entries, mut offsets) = (Vec::new(), Vec::new());
+        for (i, &n) in lens.iter().enumerate() {
+            offsets.extend_from_slice(&(entries.len() as u64).to_le_bytes());
+            entries.extend(std::iter::repeat_n(b'a' + i as u8, n));
+            entries.push(b'\n');
+        }
+        // An offset that is not just after a newline.
+        offsets.extend_from_slice(&3u64.to_le_bytes());
+        std::fs::write(dir.path().join(ENTRIES), &entries).expect("entries");
+        std::fs::write(dir.path().join(ENTRY_OFFSETS), &offsets).expect("offsets");
+        let mut at = 0u64;
+        for (i, &n) in lens.iter().enumerate() {
+            let got = entry_line(dir.path(), i as u64);
+            if n > MAX_ENTRY_BYTES {
+                assert!(got.is_none(), "line {i} is over the cap");
+            } else {
+                let (offset, line) = got.expect("line");
+                assert_eq!(offset, at);
+                assert_eq!(line, vec![b'a' + i as u8; n], "line {i}");
+            }
+            at += n as u64 + 1;
+        }
+        assert!(entry_line(dir.path(), lens.len() as u64).is_none());
+        assert!(entry_line(dir.path(), lens.len() as u64 + 1).is_none());
+        // A last line cut before its newline is not a line.
+        std::fs::write(dir.path().join(ENTRIES), &entries[..entries.len() - 1]).expect("cut");
+        assert!(entry_line(dir.path(), lens.len() as u64 - 1).is_none());
     }
 }
