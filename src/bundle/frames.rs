@@ -142,7 +142,12 @@ impl<R: Read> Frames<R> {
             u32::from_le_bytes([self.frame[0], self.frame[1], self.frame[2], self.frame[3]]);
         if magic & SKIPPABLE_MASK == SKIPPABLE_MAGIC {
             let mut len = [0u8; 4];
-            self.input.read_exact(&mut len).map_err(|_| cut())?;
+            self.input
+                .read_exact(&mut len)
+                .map_err(|e| match e.kind() {
+                    io::ErrorKind::UnexpectedEof => cut(),
+                    _ => e,
+                })?;
             let len = u64::from(u32::from_le_bytes(len));
             let skipped = io::copy(&mut (&mut self.input).take(len), &mut io::sink())?;
             if skipped < len {
@@ -427,6 +432,17 @@ mod tests {
         assert_eq!(want.len(), 2 * plain.len() + 300_000);
         assert_eq!(decode(&mixed).expect("decode"), want);
         assert_eq!(decode(&[]).expect("empty"), Vec::<u8>::new());
+    }
+
+    #[test]
+    fn a_cut_skippable_frame_is_an_error() {
+        let mut z = 0x184D_2A50u32.to_le_bytes().to_vec();
+        z.extend_from_slice(&10u32.to_le_bytes());
+        z.extend_from_slice(b"short");
+        for cut in [5, 8, z.len()] {
+            let e = decode(&z[..cut]).expect_err(&format!("cut at {cut}"));
+            assert!(e.to_string().contains("ends inside a frame"), "{e}");
+        }
     }
 
     #[test]
