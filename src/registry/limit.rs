@@ -6,6 +6,11 @@
 //! requests), a 429, a 503 or a connection error halves it (once per round: the requests
 //! already in flight when it halved do not halve it again), and a `Retry-After` holds every new
 //! request until it has passed. It never leaves `1..=max`.
+//!
+//! Plain AIMD against a registry with a hard cap of `c` requests climbs back to `c + 1` and is
+//! refused again every few rounds. So, as CUBIC does, the limit remembers where it was refused
+//! and, in the last request's worth below that point, grows [`PROBE_SLOWDOWN`] times more slowly:
+//! it still finds capacity the registry gains, but meets a fixed cap far less often.
 
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -18,6 +23,9 @@ pub const DEFAULT_MAX_REQUESTS: usize = 32;
 /// Where the limit starts: high enough to fill a WAN round trip at once, low enough that a
 /// throttling registry sees few requests before the first back-off.
 const INITIAL: f64 = 8.0;
+
+/// How many times more slowly the limit grows near the point where it was last refused.
+const PROBE_SLOWDOWN: f64 = 8.0;
 
 /// The adaptive limit. Cheap to share; [`Limit::acquire`] waits for room.
 #[derive(Debug)]
@@ -35,6 +43,8 @@ struct State {
     epoch: u64,
     /// No request starts before this (a `Retry-After`).
     hold_until: Option<Instant>,
+    /// The limit at the last halving: growth slows in the last request's worth below it.
+    refused_at: Option<f64>,
 }
 
 /// How a request ended, for the limit to learn from.
@@ -64,6 +74,7 @@ impl Limit {
                 in_flight: 0,
                 epoch: 0,
                 hold_until: None,
+                refused_at: None,
             }),
             freed: Notify::new(),
         }
@@ -138,10 +149,19 @@ impl Permit<'_> {
         };
         match outcome {
             Outcome::Success => {
-                s.limit = (s.limit + 1.0 / s.limit).min(self.limit.max as f64);
+                let near_refusal = s
+                    .refused_at
+                    .is_some_and(|r| s.limit + 1.0 >= r && s.limit < r);
+                let step = if near_refusal {
+                    1.0 / (s.limit * PROBE_SLOWDOWN)
+                } else {
+                    1.0 / s.limit
+                };
+                s.limit = (s.limit + step).min(self.limit.max as f64);
             }
             Outcome::Overloaded => {
                 if self.epoch == s.epoch {
+                    s.refused_at = Some(s.limit);
                     s.limit = (s.limit / 2.0).max(1.0);
                     s.epoch += 1;
                 }
@@ -197,6 +217,38 @@ mod tests {
             p.finish(Outcome::Overloaded, None);
         }
         assert_eq!(l.current(), 1, "never below one");
+    }
+
+    /// Successes until the limit reaches `target` (or 10 000).
+    async fn successes_to_reach(l: &Limit, target: usize) -> usize {
+        let mut n = 0;
+        while l.current() < target && n < 10_000 {
+            l.acquire().await.finish(Outcome::Success, None);
+            n += 1;
+        }
+        n
+    }
+
+    #[tokio::test]
+    async fn climbs_back_quickly_but_probes_slowly_where_it_was_refused() {
+        let l = Limit::new(32);
+        // Refused at 8: halves to 4.
+        l.acquire().await.finish(Outcome::Overloaded, None);
+        assert_eq!(l.current(), 4);
+        // Back to 7 at the usual pace: growing 1/limit per success takes (b² - a²) / 2 from a
+        // to b...
+        let back = successes_to_reach(&l, 7).await;
+        assert!(back <= (49 - 16) / 2 + 2, "{back} successes from 4 to 7");
+        // ...but the last step before the refusal point takes PROBE_SLOWDOWN times longer.
+        let probe = successes_to_reach(&l, 8).await;
+        // (The usual pace would take about 7.)
+        assert!(probe >= 5 * 7, "{probe} successes from 7 to 8");
+        // Past it, the usual pace again: capacity the registry gains is still found.
+        let beyond = successes_to_reach(&l, 10).await;
+        assert!(
+            beyond <= (100 - 64) / 2 + 2,
+            "{beyond} successes from 8 to 10"
+        );
     }
 
     #[tokio::test]
