@@ -1173,7 +1173,8 @@ fn trivy_layout_is_a_valid_oci_layout() {
             &cache,
             &airlock::progress::NoProgress,
         ))
-        .expect("targets");
+        .expect("targets")
+        .targets;
     assert_eq!(targets.len(), 1);
     let layout = dir.join("layout");
     airlock::scan::trivy::write_layout(&layout, &targets[0], |d| {

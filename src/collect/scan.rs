@@ -12,7 +12,7 @@ use bytes::Bytes;
 use serde::Serialize;
 
 use super::scan_stage::download_and_scan;
-use super::{cache_path, CollectError, CollectOptions, Plan};
+use super::{CollectError, CollectOptions, Plan};
 use crate::bundle::writer::BlobData;
 use crate::bundle::{Artifact, ArtifactKind, BlobEntry, Origin};
 use crate::lock::Lock;
@@ -26,7 +26,7 @@ use crate::scan::image::{
 };
 use crate::scan::pins;
 use crate::scan::run::{open_database, scan_one, trivy_one, Scanner};
-use crate::scan::source::is_scannable_child;
+use crate::scan::source::{is_scannable_child, BlobDir};
 
 /// One image platform scanned at collect, for the collect report.
 #[derive(Debug, Clone, Serialize)]
@@ -100,15 +100,27 @@ fn targets(plan: &Plan) -> Vec<Target> {
     out
 }
 
-/// `t` with its platform: from the index, or else from its config in the cache (checked
-/// against its digest first: the scan reads only verified blobs).
-fn with_platform(t: &Target, cache: &std::path::Path) -> Result<Target, CollectError> {
+/// The config `t`'s platform must be read from: a single-platform image's, which has no index
+/// entry to say it.
+fn platform_config(t: &Target) -> Option<&crate::oci::Descriptor> {
+    match (&t.index, &t.platform, &t.config) {
+        (None, None, Some(c)) => Some(c),
+        _ => None,
+    }
+}
+
+/// `t` with its platform: from the index, or else from its config in `blobs` (checked against
+/// its digest first, unless this run downloaded it: the scan reads only verified blobs).
+fn with_platform(t: &Target, blobs: BlobDir<'_>) -> Result<Target, CollectError> {
     let mut t = t.clone();
-    if let (None, None, Some(c)) = (&t.index, &t.platform, &t.config) {
-        let path = cache_path(cache, &c.digest);
+    if let Some(c) = platform_config(&t) {
+        let path = blobs.file(&c.digest);
         let bytes =
             crate::io::read_capped(&path, c.size, "image config").map_err(|e| scan_err(&e))?;
-        let actual = Digest::of(&bytes);
+        let actual = match blobs.checked.contains(&c.digest) {
+            true => c.digest.clone(),
+            false => Digest::of(&bytes),
+        };
         if actual != c.digest {
             return Err(CollectError::Scan(format!(
                 "{}: config {} in the cache at `{}` hashes to {actual}; delete the cache and collect again",
@@ -120,6 +132,27 @@ fn with_platform(t: &Target, cache: &std::path::Path) -> Result<Target, CollectE
         t.platform = config_platform(&bytes);
     }
     Ok(t)
+}
+
+/// The blobs this run checks against their digest before the writer packs them, so it need
+/// not hash them again: those downloaded, the configs platforms are read from, and, when
+/// airlock's own scanner (`scanner_checks_layers`) streams them through its digest check,
+/// every layer scanned. Trivy reads the files itself: its layers stay for the writer.
+fn checked_this_run(
+    downloading: &HashSet<Digest>,
+    targets: &[Target],
+    scanner_checks_layers: bool,
+) -> HashSet<Digest> {
+    let configs = targets.iter().filter_map(platform_config);
+    let layers = targets
+        .iter()
+        .filter(|_| scanner_checks_layers)
+        .flat_map(|t| t.layers.iter());
+    downloading
+        .iter()
+        .cloned()
+        .chain(configs.chain(layers).map(|d| d.digest.clone()))
+        .collect()
 }
 
 /// Adds one built artifact (manifest, empty config, content blob) to the plan.
@@ -233,15 +266,15 @@ pub(super) async fn scan_plan(
     // Each image is scanned from the cache as soon as its blobs are there, while the rest
     // still download (see `scan_stage`); the phase is the scans.
     let missing = plan.not_in_cache(&opts.cache);
-    let mut checked: HashSet<Digest> = missing.iter().map(|(d, _, _)| d.clone()).collect();
+    let downloading: HashSet<Digest> = missing.iter().map(|(d, _, _)| d.clone()).collect();
     let targets = targets(plan);
-    // The scan streams every layer through its digest check.
-    checked.extend(
-        targets
-            .iter()
-            .flat_map(|t| t.layers.iter())
-            .map(|d| d.digest.clone()),
-    );
+    // A download checks its blob as it writes it: the scan reads those with a length check
+    // only, and the writer need not hash them either.
+    let blobs = BlobDir {
+        dir: &opts.cache,
+        checked: &downloading,
+    };
+    let checked = checked_this_run(&downloading, &targets, trivy.is_none());
     let now = SystemTime::now();
     let cache = opts.cache.as_path();
     let found: Vec<Evidence> = match (&trivy, &db) {
@@ -249,7 +282,7 @@ pub(super) async fn scan_plan(
             reporter.phase_items("trivy", targets.len() as u64);
             // One Trivy at a time: each is heavy, and they share Trivy's own cache.
             let scan = |t: &Target| -> Result<Evidence, CollectError> {
-                let target = with_platform(t, cache)?;
+                let target = with_platform(t, blobs)?;
                 let r = trivy_one(bin, &target, cache, policy, &vex, now, reporter)
                     .map_err(|e| scan_err(&e))?;
                 Ok(Evidence {
@@ -283,8 +316,8 @@ pub(super) async fn scan_plan(
                 limits: Limits::default(),
             };
             let scan = |t: &Target| -> Result<Evidence, CollectError> {
-                let target = with_platform(t, cache)?;
-                let s = scan_one(&target, cache, &ctx, reporter).map_err(|e| scan_err(&e))?;
+                let target = with_platform(t, blobs)?;
+                let s = scan_one(&target, blobs, &ctx, reporter).map_err(|e| scan_err(&e))?;
                 Ok(Evidence {
                     summary: s.summary(),
                     sbom: Some(json_bytes(&s.sbom)),
@@ -432,4 +465,60 @@ fn json_bytes<T: Serialize>(v: &T) -> Bytes {
     let mut b = serde_json::to_vec_pretty(v).unwrap_or_default();
     b.push(b'\n');
     Bytes::from(b)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::oci::Descriptor;
+
+    fn desc(name: &str) -> Descriptor {
+        Descriptor {
+            media_type: media::OCI_LAYER_GZIP.into(),
+            digest: Digest::of(name.as_bytes()),
+            size: 1,
+            urls: Vec::new(),
+            platform: None,
+            annotations: Default::default(),
+            artifact_type: None,
+        }
+    }
+
+    /// A cached layer counts as checked only when airlock's scanner reads it; a config only
+    /// when the platform is read from it; downloads always.
+    #[test]
+    fn checked_this_run_trusts_only_what_was_hashed() {
+        let single = Target {
+            name: "single".into(),
+            digest: Digest::of(b"m1"),
+            index: None,
+            platform: None,
+            layers: vec![desc("cached layer")],
+            config: Some(desc("single config")),
+            manifest: Default::default(),
+        };
+        let child = Target {
+            name: "child".into(),
+            digest: Digest::of(b"m2"),
+            index: Some(Digest::of(b"index")),
+            platform: Some("linux/arm64".parse().expect("platform")),
+            layers: vec![desc("fresh layer")],
+            config: Some(desc("child config")),
+            manifest: Default::default(),
+        };
+        let downloading: HashSet<Digest> = [desc("fresh layer").digest].into();
+        let targets = [single, child];
+        let d = |n: &str| desc(n).digest;
+        let trivy = checked_this_run(&downloading, &targets, false);
+        assert_eq!(
+            trivy,
+            [d("fresh layer"), d("single config")].into(),
+            "Trivy: the cached layer and the child's config are left to the writer"
+        );
+        let ours = checked_this_run(&downloading, &targets, true);
+        assert_eq!(
+            ours,
+            [d("fresh layer"), d("single config"), d("cached layer")].into()
+        );
+    }
 }

@@ -216,7 +216,10 @@ pub(crate) fn short_blob(digest: &Digest, got: u64, size: u64) -> io::Error {
 /// end has used only verified bytes.
 pub struct CheckedReader<'a, R> {
     inner: R,
-    hasher: Hasher,
+    /// None for bytes this run already checked (see [`CheckedReader::already_checked`]).
+    hasher: Option<Hasher>,
+    /// Bytes read so far.
+    read: u64,
     digest: Digest,
     size: u64,
     mismatch: Option<Digest>,
@@ -228,11 +231,21 @@ impl<R: io::Read> CheckedReader<'static, R> {
     pub fn new(inner: R, digest: Digest, size: u64) -> Self {
         CheckedReader {
             inner,
-            hasher: Hasher::new(),
+            hasher: Some(Hasher::new()),
+            read: 0,
             digest,
             size,
             mismatch: None,
             progress: &crate::progress::NoProgress,
+        }
+    }
+
+    /// Wraps bytes this run has already checked against `digest` (a file it wrote through a
+    /// digest check moments ago): only their length is checked, so no byte is hashed twice.
+    pub fn already_checked(inner: R, digest: Digest, size: u64) -> Self {
+        CheckedReader {
+            hasher: None,
+            ..CheckedReader::new(inner, digest, size)
         }
     }
 }
@@ -246,6 +259,7 @@ impl<'a, R: io::Read> CheckedReader<'a, R> {
         CheckedReader {
             inner: self.inner,
             hasher: self.hasher,
+            read: self.read,
             digest: self.digest,
             size: self.size,
             mismatch: self.mismatch,
@@ -263,11 +277,11 @@ impl<R: io::Read> io::Read for CheckedReader<'_, R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
         if n == 0 {
-            if self.hasher.len() != self.size {
-                return Err(short_blob(&self.digest, self.hasher.len(), self.size));
+            if self.read != self.size {
+                return Err(short_blob(&self.digest, self.read, self.size));
             }
-            let actual = self.hasher.clone().finish();
-            if actual != self.digest {
+            let actual = self.hasher.clone().map(Hasher::finish);
+            if let Some(actual) = actual.filter(|a| *a != self.digest) {
                 self.mismatch = Some(actual.clone());
                 return Err(io::Error::new(
                     io::ErrorKind::InvalidData,
@@ -276,8 +290,11 @@ impl<R: io::Read> io::Read for CheckedReader<'_, R> {
             }
             return Ok(0);
         }
-        self.hasher.update(&buf[..n]);
-        if self.hasher.len() > self.size {
+        if let Some(h) = &mut self.hasher {
+            h.update(&buf[..n]);
+        }
+        self.read += n as u64;
+        if self.read > self.size {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
                 format!(
@@ -342,5 +359,39 @@ mod tests {
         assert_eq!(buf, b"hello");
         assert_eq!(n, 5);
         assert_eq!(d, Digest::of(b"hello"));
+    }
+
+    /// Both readers fail on a short or long blob; only the checking one fails on wrong bytes
+    /// (the other is for bytes checked already, and must not hash them again).
+    #[test]
+    fn checked_reader_checks_length_and_digest_and_already_checked_only_length() {
+        use std::io::Read;
+        let d = Digest::of(b"hello");
+        let read = |r: &mut dyn Read| {
+            let mut v = Vec::new();
+            r.read_to_end(&mut v).map(|_| v).map_err(|e| e.to_string())
+        };
+        for (bytes, size) in [(&b"hell"[..], 5), (&b"hello!"[..], 5)] {
+            let e = read(&mut CheckedReader::new(bytes, d.clone(), size)).unwrap_err();
+            assert!(e.contains(d.as_str()), "{e}");
+            let e = read(&mut CheckedReader::already_checked(bytes, d.clone(), size)).unwrap_err();
+            assert!(e.contains(d.as_str()), "{e}");
+        }
+        let mut wrong = CheckedReader::new(&b"jello"[..], d.clone(), 5);
+        let e = read(&mut wrong).unwrap_err();
+        assert!(e.contains("digest mismatch"), "{e}");
+        assert_eq!(wrong.take_mismatch(), Some(Digest::of(b"jello")));
+        assert_eq!(
+            read(&mut CheckedReader::already_checked(
+                &b"jello"[..],
+                d.clone(),
+                5
+            )),
+            Ok(b"jello".to_vec())
+        );
+        assert_eq!(
+            read(&mut CheckedReader::new(&b"hello"[..], d, 5)),
+            Ok(b"hello".to_vec())
+        );
     }
 }

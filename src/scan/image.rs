@@ -21,6 +21,7 @@ use super::osv::Severity;
 use super::policy::{self, PolicyError, ScanPolicy, Verdict};
 use super::report::{self, Report};
 use super::sbom;
+use super::source::BlobDir;
 use super::vex::{ImageContext, VexDocument};
 use super::{Inventory, InventoryError};
 use crate::oci::digest::CheckedReader;
@@ -246,11 +247,12 @@ fn short_name(name: &str) -> Option<String> {
     (!repo.is_empty()).then(|| repo.to_string())
 }
 
-/// Scans one image whose layers are files: `blob_path(digest)` names each layer's file.
-/// Layers are opened and streamed bottom first, each checked against its descriptor.
+/// Scans one image whose layers are files in `blobs`. Layers are opened and streamed bottom
+/// first, each checked against its descriptor: its size always, its digest unless this run
+/// wrote the file through a digest check already.
 pub fn scan_image(
     target: &Target,
-    blob_path: impl Fn(&Digest) -> PathBuf,
+    blobs: BlobDir<'_>,
     ctx: &ScanContext<'_>,
 ) -> Result<ImageScan, ScanError> {
     let image = || match &target.platform {
@@ -266,21 +268,23 @@ pub fn scan_image(
                 media_type: d.media_type.clone(),
             }
         })?;
-        let path = blob_path(&d.digest);
+        let path = blobs.file(&d.digest);
         let file = fs_err::File::open(&path).map_err(|source| ScanError::Open {
             image: image(),
             layer: d.digest.clone(),
             path: path.clone(),
             source,
         })?;
+        let file = io::BufReader::with_capacity(1 << 20, file);
+        let reader = if blobs.checked.contains(&d.digest) {
+            CheckedReader::already_checked(file, d.digest.clone(), d.size)
+        } else {
+            CheckedReader::new(file, d.digest.clone(), d.size)
+        };
         layers.push(Layer {
             name: d.digest.to_string(),
             compression,
-            reader: CheckedReader::new(
-                io::BufReader::with_capacity(1 << 20, file),
-                d.digest.clone(),
-                d.size,
-            ),
+            reader,
         });
     }
     let inventory =

@@ -511,16 +511,20 @@ pub async fn rescan(
                     image::evaluate_inventory(&target, inventory, ctx)?
                 }
                 None => {
-                    let mut targets =
+                    let mut sourced =
                         source::from_registry(registry, &pinned, &[], cache, &NoProgress).await?;
-                    let mut target = targets.remove(0);
+                    let mut target = sourced.targets.remove(0);
                     target.name = a.target_ref.clone();
                     target.index = index.clone();
                     if platform.is_some() {
                         target.platform = platform.clone();
                     }
                     tokio::task::block_in_place(|| {
-                        image::scan_image(&target, |d| source::blob_file(cache, d), ctx)
+                        let blobs = source::BlobDir {
+                            dir: cache,
+                            checked: &sourced.checked,
+                        };
+                        image::scan_image(&target, blobs, ctx)
                     })?
                 }
             };

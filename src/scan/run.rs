@@ -203,7 +203,7 @@ pub async fn run(
     };
     let vex = req.policy.load_vex(&req.policy_dir)?;
     let spool;
-    let (targets, dir) = match &req.input {
+    let (sourced, dir) = match &req.input {
         ScanInput::Registry(r) => (
             source::from_registry(registry, r, &req.platforms, &req.cache, reporter).await?,
             req.cache.clone(),
@@ -228,7 +228,15 @@ pub async fn run(
     };
     let images: Vec<ImageResult> = match (&trivy, &db) {
         (Some(bin), _) => tokio::task::block_in_place(|| {
-            run_trivy(bin, &targets, &dir, &req.policy, &vex, req.now, reporter)
+            run_trivy(
+                bin,
+                &sourced.targets,
+                &dir,
+                &req.policy,
+                &vex,
+                req.now,
+                reporter,
+            )
         })?,
         (None, Some(db)) => {
             let ctx = ScanContext {
@@ -239,7 +247,11 @@ pub async fn run(
                 sbom_time: req.now,
                 limits: Limits::default(),
             };
-            tokio::task::block_in_place(|| scan_all(&targets, &dir, &ctx, reporter))?
+            let blobs = source::BlobDir {
+                dir: &dir,
+                checked: &sourced.checked,
+            };
+            tokio::task::block_in_place(|| scan_all(&sourced.targets, blobs, &ctx, reporter))?
                 .into_iter()
                 .map(ImageResult::from)
                 .collect()
@@ -331,11 +343,10 @@ pub fn trivy_one(
     })
 }
 
-/// Scans every target whose layers are in `dir` (`dir/sha256/<hex>`): a phase of their
-/// layers' bytes.
+/// Scans every target whose layers are in `blobs`: a phase of their layers' bytes.
 pub fn scan_all(
     targets: &[super::image::Target],
-    dir: &Path,
+    blobs: source::BlobDir<'_>,
     ctx: &ScanContext<'_>,
     reporter: &dyn Reporter,
 ) -> Result<Vec<ImageScan>, ScanError> {
@@ -347,24 +358,24 @@ pub fn scan_all(
     reporter.phase("scan", total);
     let out = targets
         .iter()
-        .map(|t| scan_one(t, dir, ctx, reporter))
+        .map(|t| scan_one(t, blobs, ctx, reporter))
         .collect::<Result<Vec<_>, _>>();
     reporter.finish_phase();
     out
 }
 
-/// Scans one target whose layers are in `dir`, as a task of its layers' bytes; the current
+/// Scans one target whose layers are in `blobs`, as a task of its layers' bytes; the current
 /// phase advances by them when it is done.
 pub fn scan_one(
     t: &super::image::Target,
-    dir: &Path,
+    blobs: source::BlobDir<'_>,
     ctx: &ScanContext<'_>,
     reporter: &dyn Reporter,
 ) -> Result<ImageScan, ScanError> {
     let bytes: u64 = t.layers.iter().map(|d| d.size).sum();
     let id = format!("scan {} {}", t.name, t.digest);
     reporter.task_start(&id, &format!("scan {}", t.name), bytes);
-    let scanned = scan_image(t, |d| source::blob_file(dir, d), ctx);
+    let scanned = scan_image(t, blobs, ctx);
     if scanned.is_ok() {
         reporter.task_advance(&id, bytes);
     }

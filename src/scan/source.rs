@@ -13,7 +13,7 @@
 //!
 //! Either way [`super::image::scan_image`] then streams each layer file bottom first.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
@@ -81,6 +81,35 @@ pub fn blob_file(dir: &Path, digest: &Digest) -> PathBuf {
     dir.join("sha256").join(digest.hex())
 }
 
+/// A content-addressed directory a scan reads blobs from (`dir/sha256/<hex>`), and which of
+/// them this run wrote there through a digest check moments ago. A scan reads those with a
+/// length check only, so no byte is hashed twice; it checks every other file (a cache entry
+/// from an earlier run) against its digest as it reads it.
+#[derive(Debug, Clone, Copy)]
+pub struct BlobDir<'a> {
+    /// The directory.
+    pub dir: &'a Path,
+    /// Blobs this run wrote into it through a digest check.
+    pub checked: &'a HashSet<Digest>,
+}
+
+impl BlobDir<'_> {
+    /// The file `digest` is kept in.
+    pub fn file(&self, digest: &Digest) -> PathBuf {
+        blob_file(self.dir, digest)
+    }
+}
+
+/// The images a source gave to scan, and the blobs it wrote for them through a digest check
+/// (see [`BlobDir`]).
+#[derive(Debug)]
+pub struct Sourced {
+    /// The images (platforms) to scan, layers bottom first.
+    pub targets: Vec<Target>,
+    /// Blobs downloaded or copied into the directory this run, each checked on the way.
+    pub checked: HashSet<Digest>,
+}
+
 fn selected(p: Option<&Platform>, wanted: &[Platform]) -> bool {
     wanted.is_empty() || p.is_some_and(|p| wanted.iter().any(|w| p.selected_by(w)))
 }
@@ -106,14 +135,14 @@ pub(crate) fn is_scannable_child(p: Option<&Platform>, media_type: &str) -> bool
 }
 
 /// Fetches `reference`'s manifests (each wanted platform of an index) and makes sure every layer
-/// is in `cache`; returns the images to scan, layers bottom first.
+/// is in `cache`; returns the images to scan, layers bottom first, and the blobs downloaded.
 pub async fn from_registry(
     registry: &Registry,
     reference: &Reference,
     wanted: &[Platform],
     cache: &Path,
     reporter: &dyn Reporter,
-) -> Result<Vec<Target>, SourceError> {
+) -> Result<Sourced, SourceError> {
     let name = reference.to_string();
     let repo = Repo::new(reference.registry.clone(), reference.repository.clone());
     let reg_err = |source| SourceError::Registry {
@@ -209,6 +238,7 @@ pub async fn from_registry(
         })
         .collect();
     reporter.phase("pull", missing.iter().map(|d| d.size).sum());
+    let mut checked = HashSet::new();
     for d in missing {
         registry
             .download_blob(
@@ -221,9 +251,10 @@ pub async fn from_registry(
             .await
             .map_err(reg_err)?;
         reporter.item(d.digest.short());
+        checked.insert(d.digest);
     }
     reporter.finish_phase();
-    Ok(targets)
+    Ok(Sourced { targets, checked })
 }
 
 /// Copies the layers (and configs) of a bundle's images to `spool` while reading the bundle once.
@@ -235,6 +266,8 @@ struct Spooler<'a> {
     /// Single-manifest images whose platform comes from their config: target index → config.
     configs: BTreeMap<usize, Digest>,
     needed: BTreeSet<Digest>,
+    /// Blobs copied into `spool`, each through the reader's digest check.
+    written: HashSet<Digest>,
     seen: Vec<Option<Platform>>,
 }
 
@@ -344,19 +377,20 @@ impl BlobVisitor for Spooler<'_> {
         }
         drop(out);
         fs_err::rename(&partial, &dest).map_err(io_err(&dest))?;
+        self.written.insert(entry.digest.clone());
         Ok(())
     }
 }
 
 /// Reads a bundle (a file, or its split parts) once, checking every digest, and copies the
 /// layers of its images (the wanted platforms) into `spool` (`spool/sha256/<hex>`); returns the
-/// images to scan.
+/// images to scan and the blobs copied.
 pub fn from_bundle(
     path: &Path,
     wanted: &[Platform],
     spool: &Path,
     reporter: &dyn Reporter,
-) -> Result<Vec<Target>, SourceError> {
+) -> Result<Sourced, SourceError> {
     fs_err::create_dir_all(spool.join("sha256")).map_err(|source| SourceError::Io {
         path: spool.to_path_buf(),
         source,
@@ -368,6 +402,7 @@ pub fn from_bundle(
         targets: Vec::new(),
         configs: BTreeMap::new(),
         needed: BTreeSet::new(),
+        written: HashSet::new(),
         seen: Vec::new(),
     };
     // A bundle file or its split parts (`NAME.parts.json` or their directory), read as one
@@ -415,5 +450,8 @@ pub fn from_bundle(
             have: platforms_text(&v.seen),
         });
     }
-    Ok(targets)
+    Ok(Sourced {
+        targets,
+        checked: v.written,
+    })
 }
