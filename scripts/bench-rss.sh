@@ -3,7 +3,8 @@
 # (the WAN set's mix, grown: a sixth two-platform indexes, a quarter of the single-platform
 # images and half the indexes signed) in a local registry, then every command of the mirror
 # path on them under /usr/bin/time. Prints a markdown table: seconds, peak RSS, within the
-# 128 MiB of issue 12 or not. Run it at a few N to see whether a command grows with N.
+# 128 MiB of issue 12 or not. Run it at a few N to see whether a command grows with N. The last
+# rows run collect and import again with a scan policy.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
@@ -98,6 +99,19 @@ measure "collect --split" "0" "$AIRLOCK" collect "$WORK/rss.lock" -o "$WORK/part
   --split "$PART" --cache "$WORK/cache" --insecure-registry "$src" --quiet "${K[@]}"
 measure "import (parts)" "0" "$AIRLOCK" import "$WORK/parts" --to "$dst2/rss" \
   --insecure-registry "$dst2" --quiet "${T[@]}"
+
+# The same set with a scan policy: collect scans every platform (two at once) while it pulls,
+# and import judges the carried SBOMs against the database before pushing. The random layers
+# hold no OS, so the policy only warns about that; every layer is still read.
+{ spec scanned "$src"; printf 'scan:\n  db: vuln.db\n  unknown_os: warn\n'; } >"$WORK/scanned.yaml"
+printf 'db: vuln.db\nunknown_os: warn\n' >"$WORK/scan-policy.yaml"
+measure "lock (scan policy)" "0" "$AIRLOCK" lock "$WORK/scanned.yaml" -o "$WORK/scanned.lock" \
+  --insecure-registry "$src" --quiet
+measure "collect (scan policy)" "0" "$AIRLOCK" collect "$WORK/scanned.lock" -o "$WORK/scanned.tar.zst" \
+  --cache "$WORK/scan-cache" --insecure-registry "$src" --quiet "${K[@]}"
+measure "import --scan-policy --db" "0" "$AIRLOCK" import "$WORK/scanned.tar.zst" --to "$dst2/scanned" \
+  --insecure-registry "$dst2" --scan-policy "$WORK/scan-policy.yaml" --db "$WORK/vuln.db" \
+  --quiet "${T[@]}"
 
 # serve: measured over its whole life, which includes a lock and a collect of all N images
 # from it (every manifest and blob served and hashed once), then SIGTERM.
