@@ -461,6 +461,20 @@ mod tests {
         assert_eq!(decode(&z).expect("decode"), b"abc");
     }
 
+    /// zstd caps a block at 128 KiB; a header claiming more is refused before its bytes are
+    /// read, as libzstd refuses it.
+    #[test]
+    fn a_block_larger_than_zstd_allows_is_refused() {
+        let mut z = ZSTD_MAGIC.to_le_bytes().to_vec();
+        z.push((2 << 6) | 0x20);
+        z.extend_from_slice(&(MAX_BLOCK as u32 + 1).to_le_bytes());
+        z.extend_from_slice(&(1u32 | ((MAX_BLOCK as u32 + 1) << 3)).to_le_bytes()[..3]);
+        z.extend_from_slice(&noise(MAX_BLOCK + 1, 5));
+        assert!(zstd::decode_all(&z[..]).is_err(), "libzstd refuses it too");
+        let e = decode(&z).expect_err("block of 128 KiB + 1");
+        assert!(e.to_string().contains("block larger than 128 KiB"), "{e}");
+    }
+
     #[test]
     fn a_frame_larger_than_its_content_is_not_buffered_whole() {
         // Content size 1, then 40 "compressed" blocks of 128 KiB of garbage: more than a
