@@ -16,7 +16,7 @@ use airlock::bundle::parts;
 use airlock::bundle::reader::{read_table_of_contents, VerifyOnly};
 use airlock::bundle::signature::SignaturePolicy;
 use airlock::bundle::BundleSource;
-use airlock::collect::{collect, CollectOptions};
+use airlock::collect::collect;
 use airlock::lock::Lock;
 use airlock::oci::digest::bytes_hashed;
 use airlock::progress::NoProgress;
@@ -93,19 +93,7 @@ fn every_path_hashes_each_byte_once() {
     let key = SigningKey::load(&dir.join("k.key"), b"pw").expect("signing key");
     let registry = src.client();
     let collect_to = |out: &str| {
-        let opts = CollectOptions {
-            output: dir.join(out),
-            cache: dir.join("cache"),
-            jobs: 4,
-            signers: vec![key.clone()],
-            base_dir: dir.to_owned(),
-            sequence: None,
-            scan_db: None,
-            carry_db: false,
-            scanner: Default::default(),
-            have: None,
-            split: None,
-        };
+        let opts = common::collect_options(dir, out, vec![key.clone()]);
         hashed(|| {
             rt().block_on(collect(&lock, &lock_digest, &registry, &opts, &NoProgress))
                 .expect("collect")
@@ -193,21 +181,7 @@ fn every_path_hashes_each_byte_once() {
     );
 
     // Import: each blob is checked once as the bundle is read.
-    let opts = airlock::import::ImportOptions {
-        signature: policy.clone(),
-        target: dst.host.parse().expect("target"),
-        mapping: airlock::import::Mapping {
-            prefix: String::new(),
-            keep_source_host: false,
-            flatten: false,
-            rewrites: Vec::new(),
-        },
-        jobs: 4,
-        scan_gate: None,
-        image_policy: None,
-        allow_older: false,
-        files_to: None,
-    };
+    let opts = common::import_options(&dst.host, policy.clone());
     let target = Arc::new(dst.client());
     let (imported, _) = hashed(|| {
         rt().block_on(airlock::import::import(&bundle, target, &opts, &NoProgress))

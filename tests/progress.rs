@@ -11,7 +11,7 @@ use common::fixtures::{self, Compression};
 use common::{airlock, ok, rt, TestRegistry};
 
 use airlock::bundle::reader::read_table_of_contents;
-use airlock::collect::{collect, CollectOptions};
+use airlock::collect::collect;
 use airlock::lock::Lock;
 use airlock::progress::{Reporter, Tally};
 use airlock::registry::Repo;
@@ -126,19 +126,7 @@ fn a_collect_counts_each_blob_once_and_each_download_as_its_own_task() {
     let (lock, lock_digest) = Lock::load(&dir.join("p.lock")).expect("lock");
     let registry = src.client();
     let run = |out: &str| {
-        let opts = CollectOptions {
-            output: dir.join(out),
-            cache: dir.join("cache"),
-            jobs: 4,
-            signers: Vec::new(),
-            base_dir: dir.to_owned(),
-            sequence: None,
-            scan_db: None,
-            carry_db: false,
-            scanner: Default::default(),
-            have: None,
-            split: None,
-        };
+        let opts = common::collect_options(dir, out, Vec::new());
         let rec = Recorder::default();
         let report = rt()
             .block_on(collect(&lock, &lock_digest, &registry, &opts, &rec))
@@ -300,25 +288,14 @@ fn an_import_bar_is_full_only_when_uploads_manifests_and_tags_are_done() {
         .sum();
     assert!(manifest_bytes > 0 && manifest_bytes < total);
     let dst = TestRegistry::start();
-    let opts = airlock::import::ImportOptions {
-        signature: airlock::bundle::signature::SignaturePolicy {
+    let opts = common::import_options(
+        &dst.host,
+        airlock::bundle::signature::SignaturePolicy {
             trusted: Vec::new(),
             require: 0,
             allow_unsigned: true,
         },
-        target: dst.host.parse().expect("target"),
-        mapping: airlock::import::Mapping {
-            prefix: String::new(),
-            keep_source_host: false,
-            flatten: false,
-            rewrites: Vec::new(),
-        },
-        jobs: 4,
-        scan_gate: None,
-        image_policy: None,
-        allow_older: false,
-        files_to: None,
-    };
+    );
     let registry = std::sync::Arc::new(dst.client());
     for round in ["first", "again"] {
         let rec = Recorder::default();

@@ -438,6 +438,50 @@ pub fn rt() -> tokio::runtime::Runtime {
         .expect("rt")
 }
 
+/// In-process collect options: `dir/OUTPUT` from the cache `dir/cache`, four jobs, signed by
+/// `signers`, nothing else.
+pub fn collect_options(
+    dir: &Path,
+    output: &str,
+    signers: Vec<airlock::trust::keys::SigningKey>,
+) -> airlock::collect::CollectOptions {
+    airlock::collect::CollectOptions {
+        output: dir.join(output),
+        cache: dir.join("cache"),
+        jobs: 4,
+        signers,
+        base_dir: dir.to_owned(),
+        sequence: None,
+        scan_db: None,
+        carry_db: false,
+        scanner: Default::default(),
+        have: None,
+        split: None,
+    }
+}
+
+/// In-process import options: everything to `host` under its own names, four jobs, no gates.
+pub fn import_options(
+    host: &str,
+    signature: airlock::bundle::signature::SignaturePolicy,
+) -> airlock::import::ImportOptions {
+    airlock::import::ImportOptions {
+        signature,
+        target: host.parse().expect("target"),
+        mapping: airlock::import::Mapping {
+            prefix: String::new(),
+            keep_source_host: false,
+            flatten: false,
+            rewrites: Vec::new(),
+        },
+        jobs: 4,
+        scan_gate: None,
+        image_policy: None,
+        allow_older: false,
+        files_to: None,
+    }
+}
+
 /// Compiles the real OSV records of `tests/data/osv` (Debian and Alpine) with the CLI into
 /// `dir/vuln.db`.
 pub fn build_vuln_db(dir: &Path) {
