@@ -668,20 +668,16 @@ fn sync_dir(dir: &Path) -> Result<(), LedgerError> {
     Ok(())
 }
 
-/// Reads a file of at most `max` bytes.
+/// Reads a ledger note or state file of at most `max` bytes ([`crate::io::read_capped`]); a
+/// larger one is a malformed checkpoint.
 pub(crate) fn read_capped(path: &Path, max: u64) -> Result<Vec<u8>, LedgerError> {
-    let f = fs_err::File::open(path).map_err(|e| LedgerError::io("read", path, e))?;
-    let mut buf = Vec::new();
-    f.take(max + 1)
-        .read_to_end(&mut buf)
-        .map_err(|e| LedgerError::io("read", path, e))?;
-    if buf.len() as u64 > max {
-        return Err(LedgerError::CheckpointMalformed {
+    crate::io::read_capped(path, max, "ledger file").map_err(|e| match e {
+        crate::io::ReadError::Io { source, .. } => LedgerError::io("read", path, source),
+        _ => LedgerError::CheckpointMalformed {
             path: path.to_owned(),
             source: CheckpointError::Note(NoteError::Malformed("file too large")),
-        });
-    }
-    Ok(buf)
+        },
+    })
 }
 
 /// The size a checkpoint note claims, read without verifying anything.
