@@ -13,18 +13,8 @@ LIMIT_MIB=128
 # Parts small enough that even N = 250 makes several.
 PART=4MiB
 
-PROFILE=${BENCH_PROFILE:-release}
-# BENCH_BUILD=0 measures the binaries already built (say which commit built them);
-# BENCH_AIRLOCK / BENCH_SAMPLES point at binaries elsewhere (another worktree's release).
-if [ "${BENCH_BUILD:-1}" = 1 ]; then
-  if [ "$PROFILE" = release ]; then
-    cargo build --release --quiet --bin airlock --example samples
-  else
-    cargo build --quiet --bin airlock --example samples
-  fi
-fi
-AIRLOCK=${BENCH_AIRLOCK:-$PWD/target/$PROFILE/airlock}
-SAMPLES=${BENCH_SAMPLES:-$PWD/target/$PROFILE/examples/samples}
+# BENCH_PROFILE, BENCH_BUILD, BENCH_AIRLOCK, BENCH_SAMPLES: see bench_binaries in lib.sh.
+bench_binaries
 WORK=$(mktemp -d -t airlock-bench-rss.XXXXXX)
 cleanup() {
   [ -f "$WORK/serve.pid" ] && kill "$(cat "$WORK/serve.pid")" 2>/dev/null || true

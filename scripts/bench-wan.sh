@@ -7,22 +7,11 @@ cd "$(dirname "$0")/.."
 DELAY=${1:-25}
 N=120
 
-# BENCH_PROFILE=debug measures the debug build (dependencies optimised, airlock not): a quick
-# look on a machine too loaded to build a release; the figures to publish use the release.
-PROFILE=${BENCH_PROFILE:-release}
-# BENCH_BUILD=0 measures the binaries already in target/ (say which commit built them).
-if [ "${BENCH_BUILD:-1}" = 1 ]; then
-  if [ "$PROFILE" = release ]; then
-    cargo build --release --quiet --bin airlock --example samples
-  else
-    cargo build --quiet --bin airlock --example samples
-  fi
-  # The proxy only forwards and sleeps; its debug build (dependencies optimised) is enough
-  # and is the same for airlock and skopeo.
-  cargo build --quiet --example wanproxy
-fi
-AIRLOCK=$PWD/target/$PROFILE/airlock
-SAMPLES=$PWD/target/$PROFILE/examples/samples
+# BENCH_PROFILE, BENCH_BUILD, BENCH_AIRLOCK, BENCH_SAMPLES: see bench_binaries in lib.sh.
+bench_binaries
+# The proxy only forwards and sleeps; its debug build (dependencies optimised) is enough and
+# is the same for airlock and skopeo.
+[ "${BENCH_BUILD:-1}" = 1 ] && cargo build --quiet --example wanproxy
 WANPROXY=$PWD/target/debug/examples/wanproxy
 WORK=$(mktemp -d -t airlock-bench-wan.XXXXXX)
 cleanup() {

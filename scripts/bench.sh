@@ -28,11 +28,8 @@ if [ "${1:-}" = rss ]; then
 fi
 FLAT_MIB=${1:-2048}
 
-# BENCH_BUILD=0 measures the binaries already built; BENCH_AIRLOCK / BENCH_SAMPLES point at
-# binaries elsewhere (as in scripts/bench-wan.sh and bench-rss.sh).
-[ "${BENCH_BUILD:-1}" = 1 ] && cargo build --release --quiet --bin airlock --example samples
-AIRLOCK=${BENCH_AIRLOCK:-$PWD/target/release/airlock}
-SAMPLES=${BENCH_SAMPLES:-$PWD/target/release/examples/samples}
+# BENCH_PROFILE, BENCH_BUILD, BENCH_AIRLOCK, BENCH_SAMPLES: see bench_binaries in lib.sh.
+bench_binaries
 WORK=$(mktemp -d -t airlock-bench.XXXXXX)
 trap 'stop_registries "$WORK"; rm -rf "$WORK"' EXIT
 # Bundles are signed and checked as in real use (the signature costs microseconds).

@@ -52,3 +52,22 @@ stop_registries() {
     [ -f "$p" ] && kill "$(cat "$p")" 2>/dev/null || true
   done
 }
+
+# bench_binaries: builds (unless BENCH_BUILD=0) and chooses the binaries a bench measures, and
+# sets AIRLOCK and SAMPLES. BENCH_PROFILE=debug takes the debug build (dependencies optimised,
+# airlock not): a quick look on a machine too loaded to build a release; figures to publish use
+# the release. BENCH_BUILD=0 measures the binaries already built (say which commit built them);
+# BENCH_AIRLOCK / BENCH_SAMPLES point at binaries elsewhere (another worktree's release).
+bench_binaries() {
+  local profile=${BENCH_PROFILE:-release}
+  if [ "${BENCH_BUILD:-1}" = 1 ]; then
+    if [ "$profile" = release ]; then
+      cargo build --release --quiet --bin airlock --example samples
+    else
+      cargo build --quiet --bin airlock --example samples
+    fi
+  fi
+  AIRLOCK=${BENCH_AIRLOCK:-$PWD/target/$profile/airlock}
+  SAMPLES=${BENCH_SAMPLES:-$PWD/target/$profile/examples/samples}
+  PROFILE=$profile
+}
