@@ -36,6 +36,8 @@ pub struct FrameReader<R: Read> {
 enum State<R: Read> {
     Frames(Frames<R>),
     Stream(Box<Fallback<R>>),
+    /// The streaming decoder failed after a chunk's worth was handed out: the error is next.
+    Failed(io::Error),
     /// After an error or the end: nothing more is read.
     Done,
 }
@@ -79,27 +81,29 @@ fn cut() -> io::Error {
     )
 }
 
-/// Reads exactly `n` more bytes of `input` onto the end of `buf`.
+/// Reads exactly `n` more bytes of `input` onto the end of `buf` (into its spare capacity,
+/// without zero-filling it first: `read_to_end` does that for us).
 fn append<R: Read>(input: &mut R, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
-    let start = buf.len();
-    buf.resize(start + n, 0);
-    let mut filled = start;
-    while filled < buf.len() {
-        match input.read(&mut buf[filled..]) {
-            Ok(0) => {
-                buf.truncate(filled);
-                return Err(cut());
-            }
-            Ok(k) => filled += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => {
-                buf.truncate(filled);
-                return Err(e);
-            }
-        }
+    buf.reserve(n);
+    let got = input.take(n as u64).read_to_end(buf)?;
+    if got < n {
+        return Err(cut());
     }
     Ok(())
 }
+
+/// Decoded bytes handed out whole by [`FrameReader::next_chunk`]: `buf[a..b]` for each of
+/// `ranges`, in order (a stored frame's raw blocks lie between their block headers).
+#[derive(Debug, Default)]
+pub struct Chunk {
+    /// The bytes.
+    pub buf: Vec<u8>,
+    /// Where in `buf` the decoded bytes are, in order; none empty.
+    pub ranges: Vec<(usize, usize)>,
+}
+
+/// How much of the streaming decoder's output one chunk holds.
+const STREAM_CHUNK: usize = 1 << 20;
 
 impl<R: Read> FrameReader<R> {
     /// Decodes `input`, a zstd stream.
@@ -294,6 +298,31 @@ impl<R: Read> Frames<R> {
         Ok(())
     }
 
+    /// What is left of the current frame as a chunk, its buffer handed over whole and
+    /// replaced by `spare`'s; `None` when the frame is used up.
+    fn take_ready(&mut self, spare: &mut Chunk) -> Option<Chunk> {
+        let mut ranges = std::mem::take(&mut spare.ranges);
+        ranges.clear();
+        ranges.extend(self.ranges.drain(self.next..).filter(|(a, b)| a < b));
+        self.ranges.clear();
+        self.next = 0;
+        if ranges.is_empty() {
+            spare.ranges = ranges;
+            return None;
+        }
+        let own = if self.from_decoded {
+            &mut self.decoded
+        } else {
+            &mut self.frame
+        };
+        let mut buf = std::mem::take(&mut spare.buf);
+        buf.clear();
+        Some(Chunk {
+            buf: std::mem::replace(own, buf),
+            ranges,
+        })
+    }
+
     /// Copies what is ready into `buf`; 0 when the current frame is used up.
     fn serve(&mut self, buf: &mut [u8]) -> usize {
         let src = if self.from_decoded {
@@ -324,39 +353,105 @@ impl<R: Read> Read for FrameReader<R> {
             let f = match &mut self.state {
                 State::Done => return Ok(0),
                 State::Stream(dec) => return dec.read(buf),
+                State::Failed(_) => {
+                    let State::Failed(e) = std::mem::replace(&mut self.state, State::Done) else {
+                        return Ok(0);
+                    };
+                    return Err(e);
+                }
                 State::Frames(f) => f,
             };
             let n = f.serve(buf);
             if n > 0 {
                 return Ok(n);
             }
-            if let Some(e) = f.deferred.take() {
-                self.state = State::Done;
-                return Err(e);
-            }
-            let next = match f.header() {
-                Ok(Header::End) => {
-                    self.state = State::Done;
-                    return Ok(0);
-                }
-                Ok(Header::Skipped) => Ok(true),
-                Ok(Header::Frame { content, checksum }) => f.frame(content, checksum),
-                Ok(Header::Other) => Ok(false),
-                Err(e) => Err(e),
-            };
-            match next {
-                Ok(true) => {}
-                Ok(false) => self.fall_back()?,
-                Err(e) => {
-                    self.state = State::Done;
-                    return Err(e);
-                }
-            }
+            self.advance()?;
         }
     }
 }
 
 impl<R: Read> FrameReader<R> {
+    /// The next decoded bytes, `None` at the end: a fast-path frame's own buffer, handed out
+    /// without a copy; the streaming decoder's output a megabyte at a time. `spare`, a chunk
+    /// the caller is done with, becomes the buffer the next frame is read into, so buffers go
+    /// round rather than being allocated. Bytes a [`Read::read`] left of a frame come first.
+    pub fn next_chunk(&mut self, mut spare: Chunk) -> io::Result<Option<Chunk>> {
+        loop {
+            let f = match &mut self.state {
+                State::Done => return Ok(None),
+                State::Stream(dec) => {
+                    spare.buf.resize(STREAM_CHUNK, 0);
+                    let mut n = 0;
+                    while n < spare.buf.len() {
+                        match dec.read(&mut spare.buf[n..]) {
+                            Ok(0) => break,
+                            Ok(k) => n += k,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            // What was decoded before the error comes first, as from `read`.
+                            Err(e) if n > 0 => {
+                                self.state = State::Failed(e);
+                                break;
+                            }
+                            Err(e) => {
+                                self.state = State::Done;
+                                return Err(e);
+                            }
+                        }
+                    }
+                    if n == 0 {
+                        self.state = State::Done;
+                        return Ok(None);
+                    }
+                    spare.ranges.clear();
+                    spare.ranges.push((0, n));
+                    return Ok(Some(spare));
+                }
+                State::Failed(_) => {
+                    let State::Failed(e) = std::mem::replace(&mut self.state, State::Done) else {
+                        return Ok(None);
+                    };
+                    return Err(e);
+                }
+                State::Frames(f) => f,
+            };
+            if let Some(chunk) = f.take_ready(&mut spare) {
+                return Ok(Some(chunk));
+            }
+            self.advance()?;
+        }
+    }
+
+    /// Makes the next frame ready (the current one is used up): an error the current frame
+    /// deferred, else the next header and frame, else the streaming decoder from here on. At
+    /// the end of the stream the state is `Done`.
+    fn advance(&mut self) -> io::Result<()> {
+        let State::Frames(f) = &mut self.state else {
+            return Ok(());
+        };
+        if let Some(e) = f.deferred.take() {
+            self.state = State::Done;
+            return Err(e);
+        }
+        let next = match f.header() {
+            Ok(Header::End) => {
+                self.state = State::Done;
+                return Ok(());
+            }
+            Ok(Header::Skipped) => Ok(true),
+            Ok(Header::Frame { content, checksum }) => f.frame(content, checksum),
+            Ok(Header::Other) => Ok(false),
+            Err(e) => Err(e),
+        };
+        match next {
+            Ok(true) => Ok(()),
+            Ok(false) => self.fall_back(),
+            Err(e) => {
+                self.state = State::Done;
+                Err(e)
+            }
+        }
+    }
+
     /// Hands the rest of the stream, starting with the bytes of the current frame read so
     /// far, to libzstd's streaming decoder.
     fn fall_back(&mut self) -> io::Result<()> {
@@ -398,9 +493,9 @@ mod tests {
         (w.finish().expect("finish"), plain)
     }
 
-    fn decode(z: &[u8]) -> io::Result<Vec<u8>> {
+    /// Decodes `z` through `read` with odd sizes (frames and blocks end inside reads).
+    fn decode_by_read(z: &[u8]) -> io::Result<Vec<u8>> {
         let mut out = Vec::new();
-        // Odd read sizes: frames and blocks end inside reads.
         let mut r = FrameReader::new(z)?;
         let mut buf = vec![0u8; 70_001];
         loop {
@@ -410,6 +505,33 @@ mod tests {
             }
             out.extend_from_slice(&buf[..n]);
         }
+    }
+
+    /// Decodes `z` through `next_chunk`, each used chunk handed back as the spare.
+    fn decode_by_chunks(z: &[u8]) -> io::Result<Vec<u8>> {
+        let mut out = Vec::new();
+        let mut r = FrameReader::new(z)?;
+        let mut spare = Chunk::default();
+        while let Some(chunk) = r.next_chunk(spare)? {
+            for &(a, b) in &chunk.ranges {
+                assert!(a < b, "an empty range");
+                out.extend_from_slice(&chunk.buf[a..b]);
+            }
+            spare = chunk;
+        }
+        Ok(out)
+    }
+
+    /// Decodes `z` both ways; they must agree.
+    fn decode(z: &[u8]) -> io::Result<Vec<u8>> {
+        let by_read = decode_by_read(z);
+        let by_chunks = decode_by_chunks(z);
+        match (&by_read, &by_chunks) {
+            (Ok(a), Ok(b)) => assert!(a == b, "read and next_chunk decode differently"),
+            (Err(a), Err(b)) => assert_eq!(a.to_string(), b.to_string()),
+            (a, b) => panic!("read: {:?}, next_chunk: {:?}", a.is_ok(), b.is_ok()),
+        }
+        by_read
     }
 
     #[test]
@@ -519,6 +641,18 @@ mod tests {
                 assert!(e.to_string().contains("zstd"), "cut at {cut}: {e}");
             }
         }
+        // A stream without content sizes goes to libzstd's streaming decoder; cut after more
+        // than a chunk's worth of output, it hands out what it decoded, then the error.
+        let mut streamed = zstd::stream::write::Encoder::new(Vec::new(), 1).expect("enc");
+        streamed
+            .write_all(&noise(3 * STREAM_CHUNK, 4))
+            .expect("write");
+        let streamed = streamed.finish().expect("finish");
+        let e = decode(&streamed[..streamed.len() / 2]).expect_err("cut streamed frame");
+        assert!(
+            e.kind() == io::ErrorKind::UnexpectedEof || e.to_string().contains("zstd"),
+            "{e}"
+        );
         // A flipped byte in a stored block's content, in a compressed frame, in a header.
         let second = frame_ends[1] as usize;
         for at in [9 + 3 + 77, second + 20, 4] {

@@ -10,6 +10,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use bytes::Bytes;
 
 use super::evidence::{evidence_blobs, MAX_EVIDENCE_ARTIFACT, MAX_EVIDENCE_TOTAL};
+use super::frames::{Chunk, FrameReader};
 use super::{
     blob_path, BlobEntry, BundleManifest, BUNDLE_FORMAT, INDEX_ENTRY, LAYOUT_ENTRY, MANIFEST_ENTRY,
     MAX_HELD_TOTAL, MAX_MANIFESTS_TOTAL, MAX_MANIFEST_ENTRY, MAX_SMALL_ENTRY, SIGNATURE_ENTRY,
@@ -632,12 +633,12 @@ pub fn read_bundle_from<R: Read + Send, V: BlobVisitor>(
     visitor: &mut V,
     progress: &dyn crate::progress::Reporter,
 ) -> Result<ReadSummary, V::Error> {
-    let dec = super::frames::FrameReader::new(input).map_err(|e| BundleError::Corrupt {
+    let dec = FrameReader::new(input).map_err(|e| BundleError::Corrupt {
         path: path.to_path_buf(),
         where_: "start".into(),
         why: e.to_string(),
     })?;
-    // Decompression runs on its own thread, a few chunks ahead of the parsing and hashing
+    // Decompression runs on its own thread, a frame or two ahead of the parsing and hashing
     // here: the two halves of the work overlap, as a `zstd -dc | sha256` pipeline's do.
     std::thread::scope(|s| {
         let (tx, rx) = std::sync::mpsc::sync_channel(PREFETCH_CHUNKS);
@@ -647,8 +648,8 @@ pub fn read_bundle_from<R: Read + Send, V: BlobVisitor>(
             ChannelReader {
                 rx,
                 back,
-                chunk: Vec::new(),
-                at: 0,
+                chunk: Chunk::default(),
+                next: 0,
             },
             path,
             visitor,
@@ -657,45 +658,26 @@ pub fn read_bundle_from<R: Read + Send, V: BlobVisitor>(
     })
 }
 
-/// Decompressed chunks kept ahead of the parser (each [`PREFETCH_CHUNK`] bytes).
-const PREFETCH_CHUNKS: usize = 4;
-/// Size of one prefetched chunk.
-const PREFETCH_CHUNK: usize = 1 << 20;
+/// Decoded chunks (a frame each, at most 4 MiB) kept ahead of the parser.
+const PREFETCH_CHUNKS: usize = 2;
 
-/// Reads `from` to its end in chunks, sending each (or the error that stopped it), into
-/// buffers the reader hands back through `spare` (so at most [`PREFETCH_CHUNKS`] + 2 exist).
-/// Stops as soon as the receiving side is gone.
+/// Decodes `from` to its end, sending each chunk (or the error that stopped it); a frame's
+/// buffer travels as it is, not copied. The reader hands used chunks back through `spare` to
+/// be filled again, so about [`PREFETCH_CHUNKS`] + 4 frame buffers exist. Stops as soon as the
+/// receiving side is gone.
 fn prefetch<D: Read>(
-    mut from: D,
-    to: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>,
-    spare: std::sync::mpsc::Receiver<Vec<u8>>,
+    mut from: FrameReader<D>,
+    to: std::sync::mpsc::SyncSender<io::Result<Chunk>>,
+    spare: std::sync::mpsc::Receiver<Chunk>,
 ) {
     loop {
-        let mut buf = spare.try_recv().unwrap_or_default();
-        buf.resize(PREFETCH_CHUNK, 0);
-        let mut filled = 0;
-        let end = loop {
-            match from.read(&mut buf[filled..]) {
-                Ok(0) => break true,
-                Ok(n) => {
-                    filled += n;
-                    if filled == buf.len() {
-                        break false;
-                    }
-                }
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    if filled > 0 {
-                        buf.truncate(filled);
-                        let _ = to.send(Ok(buf));
-                    }
-                    let _ = to.send(Err(e));
-                    return;
-                }
-            }
+        let chunk = match from.next_chunk(spare.try_recv().unwrap_or_default()) {
+            Ok(Some(chunk)) => Ok(chunk),
+            Ok(None) => return,
+            Err(e) => Err(e),
         };
-        buf.truncate(filled);
-        if (!buf.is_empty() && to.send(Ok(buf)).is_err()) || end {
+        let failed = chunk.is_err();
+        if to.send(chunk).is_err() || failed {
             return;
         }
     }
@@ -703,32 +685,38 @@ fn prefetch<D: Read>(
 
 /// The parser's side of [`prefetch`]: a `Read` over the chunks as they arrive.
 struct ChannelReader {
-    rx: std::sync::mpsc::Receiver<io::Result<Vec<u8>>>,
+    rx: std::sync::mpsc::Receiver<io::Result<Chunk>>,
     /// Where used chunks go back to [`prefetch`] to be filled again.
-    back: std::sync::mpsc::Sender<Vec<u8>>,
-    chunk: Vec<u8>,
-    at: usize,
+    back: std::sync::mpsc::Sender<Chunk>,
+    chunk: Chunk,
+    /// The range of `chunk` being read.
+    next: usize,
 }
 
 impl Read for ChannelReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.at == self.chunk.len() {
+        loop {
+            if let Some((a, b)) = self.chunk.ranges.get_mut(self.next) {
+                let n = buf.len().min(*b - *a);
+                buf[..n].copy_from_slice(&self.chunk.buf[*a..*a + n]);
+                *a += n;
+                if a == b {
+                    self.next += 1;
+                }
+                return Ok(n);
+            }
             match self.rx.recv() {
                 Ok(Ok(chunk)) => {
                     let used = std::mem::replace(&mut self.chunk, chunk);
                     // Gone only once decompression ended; the chunk is then not needed.
                     let _ = self.back.send(used);
-                    self.at = 0;
+                    self.next = 0;
                 }
                 Ok(Err(e)) => return Err(e),
                 // The sender is gone after the end of the stream (or after an error it sent).
                 Err(_) => return Ok(0),
             }
         }
-        let n = buf.len().min(self.chunk.len() - self.at);
-        buf[..n].copy_from_slice(&self.chunk[self.at..self.at + n]);
-        self.at += n;
-        Ok(n)
     }
 }
 
@@ -1218,7 +1206,7 @@ pub fn read_table_of_contents_from<R: Read>(
         where_: where_.to_string(),
         why: e.to_string(),
     };
-    let dec = super::frames::FrameReader::new(input).map_err(|e| corrupt("start", &e))?;
+    let dec = FrameReader::new(input).map_err(|e| corrupt("start", &e))?;
     let mut archive = tar::Archive::new(dec);
     let mut entries =
         tarstream::entries(&mut archive, Extensions::Refuse).map_err(|e| corrupt("start", &e))?;
