@@ -85,7 +85,7 @@ mib() { python3 -c "print(f'{$1/1024:.0f}')"; }
 run_set base 300
 B=$BYTES
 echo
-echo "Content: 20 images, $(python3 -c "print(f'{$B/2**20:.0f}')") MiB of blobs; machine: $(nproc) cores; $(date -u +%F)"
+echo "Content: 20 images, $(python3 -c "print(f'{$B/2**20:.0f}')") MiB of blobs; machine: $(nproc) cores; $(date -u +"%F %H:%M UTC"); load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"
 echo
 echo "| operation | airlock s | airlock MB/s | airlock peak RSS MiB | baseline | baseline s | baseline MB/s | speed-up |"
 echo "|---|---|---|---|---|---|---|---|"

@@ -658,13 +658,16 @@ pub fn read_bundle_from<R: Read + Send, V: BlobVisitor>(
     })
 }
 
-/// Decoded chunks (a frame each, at most 4 MiB) kept ahead of the parser.
-const PREFETCH_CHUNKS: usize = 2;
+/// Decoded chunks (a frame each, at most 4 MiB) queued for the parser besides the one the
+/// decoder holds ready: none. The decoder works one frame ahead of the parser (double
+/// buffering), which keeps both busy; every frame queued would add 4 MiB to peak memory.
+const PREFETCH_CHUNKS: usize = 0;
 
 /// Decodes `from` to its end, sending each chunk (or the error that stopped it); a frame's
 /// buffer travels as it is, not copied. The reader hands used chunks back through `spare` to
-/// be filled again, so about [`PREFETCH_CHUNKS`] + 4 frame buffers exist. Stops as soon as the
-/// receiving side is gone.
+/// be filled again, so about four frame buffers exist: the parser's, the one sent next, and
+/// the decoder's two (stored and compressed frames). Stops as soon as the receiving side is
+/// gone.
 fn prefetch<D: Read>(
     mut from: FrameReader<D>,
     to: std::sync::mpsc::SyncSender<io::Result<Chunk>>,
