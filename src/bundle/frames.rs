@@ -298,8 +298,9 @@ impl<R: Read> Frames<R> {
         Ok(())
     }
 
-    /// What is left of the current frame as a chunk, its buffer handed over whole and
-    /// replaced by `spare`'s; `None` when the frame is used up.
+    /// What is left of the current frame as a chunk, its buffer handed over whole (the
+    /// next frame is read into the spare [`FrameReader::next_chunk`] gets); `None` when the
+    /// frame is used up.
     fn take_ready(&mut self, spare: &mut Chunk) -> Option<Chunk> {
         let mut ranges = std::mem::take(&mut spare.ranges);
         ranges.clear();
@@ -315,12 +316,25 @@ impl<R: Read> Frames<R> {
         } else {
             &mut self.frame
         };
-        let mut buf = std::mem::take(&mut spare.buf);
-        buf.clear();
         Some(Chunk {
-            buf: std::mem::replace(own, buf),
+            buf: std::mem::take(own),
             ranges,
         })
+    }
+
+    /// Gives `spare`'s buffer to whichever of the frame buffers was handed out last, so the
+    /// next frame is read into it: with the parser's chunk and the one waiting to be sent,
+    /// two frame buffers are in use, not three.
+    fn refill_from(&mut self, spare: &mut Chunk) {
+        let empty = if self.frame.capacity() == 0 {
+            &mut self.frame
+        } else if self.decoded.capacity() == 0 {
+            &mut self.decoded
+        } else {
+            return;
+        };
+        *empty = std::mem::take(&mut spare.buf);
+        empty.clear();
     }
 
     /// Copies what is ready into `buf`; 0 when the current frame is used up.
@@ -417,6 +431,7 @@ impl<R: Read> FrameReader<R> {
             if let Some(chunk) = f.take_ready(&mut spare) {
                 return Ok(Some(chunk));
             }
+            f.refill_from(&mut spare);
             self.advance()?;
         }
     }
