@@ -45,36 +45,84 @@ measure() {
   read -r SECS[$name] RSS[$name] <"$WORK/time.$name"
 }
 
+# median_of NAME REPS: NAME's seconds become the median of NAME#1..NAME#REPS, its peak RSS the
+# highest of them.
+median_of() {
+  local name=$1 reps=$2 r secs=() rss=0
+  for r in $(seq 1 "$reps"); do
+    secs+=("${SECS[$name#$r]}")
+    [ "${RSS[$name#$r]}" -gt "$rss" ] && rss=${RSS[$name#$r]}
+  done
+  SECS[$name]=$(printf '%s\n' "${secs[@]}" | sort -g | sed -n "$(( (reps + 1) / 2 ))p")
+  RSS[$name]=$rss
+}
+
+# The shared machines are noisy: the base set runs every operation and its baseline REPS times
+# (BENCH_REPS, default 3), interleaved (airlock, then its baseline, in each round) so drift
+# hits both alike, and reports medians. Each import goes into a registry of its own.
+REPS=${BENCH_REPS:-3}
+
+# import_into NAME SOURCE TAG: imports SOURCE (a bundle or its parts) into a registry of its own,
+# measured as NAME. It starts with no dirty pages from the step before (a bundle, a split)
+# being written back under it.
+import_into() {
+  local name=$1 source=$2 dst
+  dst=$(start_registry "$WORK/dst-$3")
+  sync
+  measure "$name" "$AIRLOCK" import "$source" --to "$dst/bench" --insecure-registry "$dst" --quiet \
+    --trust "$WORK/keys/bench.pub"
+}
+
 run_set() {  # run_set LABEL BIG_MIB -> fills SECS/RSS with LABEL-prefixed names
-  local label=$1 big=$2
-  local src dst1 dst2
+  local label=$1 big=$2 reps=1 r
+  [ "$label" = base ] && reps=$REPS
+  local src dst
   src=$(start_registry "$WORK/$label-src")
-  dst1=$(start_registry "$WORK/$label-dst1")
-  dst2=$(start_registry "$WORK/$label-dst2")
   BYTES=$("$SAMPLES" bench "$src" "$big" | tail -n 1)
   { echo "name: bench"; echo "images:"; for i in $(seq -w 0 19); do echo "  - ref: $src/bench/img$i:1"; done; } >"$WORK/$label.yaml"
   "$AIRLOCK" lock "$WORK/$label.yaml" -o "$WORK/$label.lock" --insecure-registry "$src" --quiet >/dev/null
-  sync
-  measure "$label-collect" "$AIRLOCK" collect "$WORK/$label.lock" -o "$WORK/$label.tar.zst" \
-    --cache "$WORK/$label-cache" --insecure-registry "$src" --quiet --key "$WORK/keys/bench.key"
-  measure "$label-verify" "$AIRLOCK" verify "$WORK/$label.tar.zst" --quiet --trust "$WORK/keys/bench.pub"
-  measure "$label-import" "$AIRLOCK" import "$WORK/$label.tar.zst" --to "$dst1/bench" --insecure-registry "$dst1" --quiet \
-    --trust "$WORK/keys/bench.pub"
-  if [ "$label" = base ]; then
-    measure "$label-skopeo-pull" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --src-tls-verify=false docker://$src/bench/img\$i:1 oci:$WORK/layout:img\$i >/dev/null; done"
-    measure "$label-skopeo-push" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --dest-tls-verify=false oci:$WORK/layout:img\$i docker://$dst2/bench/img\$i:1 >/dev/null; done"
-    measure "$label-zstd-openssl" bash -c "zstd -dc $WORK/$label.tar.zst | openssl dgst -sha256 >/dev/null"
-    # The same bundle as 128 MiB parts: verify and import should be within 10 % of the file.
-    local dst3
-    dst3=$(start_registry "$WORK/$label-dst3")
-    "$AIRLOCK" split "$WORK/$label.tar.zst" --size 128MiB --out-dir "$WORK/$label-parts" \
-      --key "$WORK/keys/bench.key" --quiet >/dev/null
-    measure "$label-verify-parts" "$AIRLOCK" verify "$WORK/$label-parts" --quiet --trust "$WORK/keys/bench.pub"
-    measure "$label-import-parts" "$AIRLOCK" import "$WORK/$label-parts" --to "$dst3/bench" \
-      --insecure-registry "$dst3" --quiet --trust "$WORK/keys/bench.pub"
-    rm -rf "$WORK/$label-parts"
-  fi
-  rm -rf "$WORK/$label-cache"
+  for r in $(seq 1 "$reps"); do
+    rm -rf "$WORK/$label-cache" "$WORK/$label.tar.zst"
+    sync
+    measure "$label-collect#$r" "$AIRLOCK" collect "$WORK/$label.lock" -o "$WORK/$label.tar.zst" \
+      --cache "$WORK/$label-cache" --insecure-registry "$src" --quiet --key "$WORK/keys/bench.key"
+    measure "$label-verify#$r" "$AIRLOCK" verify "$WORK/$label.tar.zst" --quiet --trust "$WORK/keys/bench.pub"
+    if [ "$label" != base ]; then
+      import_into "$label-import#$r" "$WORK/$label.tar.zst" "$label-a$r"
+      continue
+    fi
+    # The same bundle as 128 MiB parts (collect writes the same bytes every round): verify and
+    # import from them should be within 10 % of from the file. The two imports run back to back,
+    # in turns first, so the registry's disk state weighs on both alike.
+    if [ "$r" = 1 ]; then
+      "$AIRLOCK" split "$WORK/$label.tar.zst" --size 128MiB --out-dir "$WORK/$label-parts" \
+        --key "$WORK/keys/bench.key" --quiet >/dev/null
+    fi
+    measure "$label-verify-parts#$r" "$AIRLOCK" verify "$WORK/$label-parts" --quiet --trust "$WORK/keys/bench.pub"
+    if [ $((r % 2)) = 1 ]; then
+      import_into "$label-import#$r" "$WORK/$label.tar.zst" "$label-a$r"
+      import_into "$label-import-parts#$r" "$WORK/$label-parts" "$label-p$r"
+    else
+      import_into "$label-import-parts#$r" "$WORK/$label-parts" "$label-p$r"
+      import_into "$label-import#$r" "$WORK/$label.tar.zst" "$label-a$r"
+    fi
+    rm -rf "$WORK/layout"
+    measure "$label-skopeo-pull#$r" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --src-tls-verify=false docker://$src/bench/img\$i:1 oci:$WORK/layout:img\$i >/dev/null; done"
+    dst=$(start_registry "$WORK/dst-$label-s$r")
+    sync
+    measure "$label-skopeo-push#$r" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --dest-tls-verify=false oci:$WORK/layout:img\$i docker://$dst/bench/img\$i:1 >/dev/null; done"
+    measure "$label-zstd-openssl#$r" bash -c "zstd -dc $WORK/$label.tar.zst | openssl dgst -sha256 >/dev/null"
+    # Free the disk the round used: its target registries' storage.
+    for d in "$WORK/dst-$label"-*"$r"; do
+      { [ -f "$d/pid" ] && kill "$(cat "$d/pid")" 2>/dev/null; } || true
+      rm -rf "$d/storage"
+    done
+  done
+  local op
+  for op in collect verify import skopeo-pull skopeo-push zstd-openssl verify-parts import-parts; do
+    [ -n "${SECS[$label-$op#1]:-}" ] && median_of "$label-$op" "$reps"
+  done
+  rm -rf "$WORK/$label-cache" "$WORK/$label-parts" "$WORK/layout"
   stop_registries "$WORK"
 }
 
@@ -85,7 +133,7 @@ mib() { python3 -c "print(f'{$1/1024:.0f}')"; }
 run_set base 300
 B=$BYTES
 echo
-echo "Content: 20 images, $(python3 -c "print(f'{$B/2**20:.0f}')") MiB of blobs; machine: $(nproc) cores; $(date -u +"%F %H:%M UTC"); load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"
+echo "Content: 20 images, $(python3 -c "print(f'{$B/2**20:.0f}')") MiB of blobs; medians of $REPS rounds; machine: $(nproc) cores; $(date -u +"%F %H:%M UTC"); load average at the end: $(cut -d" " -f1-3 /proc/loadavg)"
 echo
 echo "| operation | airlock s | airlock MB/s | airlock peak RSS MiB | baseline | baseline s | baseline MB/s | speed-up |"
 echo "|---|---|---|---|---|---|---|---|"
@@ -95,6 +143,14 @@ row() {  # row OP AIRLOCK_NAME BASE_LABEL BASE_NAME
 row collect base-collect "skopeo copy --all → oci: (per image)" base-skopeo-pull
 row import base-import "skopeo copy --all oci: → registry (per image)" base-skopeo-push
 row verify base-verify "zstd -dc \| openssl dgst -sha256" base-zstd-openssl
+echo
+echo "Each round's seconds (airlock / baseline):"
+echo
+for pair in collect:skopeo-pull import:skopeo-push verify:zstd-openssl import:import-parts; do
+  a=${pair%%:*} b=${pair##*:} line=""
+  for r in $(seq 1 "$REPS"); do line+=" ${SECS[base-$a#$r]} / ${SECS[base-$b#$r]};"; done
+  echo "- $a:${line%;}"
+done
 echo
 echo "From 128 MiB parts (target: within 10 % of the file):"
 echo
