@@ -106,6 +106,17 @@ run_set() {  # run_set LABEL BIG_MIB -> fills SECS/RSS with LABEL-prefixed names
       import_into "$label-import-parts#$r" "$WORK/$label-parts" "$label-p$r"
       import_into "$label-import#$r" "$WORK/$label.tar.zst" "$label-a$r"
     fi
+    # The registry's own ingest, the ceiling for any import (issue 12): the bundle file's bytes
+    # (as many as the blobs, near enough) in one monolithic `curl` PUT into a fresh registry.
+    dst=$(start_registry "$WORK/dst-$label-c$r")
+    local loc sep
+    loc=$(curl -s -i -X POST "http://$dst/v2/ceiling/blobs/uploads/" | tr -d '\r' | awk -F': ' 'tolower($1)=="location"{print $2}')
+    case "$loc" in http*) ;; *) loc="http://$dst$loc" ;; esac
+    sep='?'; case "$loc" in *\?*) sep='&' ;; esac
+    [ -n "${BUNDLE_DIGEST:-}" ] || BUNDLE_DIGEST=$(sha256sum "$WORK/$label.tar.zst" | cut -d' ' -f1)
+    sync
+    measure "$label-curl-put#$r" curl -sf -o /dev/null -X PUT -H 'Content-Type: application/octet-stream' \
+      -T "$WORK/$label.tar.zst" "${loc}${sep}digest=sha256:$BUNDLE_DIGEST"
     rm -rf "$WORK/layout"
     measure "$label-skopeo-pull#$r" bash -c "for i in \$(seq -w 0 19); do skopeo copy -q --all --src-tls-verify=false docker://$src/bench/img\$i:1 oci:$WORK/layout:img\$i >/dev/null; done"
     dst=$(start_registry "$WORK/dst-$label-s$r")
@@ -119,7 +130,7 @@ run_set() {  # run_set LABEL BIG_MIB -> fills SECS/RSS with LABEL-prefixed names
     done
   done
   local op
-  for op in collect verify import skopeo-pull skopeo-push zstd-openssl verify-parts import-parts; do
+  for op in collect verify import skopeo-pull skopeo-push zstd-openssl verify-parts import-parts curl-put; do
     [ -n "${SECS[$label-$op#1]:-}" ] && median_of "$label-$op" "$reps"
   done
   rm -rf "$WORK/$label-cache" "$WORK/$label-parts" "$WORK/layout"
@@ -143,10 +154,13 @@ row() {  # row OP AIRLOCK_NAME BASE_LABEL BASE_NAME
 row collect base-collect "skopeo copy --all → oci: (per image)" base-skopeo-pull
 row import base-import "skopeo copy --all oci: → registry (per image)" base-skopeo-push
 row verify base-verify "zstd -dc \| openssl dgst -sha256" base-zstd-openssl
+CEIL_BYTES=$(stat -c %s "$WORK/base.tar.zst" 2>/dev/null || echo "$B")
+echo
+echo "Import against the registry's own ingest (one monolithic curl PUT of the bundle file, $(python3 -c "print(f'{$CEIL_BYTES/2**20:.0f}')") MiB, into a fresh registry): curl ${SECS[base-curl-put]} s = $(mbs "$CEIL_BYTES" "${SECS[base-curl-put]}") MB/s; airlock import $(mbs "$B" "${SECS[base-import]}") MB/s = $(python3 -c "print(f'{($B/${SECS[base-import]})/($CEIL_BYTES/${SECS[base-curl-put]})*100:.0f}')") % of it."
 echo
 echo "Each round's seconds (airlock / baseline):"
 echo
-for pair in collect:skopeo-pull import:skopeo-push verify:zstd-openssl import:import-parts; do
+for pair in collect:skopeo-pull import:skopeo-push verify:zstd-openssl import:import-parts import:curl-put; do
   a=${pair%%:*} b=${pair##*:} line=""
   for r in $(seq 1 "$REPS"); do line+=" ${SECS[base-$a#$r]} / ${SECS[base-$b#$r]};"; done
   echo "- $a:${line%;}"
