@@ -81,8 +81,8 @@ fn cut() -> io::Error {
     )
 }
 
-/// Reads exactly `n` more bytes of `input` onto the end of `buf` (into its spare capacity,
-/// without zero-filling it first: `read_to_end` does that for us).
+/// Reads exactly `n` more bytes of `input` onto the end of `buf`. `read_to_end` reads into the
+/// spare capacity, zero-filling it only for a reader that cannot take uninitialised memory.
 fn append<R: Read>(input: &mut R, buf: &mut Vec<u8>, n: usize) -> io::Result<()> {
     buf.reserve(n);
     let got = input.take(n as u64).read_to_end(buf)?;
@@ -367,12 +367,7 @@ impl<R: Read> Read for FrameReader<R> {
             let f = match &mut self.state {
                 State::Done => return Ok(0),
                 State::Stream(dec) => return dec.read(buf),
-                State::Failed(_) => {
-                    let State::Failed(e) = std::mem::replace(&mut self.state, State::Done) else {
-                        return Ok(0);
-                    };
-                    return Err(e);
-                }
+                State::Failed(_) => return Err(self.take_failure()),
                 State::Frames(f) => f,
             };
             let n = f.serve(buf);
@@ -420,12 +415,7 @@ impl<R: Read> FrameReader<R> {
                     spare.ranges.push((0, n));
                     return Ok(Some(spare));
                 }
-                State::Failed(_) => {
-                    let State::Failed(e) = std::mem::replace(&mut self.state, State::Done) else {
-                        return Ok(None);
-                    };
-                    return Err(e);
-                }
+                State::Failed(_) => return Err(self.take_failure()),
                 State::Frames(f) => f,
             };
             if let Some(chunk) = f.take_ready(&mut spare) {
@@ -433,6 +423,14 @@ impl<R: Read> FrameReader<R> {
             }
             f.refill_from(&mut spare);
             self.advance()?;
+        }
+    }
+
+    /// The error a `Failed` state holds; the reader is `Done` after it.
+    fn take_failure(&mut self) -> io::Error {
+        match std::mem::replace(&mut self.state, State::Done) {
+            State::Failed(e) => e,
+            _ => io::Error::other("zstd stream: no failure to report"),
         }
     }
 
