@@ -236,3 +236,78 @@ fn findings_equal_trivys_on_the_same_advisories() {
         );
     }
 }
+
+/// `airlock scan --scanner trivy` hands Trivy only checked blobs. Trivy reads the layer files
+/// itself: a layer downloaded this run was checked on its way into the cache; one already in
+/// the cache (an earlier run's) is checked before Trivy sees it, and a damaged one stops the
+/// scan with the file named, before Trivy runs.
+#[test]
+fn trivy_is_handed_only_checked_blobs() {
+    let peers = peers();
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let trivy_cache = dir.join("trivy-cache");
+    let dirs = advisory_dirs();
+    let dir_refs: Vec<&Path> = dirs.iter().map(|d| d.as_path()).collect();
+    common::trivydb::write_cache(&dir_refs, &trivy_cache);
+    let (_, img) = images(&peers)
+        .into_iter()
+        .find(|(name, _)| *name == "debian9")
+        .expect("debian9 image");
+    let reg = TestRegistry::start();
+    let rt = tokio::runtime::Runtime::new().expect("rt");
+    rt.block_on(fixtures::push_image(
+        &reg.client(),
+        &Repo::parse(reg.host.clone(), "trivy/debian9").expect("repository"),
+        &img,
+        Some("1"),
+    ));
+    let reference = format!("{}/trivy/debian9:1", reg.host);
+    let flags = reg.cli_flags();
+    let mut args = vec![
+        "scan",
+        &reference,
+        "--scanner",
+        "trivy",
+        "--cache",
+        "blobs",
+        "--format",
+        "json",
+    ];
+    args.extend(flags.iter().map(String::as_str));
+    let path = format!("{}:/usr/bin:/bin", peers.join("venv/bin").display());
+    let env = [
+        ("PATH", path.as_str()),
+        ("TRIVY_CACHE_DIR", trivy_cache.to_str().expect("utf-8 path")),
+    ];
+    let packages = |out: &std::process::Output| -> u64 {
+        let v: serde_json::Value = serde_json::from_str(&ok(out)).expect("json");
+        v["images"][0]["summary"]["packages"]
+            .as_u64()
+            .expect("packages")
+    };
+
+    // Downloaded (checked on the way in), then from the cache (checked before Trivy).
+    let fresh = packages(&common::airlock_env(dir, &args, &env));
+    assert!(fresh > 0, "Trivy found no package in the debian9 image");
+    assert_eq!(packages(&common::airlock_env(dir, &args, &env)), fresh);
+
+    // The cached layer damaged in place, its size kept: refused, the file named.
+    let layer = format!("blobs/sha256/{}", img.layers[0].digest().hex());
+    let mut bytes = std::fs::read(dir.join(&layer)).expect("cached layer");
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(dir.join(&layer), &bytes).expect("damage");
+    let out = common::airlock_env(dir, &args, &env);
+    let stderr = common::fails_with(&out, &format!("`{layer}`: blob sha256:"));
+    assert!(stderr.contains("digest mismatch"), "{stderr}");
+    assert!(stderr.contains("delete the file"), "{stderr}");
+    // Trivy's layout was never written.
+    let left: Vec<_> = std::fs::read_dir(dir.join("blobs"))
+        .expect("cache")
+        .filter_map(|e| e.ok())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".airlock-trivy-"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}

@@ -135,19 +135,12 @@ fn with_platform(t: &Target, blobs: BlobDir<'_>) -> Result<Target, CollectError>
 }
 
 /// The blobs this run checks against their digest before the writer packs them, so it need
-/// not hash them again: those downloaded, the configs platforms are read from, and, when
-/// airlock's own scanner (`scanner_checks_layers`) streams them through its digest check,
-/// every layer scanned. Trivy reads the files itself: its layers stay for the writer.
-fn checked_this_run(
-    downloading: &HashSet<Digest>,
-    targets: &[Target],
-    scanner_checks_layers: bool,
-) -> HashSet<Digest> {
+/// not hash them again: those downloaded, the configs platforms are read from, and every layer
+/// scanned (airlock's scanner streams each through its digest check; Trivy's are checked before
+/// it reads them: see [`trivy_one`]).
+fn checked_this_run(downloading: &HashSet<Digest>, targets: &[Target]) -> HashSet<Digest> {
     let configs = targets.iter().filter_map(platform_config);
-    let layers = targets
-        .iter()
-        .filter(|_| scanner_checks_layers)
-        .flat_map(|t| t.layers.iter());
+    let layers = targets.iter().flat_map(|t| t.layers.iter());
     downloading
         .iter()
         .cloned()
@@ -274,7 +267,7 @@ pub(super) async fn scan_plan(
         dir: &opts.cache,
         checked: &downloading,
     };
-    let checked = checked_this_run(&downloading, &targets, trivy.is_none());
+    let checked = checked_this_run(&downloading, &targets);
     let now = SystemTime::now();
     let cache = opts.cache.as_path();
     let found: Vec<Evidence> = match (&trivy, &db) {
@@ -283,7 +276,7 @@ pub(super) async fn scan_plan(
             // One Trivy at a time: each is heavy, and they share Trivy's own cache.
             let scan = |t: &Target| -> Result<Evidence, CollectError> {
                 let target = with_platform(t, blobs)?;
-                let r = trivy_one(bin, &target, cache, policy, &vex, now, reporter)
+                let r = trivy_one(bin, &target, blobs, policy, &vex, now, reporter)
                     .map_err(|e| scan_err(&e))?;
                 Ok(Evidence {
                     target,
@@ -484,10 +477,10 @@ mod tests {
         }
     }
 
-    /// A cached layer counts as checked only when airlock's scanner reads it; a config only
-    /// when the platform is read from it; downloads always.
+    /// Every layer scanned counts as checked (both scanners check it before reading it), a
+    /// config only when the platform is read from it, downloads always.
     #[test]
-    fn checked_this_run_trusts_only_what_was_hashed() {
+    fn checked_this_run_trusts_only_what_is_hashed() {
         let single = Target {
             name: "single".into(),
             digest: Digest::of(b"m1"),
@@ -507,18 +500,11 @@ mod tests {
             manifest: Default::default(),
         };
         let downloading: HashSet<Digest> = [desc("fresh layer").digest].into();
-        let targets = [single, child];
         let d = |n: &str| desc(n).digest;
-        let trivy = checked_this_run(&downloading, &targets, false);
         assert_eq!(
-            trivy,
-            [d("fresh layer"), d("single config")].into(),
-            "Trivy: the cached layer and the child's config are left to the writer"
-        );
-        let ours = checked_this_run(&downloading, &targets, true);
-        assert_eq!(
-            ours,
-            [d("fresh layer"), d("single config"), d("cached layer")].into()
+            checked_this_run(&downloading, &[single, child]),
+            [d("fresh layer"), d("single config"), d("cached layer")].into(),
+            "the child's config (platform from the index, not read) is left to the writer"
         );
     }
 }

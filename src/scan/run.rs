@@ -231,7 +231,10 @@ pub async fn run(
             run_trivy(
                 bin,
                 &sourced.targets,
-                &dir,
+                source::BlobDir {
+                    dir: &dir,
+                    checked: &sourced.checked,
+                },
                 &req.policy,
                 &vex,
                 req.now,
@@ -274,7 +277,7 @@ pub async fn run(
 pub fn run_trivy(
     bin: &Path,
     targets: &[super::image::Target],
-    dir: &Path,
+    blobs: source::BlobDir<'_>,
     policy: &ScanPolicy,
     vex: &[super::vex::VexDocument],
     now: SystemTime,
@@ -283,31 +286,33 @@ pub fn run_trivy(
     reporter.phase_items("trivy", targets.len() as u64);
     let out = targets
         .iter()
-        .map(|t| trivy_one(bin, t, dir, policy, vex, now, reporter))
+        .map(|t| trivy_one(bin, t, blobs, policy, vex, now, reporter))
         .collect::<Result<Vec<_>, _>>()?;
     reporter.finish_phase();
     Ok(out)
 }
 
-/// Runs Trivy on one target whose blobs are in `dir` and judges its report with `policy`; the
-/// current phase advances by one image when it is done.
+/// Runs Trivy on one target whose blobs are in `blobs` and judges its report with `policy`;
+/// the current phase advances by one image when it is done. Trivy reads the files itself, so
+/// those this run did not check on the way in are checked first.
 pub fn trivy_one(
     bin: &Path,
     t: &super::image::Target,
-    dir: &Path,
+    blobs: source::BlobDir<'_>,
     policy: &ScanPolicy,
     vex: &[super::vex::VexDocument],
     now: SystemTime,
     reporter: &dyn Reporter,
 ) -> Result<ImageResult, RunError> {
+    blobs.check(t.config.iter().chain(t.layers.iter()))?;
     let layout = tempfile::Builder::new()
         .prefix(".airlock-trivy-")
-        .tempdir_in(dir)
+        .tempdir_in(blobs.dir)
         .map_err(|source| RunError::Spool {
-            path: dir.to_path_buf(),
+            path: blobs.dir.to_path_buf(),
             source,
         })?;
-    super::trivy::write_layout(layout.path(), t, |d| source::blob_file(dir, d))?;
+    super::trivy::write_layout(layout.path(), t, |d| blobs.file(d))?;
     let report = super::trivy::run(bin, layout.path(), &t.name)?;
     let verdict = super::gate::judge_report(policy, vex, t, &report, now)?;
     let packages = report
