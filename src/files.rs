@@ -315,6 +315,14 @@ impl<V: crate::bundle::BlobVisitor> crate::bundle::BlobVisitor for ExtractFiles<
         self.inner.before_blobs(contents)
     }
 
+    /// A file to write is read here; any other blob may be left to the visitor within.
+    fn defer(&mut self, entry: &crate::bundle::BlobEntry, offset: u64) -> Result<bool, V::Error> {
+        if self.wanted.contains_key(&entry.digest) {
+            return Ok(false);
+        }
+        self.inner.defer(entry, offset)
+    }
+
     fn blob(
         &mut self,
         entry: &crate::bundle::BlobEntry,

@@ -16,7 +16,7 @@ use airlock::oci::{media, Digest};
 use airlock::registry::Repo;
 use common::fixtures::{self, Blob, Compression, Image};
 use common::proxy::{Fault, Proxy};
-use common::tarball::{blob_entry, listed_blobs, pack, position, unpack, Ent};
+use common::tarball::{blob_entry, listed_blobs, pack, pack_seekable, position, unpack, Ent};
 use common::{airlock, fails_with, ok, TestRegistry};
 
 /// The layer both images share: the largest blob, the one cut mid-download. Big enough that the
@@ -39,18 +39,26 @@ struct Env {
 
 impl Env {
     fn start() -> Env {
+        Env::with_layers([SHARED_LAYER_BYTES, 2000, 3000])
+    }
+
+    /// Two images: a shared layer of `sizes[0]` bytes, then one of their own each.
+    fn with_layers(sizes: [usize; 3]) -> Env {
         let src = TestRegistry::start();
-        let shared = fixtures::layer(1, SHARED_LAYER_BYTES, Compression::Gzip, false);
+        let shared = fixtures::layer(1, sizes[0], Compression::Gzip, false);
         let a = fixtures::image(
             vec![
                 shared.clone(),
-                fixtures::layer(2, 2000, Compression::Gzip, false),
+                fixtures::layer(2, sizes[1], Compression::Gzip, false),
             ],
             "linux/amd64",
             false,
         );
         let b = fixtures::image(
-            vec![shared, fixtures::layer(3, 3000, Compression::Gzip, false)],
+            vec![
+                shared,
+                fixtures::layer(3, sizes[2], Compression::Gzip, false),
+            ],
             "linux/amd64",
             false,
         );
@@ -459,6 +467,114 @@ fn rejects_bad_bundles_without_tagging() {
     let out = run(dir, &["import", "good.tar.zst", "--to", &to], &dflags);
     ok(&out);
     assert_tagged(&dst, "mirror", "good bundle");
+}
+
+/// Blobs over 8 MiB are read from the bundle by offset, several at once, after the read stage
+/// passed over them unhashed: a changed byte that keeps every zstd frame checksum good (only
+/// the digest catches it) must still fail the import naming the blob, leave nothing tagged and
+/// never put the bad blob in the target; the same when the target already has that blob, and
+/// from split parts.
+#[test]
+fn rejects_bad_large_blobs_read_by_offset() {
+    const MIB: usize = 1 << 20;
+    let env = Env::with_layers([9 * MIB, 10 * MIB, 11 * MIB]);
+    let dst = TestRegistry::start();
+    let dflags = dst.cli_flags();
+    let dir = env.dir();
+    let good = unpack(&env.collect_good("good.tar.zst"));
+    std::fs::write(dir.join("seekable.tar.zst"), pack_seekable(&good)).expect("write");
+    let largest = env.b.layers[1].digest();
+    let mut bad = good.clone();
+    let i = position(&bad, &blob_entry(&largest));
+    let mid = bad[i].data.len() / 2;
+    bad[i].data[mid] ^= 0x01;
+    std::fs::write(dir.join("bad.tar.zst"), pack_seekable(&bad)).expect("write");
+    let needles = |file: &str| {
+        vec![
+            s("digest mismatch"),
+            format!("entry `{}`", blob_entry(&largest)),
+            format!("expected {largest}"),
+            s(file),
+        ]
+    };
+    let holds = |prefix: &str| -> bool {
+        let repo = Repo::parse(&dst.host, &format!("{prefix}/apps/b")).expect("repository");
+        rt().block_on(dst.client().blob_exists(&repo, &largest))
+            .expect("HEAD")
+    };
+
+    // Into an empty target: refused, untagged, the bad blob not uploaded.
+    let out = run(
+        dir,
+        &[
+            "import",
+            "bad.tar.zst",
+            "--to",
+            &format!("{}/bad", dst.host),
+        ],
+        &dflags,
+    );
+    fails_naming(
+        "import: a flipped byte in a large layer",
+        &out,
+        &needles("bad.tar.zst"),
+    );
+    assert_untagged(&dst, "bad", "a flipped byte in a large layer");
+    assert!(!holds("bad"), "the bad blob reached the target");
+
+    // From split parts (sound parts of a bad bundle): the same error, naming the parts.
+    ok(&run(
+        dir,
+        &[
+            "split",
+            "bad.tar.zst",
+            "--size",
+            "4MiB",
+            "--out-dir",
+            "bad-parts",
+        ],
+        &[],
+    ));
+    let out = run(
+        dir,
+        &[
+            "import",
+            "bad-parts",
+            "--to",
+            &format!("{}/parts", dst.host),
+        ],
+        &dflags,
+    );
+    let mut from_parts = needles("bad.tar.zst");
+    from_parts.pop();
+    from_parts.push(s("bad-parts"));
+    fails_naming(
+        "import from parts: a flipped byte in a large layer",
+        &out,
+        &from_parts,
+    );
+    assert_untagged(&dst, "parts", "parts with a flipped byte in a large layer");
+    assert!(
+        !holds("parts"),
+        "the bad blob reached the target from parts"
+    );
+
+    // The seekable good bundle imports; the same bad bundle into a target that has every blob
+    // already is still refused (each blob is checked even when nothing needs uploading).
+    let to = format!("{}/mirror", dst.host);
+    ok(&run(
+        dir,
+        &["import", "seekable.tar.zst", "--to", &to],
+        &dflags,
+    ));
+    assert_tagged(&dst, "mirror", "the seekable good bundle");
+    assert!(holds("mirror"));
+    let out = run(dir, &["import", "bad.tar.zst", "--to", &to], &dflags);
+    fails_naming(
+        "import into a target that has it: a flipped byte in a large layer",
+        &out,
+        &needles("bad.tar.zst"),
+    );
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -258,3 +258,83 @@ fn a_slow_blob_at_the_head_of_the_pack_order_does_not_hold_back_the_others() {
     );
     assert!(dir.join("many.tar.zst").is_file());
 }
+
+/// An import streams its large blobs into the target at once: each is read from the bundle by
+/// offset on its own, so with every streamed upload (`PATCH`) held at the target, a second one
+/// still starts. Read in bundle order, the second would wait for the first's body, which is
+/// larger than the socket buffers between them hold.
+#[test]
+fn an_import_streams_large_blobs_at_once() {
+    const MIB: usize = 1 << 20;
+    let src = TestRegistry::start();
+    let img = fixtures::image(
+        (0..3u64)
+            .map(|i| {
+                let size = (32 + i as usize) * MIB;
+                fixtures::layer(300 + i, size, fixtures::Compression::None, false)
+            })
+            .collect(),
+        "linux/amd64",
+        false,
+    );
+    rt().block_on(fixtures::push_image(
+        &src.client(),
+        &Repo::parse(&src.host, "big/app").expect("repository"),
+        &img,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    let spec = format!("name: big\nimages:\n  - ref: {}/big/app:1\n", src.host);
+    lock_and_collect(dir, &spec, &src.host, "8");
+
+    let dst = TestRegistry::start();
+    let stall = Proxy::start(
+        &dst.host,
+        Fault::StallAfter {
+            n: 0,
+            needle: "PATCH".into(),
+        },
+    );
+    let to = format!("{}/m", stall.host);
+    let mut child = common::airlock_spawn(
+        dir,
+        &[
+            "import",
+            "many.tar.zst",
+            "--to",
+            &to,
+            "--insecure-registry",
+            &stall.host,
+            "--allow-unsigned",
+        ],
+    );
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    while stall.count("PATCH") < 2 && std::time::Instant::now() < deadline {
+        assert!(
+            child.try_wait().expect("wait").is_none(),
+            "import ended while its uploads were held"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let started = stall.count("PATCH");
+    stall.release();
+    let out = child.wait_with_output().expect("import");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        started >= 2,
+        "{started} large blob upload(s) started while the first was held"
+    );
+    // What arrived, seen by another client: the manifest byte for byte, every layer.
+    assert_eq!(dst.skopeo_raw("m/big/app:1"), img.manifest.bytes.to_vec());
+    let repo = Repo::parse(&dst.host, "m/big/app").expect("repository");
+    for layer in &img.layers {
+        assert!(rt()
+            .block_on(dst.client().blob_exists(&repo, &layer.digest()))
+            .expect("HEAD"));
+    }
+}

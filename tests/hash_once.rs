@@ -36,7 +36,8 @@ fn every_path_hashes_each_byte_once() {
     let src = TestRegistry::start();
     let dst = TestRegistry::start();
     // An Alpine root the scanner finds packages in, with 300 kB of incompressible data on top,
-    // and a second image of two plain layers.
+    // and a second image of three plain layers, one over 8 MiB (import reads such a blob from
+    // the bundle by offset, after the read stage passed over it unhashed).
     let os = fixtures::files_image(
         &[
             fixtures::alpine_318_files(),
@@ -48,6 +49,7 @@ fn every_path_hashes_each_byte_once() {
         vec![
             fixtures::layer(1, 300_000, fixtures::Compression::Gzip, false),
             fixtures::layer(2, 200_000, fixtures::Compression::Gzip, false),
+            fixtures::layer(3, 9 << 20, fixtures::Compression::None, false),
         ],
         "linux/amd64",
         false,

@@ -11,6 +11,7 @@ pub mod evidence;
 pub mod frames;
 pub mod manifest;
 pub mod parts;
+pub mod random;
 pub mod reader;
 pub mod seekable;
 pub mod signature;

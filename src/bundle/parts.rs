@@ -426,6 +426,13 @@ impl PartsSet {
         })
     }
 
+    /// Hashes parts `0..=last` (at most every part) and returns the first whose size or digest
+    /// is not the listed one: after a read stopped with an error, names a damaged part.
+    pub fn first_damaged(&self, last: usize) -> Option<PartError> {
+        let last = last.min(self.manifest.parts.len().saturating_sub(1));
+        (0..=last).find_map(|i| check_part(&self.part_path(i), &self.manifest.parts[i]).err())
+    }
+
     /// The path of part `index`.
     pub fn part_path(&self, index: usize) -> PathBuf {
         self.dir.join(&self.manifest.parts[index].name)
@@ -711,11 +718,7 @@ impl PartsReader {
         if let Some(e) = self.failure() {
             return Some(e);
         }
-        let last = self
-            .index
-            .min(self.set.manifest.parts.len().saturating_sub(1));
-        (0..=last)
-            .find_map(|i| check_part(&self.set.part_path(i), &self.set.manifest.parts[i]).err())
+        self.set.first_damaged(self.index)
     }
 
     fn path(&self) -> PathBuf {

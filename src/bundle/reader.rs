@@ -193,6 +193,16 @@ pub trait BlobVisitor {
         true
     }
 
+    /// Offered each non-manifest, non-evidence blob before its bytes are read, with the
+    /// uncompressed offset of its first byte. A visitor that returns `true` takes on reading
+    /// *and checking* the blob itself, from the bundle at that offset
+    /// ([`super::random::RandomAccess`]): the reader then passes over its bytes without hashing
+    /// them (the zstd frames' checksums are still checked) and does not call
+    /// [`BlobVisitor::blob`] for it. `import` reads large blobs so, several at once.
+    fn defer(&mut self, _entry: &BlobEntry, _offset: u64) -> Result<bool, Self::Error> {
+        Ok(false)
+    }
+
     /// A non-manifest blob. `data` yields exactly its bytes and fails with an error at the end if
     /// they do not match the digest, so a visitor that commits only after reading to the end
     /// commits only verified bytes. Whatever the visitor leaves unread is drained and checked.
@@ -954,6 +964,20 @@ fn read_entries<D: Read, V: BlobVisitor>(
         if !gate_done {
             gate_done = true;
             visitor.before_blobs(c)?;
+        }
+        if pool.is_none() && visitor.defer(&expected, entry.raw_file_position())? {
+            let passed = io::copy(&mut entry, &mut io::sink())
+                .map_err(|e| corrupt(format!("entry `{name}`"), &e))?;
+            if passed != expected.size {
+                return Err(corrupt(
+                    format!("entry `{name}`"),
+                    &format!("cut short after {passed} of {} bytes", expected.size),
+                )
+                .into());
+            }
+            progress.advance(expected.size);
+            blob_bytes += expected.size;
+            continue;
         }
         // Each blob is a task of its own (a bar while it is read), its bytes also the phase's.
         let task_id = format!("read {}", expected.digest);

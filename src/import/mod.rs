@@ -6,6 +6,7 @@
 //! (the uploads), joined by bounded queues in `pipeline.rs`; manifests and tags are `push.rs`.
 
 pub mod gate;
+mod located;
 pub mod mapping;
 mod pipeline;
 mod plan;

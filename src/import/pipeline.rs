@@ -4,14 +4,19 @@
 //! ```text
 //! read (thread, read.rs) ──Needs (once)──▶ plan (plan.rs) ──Upload──▶ upload (upload.rs)
 //!   gates, then blobs    ──Blob (queue)──▶  HEADs, omitted     (queue)    concurrent uploads,
-//!   in bundle order                         mounts, filter                mounts
+//!   in bundle order                         mounts, filter                mounts; large blobs
+//!                                                                         read by offset
+//!                                                                         (located.rs)
 //! ```
 //!
 //! The read stage runs the gates and sends [`Needs`](super::plan::Needs) before its first
 //! blob, so nothing reaches the target from a refused bundle; the plan stage makes the plan
-//! before it lets the first blob through. Every byte is read and hashed once, by the read
-//! stage; memory is bounded by the queues and the upload stage's budget (see
-//! [`MAX_INFLIGHT`](super::MAX_INFLIGHT)).
+//! before it lets the first blob through. A blob over [`CHUNK_SIZE`](super::CHUNK_SIZE) in a
+//! bundle with seekable frames goes on as its offset only ([`located`]): the read stage passes
+//! over its bytes and the upload stage reads and checks it from the bundle, several at once,
+//! so large uploads do not wait for each other. Every byte is hashed once, by the read stage
+//! or by the located read; memory is bounded by the queues and the upload stage's budget
+//! (see [`MAX_INFLIGHT`](super::MAX_INFLIGHT)).
 
 use std::sync::Arc;
 
@@ -21,7 +26,7 @@ use crate::bundle::BundleSource;
 use crate::registry::{Registry, Repo};
 
 use super::upload::Pushed;
-use super::{gate, plan, read, replay, upload, ImportError, ImportOptions};
+use super::{gate, located, plan, read, replay, upload, ImportError, ImportOptions};
 
 /// Blobs (or chunks) queued from the read stage to the plan stage.
 const READ_QUEUE: usize = 1;
@@ -61,15 +66,27 @@ pub(super) async fn run(
     // The bundle's bytes as read are not the import's progress (see `stages::PHASE`).
     let reading = crate::progress::Unsettled(reporter);
     let reading = &reading;
+    // Large blobs are read by offset, several at once, when the bundle's frames allow it.
+    let located = located::Located::open(source).map(Arc::new);
+    let has_located = located.is_some();
     let rt = tokio::runtime::Handle::current();
     let (read, planned, uploaded) = tokio::task::block_in_place(|| {
         std::thread::scope(|scope| {
-            let reader =
-                scope.spawn(move || read::run(source, opts, replay, needs_tx, blobs_tx, reading));
+            let reader = scope.spawn(move || {
+                read::run(
+                    source,
+                    opts,
+                    replay,
+                    needs_tx,
+                    blobs_tx,
+                    has_located,
+                    reading,
+                )
+            });
             let (planned, uploaded) = rt.block_on(async {
                 tokio::join!(
                     plan::run(&registry, needs_rx, blobs_rx, upload_tx, opts.jobs, reporter),
-                    upload::run(registry.clone(), upload_rx, reporter),
+                    upload::run(registry.clone(), located, upload_rx, reporter),
                 )
             });
             let read = reader.join().unwrap_or(Err(ImportError::ReaderPanicked));

@@ -238,6 +238,22 @@ pub(super) async fn run(
                 }
                 None => passing = Passing::Present(entry.size),
             },
+            // The target has it: it is still read and checked (the upload stage does that),
+            // so a bad bundle fails as it would have if the blob were needed.
+            Blob::Located { entry, offset } => match plan.missing.remove(&entry.digest) {
+                Some(repos) => {
+                    send(Upload::Located {
+                        entry,
+                        repos,
+                        offset,
+                    })
+                    .await?
+                }
+                None => {
+                    present += 1;
+                    send(Upload::Check { entry, offset }).await?
+                }
+            },
             Blob::Chunk(chunk) => {
                 if let Passing::Upload = passing {
                     send(Upload::Chunk(chunk)).await?

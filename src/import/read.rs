@@ -27,6 +27,9 @@ pub(super) enum Blob {
     Chunk(Bytes),
     /// The larger blob ended; `verified` is false when its bytes did not match its digest.
     End { verified: bool },
+    /// A larger blob the read stage passed over: the upload stage reads and checks it from the
+    /// bundle at `offset` (uncompressed), several such at once.
+    Located { entry: BlobEntry, offset: u64 },
 }
 
 /// What the read stage leaves: the bundle's small contents and what the gates decided.
@@ -52,6 +55,9 @@ struct ReadStage<'a> {
     /// Taken when the gates passed.
     needs: Option<tokio::sync::oneshot::Sender<Needs>>,
     blobs: tokio::sync::mpsc::Sender<Blob>,
+    /// Whether the upload stage can read blobs from the bundle by offset: large blobs are
+    /// then left to it ([`Blob::Located`]).
+    located: bool,
 }
 
 fn read_error(entry: &BlobEntry, e: std::io::Error) -> ImportError {
@@ -126,6 +132,17 @@ impl BlobVisitor for ReadStage<'_> {
             .map_err(|_| ImportError::UploadStopped)
     }
 
+    fn defer(&mut self, entry: &BlobEntry, offset: u64) -> Result<bool, ImportError> {
+        if !self.located || !super::located::is_large(entry) {
+            return Ok(false);
+        }
+        self.send(Blob::Located {
+            entry: entry.clone(),
+            offset,
+        })?;
+        Ok(true)
+    }
+
     fn blob(&mut self, entry: &BlobEntry, data: &mut dyn std::io::Read) -> Result<(), ImportError> {
         if entry.size <= CHUNK_SIZE as u64 {
             let mut buf = Vec::with_capacity(entry.size as usize);
@@ -165,14 +182,16 @@ impl BlobVisitor for ReadStage<'_> {
 }
 
 /// Reads `source` once on the calling thread (plain files also written to `--files-to`),
-/// sending the plan stage its [`Needs`] on `needs` and then the blobs on `blobs`. The bytes
-/// read report to `reading`, which is not the import's bar (see `import::stages::PHASE`).
+/// sending the plan stage its [`Needs`] on `needs` and then the blobs on `blobs`; with
+/// `located`, blobs over [`CHUNK_SIZE`] go as [`Blob::Located`], their bytes passed over. The
+/// bytes read report to `reading`, which is not the import's bar (see `import::stages::PHASE`).
 pub(super) fn run(
     source: &BundleSource,
     opts: &ImportOptions,
     replay: Option<&replay::ReplayGuard>,
     needs: tokio::sync::oneshot::Sender<Needs>,
     blobs: tokio::sync::mpsc::Sender<Blob>,
+    located: bool,
     reading: &dyn crate::progress::Reporter,
 ) -> Result<BundleRead, ImportError> {
     let mut stage = ReadStage {
@@ -184,6 +203,7 @@ pub(super) fn run(
         gate: gate::GateOutcome::default(),
         needs: Some(needs),
         blobs,
+        located,
     };
     let summary: ReadSummary = match &opts.files_to {
         None => source.read(&opts.signature, &mut stage, reading)?,

@@ -10,6 +10,7 @@ use bytes::Bytes;
 use crate::bundle::BlobEntry;
 use crate::registry::{Registry, Repo};
 
+use super::located::{self, Located};
 use super::{reg, ImportError, CHUNK_SIZE, MAX_INFLIGHT};
 
 /// A blob to upload, from the plan stage, in bundle order.
@@ -26,6 +27,14 @@ pub(super) enum Upload {
     Chunk(Bytes),
     /// The large blob ended; `verified` is false when the reader found it bad.
     End { verified: bool },
+    /// A large blob to read from the bundle at `offset` and upload (see [`located`]).
+    Located {
+        entry: BlobEntry,
+        repos: Vec<Repo>,
+        offset: u64,
+    },
+    /// A large blob the target has: read from the bundle at `offset` and checked only.
+    Check { entry: BlobEntry, offset: u64 },
 }
 
 /// What one blob upload did.
@@ -133,6 +142,27 @@ async fn upload_stream(
     Ok(out)
 }
 
+/// Reads a large blob from the bundle (on a blocking thread) and streams it to the first
+/// repository that lacks it; the upload ends cleanly only once the blob matched its digest.
+/// A read error (the bundle is bad) stands over the upload's error it causes.
+async fn upload_located(
+    registry: Arc<Registry>,
+    located: Arc<Located>,
+    entry: BlobEntry,
+    repos: Vec<Repo>,
+    offset: u64,
+) -> Result<Pushed, ImportError> {
+    let (tx, chunks) = tokio::sync::mpsc::channel(located::QUEUE);
+    let read_entry = entry.clone();
+    let read = tokio::task::spawn_blocking(move || located.send(&read_entry, offset, &tx));
+    let uploaded = upload_stream(registry, entry, repos, chunks).await;
+    match read.await {
+        Ok(Ok(())) => uploaded,
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(ImportError::UploadTask(e)),
+    }
+}
+
 /// Uploads in flight at once at most (small blobs; the byte budget bounds large ones).
 const MAX_UPLOAD_TASKS: usize = 64;
 
@@ -145,6 +175,7 @@ const MAX_UPLOAD_TASKS: usize = 64;
 /// counts on the import's bar once the registry answered.
 pub(super) async fn run(
     registry: Arc<Registry>,
+    located: Option<Arc<Located>>,
     mut rx: tokio::sync::mpsc::Receiver<Upload>,
     reporter: &dyn crate::progress::Reporter,
 ) -> Result<Pushed, ImportError> {
@@ -181,6 +212,7 @@ pub(super) async fn run(
         let cost = match &msg {
             Upload::Whole { entry, .. } => entry.size.max(1),
             Upload::Start { .. } => CHUNK_SIZE as u64,
+            Upload::Located { .. } | Upload::Check { .. } => located::COST,
             _ => 0,
         };
         if cost > 0 {
@@ -214,6 +246,31 @@ pub(super) async fn run(
                 let size = entry.size;
                 let task = upload_stream(registry.clone(), entry, repos, chunks);
                 tasks.spawn(async move { (cost, id, size, task.await) });
+            }
+            Upload::Located {
+                entry,
+                repos,
+                offset,
+            } => {
+                let located = located.clone().ok_or(ImportError::UploadStopped)?;
+                let id = format!("upload {}", entry.digest);
+                reporter.task_start(&id, &format!("push {}", entry.digest.short()), entry.size);
+                let size = entry.size;
+                let task = upload_located(registry.clone(), located, entry, repos, offset);
+                tasks.spawn(async move { (cost, id, size, task.await) });
+            }
+            Upload::Check { entry, offset } => {
+                let located = located.clone().ok_or(ImportError::UploadStopped)?;
+                let id = format!("check {}", entry.digest);
+                reporter.task_start(&id, &format!("check {}", entry.digest.short()), entry.size);
+                let size = entry.size;
+                let task = tokio::task::spawn_blocking(move || {
+                    located.check(&entry, offset).map(|()| Pushed::default())
+                });
+                tasks.spawn(async move {
+                    let checked = task.await.map_err(ImportError::UploadTask);
+                    (cost, id, size, checked.and_then(|c| c))
+                });
             }
             Upload::Chunk(chunk) => {
                 reporter.task_advance(&stream_id, chunk.len() as u64);

@@ -14,8 +14,8 @@ use bytes::Bytes;
 use crate::oci::digest::Hasher;
 use crate::oci::Digest;
 
-use super::stream::Decoded;
 use super::{Incident, Log, Store};
+use crate::bundle::random::Decoded;
 
 /// Bytes per chunk sent to the client.
 pub const CHUNK: usize = 256 * 1024;

@@ -13,8 +13,8 @@ use crate::bundle::{
 };
 use crate::oci::Digest;
 
-use super::stream::{Compressed, Decoded};
 use super::ServeError;
+use crate::bundle::random::{Compressed, Decoded};
 
 /// A blob's place in the uncompressed stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

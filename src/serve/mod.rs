@@ -12,7 +12,6 @@ pub mod catalog;
 pub mod http;
 pub mod layout;
 pub mod routes;
-pub mod stream;
 
 use std::collections::{HashMap, HashSet};
 use std::io::Read;
@@ -36,24 +35,9 @@ pub enum ServeError {
     /// The bundle failed a check `verify` also makes (signature gate, `airlock.json`, parts).
     #[error(transparent)]
     Bundle(#[from] BundleError),
-    /// A file cannot be opened or read.
-    #[error("bundle `{path}`: {source}")]
-    Io {
-        /// The file.
-        path: PathBuf,
-        /// The error.
-        source: std::io::Error,
-    },
-    /// A part's size differs from its parts manifest.
-    #[error("part `{path}`: {actual} bytes, but the parts manifest lists {listed}")]
-    PartSize {
-        /// The part.
-        path: PathBuf,
-        /// Listed size.
-        listed: u64,
-        /// Size on disk.
-        actual: u64,
-    },
+    /// The bundle's files cannot be opened, or a part's size is not the listed one.
+    #[error(transparent)]
+    Open(#[from] crate::bundle::random::OpenError),
     /// The zstd frames cannot be walked.
     #[error("bundle `{path}`: {source}")]
     Frames {
@@ -205,7 +189,7 @@ pub struct Store {
     verified: Mutex<HashSet<Digest>>,
 }
 
-use stream::Compressed;
+use crate::bundle::random::Compressed;
 
 impl Store {
     /// Opens `source`: the signature gate (parts manifest, then `airlock.json`) before anything
@@ -306,8 +290,9 @@ fn read_manifests(
         if at.size > MAX_MANIFEST_BYTES as u64 {
             return Err(bad(format!("{} bytes, over the manifest limit", at.size)));
         }
-        let mut d = stream::Decoded::reuse_or_open(decoder.take(), src, frames, at.offset)
-            .map_err(|e| bad(e.to_string()))?;
+        let mut d =
+            crate::bundle::random::Decoded::reuse_or_open(decoder.take(), src, frames, at.offset)
+                .map_err(|e| bad(e.to_string()))?;
         let mut bytes = vec![0u8; at.size as usize];
         d.read_exact(&mut bytes).map_err(|e| bad(e.to_string()))?;
         decoder = Some(d);

@@ -75,6 +75,24 @@ pub fn pack(entries: &[Ent]) -> Vec<u8> {
     zstd::encode_all(&b.into_inner().expect("tar")[..], 3).expect("zstd")
 }
 
+/// [`pack`] with seekable frames, as airlock writes bundles (a frame ended before every entry
+/// and every 4 MiB, each frame's size and checksum recorded): what `import` reads large blobs
+/// from by offset. A changed byte gets a good frame checksum, so only a digest catches it.
+pub fn pack_seekable(entries: &[Ent]) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut w = airlock::bundle::seekable::FrameWriter::new(Vec::new(), 1, 0).expect("writer");
+    for e in entries {
+        w.end_frame().expect("frame");
+        w.write_all(e.header.as_bytes()).expect("header");
+        w.write_all(&e.data).expect("data");
+        let pad = (512 - e.data.len() % 512) % 512;
+        w.write_all(&vec![0u8; pad]).expect("padding");
+    }
+    w.end_frame().expect("frame");
+    w.write_all(&[0u8; 1024]).expect("end of archive");
+    w.finish().expect("finish")
+}
+
 pub fn position(entries: &[Ent], name: &str) -> usize {
     entries
         .iter()

@@ -1,14 +1,36 @@
 //! Random access to a bundle's bytes without unpacking it: the compressed file (or split parts,
-//! read as one) by offset, and a decoder that starts at the frame nearest an uncompressed offset.
+//! read as one) by offset, and a decoder that starts at the frame nearest an uncompressed offset
+//! (`serve` answers requests with it; `import` reads large blobs with it, several at once).
 
 use std::io::{self, Read};
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use crate::bundle::seekable::{FrameIndex, ReadAt};
-use crate::bundle::BundleSource;
+use super::seekable::{FrameIndex, ReadAt};
+use super::BundleSource;
 
-use super::ServeError;
+/// Why the compressed stream cannot be opened.
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    /// A file cannot be opened or read.
+    #[error("bundle `{path}`: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: io::Error,
+    },
+    /// A part's size differs from its parts manifest.
+    #[error("part `{path}`: {actual} bytes, but the parts manifest lists {listed}")]
+    PartSize {
+        /// The part.
+        path: PathBuf,
+        /// Listed size.
+        listed: u64,
+        /// Size on disk.
+        actual: u64,
+    },
+}
 
 /// One file of the compressed stream and where it starts in it.
 #[derive(Debug)]
@@ -28,7 +50,7 @@ pub struct Compressed {
 impl Compressed {
     /// Opens the file or every part; a part whose size differs from the parts manifest is
     /// refused here (its bytes are checked as blobs are served).
-    pub fn open(source: &BundleSource) -> Result<Compressed, ServeError> {
+    pub fn open(source: &BundleSource) -> Result<Compressed, OpenError> {
         let paths: Vec<(PathBuf, Option<u64>)> = match source {
             BundleSource::File(p) => vec![(p.clone(), None)],
             BundleSource::Parts(set) => (0..set.manifest.parts.len())
@@ -38,14 +60,14 @@ impl Compressed {
         let mut pieces = Vec::with_capacity(paths.len());
         let mut start = 0u64;
         for (path, listed) in paths {
-            let io_err = |source| ServeError::Io {
+            let io_err = |source| OpenError::Io {
                 path: path.clone(),
                 source,
             };
             let file = fs_err::File::open(&path).map_err(io_err)?;
             let len = file.metadata().map_err(io_err)?.len();
             if let Some(listed) = listed.filter(|l| *l != len) {
-                return Err(ServeError::PartSize {
+                return Err(OpenError::PartSize {
                     path,
                     listed,
                     actual: len,
@@ -158,5 +180,45 @@ impl Read for Decoded {
         let n = self.dec.read(buf)?;
         self.at += n as u64;
         Ok(n)
+    }
+}
+
+/// A bundle opened for reading blobs at their offsets: the compressed stream and its frame
+/// index. Only a bundle whose every frame records its size (every bundle written with seekable
+/// frames) is opened so; a read from an older one would decode from its start each time.
+pub struct RandomAccess {
+    src: Arc<Compressed>,
+    frames: FrameIndex,
+}
+
+impl RandomAccess {
+    /// Opens `source` and indexes its frames; `None` when it cannot be (a bundle without
+    /// seekable frames, or one the sequential reader will refuse and say why).
+    pub fn open(source: &BundleSource) -> Option<RandomAccess> {
+        let src = Compressed::open(source).ok()?;
+        let frames = super::seekable::index_frames(&src).ok()?;
+        frames.uncompressed_len?;
+        Some(RandomAccess {
+            src: Arc::new(src),
+            frames,
+        })
+    }
+
+    /// The uncompressed stream from offset `at` on, decoded from the frame that holds it by
+    /// [`super::frames::FrameReader`] (each frame's checksum checked).
+    pub fn read_from(&self, at: u64) -> io::Result<impl Read + Send + 'static> {
+        let frame = self.frames.frame_for(at);
+        let mut reader = super::frames::FrameReader::new(Cursor {
+            src: Arc::clone(&self.src),
+            at: frame.compressed,
+        })?;
+        let want = at - frame.uncompressed;
+        if io::copy(&mut reader.by_ref().take(want), &mut io::sink())? < want {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                format!("the bundle ends before uncompressed byte {at}"),
+            ));
+        }
+        Ok(reader)
     }
 }
