@@ -175,7 +175,7 @@ echo
 for pair in collect:skopeo-pull import:skopeo-push verify:zstd-openssl import:import-parts import:curl-put import:curl-put2; do
   a=${pair%%:*} b=${pair##*:} line=""
   for r in $(seq 1 "$REPS"); do line+=" ${SECS[base-$a#$r]} / ${SECS[base-$b#$r]};"; done
-  echo "- $a:${line%;}"
+  echo "- $a / $b:${line%;}"
 done
 echo
 echo "From 128 MiB parts (target: within 10 % of the file):"

@@ -497,6 +497,10 @@ fn rejects_bad_large_blobs_read_by_offset() {
             s(file),
         ]
     };
+    let import = |source: &str, prefix: &str| {
+        let to = format!("{}/{prefix}", dst.host);
+        run(dir, &["import", source, "--to", &to], &dflags)
+    };
     let holds = |prefix: &str| -> bool {
         let repo = Repo::parse(&dst.host, &format!("{prefix}/apps/b")).expect("repository");
         rt().block_on(dst.client().blob_exists(&repo, &largest))
@@ -504,16 +508,7 @@ fn rejects_bad_large_blobs_read_by_offset() {
     };
 
     // Into an empty target: refused, untagged, the bad blob not uploaded.
-    let out = run(
-        dir,
-        &[
-            "import",
-            "bad.tar.zst",
-            "--to",
-            &format!("{}/bad", dst.host),
-        ],
-        &dflags,
-    );
+    let out = import("bad.tar.zst", "bad");
     fails_naming(
         "import: a flipped byte in a large layer",
         &out,
@@ -535,16 +530,7 @@ fn rejects_bad_large_blobs_read_by_offset() {
         ],
         &[],
     ));
-    let out = run(
-        dir,
-        &[
-            "import",
-            "bad-parts",
-            "--to",
-            &format!("{}/parts", dst.host),
-        ],
-        &dflags,
-    );
+    let out = import("bad-parts", "parts");
     let mut from_parts = needles("bad.tar.zst");
     from_parts.pop();
     from_parts.push(s("bad-parts"));
@@ -561,15 +547,10 @@ fn rejects_bad_large_blobs_read_by_offset() {
 
     // The seekable good bundle imports; the same bad bundle into a target that has every blob
     // already is still refused (each blob is checked even when nothing needs uploading).
-    let to = format!("{}/mirror", dst.host);
-    ok(&run(
-        dir,
-        &["import", "seekable.tar.zst", "--to", &to],
-        &dflags,
-    ));
+    ok(&import("seekable.tar.zst", "mirror"));
     assert_tagged(&dst, "mirror", "the seekable good bundle");
     assert!(holds("mirror"));
-    let out = run(dir, &["import", "bad.tar.zst", "--to", &to], &dflags);
+    let out = import("bad.tar.zst", "mirror");
     fails_naming(
         "import into a target that has it: a flipped byte in a large layer",
         &out,
