@@ -476,3 +476,74 @@ fn a_scan_shows_each_image_as_a_task_of_its_layers() {
     }
     assert!(tasks.running().is_empty(), "{:?}", tasks.running());
 }
+
+/// A blob over 8 MiB is read from the bundle by offset on a thread of its own
+/// (`import/located.rs`); its bar still moves while it uploads, not only at its end: with its
+/// `PATCH` held at a proxy, the bar shows part of the blob, and all of it once it is through.
+#[test]
+fn a_large_blob_read_by_offset_moves_its_bar_while_it_uploads() {
+    use common::proxy::{Fault, Proxy};
+    let src = TestRegistry::start();
+    let size = 32 << 20;
+    let img = fixtures::image(
+        vec![fixtures::layer(400, size, Compression::None, false)],
+        "linux/amd64",
+        false,
+    );
+    rt().block_on(fixtures::push_image(
+        &src.client(),
+        &Repo::parse(&src.host, "apps/a").expect("repository"),
+        &img,
+        Some("1"),
+    ));
+    let work = tempfile::tempdir().expect("tmp");
+    let dir = work.path();
+    std::fs::write(
+        dir.join("p.yaml"),
+        format!("name: p\nimages:\n  - ref: {}/apps/a:1\n", src.host),
+    )
+    .expect("spec");
+    let path = bundle(&src, dir);
+    let dst = TestRegistry::start();
+    let stall = Proxy::start(
+        &dst.host,
+        Fault::StallAfter {
+            n: 0,
+            needle: "PATCH".into(),
+        },
+    );
+    let opts = common::import_options(
+        &stall.host,
+        airlock::bundle::signature::SignaturePolicy {
+            trusted: Vec::new(),
+            require: 0,
+            allow_unsigned: true,
+        },
+    );
+    let registry = std::sync::Arc::new(common::client_at(&stall.host));
+    let rec = Recorder::default();
+    let id = format!("upload {}", img.layers[0].digest());
+    let blob = img.layers[0].bytes.len() as u64;
+    let shown = |rec: &Recorder| {
+        let tasks = rec.tasks.lock().expect("lock");
+        tasks.get(&id).map(|t| (t.done, t.finished))
+    };
+    std::thread::scope(|s| {
+        let import =
+            s.spawn(|| rt().block_on(airlock::import::import(&path, registry, &opts, &rec)));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut partial = None;
+        while std::time::Instant::now() < deadline && !import.is_finished() {
+            if let Some((done, false)) = shown(&rec).filter(|(done, _)| *done > 0) {
+                partial = Some(done);
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        stall.release();
+        import.join().expect("import thread").expect("import");
+        let partial = partial.expect("the bar did not move while the upload was held");
+        assert!(partial < blob, "{partial} of {blob} shown while held");
+        assert_eq!(shown(&rec), Some((blob, true)));
+    });
+}

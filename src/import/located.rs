@@ -7,6 +7,7 @@
 //! an upload ends cleanly only once its blob matched its digest.
 
 use std::io::{self, Read};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use bytes::Bytes;
 
@@ -43,13 +44,15 @@ impl Located {
     }
 
     /// Reads `entry` from uncompressed `offset` and sends it on `chunks` (`Some(chunk)`
-    /// each, then `None` once the blob matched its digest); stops quietly when the receiver
-    /// is gone (the upload failed and says why). Without the final `None` the upload fails.
+    /// each, then `None` once the blob matched its digest), counting the bytes sent in `read`
+    /// (its bar); stops quietly when the receiver is gone (the upload failed and says why).
+    /// Without the final `None` the upload fails.
     pub fn send(
         &self,
         entry: &BlobEntry,
         offset: u64,
         chunks: &tokio::sync::mpsc::Sender<Option<Bytes>>,
+        read: &AtomicU64,
     ) -> Result<(), ImportError> {
         let mut reader = self.open_blob(entry, offset)?;
         loop {
@@ -64,17 +67,29 @@ impl Located {
             if chunks.blocking_send(Some(Bytes::from(buf))).is_err() {
                 return Ok(());
             }
+            read.fetch_add(n as u64, Ordering::Relaxed);
         }
         let _ = chunks.blocking_send(None);
         Ok(())
     }
 
-    /// Reads and checks `entry` from uncompressed `offset` (a blob the target has already).
-    pub fn check(&self, entry: &BlobEntry, offset: u64) -> Result<(), ImportError> {
+    /// Reads and checks `entry` from uncompressed `offset` (a blob the target has already),
+    /// counting the bytes read in `read`.
+    pub fn check(
+        &self,
+        entry: &BlobEntry,
+        offset: u64,
+        read: &AtomicU64,
+    ) -> Result<(), ImportError> {
         let mut reader = self.open_blob(entry, offset)?;
-        io::copy(&mut reader, &mut io::sink())
-            .map(|_| ())
-            .map_err(|e| self.failed(entry, &mut reader, e))
+        let mut buf = vec![0u8; CHUNK];
+        loop {
+            match reader.read(&mut buf) {
+                Ok(0) => return Ok(()),
+                Ok(n) => read.fetch_add(n as u64, Ordering::Relaxed),
+                Err(e) => return Err(self.failed(entry, &mut reader, e)),
+            };
+        }
     }
 
     fn open_blob(

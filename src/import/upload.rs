@@ -3,6 +3,7 @@
 //! Small blobs go in one retryable request; a large one streams in one `PATCH` whose body ends
 //! cleanly only once the read stage has verified the whole blob.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -151,15 +152,54 @@ async fn upload_located(
     entry: BlobEntry,
     repos: Vec<Repo>,
     offset: u64,
+    read: Arc<AtomicU64>,
 ) -> Result<Pushed, ImportError> {
     let (tx, chunks) = tokio::sync::mpsc::channel(located::QUEUE);
     let read_entry = entry.clone();
-    let read = tokio::task::spawn_blocking(move || located.send(&read_entry, offset, &tx));
+    let read = tokio::task::spawn_blocking(move || located.send(&read_entry, offset, &tx, &read));
     let uploaded = upload_stream(registry, entry, repos, chunks).await;
     match read.await {
         Ok(Ok(())) => uploaded,
         Ok(Err(e)) => Err(e),
         Err(e) => Err(ImportError::UploadTask(e)),
+    }
+}
+
+/// An upload task's outcome: (memory cost, task id, blob size, what it did).
+type Task = (u64, String, u64, Result<Pushed, ImportError>);
+
+/// How often the bars of blobs read by offset are brought up to date.
+const PROGRESS_TICK: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// A blob being read by offset on a blocking thread, and how much of it its bar shows.
+struct Reading {
+    id: String,
+    read: Arc<AtomicU64>,
+    shown: u64,
+}
+
+/// Advances each located read's bar by what its thread read since.
+fn show(reading: &mut [Reading], reporter: &dyn crate::progress::Reporter) {
+    for r in reading {
+        let now = r.read.load(Ordering::Relaxed);
+        if now > r.shown {
+            reporter.task_advance(&r.id, now - r.shown);
+            r.shown = now;
+        }
+    }
+}
+
+/// The next upload task to end; the located reads' bars move meanwhile.
+async fn next_done(
+    tasks: &mut tokio::task::JoinSet<Task>,
+    reading: &mut [Reading],
+    reporter: &dyn crate::progress::Reporter,
+) -> Option<Result<Task, tokio::task::JoinError>> {
+    loop {
+        tokio::select! {
+            r = tasks.join_next() => return r,
+            () = tokio::time::sleep(PROGRESS_TICK) => show(reading, reporter),
+        }
     }
 }
 
@@ -182,32 +222,42 @@ pub(super) async fn run(
     let budget = (MAX_INFLIGHT * CHUNK_SIZE) as u64;
     let mut in_flight = 0u64;
     let mut total = Pushed::default();
-    // (memory cost, task id, blob size, outcome)
-    type Task = (u64, String, u64, Result<Pushed, ImportError>);
     let mut tasks: tokio::task::JoinSet<Task> = tokio::task::JoinSet::new();
     let mut stream_tx: Option<tokio::sync::mpsc::Sender<Option<Bytes>>> = None;
     let mut stream_id = String::new();
-    let mut add =
-        |r: Result<Task, tokio::task::JoinError>, in_flight: &mut u64| -> Result<(), ImportError> {
-            let (cost, id, size, p) = r.map_err(ImportError::UploadTask)?;
-            *in_flight -= cost;
-            if p.is_ok() {
-                // A whole blob goes in one request: its bar fills when the registry answers
-                // (a streamed one is full already; a task never passes its total).
-                reporter.task_advance(&id, size);
+    let mut reading: Vec<Reading> = Vec::new();
+    let mut add = |r: Result<Task, tokio::task::JoinError>,
+                   in_flight: &mut u64,
+                   reading: &mut Vec<Reading>|
+     -> Result<(), ImportError> {
+        let (cost, id, size, p) = r.map_err(ImportError::UploadTask)?;
+        *in_flight -= cost;
+        reading.retain(|r| r.id != id);
+        if p.is_ok() {
+            // A whole blob goes in one request: its bar fills when the registry answers
+            // (a streamed one is full already; a task never passes its total).
+            reporter.task_advance(&id, size);
+        }
+        reporter.task_done(&id);
+        let p = p?;
+        // In the target now: the import's bar counts it.
+        reporter.advance(size);
+        total.pushed += p.pushed;
+        total.mounted += p.mounted;
+        total.bytes += p.bytes;
+        Ok(())
+    };
+    loop {
+        let msg = tokio::select! {
+            m = rx.recv() => m,
+            () = tokio::time::sleep(PROGRESS_TICK) => {
+                show(&mut reading, reporter);
+                continue;
             }
-            reporter.task_done(&id);
-            let p = p?;
-            // In the target now: the import's bar counts it.
-            reporter.advance(size);
-            total.pushed += p.pushed;
-            total.mounted += p.mounted;
-            total.bytes += p.bytes;
-            Ok(())
         };
-    while let Some(msg) = rx.recv().await {
+        let Some(msg) = msg else { break };
         while let Some(r) = tasks.try_join_next() {
-            add(r, &mut in_flight)?;
+            add(r, &mut in_flight, &mut reading)?;
         }
         let cost = match &msg {
             Upload::Whole { entry, .. } => entry.size.max(1),
@@ -219,8 +269,8 @@ pub(super) async fn run(
             while tasks.len() >= MAX_UPLOAD_TASKS
                 || (!tasks.is_empty() && in_flight + cost > budget)
             {
-                if let Some(r) = tasks.join_next().await {
-                    add(r, &mut in_flight)?;
+                if let Some(r) = next_done(&mut tasks, &mut reading, reporter).await {
+                    add(r, &mut in_flight, &mut reading)?;
                 }
             }
             in_flight += cost;
@@ -256,7 +306,13 @@ pub(super) async fn run(
                 let id = format!("upload {}", entry.digest);
                 reporter.task_start(&id, &format!("push {}", entry.digest.short()), entry.size);
                 let size = entry.size;
-                let task = upload_located(registry.clone(), located, entry, repos, offset);
+                let read = Arc::new(AtomicU64::new(0));
+                reading.push(Reading {
+                    id: id.clone(),
+                    read: read.clone(),
+                    shown: 0,
+                });
+                let task = upload_located(registry.clone(), located, entry, repos, offset, read);
                 tasks.spawn(async move { (cost, id, size, task.await) });
             }
             Upload::Check { entry, offset } => {
@@ -264,8 +320,16 @@ pub(super) async fn run(
                 let id = format!("check {}", entry.digest);
                 reporter.task_start(&id, &format!("check {}", entry.digest.short()), entry.size);
                 let size = entry.size;
+                let read = Arc::new(AtomicU64::new(0));
+                reading.push(Reading {
+                    id: id.clone(),
+                    read: read.clone(),
+                    shown: 0,
+                });
                 let task = tokio::task::spawn_blocking(move || {
-                    located.check(&entry, offset).map(|()| Pushed::default())
+                    located
+                        .check(&entry, offset, &read)
+                        .map(|()| Pushed::default())
                 });
                 tasks.spawn(async move {
                     let checked = task.await.map_err(ImportError::UploadTask);
@@ -291,8 +355,8 @@ pub(super) async fn run(
         }
     }
     drop(stream_tx);
-    while let Some(r) = tasks.join_next().await {
-        add(r, &mut in_flight)?;
+    while let Some(r) = next_done(&mut tasks, &mut reading, reporter).await {
+        add(r, &mut in_flight, &mut reading)?;
     }
     Ok(total)
 }
