@@ -89,15 +89,20 @@ impl Reporter for Recorder {
 
 /// A registry holding `apps/a:1` (two layers), and a work dir with `p.lock` for it.
 fn setup() -> (TestRegistry, tempfile::TempDir) {
+    let (src, work, _) = setup_with(vec![
+        fixtures::layer(1, 300_000, Compression::Gzip, false),
+        fixtures::layer(2, 200_000, Compression::Gzip, false),
+    ]);
+    (src, work)
+}
+
+/// A registry holding `apps/a:1` made of `layers`, a work dir with `p.yaml` naming it, and
+/// the image.
+fn setup_with(
+    layers: Vec<(fixtures::Blob, airlock::oci::Digest)>,
+) -> (TestRegistry, tempfile::TempDir, fixtures::Image) {
     let src = TestRegistry::start();
-    let img = fixtures::image(
-        vec![
-            fixtures::layer(1, 300_000, Compression::Gzip, false),
-            fixtures::layer(2, 200_000, Compression::Gzip, false),
-        ],
-        "linux/amd64",
-        false,
-    );
+    let img = fixtures::image(layers, "linux/amd64", false);
     rt().block_on(fixtures::push_image(
         &src.client(),
         &Repo::parse(&src.host, "apps/a").expect("repository"),
@@ -110,7 +115,7 @@ fn setup() -> (TestRegistry, tempfile::TempDir) {
         format!("name: p\nimages:\n  - ref: {}/apps/a:1\n", src.host),
     )
     .expect("spec");
-    (src, work)
+    (src, work, img)
 }
 
 #[test]
@@ -483,26 +488,13 @@ fn a_scan_shows_each_image_as_a_task_of_its_layers() {
 #[test]
 fn a_large_blob_read_by_offset_moves_its_bar_while_it_uploads() {
     use common::proxy::{Fault, Proxy};
-    let src = TestRegistry::start();
-    let size = 32 << 20;
-    let img = fixtures::image(
-        vec![fixtures::layer(400, size, Compression::None, false)],
-        "linux/amd64",
+    let (src, work, img) = setup_with(vec![fixtures::layer(
+        400,
+        32 << 20,
+        Compression::None,
         false,
-    );
-    rt().block_on(fixtures::push_image(
-        &src.client(),
-        &Repo::parse(&src.host, "apps/a").expect("repository"),
-        &img,
-        Some("1"),
-    ));
-    let work = tempfile::tempdir().expect("tmp");
+    )]);
     let dir = work.path();
-    std::fs::write(
-        dir.join("p.yaml"),
-        format!("name: p\nimages:\n  - ref: {}/apps/a:1\n", src.host),
-    )
-    .expect("spec");
     let path = bundle(&src, dir);
     let dst = TestRegistry::start();
     let stall = Proxy::start(

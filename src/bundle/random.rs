@@ -164,14 +164,7 @@ impl Decoded {
 
     fn skip_to(&mut self, at: u64) -> io::Result<()> {
         let want = at.saturating_sub(self.at);
-        let skipped = io::copy(&mut self.by_ref().take(want), &mut io::sink())?;
-        if skipped < want {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the bundle ends before uncompressed byte {at}"),
-            ));
-        }
-        Ok(())
+        skip(self, want, at)
     }
 }
 
@@ -181,6 +174,17 @@ impl Read for Decoded {
         self.at += n as u64;
         Ok(n)
     }
+}
+
+/// Reads and drops `want` bytes of `r`, which should then stand at uncompressed offset `at`.
+fn skip(r: &mut impl Read, want: u64, at: u64) -> io::Result<()> {
+    if io::copy(&mut r.by_ref().take(want), &mut io::sink())? < want {
+        return Err(io::Error::new(
+            io::ErrorKind::UnexpectedEof,
+            format!("the bundle ends before uncompressed byte {at}"),
+        ));
+    }
+    Ok(())
 }
 
 /// A bundle opened for reading blobs at their offsets: the compressed stream and its frame
@@ -212,13 +216,7 @@ impl RandomAccess {
             src: Arc::clone(&self.src),
             at: frame.compressed,
         })?;
-        let want = at - frame.uncompressed;
-        if io::copy(&mut reader.by_ref().take(want), &mut io::sink())? < want {
-            return Err(io::Error::new(
-                io::ErrorKind::UnexpectedEof,
-                format!("the bundle ends before uncompressed byte {at}"),
-            ));
-        }
+        skip(&mut reader, at - frame.uncompressed, at)?;
         Ok(reader)
     }
 }

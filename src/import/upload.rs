@@ -178,6 +178,19 @@ struct Reading {
     shown: u64,
 }
 
+impl Reading {
+    /// Starts tracking task `id` in `reading`; returns the counter its reading thread advances.
+    fn track(reading: &mut Vec<Reading>, id: &str) -> Arc<AtomicU64> {
+        let read = Arc::new(AtomicU64::new(0));
+        reading.push(Reading {
+            id: id.to_owned(),
+            read: read.clone(),
+            shown: 0,
+        });
+        read
+    }
+}
+
 /// Advances each located read's bar by what its thread read since.
 fn show(reading: &mut [Reading], reporter: &dyn crate::progress::Reporter) {
     for r in reading {
@@ -306,12 +319,7 @@ pub(super) async fn run(
                 let id = format!("upload {}", entry.digest);
                 reporter.task_start(&id, &format!("push {}", entry.digest.short()), entry.size);
                 let size = entry.size;
-                let read = Arc::new(AtomicU64::new(0));
-                reading.push(Reading {
-                    id: id.clone(),
-                    read: read.clone(),
-                    shown: 0,
-                });
+                let read = Reading::track(&mut reading, &id);
                 let task = upload_located(registry.clone(), located, entry, repos, offset, read);
                 tasks.spawn(async move { (cost, id, size, task.await) });
             }
@@ -320,12 +328,7 @@ pub(super) async fn run(
                 let id = format!("check {}", entry.digest);
                 reporter.task_start(&id, &format!("check {}", entry.digest.short()), entry.size);
                 let size = entry.size;
-                let read = Arc::new(AtomicU64::new(0));
-                reading.push(Reading {
-                    id: id.clone(),
-                    read: read.clone(),
-                    shown: 0,
-                });
+                let read = Reading::track(&mut reading, &id);
                 let task = tokio::task::spawn_blocking(move || {
                     located
                         .check(&entry, offset, &read)
