@@ -517,6 +517,18 @@ fn rejects_bad_large_blobs_read_by_offset() {
     assert_untagged(&dst, "bad", "a flipped byte in a large layer");
     assert!(!holds("bad"), "the bad blob reached the target");
 
+    // Cut inside the large layers: refused as truncated, untagged, the cut blob not uploaded.
+    let seekable = std::fs::read(dir.join("seekable.tar.zst")).expect("read");
+    std::fs::write(dir.join("cut.tar.zst"), &seekable[..seekable.len() * 3 / 5]).expect("write");
+    let out = import("cut.tar.zst", "cut");
+    fails_naming(
+        "import: cut inside a large layer",
+        &out,
+        &[s("truncated"), s("cut.tar.zst")],
+    );
+    assert_untagged(&dst, "cut", "cut inside a large layer");
+    assert!(!holds("cut"), "the cut blob reached the target");
+
     // From split parts (sound parts of a bad bundle): the same error, naming the parts.
     ok(&run(
         dir,
