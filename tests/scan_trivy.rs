@@ -310,4 +310,22 @@ fn trivy_is_handed_only_checked_blobs() {
         .filter(|n| n.starts_with(".airlock-trivy-"))
         .collect();
     assert!(left.is_empty(), "{left:?}");
+
+    // The cached config damaged instead (its platform is read from it): refused the same way.
+    bytes[last] ^= 0xff;
+    std::fs::write(dir.join(&layer), &bytes).expect("mend");
+    let config = format!("blobs/sha256/{}", img.config.digest().hex());
+    let mut bytes = std::fs::read(dir.join(&config)).expect("cached config");
+    bytes[0] ^= 0x20;
+    std::fs::write(dir.join(&config), &bytes).expect("damage");
+    let out = common::airlock_env(dir, &args, &env);
+    let stderr = common::fails_with(&out, &format!("`{config}`: blob sha256:"));
+    assert!(stderr.contains("digest mismatch"), "{stderr}");
+    // airlock's own scanner reads the platform from that config too: refused before that.
+    common::build_vuln_db(dir);
+    let mut ours = vec!["scan", &reference, "--db", "vuln.db", "--cache", "blobs"];
+    ours.extend(flags.iter().map(String::as_str));
+    let out = common::airlock(dir, &ours);
+    let stderr = common::fails_with(&out, &format!("`{config}`: blob sha256:"));
+    assert!(stderr.contains("digest mismatch"), "{stderr}");
 }

@@ -244,21 +244,14 @@ pub async fn from_registry(
                     .map_err(reg_err)?;
                 checked.insert(c.digest.clone());
             }
-            let bytes = fs_err::read(&path).map_err(io_err(&path))?;
-            let actual = match checked.contains(&c.digest) {
-                true => c.digest.clone(),
-                false => Digest::of(&bytes),
-            };
-            if actual != c.digest {
-                return Err(SourceError::BadBlobFile {
-                    path,
-                    digest: c.digest.clone(),
-                    source: io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        format!("digest mismatch: expected {}, got {actual}", c.digest),
-                    ),
-                });
+            // A cached config (an earlier run's) is checked before its platform is trusted.
+            BlobDir {
+                dir: cache,
+                checked: &checked,
             }
+            .check([c])?;
+            checked.insert(c.digest.clone());
+            let bytes = fs_err::read(&path).map_err(io_err(&path))?;
             platform = config_platform(&bytes);
         }
         seen.push(platform.clone());
